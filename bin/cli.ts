@@ -1,0 +1,41 @@
+/**
+ * The `gantry` command line: one sub-command per file under `bin/commands/`.
+ */
+import { Command, CommanderError } from 'commander';
+import { registerCatalogCommand } from './commands/catalog.ts';
+import { registerValidateCommand } from './commands/validate.ts';
+import { UsageError } from './errors.ts';
+
+/** Builds the command tree. Exported so tests can run commands in-process. */
+export function buildProgram(): Command {
+  const program = new Command('gantry')
+    .description('Puts every task of an AI/ML workflow on the cheapest hardware that fits, across many clusters.')
+    .showHelpAfterError()
+    .exitOverride();
+  registerValidateCommand(program);
+  registerCatalogCommand(program);
+  return program;
+}
+
+/**
+ * Runs the CLI and returns the exit code. Expected failures (bad flags, bad files) print one clear
+ * message; only a bug prints a stack trace.
+ */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof UsageError || (err instanceof Error && err.name.endsWith('Error') && 'userFacing' in err)) {
+      process.stderr.write(`gantry: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof Error && /^(Policy|Quantity|Catalog|Validation)Error$/.test(err.name)) {
+      process.stderr.write(`gantry: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env node
+// The `gantry` command. Gantry is written in TypeScript and runs from source through tsx, so that
+// `gantry run workflow.ts` can load users' TypeScript workflows the same way.
+import { register } from 'tsx/esm/api';
+
+register();
+const { main } = await import('./cli.ts');
+process.exitCode = await main(process.argv);
