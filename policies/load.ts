@@ -182,7 +182,7 @@ function offsetOf(doc: Document, path: readonly PathKey[]): number {
     const node = prefix.length === 0 ? doc.contents : (doc.getIn(prefix, true) as Node | undefined);
     if (node && typeof node === 'object' && 'range' in node && node.range) return node.range[0];
   }
-  return doc.range[0];
+  return doc.range?.[0] ?? 0;
 }
 
 /** `spec.pools[1].maxNodes` */

@@ -1,0 +1,47 @@
+/** The people-facing rendering of a plan: groups, where they went and why, new nodes, totals. */
+import type { Plan } from '../../solver/index.ts';
+import { table } from '../table.ts';
+
+const money = (n: number) => (Number.isFinite(n) ? `$${n.toFixed(n < 10 ? 4 : 2)}` : '—');
+
+/** Writes the plan as aligned text. */
+export function printPlanTable(p: Plan, write: (s: string) => void): void {
+  const tasks = p.placements.length + p.unplaced.length;
+  write(
+    `Plan: ${tasks} tasks in ${p.solver.groups} groups over ${p.solver.pools} pools — ${p.solver.backend} ${p.solver.status}, ` +
+      `${p.solver.variables} variables, ${Math.round(p.solver.ms)} ms (LP ${Math.round(p.solver.lpMs)} ms)\n`,
+  );
+  if (p.solver.fallback) write(`Note: ${p.solver.fallback}\n`);
+  write('\n');
+  const rows = p.groups.map((g) => [
+    g.group,
+    g.team,
+    String(g.tasks),
+    g.shape,
+    g.chosen.map((c) => `${c.poolId} ×${c.tasks}`).join(', ') || '—',
+    g.chosen.length ? money(Math.max(...g.chosen.map((c) => c.costPerTask))) : '—',
+    g.unplaced ? `${g.unplaced} unplaced: ${g.detail}` : g.binding === 'none' ? g.detail : `[${g.binding}] ${g.detail}`,
+  ]);
+  write(table(['GROUP', 'TEAM', 'TASKS', 'SHAPE', 'WHERE', '$/TASK', 'WHY'], rows));
+  if (p.newNodes.length > 0) {
+    write('\nNew nodes:\n');
+    write(
+      table(
+        ['POOL', 'INSTANCE TYPE', 'CAPACITY', 'COUNT', '$/HOUR EACH'],
+        p.newNodes.map((n) => [n.poolId, n.instanceType, n.capacityType, String(n.count), money(n.pricePerHour)]),
+      ),
+    );
+  }
+  if (p.unplaced.length > 0) {
+    write(`\nUnplaced: ${p.unplaced.length} task(s)\n`);
+    for (const u of p.unplaced.slice(0, 10)) write(`  ${u.taskId}: ${u.reason}\n`);
+    if (p.unplaced.length > 10) write(`  … and ${p.unplaced.length - 10} more (see --output json)\n`);
+  }
+  const ratio = p.bound > 1e-9 ? ` (plan/bound ${(p.cost.objective / p.bound).toFixed(3)})` : '';
+  const vsGreedy = p.cost.expected > 1e-9 ? ` (greedy/plan ${(p.baseline.expected / p.cost.expected).toFixed(2)})` : '';
+  write(
+    `\nCost: ${money(p.cost.perHour)}/hour of new nodes, ${money(p.cost.expected)} expected for the batch\n` +
+      `LP lower bound: ${money(p.bound)}${ratio}\n` +
+      `Greedy baseline: ${money(p.baseline.expected)} expected, ${p.baseline.unplaced} unplaced${vsGreedy}\n`,
+  );
+}

@@ -1,0 +1,57 @@
+/**
+ * `gantry plan`: what-if planning. Reads clusters and policies, a workload and optionally the nodes
+ * running now, and prints where everything would go, what it would cost, the LP bound and the greedy
+ * baseline.
+ */
+import type { Command } from 'commander';
+import { formatProblem, loadPlatform, loadWorkload, parseDuration } from '../../policies/index.ts';
+import { defaultBackends, plan, poolStates, taskRequest } from '../../solver/index.ts';
+import { UsageError } from '../errors.ts';
+import { readNodesFile } from './nodes-file.ts';
+import { printPlanTable } from './plan-table.ts';
+
+interface PlanFlags {
+  file: string[];
+  workload: string;
+  nodes?: string;
+  output: string;
+  timeBudget: string;
+}
+
+/** Adds `gantry plan` to the program. */
+export function registerPlanCommand(program: Command): void {
+  program
+    .command('plan')
+    .description('What-if: plan a workload on the declared clusters at least cost, and explain it')
+    .requiredOption('-f, --file <path...>', 'Cluster, ResourcePolicy, ResourceProfile and PriceCatalog YAML (files or dirs)')
+    .requiredOption('-w, --workload <file>', 'Workload YAML, or JSON lines with one request per line')
+    .option('--nodes <file>', 'running nodes and their free capacity (CSV or JSON; see README)')
+    .option('-o, --output <format>', 'table or json', 'table')
+    .option('--time-budget <duration>', 'most time the LP may take before the plan falls back to greedy', '5s')
+    .action(async (flags: PlanFlags) => {
+      if (flags.output !== 'table' && flags.output !== 'json') {
+        throw new UsageError(`--output must be table or json, not '${flags.output}'`);
+      }
+      let budgetMs: number;
+      try {
+        budgetMs = parseDuration(flags.timeBudget) * 1000;
+      } catch (err) {
+        throw new UsageError(`--time-budget: ${(err as Error).message}`);
+      }
+      const { platform } = loadPlatform(flags.file.filter((f) => f !== flags.workload));
+      const { tasks, problems } = loadWorkload(flags.workload, platform);
+      if (problems.length > 0) {
+        for (const p of problems) process.stdout.write(`${formatProblem(p)}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      const nodes = flags.nodes ? readNodesFile(flags.nodes, platform) : undefined;
+      const requests = tasks.map((t) => taskRequest(t.id, t.team, t.resources, t.priority));
+      const result = plan({ pools: poolStates(platform.pools, nodes) }, requests, platform.policies, {
+        backends: await defaultBackends(),
+        timeBudgetMs: budgetMs,
+      });
+      if (flags.output === 'json') process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      else printPlanTable(result, (s) => process.stdout.write(s));
+    });
+}

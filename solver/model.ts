@@ -1,0 +1,257 @@
+/**
+ * The placement LP. Variables (all continuous here; the packer rounds):
+ *   xe[o,c]  tasks of option o (a group on a pool) on existing nodes of class c of that pool
+ *   xn[o]    tasks of option o on nodes added to the pool for the group's duration bucket
+ *   n[p,k]   nodes added to pool p for duration bucket k
+ *   u[g]     tasks of group g left unplaced
+ *   b[q]     amount borrowed beyond quota q's nominal
+ * See docs/solver.md for the objective and constraints written out.
+ */
+import type { Policy, Quota } from '../policies/index.ts';
+import type { LpModel } from './lp/index.ts';
+import { type Group, type NodeClass, type Option, tasksThatFit } from './groups.ts';
+import type { PoolState, TeamUsage } from './types.ts';
+
+/** Cost of keeping work on a node that already runs: tiny, only to break ties between equal plans. */
+const EXISTING_EPSILON = 1e-6;
+/** Per-node cost on top of the price, so that a free (reserved) node is not added without need. */
+const NODE_EPSILON = 1e-4;
+/** Objective cost of borrowing one GPU, one core or one GiB beyond a quota's nominal amount. */
+const BORROW_COST = { gpu: 1e-3, cpu: 1e-6, memory: 1e-6 / 1024 } as const;
+
+export type VarMeta =
+  | { kind: 'xe'; option: number; cls: number }
+  | { kind: 'xn'; option: number; key: string }
+  | { kind: 'n'; pool: number; bucket: number; key: string }
+  | { kind: 'u'; group: number }
+  | { kind: 'b'; row: number };
+
+/** A constraint the explanation may blame when it binds. */
+export interface LimitRow {
+  row: number;
+  kind: 'quota' | 'budget' | 'max-nodes';
+  label: string;
+  policy?: string;
+}
+
+/** The LP and how to read its answer back. */
+export interface PlacementModel {
+  lp: LpModel;
+  vars: VarMeta[];
+  limits: LimitRow[];
+  /** Penalty per unplaced task of each group (not dollars: excluded from costs and bounds). */
+  unplacedPenalty: number[];
+  /** Per variable: its objective coefficient without penalties and tie-breakers (dollars + preferences). */
+  dollarCost: number[];
+  /** Group of each option in the model. */
+  optionGroup: number[];
+}
+
+export interface ModelInput {
+  groups: readonly Group[];
+  pools: readonly PoolState[];
+  options: readonly Option[];
+  classes: readonly NodeClass[];
+  usage: Readonly<Record<string, TeamUsage>>;
+  /** Per group: a lower bound on unplaced tasks (used to re-solve for the bound on the same tasks). */
+  minUnplaced?: readonly number[];
+}
+
+/** Builds the LP relaxation of the placement problem. */
+export function buildModel(input: ModelInput): PlacementModel {
+  const { groups, pools, options, classes } = input;
+  const lp: LpModel = { variables: [], constraints: [] };
+  const vars: VarMeta[] = [];
+  const limits: LimitRow[] = [];
+  const dollarCost: number[] = [];
+  const addVar = (name: string, cost: number, meta: VarMeta, upper?: number, dollars = 0) => {
+    lp.variables.push(upper === undefined ? { name, cost } : { name, cost, upper });
+    dollarCost.push(dollars);
+    vars.push(meta);
+    return vars.length - 1;
+  };
+  const addRow = (name: string, terms: [number, number][], lower?: number, upper?: number) => {
+    lp.constraints.push({ name, terms, ...(lower === undefined ? {} : { lower }), ...(upper === undefined ? {} : { upper }) });
+    return lp.constraints.length - 1;
+  };
+
+  // Terms per group (demand), per class resource, per new-node bucket, and per option (for quotas/budgets).
+  const demand: [number, number][][] = groups.map(() => []);
+  const optionVars: number[][] = options.map(() => []);
+  const classTerms = classes.map(() => ({ cpu: [] as [number, number][], mem: [] as [number, number][], gpu: [] as [number, number][] }));
+  const bucketNodes = new Map<string, number>();
+  const bucketTerms = new Map<string, { pool: number; cpu: [number, number][]; mem: [number, number][]; gpu: [number, number][] }>();
+  const classesOfPool = new Map<number, number[]>();
+  classes.forEach((c, i) => classesOfPool.set(c.pool, [...(classesOfPool.get(c.pool) ?? []), i]));
+
+  options.forEach((o, oi) => {
+    const g = groups[o.group]!;
+    const pool = pools[o.pool]!;
+    const gpuCount = o.gpuMilli / 1000;
+    for (const ci of classesOfPool.get(o.pool) ?? []) {
+      const cls = classes[ci]!;
+      const fit = tasksThatFit(cls.free, g.cpuMilli, g.memoryMiB, gpuCount);
+      if (fit === 0) continue;
+      const cost = o.risk + o.preference;
+      const v = addVar(`xe:${oi}:${ci}`, cost + EXISTING_EPSILON, { kind: 'xe', option: oi, cls: ci }, fit * cls.nodes.length, cost);
+      demand[o.group]!.push([v, 1]);
+      optionVars[oi]!.push(v);
+      const t = classTerms[ci]!;
+      t.cpu.push([v, g.cpuMilli]);
+      t.mem.push([v, g.memoryMiB]);
+      if (o.gpuMilli > 0) t.gpu.push([v, o.gpuMilli]);
+    }
+    if (pool.maxNewNodes > 0 && o.perNode > 0) {
+      const key = `${o.pool}:${g.durationSeconds}`;
+      let n = bucketNodes.get(key);
+      if (n === undefined) {
+        const hours = (g.durationSeconds + pool.launchDelaySeconds) / 3600;
+        const meta: VarMeta = { kind: 'n', pool: o.pool, bucket: g.durationSeconds, key };
+        n = addVar(`n:${key}`, pool.price * hours + NODE_EPSILON, meta, undefined, pool.price * hours);
+        bucketNodes.set(key, n);
+        bucketTerms.set(key, { pool: o.pool, cpu: [], mem: [], gpu: [] });
+      }
+      const v = addVar(`xn:${oi}`, o.risk + o.preference, { kind: 'xn', option: oi, key }, undefined, o.risk + o.preference);
+      demand[o.group]!.push([v, 1]);
+      optionVars[oi]!.push(v);
+      const t = bucketTerms.get(key)!;
+      t.cpu.push([v, g.cpuMilli]);
+      t.mem.push([v, g.memoryMiB]);
+      if (o.gpuMilli > 0) t.gpu.push([v, o.gpuMilli]);
+      // A task must fit on one node: at most perNode tasks of this group per added node.
+      addRow(`fit:${oi}`, [[v, 1], [n, -o.perNode]], undefined, 0);
+    }
+  });
+
+  const unplacedPenalty = unplacedPenalties(groups, pools, options);
+  groups.forEach((g, gi) => {
+    const u = addVar(`u:${gi}`, unplacedPenalty[gi]!, { kind: 'u', group: gi }, g.taskIds.length);
+    const min = input.minUnplaced?.[gi];
+    if (min !== undefined && min > 0) lp.variables[u]!.lower = Math.min(min, g.taskIds.length);
+    addRow(`demand:${gi}`, [...demand[gi]!, [u, 1]], g.taskIds.length, g.taskIds.length);
+  });
+
+  classes.forEach((cls, ci) => {
+    const t = classTerms[ci]!;
+    const m = cls.nodes.length;
+    if (t.cpu.length > 1) addRow(`ecpu:${ci}`, t.cpu, undefined, m * cls.free.cpuMilli);
+    if (t.mem.length > 1) addRow(`emem:${ci}`, t.mem, undefined, m * cls.free.memoryMiB);
+    if (t.gpu.length > 1) addRow(`egpu:${ci}`, t.gpu, undefined, m * cls.free.gpuMilli.reduce((a, b) => a + b, 0));
+  });
+
+  const bucketsOfPool = new Map<number, number[]>();
+  for (const [key, t] of bucketTerms) {
+    const n = bucketNodes.get(key)!;
+    const pool = pools[t.pool]!;
+    bucketsOfPool.set(t.pool, [...(bucketsOfPool.get(t.pool) ?? []), n]);
+    addRow(`ncpu:${key}`, [...t.cpu, [n, -pool.cpuMilli]], undefined, 0);
+    addRow(`nmem:${key}`, [...t.mem, [n, -pool.memoryMiB]], undefined, 0);
+    if (t.gpu.length > 0) addRow(`ngpu:${key}`, [...t.gpu, [n, -pool.gpuCount * 1000]], undefined, 0);
+  }
+  for (const [p, ns] of bucketsOfPool) {
+    const pool = pools[p]!;
+    const row = addRow(`max:${p}`, ns.map((n) => [n, 1]), undefined, pool.maxNewNodes);
+    limits.push({ row, kind: 'max-nodes', label: `pool ${pool.id} may add at most ${pool.maxNewNodes} nodes` });
+  }
+
+  addPolicyRows(input, optionVars, addVar, addRow, limits);
+  return { lp, vars, limits, unplacedPenalty, dollarCost, optionGroup: options.map((o) => o.group) };
+}
+
+type AddVar = (name: string, cost: number, meta: VarMeta, upper?: number, dollars?: number) => number;
+type AddRow = (name: string, terms: [number, number][], lower?: number, upper?: number) => number;
+
+function addPolicyRows(input: ModelInput, optionVars: number[][], addVar: AddVar, addRow: AddRow, limits: LimitRow[]): void {
+  const { groups, pools, options, usage } = input;
+  const policies = new Map<string, Policy>();
+  for (const g of groups) if (g.policy) policies.set(g.policy.name, g.policy);
+  for (const policy of policies.values()) {
+    const used = sumUsage(policy.teams.map((t) => usage[t]));
+    const mine = options.map((o, oi) => ({ o, oi })).filter(({ o }) => groups[o.group]!.policy === policy);
+    policy.quotas.forEach((q, qi) => {
+      const terms: [number, number][] = [];
+      for (const { o, oi } of mine) {
+        const amount = quotaAmount(q, groups[o.group]!, o, pools[o.pool]!);
+        if (amount > 0) for (const v of optionVars[oi]!) terms.push([v, amount]);
+      }
+      if (terms.length === 0) return;
+      const borrow = q.borrowingLimit ?? 0;
+      const rhs = Math.max(quotaNominal(q) - quotaUsed(q, used), -borrow);
+      const row = addRow(`quota:${policy.name}:${qi}`, terms, undefined, rhs);
+      if (borrow > 0) {
+        const b = addVar(`b:${policy.name}:${qi}`, BORROW_COST[q.resource], { kind: 'b', row }, borrow);
+        terms.push([b, -1]);
+      }
+      limits.push({ row, kind: 'quota', label: `policy ${policy.name}: ${describeQuota(q)}`, policy: policy.name });
+    });
+    const budget = policy.budget;
+    if (budget?.perHour !== undefined) {
+      const terms: [number, number][] = [];
+      for (const { o, oi } of mine) {
+        const rate = o.share * pools[o.pool]!.price;
+        if (rate > 0) for (const v of optionVars[oi]!) terms.push([v, rate]);
+      }
+      if (terms.length > 0) {
+        const row = addRow(`budget:${policy.name}`, terms, undefined, Math.max(0, budget.perHour - used.spendPerHour));
+        limits.push({ row, kind: 'budget', label: `policy ${policy.name}: budget $${budget.perHour}/hour`, policy: policy.name });
+      }
+    }
+  }
+}
+
+function sumUsage(list: (TeamUsage | undefined)[]): TeamUsage {
+  const total: TeamUsage = { cpuMilli: 0, memoryMiB: 0, gpus: 0, gpusByModel: {}, spendPerHour: 0 };
+  for (const u of list) {
+    if (!u) continue;
+    total.cpuMilli += u.cpuMilli;
+    total.memoryMiB += u.memoryMiB;
+    total.gpus += u.gpus;
+    total.spendPerHour += u.spendPerHour;
+    for (const [m, n] of Object.entries(u.gpusByModel)) total.gpusByModel[m] = (total.gpusByModel[m] ?? 0) + n;
+  }
+  return total;
+}
+
+/** How much of quota q one task of the option uses. */
+export function quotaAmount(q: Quota, g: Group, o: Option, pool: PoolState): number {
+  if (q.resource === 'cpu') return g.cpuMilli;
+  if (q.resource === 'memory') return g.memoryMiB;
+  if (q.model !== undefined && q.model !== pool.gpuModel) return 0;
+  return o.gpuMilli / 1000;
+}
+
+function quotaNominal(q: Quota): number {
+  return q.nominal;
+}
+
+function quotaUsed(q: Quota, used: TeamUsage): number {
+  if (q.resource === 'cpu') return used.cpuMilli;
+  if (q.resource === 'memory') return used.memoryMiB;
+  return q.model ? (used.gpusByModel[q.model] ?? 0) : used.gpus;
+}
+
+/** `gpu H100 16 (+8 borrowable)` */
+export function describeQuota(q: Quota): string {
+  const fmt = (n: number) => (q.resource === 'cpu' ? `${n / 1000} cores` : q.resource === 'memory' ? `${Math.round(n / 1024)}Gi` : `${n} GPUs`);
+  const what = q.resource === 'gpu' && q.model ? `${q.model} quota` : `${q.resource} quota`;
+  return `${what} ${fmt(q.nominal)}${q.borrowingLimit ? ` (+${fmt(q.borrowingLimit)} borrowable)` : ''}`;
+}
+
+/**
+ * Penalty per unplaced task: larger than any placement could cost, so the LP places all it can; it grows
+ * with the task's size (a big task left out weighs more) and with its priority level, so that when
+ * capacity is short, higher priorities are served first.
+ */
+function unplacedPenalties(groups: readonly Group[], pools: readonly PoolState[], options: readonly Option[]): number[] {
+  let worst = 1;
+  for (const o of options) {
+    const p = pools[o.pool]!;
+    const g = groups[o.group]!;
+    worst = Math.max(worst, p.price * ((g.durationSeconds + p.launchDelaySeconds) / 3600) + o.preference + o.risk);
+  }
+  const levels = [...new Set(groups.map((g) => g.priority))].sort((a, b) => a - b);
+  return groups.map((g) => {
+    const size = 1 + Math.max(0, ...g.gpu.map((a) => a.count)) + g.cpuMilli / 8000;
+    return 10 * worst * size * (1 + levels.indexOf(g.priority));
+  });
+}

@@ -1,0 +1,163 @@
+/**
+ * What the solver reads and writes. Everything here is plain data: the solver is a pure function of a
+ * snapshot, a batch of requests and the teams' policies.
+ */
+import type { CapacityType, Policy, SpotPreference } from '../policies/index.ts';
+
+/** One way to satisfy a GPU request: `count` devices of `model` (`'*'`: any model). */
+export interface GpuAsk {
+  model: string;
+  count: number;
+}
+
+/** A pending task's resource request, fully resolved (profiles and policy defaults applied). */
+export interface TaskRequest {
+  id: string;
+  team: string;
+  cpuMilli: number;
+  memoryMiB: number;
+  /** Alternatives: any one of them satisfies the task. Empty or absent: no GPU. */
+  gpu?: readonly GpuAsk[];
+  /** Overrides the policy's spot preference for this task. */
+  spot?: SpotPreference;
+  /** Expected run time in seconds; prices the task and the nodes it needs. */
+  durationSeconds: number;
+  /** Higher is placed first when capacity is short; defaults to the policy's priority. */
+  priority?: number;
+}
+
+/** An existing node and what is free on it. */
+export interface NodeState {
+  name: string;
+  freeCpuMilli: number;
+  freeMemoryMiB: number;
+  /** Free thousandths of each GPU device (1000 = a whole free device). */
+  freeGpuMilli: readonly number[];
+}
+
+/** A node pool as the solver sees it: shape and price of one node, running nodes, room to grow. */
+export interface PoolState {
+  id: string;
+  cluster: string;
+  name: string;
+  region: string;
+  instanceType: string;
+  capacityType: CapacityType;
+  cpuMilli: number;
+  memoryMiB: number;
+  gpuModel: string | null;
+  gpuCount: number;
+  /** $/hour for one node. */
+  price: number;
+  /** Spot interruptions per node-hour. */
+  interruptionRate: number;
+  /** Seconds from asking for a node until it takes work; paid for like any other time. */
+  launchDelaySeconds: number;
+  taints?: readonly { key: string; effect: string }[];
+  /** Nodes running now with their free capacity. */
+  nodes: readonly NodeState[];
+  /** How many nodes may still be added (max nodes minus current). */
+  maxNewNodes: number;
+}
+
+/** What a team already holds, counted against its quotas and budget. */
+export interface TeamUsage {
+  cpuMilli: number;
+  memoryMiB: number;
+  gpus: number;
+  gpusByModel: Record<string, number>;
+  /** $/hour of the team's running work. */
+  spendPerHour: number;
+}
+
+/** The cluster state at the start of a solve cycle. */
+export interface Snapshot {
+  pools: readonly PoolState[];
+  usage?: Readonly<Record<string, TeamUsage>>;
+}
+
+/** Where one task goes. */
+export interface Placement {
+  taskId: string;
+  cluster: string;
+  pool: string;
+  poolId: string;
+  /** An existing node's name, or a new node's id (`new:<pool id>#<n>`). */
+  node: string;
+  newNode: boolean;
+  /** The task's share of the node's $/hour (dominant resource share). */
+  pricePerHour: number;
+}
+
+/** Nodes to add to one pool. */
+export interface NewNodes {
+  cluster: string;
+  pool: string;
+  poolId: string;
+  instanceType: string;
+  capacityType: CapacityType;
+  count: number;
+  pricePerHour: number;
+  ids: string[];
+}
+
+/** A task the plan could not place, and why. */
+export interface Unplaced {
+  taskId: string;
+  reason: string;
+}
+
+/** Expected cost of a plan. */
+export interface PlanCost {
+  /** $/hour of the nodes the plan adds. */
+  perHour: number;
+  /** Expected dollars: added nodes × how long they are needed, plus spot rework risk. */
+  expected: number;
+  /** `expected` plus the preference terms (spot preference, fallback order): what the solver minimises. */
+  objective: number;
+}
+
+/** Why a group of identical tasks went where it went. */
+export interface GroupExplanation {
+  /** The first task's id without its trailing `-<n>`: a name people recognise. */
+  group: string;
+  team: string;
+  tasks: number;
+  shape: string;
+  /** Pools that received tasks, with how many and the expected cost per task. */
+  chosen: { poolId: string; tasks: number; costPerTask: number }[];
+  /** The cheapest pool the group did not use, and its cost per task. */
+  nextBest?: { poolId: string; costPerTask: number; whyNot: string };
+  /** What stopped the group from going somewhere cheaper, or from being placed at all. */
+  binding: 'none' | 'capacity' | 'quota' | 'budget' | 'policy' | 'priority';
+  detail: string;
+  unplaced: number;
+}
+
+/** The solver's result. */
+export interface Plan {
+  placements: Placement[];
+  newNodes: NewNodes[];
+  unplaced: Unplaced[];
+  cost: PlanCost;
+  /** LP relaxation value on the same objective and the same placed tasks: no plan can cost less. */
+  bound: number;
+  /** What a cheapest-first per-task greedy gets on the same input. */
+  baseline: PlanCost & { unplaced: number };
+  groups: GroupExplanation[];
+  solver: {
+    backend: string;
+    status: string;
+    ms: number;
+    lpMs: number;
+    variables: number;
+    constraints: number;
+    groups: number;
+    pools: number;
+    /** Set when the plan is not the rounded LP's: what was used instead and why. */
+    fallback?: string;
+  };
+}
+
+/** A team's policy as the solver reads it. */
+export type SolverPolicy = Policy;
