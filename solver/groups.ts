@@ -42,6 +42,11 @@ export interface Option {
   pool: number;
   /** GPU thousandths one task takes on this pool (0 for CPU tasks). */
   gpuMilli: number;
+  /**
+   * GPU thousandths the LP charges per task: a shared-GPU task that fits k times on one device is charged
+   * 1/k of a device, since the rest of that device is of no use to other tasks of other sizes.
+   */
+  lpGpuMilli: number;
   /** Tasks of the group that fit on one empty node. */
   perNode: number;
   /** The task's dominant share of one node (cpu, memory or GPU). */
@@ -209,10 +214,12 @@ export function makeOption(group: Group, pool: PoolState, poolIndex: number): Op
   let preference = rank * FALLBACK_STEP_PENALTY * base;
   if (group.spot === 'preferred' && pool.capacityType !== 'spot') preference += SPOT_PREFERRED_PENALTY * base;
   const launchHours = pool.launchDelaySeconds / 3600;
+  const gpuMilli = Math.round(gpuCount * 1000);
   return {
     group: group.index,
     pool: poolIndex,
-    gpuMilli: Math.round(gpuCount * 1000),
+    gpuMilli,
+    lpGpuMilli: gpuMilli > 0 && gpuMilli < 1000 ? 1000 / Math.floor(1000 / gpuMilli) : gpuMilli,
     perNode,
     share: s,
     risk,
@@ -227,18 +234,25 @@ export interface NodeClass {
   pool: number;
   nodes: NodeState[];
   free: { cpuMilli: number; memoryMiB: number; gpuMilli: number[] };
+  /** Longest planned duration these nodes may take (nodes being added are bought for a bucket). */
+  maxDuration: number;
 }
 
-/** Groups a pool's running nodes by identical free capacity, dropping full ones. */
-export function nodeClasses(pool: PoolState, poolIndex: number): NodeClass[] {
+/**
+ * Groups a pool's running nodes by identical free capacity, dropping full ones.
+ *
+ * @param durationOf for nodes bought for a duration bucket, that bucket (default: no limit).
+ */
+export function nodeClasses(pool: PoolState, poolIndex: number, durationOf?: (node: NodeState) => number): NodeClass[] {
   const classes = new Map<string, NodeClass>();
   for (const node of pool.nodes) {
     const gpuMilli = [...node.freeGpuMilli].sort((a, b) => b - a);
-    if (node.freeCpuMilli <= 0 && node.freeMemoryMiB <= 0) continue;
-    const key = `${node.freeCpuMilli}/${node.freeMemoryMiB}/${gpuMilli.join(',')}`;
+    if (node.freeCpuMilli <= 0 || node.freeMemoryMiB <= 0) continue;
+    const maxDuration = durationOf?.(node) ?? Infinity;
+    const key = `${node.freeCpuMilli}/${node.freeMemoryMiB}/${gpuMilli.join(',')}/${maxDuration}`;
     let c = classes.get(key);
     if (!c) {
-      c = { pool: poolIndex, nodes: [], free: { cpuMilli: node.freeCpuMilli, memoryMiB: node.freeMemoryMiB, gpuMilli } };
+      c = { pool: poolIndex, nodes: [], free: { cpuMilli: node.freeCpuMilli, memoryMiB: node.freeMemoryMiB, gpuMilli }, maxDuration };
       classes.set(key, c);
     }
     c.nodes.push(node);

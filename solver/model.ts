@@ -55,6 +55,10 @@ export interface ModelInput {
   usage: Readonly<Record<string, TeamUsage>>;
   /** Per group: a lower bound on unplaced tasks (used to re-solve for the bound on the same tasks). */
   minUnplaced?: readonly number[];
+  /** Tasks per group to place, when not all of them (residual rounds). */
+  counts?: readonly number[];
+  /** Whether to add quota and budget rows (residual rounds leave them to the packer's ledger). */
+  policyRows?: boolean;
 }
 
 /** Builds the LP relaxation of the placement problem. */
@@ -79,8 +83,8 @@ export function buildModel(input: ModelInput): PlacementModel {
   const demand: [number, number][][] = groups.map(() => []);
   const optionVars: number[][] = options.map(() => []);
   const classTerms = classes.map(() => ({ cpu: [] as [number, number][], mem: [] as [number, number][], gpu: [] as [number, number][] }));
-  const bucketNodes = new Map<string, number>();
-  const bucketTerms = new Map<string, { pool: number; cpu: [number, number][]; mem: [number, number][]; gpu: [number, number][] }>();
+  // Per pool: node variables by duration bucket, and the tasks on added nodes with their bucket.
+  const added = new Map<number, { nodes: Map<number, number>; tasks: { v: number; o: Option; duration: number }[] }>();
   const classesOfPool = new Map<number, number[]>();
   classes.forEach((c, i) => classesOfPool.set(c.pool, [...(classesOfPool.get(c.pool) ?? []), i]));
 
@@ -90,6 +94,7 @@ export function buildModel(input: ModelInput): PlacementModel {
     const gpuCount = o.gpuMilli / 1000;
     for (const ci of classesOfPool.get(o.pool) ?? []) {
       const cls = classes[ci]!;
+      if (g.durationSeconds > cls.maxDuration) continue;
       const fit = tasksThatFit(cls.free, g.cpuMilli, g.memoryMiB, gpuCount);
       if (fit === 0) continue;
       const cost = o.risk + o.preference;
@@ -99,36 +104,35 @@ export function buildModel(input: ModelInput): PlacementModel {
       const t = classTerms[ci]!;
       t.cpu.push([v, g.cpuMilli]);
       t.mem.push([v, g.memoryMiB]);
-      if (o.gpuMilli > 0) t.gpu.push([v, o.gpuMilli]);
+      if (o.gpuMilli > 0) t.gpu.push([v, o.lpGpuMilli]);
     }
     if (pool.maxNewNodes > 0 && o.perNode > 0) {
       const key = `${o.pool}:${g.durationSeconds}`;
-      let n = bucketNodes.get(key);
-      if (n === undefined) {
+      let entry = added.get(o.pool);
+      if (!entry) {
+        entry = { nodes: new Map(), tasks: [] };
+        added.set(o.pool, entry);
+      }
+      if (!entry.nodes.has(g.durationSeconds)) {
         const hours = (g.durationSeconds + pool.launchDelaySeconds) / 3600;
         const meta: VarMeta = { kind: 'n', pool: o.pool, bucket: g.durationSeconds, key };
-        n = addVar(`n:${key}`, pool.price * hours + NODE_EPSILON, meta, undefined, pool.price * hours);
-        bucketNodes.set(key, n);
-        bucketTerms.set(key, { pool: o.pool, cpu: [], mem: [], gpu: [] });
+        entry.nodes.set(g.durationSeconds, addVar(`n:${key}`, pool.price * hours + NODE_EPSILON, meta, undefined, pool.price * hours));
       }
       const v = addVar(`xn:${oi}`, o.risk + o.preference, { kind: 'xn', option: oi, key }, undefined, o.risk + o.preference);
       demand[o.group]!.push([v, 1]);
       optionVars[oi]!.push(v);
-      const t = bucketTerms.get(key)!;
-      t.cpu.push([v, g.cpuMilli]);
-      t.mem.push([v, g.memoryMiB]);
-      if (o.gpuMilli > 0) t.gpu.push([v, o.gpuMilli]);
-      // A task must fit on one node: at most perNode tasks of this group per added node.
-      addRow(`fit:${oi}`, [[v, 1], [n, -o.perNode]], undefined, 0);
+      entry.tasks.push({ v, o, duration: g.durationSeconds });
     }
   });
 
   const unplacedPenalty = unplacedPenalties(groups, pools, options);
   groups.forEach((g, gi) => {
-    const u = addVar(`u:${gi}`, unplacedPenalty[gi]!, { kind: 'u', group: gi }, g.taskIds.length);
+    const count = input.counts?.[gi] ?? g.taskIds.length;
+    if (count === 0 && demand[gi]!.length === 0) return;
+    const u = addVar(`u:${gi}`, unplacedPenalty[gi]!, { kind: 'u', group: gi }, count);
     const min = input.minUnplaced?.[gi];
-    if (min !== undefined && min > 0) lp.variables[u]!.lower = Math.min(min, g.taskIds.length);
-    addRow(`demand:${gi}`, [...demand[gi]!, [u, 1]], g.taskIds.length, g.taskIds.length);
+    if (min !== undefined && min > 0) lp.variables[u]!.lower = Math.min(min, count);
+    addRow(`demand:${gi}`, [...demand[gi]!, [u, 1]], count, count);
   });
 
   classes.forEach((cls, ci) => {
@@ -139,22 +143,30 @@ export function buildModel(input: ModelInput): PlacementModel {
     if (t.gpu.length > 1) addRow(`egpu:${ci}`, t.gpu, undefined, m * cls.free.gpuMilli.reduce((a, b) => a + b, 0));
   });
 
-  const bucketsOfPool = new Map<number, number[]>();
-  for (const [key, t] of bucketTerms) {
-    const n = bucketNodes.get(key)!;
-    const pool = pools[t.pool]!;
-    bucketsOfPool.set(t.pool, [...(bucketsOfPool.get(t.pool) ?? []), n]);
-    addRow(`ncpu:${key}`, [...t.cpu, [n, -pool.cpuMilli]], undefined, 0);
-    addRow(`nmem:${key}`, [...t.mem, [n, -pool.memoryMiB]], undefined, 0);
-    if (t.gpu.length > 0) addRow(`ngpu:${key}`, [...t.gpu, [n, -pool.gpuCount * 1000]], undefined, 0);
-  }
-  for (const [p, ns] of bucketsOfPool) {
+  // Added nodes, nested by duration: a node bought for a longer bucket also serves shorter tasks, so for
+  // every bucket k, the tasks at least as long as k must fit on the nodes bought for k or longer.
+  for (const [p, { nodes, tasks }] of added) {
     const pool = pools[p]!;
-    const row = addRow(`max:${p}`, ns.map((n) => [n, 1]), undefined, pool.maxNewNodes);
+    const buckets = [...nodes.keys()].sort((a, b) => a - b);
+    const nodesFrom = (d: number): [number, number][] => buckets.filter((b) => b >= d).map((b) => [nodes.get(b)!, 1]);
+    for (const d of buckets) {
+      const longer = tasks.filter((t) => t.duration >= d);
+      const n = nodesFrom(d);
+      const g = (t: { o: Option }) => groups[t.o.group]!;
+      addRow(`ncpu:${p}:${d}`, [...longer.map((t): [number, number] => [t.v, g(t).cpuMilli]), ...n.map(([v]): [number, number] => [v, -pool.cpuMilli])], undefined, 0);
+      addRow(`nmem:${p}:${d}`, [...longer.map((t): [number, number] => [t.v, g(t).memoryMiB]), ...n.map(([v]): [number, number] => [v, -pool.memoryMiB])], undefined, 0);
+      const gpu = longer.filter((t) => t.o.gpuMilli > 0);
+      if (gpu.length > 0) {
+        addRow(`ngpu:${p}:${d}`, [...gpu.map((t): [number, number] => [t.v, t.o.lpGpuMilli]), ...n.map(([v]): [number, number] => [v, -pool.gpuCount * 1000])], undefined, 0);
+      }
+    }
+    // A task must fit on one node: at most perNode tasks of a group per added node that can take it.
+    for (const t of tasks) addRow(`fit:${t.v}`, [[t.v, 1], ...nodesFrom(t.duration).map(([v]): [number, number] => [v, -t.o.perNode])], undefined, 0);
+    const row = addRow(`max:${p}`, nodesFrom(0), undefined, pool.maxNewNodes);
     limits.push({ row, kind: 'max-nodes', label: `pool ${pool.id} may add at most ${pool.maxNewNodes} nodes` });
   }
 
-  addPolicyRows(input, optionVars, addVar, addRow, limits);
+  if (input.policyRows !== false) addPolicyRows(input, optionVars, addVar, addRow, limits);
   return { lp, vars, limits, unplacedPenalty, dollarCost, optionGroup: options.map((o) => o.group) };
 }
 

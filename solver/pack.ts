@@ -69,6 +69,11 @@ export class Packer {
     return bin;
   }
 
+  /** New nodes the pool may still add. */
+  roomToGrow(pool: number): number {
+    return this.ctx.pools[pool]!.maxNewNodes - this.opened[pool]!;
+  }
+
   canOpen(pool: number): boolean {
     return this.opened[pool]! < this.ctx.pools[pool]!.maxNewNodes;
   }
@@ -80,54 +85,89 @@ export class Packer {
 }
 
 /**
- * Packs the rounded LP answer, then repairs leftovers.
+ * Packs integer intents onto the packer's nodes: intents on a running-node class go to that class's
+ * nodes (node by node, largest tasks first); the rest open new nodes per pool and duration bucket.
+ * Returns, per group, how many tasks did not fit (the caller gives the intents' shortfall to `overflow`).
  *
- * @param classes existing-node classes, as the LP saw them (intents on a class go to its nodes).
+ * @param classes node classes, as the LP saw them (a class's nodes are found among the packer's bins by name).
  */
-export function packIntents(ctx: PackContext, classes: readonly NodeClass[], intents: readonly Intent[]): Packing {
-  const packer = new Packer(ctx);
-  // Tasks the LP left unplaced go straight to repair, which says why they cannot go anywhere.
-  const overflow = ctx.groups.map((g) => g.taskIds.length);
-  for (const it of intents) overflow[ctx.options[it.option]!.group]! -= it.count;
+export function packIntents(ctx: PackContext, packer: Packer, classes: readonly NodeClass[], intents: readonly Intent[], overflow: number[]): void {
   const bySize = (a: Intent, b: Intent) => size(ctx, b.option) - size(ctx, a.option);
-
-  // Existing nodes, class by class, node by node, largest tasks first.
   const perClass = new Map<number, Intent[]>();
   for (const it of intents) if (it.cls !== undefined) perClass.set(it.cls, [...(perClass.get(it.cls) ?? []), { ...it }]);
   for (const [ci, list] of perClass) {
     list.sort(bySize);
     const names = new Set(classes[ci]!.nodes.map((n) => n.name));
     const bins = packer.binsByPool[classes[ci]!.pool]!.filter((b) => names.has(b.id));
-    for (const bin of bins) for (const it of list) if (it.count > 0) it.count -= packer.place(it.option, bin, it.count);
+    spread(packer, bins, list);
     for (const it of list) overflow[ctx.options[it.option]!.group]! += it.count;
   }
 
-  // New nodes, per pool and duration bucket: open a node, fill it largest first, repeat.
-  const perBucket = new Map<string, Intent[]>();
+  // New nodes, pool by pool, longest tasks first: each task fills a node already being added for at least
+  // its duration before a new one is opened for its own bucket (the LP's nesting, node by node).
+  const perPool = new Map<number, Intent[]>();
   for (const it of intents) {
     if (it.cls !== undefined) continue;
-    const o = ctx.options[it.option]!;
-    const key = `${o.pool}:${ctx.groups[o.group]!.durationSeconds}`;
-    perBucket.set(key, [...(perBucket.get(key) ?? []), { ...it }]);
+    const pool = ctx.options[it.option]!.pool;
+    perPool.set(pool, [...(perPool.get(pool) ?? []), { ...it }]);
   }
-  for (const [key, list] of perBucket) {
-    list.sort(bySize);
-    const [pool, bucket] = key.split(':').map(Number) as [number, number];
-    while (list.some((it) => it.count > 0)) {
-      const bin = packer.open(pool, bucket);
-      if (!bin) break;
-      let placed = 0;
-      for (const it of list) {
-        if (it.count <= 0) continue;
+  const duration = (it: Intent) => ctx.groups[ctx.options[it.option]!.group]!.durationSeconds;
+  for (const [pool, list] of perPool) {
+    list.sort((a, b) => duration(b) - duration(a) || bySize(a, b));
+    const bins = packer.binsByPool[pool]!;
+    for (let i = 0; i < list.length; i++) {
+      const it = list[i]!;
+      for (const bin of bins) {
+        if (it.count <= 0) break;
+        if (!bin.existing) it.count -= packer.place(it.option, bin, it.count);
+      }
+      while (it.count > 0) {
+        const bin = packer.open(pool, duration(it));
+        if (!bin) break;
         const k = packer.place(it.option, bin, it.count);
         it.count -= k;
-        placed += k;
+        // Fill the rest of the new node with the following (shorter or smaller) intents.
+        for (let j = i + 1; j < list.length && k > 0; j++) {
+          const later = list[j]!;
+          if (later.count > 0) later.count -= packer.place(later.option, bin, later.count);
+        }
+        if (k === 0) break; // quota or budget refused it: repair decides
       }
-      if (placed === 0) break; // quota or budget refused everything left: repair decides
     }
     for (const it of list) overflow[ctx.options[it.option]!.group]! += it.count;
   }
+}
 
+/**
+ * Puts intents on a class of identical nodes the way the LP sees them: the LP only knows the class's
+ * totals per resource, so every node gets an even share of every intent (a GPU-heavy and a CPU-heavy
+ * group then share each node as they share the class, instead of filling separate nodes and stranding
+ * GPUs on one and cpu on the other). The remainders go round the nodes one task at a time.
+ */
+function spread(packer: Packer, bins: readonly Bin[], list: Intent[]): void {
+  const m = bins.length;
+  if (m === 0) return;
+  for (const it of list) {
+    const share = Math.floor(it.count / m);
+    if (share === 0) continue;
+    for (const bin of bins) it.count -= packer.place(it.option, bin, share);
+  }
+  let cursor = 0;
+  for (const it of list) {
+    let misses = 0;
+    while (it.count > 0 && misses < m) {
+      const bin = bins[cursor % m]!;
+      cursor++;
+      if (packer.place(it.option, bin, 1) === 1) {
+        it.count--;
+        misses = 0;
+      } else misses++;
+    }
+  }
+}
+
+/** Repairs every group's overflow, higher priorities first, and returns the packing. */
+export function finishPacking(ctx: PackContext, packer: Packer, overflow: readonly number[]): Packing {
   const unplaced: Packing['unplaced'] = [];
   const order = ctx.groups.map((g) => g.index).filter((gi) => overflow[gi]! > 0);
   order.sort((a, b) => ctx.groups[b]!.priority - ctx.groups[a]!.priority);

@@ -12,8 +12,8 @@ import { type Group, groupRequests, incompatibility, makeOption, nodeClasses, ty
 import { Ledger } from './ledger.ts';
 import { chooseBackend, type LpBackends, type LpSolution } from './lp/index.ts';
 import { buildModel, type PlacementModel } from './model.ts';
-import { type Intent, type Packing, type PackContext, packIntents } from './pack.ts';
-import type { Placement, Plan, PlanCost, Snapshot, TaskRequest } from './types.ts';
+import { finishPacking, type Intent, Packer, type Packing, type PackContext, packIntents } from './pack.ts';
+import type { NodeState, Placement, Plan, PlanCost, PoolState, Snapshot, TaskRequest } from './types.ts';
 
 /** Options of {@link plan}. Every field has a default. */
 export interface PlanOptions {
@@ -25,6 +25,8 @@ export interface PlanOptions {
   clock?: () => number;
 }
 
+/** LP rounds over what packing left over, before repair takes the rest one task at a time. */
+const RESIDUAL_ROUNDS = 3;
 /** Pools whose nodes could absorb this many times the whole batch are enough candidates for one group. */
 const CANDIDATE_CAPACITY_FACTOR = 2;
 /** …but every group keeps at least this many new-node candidates. */
@@ -93,7 +95,32 @@ export function plan(
   const greedy = greedyPack(context(), taskGroups);
   let chosen = greedy;
   if (solution && !fallback) {
-    const packed = packIntents(context(), classes, roundIntents(model, solution.values, lpOptionIds, groups));
+    const ctx = context();
+    const packer = new Packer(ctx);
+    let overflow = groups.map((g) => g.taskIds.length);
+    const intents = roundIntents(model, solution.values, lpOptionIds, groups);
+    for (const it of intents) overflow[all[it.option]!.group]! -= it.count;
+    packIntents(ctx, packer, classes, intents, overflow);
+    // What rounding and packing left over is planned again by the LP, on what is left: running nodes,
+    // nodes already being added (paid for), and the room pools still have. Repair takes the rest.
+    for (let round = 0; round < RESIDUAL_ROUNDS && overflow.some((n) => n > 0); round++) {
+      const left = budget - (clock() - started);
+      if (left <= 0) break;
+      const residual = residualPools(packer, pools);
+      const rclasses = residual.pools.flatMap((p, i) => nodeClasses(p, i, (n) => residual.duration.get(`${i}|${n.name}`) ?? Infinity));
+      const ids = lpOptionIds.filter((oi) => overflow[all[oi]!.group]! > 0);
+      const m = buildModel({ groups, pools: residual.pools, options: ids.map((i) => all[i]!), classes: rclasses, usage, counts: overflow, policyRows: false });
+      const s = chooseBackend(m.lp, backends).solve(m.lp, { timeLimitMs: left });
+      if (s.status !== 'optimal') break;
+      const more = roundIntents(m, s.values, ids, groups);
+      const next = [...overflow];
+      for (const it of more) next[all[it.option]!.group]! -= it.count;
+      packIntents(ctx, packer, rclasses, more, next);
+      const progress = next.reduce((a, b) => a + b, 0) < overflow.reduce((a, b) => a + b, 0);
+      overflow = next;
+      if (!progress) break;
+    }
+    const packed = finishPacking(ctx, packer, overflow);
     chosen = packed;
     if (better(greedy, packed, groups, model, all, pools)) {
       chosen = greedy;
@@ -170,6 +197,21 @@ function candidates(groups: readonly Group[], pools: Snapshot['pools'], all: rea
     }
   }
   return keep.sort((a, b) => a - b);
+}
+
+/** The pools as packing has left them: nodes with free room (running and being added), room to grow. */
+function residualPools(packer: Packer, pools: readonly PoolState[]): { pools: PoolState[]; duration: Map<string, number> } {
+  const duration = new Map<string, number>();
+  const out = pools.map((p, i) => {
+    const nodes: NodeState[] = [];
+    for (const b of packer.binsByPool[i]!) {
+      if (b.cpuMilli <= 0 || b.memoryMiB <= 0) continue;
+      nodes.push({ name: b.id, freeCpuMilli: b.cpuMilli, freeMemoryMiB: b.memoryMiB, freeGpuMilli: [...b.gpuMilli] });
+      if (!b.existing) duration.set(`${i}|${b.id}`, b.bucket);
+    }
+    return { ...p, nodes, maxNewNodes: packer.roomToGrow(i) };
+  });
+  return { pools: out, duration };
 }
 
 /** Integer amounts per LP variable: each group's placed total rounded, split by largest remainder. */
