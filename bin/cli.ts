@@ -3,17 +3,22 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerCatalogCommand } from './commands/catalog.ts';
+import { registerPlanCommand } from './commands/plan.ts';
 import { registerValidateCommand } from './commands/validate.ts';
+import { PolicyError, ValidationError } from '../policies/index.ts';
 import { UsageError } from './errors.ts';
 
 /** Builds the command tree. Exported so tests can run commands in-process. */
 export function buildProgram(): Command {
   const program = new Command('gantry')
-    .description('Puts every task of an AI/ML workflow on the cheapest hardware that fits, across many clusters.')
+    .description(
+      'Puts every task of an AI/ML workflow on the cheapest hardware that fits, across many clusters.',
+    )
     .showHelpAfterError()
     .exitOverride();
   registerValidateCommand(program);
   registerCatalogCommand(program);
+  registerPlanCommand(program);
   return program;
 }
 
@@ -28,12 +33,12 @@ export async function main(argv: string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode;
-    if (err instanceof UsageError || (err instanceof Error && err.name.endsWith('Error') && 'userFacing' in err)) {
+    if (err instanceof UsageError) {
       process.stderr.write(`gantry: ${err.message}\n`);
       return 2;
     }
-    if (err instanceof Error && /^(Policy|Quantity|Catalog|Validation)Error$/.test(err.name)) {
-      process.stderr.write(`gantry: ${err.message}\n`);
+    if (err instanceof PolicyError) {
+      process.stderr.write(`gantry: ${err instanceof ValidationError ? `\n${err.message}` : err.message}\n`);
       return 1;
     }
     throw err;

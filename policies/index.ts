@@ -46,7 +46,13 @@ export { loadPlatform, summarizeDoc, validatePaths } from './validate.ts';
 export type { Validation } from './validate.ts';
 export { closest } from './suggest.ts';
 export { loadBuiltinCatalog, PriceCatalog } from './catalog/catalog.ts';
-export type { CatalogEntry, CatalogFilter, CatalogMeta, CatalogOffer, CatalogOverride } from './catalog/catalog.ts';
+export type {
+  CatalogEntry,
+  CatalogFilter,
+  CatalogMeta,
+  CatalogOffer,
+  CatalogOverride,
+} from './catalog/catalog.ts';
 export { FALLBACK_RESOURCES, ResolveError, resolveResources } from './resources.ts';
 export type { ResolvedResources } from './resources.ts';
 export { loadWorkload, requestLine } from './workload.ts';

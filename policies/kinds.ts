@@ -52,7 +52,10 @@ const DNS_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 /** A name as Kubernetes allows it (lower-case letters, digits and dashes). */
 export const resourceName = z
   .string()
-  .regex(DNS_NAME, 'must be lower-case letters, digits and dashes, starting and ending with a letter or digit');
+  .regex(
+    DNS_NAME,
+    'must be lower-case letters, digits and dashes, starting and ending with a letter or digit',
+  );
 
 const labels = z.record(z.string(), z.string());
 const money = z.number().nonnegative();
@@ -106,9 +109,7 @@ export const poolSpec = z.strictObject({
   /** $/hour per node, replacing the catalog's price (negotiated rates, amortised on-prem hardware). */
   price: money.optional(),
   /** Node shape when the instance type is not in the catalog (on-prem hardware). */
-  shape: z
-    .strictObject({ cpu: cpuQuantity, memory: memoryQuantity, gpu: gpuQuantity.optional() })
-    .optional(),
+  shape: z.strictObject({ cpu: cpuQuantity, memory: memoryQuantity, gpu: gpuQuantity.optional() }).optional(),
   /** Expected spot interruptions per node-hour; defaults to a catalog-wide estimate for spot pools. */
   interruptionRate: z.number().nonnegative().max(10).optional(),
   idleTtl: durationQuantity.default(600),
@@ -139,7 +140,11 @@ export const clusterKind = kind(
 );
 
 const quota = z.discriminatedUnion('resource', [
-  z.strictObject({ resource: z.literal('cpu'), nominal: cpuQuantity, borrowingLimit: cpuQuantity.optional() }),
+  z.strictObject({
+    resource: z.literal('cpu'),
+    nominal: cpuQuantity,
+    borrowingLimit: cpuQuantity.optional(),
+  }),
   z.strictObject({
     resource: z.literal('memory'),
     nominal: memoryQuantity,
@@ -188,7 +193,11 @@ export const resourcePolicyKind = kind(
     maxPricePerTaskHour: money.optional(),
     /** Largest single task the team may ask for, overrides included (memory escalation stops here). */
     limits: z
-      .strictObject({ cpu: cpuQuantity.optional(), memory: memoryQuantity.optional(), gpus: z.number().positive().optional() })
+      .strictObject({
+        cpu: cpuQuantity.optional(),
+        memory: memoryQuantity.optional(),
+        gpus: z.number().positive().optional(),
+      })
       .optional(),
     defaults: resourcesSpec.optional(),
   }),
@@ -212,7 +221,10 @@ const catalogOverride = z.strictObject({
 });
 
 /** Negotiated rates and on-prem hardware that the shipped catalog does not know. */
-export const priceCatalogKind = kind('PriceCatalog', z.strictObject({ entries: z.array(catalogOverride).min(1) }));
+export const priceCatalogKind = kind(
+  'PriceCatalog',
+  z.strictObject({ entries: z.array(catalogOverride).min(1) }),
+);
 
 /** A batch of task groups for what-if planning (`gantry plan --workload`). */
 export const workloadKind = kind(

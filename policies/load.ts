@@ -47,7 +47,13 @@ export function loadDocuments(paths: readonly string[], cwd = process.cwd()): Lo
       try {
         text = readFileSync(file, 'utf8');
       } catch (err) {
-        result.problems.push({ file: shown, line: 0, col: 0, path: '', message: `cannot read: ${(err as Error).message}` });
+        result.problems.push({
+          file: shown,
+          line: 0,
+          col: 0,
+          path: '',
+          message: `cannot read: ${(err as Error).message}`,
+        });
         continue;
       }
       const parsed = parseDocuments(text, shown);
@@ -68,7 +74,9 @@ function expand(path: string, problems: Problem[]): string[] {
   }
   if (stat.isFile()) return [path];
   const found: string[] = [];
-  for (const entry of readdirSync(path, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+  for (const entry of readdirSync(path, { withFileTypes: true }).sort((a, b) =>
+    a.name.localeCompare(b.name),
+  )) {
     const full = join(path, entry.name);
     if (entry.isDirectory()) found.push(...expand(full, problems));
     else if (/\.ya?ml$/.test(entry.name)) found.push(full);
@@ -123,7 +131,9 @@ export function parseDocuments(text: string, file: string): { docs: LoadedDoc[];
       return;
     }
     if (apiVersion !== API_VERSION) {
-      problems.push(problem(apiVersion === undefined ? [] : ['apiVersion'], `apiVersion must be ${API_VERSION}`));
+      problems.push(
+        problem(apiVersion === undefined ? [] : ['apiVersion'], `apiVersion must be ${API_VERSION}`),
+      );
       return;
     }
     const schema = KINDS[kind as KindName];
@@ -132,14 +142,26 @@ export function parseDocuments(text: string, file: string): { docs: LoadedDoc[];
       for (const issue of parsed.error.issues) problems.push(...describeIssue(issue, doc, schema, problem));
       return;
     }
-    docs.push({ kind: kind as KindName, name: parsed.data.metadata.name, file, index, value: parsed.data, locate });
+    docs.push({
+      kind: kind as KindName,
+      name: parsed.data.metadata.name,
+      file,
+      index,
+      value: parsed.data,
+      locate,
+    });
   });
   return { docs, problems };
 }
 
 type MakeProblem = (path: readonly PathKey[], message: string) => Problem;
 
-function describeIssue(issue: z.core.$ZodIssue, doc: Document, schema: z.ZodType, problem: MakeProblem): Problem[] {
+function describeIssue(
+  issue: z.core.$ZodIssue,
+  doc: Document,
+  schema: z.ZodType,
+  problem: MakeProblem,
+): Problem[] {
   const path = issue.path.filter((k): k is PathKey => typeof k !== 'symbol');
   if (issue.code === 'unrecognized_keys') {
     const known = keysAt(schema, path);
@@ -151,7 +173,9 @@ function describeIssue(issue: z.core.$ZodIssue, doc: Document, schema: z.ZodType
   const present = doc.hasIn(path);
   if (issue.code === 'invalid_type' && !present) {
     const parentPresent = path.length === 0 || doc.hasIn(path.slice(0, -1));
-    return [problem(parentPresent ? path.slice(0, -1) : path, `missing required field '${String(path.at(-1))}'`)];
+    return [
+      problem(parentPresent ? path.slice(0, -1) : path, `missing required field '${String(path.at(-1))}'`),
+    ];
   }
   if (issue.code === 'invalid_union' && 'note' in issue && issue.note === 'No matching discriminator') {
     const at = path.at(-1) === 'resource' ? path : [...path, 'resource'];
@@ -205,13 +229,16 @@ function keysAt(schema: z.ZodType, path: readonly PathKey[]): string[] {
     else return [];
   }
   s = unwrap(s);
-  return s && (s as { def: { type: string } }).def.type === 'object' ? Object.keys((s as z.ZodObject).shape) : [];
+  return s && (s as { def: { type: string } }).def.type === 'object'
+    ? Object.keys((s as z.ZodObject).shape)
+    : [];
 }
 
 function unwrap(s: z.ZodType | undefined): z.ZodType | undefined {
   while (s) {
     const def = (s as { def: { type: string; innerType?: z.ZodType; in?: z.ZodType } }).def;
-    if ((def.type === 'optional' || def.type === 'default' || def.type === 'nullable') && def.innerType) s = def.innerType;
+    if ((def.type === 'optional' || def.type === 'default' || def.type === 'nullable') && def.innerType)
+      s = def.innerType;
     else if (def.type === 'pipe' && def.in) s = def.in;
     else return s;
   }

@@ -6,7 +6,13 @@
 import type { PriceCatalog } from './catalog/catalog.ts';
 import type { Problem } from './errors.ts';
 import type { GpuModel } from './gpu.ts';
-import type { CapacityType, ClusterDoc, ResourcePolicyDoc, ResourceProfileDoc, SpotPreference } from './kinds.ts';
+import type {
+  CapacityType,
+  ClusterDoc,
+  ResourcePolicyDoc,
+  ResourceProfileDoc,
+  SpotPreference,
+} from './kinds.ts';
 import type { LoadedDoc } from './load.ts';
 import { formatPath } from './load.ts';
 import { closest } from './suggest.ts';
@@ -78,7 +84,10 @@ export interface Platform {
  * const { docs } = loadDocuments(['examples/']);
  * const { platform, problems } = buildPlatform(docs, loadBuiltinCatalog());
  */
-export function buildPlatform(docs: readonly LoadedDoc[], baseCatalog: PriceCatalog): { platform: Platform; problems: Problem[] } {
+export function buildPlatform(
+  docs: readonly LoadedDoc[],
+  baseCatalog: PriceCatalog,
+): { platform: Platform; problems: Problem[] } {
   const problems: Problem[] = [];
   const report = (doc: LoadedDoc, path: (string | number)[], message: string) =>
     problems.push({ file: doc.file, ...doc.locate(path), path: formatPath(path), message });
@@ -97,7 +106,8 @@ export function buildPlatform(docs: readonly LoadedDoc[], baseCatalog: PriceCata
         spot: e.spot,
         vcpu: e.cpu === undefined ? undefined : e.cpu / 1000,
         memoryGiB: e.memory === undefined ? undefined : e.memory / 1024,
-        gpu: e.gpu?.[0] && e.gpu[0].model !== '*' ? { model: e.gpu[0].model, count: e.gpu[0].count } : undefined,
+        gpu:
+          e.gpu?.[0] && e.gpu[0].model !== '*' ? { model: e.gpu[0].model, count: e.gpu[0].count } : undefined,
       })),
     );
   }
@@ -114,11 +124,17 @@ export function buildPlatform(docs: readonly LoadedDoc[], baseCatalog: PriceCata
     const spec = doc.value.spec;
     spec.teams.forEach((team, i) => {
       const owner = teamOwner.get(team);
-      if (owner) report(doc, ['spec', 'teams', i], `team '${team}' already has a policy: ${owner.name} (${owner.file})`);
+      if (owner)
+        report(
+          doc,
+          ['spec', 'teams', i],
+          `team '${team}' already has a policy: ${owner.name} (${owner.file})`,
+        );
       else teamOwner.set(team, doc);
     });
     spec.allowed?.clusters?.forEach((name, i) => {
-      if (!clusterNames.has(name)) report(doc, ['spec', 'allowed', 'clusters', i], unknownRef('cluster', name, clusterNames));
+      if (!clusterNames.has(name))
+        report(doc, ['spec', 'allowed', 'clusters', i], unknownRef('cluster', name, clusterNames));
     });
     spec.fallbacks.forEach((f, i) => {
       if (f.cluster && !clusterNames.has(f.cluster)) {
@@ -144,7 +160,11 @@ export function buildPlatform(docs: readonly LoadedDoc[], baseCatalog: PriceCata
         report(doc, ['spec', 'groups', i, 'profile'], unknownRef('profile', g.profile, profiles.keys()));
       }
       if (!teamOwner.has(g.team)) {
-        report(doc, ['spec', 'groups', i, 'team'], unknownRef('team (no ResourcePolicy names it)', g.team, teamOwner.keys()));
+        report(
+          doc,
+          ['spec', 'groups', i, 'team'],
+          unknownRef('team (no ResourcePolicy names it)', g.team, teamOwner.keys()),
+        );
       }
     });
   }
@@ -197,15 +217,24 @@ function resolveCluster(doc: LoadedDoc<'Cluster'>, catalog: PriceCatalog, report
     const at = (...rest: (string | number)[]) => ['spec', 'pools', i, ...rest];
     if (names.has(p.name)) report(doc, at('name'), `duplicate pool '${p.name}' in cluster '${doc.name}'`);
     names.add(p.name);
-    if (p.minNodes > p.maxNodes) report(doc, at('minNodes'), `minNodes (${p.minNodes}) is greater than maxNodes (${p.maxNodes})`);
+    if (p.minNodes > p.maxNodes)
+      report(doc, at('minNodes'), `minNodes (${p.minNodes}) is greater than maxNodes (${p.maxNodes})`);
     const nodes = p.nodes ?? p.minNodes;
-    if (nodes > p.maxNodes) report(doc, at('nodes'), `nodes (${nodes}) is greater than maxNodes (${p.maxNodes})`);
+    if (nodes > p.maxNodes)
+      report(doc, at('nodes'), `nodes (${nodes}) is greater than maxNodes (${p.maxNodes})`);
 
     const entry = catalog.lookup(cloud, p.instanceType, region);
     if (!entry && !p.shape) {
       const hint = catalog.suggestInstanceType(cloud, p.instanceType);
-      const where = cloud === 'onprem' ? 'the catalog (give the pool a shape, or a PriceCatalog entry)' : `the ${cloud} catalog for ${region || 'any region'}`;
-      report(doc, at('instanceType'), `instance type '${p.instanceType}' is not in ${where}${hint ? ` (did you mean ${hint}?)` : ''}`);
+      const where =
+        cloud === 'onprem'
+          ? 'the catalog (give the pool a shape, or a PriceCatalog entry)'
+          : `the ${cloud} catalog for ${region || 'any region'}`;
+      report(
+        doc,
+        at('instanceType'),
+        `instance type '${p.instanceType}' is not in ${where}${hint ? ` (did you mean ${hint}?)` : ''}`,
+      );
       return;
     }
     const gpu = p.shape?.gpu?.[0];
@@ -216,7 +245,10 @@ function resolveCluster(doc: LoadedDoc<'Cluster'>, catalog: PriceCatalog, report
     const catalogPrice = p.capacityType === 'spot' ? entry?.spot : entry?.onDemand;
     let price = p.price ?? (p.capacityType === 'reserved' ? 0 : catalogPrice);
     if (price === undefined || price === null) {
-      const why = p.capacityType === 'spot' && entry ? `has no spot price for ${p.instanceType} in ${region}` : 'has no price for it';
+      const why =
+        p.capacityType === 'spot' && entry
+          ? `has no spot price for ${p.instanceType} in ${region}`
+          : 'has no price for it';
       report(doc, at(p.shape ? 'shape' : 'capacityType'), `the catalog ${why}: set the pool's price`);
       price = 0;
     }
@@ -238,9 +270,11 @@ function resolveCluster(doc: LoadedDoc<'Cluster'>, catalog: PriceCatalog, report
       minNodes: p.minNodes,
       maxNodes: p.maxNodes,
       nodes,
-      interruptionRate: p.interruptionRate ?? (p.capacityType === 'spot' ? DEFAULT_SPOT_INTERRUPTION_RATE : 0),
+      interruptionRate:
+        p.interruptionRate ?? (p.capacityType === 'spot' ? DEFAULT_SPOT_INTERRUPTION_RATE : 0),
       idleTtlSeconds: p.idleTtl,
-      launchDelaySeconds: p.launchDelay ?? (spec.provider === 'kubernetes' || spec.provider === 'local' ? 0 : 90),
+      launchDelaySeconds:
+        p.launchDelay ?? (spec.provider === 'kubernetes' || spec.provider === 'local' ? 0 : 90),
       nodeLabels: p.nodeLabels ?? {},
       taints: p.taints ?? [],
     });

@@ -27,7 +27,8 @@ const CPU_RE = /^(\d+(?:\.\d+)?)(m?)$/;
 export function parseCpu(value: string | number): number {
   if (typeof value === 'number') return positive(value * 1000, value, 'cpu');
   const m = CPU_RE.exec(value.trim());
-  if (!m) throw new QuantityError(`'${value}' is not a cpu quantity: write cores (4, 0.5) or millicores (500m)`);
+  if (!m)
+    throw new QuantityError(`'${value}' is not a cpu quantity: write cores (4, 0.5) or millicores (500m)`);
   const n = Number(m[1]);
   return positive(m[2] === 'm' ? n : n * 1000, value, 'cpu');
 }
@@ -46,7 +47,16 @@ const MEM_UNITS: Record<string, number> = {
 };
 const MEM_RE = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/;
 const MEM_TYPOS: Record<string, string> = {
-  kb: 'Ki', kib: 'Ki', mb: 'Mi', mib: 'Mi', gb: 'Gi', gib: 'Gi', tb: 'Ti', tib: 'Ti', g: 'Gi', m: 'Mi',
+  kb: 'Ki',
+  kib: 'Ki',
+  mb: 'Mi',
+  mib: 'Mi',
+  gb: 'Gi',
+  gib: 'Gi',
+  tb: 'Ti',
+  tib: 'Ti',
+  g: 'Gi',
+  m: 'Mi',
 };
 
 /**
@@ -89,13 +99,17 @@ function parseGpuOne(value: string | number): GpuOption {
   if (typeof value === 'number') return { model: '*', count: gpuCount(String(value), String(value)) };
   const text = value.trim();
   const [name = '', countText, extra] = text.split(':');
-  if (extra !== undefined) throw new QuantityError(`'${text}' is not a GPU request: write MODEL:COUNT, e.g. H100:8`);
-  if (/^\d+(\.\d+)?$/.test(name) && countText === undefined) return { model: '*', count: gpuCount(name, text) };
+  if (extra !== undefined)
+    throw new QuantityError(`'${text}' is not a GPU request: write MODEL:COUNT, e.g. H100:8`);
+  if (/^\d+(\.\d+)?$/.test(name) && countText === undefined)
+    return { model: '*', count: gpuCount(name, text) };
   const count = countText === undefined ? 1 : gpuCount(countText, text);
   if (name === '*' || name.toLowerCase() === 'any') return { model: '*', count };
   const model = normalizeGpuModel(name);
   if (!model) {
-    throw new QuantityError(`unknown GPU model '${name}'${suggestGpu(name)}; known models: ${gpuModelNames.join(', ')}`);
+    throw new QuantityError(
+      `unknown GPU model '${name}'${suggestGpu(name)}; known models: ${gpuModelNames.join(', ')}`,
+    );
   }
   return { model, count };
 }
@@ -144,7 +158,9 @@ export function parseDuration(value: string | number): number {
 
 function positive(n: number, original: string | number, what: string, allowZero = false): number {
   if (!Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) {
-    throw new QuantityError(`'${original}' is not a valid ${what}: it must be ${allowZero ? 'zero or more' : 'positive'}`);
+    throw new QuantityError(
+      `'${original}' is not a valid ${what}: it must be ${allowZero ? 'zero or more' : 'positive'}`,
+    );
   }
   return n;
 }

@@ -22,7 +22,10 @@ export interface Validation {
  * const { problems, platform } = validatePaths(['examples/']);
  * if (problems.length === 0) console.log(platform.pools.length, 'pools');
  */
-export function validatePaths(paths: readonly string[], catalog: PriceCatalog = loadBuiltinCatalog()): Validation {
+export function validatePaths(
+  paths: readonly string[],
+  catalog: PriceCatalog = loadBuiltinCatalog(),
+): Validation {
   const loaded = loadDocuments(paths);
   const { platform, problems } = buildPlatform(loaded.docs, catalog);
   const all = [...loaded.problems, ...problems].sort(

@@ -34,7 +34,10 @@ export const requestLine = resourcesSpec.extend({
  * @example
  * const { tasks, problems } = loadWorkload('examples/workloads/nightly.yaml', platform);
  */
-export function loadWorkload(file: string, platform: Platform): { tasks: WorkloadTask[]; problems: Problem[] } {
+export function loadWorkload(
+  file: string,
+  platform: Platform,
+): { tasks: WorkloadTask[]; problems: Problem[] } {
   return /\.ya?ml$/i.test(file) ? fromYaml(file, platform) : fromJsonLines(file, platform);
 }
 
@@ -43,22 +46,39 @@ function fromYaml(file: string, platform: Platform): { tasks: WorkloadTask[]; pr
   const tasks: WorkloadTask[] = [];
   for (const doc of docs) {
     if (doc.value.kind !== 'Workload') {
-      problems.push({ file: doc.file, line: 1, col: 1, path: 'kind', message: `expected kind Workload, found ${doc.kind}` });
+      problems.push({
+        file: doc.file,
+        line: 1,
+        col: 1,
+        path: 'kind',
+        message: `expected kind Workload, found ${doc.kind}`,
+      });
       continue;
     }
     doc.value.spec.groups.forEach((g, i) => {
       if (!platform.policyFor(g.team)) {
         const at = doc.locate(['spec', 'groups', i, 'team']);
-        problems.push({ file: doc.file, ...at, path: `spec.groups[${i}].team`, message: `team '${g.team}' has no ResourcePolicy` });
+        problems.push({
+          file: doc.file,
+          ...at,
+          path: `spec.groups[${i}].team`,
+          message: `team '${g.team}' has no ResourcePolicy`,
+        });
         return;
       }
       try {
         const resources = resolveResources(g, g.team, platform);
-        for (let k = 0; k < g.count; k++) tasks.push({ id: `${doc.name}/${g.name}-${k}`, team: g.team, priority: g.priority, resources });
+        for (let k = 0; k < g.count; k++)
+          tasks.push({ id: `${doc.name}/${g.name}-${k}`, team: g.team, priority: g.priority, resources });
       } catch (err) {
         if (!(err instanceof ResolveError)) throw err;
         const at = doc.locate(['spec', 'groups', i, 'profile']);
-        problems.push({ file: doc.file, ...at, path: `spec.groups[${i}].${err.field}`, message: err.message });
+        problems.push({
+          file: doc.file,
+          ...at,
+          path: `spec.groups[${i}].${err.field}`,
+          message: err.message,
+        });
       }
     });
   }
@@ -73,7 +93,12 @@ function fromJsonLines(file: string, platform: Platform): { tasks: WorkloadTask[
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    return { tasks, problems: [{ file: shown, line: 0, col: 0, path: '', message: `cannot read: ${(err as Error).message}` }] };
+    return {
+      tasks,
+      problems: [
+        { file: shown, line: 0, col: 0, path: '', message: `cannot read: ${(err as Error).message}` },
+      ],
+    };
   }
   text.split('\n').forEach((raw, i) => {
     const line = i + 1;
@@ -89,13 +114,25 @@ function fromJsonLines(file: string, platform: Platform): { tasks: WorkloadTask[
     if (!parsed.success) {
       for (const issue of parsed.error.issues) {
         const path = issue.path.map(String).join('.');
-        problems.push({ file: shown, line, col: 1, path, message: issue.message.replace(/^Invalid input: /, '') });
+        problems.push({
+          file: shown,
+          line,
+          col: 1,
+          path,
+          message: issue.message.replace(/^Invalid input: /, ''),
+        });
       }
       return;
     }
     const r = parsed.data;
     if (!platform.policyFor(r.team)) {
-      problems.push({ file: shown, line, col: 1, path: 'team', message: `team '${r.team}' has no ResourcePolicy` });
+      problems.push({
+        file: shown,
+        line,
+        col: 1,
+        path: 'team',
+        message: `team '${r.team}' has no ResourcePolicy`,
+      });
       return;
     }
     try {

@@ -35,7 +35,14 @@ export function existingBins(pool: PoolState, poolIndex: number): Bin[] {
 
 /** A new, empty node of the pool bought for `bucket` seconds. */
 export function newBin(pool: PoolState, poolIndex: number, ordinal: number, bucket: number): Bin {
-  return { id: `new:${pool.id}#${ordinal}`, pool: poolIndex, existing: false, bucket, ...emptyNode(pool), tasks: 0 };
+  return {
+    id: `new:${pool.id}#${ordinal}`,
+    pool: poolIndex,
+    existing: false,
+    bucket,
+    ...emptyNode(pool),
+    tasks: 0,
+  };
 }
 
 /** How many tasks of the option fit in the bin now. */

@@ -23,7 +23,9 @@ export interface ExplainInput {
 
 /** Human description of a group's shape: `8 cpu, 64Gi, H100:1|A100:1, 1h`. */
 export function describeShape(g: Group): string {
-  const gpu = g.gpu.length ? `, ${g.gpu.map((a) => `${a.model === '*' ? 'any' : a.model}:${a.count}`).join('|')}` : '';
+  const gpu = g.gpu.length
+    ? `, ${g.gpu.map((a) => `${a.model === '*' ? 'any' : a.model}:${a.count}`).join('|')}`
+    : '';
   return `${formatCpu(g.cpuMilli)} cpu, ${formatMemory(g.memoryMiB)}${gpu}, ${formatHours(g.durationSeconds)}`;
 }
 
@@ -52,19 +54,34 @@ export function explainGroups(input: ExplainInput): GroupExplanation[] {
     const key = `${pools[o.pool]!.id}${a.bin.existing ? ' (running nodes)' : ''}`;
     const byPool = placed.get(o.group) ?? new Map();
     placed.set(o.group, byPool);
-    const entry = byPool.get(key) ?? { poolId: key, tasks: 0, costPerTask: a.bin.existing ? o.risk : o.costPerTask };
+    const entry = byPool.get(key) ?? {
+      poolId: key,
+      tasks: 0,
+      costPerTask: a.bin.existing ? o.risk : o.costPerTask,
+    };
     entry.tasks += a.count;
     byPool.set(key, entry);
   }
   return groups.map((g) => {
     const chosen = [...(placed.get(g.index)?.values() ?? [])].sort((a, b) => b.tasks - a.tasks);
     const unplaced = packing.unplaced.find((u) => u.group === g.index);
-    const base = { group: (g.taskIds[0] ?? g.key).replace(/-\d+$/, ''), team: g.team, tasks: g.taskIds.length, shape: describeShape(g), chosen, unplaced: unplaced?.count ?? 0 };
+    const base = {
+      group: (g.taskIds[0] ?? g.key).replace(/-\d+$/, ''),
+      team: g.team,
+      tasks: g.taskIds.length,
+      shape: describeShape(g),
+      chosen,
+      unplaced: unplaced?.count ?? 0,
+    };
     const opts = input.optionsByGroup[g.index]!.map((oi) => options[oi]!);
     if (opts.length === 0) {
       return { ...base, binding: 'policy' as const, detail: topReasons(input.excluded[g.index]!) };
     }
-    const usedPools = new Set(packing.assignments.filter((a) => options[a.option]!.group === g.index).map((a) => options[a.option]!.pool));
+    const usedPools = new Set(
+      packing.assignments
+        .filter((a) => options[a.option]!.group === g.index)
+        .map((a) => options[a.option]!.pool),
+    );
     const worstChosen = Math.max(...chosen.map((c) => c.costPerTask), 0);
     const byCost = [...opts].sort((a, b) => a.costPerTask + a.preference - (b.costPerTask + b.preference));
     const cheapest = byCost[0]!;
@@ -74,17 +91,26 @@ export function explainGroups(input: ExplainInput): GroupExplanation[] {
       const pool = pools[o.pool]!;
       const full = binding.find((l) => l.kind === 'max-nodes' && l.label.includes(`pool ${pool.id} `));
       if (full) return { kind: 'capacity', label: full.label };
-      const policyLimit = binding.find((l) => (l.kind === 'quota' || l.kind === 'budget') && l.policy === g.policy?.name);
-      if (policyLimit) return { kind: policyLimit.kind === 'quota' ? 'quota' : 'budget', label: policyLimit.label };
+      const policyLimit = binding.find(
+        (l) => (l.kind === 'quota' || l.kind === 'budget') && l.policy === g.policy?.name,
+      );
+      if (policyLimit)
+        return { kind: policyLimit.kind === 'quota' ? 'quota' : 'budget', label: policyLimit.label };
       return { kind: 'capacity', label: 'its room went to other work in this batch' };
     };
     let nextBest: GroupExplanation['nextBest'];
     if (next) {
       const dearer = next.costPerTask + next.preference > worstChosen + 1e-9;
-      nextBest = { poolId: pools[next.pool]!.id, costPerTask: next.costPerTask, whyNot: dearer ? 'costs more per task' : limitOf(next).label };
+      nextBest = {
+        poolId: pools[next.pool]!.id,
+        costPerTask: next.costPerTask,
+        whyNot: dearer ? 'costs more per task' : limitOf(next).label,
+      };
     }
     let kind: GroupExplanation['binding'] = 'none';
-    let detail = chosen.length ? `cheapest compatible capacity for ${g.taskIds.length} task(s)` : 'nothing placed';
+    let detail = chosen.length
+      ? `cheapest compatible capacity for ${g.taskIds.length} task(s)`
+      : 'nothing placed';
     const onCheapest = packing.assignments
       .filter((a) => options[a.option]!.group === g.index && options[a.option]!.pool === cheapest.pool)
       .reduce((n, a) => n + a.count, 0);
@@ -93,7 +119,7 @@ export function explainGroups(input: ExplainInput): GroupExplanation[] {
       kind = limit.kind;
       detail = `${pools[cheapest.pool]!.id} ($${cheapest.costPerTask.toFixed(4)}/task) took only ${onCheapest}: ${limit.label}`;
     } else if (cheapest.rank > 0 || cheapest.preference > 0) {
-      detail = 'cheapest by cost and the policy\'s preferences (spot preference, fallback order)';
+      detail = "cheapest by cost and the policy's preferences (spot preference, fallback order)";
     }
     if (unplaced) {
       kind = unplaced.refusal?.kind ?? 'capacity';
@@ -104,7 +130,11 @@ export function explainGroups(input: ExplainInput): GroupExplanation[] {
 }
 
 /** The reason given for each unplaced task of a group. */
-export function unplacedReason(hasOptions: boolean, u: Packing['unplaced'][number], excluded: Map<string, number>): string {
+export function unplacedReason(
+  hasOptions: boolean,
+  u: Packing['unplaced'][number],
+  excluded: Map<string, number>,
+): string {
   if (!hasOptions) return topReasons(excluded);
   if (u.refusal) return `${u.refusal.kind}: ${u.refusal.detail}`;
   return 'capacity: every compatible pool is full or at its maximum number of nodes';
@@ -112,6 +142,9 @@ export function unplacedReason(hasOptions: boolean, u: Packing['unplaced'][numbe
 
 function topReasons(excluded: Map<string, number>): string {
   if (excluded.size === 0) return 'policy: no pool exists';
-  const top = [...excluded.entries()].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([why]) => why);
+  const top = [...excluded.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, 3)
+    .map(([why]) => why);
   return `policy: no compatible pool (${top.join('; ')})`;
 }

@@ -13,7 +13,9 @@ import type { GpuAsk, NodeState, PoolState, TaskRequest } from './types.ts';
  * time, and a node bought for a bucket is priced for the bucket's length: tasks of similar length then
  * share nodes, and a node is not kept for a long task's sake while short ones idle on it.
  */
-export const DURATION_BUCKETS = [60, 300, 900, 1800, 3600, 7200, 14_400, 28_800, 57_600, 86_400, 172_800, 604_800];
+export const DURATION_BUCKETS = [
+  60, 300, 900, 1800, 3600, 7200, 14_400, 28_800, 57_600, 86_400, 172_800, 604_800,
+];
 
 /** The planned duration of a task expected to run `seconds`. */
 export function durationBucket(seconds: number): number {
@@ -72,7 +74,10 @@ export const FALLBACK_STEP_PENALTY = 0.05;
  * @example
  * const groups = groupRequests(requests, (team) => policies.get(team));
  */
-export function groupRequests(requests: readonly TaskRequest[], policyFor: (team: string) => Policy | undefined): Group[] {
+export function groupRequests(
+  requests: readonly TaskRequest[],
+  policyFor: (team: string) => Policy | undefined,
+): Group[] {
   const byKey = new Map<string, Group>();
   for (const r of requests) {
     const policy = policyFor(r.team);
@@ -105,7 +110,10 @@ export function groupRequests(requests: readonly TaskRequest[], policyFor: (team
 }
 
 /** The GPU alternative a pool satisfies, if any: model matches and one node has enough devices. */
-export function gpuAskFor(group: Pick<Group, 'gpu'>, pool: Pick<PoolState, 'gpuModel' | 'gpuCount'>): GpuAsk | undefined {
+export function gpuAskFor(
+  group: Pick<Group, 'gpu'>,
+  pool: Pick<PoolState, 'gpuModel' | 'gpuCount'>,
+): GpuAsk | undefined {
   return group.gpu.find((g) => (g.model === '*' || g.model === pool.gpuModel) && g.count <= pool.gpuCount);
 }
 
@@ -133,7 +141,11 @@ export function gpuSlots(freeGpuMilli: readonly number[], count: number): number
 
 /** An empty node of the pool, as free capacity. */
 export function emptyNode(pool: PoolState): { cpuMilli: number; memoryMiB: number; gpuMilli: number[] } {
-  return { cpuMilli: pool.cpuMilli, memoryMiB: pool.memoryMiB, gpuMilli: Array<number>(pool.gpuCount).fill(1000) };
+  return {
+    cpuMilli: pool.cpuMilli,
+    memoryMiB: pool.memoryMiB,
+    gpuMilli: Array<number>(pool.gpuCount).fill(1000),
+  };
 }
 
 /** Why a pool cannot take a group, or undefined when it can. Reasons name the policy that forbids it. */
@@ -142,11 +154,19 @@ export function incompatibility(group: Group, pool: PoolState, clusterHealthy = 
   const policy = group.policy;
   const pname = policy ? `policy ${policy.name}` : 'policy';
   const ask = group.gpu.length > 0 ? gpuAskFor(group, pool) : undefined;
-  if (group.gpu.length > 0 && !ask) return `no pool offers ${group.gpu.map((g) => `${g.model}:${g.count}`).join(' or ')}`;
+  if (group.gpu.length > 0 && !ask)
+    return `no pool offers ${group.gpu.map((g) => `${g.model}:${g.count}`).join(' or ')}`;
   const allowed = policy?.allowed;
-  if (allowed?.clusters && !allowed.clusters.includes(pool.cluster)) return `${pname} allows clusters ${allowed.clusters.join(', ')}`;
-  if (allowed?.regions && !allowed.regions.includes(pool.region)) return `${pname} allows regions ${allowed.regions.join(', ')}`;
-  if (ask && allowed?.gpuModels && pool.gpuModel && !(allowed.gpuModels as string[]).includes(pool.gpuModel)) {
+  if (allowed?.clusters && !allowed.clusters.includes(pool.cluster))
+    return `${pname} allows clusters ${allowed.clusters.join(', ')}`;
+  if (allowed?.regions && !allowed.regions.includes(pool.region))
+    return `${pname} allows regions ${allowed.regions.join(', ')}`;
+  if (
+    ask &&
+    allowed?.gpuModels &&
+    pool.gpuModel &&
+    !(allowed.gpuModels as string[]).includes(pool.gpuModel)
+  ) {
     return `${pname} allows GPU models ${allowed.gpuModels.join(', ')}`;
   }
   if (allowed?.capacityTypes && !allowed.capacityTypes.includes(pool.capacityType)) {
@@ -158,14 +178,19 @@ export function incompatibility(group: Group, pool: PoolState, clusterHealthy = 
     return `${pname} fallbacks do not include ${pool.gpuModel} ${pool.capacityType}`;
   }
   for (const t of pool.taints ?? []) {
-    if (t.effect !== 'PreferNoSchedule' && !tolerates(group, t.key)) return `pool ${pool.id} is tainted ${t.key}`;
+    if (t.effect !== 'PreferNoSchedule' && !tolerates(group, t.key))
+      return `pool ${pool.id} is tainted ${t.key}`;
   }
   const limits = policy?.limits;
   const gpus = ask?.count ?? 0;
-  if (limits?.cpu !== undefined && group.cpuMilli > limits.cpu) return `${pname} limits a task to ${limits.cpu / 1000} cpu`;
-  if (limits?.memory !== undefined && group.memoryMiB > limits.memory) return `${pname} limits a task's memory`;
-  if (limits?.gpus !== undefined && gpus > limits.gpus) return `${pname} limits a task to ${limits.gpus} GPUs`;
-  if (group.cpuMilli > pool.cpuMilli || group.memoryMiB > pool.memoryMiB) return `a task does not fit on one ${pool.instanceType} node`;
+  if (limits?.cpu !== undefined && group.cpuMilli > limits.cpu)
+    return `${pname} limits a task to ${limits.cpu / 1000} cpu`;
+  if (limits?.memory !== undefined && group.memoryMiB > limits.memory)
+    return `${pname} limits a task's memory`;
+  if (limits?.gpus !== undefined && gpus > limits.gpus)
+    return `${pname} limits a task to ${limits.gpus} GPUs`;
+  if (group.cpuMilli > pool.cpuMilli || group.memoryMiB > pool.memoryMiB)
+    return `a task does not fit on one ${pool.instanceType} node`;
   const max = policy?.maxPricePerTaskHour;
   if (max !== undefined && share(group, pool, ask) * pool.price > max + 1e-9) {
     return `${pname} caps a task at $${max}/hour; on ${pool.id} it costs $${(share(group, pool, ask) * pool.price).toFixed(2)}`;
@@ -191,7 +216,11 @@ export function fallbackRank(policy: Policy, pool: PoolState): number {
 }
 
 /** The task's dominant share of one node of the pool. */
-export function share(group: Pick<Group, 'cpuMilli' | 'memoryMiB'>, pool: PoolState, ask: GpuAsk | undefined): number {
+export function share(
+  group: Pick<Group, 'cpuMilli' | 'memoryMiB'>,
+  pool: PoolState,
+  ask: GpuAsk | undefined,
+): number {
   return Math.max(
     pool.cpuMilli > 0 ? group.cpuMilli / pool.cpuMilli : 0,
     pool.memoryMiB > 0 ? group.memoryMiB / pool.memoryMiB : 0,
@@ -209,7 +238,10 @@ export function makeOption(group: Group, pool: PoolState, poolIndex: number): Op
   const taskHourPrice = s * pool.price;
   const pInterrupt = pool.capacityType === 'spot' ? 1 - Math.exp(-pool.interruptionRate * hours) : 0;
   const risk = pInterrupt * (hours / 2) * taskHourPrice;
-  const rank = group.policy && group.gpu.length > 0 && group.policy.fallbacks.length > 0 ? fallbackRank(group.policy, pool) : 0;
+  const rank =
+    group.policy && group.gpu.length > 0 && group.policy.fallbacks.length > 0
+      ? fallbackRank(group.policy, pool)
+      : 0;
   const base = taskHourPrice * hours;
   let preference = rank * FALLBACK_STEP_PENALTY * base;
   if (group.spot === 'preferred' && pool.capacityType !== 'spot') preference += SPOT_PREFERRED_PENALTY * base;
@@ -243,7 +275,11 @@ export interface NodeClass {
  *
  * @param durationOf for nodes bought for a duration bucket, that bucket (default: no limit).
  */
-export function nodeClasses(pool: PoolState, poolIndex: number, durationOf?: (node: NodeState) => number): NodeClass[] {
+export function nodeClasses(
+  pool: PoolState,
+  poolIndex: number,
+  durationOf?: (node: NodeState) => number,
+): NodeClass[] {
   const classes = new Map<string, NodeClass>();
   for (const node of pool.nodes) {
     const gpuMilli = [...node.freeGpuMilli].sort((a, b) => b - a);
@@ -252,7 +288,12 @@ export function nodeClasses(pool: PoolState, poolIndex: number, durationOf?: (no
     const key = `${node.freeCpuMilli}/${node.freeMemoryMiB}/${gpuMilli.join(',')}/${maxDuration}`;
     let c = classes.get(key);
     if (!c) {
-      c = { pool: poolIndex, nodes: [], free: { cpuMilli: node.freeCpuMilli, memoryMiB: node.freeMemoryMiB, gpuMilli }, maxDuration };
+      c = {
+        pool: poolIndex,
+        nodes: [],
+        free: { cpuMilli: node.freeCpuMilli, memoryMiB: node.freeMemoryMiB, gpuMilli },
+        maxDuration,
+      };
       classes.set(key, c);
     }
     c.nodes.push(node);

@@ -40,7 +40,8 @@ export class Ledger {
           return q.nominal + (q.borrowingLimit ?? 0) - already;
         }),
       );
-      if (p.budget?.perHour !== undefined) this.budgetLeft.set(p, p.budget.perHour - sum((u) => u.spendPerHour));
+      if (p.budget?.perHour !== undefined)
+        this.budgetLeft.set(p, p.budget.perHour - sum((u) => u.spendPerHour));
     }
   }
 
@@ -67,7 +68,10 @@ export class Ledger {
       const fit = Math.floor((budget + 1e-9) / rate);
       if (fit < n) {
         n = Math.max(0, fit);
-        refusal = { kind: 'budget', detail: `policy ${p.name}: budget $${p.budget?.perHour}/hour is reached` };
+        refusal = {
+          kind: 'budget',
+          detail: `policy ${p.name}: budget $${p.budget?.perHour}/hour is reached`,
+        };
       }
     }
     return refusal ? { n, refusal } : { n };

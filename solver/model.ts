@@ -75,16 +75,28 @@ export function buildModel(input: ModelInput): PlacementModel {
     return vars.length - 1;
   };
   const addRow = (name: string, terms: [number, number][], lower?: number, upper?: number) => {
-    lp.constraints.push({ name, terms, ...(lower === undefined ? {} : { lower }), ...(upper === undefined ? {} : { upper }) });
+    lp.constraints.push({
+      name,
+      terms,
+      ...(lower === undefined ? {} : { lower }),
+      ...(upper === undefined ? {} : { upper }),
+    });
     return lp.constraints.length - 1;
   };
 
   // Terms per group (demand), per class resource, per new-node bucket, and per option (for quotas/budgets).
   const demand: [number, number][][] = groups.map(() => []);
   const optionVars: number[][] = options.map(() => []);
-  const classTerms = classes.map(() => ({ cpu: [] as [number, number][], mem: [] as [number, number][], gpu: [] as [number, number][] }));
+  const classTerms = classes.map(() => ({
+    cpu: [] as [number, number][],
+    mem: [] as [number, number][],
+    gpu: [] as [number, number][],
+  }));
   // Per pool: node variables by duration bucket, and the tasks on added nodes with their bucket.
-  const added = new Map<number, { nodes: Map<number, number>; tasks: { v: number; o: Option; duration: number }[] }>();
+  const added = new Map<
+    number,
+    { nodes: Map<number, number>; tasks: { v: number; o: Option; duration: number }[] }
+  >();
   const classesOfPool = new Map<number, number[]>();
   classes.forEach((c, i) => classesOfPool.set(c.pool, [...(classesOfPool.get(c.pool) ?? []), i]));
 
@@ -98,7 +110,13 @@ export function buildModel(input: ModelInput): PlacementModel {
       const fit = tasksThatFit(cls.free, g.cpuMilli, g.memoryMiB, gpuCount);
       if (fit === 0) continue;
       const cost = o.risk + o.preference;
-      const v = addVar(`xe:${oi}:${ci}`, cost + EXISTING_EPSILON, { kind: 'xe', option: oi, cls: ci }, fit * cls.nodes.length, cost);
+      const v = addVar(
+        `xe:${oi}:${ci}`,
+        cost + EXISTING_EPSILON,
+        { kind: 'xe', option: oi, cls: ci },
+        fit * cls.nodes.length,
+        cost,
+      );
       demand[o.group]!.push([v, 1]);
       optionVars[oi]!.push(v);
       const t = classTerms[ci]!;
@@ -116,9 +134,18 @@ export function buildModel(input: ModelInput): PlacementModel {
       if (!entry.nodes.has(g.durationSeconds)) {
         const hours = (g.durationSeconds + pool.launchDelaySeconds) / 3600;
         const meta: VarMeta = { kind: 'n', pool: o.pool, bucket: g.durationSeconds, key };
-        entry.nodes.set(g.durationSeconds, addVar(`n:${key}`, pool.price * hours + NODE_EPSILON, meta, undefined, pool.price * hours));
+        entry.nodes.set(
+          g.durationSeconds,
+          addVar(`n:${key}`, pool.price * hours + NODE_EPSILON, meta, undefined, pool.price * hours),
+        );
       }
-      const v = addVar(`xn:${oi}`, o.risk + o.preference, { kind: 'xn', option: oi, key }, undefined, o.risk + o.preference);
+      const v = addVar(
+        `xn:${oi}`,
+        o.risk + o.preference,
+        { kind: 'xn', option: oi, key },
+        undefined,
+        o.risk + o.preference,
+      );
       demand[o.group]!.push([v, 1]);
       optionVars[oi]!.push(v);
       entry.tasks.push({ v, o, duration: g.durationSeconds });
@@ -140,7 +167,8 @@ export function buildModel(input: ModelInput): PlacementModel {
     const m = cls.nodes.length;
     if (t.cpu.length > 1) addRow(`ecpu:${ci}`, t.cpu, undefined, m * cls.free.cpuMilli);
     if (t.mem.length > 1) addRow(`emem:${ci}`, t.mem, undefined, m * cls.free.memoryMiB);
-    if (t.gpu.length > 1) addRow(`egpu:${ci}`, t.gpu, undefined, m * cls.free.gpuMilli.reduce((a, b) => a + b, 0));
+    if (t.gpu.length > 1)
+      addRow(`egpu:${ci}`, t.gpu, undefined, m * cls.free.gpuMilli.reduce((a, b) => a + b, 0));
   });
 
   // Added nodes, nested by duration: a node bought for a longer bucket also serves shorter tasks, so for
@@ -148,22 +176,57 @@ export function buildModel(input: ModelInput): PlacementModel {
   for (const [p, { nodes, tasks }] of added) {
     const pool = pools[p]!;
     const buckets = [...nodes.keys()].sort((a, b) => a - b);
-    const nodesFrom = (d: number): [number, number][] => buckets.filter((b) => b >= d).map((b) => [nodes.get(b)!, 1]);
+    const nodesFrom = (d: number): [number, number][] =>
+      buckets.filter((b) => b >= d).map((b) => [nodes.get(b)!, 1]);
     for (const d of buckets) {
       const longer = tasks.filter((t) => t.duration >= d);
       const n = nodesFrom(d);
       const g = (t: { o: Option }) => groups[t.o.group]!;
-      addRow(`ncpu:${p}:${d}`, [...longer.map((t): [number, number] => [t.v, g(t).cpuMilli]), ...n.map(([v]): [number, number] => [v, -pool.cpuMilli])], undefined, 0);
-      addRow(`nmem:${p}:${d}`, [...longer.map((t): [number, number] => [t.v, g(t).memoryMiB]), ...n.map(([v]): [number, number] => [v, -pool.memoryMiB])], undefined, 0);
+      addRow(
+        `ncpu:${p}:${d}`,
+        [
+          ...longer.map((t): [number, number] => [t.v, g(t).cpuMilli]),
+          ...n.map(([v]): [number, number] => [v, -pool.cpuMilli]),
+        ],
+        undefined,
+        0,
+      );
+      addRow(
+        `nmem:${p}:${d}`,
+        [
+          ...longer.map((t): [number, number] => [t.v, g(t).memoryMiB]),
+          ...n.map(([v]): [number, number] => [v, -pool.memoryMiB]),
+        ],
+        undefined,
+        0,
+      );
       const gpu = longer.filter((t) => t.o.gpuMilli > 0);
       if (gpu.length > 0) {
-        addRow(`ngpu:${p}:${d}`, [...gpu.map((t): [number, number] => [t.v, t.o.lpGpuMilli]), ...n.map(([v]): [number, number] => [v, -pool.gpuCount * 1000])], undefined, 0);
+        addRow(
+          `ngpu:${p}:${d}`,
+          [
+            ...gpu.map((t): [number, number] => [t.v, t.o.lpGpuMilli]),
+            ...n.map(([v]): [number, number] => [v, -pool.gpuCount * 1000]),
+          ],
+          undefined,
+          0,
+        );
       }
     }
     // A task must fit on one node: at most perNode tasks of a group per added node that can take it.
-    for (const t of tasks) addRow(`fit:${t.v}`, [[t.v, 1], ...nodesFrom(t.duration).map(([v]): [number, number] => [v, -t.o.perNode])], undefined, 0);
+    for (const t of tasks)
+      addRow(
+        `fit:${t.v}`,
+        [[t.v, 1], ...nodesFrom(t.duration).map(([v]): [number, number] => [v, -t.o.perNode])],
+        undefined,
+        0,
+      );
     const row = addRow(`max:${p}`, nodesFrom(0), undefined, pool.maxNewNodes);
-    limits.push({ row, kind: 'max-nodes', label: `pool ${pool.id} may add at most ${pool.maxNewNodes} nodes` });
+    limits.push({
+      row,
+      kind: 'max-nodes',
+      label: `pool ${pool.id} may add at most ${pool.maxNewNodes} nodes`,
+    });
   }
 
   if (input.policyRows !== false) addPolicyRows(input, optionVars, addVar, addRow, limits);
@@ -173,7 +236,13 @@ export function buildModel(input: ModelInput): PlacementModel {
 type AddVar = (name: string, cost: number, meta: VarMeta, upper?: number, dollars?: number) => number;
 type AddRow = (name: string, terms: [number, number][], lower?: number, upper?: number) => number;
 
-function addPolicyRows(input: ModelInput, optionVars: number[][], addVar: AddVar, addRow: AddRow, limits: LimitRow[]): void {
+function addPolicyRows(
+  input: ModelInput,
+  optionVars: number[][],
+  addVar: AddVar,
+  addRow: AddRow,
+  limits: LimitRow[],
+): void {
   const { groups, pools, options, usage } = input;
   const policies = new Map<string, Policy>();
   for (const g of groups) if (g.policy) policies.set(g.policy.name, g.policy);
@@ -194,7 +263,12 @@ function addPolicyRows(input: ModelInput, optionVars: number[][], addVar: AddVar
         const b = addVar(`b:${policy.name}:${qi}`, BORROW_COST[q.resource], { kind: 'b', row }, borrow);
         terms.push([b, -1]);
       }
-      limits.push({ row, kind: 'quota', label: `policy ${policy.name}: ${describeQuota(q)}`, policy: policy.name });
+      limits.push({
+        row,
+        kind: 'quota',
+        label: `policy ${policy.name}: ${describeQuota(q)}`,
+        policy: policy.name,
+      });
     });
     const budget = policy.budget;
     if (budget?.perHour !== undefined) {
@@ -204,8 +278,18 @@ function addPolicyRows(input: ModelInput, optionVars: number[][], addVar: AddVar
         if (rate > 0) for (const v of optionVars[oi]!) terms.push([v, rate]);
       }
       if (terms.length > 0) {
-        const row = addRow(`budget:${policy.name}`, terms, undefined, Math.max(0, budget.perHour - used.spendPerHour));
-        limits.push({ row, kind: 'budget', label: `policy ${policy.name}: budget $${budget.perHour}/hour`, policy: policy.name });
+        const row = addRow(
+          `budget:${policy.name}`,
+          terms,
+          undefined,
+          Math.max(0, budget.perHour - used.spendPerHour),
+        );
+        limits.push({
+          row,
+          kind: 'budget',
+          label: `policy ${policy.name}: budget $${budget.perHour}/hour`,
+          policy: policy.name,
+        });
       }
     }
   }
@@ -219,7 +303,8 @@ function sumUsage(list: (TeamUsage | undefined)[]): TeamUsage {
     total.memoryMiB += u.memoryMiB;
     total.gpus += u.gpus;
     total.spendPerHour += u.spendPerHour;
-    for (const [m, n] of Object.entries(u.gpusByModel)) total.gpusByModel[m] = (total.gpusByModel[m] ?? 0) + n;
+    for (const [m, n] of Object.entries(u.gpusByModel))
+      total.gpusByModel[m] = (total.gpusByModel[m] ?? 0) + n;
   }
   return total;
 }
@@ -244,7 +329,12 @@ function quotaUsed(q: Quota, used: TeamUsage): number {
 
 /** `gpu H100 16 (+8 borrowable)` */
 export function describeQuota(q: Quota): string {
-  const fmt = (n: number) => (q.resource === 'cpu' ? `${n / 1000} cores` : q.resource === 'memory' ? `${Math.round(n / 1024)}Gi` : `${n} GPUs`);
+  const fmt = (n: number) =>
+    q.resource === 'cpu'
+      ? `${n / 1000} cores`
+      : q.resource === 'memory'
+        ? `${Math.round(n / 1024)}Gi`
+        : `${n} GPUs`;
   const what = q.resource === 'gpu' && q.model ? `${q.model} quota` : `${q.resource} quota`;
   return `${what} ${fmt(q.nominal)}${q.borrowingLimit ? ` (+${fmt(q.borrowingLimit)} borrowable)` : ''}`;
 }
@@ -254,12 +344,19 @@ export function describeQuota(q: Quota): string {
  * with the task's size (a big task left out weighs more) and with its priority level, so that when
  * capacity is short, higher priorities are served first.
  */
-function unplacedPenalties(groups: readonly Group[], pools: readonly PoolState[], options: readonly Option[]): number[] {
+function unplacedPenalties(
+  groups: readonly Group[],
+  pools: readonly PoolState[],
+  options: readonly Option[],
+): number[] {
   let worst = 1;
   for (const o of options) {
     const p = pools[o.pool]!;
     const g = groups[o.group]!;
-    worst = Math.max(worst, p.price * ((g.durationSeconds + p.launchDelaySeconds) / 3600) + o.preference + o.risk);
+    worst = Math.max(
+      worst,
+      p.price * ((g.durationSeconds + p.launchDelaySeconds) / 3600) + o.preference + o.risk,
+    );
   }
   const levels = [...new Set(groups.map((g) => g.priority))].sort((a, b) => a - b);
   return groups.map((g) => {

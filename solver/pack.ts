@@ -91,10 +91,17 @@ export class Packer {
  *
  * @param classes node classes, as the LP saw them (a class's nodes are found among the packer's bins by name).
  */
-export function packIntents(ctx: PackContext, packer: Packer, classes: readonly NodeClass[], intents: readonly Intent[], overflow: number[]): void {
+export function packIntents(
+  ctx: PackContext,
+  packer: Packer,
+  classes: readonly NodeClass[],
+  intents: readonly Intent[],
+  overflow: number[],
+): void {
   const bySize = (a: Intent, b: Intent) => size(ctx, b.option) - size(ctx, a.option);
   const perClass = new Map<number, Intent[]>();
-  for (const it of intents) if (it.cls !== undefined) perClass.set(it.cls, [...(perClass.get(it.cls) ?? []), { ...it }]);
+  for (const it of intents)
+    if (it.cls !== undefined) perClass.set(it.cls, [...(perClass.get(it.cls) ?? []), { ...it }]);
   for (const [ci, list] of perClass) {
     list.sort(bySize);
     const names = new Set(classes[ci]!.nodes.map((n) => n.name));
@@ -188,7 +195,12 @@ function size(ctx: PackContext, option: number): number {
  * running or already being added (its price is paid), else a new node in the pool with the lowest cost
  * per task. Returns what is left and why.
  */
-export function repair(ctx: PackContext, packer: Packer, group: number, count: number): { count: number; refusal?: Refusal } {
+export function repair(
+  ctx: PackContext,
+  packer: Packer,
+  group: number,
+  count: number,
+): { count: number; refusal?: Refusal } {
   const g = ctx.groups[group]!;
   let refusal: Refusal | undefined;
   const blocked = new Set<number>();
@@ -221,7 +233,11 @@ export function repair(ctx: PackContext, packer: Packer, group: number, count: n
   return refusal && count > 0 ? { count, refusal } : { count };
 }
 
-function cheapestPaidBin(ctx: PackContext, packer: Packer, opts: number[]): { option: number; bin: Bin } | undefined {
+function cheapestPaidBin(
+  ctx: PackContext,
+  packer: Packer,
+  opts: number[],
+): { option: number; bin: Bin } | undefined {
   let best: { option: number; bin: Bin; cost: number } | undefined;
   for (const oi of opts) {
     const o = ctx.options[oi]!;
@@ -234,7 +250,12 @@ function cheapestPaidBin(ctx: PackContext, packer: Packer, opts: number[]): { op
   return best;
 }
 
-function cheapestNewNode(ctx: PackContext, packer: Packer, opts: number[], count: number): number | undefined {
+function cheapestNewNode(
+  ctx: PackContext,
+  packer: Packer,
+  opts: number[],
+  count: number,
+): number | undefined {
   let best: { option: number; cost: number } | undefined;
   for (const oi of opts) {
     const o = ctx.options[oi]!;

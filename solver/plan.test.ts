@@ -2,7 +2,15 @@ import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Policy } from '../policies/index.ts';
 import { makePolicy, makePool, makeTasks } from '../test/builders.ts';
-import { createJsLpBackend, loadHighsBackend, type LpBackend, plan, type Plan, type PoolState, type TaskRequest } from './index.ts';
+import {
+  createJsLpBackend,
+  loadHighsBackend,
+  type LpBackend,
+  plan,
+  type Plan,
+  type PoolState,
+  type TaskRequest,
+} from './index.ts';
 
 interface Scenario {
   name: string;
@@ -13,7 +21,8 @@ interface Scenario {
 }
 
 const nodesOf = (p: Plan) => Object.fromEntries(p.newNodes.map((n) => [n.poolId, n.count]));
-const where = (p: Plan, prefix: string) => p.placements.filter((x) => x.taskId.startsWith(prefix)).map((x) => x.poolId);
+const where = (p: Plan, prefix: string) =>
+  p.placements.filter((x) => x.taskId.startsWith(prefix)).map((x) => x.poolId);
 
 const SCENARIOS: Scenario[] = [
   {
@@ -34,8 +43,17 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'a quota forces the second choice',
-    pools: [makePool('c/h100').cpu(96).gpus('H100', 8).price(10).obj(), makePool('c/a100').cpu(96).gpus('A100', 8).price(14).obj()],
-    tasks: makeTasks('train', 2, { team: 't', gpu: [{ model: 'H100', count: 8 }, { model: 'A100', count: 8 }] }),
+    pools: [
+      makePool('c/h100').cpu(96).gpus('H100', 8).price(10).obj(),
+      makePool('c/a100').cpu(96).gpus('A100', 8).price(14).obj(),
+    ],
+    tasks: makeTasks('train', 2, {
+      team: 't',
+      gpu: [
+        { model: 'H100', count: 8 },
+        { model: 'A100', count: 8 },
+      ],
+    }),
     policies: [makePolicy('t', { quotas: [{ resource: 'gpu', model: 'H100', nominal: 8 }] })],
     check(p) {
       expect(nodesOf(p)).toEqual({ 'c/h100': 1, 'c/a100': 1 });
@@ -46,8 +64,16 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'one H100 node beats two A100 nodes',
-    pools: [makePool('c/h100').cpu(96).gpus('H100', 8).price(20).obj(), makePool('c/a100').cpu(48).gpus('A100', 4).price(12).obj()],
-    tasks: makeTasks('ft', 8, { gpu: [{ model: 'H100', count: 1 }, { model: 'A100', count: 1 }] }),
+    pools: [
+      makePool('c/h100').cpu(96).gpus('H100', 8).price(20).obj(),
+      makePool('c/a100').cpu(48).gpus('A100', 4).price(12).obj(),
+    ],
+    tasks: makeTasks('ft', 8, {
+      gpu: [
+        { model: 'H100', count: 1 },
+        { model: 'A100', count: 1 },
+      ],
+    }),
     policies: [makePolicy('team-a')],
     check(p) {
       expect(nodesOf(p)).toEqual({ 'c/h100': 1 });
@@ -57,12 +83,20 @@ const SCENARIOS: Scenario[] = [
   },
   {
     name: 'CPU tasks do not strand the GPUs of a running node',
-    pools: [makePool('c/gpu').cpu(16).memoryGi(64).gpus('L4', 4).price(4).running(1).obj(), makePool('c/cpu').cpu(8).price(0.5).obj()],
-    tasks: [...makeTasks('prep', 2, { cpuMilli: 8000 }), ...makeTasks('eval', 4, { cpuMilli: 4000, gpu: [{ model: 'L4', count: 1 }] })],
+    pools: [
+      makePool('c/gpu').cpu(16).memoryGi(64).gpus('L4', 4).price(4).running(1).obj(),
+      makePool('c/cpu').cpu(8).price(0.5).obj(),
+    ],
+    tasks: [
+      ...makeTasks('prep', 2, { cpuMilli: 8000 }),
+      ...makeTasks('eval', 4, { cpuMilli: 4000, gpu: [{ model: 'L4', count: 1 }] }),
+    ],
     policies: [makePolicy('team-a')],
     check(p) {
       expect(where(p, 'eval')).toEqual(Array(4).fill('c/gpu'));
-      expect(p.placements.filter((x) => x.taskId.startsWith('eval')).every((x) => x.node === 'gpu-0')).toBe(true);
+      expect(p.placements.filter((x) => x.taskId.startsWith('eval')).every((x) => x.node === 'gpu-0')).toBe(
+        true,
+      );
       expect(where(p, 'prep')).toEqual(['c/cpu', 'c/cpu']);
       expect(p.cost.expected).toBeCloseTo(1, 9);
       expect(p.baseline.expected).toBeCloseTo(4, 9); // greedy gives the free node's cpu to the first tasks
@@ -71,13 +105,21 @@ const SCENARIOS: Scenario[] = [
   {
     name: 'fragmented running nodes take the small tasks, the big one gets a new node',
     pools: [makePool('c/a100').cpu(64).memoryGi(512).gpus('A100', 8).price(10).running(2, { gpus: 4 }).obj()],
-    tasks: [...makeTasks('small', 4, { gpu: [{ model: 'A100', count: 2 }] }), ...makeTasks('big', 1, { gpu: [{ model: 'A100', count: 8 }] })],
+    tasks: [
+      ...makeTasks('small', 4, { gpu: [{ model: 'A100', count: 2 }] }),
+      ...makeTasks('big', 1, { gpu: [{ model: 'A100', count: 8 }] }),
+    ],
     policies: [makePolicy('team-a')],
     check(p) {
       expect(nodesOf(p)).toEqual({ 'c/a100': 1 });
       expect(p.cost.expected).toBeCloseTo(10, 9);
       expect(p.placements.find((x) => x.taskId === 'big-0')?.newNode).toBe(true);
-      expect(p.placements.filter((x) => x.taskId.startsWith('small')).map((x) => x.node).sort()).toEqual(['a100-0', 'a100-0', 'a100-1', 'a100-1']);
+      expect(
+        p.placements
+          .filter((x) => x.taskId.startsWith('small'))
+          .map((x) => x.node)
+          .sort(),
+      ).toEqual(['a100-0', 'a100-0', 'a100-1', 'a100-1']);
     },
   },
   {
@@ -87,7 +129,9 @@ const SCENARIOS: Scenario[] = [
     policies: [makePolicy('b', { budget: { perHour: 50, alertAt: [0.8, 1] } })],
     check(p) {
       expect(p.placements).toHaveLength(1);
-      expect(p.unplaced).toEqual([{ taskId: 'big-1', reason: 'budget: policy b: budget $50/hour is reached' }]);
+      expect(p.unplaced).toEqual([
+        { taskId: 'big-1', reason: 'budget: policy b: budget $50/hour is reached' },
+      ]);
       expect(p.cost.expected).toBeCloseTo(40, 9);
     },
   },
@@ -120,7 +164,8 @@ describe.each(Object.keys(backends))('plan on %s', (name) => {
     expect(p.solver.fallback ?? '').not.toMatch(/^LP /);
     s.check(p);
     assertFeasible(p, s.pools, s.tasks);
-    if (p.unplaced.length === 0 && p.baseline.unplaced === 0) expect(p.cost.objective).toBeLessThanOrEqual(p.baseline.objective + 1e-9);
+    if (p.unplaced.length === 0 && p.baseline.unplaced === 0)
+      expect(p.cost.objective).toBeLessThanOrEqual(p.baseline.objective + 1e-9);
     if (Number.isFinite(p.bound)) expect(p.bound).toBeLessThanOrEqual(p.cost.objective + 1e-6);
   });
 });
@@ -129,7 +174,10 @@ describe.each(Object.keys(backends))('plan on %s', (name) => {
 export function assertFeasible(p: Plan, pools: readonly PoolState[], tasks: readonly TaskRequest[]): void {
   const byId = new Map(tasks.map((t) => [t.id, t]));
   const seen = new Set<string>();
-  const load = new Map<string, { cpu: number; mem: number; gpu: number; pool: PoolState; existing: boolean }>();
+  const load = new Map<
+    string,
+    { cpu: number; mem: number; gpu: number; pool: PoolState; existing: boolean }
+  >();
   for (const x of p.placements) {
     expect(seen.has(x.taskId), `${x.taskId} placed twice`).toBe(false);
     seen.add(x.taskId);
@@ -137,7 +185,9 @@ export function assertFeasible(p: Plan, pools: readonly PoolState[], tasks: read
     const pool = pools.find((q) => q.id === x.poolId)!;
     const key = `${x.poolId}|${x.node}`;
     const l = load.get(key) ?? { cpu: 0, mem: 0, gpu: 0, pool, existing: !x.newNode };
-    const ask = t.gpu?.find((g) => (g.model === '*' || g.model === pool.gpuModel) && g.count <= pool.gpuCount);
+    const ask = t.gpu?.find(
+      (g) => (g.model === '*' || g.model === pool.gpuModel) && g.count <= pool.gpuCount,
+    );
     if (t.gpu?.length) expect(ask, `${x.taskId} on a pool without its GPU`).toBeDefined();
     l.cpu += t.cpuMilli;
     l.mem += t.memoryMiB;
@@ -149,7 +199,11 @@ export function assertFeasible(p: Plan, pools: readonly PoolState[], tasks: read
   for (const [key, l] of load) {
     const node = l.existing ? l.pool.nodes.find((n) => `${l.pool.id}|${n.name}` === key) : undefined;
     const cap = node
-      ? { cpu: node.freeCpuMilli, mem: node.freeMemoryMiB, gpu: node.freeGpuMilli.reduce((a, b) => a + b, 0) / 1000 }
+      ? {
+          cpu: node.freeCpuMilli,
+          mem: node.freeMemoryMiB,
+          gpu: node.freeGpuMilli.reduce((a, b) => a + b, 0) / 1000,
+        }
       : { cpu: l.pool.cpuMilli, mem: l.pool.memoryMiB, gpu: l.pool.gpuCount };
     expect(l.cpu, `${key} cpu`).toBeLessThanOrEqual(cap.cpu + 1e-6);
     expect(l.mem, `${key} memory`).toBeLessThanOrEqual(cap.mem + 1e-6);
@@ -165,7 +219,9 @@ describe('plan: properties', () => {
   const GPU = ['H100', 'A100', 'L4'] as const;
   const poolArb = fc.record({
     cpu: fc.constantFrom(4, 8, 16, 48),
-    gpu: fc.option(fc.record({ model: fc.constantFrom(...GPU), count: fc.constantFrom(1, 4, 8) }), { nil: undefined }),
+    gpu: fc.option(fc.record({ model: fc.constantFrom(...GPU), count: fc.constantFrom(1, 4, 8) }), {
+      nil: undefined,
+    }),
     price: fc.double({ min: 0.1, max: 40, noNaN: true }),
     spot: fc.boolean(),
     running: fc.integer({ min: 0, max: 3 }),
@@ -174,7 +230,9 @@ describe('plan: properties', () => {
   const taskArb = fc.record({
     count: fc.integer({ min: 1, max: 12 }),
     cpu: fc.constantFrom(500, 1000, 2000, 4000, 8000),
-    gpu: fc.option(fc.record({ model: fc.constantFrom(...GPU, '*'), count: fc.constantFrom(1, 2, 4, 8) }), { nil: undefined }),
+    gpu: fc.option(fc.record({ model: fc.constantFrom(...GPU, '*'), count: fc.constantFrom(1, 2, 4, 8) }), {
+      nil: undefined,
+    }),
     hours: fc.constantFrom(0.25, 1, 3),
     team: fc.constantFrom('a', 'b'),
   });
@@ -182,25 +240,41 @@ describe('plan: properties', () => {
   it('every plan is feasible node by node and never costs more than greedy', async () => {
     const highs = await loadHighsBackend();
     fc.assert(
-      fc.property(fc.array(poolArb, { minLength: 1, maxLength: 5 }), fc.array(taskArb, { minLength: 1, maxLength: 5 }), (ps, ts) => {
-        const pools = ps.map((q, i) => {
-          const b = makePool(`c/p${i}`).cpu(q.cpu).memoryGi(q.cpu * 4).price(q.price).maxNew(q.maxNew);
-          if (q.gpu) b.gpus(q.gpu.model, q.gpu.count);
-          if (q.spot) b.spot(0.05);
-          return b.running(q.running).obj();
-        });
-        const tasks = ts.flatMap((t, i) =>
-          makeTasks(`g${i}`, t.count, { team: t.team, cpuMilli: t.cpu, durationSeconds: t.hours * 3600, ...(t.gpu ? { gpu: [t.gpu] } : {}) }),
-        );
-        const policies = [makePolicy('a', { quotas: [{ resource: 'gpu', nominal: 12 }] }), makePolicy('b', { spot: 'never' })];
-        const p = plan({ pools }, tasks, policies, { backends: { highs } });
-        assertFeasible(p, pools, tasks);
-        // Where both place everything, the plan never costs more. (Where capacity is short, the plan may
-        // leave out other tasks than greedy does — fewer big ones — so costs are not comparable.)
-        if (p.unplaced.length === 0 && p.baseline.unplaced === 0) {
-          expect(p.cost.objective).toBeLessThanOrEqual(p.baseline.objective + 1e-9);
-        }
-      }),
+      fc.property(
+        fc.array(poolArb, { minLength: 1, maxLength: 5 }),
+        fc.array(taskArb, { minLength: 1, maxLength: 5 }),
+        (ps, ts) => {
+          const pools = ps.map((q, i) => {
+            const b = makePool(`c/p${i}`)
+              .cpu(q.cpu)
+              .memoryGi(q.cpu * 4)
+              .price(q.price)
+              .maxNew(q.maxNew);
+            if (q.gpu) b.gpus(q.gpu.model, q.gpu.count);
+            if (q.spot) b.spot(0.05);
+            return b.running(q.running).obj();
+          });
+          const tasks = ts.flatMap((t, i) =>
+            makeTasks(`g${i}`, t.count, {
+              team: t.team,
+              cpuMilli: t.cpu,
+              durationSeconds: t.hours * 3600,
+              ...(t.gpu ? { gpu: [t.gpu] } : {}),
+            }),
+          );
+          const policies = [
+            makePolicy('a', { quotas: [{ resource: 'gpu', nominal: 12 }] }),
+            makePolicy('b', { spot: 'never' }),
+          ];
+          const p = plan({ pools }, tasks, policies, { backends: { highs } });
+          assertFeasible(p, pools, tasks);
+          // Where both place everything, the plan never costs more. (Where capacity is short, the plan may
+          // leave out other tasks than greedy does — fewer big ones — so costs are not comparable.)
+          if (p.unplaced.length === 0 && p.baseline.unplaced === 0) {
+            expect(p.cost.objective).toBeLessThanOrEqual(p.baseline.objective + 1e-9);
+          }
+        },
+      ),
       { numRuns: 150, seed: 20261125 },
     );
   });

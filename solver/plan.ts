@@ -8,7 +8,14 @@
 import type { Policy } from '../policies/index.ts';
 import { explainGroups, unplacedReason } from './explain.ts';
 import { greedyPack } from './greedy.ts';
-import { type Group, groupRequests, incompatibility, makeOption, nodeClasses, type Option } from './groups.ts';
+import {
+  type Group,
+  groupRequests,
+  incompatibility,
+  makeOption,
+  nodeClasses,
+  type Option,
+} from './groups.ts';
 import { Ledger } from './ledger.ts';
 import { chooseBackend, type LpBackends, type LpSolution } from './lp/index.ts';
 import { buildModel, type PlacementModel } from './model.ts';
@@ -72,9 +79,21 @@ export function plan(
   }
 
   const classes = pools.flatMap((p, i) => nodeClasses(p, i));
-  const lpOptionIds = candidates(groups, pools, all, optionsByGroup, classes.map((c) => c.pool));
+  const lpOptionIds = candidates(
+    groups,
+    pools,
+    all,
+    optionsByGroup,
+    classes.map((c) => c.pool),
+  );
   const lpOptions = lpOptionIds.map((i) => all[i]!);
-  const context = (): PackContext => ({ groups, pools, options: all, optionsByGroup, ledger: new Ledger(groups, pools, usage) });
+  const context = (): PackContext => ({
+    groups,
+    pools,
+    options: all,
+    optionsByGroup,
+    ledger: new Ledger(groups, pools, usage),
+  });
 
   // The LP.
   const model = buildModel({ groups, pools, options: lpOptions, classes, usage });
@@ -87,7 +106,8 @@ export function plan(
   else {
     const backend = chooseBackend(model.lp, backends);
     solution = backend.solve(model.lp, { timeLimitMs: budget });
-    if (solution.status !== 'optimal') fallback = `LP ${solution.status}${solution.message ? ` (${solution.message})` : ''}: greedy plan`;
+    if (solution.status !== 'optimal')
+      fallback = `LP ${solution.status}${solution.message ? ` (${solution.message})` : ''}: greedy plan`;
   }
   const lpMs = clock() - lpStart;
 
@@ -107,9 +127,19 @@ export function plan(
       const left = budget - (clock() - started);
       if (left <= 0) break;
       const residual = residualPools(packer, pools);
-      const rclasses = residual.pools.flatMap((p, i) => nodeClasses(p, i, (n) => residual.duration.get(`${i}|${n.name}`) ?? Infinity));
+      const rclasses = residual.pools.flatMap((p, i) =>
+        nodeClasses(p, i, (n) => residual.duration.get(`${i}|${n.name}`) ?? Infinity),
+      );
       const ids = lpOptionIds.filter((oi) => overflow[all[oi]!.group]! > 0);
-      const m = buildModel({ groups, pools: residual.pools, options: ids.map((i) => all[i]!), classes: rclasses, usage, counts: overflow, policyRows: false });
+      const m = buildModel({
+        groups,
+        pools: residual.pools,
+        options: ids.map((i) => all[i]!),
+        classes: rclasses,
+        usage,
+        counts: overflow,
+        policyRows: false,
+      });
       const s = chooseBackend(m.lp, backends).solve(m.lp, { timeLimitMs: left });
       if (s.status !== 'optimal') break;
       const more = roundIntents(m, s.values, ids, groups);
@@ -129,14 +159,24 @@ export function plan(
   }
 
   const cost = costOf(chosen, all, pools);
-  const baseline = { ...costOf(greedy, all, pools), unplaced: greedy.unplaced.reduce((n, u) => n + u.count, 0) };
+  const baseline = {
+    ...costOf(greedy, all, pools),
+    unplaced: greedy.unplaced.reduce((n, u) => n + u.count, 0),
+  };
   let bound = Number.NaN;
   if (solution && solution.status === 'optimal') {
     bound = boundOf(model, solution.values);
     const lpUnplaced = groups.map((g) => unplacedIn(model, solution!.values, g.index));
     const planUnplaced = groups.map((g) => chosen.unplaced.find((u) => u.group === g.index)?.count ?? 0);
     if (planUnplaced.some((n, gi) => n > lpUnplaced[gi]! + 1e-6) && clock() - started < budget) {
-      const again = buildModel({ groups, pools, options: lpOptions, classes, usage, minUnplaced: planUnplaced });
+      const again = buildModel({
+        groups,
+        pools,
+        options: lpOptions,
+        classes,
+        usage,
+        minUnplaced: planUnplaced,
+      });
       const s = chooseBackend(again.lp, backends).solve(again.lp, { timeLimitMs: budget });
       if (s.status === 'optimal') bound = boundOf(again, s.values);
     }
@@ -156,7 +196,16 @@ export function plan(
     cost,
     bound,
     baseline,
-    groups: explainGroups({ groups, pools, options: all, optionsByGroup, packing: chosen, model, solution, excluded }),
+    groups: explainGroups({
+      groups,
+      pools,
+      options: all,
+      optionsByGroup,
+      packing: chosen,
+      model,
+      solution,
+      excluded,
+    }),
     solver: {
       backend: solution?.backend ?? 'greedy',
       status: solution?.status ?? 'skipped',
@@ -176,18 +225,29 @@ export function plan(
  * options until their room could hold the whole batch twice over (at least four). Dearer pools only
  * matter when the cheap ones run out, which this room rules out; repair still sees every option.
  */
-function candidates(groups: readonly Group[], pools: Snapshot['pools'], all: readonly Option[], byGroup: number[][], classPools: number[]): number[] {
+function candidates(
+  groups: readonly Group[],
+  pools: Snapshot['pools'],
+  all: readonly Option[],
+  byGroup: number[][],
+  classPools: number[],
+): number[] {
   const withNodes = new Set(classPools);
   const totalTasks = groups.reduce((n, g) => n + g.taskIds.length, 0);
   const keep: number[] = [];
   for (const g of groups) {
-    const list = [...byGroup[g.index]!].sort((a, b) => all[a]!.costPerTask + all[a]!.preference - (all[b]!.costPerTask + all[b]!.preference));
+    const list = [...byGroup[g.index]!].sort(
+      (a, b) => all[a]!.costPerTask + all[a]!.preference - (all[b]!.costPerTask + all[b]!.preference),
+    );
     let room = 0;
     let kept = 0;
     for (const oi of list) {
       const o = all[oi]!;
       const onNew = pools[o.pool]!.maxNewNodes > 0;
-      if (withNodes.has(o.pool) || (onNew && (kept < MIN_NEW_CANDIDATES || room < CANDIDATE_CAPACITY_FACTOR * totalTasks))) {
+      if (
+        withNodes.has(o.pool) ||
+        (onNew && (kept < MIN_NEW_CANDIDATES || room < CANDIDATE_CAPACITY_FACTOR * totalTasks))
+      ) {
         keep.push(oi);
         if (onNew) {
           kept++;
@@ -200,13 +260,21 @@ function candidates(groups: readonly Group[], pools: Snapshot['pools'], all: rea
 }
 
 /** The pools as packing has left them: nodes with free room (running and being added), room to grow. */
-function residualPools(packer: Packer, pools: readonly PoolState[]): { pools: PoolState[]; duration: Map<string, number> } {
+function residualPools(
+  packer: Packer,
+  pools: readonly PoolState[],
+): { pools: PoolState[]; duration: Map<string, number> } {
   const duration = new Map<string, number>();
   const out = pools.map((p, i) => {
     const nodes: NodeState[] = [];
     for (const b of packer.binsByPool[i]!) {
       if (b.cpuMilli <= 0 || b.memoryMiB <= 0) continue;
-      nodes.push({ name: b.id, freeCpuMilli: b.cpuMilli, freeMemoryMiB: b.memoryMiB, freeGpuMilli: [...b.gpuMilli] });
+      nodes.push({
+        name: b.id,
+        freeCpuMilli: b.cpuMilli,
+        freeMemoryMiB: b.memoryMiB,
+        freeGpuMilli: [...b.gpuMilli],
+      });
       if (!b.existing) duration.set(`${i}|${b.id}`, b.bucket);
     }
     return { ...p, nodes, maxNewNodes: packer.roomToGrow(i) };
@@ -215,21 +283,31 @@ function residualPools(packer: Packer, pools: readonly PoolState[]): { pools: Po
 }
 
 /** Integer amounts per LP variable: each group's placed total rounded, split by largest remainder. */
-function roundIntents(model: PlacementModel, values: Float64Array, lpToAll: readonly number[], groups: readonly Group[]): Intent[] {
+function roundIntents(
+  model: PlacementModel,
+  values: Float64Array,
+  lpToAll: readonly number[],
+  groups: readonly Group[],
+): Intent[] {
   const perGroup = groups.map(() => [] as { intent: Intent; value: number }[]);
   model.vars.forEach((meta, v) => {
     if (meta.kind !== 'xe' && meta.kind !== 'xn') return;
     const value = values[v] ?? 0;
     if (value <= 1e-9) return;
     const option = lpToAll[meta.option]!;
-    perGroup[model.optionGroup[meta.option]!]!.push({ intent: meta.kind === 'xe' ? { option, count: 0, cls: meta.cls } : { option, count: 0 }, value });
+    perGroup[model.optionGroup[meta.option]!]!.push({
+      intent: meta.kind === 'xe' ? { option, count: 0, cls: meta.cls } : { option, count: 0 },
+      value,
+    });
   });
   const intents: Intent[] = [];
   perGroup.forEach((list) => {
     const total = Math.round(list.reduce((s, x) => s + x.value, 0) + 1e-7);
     for (const x of list) x.intent.count = Math.floor(x.value + 1e-7);
     let left = total - list.reduce((s, x) => s + x.intent.count, 0);
-    const byRemainder = [...list].sort((a, b) => b.value - Math.floor(b.value + 1e-7) - (a.value - Math.floor(a.value + 1e-7)));
+    const byRemainder = [...list].sort(
+      (a, b) => b.value - Math.floor(b.value + 1e-7) - (a.value - Math.floor(a.value + 1e-7)),
+    );
     for (const x of byRemainder) {
       if (left <= 0) break;
       x.intent.count++;
@@ -274,8 +352,16 @@ function costOf(p: Packing, options: readonly Option[], pools: Snapshot['pools']
 }
 
 /** Whether packing `a` beats `b`: fewer unplaced (weighted by the LP's penalties), then lower objective. */
-function better(a: Packing, b: Packing, groups: readonly Group[], model: PlacementModel, options: readonly Option[], pools: Snapshot['pools']): boolean {
-  const weight = (p: Packing) => p.unplaced.reduce((s, u) => s + u.count * model.unplacedPenalty[u.group]!, 0);
+function better(
+  a: Packing,
+  b: Packing,
+  groups: readonly Group[],
+  model: PlacementModel,
+  options: readonly Option[],
+  pools: Snapshot['pools'],
+): boolean {
+  const weight = (p: Packing) =>
+    p.unplaced.reduce((s, u) => s + u.count * model.unplacedPenalty[u.group]!, 0);
   const wa = weight(a);
   const wb = weight(b);
   if (Math.abs(wa - wb) > 1e-6) return wa < wb;
@@ -288,7 +374,12 @@ function taskOrder(requests: readonly TaskRequest[], groups: readonly Group[]): 
   return requests.map((r) => groupOf.get(r.id)!);
 }
 
-function toPlacements(p: Packing, groups: readonly Group[], options: readonly Option[], pools: Snapshot['pools']): Placement[] {
+function toPlacements(
+  p: Packing,
+  groups: readonly Group[],
+  options: readonly Option[],
+  pools: Snapshot['pools'],
+): Placement[] {
   const next = groups.map(() => 0);
   const out: Placement[] = [];
   for (const a of p.assignments) {

@@ -88,7 +88,11 @@ export function makePool(id: string): PoolBuilder {
 }
 
 /** `count` identical requests `prefix-0 … prefix-(count-1)`; one hour each unless given. */
-export function makeTasks(prefix: string, count: number, shape: Partial<TaskRequest> & { team?: string }): TaskRequest[] {
+export function makeTasks(
+  prefix: string,
+  count: number,
+  shape: Partial<TaskRequest> & { team?: string },
+): TaskRequest[] {
   return Array.from({ length: count }, (_, i) => ({
     id: `${prefix}-${i}`,
     team: shape.team ?? 'team-a',

@@ -6,7 +6,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { parseCpu, parseMemory, type Platform, type Problem, QuantityError, ValidationError } from '../../policies/index.ts';
+import {
+  parseCpu,
+  parseMemory,
+  type Platform,
+  type Problem,
+  QuantityError,
+  ValidationError,
+} from '../../policies/index.ts';
 import type { NodeState } from '../../solver/index.ts';
 
 const row = z.strictObject({
@@ -27,9 +34,12 @@ export function readNodesFile(file: string, platform: Platform): Map<string, Nod
     try {
       data = JSON.parse(text);
     } catch (err) {
-      throw new ValidationError([{ file, line: 0, col: 0, path: '', message: `not JSON: ${(err as Error).message}` }]);
+      throw new ValidationError([
+        { file, line: 0, col: 0, path: '', message: `not JSON: ${(err as Error).message}` },
+      ]);
     }
-    if (!Array.isArray(data)) throw new ValidationError([{ file, line: 1, col: 1, path: '', message: 'expected an array of nodes' }]);
+    if (!Array.isArray(data))
+      throw new ValidationError([{ file, line: 1, col: 1, path: '', message: 'expected an array of nodes' }]);
     data.forEach((value, i) => rows.push({ line: i + 1, value }));
   } else {
     const lines = text.split('\n');
@@ -37,7 +47,10 @@ export function readNodesFile(file: string, platform: Platform): Map<string, Nod
     lines.slice(1).forEach((l, i) => {
       if (l.trim() === '') return;
       const cells = l.split(',');
-      rows.push({ line: i + 2, value: Object.fromEntries(header.map((h, k) => [h, cells[k]?.trim() ?? ''])) });
+      rows.push({
+        line: i + 2,
+        value: Object.fromEntries(header.map((h, k) => [h, cells[k]?.trim() ?? ''])),
+      });
     });
   }
   const problems: Problem[] = [];
@@ -48,14 +61,26 @@ export function readNodesFile(file: string, platform: Platform): Map<string, Nod
     const where = /\.json$/i.test(file) ? `[${line - 1}]` : '';
     if (!parsed.success) {
       for (const issue of parsed.error.issues) {
-        problems.push({ file, line, col: 1, path: `${where}${issue.path.join('.')}`, message: issue.message });
+        problems.push({
+          file,
+          line,
+          col: 1,
+          path: `${where}${issue.path.join('.')}`,
+          message: issue.message,
+        });
       }
       continue;
     }
     const r = parsed.data;
     const pool = pools.get(`${r.cluster}/${r.pool}`);
     if (!pool) {
-      problems.push({ file, line, col: 1, path: `${where}pool`, message: `no pool ${r.cluster}/${r.pool} is declared` });
+      problems.push({
+        file,
+        line,
+        col: 1,
+        path: `${where}pool`,
+        message: `no pool ${r.cluster}/${r.pool} is declared`,
+      });
       continue;
     }
     try {

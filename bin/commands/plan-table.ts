@@ -20,7 +20,11 @@ export function printPlanTable(p: Plan, write: (s: string) => void): void {
     g.shape,
     g.chosen.map((c) => `${c.poolId} ×${c.tasks}`).join(', ') || '—',
     g.chosen.length ? money(Math.max(...g.chosen.map((c) => c.costPerTask))) : '—',
-    g.unplaced ? `${g.unplaced} unplaced: ${g.detail}` : g.binding === 'none' ? g.detail : `[${g.binding}] ${g.detail}`,
+    g.unplaced
+      ? `${g.unplaced} unplaced: ${g.detail}`
+      : g.binding === 'none'
+        ? g.detail
+        : `[${g.binding}] ${g.detail}`,
   ]);
   write(table(['GROUP', 'TEAM', 'TASKS', 'SHAPE', 'WHERE', '$/TASK', 'WHY'], rows));
   if (p.newNodes.length > 0) {
@@ -28,7 +32,13 @@ export function printPlanTable(p: Plan, write: (s: string) => void): void {
     write(
       table(
         ['POOL', 'INSTANCE TYPE', 'CAPACITY', 'COUNT', '$/HOUR EACH'],
-        p.newNodes.map((n) => [n.poolId, n.instanceType, n.capacityType, String(n.count), money(n.pricePerHour)]),
+        p.newNodes.map((n) => [
+          n.poolId,
+          n.instanceType,
+          n.capacityType,
+          String(n.count),
+          money(n.pricePerHour),
+        ]),
       ),
     );
   }
@@ -38,7 +48,8 @@ export function printPlanTable(p: Plan, write: (s: string) => void): void {
     if (p.unplaced.length > 10) write(`  … and ${p.unplaced.length - 10} more (see --output json)\n`);
   }
   const ratio = p.bound > 1e-9 ? ` (plan/bound ${(p.cost.objective / p.bound).toFixed(3)})` : '';
-  const vsGreedy = p.cost.expected > 1e-9 ? ` (greedy/plan ${(p.baseline.expected / p.cost.expected).toFixed(2)})` : '';
+  const vsGreedy =
+    p.cost.expected > 1e-9 ? ` (greedy/plan ${(p.baseline.expected / p.cost.expected).toFixed(2)})` : '';
   write(
     `\nCost: ${money(p.cost.perHour)}/hour of new nodes, ${money(p.cost.expected)} expected for the batch\n` +
       `LP lower bound: ${money(p.bound)}${ratio}\n` +

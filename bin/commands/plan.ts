@@ -23,11 +23,18 @@ export function registerPlanCommand(program: Command): void {
   program
     .command('plan')
     .description('What-if: plan a workload on the declared clusters at least cost, and explain it')
-    .requiredOption('-f, --file <path...>', 'Cluster, ResourcePolicy, ResourceProfile and PriceCatalog YAML (files or dirs)')
+    .requiredOption(
+      '-f, --file <path...>',
+      'Cluster, ResourcePolicy, ResourceProfile and PriceCatalog YAML (files or dirs)',
+    )
     .requiredOption('-w, --workload <file>', 'Workload YAML, or JSON lines with one request per line')
     .option('--nodes <file>', 'running nodes and their free capacity (CSV or JSON; see README)')
     .option('-o, --output <format>', 'table or json', 'table')
-    .option('--time-budget <duration>', 'most time the LP may take before the plan falls back to greedy', '5s')
+    .option(
+      '--time-budget <duration>',
+      'most time the LP may take before the plan falls back to greedy',
+      '5s',
+    )
     .action(async (flags: PlanFlags) => {
       if (flags.output !== 'table' && flags.output !== 'json') {
         throw new UsageError(`--output must be table or json, not '${flags.output}'`);

@@ -23,6 +23,8 @@ export function registerValidateCommand(program: Command): void {
       }
       if (!opts.quiet) for (const doc of result.docs) process.stdout.write(`${summarizeDoc(doc)}\n`);
       const pools = result.platform.pools.length;
-      process.stdout.write(`ok: ${result.docs.length} documents in ${result.files.length} files, ${pools} pools\n`);
+      process.stdout.write(
+        `ok: ${result.docs.length} documents in ${result.files.length} files, ${pools} pools\n`,
+      );
     });
 }

@@ -10,7 +10,10 @@ import { fileURLToPath } from 'node:url';
 import { normalizeGpuModel } from '../gpu.ts';
 import type { CatalogEntry } from './catalog.ts';
 
-type Row = Record<'cloud' | 'type' | 'acc' | 'accCount' | 'vcpu' | 'mem' | 'price' | 'spot' | 'region' | 'zone', string>;
+type Row = Record<
+  'cloud' | 'type' | 'acc' | 'accCount' | 'vcpu' | 'mem' | 'price' | 'spot' | 'region' | 'zone',
+  string
+>;
 
 /** GPUs a GCP machine type carries, which GCP prices separately. */
 export function gcpGpus(instanceType: string): { model: string; count: number } | undefined {
@@ -34,7 +37,9 @@ export function buildEntries(csv: string): CatalogEntry[] {
     .slice(1)
     .filter((l) => l.trim())
     .map((l) => {
-      const [cloud, type, acc, accCount, vcpu, mem, price, spot, region, zone] = l.split(',').map((c) => c.trim());
+      const [cloud, type, acc, accCount, vcpu, mem, price, spot, region, zone] = l
+        .split(',')
+        .map((c) => c.trim());
       return { cloud, type, acc, accCount, vcpu, mem, price, spot, region, zone } as Row;
     });
   // GCP GPU prices by zone, model and count.
@@ -42,7 +47,10 @@ export function buildEntries(csv: string): CatalogEntry[] {
   for (const r of rows) {
     if (r.cloud === 'gcp' && r.type === '') {
       const model = normalizeGpuModel(r.acc);
-      gpuPrice.set(`${r.zone}|${model}|${Number(r.accCount)}`, { price: Number(r.price), spot: r.spot ? Number(r.spot) : null });
+      gpuPrice.set(`${r.zone}|${model}|${Number(r.accCount)}`, {
+        price: Number(r.price),
+        spot: r.spot ? Number(r.spot) : null,
+      });
     }
   }
   const entries = new Map<string, CatalogEntry>();
@@ -69,7 +77,18 @@ export function buildEntries(csv: string): CatalogEntry[] {
     const k = `${r.cloud}|${r.type}|${r.region}`;
     let e = entries.get(k);
     if (!e) {
-      e = { cloud: r.cloud, instanceType: r.type, region: r.region, zones: [], vcpu: Number(r.vcpu), memoryGiB: Number(r.mem), gpu, onDemand: round(onDemand), spot: null, spotByZone: {} };
+      e = {
+        cloud: r.cloud,
+        instanceType: r.type,
+        region: r.region,
+        zones: [],
+        vcpu: Number(r.vcpu),
+        memoryGiB: Number(r.mem),
+        gpu,
+        onDemand: round(onDemand),
+        spot: null,
+        spotByZone: {},
+      };
       entries.set(k, e);
     }
     e.zones.push(r.zone);
@@ -81,14 +100,18 @@ export function buildEntries(csv: string): CatalogEntry[] {
     }
   }
   return [...entries.values()].sort(
-    (a, b) => a.cloud.localeCompare(b.cloud) || a.region.localeCompare(b.region) || a.instanceType.localeCompare(b.instanceType),
+    (a, b) =>
+      a.cloud.localeCompare(b.cloud) ||
+      a.region.localeCompare(b.region) ||
+      a.instanceType.localeCompare(b.instanceType),
   );
 }
 
 /** The JSON text written to `cloud-prices.json`: metadata, then one entry per line. */
 export function catalogJson(entries: readonly CatalogEntry[]): string {
   const head = {
-    source: 'skypilot-org/skypilot-catalog catalogs/v7/aws/vms.csv and catalogs/v7/gcp/vms.csv, via shared/data/prices/cloud-prices.csv',
+    source:
+      'skypilot-org/skypilot-catalog catalogs/v7/aws/vms.csv and catalogs/v7/gcp/vms.csv, via shared/data/prices/cloud-prices.csv',
     extracted: '2026-11-25',
     currency: 'USD',
   };
@@ -97,12 +120,15 @@ export function catalogJson(entries: readonly CatalogEntry[]): string {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const csvPath = process.argv[2] ?? fileURLToPath(new URL('../../../shared/data/prices/cloud-prices.csv', import.meta.url));
+  const csvPath =
+    process.argv[2] ??
+    fileURLToPath(new URL('../../../shared/data/prices/cloud-prices.csv', import.meta.url));
   const entries = buildEntries(readFileSync(csvPath, 'utf8'));
   const out = fileURLToPath(new URL('./cloud-prices.json', import.meta.url));
   writeFileSync(out, catalogJson(entries));
   const counts = new Map<string, number>();
-  for (const e of entries) counts.set(`${e.cloud} ${e.region}`, (counts.get(`${e.cloud} ${e.region}`) ?? 0) + 1);
+  for (const e of entries)
+    counts.set(`${e.cloud} ${e.region}`, (counts.get(`${e.cloud} ${e.region}`) ?? 0) + 1);
   for (const [k, n] of counts) console.log(`${k.padEnd(20)} ${n} instance types`);
   console.log(`wrote ${entries.length} entries to ${out}`);
 }

@@ -79,7 +79,9 @@ export class PriceCatalog {
 
   /** Distinct instance type names, of one cloud or all. */
   instanceTypes(cloud?: string): string[] {
-    return [...new Set(this.entries.filter((e) => !cloud || e.cloud === cloud).map((e) => e.instanceType))].sort();
+    return [
+      ...new Set(this.entries.filter((e) => !cloud || e.cloud === cloud).map((e) => e.instanceType)),
+    ].sort();
   }
 
   /** The closest known instance type name, for "did you mean" messages. */
@@ -144,10 +146,16 @@ let builtin: PriceCatalog | undefined;
 /** The catalog shipped with Gantry, read once per process. */
 export function loadBuiltinCatalog(): PriceCatalog {
   if (!builtin) {
-    const data = JSON.parse(readFileSync(new URL('./cloud-prices.json', import.meta.url), 'utf8')) as CatalogMeta & {
+    const data = JSON.parse(
+      readFileSync(new URL('./cloud-prices.json', import.meta.url), 'utf8'),
+    ) as CatalogMeta & {
       entries: CatalogEntry[];
     };
-    builtin = new PriceCatalog(data.entries, { source: data.source, extracted: data.extracted, currency: data.currency });
+    builtin = new PriceCatalog(data.entries, {
+      source: data.source,
+      extracted: data.extracted,
+      currency: data.currency,
+    });
   }
   return builtin;
 }

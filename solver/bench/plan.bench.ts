@@ -6,17 +6,44 @@
  * greedy only where both leave the same number of tasks unplaced; the table shows both counts.
  */
 import { defaultBackends, plan } from '../index.ts';
-import { type BenchScenario, cloudPools, openbPools, openbTasks, openPolicy, syntheticScale } from './scenarios.ts';
+import {
+  type BenchScenario,
+  cloudPools,
+  openbPools,
+  openbTasks,
+  openPolicy,
+  syntheticScale,
+} from './scenarios.ts';
 
 const only = process.argv.slice(2);
 
 function scenarios(): (() => BenchScenario)[] {
   const cloud = () => cloudPools({ aws: ['us-east-1'], gcp: ['us-central1'] });
   return [
-    () => ({ name: 'openb default', pools: [...openbPools(), ...cloud()], tasks: openbTasks('openb_pod_list_default.csv'), policies: [openPolicy('openb')] }),
-    () => ({ name: 'openb gpuspec33', pools: [...openbPools(), ...cloud()], tasks: openbTasks('openb_pod_list_gpuspec33.csv'), policies: [openPolicy('openb')] }),
-    () => ({ name: 'openb default ×2', pools: [...openbPools(), ...cloud()], tasks: openbTasks('openb_pod_list_default.csv', 2), policies: [openPolicy('openb')] }),
-    () => ({ name: 'openb gpuspec33 ×3', pools: [...openbPools(), ...cloud()], tasks: openbTasks('openb_pod_list_gpuspec33.csv', 3), policies: [openPolicy('openb')] }),
+    () => ({
+      name: 'openb default',
+      pools: [...openbPools(), ...cloud()],
+      tasks: openbTasks('openb_pod_list_default.csv'),
+      policies: [openPolicy('openb')],
+    }),
+    () => ({
+      name: 'openb gpuspec33',
+      pools: [...openbPools(), ...cloud()],
+      tasks: openbTasks('openb_pod_list_gpuspec33.csv'),
+      policies: [openPolicy('openb')],
+    }),
+    () => ({
+      name: 'openb default ×2',
+      pools: [...openbPools(), ...cloud()],
+      tasks: openbTasks('openb_pod_list_default.csv', 2),
+      policies: [openPolicy('openb')],
+    }),
+    () => ({
+      name: 'openb gpuspec33 ×3',
+      pools: [...openbPools(), ...cloud()],
+      tasks: openbTasks('openb_pod_list_gpuspec33.csv', 3),
+      policies: [openPolicy('openb')],
+    }),
     () => syntheticScale(50_000),
     () => syntheticScale(250_000),
   ];
@@ -26,7 +53,22 @@ const fmt = (n: number, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : '—');
 
 async function main(): Promise<void> {
   const backends = await defaultBackends();
-  const header = ['scenario', 'tasks', 'groups', 'pools', 'vars', 'backend', 'solve ms', 'plan $/h', 'plan $', 'LP bound $', 'plan/bound', 'greedy $', 'greedy/plan', 'unplaced plan/greedy'];
+  const header = [
+    'scenario',
+    'tasks',
+    'groups',
+    'pools',
+    'vars',
+    'backend',
+    'solve ms',
+    'plan $/h',
+    'plan $',
+    'LP bound $',
+    'plan/bound',
+    'greedy $',
+    'greedy/plan',
+    'unplaced plan/greedy',
+  ];
   console.log(header.join(' | '));
   console.log(header.map(() => '---').join(' | '));
   for (const make of scenarios()) {

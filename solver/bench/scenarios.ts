@@ -20,10 +20,12 @@ export interface BenchScenario {
 function csv(file: string): Record<string, string>[] {
   const [head = '', ...lines] = readFileSync(file, 'utf8').split('\n');
   const cols = head.split(',');
-  return lines.filter((l) => l.trim()).map((l) => {
-    const cells = l.split(',');
-    return Object.fromEntries(cols.map((c, i) => [c, cells[i] ?? '']));
-  });
+  return lines
+    .filter((l) => l.trim())
+    .map((l) => {
+      const cells = l.split(',');
+      return Object.fromEntries(cols.map((c, i) => [c, cells[i] ?? '']));
+    });
 }
 
 /** openb model names: V100M16/V100M32 are V100 16/32 GB; G1–G3 are undisclosed and kept as they are. */
@@ -69,7 +71,10 @@ export function openbPools(): PoolState[] {
 }
 
 /** On-demand (and optionally spot) cloud pools for every catalog entry in the given regions. */
-export function cloudPools(regions: Record<string, string[]>, opts: { spot?: boolean; maxNewNodes?: number } = {}): PoolState[] {
+export function cloudPools(
+  regions: Record<string, string[]>,
+  opts: { spot?: boolean; maxNewNodes?: number } = {},
+): PoolState[] {
   const catalog = loadBuiltinCatalog();
   const pools: PoolState[] = [];
   for (const [cloud, list] of Object.entries(regions)) {
@@ -110,10 +115,16 @@ export function openbTasks(file: string, copies = 1, team = 'openb'): TaskReques
       const milli = Number(r.gpu_milli || 0);
       const count = numGpu === 0 ? 0 : numGpu === 1 && milli < 1000 ? milli / 1000 : numGpu;
       const models = (r.gpu_spec ?? '').split('|').filter(Boolean).map(openbModel);
-      const gpu: GpuAsk[] = count === 0 ? [] : models.length === 0 ? [{ model: '*', count }] : [...new Set(models)].map((model) => ({ model, count }));
+      const gpu: GpuAsk[] =
+        count === 0
+          ? []
+          : models.length === 0
+            ? [{ model: '*', count }]
+            : [...new Set(models)].map((model) => ({ model, count }));
       const lived = Number(r.deletion_time) - Number(r.creation_time);
       // Planned for how long the pod lived, between 5 minutes and a day (long-lived services are capped).
-      const durationSeconds = Number.isFinite(lived) && lived > 0 ? Math.min(Math.max(lived, 300), 86_400) : 3600;
+      const durationSeconds =
+        Number.isFinite(lived) && lived > 0 ? Math.min(Math.max(lived, 300), 86_400) : 3600;
       tasks.push({
         id: `${r.name}${copies > 1 ? `-x${c}` : ''}`,
         team,
@@ -151,7 +162,23 @@ export function rng(seed: number): () => number {
 export function syntheticScale(n: number): BenchScenario {
   const random = rng(n);
   const shapes: Omit<TaskRequest, 'id' | 'team'>[] = [];
-  const gpuChoices: GpuAsk[][] = [[], [{ model: 'L4', count: 1 }], [{ model: 'A10G', count: 1 }, { model: 'L4', count: 1 }], [{ model: 'H100', count: 8 }, { model: 'A100-80GB', count: 8 }], [{ model: 'H100', count: 1 }, { model: 'A100', count: 1 }], [{ model: 'T4', count: 1 }]];
+  const gpuChoices: GpuAsk[][] = [
+    [],
+    [{ model: 'L4', count: 1 }],
+    [
+      { model: 'A10G', count: 1 },
+      { model: 'L4', count: 1 },
+    ],
+    [
+      { model: 'H100', count: 8 },
+      { model: 'A100-80GB', count: 8 },
+    ],
+    [
+      { model: 'H100', count: 1 },
+      { model: 'A100', count: 1 },
+    ],
+    [{ model: 'T4', count: 1 }],
+  ];
   for (let i = 0; i < 24; i++) {
     const gpu = gpuChoices[i % gpuChoices.length]!;
     shapes.push({
@@ -171,10 +198,15 @@ export function syntheticScale(n: number): BenchScenario {
   const onprem = openbPools().filter((p) => p.gpuModel === 'T4' || p.gpuModel === 'V100');
   return {
     name: `synthetic ${n >= 1000 ? `${n / 1000}K` : n}`,
-    pools: [...onprem, ...cloudPools({ aws: ['us-east-1'], gcp: ['us-central1'] }, { spot: true, maxNewNodes: 5000 })],
+    pools: [
+      ...onprem,
+      ...cloudPools({ aws: ['us-east-1'], gcp: ['us-central1'] }, { spot: true, maxNewNodes: 5000 }),
+    ],
     tasks,
     policies: [
-      openPolicy('research', { quotas: [{ resource: 'gpu', model: 'H100', nominal: Math.ceil(n / 50), borrowingLimit: 8 }] }),
+      openPolicy('research', {
+        quotas: [{ resource: 'gpu', model: 'H100', nominal: Math.ceil(n / 50), borrowingLimit: 8 }],
+      }),
       openPolicy('product', { spot: 'preferred' }),
       openPolicy('batch', { spot: 'required' }),
     ],
