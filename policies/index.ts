@@ -45,7 +45,15 @@ export type { Cluster, Platform, Policy, Pool, Profile } from './platform.ts';
 export { loadPlatform, summarizeDoc, validatePaths } from './validate.ts';
 export type { Validation } from './validate.ts';
 export { closest } from './suggest.ts';
-export { loadBuiltinCatalog, PriceCatalog } from './catalog/catalog.ts';
+export {
+  BUILTIN_CATALOG_META,
+  CatalogEntryError,
+  catalogEntrySchema,
+  catalogFileSchema,
+  catalogOverrideSchema,
+  loadBuiltinCatalog,
+  PriceCatalog,
+} from './catalog/catalog.ts';
 export type {
   CatalogEntry,
   CatalogFilter,

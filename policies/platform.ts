@@ -3,7 +3,7 @@
  * shaped pools; policies by team; profiles by name. Cross-document problems (duplicates, dangling
  * references, instance types the catalog lacks, min > max) are reported here with their locations.
  */
-import type { PriceCatalog } from './catalog/catalog.ts';
+import { CatalogEntryError, type PriceCatalog } from './catalog/catalog.ts';
 import type { Problem } from './errors.ts';
 import type { GpuModel } from './gpu.ts';
 import type {
@@ -97,19 +97,29 @@ export function buildPlatform(
 
   let catalog = baseCatalog;
   for (const doc of of('PriceCatalog')) {
-    catalog = catalog.withOverrides(
-      doc.value.spec.entries.map((e) => ({
-        cloud: e.cloud,
-        instanceType: e.instanceType,
-        region: e.region,
-        onDemand: e.onDemand,
-        spot: e.spot,
-        vcpu: e.cpu === undefined ? undefined : e.cpu / 1000,
-        memoryGiB: e.memory === undefined ? undefined : e.memory / 1024,
-        gpu:
-          e.gpu?.[0] && e.gpu[0].model !== '*' ? { model: e.gpu[0].model, count: e.gpu[0].count } : undefined,
-      })),
-    );
+    // Entries one at a time, so that a bad one is reported at its own line and the rest still apply.
+    doc.value.spec.entries.forEach((e, i) => {
+      try {
+        catalog = catalog.withOverrides([
+          {
+            cloud: e.cloud,
+            instanceType: e.instanceType,
+            region: e.region,
+            onDemand: e.onDemand,
+            spot: e.spot,
+            vcpu: e.cpu === undefined ? undefined : e.cpu / 1000,
+            memoryGiB: e.memory === undefined ? undefined : e.memory / 1024,
+            gpu:
+              e.gpu?.[0] && e.gpu[0].model !== '*'
+                ? { model: e.gpu[0].model, count: e.gpu[0].count }
+                : undefined,
+          },
+        ]);
+      } catch (err) {
+        if (!(err instanceof CatalogEntryError)) throw err;
+        report(doc, ['spec', 'entries', i], err.message);
+      }
+    });
   }
 
   const profiles = new Map<string, Profile>();

@@ -293,6 +293,12 @@ const BAD: [string, string, string | RegExp, string | RegExp][] = [
     '6:18  spec.groups[0].team',
     /^unknown team \(no ResourcePolicy names it\) 'nobody'/,
   ],
+  [
+    'price entry for a new type without a shape',
+    `${HEAD}\nkind: PriceCatalog\nmetadata: { name: rates }\nspec:\n  entries:\n    - { cloud: onprem, instanceType: box, region: dc1, onDemand: 2 }\n`,
+    '6:7  spec.entries[0]',
+    /^onprem box in dc1: /,
+  ],
 ];
 
 describe('gantry validate: bad documents', () => {

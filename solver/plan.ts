@@ -55,6 +55,13 @@ export function plan(
 ): Plan {
   const clock = options.clock ?? (() => performance.now());
   const started = clock();
+  const phases: Record<string, number> = {};
+  let mark = started;
+  const phase = (name: string) => {
+    const now = clock();
+    phases[name] = (phases[name] ?? 0) + (now - mark);
+    mark = now;
+  };
   const byTeam = new Map<string, Policy>();
   for (const p of policies) for (const t of p.teams) if (!byTeam.has(t)) byTeam.set(t, p);
   const pools = snapshot.pools;
@@ -78,6 +85,7 @@ export function plan(
     });
   }
 
+  phase('options');
   const classes = pools.flatMap((p, i) => nodeClasses(p, i));
   const lpOptionIds = candidates(
     groups,
@@ -101,6 +109,7 @@ export function plan(
   const budget = options.timeBudgetMs ?? 5000;
   let solution: LpSolution | undefined;
   let fallback: string | undefined;
+  phase('model');
   const lpStart = clock();
   if (!backends.js && !backends.highs) fallback = 'no LP backend given: greedy plan';
   else {
@@ -110,9 +119,11 @@ export function plan(
       fallback = `LP ${solution.status}${solution.message ? ` (${solution.message})` : ''}: greedy plan`;
   }
   const lpMs = clock() - lpStart;
+  phase('lp');
 
   const taskGroups = taskOrder(requests, groups);
   const greedy = greedyPack(context(), taskGroups);
+  phase('greedy');
   let chosen = greedy;
   if (solution && !fallback) {
     const ctx = context();
@@ -121,6 +132,7 @@ export function plan(
     const intents = roundIntents(model, solution.values, lpOptionIds, groups);
     for (const it of intents) overflow[all[it.option]!.group]! -= it.count;
     packIntents(ctx, packer, classes, intents, overflow);
+    phase('pack');
     // What rounding and packing left over is planned again by the LP, on what is left: running nodes,
     // nodes already being added (paid for), and the room pools still have. Repair takes the rest.
     for (let round = 0; round < RESIDUAL_ROUNDS && overflow.some((n) => n > 0); round++) {
@@ -146,11 +158,13 @@ export function plan(
       const next = [...overflow];
       for (const it of more) next[all[it.option]!.group]! -= it.count;
       packIntents(ctx, packer, rclasses, more, next);
+      phase('residual');
       const progress = next.reduce((a, b) => a + b, 0) < overflow.reduce((a, b) => a + b, 0);
       overflow = next;
       if (!progress) break;
     }
     const packed = finishPacking(ctx, packer, overflow);
+    phase('repair');
     chosen = packed;
     if (better(greedy, packed, groups, model, all, pools)) {
       chosen = greedy;
@@ -182,6 +196,7 @@ export function plan(
     }
   }
 
+  phase('bound');
   const placements = toPlacements(chosen, groups, all, pools);
   const unplaced = chosen.unplaced.flatMap((u) => {
     const g = groups[u.group]!;
@@ -210,6 +225,7 @@ export function plan(
       backend: solution?.backend ?? 'greedy',
       status: solution?.status ?? 'skipped',
       ms: clock() - started,
+      phases,
       lpMs,
       variables: model.lp.variables.length,
       constraints: model.lp.constraints.length,

@@ -149,6 +149,8 @@ export interface Plan {
     backend: string;
     status: string;
     ms: number;
+    /** Milliseconds per step: options, model, lp, greedy, pack, residual, repair, bound. */
+    phases: Record<string, number>;
     lpMs: number;
     variables: number;
     constraints: number;

@@ -1,16 +1,23 @@
 /**
- * `gantry catalog`: the shipped price catalog, filtered, cheapest first.
+ * `gantry catalog`: lists the built-in prices as offers (an instance type in a region, bought spot or
+ * on-demand), cheapest first, filtered by GPU model, capacity type, cloud, region, GPU count and price.
  */
 import type { Command } from 'commander';
 import {
+  type CatalogFilter,
+  type CatalogOffer,
+  closest,
+  formatGpu,
+  formatMemory,
   gpuModelNames,
   loadBuiltinCatalog,
   normalizeGpuModel,
-  type CatalogFilter,
+  type PriceCatalog,
 } from '../../policies/index.ts';
 import { UsageError } from '../errors.ts';
 import { table } from '../table.ts';
 
+/** Flags as commander hands them over: every value still a string. */
 interface CatalogFlags {
   gpu?: string;
   spot?: boolean;
@@ -23,80 +30,144 @@ interface CatalogFlags {
   output: string;
 }
 
-function positiveNumber(flag: string, value: string | undefined): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0 || value.trim() === '')
-    throw new UsageError(`${flag} must be a number of zero or more, not '${value}'`);
-  return n;
-}
-
 /** Adds `gantry catalog` to the program. */
 export function registerCatalogCommand(program: Command): void {
   program
     .command('catalog')
-    .description('List instance types with real AWS and GCP prices, cheapest first')
-    .option('--gpu <model>', 'only this GPU model (H100, A100-80GB, L4, …)')
-    .option('--spot', 'only spot offers')
-    .option('--on-demand', 'only on-demand offers')
-    .option('--cloud <cloud>', 'aws or gcp')
-    .option('--region <region>', 'e.g. us-east-1, us-central1')
+    .description('List instance types with their on-demand and spot $/hour, cheapest first')
+    .option('--gpu <model>', `only this GPU model (${gpuModelNames.join(', ')})`)
+    .option('--spot', 'spot offers only')
+    .option('--on-demand', 'on-demand offers only')
+    .option('--cloud <name>', 'only this cloud (aws or gcp)')
+    .option('--region <region>', 'only this region, e.g. us-east-1')
     .option('--min-gpus <n>', 'at least this many GPUs per node')
     .option('--max-price <usd>', 'at most this many $/hour per node')
-    .option('--limit <n>', 'show at most this many rows', '20')
+    .option('--limit <n>', 'show at most this many offers', '20')
     .option('-o, --output <format>', 'table or json', 'table')
     .action((flags: CatalogFlags) => {
-      if (flags.output !== 'table' && flags.output !== 'json')
-        throw new UsageError(`--output must be table or json, not '${flags.output}'`);
-      if (flags.spot && flags.onDemand) throw new UsageError('--spot and --on-demand exclude each other');
-      const filter: CatalogFilter = {};
-      if (flags.gpu !== undefined) {
-        const model = normalizeGpuModel(flags.gpu);
-        if (!model)
-          throw new UsageError(`--gpu: unknown GPU model '${flags.gpu}'; known: ${gpuModelNames.join(', ')}`);
-        filter.gpu = model;
-      }
-      if (flags.spot) filter.spot = true;
-      if (flags.onDemand) filter.spot = false;
-      if (flags.cloud !== undefined) {
-        if (flags.cloud !== 'aws' && flags.cloud !== 'gcp')
-          throw new UsageError(`--cloud must be aws or gcp, not '${flags.cloud}'`);
-        filter.cloud = flags.cloud;
-      }
-      if (flags.region !== undefined) filter.region = flags.region;
-      const minGpus = positiveNumber('--min-gpus', flags.minGpus);
-      if (minGpus !== undefined) filter.minGpus = minGpus;
-      const maxPrice = positiveNumber('--max-price', flags.maxPrice);
-      if (maxPrice !== undefined) filter.maxPrice = maxPrice;
-      const limit = positiveNumber('--limit', flags.limit) ?? 20;
-
       const catalog = loadBuiltinCatalog();
-      const offers = catalog.find(filter).slice(0, limit);
-      if (flags.output === 'json') {
-        const rows = offers.map(({ spotByZone: _z, ...o }) => o);
-        process.stdout.write(`${JSON.stringify({ ...catalog.meta, offers: rows }, null, 2)}\n`);
+      const { filter, limit, output } = parseFlags(flags, catalog);
+      const offers = catalog.find(filter);
+      const shown = offers.slice(0, limit);
+      const write = (s: string) => process.stdout.write(s);
+      if (output === 'json') {
+        const rows = shown.map((o) => ({ ...o, pricePerGpu: perGpu(o) }));
+        write(`${JSON.stringify({ ...catalog.meta, total: offers.length, offers: rows }, null, 2)}\n`);
         return;
       }
-      const rows = offers.map((o) => [
-        o.cloud,
-        o.region,
-        o.instanceType,
-        String(o.vcpu),
-        `${o.memoryGiB}Gi`,
-        o.gpu ? `${o.gpu.model}:${o.gpu.count}` : '—',
-        o.capacityType,
-        `$${o.price.toFixed(4)}`,
-        o.gpu ? `$${(o.price / o.gpu.count).toFixed(4)}` : '—',
-      ]);
-      process.stdout.write(
-        table(
-          ['CLOUD', 'REGION', 'INSTANCE TYPE', 'VCPU', 'MEMORY', 'GPU', 'CAPACITY', '$/HOUR', '$/GPU-HOUR'],
-          rows,
-        ),
-      );
-      if (offers.length === 0) process.stdout.write('(no offers match)\n');
-      process.stdout.write(
-        `\nPrices: ${catalog.meta.source}, extracted ${catalog.meta.extracted}. Spot: cheapest zone.\n`,
-      );
+      if (shown.length === 0) write('No offers match these filters.\n');
+      else write(table(HEADERS, rightAlign(shown.map(row), NUMERIC)));
+      write(footer(shown.length, offers.length, catalog));
     });
+}
+
+/** The validated query behind a `gantry catalog` call. */
+interface CatalogQuery {
+  filter: CatalogFilter;
+  limit: number;
+  output: 'table' | 'json';
+}
+
+/** Checks every flag against what the catalog knows; throws `UsageError` with a one-line message. */
+function parseFlags(flags: CatalogFlags, catalog: PriceCatalog): CatalogQuery {
+  const filter: CatalogFilter = {};
+  if (flags.gpu !== undefined) {
+    const model = normalizeGpuModel(flags.gpu);
+    if (!model) throw new UsageError(`unknown GPU model '${flags.gpu}' (known: ${gpuModelNames.join(', ')})`);
+    filter.gpu = model;
+  }
+  if (flags.spot && flags.onDemand) {
+    throw new UsageError('--spot and --on-demand exclude each other; give neither to list both');
+  }
+  if (flags.spot) filter.spot = true;
+  if (flags.onDemand) filter.spot = false;
+  if (flags.cloud !== undefined) filter.cloud = known('cloud', flags.cloud, catalog.clouds());
+  if (flags.region !== undefined) {
+    const where = filter.cloud === undefined ? 'region' : `${filter.cloud} region`;
+    filter.region = known(where, flags.region, catalog.regions(filter.cloud));
+  }
+  if (flags.minGpus !== undefined) filter.minGpus = wholeNumber('--min-gpus', flags.minGpus);
+  if (flags.maxPrice !== undefined) filter.maxPrice = dollars('--max-price', flags.maxPrice);
+  const limit = wholeNumber('--limit', flags.limit);
+  if (flags.output !== 'table' && flags.output !== 'json') {
+    throw new UsageError(`--output must be table or json, not '${flags.output}'`);
+  }
+  return { filter, limit, output: flags.output };
+}
+
+function known(what: string, value: string, names: readonly string[]): string {
+  if (names.includes(value)) return value;
+  const hint = closest(value, names);
+  const mean = hint ? `did you mean ${hint}? ` : '';
+  throw new UsageError(`unknown ${what} '${value}' (${mean}known: ${names.join(', ')})`);
+}
+
+function wholeNumber(flag: string, text: string): number {
+  const n = Number(text);
+  if (text.trim() === '' || !Number.isInteger(n) || n < 1) {
+    throw new UsageError(`${flag} must be a whole number of at least 1, not '${text}'`);
+  }
+  return n;
+}
+
+function dollars(flag: string, text: string): number {
+  const n = Number(text.replace(/^\$/, ''));
+  if (text.trim() === '' || !Number.isFinite(n) || n < 0) {
+    throw new UsageError(`${flag} must be a price in $/hour, 0 or more, not '${text}'`);
+  }
+  return n;
+}
+
+const HEADERS = [
+  'CLOUD',
+  'REGION',
+  'INSTANCE TYPE',
+  'VCPU',
+  'MEMORY',
+  'GPU',
+  'CAPACITY',
+  '$/HOUR',
+  '$/GPU-HOUR',
+];
+// Columns whose cells are numbers, right-aligned so that the digits line up.
+const NUMERIC = new Set([3, 4, 7, 8]);
+
+function row(o: CatalogOffer): string[] {
+  const gpuPrice = perGpu(o);
+  return [
+    o.cloud,
+    o.region,
+    o.instanceType,
+    String(o.vcpu),
+    formatMemory(o.memoryGiB * 1024),
+    o.gpu ? formatGpu([o.gpu]) : '-',
+    o.capacityType,
+    usd(o.price),
+    gpuPrice === null ? '-' : usd(gpuPrice),
+  ];
+}
+
+// Five decimals is the catalog's precision; fewer would round 40.96575 to a price nobody charges.
+function usd(n: number): string {
+  return n.toFixed(5);
+}
+
+function perGpu(o: CatalogOffer): number | null {
+  return o.gpu ? Number((o.price / o.gpu.count).toFixed(5)) : null;
+}
+
+/** Pads the numeric columns on the left to the width of their widest cell or header. */
+function rightAlign(rows: string[][], columns: ReadonlySet<number>): string[][] {
+  const widths = HEADERS.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  return rows.map((r) => r.map((cell, i) => (columns.has(i) ? cell.padStart(widths[i] ?? 0) : cell)));
+}
+
+function footer(shown: number, total: number, catalog: PriceCatalog): string {
+  const { source, extracted, currency } = catalog.meta;
+  const more = shown < total ? ` (--limit ${total} to see all)` : '';
+  const count =
+    total > 0
+      ? `${shown} of ${total} offers${more}. Spot prices are the cheapest zone's in the region.\n`
+      : '';
+  return `\n${count}Prices in ${currency}/hour from ${source}, extracted ${extracted}.\n`;
 }

@@ -63,7 +63,8 @@ export interface CatalogMeta {
 
 /** Metadata of the shipped catalog; `build.ts` writes it into `cloud-prices.json`. */
 export const BUILTIN_CATALOG_META: Readonly<CatalogMeta> = Object.freeze({
-  source: 'skypilot-org/skypilot-catalog v7 catalogs/v7/{aws,gcp}/vms.csv via shared/data/prices/cloud-prices.csv',
+  source:
+    'skypilot-org/skypilot-catalog v7 catalogs/v7/{aws,gcp}/vms.csv via shared/data/prices/cloud-prices.csv',
   extracted: '2026-11-25',
   currency: 'USD',
 });
@@ -146,7 +147,9 @@ export class PriceCatalog {
 
   /** Distinct instance type names, of one cloud or all, sorted. */
   instanceTypes(cloud?: string): string[] {
-    return distinct(this.entries.filter((e) => cloud === undefined || e.cloud === cloud).map((e) => e.instanceType));
+    return distinct(
+      this.entries.filter((e) => cloud === undefined || e.cloud === cloud).map((e) => e.instanceType),
+    );
   }
 
   /** Distinct clouds, sorted. */
@@ -156,7 +159,9 @@ export class PriceCatalog {
 
   /** Distinct regions, of one cloud or all, sorted. */
   regions(cloud?: string): string[] {
-    return distinct(this.entries.filter((e) => cloud === undefined || e.cloud === cloud).map((e) => e.region));
+    return distinct(
+      this.entries.filter((e) => cloud === undefined || e.cloud === cloud).map((e) => e.region),
+    );
   }
 
   /**
@@ -180,7 +185,8 @@ export class PriceCatalog {
       if (filter.region !== undefined && e.region !== filter.region) continue;
       if (filter.gpu !== undefined && e.gpu?.model !== filter.gpu) continue;
       if (filter.minGpus !== undefined && (e.gpu?.count ?? 0) < filter.minGpus) continue;
-      if (filter.spot !== false && e.spot !== null) offers.push({ ...e, capacityType: 'spot', price: e.spot });
+      if (filter.spot !== false && e.spot !== null)
+        offers.push({ ...e, capacityType: 'spot', price: e.spot });
       if (filter.spot !== true) offers.push({ ...e, capacityType: 'on-demand', price: e.onDemand });
     }
     return offers
@@ -216,43 +222,52 @@ function parseOverride(raw: CatalogOverride): CatalogOverride {
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
   const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
-  throw new CatalogEntryError(`bad override: ${where}${issue?.message}`, raw.cloud, raw.instanceType, raw.region, {
-    cause: parsed.error,
-  });
+  throw new CatalogEntryError(
+    `bad override: ${where}${issue?.message}`,
+    raw.cloud,
+    raw.instanceType,
+    raw.region,
+    {
+      cause: parsed.error,
+    },
+  );
 }
 
 function overrideEntry(base: CatalogEntry, o: CatalogOverride): CatalogEntry {
+  const { spot } = o;
   return {
     ...base,
     vcpu: o.vcpu ?? base.vcpu,
     memoryGiB: o.memoryGiB ?? base.memoryGiB,
     gpu: o.gpu ?? base.gpu,
     onDemand: o.onDemand ?? base.onDemand,
-    spot: o.spot ?? base.spot,
+    spot: spot ?? base.spot,
     // A negotiated spot rate holds in every zone, so the per-zone prices must not disagree with it.
-    spotByZone: o.spot === undefined ? base.spotByZone : Object.fromEntries(base.zones.map((z) => [z, o.spot])),
+    spotByZone: spot === undefined ? base.spotByZone : Object.fromEntries(base.zones.map((z) => [z, spot])),
   };
 }
 
 function newEntry(o: CatalogOverride): CatalogEntry {
-  const missing = (['vcpu', 'memoryGiB', 'onDemand'] as const).filter((f) => o[f] === undefined);
-  if (missing.length > 0 || o.vcpu === undefined || o.memoryGiB === undefined || o.onDemand === undefined) {
+  const { vcpu, memoryGiB, onDemand } = o;
+  if (vcpu === undefined || memoryGiB === undefined || onDemand === undefined) {
+    const missing = Object.entries({ vcpu, memoryGiB, onDemand }).filter(([, v]) => v === undefined);
     throw new CatalogEntryError(
-      `not in the catalog, so the override must set ${missing.join(', ')} (a price of 0 is fine for owned hardware)`,
+      `not in the catalog, so the override must set ${missing.map(([f]) => f).join(', ')} (a price of 0 is fine for owned hardware)`,
       o.cloud,
       o.instanceType,
       o.region,
     );
   }
+  const { cloud, instanceType, region } = o;
   return {
-    cloud: o.cloud,
-    instanceType: o.instanceType,
-    region: o.region,
+    cloud,
+    instanceType,
+    region,
     zones: [],
-    vcpu: o.vcpu,
-    memoryGiB: o.memoryGiB,
+    vcpu,
+    memoryGiB,
     gpu: o.gpu ?? null,
-    onDemand: o.onDemand,
+    onDemand,
     spot: o.spot ?? null,
     spotByZone: {},
   };
@@ -287,7 +302,9 @@ export function loadBuiltinCatalog(): PriceCatalog {
   const parsed = catalogFileSchema.safeParse(data);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new CatalogError(`${url.pathname}: ${issue?.path.join('.')}: ${issue?.message}`, { cause: parsed.error });
+    throw new CatalogError(`${url.pathname}: ${issue?.path.join('.')}: ${issue?.message}`, {
+      cause: parsed.error,
+    });
   }
   const { entries, ...meta } = parsed.data;
   builtin = new PriceCatalog(entries, meta);
