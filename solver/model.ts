@@ -16,8 +16,17 @@ import type { PoolState, TeamUsage } from './types.ts';
 const EXISTING_EPSILON = 1e-6;
 /** Per-node cost on top of the price, so that a free (reserved) node is not added without need. */
 const NODE_EPSILON = 1e-4;
+// Rows are written in cores, GiB and devices: coefficients near 1 keep the simplex well conditioned.
+const CPU_UNIT = 1000;
+const MEM_UNIT = 1024;
+const GPU_UNIT = 1000;
+/** A per-node fit row is only added where whole tasks per node lose this much against the resource totals. */
+const FIT_ROW_GAIN = 0.02;
+
 /** Objective cost of borrowing one GPU, one core or one GiB beyond a quota's nominal amount. */
-const BORROW_COST = { gpu: 1e-3, cpu: 1e-6, memory: 1e-6 / 1024 } as const;
+const BORROW_COST = { gpu: 1e-3, cpu: 1e-3, memory: 1e-4 } as const;
+/** Quota rows in cores, GiB and devices. */
+const QUOTA_UNIT = { gpu: 1, cpu: CPU_UNIT, memory: MEM_UNIT } as const;
 
 export type VarMeta =
   | { kind: 'xe'; option: number; cls: number }
@@ -120,9 +129,9 @@ export function buildModel(input: ModelInput): PlacementModel {
       demand[o.group]!.push([v, 1]);
       optionVars[oi]!.push(v);
       const t = classTerms[ci]!;
-      t.cpu.push([v, g.cpuMilli]);
-      t.mem.push([v, g.memoryMiB]);
-      if (o.gpuMilli > 0) t.gpu.push([v, o.lpGpuMilli]);
+      t.cpu.push([v, g.cpuMilli / CPU_UNIT]);
+      t.mem.push([v, g.memoryMiB / MEM_UNIT]);
+      if (o.gpuMilli > 0) t.gpu.push([v, o.lpGpuMilli / GPU_UNIT]);
     }
     if (pool.maxNewNodes > 0 && o.perNode > 0) {
       const key = `${o.pool}:${g.durationSeconds}`;
@@ -165,10 +174,10 @@ export function buildModel(input: ModelInput): PlacementModel {
   classes.forEach((cls, ci) => {
     const t = classTerms[ci]!;
     const m = cls.nodes.length;
-    if (t.cpu.length > 1) addRow(`ecpu:${ci}`, t.cpu, undefined, m * cls.free.cpuMilli);
-    if (t.mem.length > 1) addRow(`emem:${ci}`, t.mem, undefined, m * cls.free.memoryMiB);
+    if (t.cpu.length > 1) addRow(`ecpu:${ci}`, t.cpu, undefined, (m * cls.free.cpuMilli) / CPU_UNIT);
+    if (t.mem.length > 1) addRow(`emem:${ci}`, t.mem, undefined, (m * cls.free.memoryMiB) / MEM_UNIT);
     if (t.gpu.length > 1)
-      addRow(`egpu:${ci}`, t.gpu, undefined, m * cls.free.gpuMilli.reduce((a, b) => a + b, 0));
+      addRow(`egpu:${ci}`, t.gpu, undefined, (m * cls.free.gpuMilli.reduce((a, b) => a + b, 0)) / GPU_UNIT);
   });
 
   // Added nodes, nested by duration: a node bought for a longer bucket also serves shorter tasks, so for
@@ -185,8 +194,8 @@ export function buildModel(input: ModelInput): PlacementModel {
       addRow(
         `ncpu:${p}:${d}`,
         [
-          ...longer.map((t): [number, number] => [t.v, g(t).cpuMilli]),
-          ...n.map(([v]): [number, number] => [v, -pool.cpuMilli]),
+          ...longer.map((t): [number, number] => [t.v, g(t).cpuMilli / CPU_UNIT]),
+          ...n.map(([v]): [number, number] => [v, -pool.cpuMilli / CPU_UNIT]),
         ],
         undefined,
         0,
@@ -194,8 +203,8 @@ export function buildModel(input: ModelInput): PlacementModel {
       addRow(
         `nmem:${p}:${d}`,
         [
-          ...longer.map((t): [number, number] => [t.v, g(t).memoryMiB]),
-          ...n.map(([v]): [number, number] => [v, -pool.memoryMiB]),
+          ...longer.map((t): [number, number] => [t.v, g(t).memoryMiB / MEM_UNIT]),
+          ...n.map(([v]): [number, number] => [v, -pool.memoryMiB / MEM_UNIT]),
         ],
         undefined,
         0,
@@ -205,22 +214,31 @@ export function buildModel(input: ModelInput): PlacementModel {
         addRow(
           `ngpu:${p}:${d}`,
           [
-            ...gpu.map((t): [number, number] => [t.v, t.o.lpGpuMilli]),
-            ...n.map(([v]): [number, number] => [v, -pool.gpuCount * 1000]),
+            ...gpu.map((t): [number, number] => [t.v, t.o.lpGpuMilli / GPU_UNIT]),
+            ...n.map(([v]): [number, number] => [v, -pool.gpuCount]),
           ],
           undefined,
           0,
         );
       }
     }
-    // A task must fit on one node: at most perNode tasks of a group per added node that can take it.
-    for (const t of tasks)
-      addRow(
-        `fit:${t.v}`,
-        [[t.v, 1], ...nodesFrom(t.duration).map(([v]): [number, number] => [v, -t.o.perNode])],
-        undefined,
-        0,
+    // A task must fit on one node: at most perNode tasks of a group per added node that can take it. The
+    // resource rows already say as much up to rounding, so the row is only kept where rounding matters
+    // (a 5-GPU task takes a whole 8-GPU node: the GPU row alone would allow 1.6).
+    for (const t of tasks) {
+      const g = groups[t.o.group]!;
+      const ratio = Math.min(
+        pool.cpuMilli / Math.max(g.cpuMilli, 1e-9),
+        pool.memoryMiB / Math.max(g.memoryMiB, 1e-9),
+        t.o.gpuMilli > 0 ? (pool.gpuCount * 1000) / t.o.lpGpuMilli : Infinity,
       );
+      if (ratio - t.o.perNode <= FIT_ROW_GAIN * ratio) continue;
+      const terms: [number, number][] = [
+        [t.v, 1],
+        ...nodesFrom(t.duration).map(([v]): [number, number] => [v, -t.o.perNode]),
+      ];
+      addRow(`fit:${t.v}`, terms, undefined, 0);
+    }
     const row = addRow(`max:${p}`, nodesFrom(0), undefined, pool.maxNewNodes);
     limits.push({
       row,
@@ -252,12 +270,12 @@ function addPolicyRows(
     policy.quotas.forEach((q, qi) => {
       const terms: [number, number][] = [];
       for (const { o, oi } of mine) {
-        const amount = quotaAmount(q, groups[o.group]!, o, pools[o.pool]!);
+        const amount = quotaAmount(q, groups[o.group]!, o, pools[o.pool]!) / QUOTA_UNIT[q.resource];
         if (amount > 0) for (const v of optionVars[oi]!) terms.push([v, amount]);
       }
       if (terms.length === 0) return;
-      const borrow = q.borrowingLimit ?? 0;
-      const rhs = Math.max(quotaNominal(q) - quotaUsed(q, used), -borrow);
+      const borrow = (q.borrowingLimit ?? 0) / QUOTA_UNIT[q.resource];
+      const rhs = Math.max((quotaNominal(q) - quotaUsed(q, used)) / QUOTA_UNIT[q.resource], -borrow);
       const row = addRow(`quota:${policy.name}:${qi}`, terms, undefined, rhs);
       if (borrow > 0) {
         const b = addVar(`b:${policy.name}:${qi}`, BORROW_COST[q.resource], { kind: 'b', row }, borrow);

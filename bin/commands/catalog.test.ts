@@ -1,25 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { main } from '../cli.ts';
+import { describe, expect, it } from 'vitest';
+import { runGantry } from '../../test/cli.ts';
 
-/** Runs `gantry catalog ...args` in-process and returns its exit code and output. */
-async function gantryCatalog(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
-  vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
-  try {
-    const code = await main(['node', 'gantry', 'catalog', ...args]);
-    return { code, out, err };
-  } finally {
-    vi.restoreAllMocks();
-  }
-}
-
-afterEach(() => {
-  process.exitCode = undefined;
-});
+const gantryCatalog = (...args: string[]) => runGantry('catalog', ...args);
 
 describe('gantry catalog', () => {
   it('lists the cheapest H100 spot offers first as an aligned table with the source', async () => {
