@@ -1,0 +1,290 @@
+/**
+ * The agent of one cluster: registers with the broker, sends heartbeats with its nodes, launches leased
+ * work through its executor (once per lease id, however often the broker asks), scales its pools through
+ * its provisioner, and reports every lease and node change.
+ */
+import { randomUUID } from 'node:crypto';
+import { pino, type Logger } from 'pino';
+import type { Cluster, Pool } from '../policies/index.ts';
+import {
+  cancelMsg,
+  encodeJson,
+  launchMsg,
+  type LeaseMsg,
+  type Msg,
+  parseMessage,
+  scaleMsg,
+  type Subscription,
+  subjects,
+  type TaskState,
+  type Transport,
+} from '../protocol/index.ts';
+import type { Executor } from './executor.ts';
+import type { NodeProvisioner, ProvisionedNode } from './provisioner.ts';
+
+/** Options of {@link createAgent}. */
+export interface AgentOptions {
+  transport: Transport;
+  cluster: Cluster;
+  executor: Executor;
+  provisioner: NodeProvisioner;
+  agentId?: string;
+  /** Used until the broker says otherwise at registration. Default 1000. */
+  heartbeatMs?: number;
+  clock?: () => number;
+  logger?: Logger;
+  /** Divides pools' idle TTLs (a time scale for demos and tests). Default 1. */
+  speedup?: number;
+}
+
+/** A running agent. */
+export interface Agent {
+  readonly id: string;
+  readonly cluster: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** Leases this agent runs now. */
+  active(): string[];
+}
+
+interface Held {
+  lease: LeaseMsg;
+  state: TaskState;
+  node?: string;
+}
+
+const DONE: ReadonlySet<TaskState> = new Set(['succeeded', 'failed', 'preempted', 'lost']);
+
+/**
+ * Creates an agent.
+ *
+ * @example
+ * const agent = createAgent({ transport, cluster, executor: createSimExecutor(), provisioner: createSimProvisioner(cluster) });
+ * await agent.start();
+ */
+export function createAgent(opts: AgentOptions): Agent {
+  const { transport, cluster, executor, provisioner } = opts;
+  const name = cluster.name;
+  const id = opts.agentId ?? `agent-${name}-${randomUUID().slice(0, 8)}`;
+  const clock = opts.clock ?? Date.now;
+  const log = opts.logger ?? pino({ level: 'silent' });
+  const speedup = opts.speedup ?? 1;
+  const pools = new Map<string, Pool>(cluster.pools.map((p) => [p.name, p]));
+  const leases = new Map<string, Held>();
+  const waiting = new Map<string, string[]>(); // node name → leases waiting for it to come up
+  const lastBusy = new Map<string, number>();
+  const subs: Subscription[] = [];
+  let heartbeatMs = opts.heartbeatMs ?? 1000;
+  let heartbeat: NodeJS.Timeout | undefined;
+  let seq = 0;
+  let stopped = false;
+
+  function report(
+    leaseId: string,
+    state: TaskState,
+    info: { exitCode?: number; reason?: string } = {},
+  ): void {
+    const held = leases.get(leaseId);
+    if (!held || DONE.has(held.state)) return;
+    held.state = state;
+    if (held.node) lastBusy.set(held.node, clock());
+    transport.publish(
+      subjects.events(name),
+      encodeJson({ type: 'lease', cluster: name, leaseId, state, at: clock(), node: held.node, ...info }),
+    );
+  }
+
+  function run(held: Held, node: string): void {
+    held.node = node;
+    report(held.lease.leaseId, 'launching');
+    executor.start(held.lease, node, (state, info) => report(held.lease.leaseId, state, info));
+  }
+
+  function readyNode(nodeName: string): ProvisionedNode | undefined {
+    return provisioner.list().find((n) => (n.name === nodeName || n.plannedId === nodeName) && n.ready);
+  }
+
+  function onLaunch(msg: Msg): void {
+    const parsed = parseMessage(launchMsg, msg.data);
+    if (!parsed.ok) return transport.respond(msg, encodeJson(parsed));
+    const lease = parsed.value.lease;
+    if (lease.cluster !== name) {
+      return transport.respond(
+        msg,
+        encodeJson({
+          ok: false,
+          error: { code: 'wrong-cluster', message: `lease is for ${lease.cluster}`, field: 'lease.cluster' },
+        }),
+      );
+    }
+    const known = leases.get(lease.leaseId);
+    transport.respond(msg, encodeJson({ ok: true, state: known?.state ?? 'launching' }));
+    if (known) {
+      // Launch is idempotent: tell the broker again where the lease stands (it may have missed it).
+      transport.publish(
+        subjects.events(name),
+        encodeJson({
+          type: 'lease',
+          cluster: name,
+          leaseId: lease.leaseId,
+          state: known.state,
+          at: clock(),
+          node: known.node,
+        }),
+      );
+      return;
+    }
+    const held: Held = { lease, state: 'placed' };
+    leases.set(lease.leaseId, held);
+    const node = readyNode(lease.node);
+    if (node) run(held, node.name);
+    else waiting.set(lease.node, [...(waiting.get(lease.node) ?? []), lease.leaseId]);
+  }
+
+  function onScale(msg: Msg): void {
+    const parsed = parseMessage(scaleMsg, msg.data);
+    if (!parsed.ok) return log.warn({ error: parsed.error }, 'bad scale message');
+    const pool = pools.get(parsed.value.pool);
+    if (!pool) return log.warn({ pool: parsed.value.pool }, 'scale for an unknown pool');
+    void provisioner
+      .add(pool, parsed.value.add)
+      .catch((err: Error) => log.error({ pool: pool.name, err: err.message }, 'could not add nodes'));
+    for (const n of parsed.value.remove) void provisioner.remove(n);
+  }
+
+  function onCancel(msg: Msg): void {
+    const parsed = parseMessage(cancelMsg, msg.data);
+    if (!parsed.ok) return;
+    executor.stop(parsed.value.leaseId);
+    report(parsed.value.leaseId, 'failed', { reason: `cancelled: ${parsed.value.reason}` });
+  }
+
+  provisioner.onEvent((e) => {
+    transport.publish(
+      subjects.events(name),
+      encodeJson({
+        type: 'node',
+        cluster: name,
+        node: e.node.name,
+        pool: e.node.pool,
+        state: e.type,
+        plannedId: e.node.plannedId,
+        at: clock(),
+      }),
+    );
+    if (e.type === 'ready') {
+      lastBusy.set(e.node.name, clock());
+      for (const key of [e.node.name, e.node.plannedId]) {
+        if (!key) continue;
+        for (const leaseId of waiting.get(key) ?? []) {
+          const held = leases.get(leaseId);
+          if (held && held.state === 'placed') run(held, e.node.name);
+        }
+        waiting.delete(key);
+      }
+      sendHeartbeat();
+      return;
+    }
+    for (const held of leases.values()) {
+      if (held.node !== e.node.name || DONE.has(held.state)) continue;
+      executor.stop(held.lease.leaseId);
+      report(held.lease.leaseId, e.type === 'preempted' ? 'preempted' : 'lost', {
+        reason: `node ${e.node.name} ${e.type === 'preempted' ? 'was reclaimed (spot)' : 'went away'}`,
+      });
+    }
+  });
+
+  function nodesMsg() {
+    return provisioner.list().map((n) => {
+      const pool = pools.get(n.pool)!;
+      return {
+        name: n.name,
+        pool: n.pool,
+        cpuMilli: pool.cpuMilli,
+        memoryMiB: pool.memoryMiB,
+        gpuCount: pool.gpuCount,
+        ready: n.ready,
+        capacityType: n.capacityType,
+        ...(n.plannedId ? { plannedId: n.plannedId } : {}),
+      };
+    });
+  }
+
+  function active(): string[] {
+    return [...leases.values()].filter((h) => !DONE.has(h.state)).map((h) => h.lease.leaseId);
+  }
+
+  function sendHeartbeat(): void {
+    if (stopped) return;
+    transport.publish(
+      subjects.heartbeat(name),
+      encodeJson({ cluster: name, agentId: id, seq: seq++, nodes: nodesMsg(), active: active() }),
+    );
+  }
+
+  /** Consolidation: nodes idle past their pool's TTL go away, never below the pool's minimum. */
+  function consolidate(): void {
+    const now = clock();
+    const busy = new Set([...leases.values()].filter((h) => !DONE.has(h.state) && h.node).map((h) => h.node));
+    const waitingFor = new Set(waiting.keys());
+    for (const pool of pools.values()) {
+      const mine = provisioner.list().filter((n) => n.pool === pool.name && n.ready);
+      let count = mine.length;
+      for (const n of mine) {
+        if (count <= pool.minNodes) break;
+        if (busy.has(n.name) || waitingFor.has(n.name) || (n.plannedId && waitingFor.has(n.plannedId)))
+          continue;
+        if (now - (lastBusy.get(n.name) ?? n.createdAt) < (pool.idleTtlSeconds * 1000) / speedup) continue;
+        count--;
+        void provisioner.remove(n.name);
+      }
+    }
+  }
+
+  async function register(): Promise<void> {
+    for (let attempt = 0; !stopped; attempt++) {
+      try {
+        const reply = await transport.request(
+          subjects.register(name),
+          encodeJson({ cluster: name, agentId: id, version: '1' }),
+          { timeoutMs: 2000 },
+        );
+        const body = JSON.parse(new TextDecoder().decode(reply.data)) as {
+          ok: boolean;
+          heartbeatMs?: number;
+          error?: { message: string };
+        };
+        if (!body.ok) throw new Error(body.error?.message ?? 'registration refused');
+        heartbeatMs = body.heartbeatMs ?? heartbeatMs;
+        return;
+      } catch (err) {
+        log.warn({ cluster: name, attempt, err: (err as Error).message }, 'registration failed; retrying');
+        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** attempt)));
+      }
+    }
+  }
+
+  return {
+    id,
+    cluster: name,
+    async start() {
+      subs.push(transport.subscribe(subjects.launch(name), onLaunch));
+      subs.push(transport.subscribe(subjects.scale(name), onScale));
+      subs.push(transport.subscribe(subjects.cancel(name), onCancel));
+      await register();
+      sendHeartbeat();
+      heartbeat = setInterval(() => {
+        sendHeartbeat();
+        consolidate();
+      }, heartbeatMs);
+    },
+    async stop() {
+      stopped = true;
+      if (heartbeat) clearInterval(heartbeat);
+      for (const s of subs.splice(0)) s.unsubscribe();
+      await executor.close();
+      await provisioner.close();
+    },
+    active,
+  };
+}

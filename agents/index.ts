@@ -1,0 +1,19 @@
+/**
+ * Agents, one per cluster: register, report capacity, launch leased work through an executor, scale
+ * pools through a node provisioner.
+ *
+ * @example
+ * import { createAgent, createSimExecutor, createSimProvisioner } from '../agents/index.ts';
+ * const agent = createAgent({ transport, cluster, executor: createSimExecutor(), provisioner: createSimProvisioner(cluster) });
+ * await agent.start();
+ */
+export { createAgent } from './agent.ts';
+export type { Agent, AgentOptions } from './agent.ts';
+export type { Executor, ExecutorReport } from './executor.ts';
+export type { NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';
+export { createSimExecutor } from './sim-executor.ts';
+export type { SimExecutorOptions } from './sim-executor.ts';
+export { createSimProvisioner } from './sim-provisioner.ts';
+export type { SimProvisioner, SimProvisionerOptions } from './sim-provisioner.ts';
+export { createLocalExecutor } from './local-executor.ts';
+export type { LocalExecutorOptions } from './local-executor.ts';

@@ -1,0 +1,33 @@
+/**
+ * Node provisioners add and remove nodes in a pool: `sim` (a simulated cloud), and later EC2 and GCE.
+ */
+import type { Pool } from '../policies/index.ts';
+
+/** A node as the agent knows it. */
+export interface ProvisionedNode {
+  name: string;
+  pool: string;
+  ready: boolean;
+  capacityType: Pool['capacityType'];
+  /** The broker's planned id, when the node was added for a plan. */
+  plannedId?: string;
+  createdAt: number;
+}
+
+/** Something that happened to a node. */
+export interface NodeEvent {
+  type: 'ready' | 'gone' | 'preempted';
+  node: ProvisionedNode;
+}
+
+/** Adds and removes nodes; reports when they come up and when they disappear. */
+export interface NodeProvisioner {
+  readonly kind: string;
+  /** Every node, ready or not. */
+  list(): ProvisionedNode[];
+  /** Asks for nodes, one per planned id; each is reported `ready` when it can take work. */
+  add(pool: Pool, plannedIds: readonly string[]): Promise<void>;
+  remove(nodeName: string): Promise<void>;
+  onEvent(listener: (event: NodeEvent) => void): void;
+  close(): Promise<void>;
+}

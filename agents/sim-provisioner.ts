@@ -1,0 +1,120 @@
+/**
+ * A simulated cloud: real instance shapes and prices come from the cluster's pools (the catalog); nodes
+ * take the pool's launch delay to come up, pools stop at their maximum, and spot nodes are reclaimed at
+ * the pool's interruption rate — or on demand, for tests.
+ */
+import type { Cluster, Pool } from '../policies/index.ts';
+import type { NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';
+
+/** Options of {@link createSimProvisioner}. */
+export interface SimProvisionerOptions {
+  /** Divides launch delays and multiplies interruption rates (a time scale). Default 1. */
+  speedup?: number;
+  /** How often spot interruptions are drawn, ms. Default 1000. */
+  tickMs?: number;
+  /** Random numbers in [0, 1); default Math.random. */
+  random?: () => number;
+  clock?: () => number;
+}
+
+/** The simulated cloud, with a handle for tests to reclaim spot nodes. */
+export interface SimProvisioner extends NodeProvisioner {
+  /** Reclaims this fraction of the ready spot nodes now (at least one if any). Returns their names. */
+  interrupt(fraction: number): string[];
+}
+
+/**
+ * Creates a simulated cloud for one cluster, with each pool's initial nodes already running.
+ *
+ * @example
+ * const cloud = createSimProvisioner(cluster, { speedup: 60 });
+ */
+export function createSimProvisioner(cluster: Cluster, opts: SimProvisionerOptions = {}): SimProvisioner {
+  const speedup = opts.speedup ?? 1;
+  const random = opts.random ?? Math.random;
+  const clock = opts.clock ?? Date.now;
+  const nodes = new Map<string, ProvisionedNode>();
+  const listeners: ((e: NodeEvent) => void)[] = [];
+  const timers = new Set<NodeJS.Timeout>();
+  const pools = new Map(cluster.pools.map((p) => [p.name, p]));
+  const emit = (e: NodeEvent) => listeners.forEach((l) => l(e));
+
+  for (const pool of cluster.pools) {
+    for (let i = 0; i < pool.nodes; i++) {
+      const name = `${pool.name}-${i}`;
+      nodes.set(name, {
+        name,
+        pool: pool.name,
+        ready: true,
+        capacityType: pool.capacityType,
+        createdAt: clock(),
+      });
+    }
+  }
+
+  const reclaim = (node: ProvisionedNode) => {
+    nodes.delete(node.name);
+    emit({ type: 'preempted', node });
+  };
+
+  const tickMs = opts.tickMs ?? 1000;
+  const tick = setInterval(() => {
+    for (const node of [...nodes.values()]) {
+      const pool = pools.get(node.pool);
+      if (!node.ready || !pool || pool.capacityType !== 'spot' || pool.interruptionRate <= 0) continue;
+      const hours = (tickMs / 3_600_000) * speedup;
+      if (random() < 1 - Math.exp(-pool.interruptionRate * hours)) reclaim(node);
+    }
+  }, tickMs);
+  tick.unref();
+
+  return {
+    kind: 'sim',
+    list: () => [...nodes.values()],
+    async add(pool: Pool, plannedIds: readonly string[]) {
+      const count = [...nodes.values()].filter((n) => n.pool === pool.name).length;
+      const room = Math.max(0, pool.maxNodes - count);
+      for (const plannedId of plannedIds.slice(0, room)) {
+        if (nodes.has(plannedId)) continue;
+        const node: ProvisionedNode = {
+          name: plannedId,
+          pool: pool.name,
+          ready: false,
+          capacityType: pool.capacityType,
+          plannedId,
+          createdAt: clock(),
+        };
+        nodes.set(node.name, node);
+        const t = setTimeout(
+          () => {
+            timers.delete(t);
+            if (!nodes.has(node.name)) return;
+            node.ready = true;
+            emit({ type: 'ready', node });
+          },
+          (pool.launchDelaySeconds * 1000) / speedup,
+        );
+        timers.add(t);
+      }
+    },
+    async remove(nodeName: string) {
+      const node = nodes.get(nodeName);
+      if (!node) return;
+      nodes.delete(nodeName);
+      emit({ type: 'gone', node });
+    },
+    onEvent(listener) {
+      listeners.push(listener);
+    },
+    interrupt(fraction: number) {
+      const spot = [...nodes.values()].filter((n) => n.ready && n.capacityType === 'spot');
+      const victims = spot.slice(0, Math.max(spot.length > 0 ? 1 : 0, Math.round(spot.length * fraction)));
+      victims.forEach(reclaim);
+      return victims.map((n) => n.name);
+    },
+    async close() {
+      clearInterval(tick);
+      for (const t of timers) clearTimeout(t);
+    },
+  };
+}

@@ -1,0 +1,192 @@
+/**
+ * `gantry broker`, `gantry agent` and `gantry up`: the long-running processes.
+ */
+import { mkdirSync } from 'node:fs';
+import type { Command } from 'commander';
+import { pino } from 'pino';
+import {
+  createAgent,
+  createLocalExecutor,
+  createSimExecutor,
+  createSimProvisioner,
+} from '../../agents/index.ts';
+import { createBroker, serveMetrics } from '../../broker/index.ts';
+import { loadPlatform } from '../../policies/index.ts';
+import { openLocalStore, type Store, type Transport } from '../../protocol/index.ts';
+import { connectNats, openJetStreamStore } from '../../protocol/nats-index.ts';
+import { defaultBackends } from '../../solver/index.ts';
+import { startEmbedded } from '../embedded.ts';
+import { UsageError } from '../errors.ts';
+
+interface ServeFlags {
+  file: string[];
+  nats?: string;
+  creds?: string;
+  state: string;
+  metricsPort?: string;
+  speedup: string;
+  heartbeat: string;
+}
+
+function number(flag: string, value: string, min = 0): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < min)
+    throw new UsageError(`${flag} must be a number of at least ${min}, not '${value}'`);
+  return n;
+}
+
+async function connect(flags: ServeFlags, name: string): Promise<Transport & { connection?: unknown }> {
+  if (!flags.nats) throw new UsageError('--nats <url> is required here');
+  return connectNats({ servers: flags.nats, name, ...(flags.creds ? { creds: flags.creds } : {}) });
+}
+
+/** Runs until SIGINT or SIGTERM, then stops cleanly. */
+function untilSignal(stop: () => Promise<void>): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      void stop().then(resolve);
+    };
+    process.once('SIGINT', done);
+    process.once('SIGTERM', done);
+  });
+}
+
+/** Adds `gantry broker`, `gantry agent` and `gantry up`. */
+export function registerServeCommands(program: Command): void {
+  program
+    .command('broker')
+    .description(
+      'Run a broker: over NATS with JetStream state (--nats), or embedded with a local state directory',
+    )
+    .requiredOption('-f, --file <path...>', 'Cluster, ResourcePolicy, ResourceProfile and PriceCatalog YAML')
+    .option('--nats <url>', 'NATS server, e.g. nats://127.0.0.1:4222')
+    .option('--creds <file>', 'NATS credentials file')
+    .option('--state <dir>', 'state directory (embedded mode)', '.gantry/state')
+    .option('--metrics-port <n>', 'serve Prometheus metrics on this port')
+    .option('--heartbeat <ms>', 'agents heartbeat interval', '1000')
+    .option('--speedup <n>', 'time scale of simulated clouds (embedded mode)', '1')
+    .action(async (flags: ServeFlags) => {
+      const { platform } = loadPlatform(flags.file);
+      const logger = pino({ level: process.env.GANTRY_LOG ?? 'info' });
+      const heartbeatMs = number('--heartbeat', flags.heartbeat, 50);
+      let transport: Transport;
+      let store: Store;
+      if (flags.nats) {
+        const nats = await connectNats({
+          servers: flags.nats,
+          name: 'gantry-broker',
+          ...(flags.creds ? { creds: flags.creds } : {}),
+        });
+        transport = nats;
+        store = await openJetStreamStore(nats.connection, {
+          bucket: 'gantry-state',
+          stream: 'gantry-events',
+        });
+      } else {
+        mkdirSync(flags.state, { recursive: true });
+        const embedded = await startEmbedded({
+          platform,
+          stateDir: flags.state,
+          speedup: number('--speedup', flags.speedup, 0.001),
+          heartbeatMs,
+        });
+        logger.info({ clusters: platform.clusters.map((c) => c.name) }, 'embedded broker and agents running');
+        const server = flags.metricsPort
+          ? await serveMetrics(
+              embedded.broker.metrics.registry,
+              number('--metrics-port', flags.metricsPort, 1),
+            )
+          : undefined;
+        return untilSignal(async () => {
+          server?.close();
+          await embedded.stop();
+        });
+      }
+      const broker = createBroker({
+        transport,
+        store,
+        platform,
+        backends: await defaultBackends(),
+        logger,
+        heartbeatMs,
+      });
+      await broker.start();
+      logger.info({ brokerId: broker.id, leader: broker.isLeader() }, 'broker started');
+      const server = flags.metricsPort
+        ? await serveMetrics(broker.metrics.registry, number('--metrics-port', flags.metricsPort, 1))
+        : undefined;
+      await untilSignal(async () => {
+        server?.close();
+        await broker.stop();
+        await store.close();
+        await transport.close();
+      });
+    });
+
+  program
+    .command('agent')
+    .description("Run a cluster's agent against a broker over NATS")
+    .requiredOption('-f, --file <path...>', 'the Cluster YAML (and the rest of the platform)')
+    .requiredOption('--cluster <name>', 'which cluster this agent serves')
+    .option('--nats <url>', 'NATS server, e.g. nats://127.0.0.1:4222')
+    .option('--creds <file>', 'NATS credentials file made by `gantry cluster onboard`')
+    .option('--executor <kind>', 'sim or local', 'sim')
+    .option('--speedup <n>', 'time scale of the simulated cloud', '1')
+    .option('--heartbeat <ms>', 'heartbeat interval until the broker says otherwise', '1000')
+    .action(async (flags: ServeFlags & { cluster: string; executor: string }) => {
+      const { platform } = loadPlatform(flags.file);
+      const cluster = platform.clusters.find((c) => c.name === flags.cluster);
+      if (!cluster)
+        throw new UsageError(
+          `no Cluster '${flags.cluster}' in ${flags.file.join(', ')}; found: ${platform.clusters.map((c) => c.name).join(', ')}`,
+        );
+      if (flags.executor !== 'sim' && flags.executor !== 'local')
+        throw new UsageError(`--executor must be sim or local, not '${flags.executor}'`);
+      const speedup = number('--speedup', flags.speedup, 0.001);
+      const transport = await connect(flags, `gantry-agent-${cluster.name}`);
+      const logger = pino({ level: process.env.GANTRY_LOG ?? 'info' });
+      const agent = createAgent({
+        transport,
+        cluster,
+        executor: flags.executor === 'local' ? createLocalExecutor() : createSimExecutor({ speedup }),
+        provisioner: createSimProvisioner(cluster, { speedup }),
+        heartbeatMs: number('--heartbeat', flags.heartbeat, 50),
+        logger,
+        speedup,
+      });
+      await agent.start();
+      logger.info({ cluster: cluster.name, agentId: agent.id }, 'agent started');
+      await untilSignal(async () => {
+        await agent.stop();
+        await transport.close();
+      });
+    });
+
+  program
+    .command('up')
+    .description('Start an embedded broker with an agent for every Cluster: the quickest way to try Gantry')
+    .requiredOption('-f, --file <path...>', 'Cluster, ResourcePolicy and ResourceProfile YAML')
+    .option('--state <dir>', 'state directory', '.gantry/state')
+    .option('--metrics-port <n>', 'serve Prometheus metrics on this port')
+    .option('--speedup <n>', 'time scale of simulated clouds', '1')
+    .action(async (flags: ServeFlags) => {
+      const { platform } = loadPlatform(flags.file);
+      mkdirSync(flags.state, { recursive: true });
+      const embedded = await startEmbedded({
+        platform,
+        stateDir: flags.state,
+        speedup: number('--speedup', flags.speedup, 0.001),
+      });
+      const server = flags.metricsPort
+        ? await serveMetrics(embedded.broker.metrics.registry, number('--metrics-port', flags.metricsPort, 1))
+        : undefined;
+      process.stdout.write(
+        `Gantry is up: broker ${embedded.broker.id}, agents for ${platform.clusters.map((c) => c.name).join(', ')}; state in ${flags.state}` +
+          `${server ? `; metrics on http://127.0.0.1:${flags.metricsPort}/metrics` : ''}. Ctrl-C stops it.\n`,
+      );
+      await untilSignal(async () => {
+        server?.close();
+        await embedded.stop();
+      });
+    });
+}

@@ -1,0 +1,93 @@
+/**
+ * Wiring of Gantry's processes: a broker and one agent per cluster, either all in this process over the
+ * in-process transport (embedded mode, the default) or as separate processes over NATS.
+ */
+import {
+  type Agent,
+  createAgent,
+  createLocalExecutor,
+  createSimExecutor,
+  createSimProvisioner,
+  type SimProvisioner,
+} from '../agents/index.ts';
+import { type Broker, createBroker } from '../broker/index.ts';
+import type { Cluster, Platform } from '../policies/index.ts';
+import { createMemoryTransport, openLocalStore, type Store, type Transport } from '../protocol/index.ts';
+import { defaultBackends } from '../solver/index.ts';
+
+/** Options of {@link startEmbedded}. */
+export interface EmbeddedOptions {
+  platform: Platform;
+  /** Directory for durable state. */
+  stateDir: string;
+  /** Time scale of the simulated clouds and work (launch delays, idle TTLs, spot rates). Default 1. */
+  speedup?: number;
+  heartbeatMs?: number;
+  transport?: Transport;
+}
+
+/** Everything running in this process. */
+export interface Embedded {
+  transport: Transport;
+  store: Store;
+  broker: Broker;
+  agents: Agent[];
+  clouds: Map<string, SimProvisioner>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a broker and an agent for every cluster of the platform in this process. Clusters run on the
+ * simulated cloud, priced from the catalog; `local` clusters run `process` work as child processes.
+ *
+ * @example
+ * const gantry = await startEmbedded({ platform, stateDir: '.gantry' });
+ */
+export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
+  const transport = opts.transport ?? createMemoryTransport();
+  const store = await openLocalStore(opts.stateDir);
+  const heartbeatMs = opts.heartbeatMs ?? 1000;
+  const broker = createBroker({
+    transport,
+    store,
+    platform: opts.platform,
+    backends: await defaultBackends(),
+    heartbeatMs,
+  });
+  await broker.start();
+  const clouds = new Map<string, SimProvisioner>();
+  const agents = opts.platform.clusters.map((cluster) => {
+    const { agent, cloud } = simAgent(transport, cluster, opts.speedup ?? 1, heartbeatMs);
+    clouds.set(cluster.name, cloud);
+    return agent;
+  });
+  await Promise.all(agents.map((a) => a.start()));
+  return {
+    transport,
+    store,
+    broker,
+    agents,
+    clouds,
+    async stop() {
+      await Promise.all(agents.map((a) => a.stop()));
+      await broker.stop();
+      await store.close();
+      await transport.close();
+    },
+  };
+}
+
+/** An agent for a cluster on the simulated cloud (or local processes for `local` clusters). */
+export function simAgent(
+  transport: Transport,
+  cluster: Cluster,
+  speedup: number,
+  heartbeatMs: number,
+): { agent: Agent; cloud: SimProvisioner } {
+  const cloud = createSimProvisioner(cluster, { speedup });
+  const executor = cluster.provider === 'local' ? createLocalExecutor() : createSimExecutor({ speedup });
+  return {
+    agent: createAgent({ transport, cluster, executor, provisioner: cloud, heartbeatMs, speedup }),
+    cloud,
+  };
+}

@@ -1,0 +1,128 @@
+/**
+ * Operator requests on `gantry.v1.broker.admin.<verb>`: list and describe clusters, drain and remove
+ * them, and list requests, leases and nodes. What `gantry cluster` and `gantry get` call.
+ */
+import { z } from 'zod';
+import type { Cluster, Platform } from '../policies/index.ts';
+import { encodeJson, type Msg, parseMessage, type Transport } from '../protocol/index.ts';
+import type { Inventory } from './inventory.ts';
+import type { BrokerMetrics } from './metrics.ts';
+import type { BrokerState } from './state.ts';
+
+export interface AdminContext {
+  transport: Transport;
+  state: BrokerState;
+  inventory: Inventory;
+  platform: Platform;
+  metrics: BrokerMetrics;
+  onboard(cluster: Cluster): Promise<void>;
+  schedule(): void;
+  bad(msg: Msg, subject: string, error: { code: string; message: string; field?: string }): void;
+}
+
+const byName = z.strictObject({ name: z.string().min(1) });
+const listing = z.strictObject({
+  limit: z.int().positive().max(100_000).default(1000),
+  state: z.string().optional(),
+});
+
+/** Answers one admin request. */
+export function handleAdmin(msg: Msg, ctx: AdminContext): void {
+  const verb = msg.subject.split('.').slice(4).join('.');
+  const reply = (body: unknown) => ctx.transport.respond(msg, encodeJson({ ok: true, ...(body as object) }));
+  const named = () => {
+    const p = parseMessage(byName, msg.data);
+    if (!p.ok) {
+      ctx.bad(msg, msg.subject, p.error);
+      return undefined;
+    }
+    const c = ctx.inventory.clusters.get(p.value.name);
+    if (!c)
+      ctx.bad(msg, msg.subject, {
+        code: 'unknown-cluster',
+        message: `no cluster ${p.value.name}`,
+        field: 'name',
+      });
+    return c;
+  };
+  switch (verb) {
+    case 'clusters':
+      return reply({ clusters: [...ctx.inventory.clusters.values()].map(summary) });
+    case 'describe': {
+      const c = named();
+      if (!c) return;
+      const leases = ctx.state.activeOn(c.name);
+      return reply({
+        cluster: {
+          ...summary(c),
+          pools: c.declared.pools,
+          nodes: [...c.nodes.values()],
+          planned: [...c.planned.keys()],
+          activeLeases: leases.length,
+        },
+      });
+    }
+    case 'drain': {
+      const c = named();
+      if (!c) return;
+      c.draining = true;
+      return reply({ cluster: summary(c) });
+    }
+    case 'remove': {
+      const c = named();
+      if (!c) return;
+      if (ctx.state.activeOn(c.name).length > 0) {
+        return ctx.bad(msg, msg.subject, {
+          code: 'busy',
+          message: `cluster ${c.name} still runs work: drain it first and wait`,
+          field: 'name',
+        });
+      }
+      ctx.inventory.remove(c.name);
+      const i = ctx.platform.clusters.findIndex((x) => x.name === c.name);
+      if (i >= 0) ctx.platform.clusters.splice(i, 1);
+      return reply({ removed: c.name });
+    }
+    case 'requests':
+    case 'leases': {
+      const p = parseMessage(listing, msg.data.length ? msg.data : encodeJson({}));
+      if (!p.ok) return ctx.bad(msg, msg.subject, p.error);
+      const rows = verb === 'requests' ? [...ctx.state.requests.values()] : [...ctx.state.leases.values()];
+      const filtered = rows.filter((r) => !p.value.state || r.state === p.value.state);
+      return reply({ total: filtered.length, [verb]: filtered.slice(-p.value.limit) });
+    }
+    case 'nodes':
+      return reply({
+        nodes: [...ctx.inventory.clusters.values()].flatMap((c) =>
+          [...c.nodes.values()].map((n) => ({ cluster: c.name, ...n })),
+        ),
+      });
+    case 'stats':
+      return reply({
+        counts: ctx.state.counts(),
+        queue: ctx.state.queue.length,
+        held: ctx.state.held.size,
+        activeLeases: ctx.state.activeLeases(),
+      });
+    default:
+      return ctx.bad(msg, msg.subject, {
+        code: 'unknown-verb',
+        message: `no admin verb '${verb}'`,
+        field: 'subject',
+      });
+  }
+}
+
+function summary(c: import('./inventory.ts').ClusterState) {
+  return {
+    name: c.name,
+    provider: c.declared.provider,
+    region: c.declared.region,
+    healthy: c.healthy,
+    draining: c.draining,
+    agentId: c.agentId,
+    lastHeartbeat: c.lastHeartbeat,
+    nodes: c.nodes.size,
+    pools: c.declared.pools.map((p) => p.name),
+  };
+}

@@ -1,0 +1,467 @@
+/**
+ * The broker: keeps the inventory and the queue, places work in solve cycles, leases it to clusters and
+ * follows it to the end. It talks only through a {@link Transport} and keeps state in a {@link Store}, so
+ * the same code runs embedded (in-process transport, local directory) and over NATS with JetStream.
+ */
+import { randomUUID } from 'node:crypto';
+import { pino, type Logger } from 'pino';
+import type { Cluster, Platform } from '../policies/index.ts';
+import {
+  agentEvent,
+  encodeJson,
+  heartbeatMsg,
+  type Msg,
+  parseMessage,
+  registerMsg,
+  requestMsg,
+  type Store,
+  type Subscription,
+  subjects,
+  type Transport,
+} from '../protocol/index.ts';
+import type { LpBackends } from '../solver/index.ts';
+import { admit } from './admission.ts';
+import { handleAdmin } from './admin.ts';
+import { runCycle } from './cycle.ts';
+import { Inventory } from './inventory.ts';
+import { Leadership } from './leader.ts';
+import { type BrokerMetrics, createBrokerMetrics } from './metrics.ts';
+import { loadRecords, RecordWriter, type RequestRecord } from './records.ts';
+import { BrokerState } from './state.ts';
+
+/** Options of {@link createBroker}; everything but transport, store and platform has a default. */
+export interface BrokerOptions {
+  transport: Transport;
+  store: Store;
+  platform: Platform;
+  backends?: LpBackends;
+  /** Milliseconds since the epoch. Default `Date.now`. */
+  clock?: () => number;
+  logger?: Logger;
+  brokerId?: string;
+  /** A cycle starts this long after the first pending request, or at once when `maxBatch` are waiting. */
+  windowMs?: number;
+  maxBatch?: number;
+  /** The agents' heartbeat interval: unhealthy after 1.5 missed, work re-placed after 2. */
+  heartbeatMs?: number;
+  leaseTtlMs?: number;
+  /** Time budget of the solver per cycle. */
+  solveBudgetMs?: number;
+  /** A leader that stops renewing is replaced after this long. */
+  leaderTtlMs?: number;
+  newId?: () => string;
+  metrics?: BrokerMetrics;
+}
+
+/** A running broker. */
+export interface Broker {
+  readonly id: string;
+  readonly metrics: BrokerMetrics;
+  readonly state: BrokerState;
+  readonly inventory: Inventory;
+  readonly platform: Platform;
+  /** Starts serving (once it leads). */
+  start(): Promise<void>;
+  /** Stops serving and writes what is buffered. */
+  stop(): Promise<void>;
+  isLeader(): boolean;
+  /** Adds or replaces a cluster (onboarding). */
+  onboard(cluster: Cluster): Promise<void>;
+  /** Resolves when no request is queued and no cycle runs. */
+  idle(): Promise<void>;
+}
+
+/**
+ * Creates a broker.
+ *
+ * @example
+ * const broker = createBroker({ transport: createMemoryTransport(), store: await openLocalStore('.gantry'), platform });
+ * await broker.start();
+ */
+export function createBroker(opts: BrokerOptions): Broker {
+  const clock = opts.clock ?? Date.now;
+  const log = opts.logger ?? pino({ level: 'silent' });
+  const id = opts.brokerId ?? `broker-${randomUUID().slice(0, 8)}`;
+  const windowMs = opts.windowMs ?? 20;
+  const maxBatch = opts.maxBatch ?? 5000;
+  const heartbeatMs = opts.heartbeatMs ?? 1000;
+  const metrics = opts.metrics ?? createBrokerMetrics();
+  const newId = opts.newId ?? (() => `l-${randomUUID()}`);
+  const { transport, store, platform } = opts;
+  const writer = new RecordWriter(store);
+  const state = new BrokerState(writer, clock);
+  const inventory = new Inventory(platform.clusters);
+  const waiters = new Map<string, Msg[]>();
+  const subs: Subscription[] = [];
+  const timers: NodeJS.Timeout[] = [];
+  let cycleNo = 0;
+  let cycleTimer: NodeJS.Timeout | undefined;
+  let running: Promise<void> | undefined;
+  let serving = false;
+  let idleWaiters: (() => void)[] = [];
+
+  const leadership = new Leadership(store, id, clock, opts.leaderTtlMs ?? 3000, {
+    onElected: () => void serve(),
+    onDeposed: () => void unserve(),
+  });
+
+  function bad(msg: Msg, subject: string, error: { code: string; message: string; field?: string }): void {
+    metrics.badMessages.inc({ subject: subject.split('.').slice(0, 4).join('.') });
+    log.warn({ subject: msg.subject, error }, 'refused a message');
+    transport.respond(msg, encodeJson({ ok: false, error }));
+  }
+
+  function schedule(): void {
+    metrics.queueDepth.set(state.queue.length + state.held.size);
+    if (!serving || running) return;
+    if (state.queue.length >= maxBatch) {
+      if (cycleTimer) clearTimeout(cycleTimer);
+      cycleTimer = undefined;
+      setImmediate(cycle);
+    } else if (state.queue.length > 0 && !cycleTimer) {
+      cycleTimer = setTimeout(cycle, windowMs);
+    } else if (state.queue.length === 0) {
+      for (const w of idleWaiters) w();
+      idleWaiters = [];
+    }
+  }
+
+  function cycle(): void {
+    cycleTimer = undefined;
+    if (running || !serving) return;
+    running = runOneCycle().finally(() => {
+      running = undefined;
+      schedule();
+    });
+  }
+
+  async function runOneCycle(): Promise<void> {
+    const started = clock();
+    const ids = state.queue.splice(0, maxBatch);
+    const batch = ids
+      .map((i) => state.requests.get(i))
+      .filter((r): r is RequestRecord => r?.state === 'pending');
+    if (batch.length === 0) return;
+    const number = ++cycleNo;
+    const result = runCycle({
+      number,
+      batch,
+      state,
+      inventory,
+      platform,
+      backends: opts.backends,
+      now: clock(),
+      leaseTtlMs: opts.leaseTtlMs ?? 3_600_000,
+      timeBudgetMs: opts.solveBudgetMs ?? 2000,
+      newId,
+    });
+    await writer.flush(); // durable before anyone hears of the leases
+    for (const [cluster, pools] of result.scale) {
+      for (const [pool, add] of pools)
+        transport.publish(subjects.scale(cluster), encodeJson({ pool, add, remove: [] }));
+    }
+    for (const { lease, request } of result.leases) {
+      dispatch(lease.cluster, lease.leaseId);
+      answer(request.requestId, { ok: true, lease });
+      publishState(request.requestId, lease.leaseId, 'placed');
+    }
+    for (const { request, reason } of result.refused) {
+      metrics.refused.inc({ code: 'policy' });
+      answer(request.requestId, { ok: false, error: { code: 'policy', message: reason } });
+      publishState(request.requestId, undefined, 'failed', reason);
+    }
+    metrics.cycles.inc();
+    metrics.leases.inc(result.leases.length);
+    metrics.solveSeconds.observe(result.solveMs / 1000);
+    metrics.cycleSeconds.observe((clock() - started) / 1000);
+    metrics.activeLeases.set(state.activeLeases());
+    log.info(
+      {
+        cycle: number,
+        tasks: result.tasks,
+        leases: result.leases.length,
+        held: result.held,
+        solveMs: Math.round(result.solveMs),
+        backend: result.backend,
+      },
+      'cycle',
+    );
+  }
+
+  function answer(requestId: string, body: unknown): void {
+    const ws = waiters.get(requestId);
+    if (!ws) return;
+    waiters.delete(requestId);
+    const data = encodeJson(body);
+    for (const w of ws) transport.respond(w, data);
+  }
+
+  function publishState(
+    requestId: string,
+    leaseId: string | undefined,
+    s: string,
+    reason?: string,
+    node?: string,
+  ): void {
+    transport.publish(
+      subjects.taskState(requestId),
+      encodeJson({ requestId, leaseId, state: s, at: clock(), reason, node }),
+    );
+  }
+
+  function dispatch(cluster: string, leaseId: string): void {
+    const lease = state.leases.get(leaseId);
+    if (!lease) return;
+    transport
+      .request(subjects.launch(cluster), encodeJson({ lease: toLeaseMsg(lease) }), { timeoutMs: 5000 })
+      .catch((err: Error) => {
+        // The redispatch loop sends it again; the agent launches each lease once.
+        log.warn({ leaseId, cluster, err: err.message }, 'launch not acknowledged');
+      });
+  }
+
+  function onRequest(msg: Msg): void {
+    const parsed = parseMessage(requestMsg, msg.data);
+    if (!parsed.ok) return bad(msg, subjects.request, parsed.error);
+    const m = parsed.value;
+    const known = state.requests.get(m.requestId);
+    if (known) {
+      // Idempotent: a retried request gets the lease it already has, or waits for it.
+      const lease = known.leaseId ? state.leases.get(known.leaseId) : undefined;
+      if (lease) return transport.respond(msg, encodeJson({ ok: true, lease: toLeaseMsg(lease) }));
+      if (known.state === 'failed')
+        return transport.respond(
+          msg,
+          encodeJson({ ok: false, error: { code: 'policy', message: known.reason ?? 'failed' } }),
+        );
+      waiters.set(m.requestId, [...(waiters.get(m.requestId) ?? []), msg]);
+      return;
+    }
+    const resources = admit(m, platform);
+    if ('code' in resources) {
+      metrics.refused.inc({ code: resources.code });
+      log.info(
+        { requestId: m.requestId, runId: m.runId, taskId: m.taskId, error: resources.message },
+        'request refused',
+      );
+      return transport.respond(msg, encodeJson({ ok: false, error: resources }));
+    }
+    const now = clock();
+    state.addRequest({
+      requestId: m.requestId,
+      team: m.team,
+      runId: m.runId,
+      taskId: m.taskId,
+      resources,
+      priority: m.priority,
+      override: m.override,
+      work: m.work,
+      state: 'pending',
+      attempt: 0,
+      createdAt: now,
+      updatedAt: now,
+    });
+    waiters.set(m.requestId, [msg]);
+    schedule();
+  }
+
+  function onHeartbeat(msg: Msg): void {
+    const cluster = msg.subject.split('.')[3] ?? '';
+    const parsed = parseMessage(heartbeatMsg, msg.data);
+    if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
+    if (parsed.value.cluster !== cluster)
+      return bad(msg, msg.subject, {
+        code: 'unauthorised',
+        message: `heartbeat for ${parsed.value.cluster} on ${cluster}'s subject`,
+        field: 'cluster',
+      });
+    const wasHealthy = inventory.clusters.get(cluster)?.healthy;
+    const c = inventory.heartbeat(parsed.value, clock());
+    if (!c)
+      return bad(msg, msg.subject, {
+        code: 'unknown-cluster',
+        message: `cluster ${cluster} is not onboarded`,
+        field: 'cluster',
+      });
+    metrics.clusterHealthy.set({ cluster }, 1);
+    // Work the agent no longer runs (it restarted) is lost and placed again.
+    const active = new Set(parsed.value.active);
+    for (const l of state.activeOn(cluster)) {
+      if (
+        (l.state === 'launching' || l.state === 'running') &&
+        !active.has(l.leaseId) &&
+        clock() - (l.startedAt ?? 0) > 2 * heartbeatMs
+      ) {
+        lose(l.leaseId, 'the agent no longer runs it');
+      }
+    }
+    if (!wasHealthy || state.held.size > 0) {
+      state.release();
+      schedule();
+    }
+  }
+
+  function onEvent(msg: Msg): void {
+    const cluster = msg.subject.split('.')[3] ?? '';
+    const parsed = parseMessage(agentEvent, msg.data);
+    if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
+    const ev = parsed.value;
+    if (ev.cluster !== cluster)
+      return bad(msg, msg.subject, {
+        code: 'unauthorised',
+        message: `event for ${ev.cluster} on ${cluster}'s subject`,
+        field: 'cluster',
+      });
+    if (ev.type === 'node') {
+      if (ev.state !== 'ready') inventory.clusters.get(cluster)?.nodes.delete(ev.node);
+      state.release();
+      schedule();
+      return;
+    }
+    const lease = state.leases.get(ev.leaseId);
+    if (!lease || lease.cluster !== cluster)
+      return bad(msg, msg.subject, {
+        code: 'unknown-lease',
+        message: `no lease ${ev.leaseId} on ${cluster}`,
+        field: 'leaseId',
+      });
+    const r = state.transition(ev.leaseId, ev.state, { node: ev.node, reason: ev.reason });
+    if (r) {
+      publishState(r.requestId, ev.leaseId, ev.state, ev.reason, ev.node);
+      if (
+        ev.state === 'succeeded' ||
+        ev.state === 'failed' ||
+        ev.state === 'preempted' ||
+        ev.state === 'lost'
+      ) {
+        state.release();
+        schedule();
+      }
+      flushSoon();
+    }
+  }
+
+  function lose(leaseId: string, reason: string): void {
+    const r = state.transition(leaseId, 'lost', { reason });
+    if (r) publishState(r.requestId, leaseId, 'lost', reason);
+    flushSoon();
+    schedule();
+  }
+
+  let flushTimer: NodeJS.Timeout | undefined;
+  function flushSoon(): void {
+    flushTimer ??= setTimeout(() => {
+      flushTimer = undefined;
+      writer.flush().catch((err: Error) => log.error({ err: err.message }, 'could not write state'));
+    }, 5);
+  }
+
+  function onRegister(msg: Msg): void {
+    const cluster = msg.subject.split('.')[3] ?? '';
+    const parsed = parseMessage(registerMsg, msg.data);
+    if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
+    if (parsed.value.cluster !== cluster || !inventory.clusters.has(cluster)) {
+      return bad(msg, msg.subject, {
+        code: 'unknown-cluster',
+        message: `cluster ${parsed.value.cluster} is not onboarded here`,
+        field: 'cluster',
+      });
+    }
+    log.info({ cluster, agentId: parsed.value.agentId }, 'agent registered');
+    transport.respond(msg, encodeJson({ ok: true, heartbeatMs, brokerId: id }));
+    // Leases this agent should run but may not know (the broker restarted before dispatching).
+    for (const l of state.activeOn(cluster)) if (l.state === 'placed') dispatch(cluster, l.leaseId);
+  }
+
+  function tick(): void {
+    const now = clock();
+    for (const c of inventory.checkHealth(now, 1.5 * heartbeatMs, 0.5 * heartbeatMs)) {
+      metrics.clusterHealthy.set({ cluster: c.name }, 0);
+      for (const l of state.activeOn(c.name)) lose(l.leaseId, `cluster ${c.name} stopped sending heartbeats`);
+    }
+    for (const l of state.leases.values()) {
+      const c = inventory.clusters.get(l.cluster);
+      if (
+        l.state === 'placed' &&
+        c?.healthy &&
+        now - (state.requests.get(l.requestId)?.updatedAt ?? now) > 3000
+      )
+        dispatch(l.cluster, l.leaseId);
+    }
+    if (state.held.size > 0) {
+      state.release();
+      schedule();
+    }
+  }
+
+  async function serve(): Promise<void> {
+    if (serving) return;
+    const { requests, leases } = await loadRecords(store);
+    state.load(requests, leases);
+    serving = true;
+    subs.push(transport.subscribe(subjects.request, onRequest, { queue: 'gantry-broker' }));
+    subs.push(transport.subscribe(subjects.heartbeat('*'), onHeartbeat));
+    subs.push(transport.subscribe(subjects.events('*'), onEvent));
+    subs.push(transport.subscribe(subjects.register('*'), onRegister));
+    subs.push(
+      transport.subscribe(subjects.admin('>'), (msg) =>
+        handleAdmin(msg, { transport, state, inventory, platform, metrics, onboard, schedule, bad }),
+      ),
+    );
+    timers.push(setInterval(tick, Math.max(50, heartbeatMs / 2)));
+    log.info({ brokerId: id, requests: requests.length, leases: leases.length }, 'serving');
+    // Leases placed before a restart: the agents are told again (they launch each lease once).
+    for (const l of leases)
+      if (l.state === 'placed' || l.state === 'launching') dispatch(l.cluster, l.leaseId);
+    schedule();
+  }
+
+  async function unserve(): Promise<void> {
+    serving = false;
+    for (const s of subs.splice(0)) s.unsubscribe();
+    for (const t of timers.splice(0)) clearInterval(t);
+    if (cycleTimer) clearTimeout(cycleTimer);
+    cycleTimer = undefined;
+    await running;
+    await writer.flush();
+  }
+
+  async function onboard(cluster: Cluster): Promise<void> {
+    const known = platform.clusters.findIndex((c) => c.name === cluster.name);
+    if (known >= 0) platform.clusters.splice(known, 1, cluster);
+    else platform.clusters.push(cluster);
+    platform.pools.splice(0, platform.pools.length, ...platform.clusters.flatMap((c) => c.pools));
+    inventory.add(cluster);
+    await store.put(`cluster.${cluster.name}`, encodeJson(cluster));
+  }
+
+  return {
+    id,
+    metrics,
+    state,
+    inventory,
+    platform,
+    async start() {
+      for (const e of await store.list('cluster')) {
+        const c = JSON.parse(new TextDecoder().decode(e.value)) as Cluster;
+        if (!platform.clusters.some((p) => p.name === c.name)) await onboard(c);
+      }
+      await leadership.start();
+    },
+    async stop() {
+      await leadership.stop();
+      await unserve();
+    },
+    isLeader: () => leadership.leading,
+    onboard,
+    idle() {
+      if (state.queue.length === 0 && !running) return Promise.resolve();
+      return new Promise((resolve) => idleWaiters.push(resolve));
+    },
+  };
+}
+
+function toLeaseMsg(l: import('./records.ts').LeaseRecord) {
+  const { state: _s, actualNode: _a, startedAt: _st, endedAt: _e, reason: _r, ...msg } = l;
+  return msg;
+}

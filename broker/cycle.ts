@@ -1,0 +1,126 @@
+/**
+ * One solve cycle, a numbered and timed sequence: snapshot → plan → admit (leases, written durably in one
+ * batch) → dispatch (scale and launch messages to agents, replies to the requesters).
+ */
+import type { Platform } from '../policies/index.ts';
+import type { LeaseMsg } from '../protocol/index.ts';
+import { plan, type LpBackends, type PoolState, type TaskRequest, taskRequest } from '../solver/index.ts';
+import type { Inventory } from './inventory.ts';
+import type { RequestRecord } from './records.ts';
+import type { BrokerState } from './state.ts';
+
+/** What a cycle decided, for the broker to dispatch. */
+export interface CycleResult {
+  number: number;
+  tasks: number;
+  leases: { lease: LeaseMsg; request: RequestRecord }[];
+  /** Nodes to add, per cluster and pool: their planned ids. */
+  scale: Map<string, Map<string, string[]>>;
+  refused: { request: RequestRecord; reason: string }[];
+  held: number;
+  solveMs: number;
+  backend: string;
+}
+
+export interface CycleInput {
+  number: number;
+  batch: RequestRecord[];
+  state: BrokerState;
+  inventory: Inventory;
+  platform: Platform;
+  backends: LpBackends | undefined;
+  now: number;
+  leaseTtlMs: number;
+  timeBudgetMs: number;
+  newId: () => string;
+}
+
+/** Plans a batch and records the outcome in the broker's state. */
+export function runCycle(input: CycleInput): CycleResult {
+  const { batch, state, inventory, platform, now } = input;
+  const pools = inventory.snapshot(state.leases.values());
+  const byId = new Map(batch.map((r) => [r.requestId, r]));
+  const requests: TaskRequest[] = batch.map((r) => {
+    const resources =
+      r.avoidSpot && r.resources.spot !== 'required'
+        ? { ...r.resources, spot: 'never' as const }
+        : r.resources;
+    return taskRequest(r.requestId, r.team, resources, r.priority);
+  });
+  const usage = state.usage((id) => state.requests.get(id)?.team);
+  const result = plan({ pools, usage }, requests, platform.policies, {
+    ...(input.backends ? { backends: input.backends } : {}),
+    timeBudgetMs: input.timeBudgetMs,
+  });
+
+  // Planned node ids are unique per plan; make them unique for good, and name them as the agent will.
+  const plannedIds = new Map<string, string>();
+  const scale = new Map<string, Map<string, string[]>>();
+  for (const nn of result.newNodes) {
+    nn.ids.forEach((id, k) => {
+      const planned = `${nn.pool}-c${input.number}n${k}`;
+      plannedIds.set(id, planned);
+      const byPool = scale.get(nn.cluster) ?? new Map<string, string[]>();
+      byPool.set(nn.pool, [...(byPool.get(nn.pool) ?? []), planned]);
+      scale.set(nn.cluster, byPool);
+      inventory.clusters.get(nn.cluster)?.planned.set(planned, { pool: nn.pool, at: now });
+    });
+  }
+
+  const poolById = new Map<string, PoolState>(pools.map((p) => [p.id, p]));
+  const why = new Map<string, string>();
+  for (const g of result.groups) {
+    for (const c of g.chosen) why.set(`${g.group}|${c.poolId.replace(' (running nodes)', '')}`, g.detail);
+  }
+  const leases: CycleResult['leases'] = [];
+  for (const p of result.placements) {
+    const r = byId.get(p.taskId)!;
+    const pool = poolById.get(p.poolId)!;
+    const gpu = r.resources.gpu.find((g) => g.model === '*' || g.model === pool.gpuModel);
+    const lease: LeaseMsg = {
+      leaseId: input.newId(),
+      requestId: r.requestId,
+      cluster: p.cluster,
+      pool: p.pool,
+      node: plannedIds.get(p.node) ?? p.node,
+      pricePerHour: p.pricePerHour,
+      cpuMilli: r.resources.cpuMilli,
+      memoryMiB: r.resources.memoryMiB,
+      gpuMilli: Math.round((gpu?.count ?? 0) * 1000),
+      gpuModel: gpu ? pool.gpuModel : null,
+      capacityType: pool.capacityType,
+      expiresAt: now + input.leaseTtlMs,
+      attempt: r.attempt,
+      why: `${pool.id} at $${pool.price}/h per node${p.newNode ? ' (new node)' : ''}`,
+      work: r.work,
+    };
+    state.place(r, lease);
+    leases.push({ lease, request: r });
+  }
+
+  const refused: CycleResult['refused'] = [];
+  let held = 0;
+  // "No compatible pool" is final only when every cluster was in the snapshot: a pool on a cluster that
+  // is down or draining may take the task later.
+  const everyClusterIn = [...inventory.clusters.values()].every((c) => c.healthy && !c.draining);
+  for (const u of result.unplaced) {
+    const r = byId.get(u.taskId)!;
+    if (u.reason.startsWith('policy:') && everyClusterIn) {
+      state.refuse(r, u.reason);
+      refused.push({ request: r, reason: u.reason });
+    } else {
+      state.hold(r, u.reason);
+      held++;
+    }
+  }
+  return {
+    number: input.number,
+    tasks: batch.length,
+    leases,
+    scale,
+    refused,
+    held,
+    solveMs: result.solver.ms,
+    backend: result.solver.backend,
+  };
+}

@@ -1,0 +1,22 @@
+/**
+ * The broker: inventory from agents' heartbeats, requests checked against policy, solve cycles that lease
+ * work to clusters, durable state, leadership between replicas, metrics.
+ *
+ * @example
+ * import { createBroker } from '../broker/index.ts';
+ * const broker = createBroker({ transport, store, platform, backends: await defaultBackends() });
+ * await broker.start();
+ */
+export { createBroker } from './broker.ts';
+export type { Broker, BrokerOptions } from './broker.ts';
+export { admit } from './admission.ts';
+export type { Refusal } from './admission.ts';
+export { createBrokerMetrics } from './metrics.ts';
+export type { BrokerMetrics } from './metrics.ts';
+export { Inventory } from './inventory.ts';
+export type { ClusterState } from './inventory.ts';
+export { BrokerState } from './state.ts';
+export { leaseKey, loadRecords, RecordWriter, requestKey } from './records.ts';
+export type { LeaseRecord, LifecycleEvent, RequestRecord } from './records.ts';
+export { Leadership } from './leader.ts';
+export { serveMetrics } from './metrics-http.ts';

@@ -1,0 +1,156 @@
+/**
+ * The broker's view of capacity: every onboarded cluster, its agent's health, its nodes (reported by
+ * heartbeats, plus nodes the broker has asked for and not yet seen) and what is free on each once the
+ * broker's own active leases are taken off.
+ */
+import type { Cluster, Pool } from '../policies/index.ts';
+import type { HeartbeatMsg, NodeMsg } from '../protocol/index.ts';
+import type { PoolState } from '../solver/index.ts';
+import type { LeaseRecord } from './records.ts';
+
+/** What the broker knows about one cluster. */
+export interface ClusterState {
+  name: string;
+  declared: Cluster;
+  agentId?: string | undefined;
+  lastHeartbeat?: number | undefined;
+  healthy: boolean;
+  /** Stops new placements; running work finishes. */
+  draining: boolean;
+  /** When the agent was last seen healthy; used for the re-placement grace period. */
+  unhealthySince?: number | undefined;
+  nodes: Map<string, NodeMsg>;
+  /** Nodes asked for and not yet reported, by planned id. */
+  planned: Map<string, { pool: string; at: number }>;
+}
+
+/** Active (non-terminal) leases count against nodes. */
+const ACTIVE = new Set(['placed', 'launching', 'running']);
+
+export class Inventory {
+  readonly clusters = new Map<string, ClusterState>();
+
+  constructor(clusters: readonly Cluster[]) {
+    for (const c of clusters) this.add(c);
+  }
+
+  add(c: Cluster): void {
+    const existing = this.clusters.get(c.name);
+    this.clusters.set(c.name, {
+      name: c.name,
+      declared: c,
+      healthy: existing?.healthy ?? false,
+      draining: existing?.draining ?? false,
+      lastHeartbeat: existing?.lastHeartbeat,
+      agentId: existing?.agentId,
+      nodes: existing?.nodes ?? new Map(),
+      planned: existing?.planned ?? new Map(),
+    });
+  }
+
+  remove(name: string): boolean {
+    return this.clusters.delete(name);
+  }
+
+  /** Records a heartbeat; the cluster is healthy from now on. Planned nodes that appeared are resolved. */
+  heartbeat(hb: HeartbeatMsg, now: number): ClusterState | undefined {
+    const c = this.clusters.get(hb.cluster);
+    if (!c) return undefined;
+    c.agentId = hb.agentId;
+    c.lastHeartbeat = now;
+    c.healthy = true;
+    c.unhealthySince = undefined;
+    c.nodes = new Map(hb.nodes.map((n) => [n.name, n]));
+    for (const n of hb.nodes) if (n.plannedId) c.planned.delete(n.plannedId);
+    return c;
+  }
+
+  /**
+   * Marks clusters whose agent missed heartbeats as unhealthy. Returns the clusters that have been
+   * unhealthy for longer than `graceMs`, whose work must be placed elsewhere.
+   */
+  checkHealth(now: number, unhealthyAfterMs: number, graceMs: number): ClusterState[] {
+    const expired: ClusterState[] = [];
+    for (const c of this.clusters.values()) {
+      if (c.lastHeartbeat === undefined) continue;
+      if (now - c.lastHeartbeat > unhealthyAfterMs) {
+        if (c.healthy) {
+          c.healthy = false;
+          c.unhealthySince = now;
+        }
+        if (c.unhealthySince !== undefined && now - c.unhealthySince >= graceMs) expired.push(c);
+      }
+    }
+    return expired;
+  }
+
+  /** The pools that may take new work, as the solver sees them. */
+  snapshot(leases: Iterable<LeaseRecord>): PoolState[] {
+    const used = new Map<string, { cpu: number; mem: number; gpu: number }>();
+    for (const l of leases) {
+      if (!ACTIVE.has(l.state)) continue;
+      const key = `${l.cluster}|${l.actualNode ?? l.node}`;
+      const u = used.get(key) ?? { cpu: 0, mem: 0, gpu: 0 };
+      u.cpu += l.cpuMilli;
+      u.mem += l.memoryMiB;
+      u.gpu += l.gpuMilli;
+      used.set(key, u);
+    }
+    const pools: PoolState[] = [];
+    for (const c of this.clusters.values()) {
+      if (!c.healthy || c.draining) continue;
+      for (const pool of c.declared.pools) {
+        const nodes = [...c.nodes.values()].filter((n) => n.pool === pool.name && n.ready);
+        const planned = [...c.planned].filter(([, p]) => p.pool === pool.name).map(([id]) => id);
+        const notReady = [...c.nodes.values()].filter((n) => n.pool === pool.name && !n.ready).length;
+        const free = (nodeName: string) => used.get(`${c.name}|${nodeName}`) ?? { cpu: 0, mem: 0, gpu: 0 };
+        const states = [
+          ...nodes.map((n) => nodeState(n.name, pool, free(n.name))),
+          ...planned.map((id) => nodeState(id, pool, free(id))),
+        ];
+        pools.push(
+          poolState(pool, states, Math.max(0, pool.maxNodes - nodes.length - planned.length - notReady)),
+        );
+      }
+    }
+    return pools;
+  }
+}
+
+function nodeState(name: string, pool: Pool, used: { cpu: number; mem: number; gpu: number }) {
+  // GPUs: whole devices first, then what a shared device has left.
+  const devices = Array<number>(pool.gpuCount).fill(1000);
+  let gpu = used.gpu;
+  for (let d = 0; d < devices.length && gpu > 0; d++) {
+    const take = Math.min(1000, gpu);
+    devices[d] = 1000 - take;
+    gpu -= take;
+  }
+  return {
+    name,
+    freeCpuMilli: Math.max(0, pool.cpuMilli - used.cpu),
+    freeMemoryMiB: Math.max(0, pool.memoryMiB - used.mem),
+    freeGpuMilli: devices,
+  };
+}
+
+function poolState(pool: Pool, nodes: PoolState['nodes'], maxNewNodes: number): PoolState {
+  return {
+    id: pool.id,
+    cluster: pool.cluster,
+    name: pool.name,
+    region: pool.region,
+    instanceType: pool.instanceType,
+    capacityType: pool.capacityType,
+    cpuMilli: pool.cpuMilli,
+    memoryMiB: pool.memoryMiB,
+    gpuModel: pool.gpuModel,
+    gpuCount: pool.gpuCount,
+    price: pool.price,
+    interruptionRate: pool.interruptionRate,
+    launchDelaySeconds: pool.launchDelaySeconds,
+    taints: pool.taints,
+    nodes,
+    maxNewNodes,
+  };
+}

@@ -1,0 +1,76 @@
+/**
+ * Leadership between broker processes: one key in the store (`broker.leader`) holds the leader's id and
+ * an expiry time, renewed by compare-and-set. JetStream on nats-server 2.9 ignores per-key TTLs, so the
+ * expiry lives in the value; a standby takes over by compare-and-set once it has passed.
+ */
+import { decodeJson, encodeJson, StoreConflictError, type Store } from '../protocol/index.ts';
+
+const KEY = 'broker.leader';
+
+interface Lease {
+  holder: string;
+  expiresAt: number;
+}
+
+/** Campaigns for leadership and keeps it; calls back when it is won or lost. */
+export class Leadership {
+  leading = false;
+  private timer: NodeJS.Timeout | undefined;
+  private revision = 0;
+  private stopped = false;
+
+  constructor(
+    private readonly store: Store,
+    private readonly id: string,
+    private readonly clock: () => number,
+    private readonly ttlMs: number,
+    private readonly on: { onElected: () => void; onDeposed: () => void },
+  ) {}
+
+  async start(): Promise<void> {
+    this.stopped = false;
+    await this.campaign();
+    this.timer = setInterval(() => void this.campaign(), Math.max(50, this.ttlMs / 3));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearInterval(this.timer);
+    if (this.leading) {
+      this.leading = false;
+      // Step down at once so a standby need not wait for the expiry.
+      try {
+        await this.store.update(KEY, encodeJson({ holder: this.id, expiresAt: 0 }), this.revision);
+      } catch {
+        /* someone else already leads */
+      }
+    }
+  }
+
+  private async campaign(): Promise<void> {
+    if (this.stopped) return;
+    const value = encodeJson({ holder: this.id, expiresAt: this.clock() + this.ttlMs } satisfies Lease);
+    try {
+      const current = await this.store.get(KEY);
+      if (!current) this.revision = await this.store.create(KEY, value);
+      else {
+        const lease = decodeJson(current.value) as Lease;
+        if (lease.holder !== this.id && lease.expiresAt > this.clock()) return this.lose();
+        this.revision = await this.store.update(KEY, value, current.revision);
+      }
+      if (!this.leading && !this.stopped) {
+        this.leading = true;
+        this.on.onElected();
+      }
+    } catch (err) {
+      if (err instanceof StoreConflictError) return this.lose();
+      // The store is unreachable (NATS restarting): keep leading until the lease would have expired.
+    }
+  }
+
+  private lose(): void {
+    if (!this.leading) return;
+    this.leading = false;
+    this.on.onDeposed();
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * The broker's durable records — requests and leases — and how they are stored: one KV key each
+ * (`req.<id>`, `lease.<id>`), written in batches once per solve cycle, plus lifecycle events in the log.
+ */
+import type { ResolvedResources } from '../policies/index.ts';
+import { decodeJson, encodeJson, type Store } from '../protocol/index.ts';
+import type { LeaseMsg, TaskState, WorkSpec } from '../protocol/index.ts';
+
+/** A resource request and where it stands. */
+export interface RequestRecord {
+  requestId: string;
+  team: string;
+  runId?: string | undefined;
+  taskId?: string | undefined;
+  resources: ResolvedResources;
+  priority?: number | undefined;
+  override: boolean;
+  work: WorkSpec;
+  state: TaskState;
+  /** Why it is still pending (held by a quota or budget, no capacity), for `gantry get requests`. */
+  reason?: string | undefined;
+  leaseId?: string | undefined;
+  attempt: number;
+  /** Set after a spot preemption: the next placement avoids spot. */
+  avoidSpot?: boolean | undefined;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** A lease and its lifecycle. */
+export interface LeaseRecord extends LeaseMsg {
+  state: TaskState;
+  /** The node the work actually ran on, once the agent says (a planned node gets a real name). */
+  actualNode?: string | undefined;
+  startedAt?: number | undefined;
+  endedAt?: number | undefined;
+  reason?: string | undefined;
+}
+
+/** An event in the lifecycle log (also what `gantry report` will read). */
+export interface LifecycleEvent {
+  at: number;
+  kind: 'request' | 'lease' | 'node' | 'cluster';
+  id: string;
+  state: string;
+  cluster?: string | undefined;
+  pool?: string | undefined;
+  node?: string | undefined;
+  team?: string | undefined;
+  pricePerHour?: number | undefined;
+  reason?: string | undefined;
+}
+
+const safe = (id: string) =>
+  id.replace(/[^-_=a-zA-Z0-9]/g, (c) => `=${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+
+/** KV key of a request. Ids may hold characters KV keys cannot; they are escaped. */
+export const requestKey = (id: string) => `req.${safe(id)}`;
+/** KV key of a lease. */
+export const leaseKey = (id: string) => `lease.${safe(id)}`;
+
+/**
+ * Write-behind buffer of records and events, flushed as one batch (one `putMany` and one `appendMany`).
+ * A record written twice before a flush is stored once, in its latest form.
+ */
+export class RecordWriter {
+  private readonly dirty = new Map<string, unknown>();
+  private events: LifecycleEvent[] = [];
+  private flushing: Promise<void> = Promise.resolve();
+
+  constructor(private readonly store: Store) {}
+
+  request(r: RequestRecord): void {
+    this.dirty.set(requestKey(r.requestId), r);
+  }
+
+  lease(l: LeaseRecord): void {
+    this.dirty.set(leaseKey(l.leaseId), l);
+  }
+
+  event(e: LifecycleEvent): void {
+    this.events.push(e);
+  }
+
+  get pending(): number {
+    return this.dirty.size + this.events.length;
+  }
+
+  /** Writes everything buffered; resolves when it is durable. Flushes run one after another. */
+  flush(): Promise<void> {
+    const entries = [...this.dirty].map(([key, value]) => ({ key, value: encodeJson(value) }));
+    const events = this.events.map((e) => encodeJson(e));
+    this.dirty.clear();
+    this.events = [];
+    this.flushing = this.flushing.then(async () => {
+      if (entries.length > 0) await this.store.putMany(entries);
+      if (events.length > 0) await this.store.appendMany(events);
+    });
+    return this.flushing;
+  }
+}
+
+/** Loads every request and lease from the store (on start, and when a standby broker takes over). */
+export async function loadRecords(
+  store: Store,
+): Promise<{ requests: RequestRecord[]; leases: LeaseRecord[] }> {
+  const requests = (await store.list('req')).map((e) => decodeJson(e.value) as RequestRecord);
+  const leases = (await store.list('lease')).map((e) => decodeJson(e.value) as LeaseRecord);
+  return { requests, leases };
+}

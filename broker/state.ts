@@ -1,0 +1,201 @@
+/**
+ * The broker's in-memory tables — requests, leases, the queue of pending work — and the transitions of
+ * the task lifecycle. Every change goes to the write-behind {@link RecordWriter}; nothing here does I/O.
+ */
+import type { LeaseMsg, TaskState } from '../protocol/index.ts';
+import type { TeamUsage } from '../solver/index.ts';
+import type { LeaseRecord, LifecycleEvent, RecordWriter, RequestRecord } from './records.ts';
+
+const ACTIVE: ReadonlySet<TaskState> = new Set(['placed', 'launching', 'running']);
+const DONE: ReadonlySet<TaskState> = new Set(['succeeded', 'failed']);
+
+/** Allowed lease transitions: a late or repeated event never moves a lease backwards. */
+const ORDER: Record<TaskState, number> = {
+  pending: 0,
+  placed: 1,
+  launching: 2,
+  running: 3,
+  succeeded: 4,
+  failed: 4,
+  preempted: 4,
+  lost: 4,
+};
+
+export class BrokerState {
+  readonly requests = new Map<string, RequestRecord>();
+  readonly leases = new Map<string, LeaseRecord>();
+  /** Requests waiting for the next cycle, oldest first. */
+  queue: string[] = [];
+  /** Requests a cycle could not place (capacity, quota, budget): retried when something changes. */
+  held = new Set<string>();
+
+  constructor(
+    private readonly writer: RecordWriter,
+    private readonly clock: () => number,
+  ) {}
+
+  /** Loads records after a start or a takeover: pending requests are queued again. */
+  load(requests: readonly RequestRecord[], leases: readonly LeaseRecord[]): void {
+    for (const r of requests) this.requests.set(r.requestId, r);
+    for (const l of leases) this.leases.set(l.leaseId, l);
+    this.queue = requests
+      .filter((r) => r.state === 'pending')
+      .sort((a, b) => a.createdAt - b.createdAt)
+      .map((r) => r.requestId);
+  }
+
+  private log(e: Omit<LifecycleEvent, 'at'>): void {
+    this.writer.event({ at: this.clock(), ...e });
+  }
+
+  addRequest(r: RequestRecord): void {
+    this.requests.set(r.requestId, r);
+    this.queue.push(r.requestId);
+    this.writer.request(r);
+    this.log({ kind: 'request', id: r.requestId, state: 'pending', team: r.team });
+  }
+
+  /** A cycle placed the request: records the lease. */
+  place(r: RequestRecord, lease: LeaseMsg): LeaseRecord {
+    const record: LeaseRecord = { ...lease, state: 'placed' };
+    this.leases.set(lease.leaseId, record);
+    Object.assign(r, { state: 'placed', leaseId: lease.leaseId, reason: undefined, updatedAt: this.clock() });
+    this.held.delete(r.requestId);
+    this.writer.lease(record);
+    this.writer.request(r);
+    this.log({
+      kind: 'lease',
+      id: lease.leaseId,
+      state: 'placed',
+      cluster: lease.cluster,
+      pool: lease.pool,
+      node: lease.node,
+      team: r.team,
+      pricePerHour: lease.pricePerHour,
+    });
+    return record;
+  }
+
+  /** A cycle could not place the request: it waits, with the reason, until something changes. */
+  hold(r: RequestRecord, reason: string): void {
+    if (r.reason !== reason) {
+      r.reason = reason;
+      r.updatedAt = this.clock();
+      this.writer.request(r);
+    }
+    this.held.add(r.requestId);
+  }
+
+  /** The request can never be placed (policy): it fails with the reason. */
+  refuse(r: RequestRecord, reason: string): void {
+    Object.assign(r, { state: 'failed', reason, updatedAt: this.clock() });
+    this.held.delete(r.requestId);
+    this.writer.request(r);
+    this.log({ kind: 'request', id: r.requestId, state: 'failed', team: r.team, reason });
+  }
+
+  /** Moves held requests back to the queue (capacity freed, nodes came up, a cluster recovered). */
+  release(): number {
+    const n = this.held.size;
+    for (const id of this.held) this.queue.push(id);
+    this.held.clear();
+    return n;
+  }
+
+  /**
+   * Applies a lease state reported by an agent. Returns the request when its state changed, `undefined`
+   * for a stale or repeated report (idempotent).
+   */
+  transition(
+    leaseId: string,
+    state: TaskState,
+    info: { node?: string | undefined; reason?: string | undefined },
+  ): RequestRecord | undefined {
+    const lease = this.leases.get(leaseId);
+    if (!lease || ORDER[state] <= ORDER[lease.state] || ORDER[lease.state] === 4) return undefined;
+    const r = this.requests.get(lease.requestId);
+    const now = this.clock();
+    lease.state = state;
+    if (info.node) lease.actualNode = info.node;
+    if (state === 'running') lease.startedAt = now;
+    if (ORDER[state] === 4) lease.endedAt = now;
+    if (info.reason) lease.reason = info.reason;
+    this.writer.lease(lease);
+    this.log({
+      kind: 'lease',
+      id: leaseId,
+      state,
+      cluster: lease.cluster,
+      pool: lease.pool,
+      node: lease.actualNode ?? lease.node,
+      team: r?.team,
+      pricePerHour: lease.pricePerHour,
+      reason: info.reason,
+    });
+    if (!r || r.leaseId !== leaseId) return undefined;
+    r.updatedAt = now;
+    if (state === 'preempted' || state === 'lost') {
+      // Placed again in a later cycle; after a spot preemption, off spot if the policy allows.
+      Object.assign(r, {
+        state: 'pending',
+        leaseId: undefined,
+        attempt: r.attempt + 1,
+        reason: `${state}: ${info.reason ?? ''}`.trim(),
+      });
+      if (state === 'preempted') r.avoidSpot = true;
+      this.queue.push(r.requestId);
+    } else {
+      r.state = state;
+      if (info.reason) r.reason = info.reason;
+    }
+    this.writer.request(r);
+    return r;
+  }
+
+  /** Active leases of a cluster (to re-place when its agent is gone). */
+  activeOn(cluster: string): LeaseRecord[] {
+    return [...this.leases.values()].filter((l) => l.cluster === cluster && ACTIVE.has(l.state));
+  }
+
+  /** Resources and spend each team holds now, for quotas and budgets. */
+  usage(teamOf: (requestId: string) => string | undefined): Record<string, TeamUsage> {
+    const out: Record<string, TeamUsage> = {};
+    for (const l of this.leases.values()) {
+      if (!ACTIVE.has(l.state)) continue;
+      const team = teamOf(l.requestId);
+      if (!team) continue;
+      const u = (out[team] ??= { cpuMilli: 0, memoryMiB: 0, gpus: 0, gpusByModel: {}, spendPerHour: 0 });
+      u.cpuMilli += l.cpuMilli;
+      u.memoryMiB += l.memoryMiB;
+      u.gpus += l.gpuMilli / 1000;
+      if (l.gpuModel) u.gpusByModel[l.gpuModel] = (u.gpusByModel[l.gpuModel] ?? 0) + l.gpuMilli / 1000;
+      u.spendPerHour += l.pricePerHour;
+    }
+    return out;
+  }
+
+  counts(): Record<TaskState, number> {
+    const c = {
+      pending: 0,
+      placed: 0,
+      launching: 0,
+      running: 0,
+      succeeded: 0,
+      failed: 0,
+      preempted: 0,
+      lost: 0,
+    };
+    for (const r of this.requests.values()) c[r.state]++;
+    return c;
+  }
+
+  activeLeases(): number {
+    let n = 0;
+    for (const l of this.leases.values()) if (ACTIVE.has(l.state)) n++;
+    return n;
+  }
+
+  isDone(r: RequestRecord): boolean {
+    return DONE.has(r.state);
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * The protocol front door: the `Transport` and `Store` seams, their in-process and local
+ * implementations (embedded mode), the wire messages, and the errors. NATS and JetStream live behind
+ * `nats-index.ts`, so that core code never loads nats.js.
+ *
+ * @example
+ * import { createMemoryTransport, openLocalStore, encodeJson, subjects } from '../protocol/index.ts';
+ *
+ * const transport = createMemoryTransport();
+ * const store = await openLocalStore('.gantry/state');
+ * transport.subscribe(subjects.request, (msg) => transport.respond(msg, encodeJson({ ok: true })));
+ * await store.append(encodeJson({ type: 'started' }));
+ */
+export {
+  BadKeyError,
+  BadSubjectError,
+  NoRespondersError,
+  ProtocolError,
+  StoreClosedError,
+  StoreConflictError,
+  StoreCorruptError,
+  StoreLockedError,
+  TransportClosedError,
+  TransportTimeoutError,
+} from './errors.ts';
+export { keyHasPrefix, validateKey, validatePrefix } from './keys.ts';
+export { openLocalStore } from './local-store.ts';
+export { createMemoryTransport } from './memory.ts';
+export {
+  PROTOCOL,
+  TERMINAL,
+  agentEvent,
+  cancelMsg,
+  errorReply,
+  heartbeatMsg,
+  launchMsg,
+  leaseMsg,
+  parseMessage,
+  registerMsg,
+  requestMsg,
+  requestReply,
+  resourcesMsg,
+  scaleMsg,
+  subjects,
+  taskState,
+  taskStateMsg,
+  workSpec,
+} from './messages.ts';
+export { validateSubject } from './subjects.ts';
+export { decodeJson, encodeJson } from './transport.ts';
+
+export type { MemoryTransportOptions } from './memory.ts';
+export type {
+  AgentEvent,
+  CancelMsg,
+  ErrorReply,
+  HeartbeatMsg,
+  LaunchMsg,
+  LeaseMsg,
+  NodeMsg,
+  RegisterMsg,
+  RequestMsg,
+  RequestReply,
+  ResourcesMsg,
+  ScaleMsg,
+  TaskState,
+  TaskStateMsg,
+  WorkSpec,
+} from './messages.ts';
+export type { KvEntry, LogEvent, Store } from './store.ts';
+export type {
+  Msg,
+  RequestOptions,
+  SubscribeOptions,
+  Subscription,
+  Transport,
+  TransportEvent,
+} from './transport.ts';

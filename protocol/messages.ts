@@ -1,0 +1,242 @@
+/**
+ * Gantry's wire protocol: versioned subjects and one zod schema per message. Every message is JSON; every
+ * receiver validates it here and answers a bad one with an error naming the field. See docs/protocol.md.
+ */
+import { z } from 'zod';
+
+/** Subject prefix; bumped when a message changes incompatibly. */
+export const PROTOCOL = 'gantry.v1';
+
+/** Subjects, by who listens. `<cluster>` is the Cluster's metadata.name. */
+export const subjects = {
+  /** runtime → broker, request/reply: ask for resources; the reply is the lease (or the refusal). */
+  request: `${PROTOCOL}.broker.request`,
+  /** anyone → broker, request/reply: operator queries and commands (`gantry get`, `gantry cluster`). */
+  admin: (verb: string) => `${PROTOCOL}.broker.admin.${verb}`,
+  /** broker → anyone: a task's lifecycle, for the runtime that asked for it. */
+  taskState: (requestId: string) => `${PROTOCOL}.task.${requestId}.state`,
+  /** agent → broker, request/reply. */
+  register: (cluster: string) => `${PROTOCOL}.agent.${cluster}.register`,
+  /** agent → broker: capacity, every heartbeat interval. */
+  heartbeat: (cluster: string) => `${PROTOCOL}.agent.${cluster}.heartbeat`,
+  /** agent → broker: lease lifecycle and node events. */
+  events: (cluster: string) => `${PROTOCOL}.agent.${cluster}.events`,
+  /** broker → agent, request/reply: launch work (idempotent by lease id). */
+  launch: (cluster: string) => `${PROTOCOL}.agent.${cluster}.launch`,
+  /** broker → agent: add or remove nodes. */
+  scale: (cluster: string) => `${PROTOCOL}.agent.${cluster}.scale`,
+  /** broker → agent: stop a lease's work (drain, cancel). */
+  cancel: (cluster: string) => `${PROTOCOL}.agent.${cluster}.cancel`,
+} as const;
+
+const id = z.string().min(1).max(200);
+const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a lower-case name');
+
+/** Resources as the runtime writes them (quantity strings or numbers), validated by the broker. */
+export const resourcesMsg = z.strictObject({
+  profile: z.string().optional(),
+  cpu: z.union([z.string(), z.number()]).optional(),
+  memory: z.union([z.string(), z.number()]).optional(),
+  gpu: z.union([z.string(), z.number(), z.array(z.union([z.string(), z.number()]))]).optional(),
+  spot: z.enum(['never', 'allowed', 'preferred', 'required']).optional(),
+  duration: z.union([z.string(), z.number()]).optional(),
+});
+
+/** What to run once placed. `sim` runs nothing and reports the outcome after `durationMs`. */
+export const workSpec = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('sim'),
+    durationMs: z.number().nonnegative().max(86_400_000),
+    outcome: z.enum(['succeeded', 'failed', 'oom']).default('succeeded'),
+  }),
+  z.strictObject({
+    kind: z.literal('process'),
+    command: z.string().min(1),
+    args: z.array(z.string()).default([]),
+    env: z.record(z.string(), z.string()).default({}),
+  }),
+]);
+
+/** runtime → broker: a resource request. Resent with the same `requestId` after a failure: idempotent. */
+export const requestMsg = z.strictObject({
+  requestId: id,
+  team: z.string().min(1),
+  runId: id.optional(),
+  taskId: id.optional(),
+  resources: resourcesMsg.default({}),
+  priority: z.int().optional(),
+  /** True when the workflow overrode the task's declared resources. */
+  override: z.boolean().default(false),
+  work: workSpec,
+});
+
+/** A lease: the right to run one task on one node until `expiresAt`. */
+export const leaseMsg = z.strictObject({
+  leaseId: id,
+  requestId: id,
+  cluster: name,
+  pool: name,
+  /** An existing node's name, or a planned node id that the agent will bring up. */
+  node: z.string().min(1),
+  pricePerHour: z.number().nonnegative(),
+  cpuMilli: z.number().nonnegative(),
+  memoryMiB: z.number().nonnegative(),
+  gpuMilli: z.number().nonnegative(),
+  gpuModel: z.string().nullable(),
+  capacityType: z.enum(['spot', 'on-demand', 'reserved']),
+  expiresAt: z.number(),
+  attempt: z.int().nonnegative(),
+  why: z.string(),
+  work: workSpec,
+});
+
+/** broker → runtime: the answer to a request. */
+export const requestReply = z.discriminatedUnion('ok', [
+  z.strictObject({ ok: z.literal(true), lease: leaseMsg }),
+  z.strictObject({
+    ok: z.literal(false),
+    error: z.strictObject({ code: z.string(), message: z.string(), field: z.string().optional() }),
+  }),
+]);
+
+/** Task lifecycle states. */
+export const taskState = z.enum([
+  'pending',
+  'placed',
+  'launching',
+  'running',
+  'succeeded',
+  'failed',
+  'preempted',
+  'lost',
+]);
+
+const nodeMsg = z.strictObject({
+  name: z.string().min(1),
+  pool: name,
+  cpuMilli: z.number().nonnegative(),
+  memoryMiB: z.number().nonnegative(),
+  gpuCount: z.int().nonnegative(),
+  ready: z.boolean(),
+  /** The planned id the broker gave this node when it asked for it, if any. */
+  plannedId: z.string().optional(),
+  capacityType: z.enum(['spot', 'on-demand', 'reserved']),
+});
+
+/** agent → broker: registration. */
+export const registerMsg = z.strictObject({ cluster: name, agentId: id, version: z.string() });
+
+/** agent → broker: capacity. */
+export const heartbeatMsg = z.strictObject({
+  cluster: name,
+  agentId: id,
+  seq: z.int().nonnegative(),
+  nodes: z.array(nodeMsg),
+  /** Leases the agent is running or launching now. */
+  active: z.array(id),
+});
+
+/** agent → broker: a lease changed state, or a node came up or went away. */
+export const agentEvent = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('lease'),
+    cluster: name,
+    leaseId: id,
+    state: taskState,
+    at: z.number(),
+    node: z.string().optional(),
+    exitCode: z.int().optional(),
+    reason: z.string().optional(),
+  }),
+  z.strictObject({
+    type: z.literal('node'),
+    cluster: name,
+    node: z.string().min(1),
+    pool: name,
+    state: z.enum(['ready', 'gone', 'preempted']),
+    plannedId: z.string().optional(),
+    at: z.number(),
+  }),
+]);
+
+/** broker → agent: launch. */
+export const launchMsg = z.strictObject({ lease: leaseMsg });
+
+/** broker → agent: scale a pool. */
+export const scaleMsg = z.strictObject({
+  pool: name,
+  /** Planned ids of nodes to add. */
+  add: z.array(z.string().min(1)).default([]),
+  /** Names of nodes to remove. */
+  remove: z.array(z.string().min(1)).default([]),
+});
+
+/** broker → agent: stop a lease's work. */
+export const cancelMsg = z.strictObject({ leaseId: id, reason: z.string() });
+
+/** broker → runtime: a task's state changed. */
+export const taskStateMsg = z.strictObject({
+  requestId: id,
+  leaseId: id.optional(),
+  state: taskState,
+  at: z.number(),
+  node: z.string().optional(),
+  reason: z.string().optional(),
+});
+
+/** The error reply every receiver gives to a message it cannot take. */
+export const errorReply = z.strictObject({
+  ok: z.literal(false),
+  error: z.strictObject({ code: z.string(), message: z.string(), field: z.string().optional() }),
+});
+
+export type ResourcesMsg = z.output<typeof resourcesMsg>;
+export type WorkSpec = z.output<typeof workSpec>;
+export type RequestMsg = z.output<typeof requestMsg>;
+export type LeaseMsg = z.output<typeof leaseMsg>;
+export type RequestReply = z.output<typeof requestReply>;
+export type TaskState = z.output<typeof taskState>;
+export type NodeMsg = z.output<typeof nodeMsg>;
+export type RegisterMsg = z.output<typeof registerMsg>;
+export type HeartbeatMsg = z.output<typeof heartbeatMsg>;
+export type AgentEvent = z.output<typeof agentEvent>;
+export type LaunchMsg = z.output<typeof launchMsg>;
+export type ScaleMsg = z.output<typeof scaleMsg>;
+export type CancelMsg = z.output<typeof cancelMsg>;
+export type TaskStateMsg = z.output<typeof taskStateMsg>;
+export type ErrorReply = z.output<typeof errorReply>;
+
+/** Terminal states: the task will not change state again. */
+export const TERMINAL: ReadonlySet<TaskState> = new Set(['succeeded', 'failed']);
+
+/**
+ * Validates a message body against its schema. Returns the value, or an error reply that names the
+ * subject's field, for the receiver to send back and log.
+ *
+ * @example
+ * const parsed = parseMessage(requestMsg, msg.data);
+ * if (!parsed.ok) return transport.respond(msg, encodeJson(parsed));
+ */
+export function parseMessage<T extends z.ZodType>(
+  schema: T,
+  data: Uint8Array,
+): { ok: true; value: z.output<T> } | ErrorReply {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(new TextDecoder().decode(data));
+  } catch (err) {
+    return { ok: false, error: { code: 'bad-json', message: `not JSON: ${(err as Error).message}` } };
+  }
+  const parsed = schema.safeParse(raw);
+  if (parsed.success) return { ok: true, value: parsed.data };
+  const issue = parsed.error.issues[0]!;
+  const field = issue.path.map(String).join('.');
+  return {
+    ok: false,
+    error: {
+      code: 'bad-message',
+      message: `${field || '(message)'}: ${issue.message.replace(/^Invalid input: /, '')}`,
+      field,
+    },
+  };
+}

@@ -1,0 +1,168 @@
+/**
+ * The NATS `Transport`, on the maintained modular nats.js line (`@nats-io/transport-node`). It
+ * reconnects forever, so an agent or broker rides out a nats-server restart; subscriptions are
+ * re-established by nats.js after each reconnection.
+ */
+import { readFile } from 'node:fs/promises';
+import {
+  ClosedConnectionError,
+  connect,
+  credsAuthenticator,
+  NoRespondersError as NatsNoRespondersError,
+  RequestError,
+  TimeoutError,
+  type NatsConnection,
+  type NodeConnectionOptions,
+} from '@nats-io/transport-node';
+import { NoRespondersError, TransportClosedError, TransportTimeoutError } from './errors.ts';
+import { validateSubject } from './subjects.ts';
+import type {
+  Msg,
+  RequestOptions,
+  SubscribeOptions,
+  Subscription,
+  Transport,
+  TransportEvent,
+} from './transport.ts';
+
+/** Options of {@link connectNats}. Give at most one of `creds`, `token`, `user`/`pass`. */
+export interface NatsOptions {
+  /** `nats://host:port` URLs (or `host:port`). */
+  servers: string | string[];
+  /** Shown by the server's monitoring (`connz`); e.g. `gantry-agent-aws-east`. */
+  name?: string;
+  /** Path of a `.creds` file (JWT + NKey seed), as `nsc` writes them. */
+  creds?: string;
+  token?: string;
+  user?: string;
+  pass?: string;
+  /** Wait between reconnection attempts; default 250 ms. */
+  reconnectTimeWaitMs?: number;
+}
+
+/** A `Transport` over NATS that also exposes the connection, for the JetStream store. */
+export interface NatsTransport extends Transport {
+  readonly kind: 'nats';
+  /** The underlying nats.js connection (owned by the transport: `close()` closes it). */
+  readonly connection: NatsConnection;
+}
+
+const DEFAULT_TIMEOUT_MS = 5000;
+
+/**
+ * Connects to NATS. Rejects if no server answers the first time; after that, it reconnects forever
+ * and reports `disconnected` / `reconnecting` / `reconnected` through `onEvent`.
+ *
+ * @example
+ * const t = await connectNats({ servers: 'nats://127.0.0.1:4222', name: 'gantry-broker' });
+ * t.onEvent((e) => log.info({ event: e }, 'nats'));
+ * const sub = t.subscribe('gantry.v1.agent.*.heartbeat', (msg) => onHeartbeat(msg));
+ */
+export async function connectNats(opts: NatsOptions): Promise<NatsTransport> {
+  const options: NodeConnectionOptions = {
+    servers: opts.servers,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: opts.reconnectTimeWaitMs ?? 250,
+  };
+  if (opts.name !== undefined) options.name = opts.name;
+  if (opts.creds !== undefined) options.authenticator = credsAuthenticator(await readFile(opts.creds));
+  if (opts.token !== undefined) options.token = opts.token;
+  if (opts.user !== undefined) options.user = opts.user;
+  if (opts.pass !== undefined) options.pass = opts.pass;
+  const nc = await connect(options);
+  return new NatsTransportImpl(nc);
+}
+
+class NatsTransportImpl implements NatsTransport {
+  readonly kind = 'nats' as const;
+  readonly #listeners = new Set<(event: TransportEvent) => void>();
+
+  constructor(readonly connection: NatsConnection) {
+    void this.#watchStatus();
+    void connection.closed().then(() => this.#emit('closed'));
+  }
+
+  publish(subject: string, data: Uint8Array): void {
+    validateSubject(subject, false);
+    try {
+      this.connection.publish(subject, data);
+    } catch (err) {
+      throw mapError(err, subject, 0);
+    }
+  }
+
+  subscribe(subject: string, handler: (msg: Msg) => void, options: SubscribeOptions = {}): Subscription {
+    validateSubject(subject, true);
+    try {
+      const sub = this.connection.subscribe(subject, {
+        ...(options.queue !== undefined ? { queue: options.queue } : {}),
+        callback: (err, m) => {
+          // Errors here are permission violations; the subscription is closed by nats.js.
+          if (err !== null) return;
+          handler(m.reply ? { subject: m.subject, data: m.data, reply: m.reply } : { subject: m.subject, data: m.data });
+        },
+      });
+      return { unsubscribe: () => sub.unsubscribe() };
+    } catch (err) {
+      throw mapError(err, subject, 0);
+    }
+  }
+
+  async request(subject: string, data: Uint8Array, options: RequestOptions = {}): Promise<Msg> {
+    validateSubject(subject, false);
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    try {
+      const m = await this.connection.request(subject, data, { timeout: timeoutMs });
+      return { subject: m.subject, data: m.data };
+    } catch (err) {
+      throw mapError(err, subject, timeoutMs);
+    }
+  }
+
+  respond(msg: Msg, data: Uint8Array): void {
+    if (msg.reply === undefined || msg.reply === '') return;
+    this.publish(msg.reply, data);
+  }
+
+  async flush(): Promise<void> {
+    try {
+      await this.connection.flush();
+    } catch (err) {
+      throw mapError(err, '', 0);
+    }
+  }
+
+  onEvent(listener: (event: TransportEvent) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.connection.isClosed()) return;
+    await this.connection.close();
+  }
+
+  async #watchStatus(): Promise<void> {
+    for await (const s of this.connection.status()) {
+      if (s.type === 'disconnect') this.#emit('disconnected');
+      else if (s.type === 'reconnecting') this.#emit('reconnecting');
+      else if (s.type === 'reconnect') this.#emit('reconnected');
+    }
+  }
+
+  #emit(event: TransportEvent): void {
+    for (const listener of this.#listeners) listener(event);
+  }
+}
+
+/** Maps nats.js errors (possibly wrapped in `RequestError`) to the protocol's error types. */
+function mapError(err: unknown, subject: string, timeoutMs: number): unknown {
+  const cause = err instanceof RequestError && err.cause instanceof Error ? err.cause : err;
+  if (err instanceof RequestError && err.isNoResponders()) return new NoRespondersError(subject, { cause: err });
+  if (cause instanceof NatsNoRespondersError) return new NoRespondersError(subject, { cause: err });
+  if (cause instanceof TimeoutError) return new TransportTimeoutError(subject, timeoutMs, { cause: err });
+  if (cause instanceof ClosedConnectionError) {
+    return new TransportClosedError('the nats transport is closed', { cause: err });
+  }
+  return err;
+}

@@ -1,0 +1,50 @@
+/**
+ * Durable state: a key-value map with revisions and compare-and-set (current state: requests, leases,
+ * inventory, leadership), and an append-only event log (lifecycle and usage events). Two
+ * implementations pass one contract suite: a local directory (embedded mode) and NATS JetStream (a KV
+ * bucket and a stream).
+ */
+
+/** A stored value and the revision that wrote it (revisions only grow). */
+export interface KvEntry {
+  key: string;
+  value: Uint8Array;
+  revision: number;
+}
+
+/** An event in the log, numbered from 1. */
+export interface LogEvent {
+  seq: number;
+  data: Uint8Array;
+}
+
+/**
+ * Keys are dot-separated tokens of `[-_=a-zA-Z0-9]` (what JetStream KV allows), e.g.
+ * `lease.l-42`. Prefix queries match whole tokens: `lease` matches `lease.l-42`, not `leases.x`.
+ */
+export interface Store {
+  /** `local` or `jetstream`. */
+  readonly kind: string;
+  get(key: string): Promise<KvEntry | undefined>;
+  /** Writes unconditionally; returns the new revision. */
+  put(key: string, value: Uint8Array): Promise<number>;
+  /**
+   * Writes many keys at once (one solve cycle's leases). Durable when it resolves; faster than one
+   * `put` at a time (JetStream: pipelined publishes).
+   */
+  putMany(entries: readonly { key: string; value: Uint8Array }[]): Promise<void>;
+  /** Creates the key; rejects with `StoreConflictError` if it exists. */
+  create(key: string, value: Uint8Array): Promise<number>;
+  /** Replaces the value only if the key is at `revision`; rejects with `StoreConflictError` if not. */
+  update(key: string, value: Uint8Array, revision: number): Promise<number>;
+  delete(key: string): Promise<void>;
+  /** Every live entry whose key starts with the prefix's tokens, in key order. */
+  list(prefix: string): Promise<KvEntry[]>;
+  /** Appends one event; returns its sequence number. */
+  append(data: Uint8Array): Promise<number>;
+  /** Appends many events, durable when it resolves. */
+  appendMany(events: readonly Uint8Array[]): Promise<void>;
+  /** Events from `fromSeq` (inclusive) to the end of the log as it is now. */
+  readLog(fromSeq?: number): AsyncIterable<LogEvent>;
+  close(): Promise<void>;
+}

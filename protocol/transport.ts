@@ -1,0 +1,65 @@
+/**
+ * The seam between Gantry's processes: subject-based publish/subscribe and request/reply, the subset of
+ * NATS that the broker, agents and runtime use. Two implementations pass one contract suite: an
+ * in-process transport for the embedded single-process mode, and NATS.
+ */
+
+/** A received message. `reply` is set when the sender waits for an answer. */
+export interface Msg {
+  subject: string;
+  data: Uint8Array;
+  reply?: string;
+}
+
+/** Stops a subscription's handler from being called. */
+export interface Subscription {
+  unsubscribe(): void;
+}
+
+/** Options of {@link Transport.subscribe}. */
+export interface SubscribeOptions {
+  /** Members of one queue group share the messages: each goes to one of them. */
+  queue?: string;
+}
+
+/** Options of {@link Transport.request}. */
+export interface RequestOptions {
+  /** How long to wait for a reply; default 5000. */
+  timeoutMs?: number;
+}
+
+/** Connection state changes, for logs and health. */
+export type TransportEvent = 'disconnected' | 'reconnecting' | 'reconnected' | 'closed';
+
+/**
+ * Subject-based messaging. Subjects are dot-separated tokens; subscriptions may use `*` (one token) and
+ * `>` (one or more trailing tokens), as in NATS.
+ */
+export interface Transport {
+  /** `memory` or `nats`. */
+  readonly kind: string;
+  publish(subject: string, data: Uint8Array): void;
+  subscribe(subject: string, handler: (msg: Msg) => void, options?: SubscribeOptions): Subscription;
+  /** Sends and waits for one reply. Rejects with `TransportTimeoutError` or `NoRespondersError`. */
+  request(subject: string, data: Uint8Array, options?: RequestOptions): Promise<Msg>;
+  /** Answers a message that carries a `reply` subject; a message without one is ignored. */
+  respond(msg: Msg, data: Uint8Array): void;
+  /** Resolves once everything published so far has reached the server (no-op in memory). */
+  flush(): Promise<void>;
+  /** Calls `listener` on connection state changes; returns a function that removes it. */
+  onEvent(listener: (event: TransportEvent) => void): () => void;
+  close(): Promise<void>;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** JSON-encodes a message body. */
+export function encodeJson(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value));
+}
+
+/** Decodes a JSON message body; throws `SyntaxError` on bad JSON (callers answer with an error). */
+export function decodeJson(data: Uint8Array): unknown {
+  return JSON.parse(decoder.decode(data));
+}

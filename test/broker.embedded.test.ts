@@ -1,0 +1,122 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Embedded, startEmbedded } from '../bin/embedded.ts';
+import { loadPlatform } from '../policies/index.ts';
+import { encodeJson, subjects } from '../protocol/index.ts';
+import { eventually, TestClient } from './system.ts';
+
+let gantry: Embedded | undefined;
+afterEach(async () => {
+  await gantry?.stop();
+  gantry = undefined;
+});
+
+async function start(speedup = 1000) {
+  const { platform } = loadPlatform(['test/fixtures/platform']);
+  gantry = await startEmbedded({
+    platform,
+    stateDir: mkdtempSync(join(tmpdir(), 'gantry-embedded-')),
+    speedup,
+    heartbeatMs: 100,
+  });
+  return { gantry, client: new TestClient(gantry.transport) };
+}
+
+describe('embedded broker and agents', () => {
+  it('leases, launches and finishes 500 tasks, each exactly once', async () => {
+    const { client } = await start();
+    const ids = Array.from({ length: 500 }, (_, i) => `t-${i}`);
+    const replies = await Promise.all(ids.map((id) => client.request(id)));
+    expect(replies.filter((r) => r.ok)).toHaveLength(500);
+    await client.finished(ids);
+    expect(ids.map((id) => client.successes(id))).toEqual(ids.map(() => 1));
+    // Cheapest first: spot m7i ($0.12/h) beats on-demand n2 and m7i for 2-cpu tasks.
+    const pools = new Set(replies.map((r) => (r.ok ? `${r.lease.cluster}/${r.lease.pool}` : '')));
+    expect(pools.has('sim-aws/cpu-spot') || pools.has('sim-aws/cpu-od')).toBe(true);
+  });
+
+  it('answers a retried request with the same lease (idempotent by request id)', async () => {
+    const { client } = await start();
+    const [a, b] = await Promise.all([client.request('same'), client.request('same')]);
+    expect(a.ok && b.ok && a.lease.leaseId === b.lease.leaseId).toBe(true);
+  });
+
+  it('refuses an override beyond policy with the policy name and the field', async () => {
+    const { client } = await start();
+    const reply = await client.request('big', { override: true, resources: { cpu: 2, memory: '256Gi' } });
+    expect(reply).toEqual({
+      ok: false,
+      error: {
+        code: 'policy',
+        message: 'override exceeds policy ml: memory 256Gi > limit 64Gi',
+        field: 'resources.memory',
+      },
+    });
+  });
+
+  it('answers malformed messages with an error and keeps serving', async () => {
+    const { gantry, client } = await start();
+    const messages = [
+      new TextEncoder().encode('{not json'),
+      encodeJson({ requestId: 'x' }),
+      encodeJson({ requestId: 'y', team: 'ml', work: { kind: 'teleport' } }),
+      encodeJson({ requestId: 'z', team: 'nobody', work: { kind: 'sim', durationMs: 1 } }),
+    ];
+    const answers = await Promise.all(
+      messages.map((b) =>
+        gantry.transport
+          .request(subjects.request, b)
+          .then((m) => JSON.parse(new TextDecoder().decode(m.data))),
+      ),
+    );
+    expect(answers.map((a) => [a.ok, a.error.code])).toEqual([
+      [false, 'bad-json'],
+      [false, 'bad-message'],
+      [false, 'bad-message'],
+      [false, 'no-policy'],
+    ]);
+    expect(answers[1].error.message).toBe('team: expected string, received undefined');
+    // A heartbeat published on another cluster's subject is refused, not applied.
+    gantry.transport.publish(
+      subjects.heartbeat('sim-gcp'),
+      encodeJson({ cluster: 'sim-aws', agentId: 'evil', seq: 0, nodes: [], active: [] }),
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    const bad = (await gantry.broker.metrics.badMessages.get()).values.reduce((n, v) => n + v.value, 0);
+    expect(bad).toBe(4); // three malformed requests and the foreign heartbeat (no-policy is a refusal)
+    expect(gantry.broker.inventory.clusters.get('sim-aws')?.agentId).not.toBe('evil');
+    const reply = await client.request('after');
+    expect(reply.ok).toBe(true);
+  });
+
+  it('re-places the work of a cluster whose agent stops within two heartbeat intervals', async () => {
+    // Speedup 100: new nodes take 0.9 s to come up, and each task runs 1.5 s.
+    const { gantry, client } = await start(100);
+    const ids = Array.from({ length: 20 }, (_, i) => `long-${i}`);
+    const replies = await Promise.all(
+      ids.map((id) => client.request(id, { work: { kind: 'sim', durationMs: 150_000 } })),
+    );
+    const victim = replies.find((r) => r.ok)!;
+    if (!victim.ok) throw new Error('unreachable');
+    const dead = victim.lease.cluster;
+    const onDead = replies
+      .filter((r) => r.ok && r.lease.cluster === dead)
+      .map((r) => (r.ok ? r.lease.requestId : ''));
+    await gantry.agents.find((a) => a.cluster === dead)!.stop();
+    const stoppedAt = Date.now();
+    await eventually(
+      () => onDead.every((id) => (client.states.get(id) ?? []).includes('lost')),
+      2000,
+      'tasks marked lost',
+    );
+    expect(Date.now() - stoppedAt).toBeLessThan(2 * 100 + 150);
+    await client.finished(onDead, 10_000);
+    for (const id of onDead) {
+      expect(client.successes(id)).toBe(1);
+      const r = gantry.broker.state.requests.get(id)!;
+      expect(gantry.broker.state.leases.get(r.leaseId!)!.cluster).not.toBe(dead);
+    }
+  });
+});

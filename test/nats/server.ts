@@ -1,0 +1,166 @@
+/**
+ * Starts a real nats-server for integration tests, the way nats.js's own tests do: a free loopback
+ * port, a temp directory for JetStream, and a process that is always killed when the test process
+ * exits. Never touches the shared server on :4222.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { delimiter, join } from 'node:path';
+
+/** Options of {@link startNatsServer}. */
+export interface NatsServerOptions {
+  /** Enable JetStream (store in `<dir>/js`); default true. */
+  jetstream?: boolean;
+  /** Extra nats-server configuration (e.g. an `authorization { … }` block), appended to a generated file. */
+  config?: string;
+  /** Milliseconds to wait for "Server is ready"; default 10 000. */
+  readyTimeoutMs?: number;
+}
+
+/** A running nats-server owned by a test. */
+export interface NatsServer {
+  /** `nats://127.0.0.1:<port>`. */
+  readonly url: string;
+  readonly port: number;
+  /** Temp directory: JetStream data (`js/`), config and log. Removed by dispose. */
+  readonly dir: string;
+  /** SIGTERM, then wait for the process to exit. */
+  stop(): Promise<void>;
+  /** SIGKILL (a crash), then wait for the process to exit. */
+  kill(): Promise<void>;
+  /** Starts again on the same port and store directory (stops first if running): JetStream data survives. */
+  restart(): Promise<void>;
+  /** Recent server log lines, for failure messages. */
+  log(): string;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of live) child.kill('SIGKILL');
+});
+
+/** Finds nats-server, or explains how to install it. */
+export function natsServerBinary(): string {
+  const candidates = ['/usr/sbin/nats-server', '/usr/bin/nats-server'];
+  for (const dir of (process.env.PATH ?? '').split(delimiter))
+    if (dir) candidates.push(join(dir, 'nats-server'));
+  const found = candidates.find((p) => existsSync(p));
+  if (found === undefined) {
+    throw new Error(
+      'nats-server not found (looked in /usr/sbin and PATH). Install the Debian package: ' +
+        '`sudo apt-get install nats-server`. Integration tests need a real server and are never skipped.',
+    );
+  }
+  return found;
+}
+
+/** Asks the kernel for a free loopback port. */
+export async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', resolve);
+  });
+  const addr = srv.address();
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  if (addr === null || typeof addr === 'string') throw new Error('could not get a free port');
+  return addr.port;
+}
+
+/**
+ * Starts nats-server on a free loopback port with a temp JetStream directory.
+ *
+ * @example
+ * await using server = await startNatsServer();
+ * const t = await connectNats({ servers: server.url });
+ */
+export async function startNatsServer(opts: NatsServerOptions = {}): Promise<NatsServer> {
+  const bin = natsServerBinary();
+  const jetstream = opts.jetstream ?? true;
+  const port = await freePort();
+  const dir = await mkdtemp(join(tmpdir(), 'gantry-nats-'));
+  const storeDir = join(dir, 'js');
+  let args = ['-a', '127.0.0.1', '-p', String(port)];
+  if (jetstream) args.push('-js', '-sd', storeDir);
+  if (opts.config !== undefined) {
+    const file = join(dir, 'server.conf');
+    const js = jetstream ? `jetstream {\n  store_dir: ${JSON.stringify(storeDir)}\n}\n` : '';
+    await writeFile(file, `listen: 127.0.0.1:${port}\n${js}${opts.config}\n`);
+    args = ['-c', file];
+  }
+  const readyTimeoutMs = opts.readyTimeoutMs ?? 10_000;
+  let lines: string[] = [];
+  let child: ChildProcess | undefined;
+
+  const start = async (): Promise<void> => {
+    lines = [];
+    const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    child = proc;
+    live.add(proc);
+    proc.once('exit', () => live.delete(proc));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        proc.kill('SIGKILL');
+        reject(
+          new Error(`nats-server on port ${port} not ready in ${readyTimeoutMs} ms:\n${lines.join('\n')}`),
+        );
+      }, readyTimeoutMs);
+      let buffered = '';
+      proc.stderr!.setEncoding('utf8');
+      proc.stderr!.on('data', (chunk: string) => {
+        buffered += chunk;
+        const parts = buffered.split('\n');
+        buffered = parts.pop()!;
+        for (const line of parts) {
+          lines.push(line);
+          if (lines.length > 200) lines.shift();
+          if (line.includes('Server is ready')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        }
+      });
+      proc.once('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      proc.once('exit', (code, signal) => {
+        clearTimeout(timer);
+        reject(new Error(`nats-server exited (${code ?? signal}) before it was ready:\n${lines.join('\n')}`));
+      });
+    });
+  };
+
+  const signal = async (sig: NodeJS.Signals): Promise<void> => {
+    const proc = child;
+    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+    proc.kill(sig);
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  };
+
+  await start();
+  const server: NatsServer = {
+    url: `nats://127.0.0.1:${port}`,
+    port,
+    dir,
+    stop: () => signal('SIGTERM'),
+    kill: () => signal('SIGKILL'),
+    restart: async () => {
+      await signal('SIGTERM');
+      await start();
+    },
+    log: () => lines.join('\n'),
+    [Symbol.asyncDispose]: async () => {
+      await signal('SIGTERM');
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return server;
+}
