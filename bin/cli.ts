@@ -3,7 +3,9 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerCatalogCommand } from './commands/catalog.ts';
+import { registerClusterCommands } from './commands/cluster.ts';
 import { registerPlanCommand } from './commands/plan.ts';
+import { registerServeCommands } from './commands/serve.ts';
 import { registerValidateCommand } from './commands/validate.ts';
 import { PolicyError, ValidationError } from '../policies/index.ts';
 import { UsageError } from './errors.ts';
@@ -19,6 +21,8 @@ export function buildProgram(): Command {
   registerValidateCommand(program);
   registerCatalogCommand(program);
   registerPlanCommand(program);
+  registerServeCommands(program);
+  registerClusterCommands(program);
   return program;
 }
 

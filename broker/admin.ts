@@ -21,6 +21,11 @@ export interface AdminContext {
 }
 
 const byName = z.strictObject({ name: z.string().min(1) });
+// The resolved cluster made by `gantry cluster onboard` (which validated the YAML); only operators may
+// publish admin subjects, by NATS permissions.
+const onboardMsg = z.strictObject({
+  cluster: z.looseObject({ name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/), pools: z.array(z.looseObject({ id: z.string(), name: z.string() })).min(1) }),
+});
 const listing = z.strictObject({
   limit: z.int().positive().max(100_000).default(1000),
   state: z.string().optional(),
@@ -90,6 +95,16 @@ export function handleAdmin(msg: Msg, ctx: AdminContext): void {
       const rows = verb === 'requests' ? [...ctx.state.requests.values()] : [...ctx.state.leases.values()];
       const filtered = rows.filter((r) => !p.value.state || r.state === p.value.state);
       return reply({ total: filtered.length, [verb]: filtered.slice(-p.value.limit) });
+    }
+    case 'onboard': {
+      const p = parseMessage(onboardMsg, msg.data);
+      if (!p.ok) return ctx.bad(msg, msg.subject, p.error);
+      const cluster = p.value.cluster as unknown as Cluster;
+      void ctx.onboard(cluster).then(() => {
+        ctx.schedule();
+        reply({ cluster: summary(ctx.inventory.clusters.get(cluster.name)!) });
+      });
+      return;
     }
     case 'nodes':
       return reply({

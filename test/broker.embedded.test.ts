@@ -119,4 +119,25 @@ describe('embedded broker and agents', () => {
       expect(gantry.broker.state.leases.get(r.leaseId!)!.cluster).not.toBe(dead);
     }
   });
+
+  it('finishes every task when half the spot nodes are reclaimed, recovering them on other pools', async () => {
+    const { gantry, client } = await start(100);
+    const ids = Array.from({ length: 60 }, (_, i) => `spot-${i}`);
+    const replies = await Promise.all(ids.map((id) => client.request(id, { work: { kind: 'sim', durationMs: 100_000 } })));
+    expect(replies.every((r) => r.ok)).toBe(true);
+    const onSpot = replies.filter((r) => r.ok && r.lease.capacityType === 'spot').map((r) => (r.ok ? r.lease.requestId : ''));
+    expect(onSpot.length).toBeGreaterThan(0);
+    await eventually(() => gantry.clouds.get('sim-aws')!.list().some((n) => n.ready && n.capacityType === 'spot'), 5000, 'spot nodes up');
+    const reclaimed = gantry.clouds.get('sim-aws')!.interrupt(0.5);
+    expect(reclaimed.length).toBeGreaterThan(0);
+    await client.finished(ids, 20_000);
+    expect(ids.map((id) => client.successes(id))).toEqual(ids.map(() => 1));
+    const preempted = ids.filter((id) => (client.states.get(id) ?? []).includes('preempted'));
+    expect(preempted.length).toBeGreaterThan(0);
+    for (const id of preempted) {
+      // After a preemption the task is placed off spot.
+      const r = gantry.broker.state.requests.get(id)!;
+      expect(gantry.broker.state.leases.get(r.leaseId!)!.capacityType).not.toBe('spot');
+    }
+  });
 });
