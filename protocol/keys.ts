@@ -20,7 +20,8 @@ export function validateKey(key: string): void {
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!;
     if (t.length === 0) throw new BadKeyError(key, `token ${i + 1} is empty`);
-    if (!TOKEN.test(t)) throw new BadKeyError(key, `token ${i + 1} (${JSON.stringify(t)}) is not [-_=a-zA-Z0-9]+`);
+    if (!TOKEN.test(t))
+      throw new BadKeyError(key, `token ${i + 1} (${JSON.stringify(t)}) is not [-_=a-zA-Z0-9]+`);
   }
 }
 
@@ -32,7 +33,9 @@ export function validatePrefix(prefix: string): void {
 /** Whether `key` starts with the whole tokens of `prefix` (`lease` matches `lease.x`, not `leases.x`). */
 export function keyHasPrefix(key: string, prefix: string): boolean {
   if (prefix === '') return true;
-  return key === prefix || (key.length > prefix.length && key.startsWith(prefix) && key[prefix.length] === '.');
+  return (
+    key === prefix || (key.length > prefix.length && key.startsWith(prefix) && key[prefix.length] === '.')
+  );
 }
 
 /** Code-unit order, the same in every store and independent of locale. */

@@ -61,7 +61,10 @@ export class KvFile {
   }
 
   /** Sets keys (in order) and resolves when they are durable. */
-  put(entries: readonly { key: string; value: Uint8Array }[]): { revisions: number[]; durable: Promise<void> } {
+  put(entries: readonly { key: string; value: Uint8Array }[]): {
+    revisions: number[];
+    durable: Promise<void>;
+  } {
     const revisions: number[] = [];
     let chunk = '';
     for (const { key, value } of entries) {

@@ -42,7 +42,7 @@ export class EventFile {
     let lines = 0;
     let lineStart = 0;
     const buf = Buffer.allocUnsafe(SCAN_CHUNK);
-    for (let pos = 0; pos < size; ) {
+    for (let pos = 0; pos < size;) {
       const { bytesRead } = await fh.read(buf, 0, Math.min(SCAN_CHUNK, size - pos), pos);
       for (let i = buf.indexOf(0x0a, 0); i !== -1 && i < bytesRead; i = buf.indexOf(0x0a, i + 1)) {
         if (lines % INDEX_EVERY === 0) log.#offsets.push(lineStart);
@@ -61,7 +61,11 @@ export class EventFile {
         lines--;
         if (lines % INDEX_EVERY === 0) log.#offsets.pop();
       } else if (seq !== lines) {
-        throw new StoreCorruptError(path, lines, `event ${seq} is on line ${lines}: sequence numbers must be contiguous`);
+        throw new StoreCorruptError(
+          path,
+          lines,
+          `event ${seq} is on line ${lines}: sequence numbers must be contiguous`,
+        );
       }
     }
     if (valid < size) await truncate(path, valid);

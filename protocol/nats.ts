@@ -99,7 +99,11 @@ class NatsTransportImpl implements NatsTransport {
         callback: (err, m) => {
           // Errors here are permission violations; the subscription is closed by nats.js.
           if (err !== null) return;
-          handler(m.reply ? { subject: m.subject, data: m.data, reply: m.reply } : { subject: m.subject, data: m.data });
+          handler(
+            m.reply
+              ? { subject: m.subject, data: m.data, reply: m.reply }
+              : { subject: m.subject, data: m.data },
+          );
         },
       });
       return { unsubscribe: () => sub.unsubscribe() };
@@ -158,7 +162,8 @@ class NatsTransportImpl implements NatsTransport {
 /** Maps nats.js errors (possibly wrapped in `RequestError`) to the protocol's error types. */
 function mapError(err: unknown, subject: string, timeoutMs: number): unknown {
   const cause = err instanceof RequestError && err.cause instanceof Error ? err.cause : err;
-  if (err instanceof RequestError && err.isNoResponders()) return new NoRespondersError(subject, { cause: err });
+  if (err instanceof RequestError && err.isNoResponders())
+    return new NoRespondersError(subject, { cause: err });
   if (cause instanceof NatsNoRespondersError) return new NoRespondersError(subject, { cause: err });
   if (cause instanceof TimeoutError) return new TransportTimeoutError(subject, timeoutMs, { cause: err });
   if (cause instanceof ClosedConnectionError) {

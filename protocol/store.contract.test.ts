@@ -167,7 +167,8 @@ describe.each([
 
   it('lists by prefix matching whole tokens, in key order', async () => {
     const store = await env.open();
-    for (const k of ['leases.x', 'lease.b.c', 'other.lease.y', 'lease', 'lease.a', 'leas.z']) await store.put(k, text(k));
+    for (const k of ['leases.x', 'lease.b.c', 'other.lease.y', 'lease', 'lease.a', 'leas.z'])
+      await store.put(k, text(k));
     const keys = async (p: string) => (await store.list(p)).map((e) => e.key);
     expect(await keys('lease')).toEqual(['lease', 'lease.a', 'lease.b.c']);
     expect(await keys('lease.b')).toEqual(['lease.b.c']);
@@ -235,7 +236,12 @@ describe.each([
       expect(err).toMatchObject({ key });
     }
     if (key !== '') expect(await store.list(key).catch((e: unknown) => e)).toBeInstanceOf(BadKeyError);
-    const many = await store.putMany([{ key: 'good.one', value: text('x') }, { key, value: text('x') }]).catch((e: unknown) => e);
+    const many = await store
+      .putMany([
+        { key: 'good.one', value: text('x') },
+        { key, value: text('x') },
+      ])
+      .catch((e: unknown) => e);
     expect(many).toBeInstanceOf(BadKeyError);
     expect(await store.list('')).toEqual([]);
   });

@@ -21,7 +21,8 @@ export function validateSubject(subject: string, wildcards: boolean): void {
     if (BAD_TOKEN.test(t)) throw new BadSubjectError(subject, `token ${i + 1} contains whitespace`);
     const wild = t === '*' || t === '>';
     if (wild && !wildcards) throw new BadSubjectError(subject, 'wildcards are not allowed when publishing');
-    if (t === '>' && i !== tokens.length - 1) throw new BadSubjectError(subject, '`>` must be the last token');
+    if (t === '>' && i !== tokens.length - 1)
+      throw new BadSubjectError(subject, '`>` must be the last token');
   }
 }
 

@@ -2,6 +2,16 @@
  * Test helpers for the running system: a client that sends requests and follows tasks to their end,
  * counting every terminal state so that "exactly once" can be asserted.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Agent, SimProvisioner } from '../agents/index.ts';
+import { simAgent, startEmbedded } from '../bin/embedded.ts';
+import { type Broker, createBroker } from '../broker/index.ts';
+import { loadPlatform } from '../policies/index.ts';
+import { connectNats, openJetStreamStore } from '../protocol/nats-index.ts';
+import { defaultBackends } from '../solver/index.ts';
+import { type NatsServer, startNatsServer } from './nats/server.ts';
 import {
   decodeJson,
   encodeJson,
@@ -87,4 +97,84 @@ export async function eventually(
     if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** A running system for tests: broker and agents, embedded or over a real nats-server. */
+export interface TestSystem {
+  mode: 'embedded' | 'nats';
+  /** The client's transport (over NATS: its own connection, like a separate process). */
+  transport: Transport;
+  broker: Broker;
+  agents: Agent[];
+  clouds: Map<string, SimProvisioner>;
+  server?: NatsServer;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the test platform (`test/fixtures/platform`) with sim clusters, in `mode`.
+ *
+ * @example
+ * const system = await startSystem('nats', { speedup: 1000 });
+ */
+export async function startSystem(
+  mode: 'embedded' | 'nats',
+  opts: { speedup?: number; heartbeatMs?: number } = {},
+): Promise<TestSystem> {
+  const { platform } = loadPlatform(['test/fixtures/platform']);
+  const speedup = opts.speedup ?? 1000;
+  const heartbeatMs = opts.heartbeatMs ?? 100;
+  const stateDir = mkdtempSync(join(tmpdir(), 'gantry-system-'));
+  if (mode === 'embedded') {
+    const e = await startEmbedded({ platform, stateDir, speedup, heartbeatMs });
+    return {
+      mode,
+      transport: e.transport,
+      broker: e.broker,
+      agents: e.agents,
+      clouds: e.clouds,
+      stop: () => e.stop(),
+    };
+  }
+  const server = await startNatsServer();
+  const brokerNats = await connectNats({ servers: server.url, name: 'broker' });
+  const store = await openJetStreamStore(brokerNats.connection, {
+    bucket: 'gantry-state',
+    stream: 'gantry-events',
+  });
+  const broker = createBroker({
+    transport: brokerNats,
+    store,
+    platform,
+    backends: await defaultBackends(),
+    heartbeatMs,
+  });
+  await broker.start();
+  const clouds = new Map<string, SimProvisioner>();
+  const agentConns: Transport[] = [];
+  const agents: Agent[] = [];
+  for (const cluster of platform.clusters) {
+    const conn = await connectNats({ servers: server.url, name: `agent-${cluster.name}` });
+    agentConns.push(conn);
+    const { agent, cloud } = simAgent(conn, cluster, speedup, heartbeatMs);
+    clouds.set(cluster.name, cloud);
+    agents.push(agent);
+  }
+  await Promise.all(agents.map((a) => a.start()));
+  const client = await connectNats({ servers: server.url, name: 'client' });
+  return {
+    mode,
+    transport: client,
+    broker,
+    agents,
+    clouds,
+    server,
+    async stop() {
+      await Promise.all(agents.map((a) => a.stop()));
+      await broker.stop();
+      await store.close();
+      for (const c of [...agentConns, brokerNats, client]) await c.close();
+      await server.stop();
+    },
+  };
 }

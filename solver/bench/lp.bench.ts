@@ -26,6 +26,8 @@ const SIZES: Array<[groups: number, pools: number]> = [
   [100, 100],
   [150, 150],
   [300, 300],
+  [600, 100],
+  [1000, 100],
 ];
 
 /** Small deterministic PRNG (mulberry32) so every run benches the same models. */
@@ -139,7 +141,7 @@ async function main(): Promise<void> {
   for (const [groups, pools] of SIZES) {
     const model = placementLp(groups, pools, DENSITY, groups * 1_000 + pools);
     const nonzeros = model.constraints.reduce((s, c) => s + c.terms.length, 0);
-    const runs = model.variables.length < 2_000 ? 7 : 1;
+    const runs = model.variables.length < 2_000 ? 7 : 3;
     const h = timeSolve(highs, model, runs);
     const j = jsAllowed ? timeSolve(js, model, runs) : undefined;
     if (j !== undefined && j.ms > JS_NEXT_SIZE_MS) jsAllowed = false;

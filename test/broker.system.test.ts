@@ -1,30 +1,21 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Embedded, startEmbedded } from '../bin/embedded.ts';
-import { loadPlatform } from '../policies/index.ts';
 import { encodeJson, subjects } from '../protocol/index.ts';
-import { eventually, TestClient } from './system.ts';
+import { eventually, startSystem, TestClient, type TestSystem } from './system.ts';
 
-let gantry: Embedded | undefined;
-afterEach(async () => {
-  await gantry?.stop();
-  gantry = undefined;
-});
-
-async function start(speedup = 1000) {
-  const { platform } = loadPlatform(['test/fixtures/platform']);
-  gantry = await startEmbedded({
-    platform,
-    stateDir: mkdtempSync(join(tmpdir(), 'gantry-embedded-')),
-    speedup,
-    heartbeatMs: 100,
+// One suite, two transports: everything in one process, and separate connections to a real nats-server
+// with the broker's state in JetStream.
+describe.each(['embedded', 'nats'] as const)('broker and agents (%s)', (mode) => {
+  let gantry: TestSystem | undefined;
+  afterEach(async () => {
+    await gantry?.stop();
+    gantry = undefined;
   });
-  return { gantry, client: new TestClient(gantry.transport) };
-}
 
-describe('embedded broker and agents', () => {
+  async function start(speedup = 1000) {
+    gantry = await startSystem(mode, { speedup });
+    return { gantry, client: new TestClient(gantry.transport) };
+  }
+
   it('leases, launches and finishes 500 tasks, each exactly once', async () => {
     const { client } = await start();
     const ids = Array.from({ length: 500 }, (_, i) => `t-${i}`);
@@ -123,11 +114,23 @@ describe('embedded broker and agents', () => {
   it('finishes every task when half the spot nodes are reclaimed, recovering them on other pools', async () => {
     const { gantry, client } = await start(100);
     const ids = Array.from({ length: 60 }, (_, i) => `spot-${i}`);
-    const replies = await Promise.all(ids.map((id) => client.request(id, { work: { kind: 'sim', durationMs: 100_000 } })));
+    const replies = await Promise.all(
+      ids.map((id) => client.request(id, { work: { kind: 'sim', durationMs: 100_000 } })),
+    );
     expect(replies.every((r) => r.ok)).toBe(true);
-    const onSpot = replies.filter((r) => r.ok && r.lease.capacityType === 'spot').map((r) => (r.ok ? r.lease.requestId : ''));
+    const onSpot = replies
+      .filter((r) => r.ok && r.lease.capacityType === 'spot')
+      .map((r) => (r.ok ? r.lease.requestId : ''));
     expect(onSpot.length).toBeGreaterThan(0);
-    await eventually(() => gantry.clouds.get('sim-aws')!.list().some((n) => n.ready && n.capacityType === 'spot'), 5000, 'spot nodes up');
+    await eventually(
+      () =>
+        gantry.clouds
+          .get('sim-aws')!
+          .list()
+          .some((n) => n.ready && n.capacityType === 'spot'),
+      5000,
+      'spot nodes up',
+    );
     const reclaimed = gantry.clouds.get('sim-aws')!.interrupt(0.5);
     expect(reclaimed.length).toBeGreaterThan(0);
     await client.finished(ids, 20_000);
