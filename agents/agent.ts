@@ -54,6 +54,9 @@ interface Held {
 }
 
 const DONE: ReadonlySet<TaskState> = new Set(['succeeded', 'failed', 'preempted', 'lost']);
+/** How long, and how many, ended leases are repeated in heartbeats. */
+const FINISHED_KEPT_MS = 60_000;
+const MAX_FINISHED = 5000;
 
 /**
  * Creates an agent.
@@ -73,6 +76,9 @@ export function createAgent(opts: AgentOptions): Agent {
   const leases = new Map<string, Held>();
   const waiting = new Map<string, string[]>(); // node name → leases waiting for it to come up
   const lastBusy = new Map<string, number>();
+  const cancelled = new Set<string>();
+  // Leases that ended, newest last, repeated in heartbeats for a while (see heartbeatMsg.finished).
+  const finished: { leaseId: string; state: TaskState; node?: string; reason?: string; at: number }[] = [];
   const subs: Subscription[] = [];
   let heartbeatMs = opts.heartbeatMs ?? 1000;
   let heartbeat: NodeJS.Timeout | undefined;
@@ -88,6 +94,15 @@ export function createAgent(opts: AgentOptions): Agent {
     if (!held || DONE.has(held.state)) return;
     held.state = state;
     if (held.node) lastBusy.set(held.node, clock());
+    if (DONE.has(state)) {
+      finished.push({
+        leaseId,
+        state,
+        at: clock(),
+        ...(held.node ? { node: held.node } : {}),
+        ...(info.reason ? { reason: info.reason } : {}),
+      });
+    }
     transport.publish(
       subjects.events(name),
       encodeJson({ type: 'lease', cluster: name, leaseId, state, at: clock(), node: held.node, ...info }),
@@ -117,6 +132,15 @@ export function createAgent(opts: AgentOptions): Agent {
         }),
       );
     }
+    if (cancelled.has(lease.leaseId)) {
+      return transport.respond(
+        msg,
+        encodeJson({
+          ok: false,
+          error: { code: 'cancelled', message: `lease ${lease.leaseId} was cancelled` },
+        }),
+      );
+    }
     const known = leases.get(lease.leaseId);
     transport.respond(msg, encodeJson({ ok: true, state: known?.state ?? 'launching' }));
     if (known) {
@@ -138,7 +162,12 @@ export function createAgent(opts: AgentOptions): Agent {
     leases.set(lease.leaseId, held);
     const node = readyNode(lease.node);
     if (node) run(held, node.name);
-    else waiting.set(lease.node, [...(waiting.get(lease.node) ?? []), lease.leaseId]);
+    else if (provisioner.list().some((n) => n.name === lease.node || n.plannedId === lease.node)) {
+      waiting.set(lease.node, [...(waiting.get(lease.node) ?? []), lease.leaseId]);
+    } else {
+      // The node went away (consolidated, reclaimed) or could not be added: the broker places it again.
+      report(lease.leaseId, 'lost', { reason: `node ${lease.node} is not in this cluster` });
+    }
   }
 
   function onScale(msg: Msg): void {
@@ -155,6 +184,7 @@ export function createAgent(opts: AgentOptions): Agent {
   function onCancel(msg: Msg): void {
     const parsed = parseMessage(cancelMsg, msg.data);
     if (!parsed.ok) return;
+    cancelled.add(parsed.value.leaseId);
     executor.stop(parsed.value.leaseId);
     report(parsed.value.leaseId, 'failed', { reason: `cancelled: ${parsed.value.reason}` });
   }
@@ -184,6 +214,11 @@ export function createAgent(opts: AgentOptions): Agent {
       }
       sendHeartbeat();
       return;
+    }
+    for (const key of [e.node.name, e.node.plannedId]) {
+      for (const leaseId of (key && waiting.get(key)) || [])
+        report(leaseId, 'lost', { reason: `node ${e.node.name} went away before it was ready` });
+      if (key) waiting.delete(key);
     }
     for (const held of leases.values()) {
       if (held.node !== e.node.name || DONE.has(held.state)) continue;
@@ -216,10 +251,19 @@ export function createAgent(opts: AgentOptions): Agent {
 
   function sendHeartbeat(): void {
     if (stopped) return;
-    transport.publish(
-      subjects.heartbeat(name),
-      encodeJson({ cluster: name, agentId: id, seq: seq++, nodes: nodesMsg(), active: active() }),
-    );
+    const since = clock() - FINISHED_KEPT_MS;
+    while (finished.length > 0 && (finished[0]!.at < since || finished.length > MAX_FINISHED))
+      finished.shift();
+    const recent = finished.map(({ at: _at, ...f }) => f);
+    const hb = {
+      cluster: name,
+      agentId: id,
+      seq: seq++,
+      nodes: nodesMsg(),
+      active: active(),
+      finished: recent,
+    };
+    transport.publish(subjects.heartbeat(name), encodeJson(hb));
   }
 
   /** Consolidation: nodes idle past their pool's TTL go away, never below the pool's minimum. */

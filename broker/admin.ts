@@ -24,7 +24,10 @@ const byName = z.strictObject({ name: z.string().min(1) });
 // The resolved cluster made by `gantry cluster onboard` (which validated the YAML); only operators may
 // publish admin subjects, by NATS permissions.
 const onboardMsg = z.strictObject({
-  cluster: z.looseObject({ name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/), pools: z.array(z.looseObject({ id: z.string(), name: z.string() })).min(1) }),
+  cluster: z.looseObject({
+    name: z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/),
+    pools: z.array(z.looseObject({ id: z.string(), name: z.string() })).min(1),
+  }),
 });
 const listing = z.strictObject({
   limit: z.int().positive().max(100_000).default(1000),

@@ -129,10 +129,12 @@ export function createBroker(opts: BrokerOptions): Broker {
   function cycle(): void {
     cycleTimer = undefined;
     if (running || !serving) return;
-    running = runOneCycle().finally(() => {
-      running = undefined;
-      schedule();
-    });
+    running = runOneCycle()
+      .catch((err: Error) => log.error({ err: err.message }, 'cycle failed'))
+      .finally(() => {
+        running = undefined;
+        schedule();
+      });
   }
 
   async function runOneCycle(): Promise<void> {
@@ -155,7 +157,14 @@ export function createBroker(opts: BrokerOptions): Broker {
       timeBudgetMs: opts.solveBudgetMs ?? 2000,
       newId,
     });
-    await writer.flush(); // durable before anyone hears of the leases
+    // Durable before anyone hears of the leases.
+    if (
+      !(await writer.flushDurably(
+        () => serving,
+        (err) => log.warn({ err: err.message }, 'state write failed; retrying'),
+      ))
+    )
+      return;
     for (const [cluster, pools] of result.scale) {
       for (const [pool, add] of pools)
         transport.publish(subjects.scale(cluster), encodeJson({ pool, add, remove: [] }));
@@ -284,17 +293,22 @@ export function createBroker(opts: BrokerOptions): Broker {
         field: 'cluster',
       });
     metrics.clusterHealthy.set({ cluster }, 1);
-    // Work the agent no longer runs (it restarted) is lost and placed again.
-    const active = new Set(parsed.value.active);
+    // Ends the broker missed (it restarted, or a message was lost while NATS restarted).
+    let changed = false;
+    for (const f of parsed.value.finished)
+      changed = applyLeaseState(cluster, f.leaseId, f.state, f.node, f.reason) || changed;
+    // Work the agent no longer knows (it restarted) is lost and placed again.
+    const known = new Set([...parsed.value.active, ...parsed.value.finished.map((f) => f.leaseId)]);
     for (const l of state.activeOn(cluster)) {
       if (
         (l.state === 'launching' || l.state === 'running') &&
-        !active.has(l.leaseId) &&
-        clock() - (l.startedAt ?? 0) > 2 * heartbeatMs
+        !known.has(l.leaseId) &&
+        clock() - (l.startedAt ?? l.placedAt) > 2 * heartbeatMs
       ) {
         lose(l.leaseId, 'the agent no longer runs it');
       }
     }
+    if (changed) flushSoon();
     if (!wasHealthy || state.held.size > 0) {
       state.release();
       schedule();
@@ -325,23 +339,34 @@ export function createBroker(opts: BrokerOptions): Broker {
         message: `no lease ${ev.leaseId} on ${cluster}`,
         field: 'leaseId',
       });
-    const r = state.transition(ev.leaseId, ev.state, { node: ev.node, reason: ev.reason });
-    if (r) {
-      publishState(r.requestId, ev.leaseId, ev.state, ev.reason, ev.node);
-      if (
-        ev.state === 'succeeded' ||
-        ev.state === 'failed' ||
-        ev.state === 'preempted' ||
-        ev.state === 'lost'
-      ) {
-        state.release();
-        schedule();
-      }
-      flushSoon();
+    if (applyLeaseState(cluster, ev.leaseId, ev.state, ev.node, ev.reason)) flushSoon();
+  }
+
+  /** Applies a lease state from an agent; true when it changed something. */
+  function applyLeaseState(
+    cluster: string,
+    leaseId: string,
+    s: import('../protocol/index.ts').TaskState,
+    node?: string,
+    reason?: string,
+  ): boolean {
+    const lease = state.leases.get(leaseId);
+    if (!lease || lease.cluster !== cluster) return false;
+    const r = state.transition(leaseId, s, { node, reason });
+    if (!r) return false;
+    publishState(r.requestId, leaseId, s, reason, node);
+    if (s === 'succeeded' || s === 'failed' || s === 'preempted' || s === 'lost') {
+      state.release();
+      schedule();
     }
+    return true;
   }
 
   function lose(leaseId: string, reason: string): void {
+    const lease = state.leases.get(leaseId);
+    // The agent must not start it late, now that it will be placed again.
+    if (lease) transport.publish(subjects.cancel(lease.cluster), encodeJson({ leaseId, reason }));
+    log.warn({ leaseId, reason, state: lease?.state }, 'lease lost');
     const r = state.transition(leaseId, 'lost', { reason });
     if (r) publishState(r.requestId, leaseId, 'lost', reason);
     flushSoon();
@@ -352,7 +377,10 @@ export function createBroker(opts: BrokerOptions): Broker {
   function flushSoon(): void {
     flushTimer ??= setTimeout(() => {
       flushTimer = undefined;
-      writer.flush().catch((err: Error) => log.error({ err: err.message }, 'could not write state'));
+      writer.flush().catch((err: Error) => {
+        log.warn({ err: err.message }, 'state write failed; retrying');
+        flushSoon();
+      });
     }, 5);
   }
 
@@ -373,8 +401,21 @@ export function createBroker(opts: BrokerOptions): Broker {
     for (const l of state.activeOn(cluster)) if (l.state === 'placed') dispatch(cluster, l.leaseId);
   }
 
+  // While the broker itself cannot reach NATS it cannot tell a dead agent from its own outage.
+  let connected = true;
+  transport.onEvent((e) => {
+    if (e === 'disconnected' || e === 'reconnecting') connected = false;
+    if (e === 'reconnected') {
+      connected = true;
+      // Agents get a fresh grace period from now: their heartbeats could not reach us either.
+      for (const c of inventory.clusters.values())
+        if (c.lastHeartbeat !== undefined) c.lastHeartbeat = clock();
+    }
+  });
+
   function tick(): void {
     const now = clock();
+    if (!connected) return;
     for (const c of inventory.checkHealth(now, 1.5 * heartbeatMs, 0.5 * heartbeatMs)) {
       metrics.clusterHealthy.set({ cluster: c.name }, 0);
       for (const l of state.activeOn(c.name)) lose(l.leaseId, `cluster ${c.name} stopped sending heartbeats`);
@@ -462,6 +503,6 @@ export function createBroker(opts: BrokerOptions): Broker {
 }
 
 function toLeaseMsg(l: import('./records.ts').LeaseRecord) {
-  const { state: _s, actualNode: _a, startedAt: _st, endedAt: _e, reason: _r, ...msg } = l;
+  const { state: _s, actualNode: _a, startedAt: _st, endedAt: _e, reason: _r, placedAt: _p, ...msg } = l;
   return msg;
 }

@@ -30,6 +30,7 @@ export interface RequestRecord {
 /** A lease and its lifecycle. */
 export interface LeaseRecord extends LeaseMsg {
   state: TaskState;
+  placedAt: number;
   /** The node the work actually ran on, once the agent says (a planned node gets a real name). */
   actualNode?: string | undefined;
   startedAt?: number | undefined;
@@ -86,17 +87,43 @@ export class RecordWriter {
     return this.dirty.size + this.events.length;
   }
 
-  /** Writes everything buffered; resolves when it is durable. Flushes run one after another. */
+  /**
+   * Writes everything buffered; resolves when it is durable. Flushes run one after another. If the store
+   * fails (NATS restarting), what was taken is put back, unless newer versions were buffered meanwhile,
+   * and the promise rejects: the caller retries.
+   */
   flush(): Promise<void> {
-    const entries = [...this.dirty].map(([key, value]) => ({ key, value: encodeJson(value) }));
-    const events = this.events.map((e) => encodeJson(e));
+    const taken = [...this.dirty];
+    const events = this.events;
     this.dirty.clear();
     this.events = [];
-    this.flushing = this.flushing.then(async () => {
-      if (entries.length > 0) await this.store.putMany(entries);
-      if (events.length > 0) await this.store.appendMany(events);
+    const run = this.flushing.then(async () => {
+      try {
+        if (taken.length > 0)
+          await this.store.putMany(taken.map(([key, value]) => ({ key, value: encodeJson(value) })));
+        if (events.length > 0) await this.store.appendMany(events.map((e) => encodeJson(e)));
+      } catch (err) {
+        for (const [key, value] of taken) if (!this.dirty.has(key)) this.dirty.set(key, value);
+        this.events = [...events, ...this.events];
+        throw err;
+      }
     });
-    return this.flushing;
+    this.flushing = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Flushes until it succeeds, waiting longer after each failure; gives up when `keepTrying` says so. */
+  async flushDurably(keepTrying: () => boolean, onError: (err: Error) => void): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.flush();
+        return true;
+      } catch (err) {
+        onError(err as Error);
+        if (!keepTrying()) return false;
+        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
+      }
+    }
   }
 }
 

@@ -57,7 +57,7 @@ export class BrokerState {
 
   /** A cycle placed the request: records the lease. */
   place(r: RequestRecord, lease: LeaseMsg): LeaseRecord {
-    const record: LeaseRecord = { ...lease, state: 'placed' };
+    const record: LeaseRecord = { ...lease, state: 'placed', placedAt: this.clock() };
     this.leases.set(lease.leaseId, record);
     Object.assign(r, { state: 'placed', leaseId: lease.leaseId, reason: undefined, updatedAt: this.clock() });
     this.held.delete(r.requestId);

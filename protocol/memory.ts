@@ -182,9 +182,9 @@ class MemoryTransport implements Transport {
   /** Delivers everything queued, including what handlers publish meanwhile, in order. */
   readonly #drain = (): void => {
     const queue = this.#queue;
-    let i = 0;
     try {
-      for (; i < queue.length; i += 2) {
+      // `queue.length` is re-read: messages that handlers publish join this same pass, in order.
+      for (let i = 0; i < queue.length; i += 2) {
         const sub = queue[i] as Sub;
         const msg = queue[i + 1] as Msg;
         if (sub.closed || this.#closed) continue;

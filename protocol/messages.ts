@@ -134,6 +134,18 @@ export const heartbeatMsg = z.strictObject({
   nodes: z.array(nodeMsg),
   /** Leases the agent is running or launching now. */
   active: z.array(id),
+  /** Leases that ended recently, so an end the broker missed (a restart, a lost message) still counts. */
+  finished: z
+    .array(
+      z.strictObject({
+        leaseId: id,
+        state: taskState,
+        node: z.string().optional(),
+        reason: z.string().optional(),
+      }),
+    )
+    .max(10_000)
+    .default([]),
 });
 
 /** agent → broker: a lease changed state, or a node came up or went away. */

@@ -38,6 +38,11 @@ export interface NatsOptions {
   pass?: string;
   /** Wait between reconnection attempts; default 250 ms. */
   reconnectTimeWaitMs?: number;
+  /**
+   * Called when a subscription handler throws; the message is not redelivered. Default:
+   * `console.error`. (nats.js calls handlers from its socket parser, so a throw must not escape.)
+   */
+  onHandlerError?: (err: unknown, msg: Msg) => void;
 }
 
 /** A `Transport` over NATS that also exposes the connection, for the JetStream store. */
@@ -70,14 +75,17 @@ export async function connectNats(opts: NatsOptions): Promise<NatsTransport> {
   if (opts.user !== undefined) options.user = opts.user;
   if (opts.pass !== undefined) options.pass = opts.pass;
   const nc = await connect(options);
-  return new NatsTransportImpl(nc);
+  return new NatsTransportImpl(nc, opts.onHandlerError ?? reportHandlerError);
 }
 
 class NatsTransportImpl implements NatsTransport {
   readonly kind = 'nats' as const;
   readonly #listeners = new Set<(event: TransportEvent) => void>();
 
-  constructor(readonly connection: NatsConnection) {
+  constructor(
+    readonly connection: NatsConnection,
+    private readonly onHandlerError: (err: unknown, msg: Msg) => void,
+  ) {
     void this.#watchStatus();
     void connection.closed().then(() => this.#emit('closed'));
   }
@@ -99,11 +107,14 @@ class NatsTransportImpl implements NatsTransport {
         callback: (err, m) => {
           // Errors here are permission violations; the subscription is closed by nats.js.
           if (err !== null) return;
-          handler(
-            m.reply
-              ? { subject: m.subject, data: m.data, reply: m.reply }
-              : { subject: m.subject, data: m.data },
-          );
+          const msg: Msg = m.reply
+            ? { subject: m.subject, data: m.data, reply: m.reply }
+            : { subject: m.subject, data: m.data };
+          try {
+            handler(msg);
+          } catch (e) {
+            this.onHandlerError(e, msg);
+          }
         },
       });
       return { unsubscribe: () => sub.unsubscribe() };
@@ -157,6 +168,10 @@ class NatsTransportImpl implements NatsTransport {
   #emit(event: TransportEvent): void {
     for (const listener of this.#listeners) listener(event);
   }
+}
+
+function reportHandlerError(err: unknown, msg: Msg): void {
+  console.error(`nats transport: handler for ${msg.subject} threw`, err);
 }
 
 /** Maps nats.js errors (possibly wrapped in `RequestError`) to the protocol's error types. */

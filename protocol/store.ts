@@ -21,10 +21,13 @@ export interface LogEvent {
 /**
  * Keys are dot-separated tokens of `[-_=a-zA-Z0-9]` (what JetStream KV allows), e.g.
  * `lease.l-42`. Prefix queries match whole tokens: `lease` matches `lease.l-42`, not `leases.x`.
+ * Every method that takes a key rejects a bad one with `BadKeyError` (keys.ts), and every write
+ * resolves only once it is durable.
  */
 export interface Store {
   /** `local` or `jetstream`. */
   readonly kind: string;
+  /** The live entry, or `undefined` if the key is missing or deleted. */
   get(key: string): Promise<KvEntry | undefined>;
   /** Writes unconditionally; returns the new revision. */
   put(key: string, value: Uint8Array): Promise<number>;
@@ -37,6 +40,7 @@ export interface Store {
   create(key: string, value: Uint8Array): Promise<number>;
   /** Replaces the value only if the key is at `revision`; rejects with `StoreConflictError` if not. */
   update(key: string, value: Uint8Array, revision: number): Promise<number>;
+  /** Removes the key (a missing key is fine). */
   delete(key: string): Promise<void>;
   /** Every live entry whose key starts with the prefix's tokens, in key order. */
   list(prefix: string): Promise<KvEntry[]>;
@@ -44,7 +48,11 @@ export interface Store {
   append(data: Uint8Array): Promise<number>;
   /** Appends many events, durable when it resolves. */
   appendMany(events: readonly Uint8Array[]): Promise<void>;
-  /** Events from `fromSeq` (inclusive) to the end of the log as it is now. */
+  /**
+   * Events from `fromSeq` (inclusive; default 1) to the end of the log as it is when iteration
+   * starts; events appended meanwhile are left for the next read.
+   */
   readLog(fromSeq?: number): AsyncIterable<LogEvent>;
+  /** Waits for writes in progress, then releases the store (JetStream: not the connection). */
   close(): Promise<void>;
 }

@@ -60,6 +60,7 @@ export class SubjectIndex<T> {
     return this.#count;
   }
 
+  /** Indexes `entry` under `pattern` (a subject, possibly with `*` and `>`). */
   add(pattern: string, entry: T): void {
     let node = this.#root;
     const tokens = pattern.split('.');
@@ -82,6 +83,7 @@ export class SubjectIndex<T> {
     this.#changed(1);
   }
 
+  /** Removes `entry` from `pattern`; unknown entries are ignored. */
   remove(pattern: string, entry: T): void {
     // Empty nodes are left in place: patterns repeat (per-cluster subjects), and the trie stays small.
     let node: Node<T> | undefined = this.#root;

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNatsServer, type NatsServer } from '../test/nats/server.ts';
 import { until } from '../test/nats/wait.ts';
-import { NoRespondersError, TransportTimeoutError } from './errors.ts';
+import { NoRespondersError, TransportClosedError, TransportTimeoutError } from './errors.ts';
 import { createMemoryTransport } from './memory.ts';
 import { connectNats } from './nats.ts';
 import { decodeJson, encodeJson, type Msg, type Transport } from './transport.ts';
@@ -14,14 +14,20 @@ import { decodeJson, encodeJson, type Msg, type Transport } from './transport.ts
 interface Env {
   /** Two endpoints on one bus; closed by the suite. */
   pair(): Promise<[Transport, Transport]>;
+  /** What handlers threw, as reported to `onHandlerError`. */
+  handlerErrors: { err: unknown; subject: string }[];
   close(): Promise<void>;
 }
 
 function memoryEnv(): Env {
   const open: Transport[] = [];
+  const handlerErrors: Env['handlerErrors'] = [];
   return {
+    handlerErrors,
     pair: async () => {
-      const t = createMemoryTransport();
+      const t = createMemoryTransport({
+        onHandlerError: (err, msg) => handlerErrors.push({ err, subject: msg.subject }),
+      });
       open.push(t);
       return [t, t];
     },
@@ -34,10 +40,13 @@ function memoryEnv(): Env {
 async function natsEnv(): Promise<Env> {
   const server = await startNatsServer({ jetstream: false });
   const open: Transport[] = [];
+  const handlerErrors: Env['handlerErrors'] = [];
+  const onHandlerError = (err: unknown, msg: Msg) => handlerErrors.push({ err, subject: msg.subject });
   return {
+    handlerErrors,
     pair: async () => {
-      const a = await connectNats({ servers: server.url, name: 'contract-a' });
-      const b = await connectNats({ servers: server.url, name: 'contract-b' });
+      const a = await connectNats({ servers: server.url, name: 'contract-a', onHandlerError });
+      const b = await connectNats({ servers: server.url, name: 'contract-b', onHandlerError });
       open.push(a, b);
       return [a, b];
     },
@@ -187,6 +196,39 @@ describe.each([
     pub.publish('unsub.end', text('end'));
     await until(() => end.msgs.length === 1, 'sentinel unsub.end');
     expect(got).toEqual(['0', '1', '2']);
+  });
+
+  it('reports a throwing handler and keeps delivering', async () => {
+    const [pub, sub] = await env.pair();
+    const got: string[] = [];
+    sub.subscribe('boom.x', (m) => {
+      got.push(str(m));
+      if (str(m) === '1') throw new Error('handler failed on 1');
+    });
+    await sub.flush();
+    for (const s of ['0', '1', '2']) pub.publish('boom.x', text(s));
+    await until(
+      () => got.length === 3,
+      () => `got ${got.join(',')}`,
+    );
+    expect(got).toEqual(['0', '1', '2']);
+    const mine = env.handlerErrors.filter((e) => e.subject === 'boom.x');
+    expect(mine.map((e) => (e.err as Error).message)).toEqual(['handler failed on 1']);
+  });
+
+  it('emits closed on close, then refuses to publish or request', async () => {
+    const [t] = await env.pair();
+    const events: string[] = [];
+    t.onEvent((e) => events.push(e));
+    await t.close();
+    await until(
+      () => events.includes('closed'),
+      () => `events: ${events.join(',')}`,
+    );
+    expect(() => t.publish('after.close', text('x'))).toThrow(TransportClosedError);
+    const err = await t.request('after.close', text('x'), { timeoutMs: 100 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TransportClosedError);
+    await t.close(); // idempotent
   });
 
   it('round-trips 10,000 requests and 10,000 messages', async () => {

@@ -38,16 +38,26 @@ export type TransportEvent = 'disconnected' | 'reconnecting' | 'reconnected' | '
 export interface Transport {
   /** `memory` or `nats`. */
   readonly kind: string;
+  /** Sends a message (at most once); throws `BadSubjectError` on a wildcard or malformed subject. */
   publish(subject: string, data: Uint8Array): void;
+  /**
+   * Calls `handler` for each matching message. A handler that throws is reported (the factory's
+   * `onHandlerError`, default `console.error`) and delivery goes on.
+   */
   subscribe(subject: string, handler: (msg: Msg) => void, options?: SubscribeOptions): Subscription;
   /** Sends and waits for one reply. Rejects with `TransportTimeoutError` or `NoRespondersError`. */
   request(subject: string, data: Uint8Array, options?: RequestOptions): Promise<Msg>;
   /** Answers a message that carries a `reply` subject; a message without one is ignored. */
   respond(msg: Msg, data: Uint8Array): void;
-  /** Resolves once everything published so far has reached the server (no-op in memory). */
+  /**
+   * Resolves once everything sent so far (publishes and subscriptions) has reached the server (no-op
+   * in memory). Call it after `subscribe` before telling another process to publish: over NATS a
+   * subscription is live only once the server has it.
+   */
   flush(): Promise<void>;
   /** Calls `listener` on connection state changes; returns a function that removes it. */
   onEvent(listener: (event: TransportEvent) => void): () => void;
+  /** Closes; pending requests are abandoned and `closed` is emitted. Idempotent. */
   close(): Promise<void>;
 }
 

@@ -18,7 +18,7 @@ export type { LpModelLocation } from './errors.ts';
 export { createJsLpBackend, JS_LP_BACKEND_NAME } from './jsLpSolver.ts';
 export type { JsLpBackendOptions } from './jsLpSolver.ts';
 export { HIGHS_BACKEND_NAME, loadHighsBackend } from './highs.ts';
-export type { HighsBackendOptions } from './highs.ts';
+export type { HighsBackendOptions, HighsModel, HighsRuntime } from './highs.ts';
 export { checkSolution, DEFAULT_TOLERANCE, describeViolations, objectiveOf } from './verify.ts';
 export type {
   LpBackend,

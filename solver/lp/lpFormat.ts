@@ -1,7 +1,10 @@
 /**
- * Writes a normalised model as CPLEX LP text, the input of HiGHS's one-shot `solve()`.
+ * Writes a normalised model as CPLEX LP text, the input of HiGHS's one-shot `solve()`. The HiGHS backend
+ * no longer uses it (it hands HiGHS sparse arrays, see `highsModel.ts`); it stays while a scratch script
+ * (`solver/bench/opt.tmp.ts`) imports it, and can be deleted with that script.
  *
- * What HiGHS 1.15's reader was measured to accept and reject (see `highs.test.ts`):
+ * What HiGHS 1.15's reader was measured to accept and reject (tests pinning this were dropped with the
+ * switch to arrays):
  * - the ranged-row syntax `c: 2 <= x + y <= 5` makes it abort ("Unable to read LP model … RuntimeError:
  *   Aborted"), so a row with two different finite sides is written as two rows, `cNl` (≥) and `cNu` (≤);
  * - numbers in JavaScript's shortest round-trip form parse exactly, exponents included (`1e-7`,

@@ -4,7 +4,7 @@
  * exits. Never touches the shared server on :4222.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -25,7 +25,7 @@ export interface NatsServer {
   /** `nats://127.0.0.1:<port>`. */
   readonly url: string;
   readonly port: number;
-  /** Temp directory: JetStream data (`js/`), config and log. Removed by dispose. */
+  /** Temp directory: JetStream data (`js/`) and config. Removed by dispose, or when the process exits. */
   readonly dir: string;
   /** SIGTERM, then wait for the process to exit. */
   stop(): Promise<void>;
@@ -39,8 +39,10 @@ export interface NatsServer {
 }
 
 const live = new Set<ChildProcess>();
+const dirs = new Set<string>();
 process.once('exit', () => {
   for (const child of live) child.kill('SIGKILL');
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
 /** Finds nats-server, or explains how to install it. */
@@ -80,9 +82,11 @@ export async function freePort(): Promise<number> {
  */
 export async function startNatsServer(opts: NatsServerOptions = {}): Promise<NatsServer> {
   const bin = natsServerBinary();
+  const setpriv = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
   const jetstream = opts.jetstream ?? true;
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), 'gantry-nats-'));
+  dirs.add(dir);
   const storeDir = join(dir, 'js');
   let args = ['-a', '127.0.0.1', '-p', String(port)];
   if (jetstream) args.push('-js', '-sd', storeDir);
@@ -98,7 +102,11 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
 
   const start = async (): Promise<void> => {
     lines = [];
-    const proc = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    // setpriv --pdeathsig: the kernel kills the server if this process dies without running 'exit'
+    // handlers (SIGKILL, a timeout's SIGTERM).
+    const proc = setpriv
+      ? spawn(setpriv, ['--pdeathsig', 'KILL', bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+      : spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     child = proc;
     live.add(proc);
     proc.once('exit', () => live.delete(proc));
@@ -160,6 +168,7 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
     [Symbol.asyncDispose]: async () => {
       await signal('SIGTERM');
       await rm(dir, { recursive: true, force: true });
+      dirs.delete(dir);
     },
   };
   return server;
