@@ -27,7 +27,11 @@ export function agentPermissions(cluster: string): { publish: string[]; subscrib
  * @example
  * const user = ensureUser('.gantry/creds', 'agent-aws-use1', agentPermissions('aws-use1'));
  */
-export function ensureUser(dir: string, name: string, perms: { publish: string[]; subscribe: string[] }): NatsUser & { seedFile: string } {
+export function ensureUser(
+  dir: string,
+  name: string,
+  perms: { publish: string[]; subscribe: string[] },
+): NatsUser & { seedFile: string } {
   mkdirSync(dir, { recursive: true });
   const seedFile = join(dir, `${name}.nk`);
   let seed: Uint8Array;
@@ -44,10 +48,20 @@ export function ensureUser(dir: string, name: string, perms: { publish: string[]
 export function authorizationBlock(users: readonly NatsUser[]): string {
   const list = (xs: string[]) => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`;
   const lines = users.map(
-    (u) => `    # ${u.name}\n    { nkey: ${u.nkey}, permissions: { publish: ${list(u.publish)}, subscribe: ${list(u.subscribe)} } }`,
+    (u) =>
+      `    # ${u.name}\n    { nkey: ${u.nkey}, permissions: { publish: ${list(u.publish)}, subscribe: ${list(u.subscribe)} } }`,
   );
   return `authorization {\n  users: [\n${lines.join(',\n')}\n  ]\n}\n`;
 }
 
 /** The broker and operators may use every Gantry subject, JetStream's API and reply inboxes. */
-export const BROKER_PERMISSIONS = { publish: ['gantry.>', '$JS.>', '$KV.>', '_INBOX.>'], subscribe: ['gantry.>', '$JS.>', '$KV.>', '_INBOX.>'] };
+export const BROKER_PERMISSIONS = {
+  publish: ['gantry.>', '$JS.>', '$KV.>', '_INBOX.>'],
+  subscribe: ['gantry.>', '$JS.>', '$KV.>', '_INBOX.>'],
+};
+
+/** A workflow runtime may ask for resources and follow its tasks, nothing else. */
+export const RUNTIME_PERMISSIONS = {
+  publish: ['gantry.v1.broker.request'],
+  subscribe: ['gantry.v1.task.>', '_INBOX.>'],
+};

@@ -8,6 +8,7 @@ import {
   ClosedConnectionError,
   connect,
   credsAuthenticator,
+  nkeyAuthenticator,
   NoRespondersError as NatsNoRespondersError,
   RequestError,
   TimeoutError,
@@ -31,7 +32,10 @@ export interface NatsOptions {
   servers: string | string[];
   /** Shown by the server's monitoring (`connz`); e.g. `gantry-agent-aws-east`. */
   name?: string;
-  /** Path of a `.creds` file (JWT + NKey seed), as `nsc` writes them. */
+  /**
+   * Path of credentials: a `.creds` file (JWT + NKey seed) as `nsc` writes them, or a `.nk` file holding a
+   * bare NKey seed, as `gantry cluster onboard` writes them for agents.
+   */
   creds?: string;
   token?: string;
   user?: string;
@@ -70,7 +74,12 @@ export async function connectNats(opts: NatsOptions): Promise<NatsTransport> {
     reconnectTimeWait: opts.reconnectTimeWaitMs ?? 250,
   };
   if (opts.name !== undefined) options.name = opts.name;
-  if (opts.creds !== undefined) options.authenticator = credsAuthenticator(await readFile(opts.creds));
+  if (opts.creds !== undefined) {
+    const text = await readFile(opts.creds);
+    options.authenticator = opts.creds.endsWith('.nk')
+      ? nkeyAuthenticator(new TextEncoder().encode(new TextDecoder().decode(text).trim()))
+      : credsAuthenticator(text);
+  }
   if (opts.token !== undefined) options.token = opts.token;
   if (opts.user !== undefined) options.user = opts.user;
   if (opts.pass !== undefined) options.pass = opts.pass;
