@@ -26,7 +26,7 @@ import { runCycle } from './cycle.ts';
 import { Inventory } from './inventory.ts';
 import { Leadership } from './leader.ts';
 import { type BrokerMetrics, createBrokerMetrics } from './metrics.ts';
-import { loadRecords, RecordWriter, type RequestRecord } from './records.ts';
+import { loadRecords, type RequestRecord } from './records.ts';
 import { BrokerState } from './state.ts';
 
 /** Options of {@link createBroker}; everything but transport, store and platform has a default. */
@@ -88,8 +88,8 @@ export function createBroker(opts: BrokerOptions): Broker {
   const metrics = opts.metrics ?? createBrokerMetrics();
   const newId = opts.newId ?? (() => `l-${randomUUID()}`);
   const { transport, store, platform } = opts;
-  const writer = new RecordWriter(store);
-  const state = new BrokerState(writer, clock);
+  const state = new BrokerState(store, clock);
+  const writer = state.writer;
   const inventory = new Inventory(platform.clusters);
   const waiters = new Map<string, Msg[]>();
   const subs: Subscription[] = [];

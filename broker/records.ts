@@ -57,26 +57,30 @@ const safe = (id: string) =>
 
 /** KV key of a request. Ids may hold characters KV keys cannot; they are escaped. */
 export const requestKey = (id: string) => `req.${safe(id)}`;
-/** KV key of a lease. */
-export const leaseKey = (id: string) => `lease.${safe(id)}`;
 
 /**
- * Write-behind buffer of records and events, flushed as one batch (one `putMany` and one `appendMany`).
- * A record written twice before a flush is stored once, in its latest form.
+ * Write-behind buffer, flushed as one batch: one KV entry per changed request (its current lease inside
+ * it) and one log entry holding all the events since the last flush. A request changed twice before a
+ * flush is written once, as it is at the flush. One KV write per task and cycle keeps a JetStream broker
+ * above 20K decisions/s.
  */
 export class RecordWriter {
-  private readonly dirty = new Map<string, unknown>();
+  private readonly dirty = new Set<string>();
   private events: LifecycleEvent[] = [];
   private flushing: Promise<void> = Promise.resolve();
 
-  constructor(private readonly store: Store) {}
+  /** @param current the record to store for a request id, its current lease included. */
+  constructor(
+    private readonly store: Store,
+    private readonly current: (requestId: string) => StoredRequest | undefined,
+  ) {}
 
   request(r: RequestRecord): void {
-    this.dirty.set(requestKey(r.requestId), r);
+    this.dirty.add(r.requestId);
   }
 
   lease(l: LeaseRecord): void {
-    this.dirty.set(leaseKey(l.leaseId), l);
+    this.dirty.add(l.requestId);
   }
 
   event(e: LifecycleEvent): void {
@@ -99,11 +103,14 @@ export class RecordWriter {
     this.events = [];
     const run = this.flushing.then(async () => {
       try {
-        if (taken.length > 0)
-          await this.store.putMany(taken.map(([key, value]) => ({ key, value: encodeJson(value) })));
-        if (events.length > 0) await this.store.appendMany(events.map((e) => encodeJson(e)));
+        const entries = taken.flatMap((id) => {
+          const value = this.current(id);
+          return value ? [{ key: requestKey(id), value: encodeJson(value) }] : [];
+        });
+        if (entries.length > 0) await this.store.putMany(entries);
+        if (events.length > 0) await this.store.append(encodeJson(events));
       } catch (err) {
-        for (const [key, value] of taken) if (!this.dirty.has(key)) this.dirty.set(key, value);
+        for (const id of taken) this.dirty.add(id);
         this.events = [...events, ...this.events];
         throw err;
       }
@@ -127,11 +134,24 @@ export class RecordWriter {
   }
 }
 
-/** Loads every request and lease from the store (on start, and when a standby broker takes over). */
+/** A request as stored: with its current lease. */
+export type StoredRequest = RequestRecord & { lease?: LeaseRecord | undefined };
+
+/** Loads every request and current lease from the store (on start, and when a standby takes over). */
 export async function loadRecords(
   store: Store,
 ): Promise<{ requests: RequestRecord[]; leases: LeaseRecord[] }> {
-  const requests = (await store.list('req')).map((e) => decodeJson(e.value) as RequestRecord);
-  const leases = (await store.list('lease')).map((e) => decodeJson(e.value) as LeaseRecord);
+  const requests: RequestRecord[] = [];
+  const leases: LeaseRecord[] = [];
+  for (const e of await store.list('req')) {
+    const { lease, ...r } = decodeJson(e.value) as StoredRequest;
+    requests.push(r);
+    if (lease) leases.push(lease);
+  }
   return { requests, leases };
+}
+
+/** Reads the lifecycle log: each entry holds the events of one flush. */
+export async function* readLifecycle(store: Store, fromSeq = 1): AsyncIterable<LifecycleEvent> {
+  for await (const entry of store.readLog(fromSeq)) yield* decodeJson(entry.data) as LifecycleEvent[];
 }

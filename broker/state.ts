@@ -4,7 +4,8 @@
  */
 import type { LeaseMsg, TaskState } from '../protocol/index.ts';
 import type { TeamUsage } from '../solver/index.ts';
-import type { LeaseRecord, LifecycleEvent, RecordWriter, RequestRecord } from './records.ts';
+import type { Store } from '../protocol/index.ts';
+import { type LeaseRecord, type LifecycleEvent, RecordWriter, type RequestRecord } from './records.ts';
 
 const ACTIVE: ReadonlySet<TaskState> = new Set(['placed', 'launching', 'running']);
 const DONE: ReadonlySet<TaskState> = new Set(['succeeded', 'failed']);
@@ -29,10 +30,17 @@ export class BrokerState {
   /** Requests a cycle could not place (capacity, quota, budget): retried when something changes. */
   held = new Set<string>();
 
+  readonly writer: RecordWriter;
+
   constructor(
-    private readonly writer: RecordWriter,
+    store: Store,
     private readonly clock: () => number,
-  ) {}
+  ) {
+    this.writer = new RecordWriter(store, (id) => {
+      const r = this.requests.get(id);
+      return r && { ...r, lease: r.leaseId ? this.leases.get(r.leaseId) : undefined };
+    });
+  }
 
   /** Loads records after a start or a takeover: pending requests are queued again. */
   load(requests: readonly RequestRecord[], leases: readonly LeaseRecord[]): void {
