@@ -10,6 +10,8 @@ import {
   cancelMsg,
   encodeJson,
   launchMsg,
+  MAX_FINISHED_IN_HEARTBEAT,
+  type AgentEvent,
   type LeaseMsg,
   type Msg,
   parseMessage,
@@ -55,8 +57,11 @@ interface Held {
 
 const DONE: ReadonlySet<TaskState> = new Set(['succeeded', 'failed', 'preempted', 'lost']);
 /** How long, and how many, ended leases are repeated in heartbeats. */
-const FINISHED_KEPT_MS = 60_000;
-const MAX_FINISHED = 5000;
+const FINISHED_KEPT_MS = 10_000;
+/** Events wait at most this long, or until this many are waiting, before they are sent. */
+const EVENT_DELAY_MS = 5;
+const EVENT_BATCH = 2000;
+const MAX_FINISHED = MAX_FINISHED_IN_HEARTBEAT;
 
 /**
  * Creates an agent.
@@ -103,10 +108,31 @@ export function createAgent(opts: AgentOptions): Agent {
         ...(info.reason ? { reason: info.reason } : {}),
       });
     }
-    transport.publish(
-      subjects.events(name),
-      encodeJson({ type: 'lease', cluster: name, leaseId, state, at: clock(), node: held.node, ...info }),
-    );
+    emit({
+      type: 'lease',
+      cluster: name,
+      leaseId,
+      state,
+      at: clock(),
+      ...(held.node ? { node: held.node } : {}),
+      ...info,
+    });
+  }
+
+  // Events go out in batches: one message per few milliseconds instead of one per state change.
+  let outbox: AgentEvent[] = [];
+  let outboxTimer: NodeJS.Timeout | undefined;
+  function emit(event: AgentEvent): void {
+    outbox.push(event);
+    if (outbox.length >= EVENT_BATCH) flushEvents();
+    else outboxTimer ??= setTimeout(flushEvents, EVENT_DELAY_MS);
+  }
+  function flushEvents(): void {
+    if (outboxTimer) clearTimeout(outboxTimer);
+    outboxTimer = undefined;
+    if (outbox.length === 0) return;
+    transport.publish(subjects.events(name), encodeJson({ events: outbox }));
+    outbox = [];
   }
 
   function run(held: Held, node: string): void {
@@ -122,40 +148,32 @@ export function createAgent(opts: AgentOptions): Agent {
   function onLaunch(msg: Msg): void {
     const parsed = parseMessage(launchMsg, msg.data);
     if (!parsed.ok) return transport.respond(msg, encodeJson(parsed));
-    const lease = parsed.value.lease;
-    if (lease.cluster !== name) {
-      return transport.respond(
-        msg,
-        encodeJson({
-          ok: false,
-          error: { code: 'wrong-cluster', message: `lease is for ${lease.cluster}`, field: 'lease.cluster' },
-        }),
-      );
+    const foreign = parsed.value.leases.find((l) => l.cluster !== name);
+    if (foreign) {
+      const error = {
+        code: 'wrong-cluster',
+        message: `lease ${foreign.leaseId} is for ${foreign.cluster}`,
+        field: 'leases.cluster',
+      };
+      return transport.respond(msg, encodeJson({ ok: false, error }));
     }
-    if (cancelled.has(lease.leaseId)) {
-      return transport.respond(
-        msg,
-        encodeJson({
-          ok: false,
-          error: { code: 'cancelled', message: `lease ${lease.leaseId} was cancelled` },
-        }),
-      );
-    }
+    transport.respond(msg, encodeJson({ ok: true }));
+    for (const lease of parsed.value.leases) launch(lease);
+  }
+
+  function launch(lease: LeaseMsg): void {
+    if (cancelled.has(lease.leaseId)) return;
     const known = leases.get(lease.leaseId);
-    transport.respond(msg, encodeJson({ ok: true, state: known?.state ?? 'launching' }));
     if (known) {
       // Launch is idempotent: tell the broker again where the lease stands (it may have missed it).
-      transport.publish(
-        subjects.events(name),
-        encodeJson({
-          type: 'lease',
-          cluster: name,
-          leaseId: lease.leaseId,
-          state: known.state,
-          at: clock(),
-          node: known.node,
-        }),
-      );
+      emit({
+        type: 'lease',
+        cluster: name,
+        leaseId: lease.leaseId,
+        state: known.state,
+        at: clock(),
+        ...(known.node ? { node: known.node } : {}),
+      });
       return;
     }
     const held: Held = { lease, state: 'placed' };
@@ -190,18 +208,15 @@ export function createAgent(opts: AgentOptions): Agent {
   }
 
   provisioner.onEvent((e) => {
-    transport.publish(
-      subjects.events(name),
-      encodeJson({
-        type: 'node',
-        cluster: name,
-        node: e.node.name,
-        pool: e.node.pool,
-        state: e.type,
-        plannedId: e.node.plannedId,
-        at: clock(),
-      }),
-    );
+    emit({
+      type: 'node',
+      cluster: name,
+      node: e.node.name,
+      pool: e.node.pool,
+      state: e.type,
+      at: clock(),
+      ...(e.node.plannedId ? { plannedId: e.node.plannedId } : {}),
+    });
     if (e.type === 'ready') {
       lastBusy.set(e.node.name, clock());
       for (const key of [e.node.name, e.node.plannedId]) {
@@ -260,7 +275,7 @@ export function createAgent(opts: AgentOptions): Agent {
       agentId: id,
       seq: seq++,
       nodes: nodesMsg(),
-      active: active(),
+      activeCount: active().length,
       finished: recent,
     };
     transport.publish(subjects.heartbeat(name), encodeJson(hb));
@@ -324,6 +339,7 @@ export function createAgent(opts: AgentOptions): Agent {
     },
     async stop() {
       stopped = true;
+      flushEvents();
       if (heartbeat) clearInterval(heartbeat);
       for (const s of subs.splice(0)) s.unsubscribe();
       await executor.close();

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import type { Cluster, Platform } from '../policies/index.ts';
 import {
-  agentEvent,
+  agentEvents,
   encodeJson,
   heartbeatMsg,
   type Msg,
@@ -28,6 +28,9 @@ import { Leadership } from './leader.ts';
 import { type BrokerMetrics, createBrokerMetrics } from './metrics.ts';
 import { loadRecords, type RequestRecord } from './records.ts';
 import { BrokerState } from './state.ts';
+
+/** Leases per launch message (a lease is about 600 bytes of JSON; NATS's default limit is 1 MiB). */
+const LAUNCH_CHUNK = 1000;
 
 /** Options of {@link createBroker}; everything but transport, store and platform has a default. */
 export interface BrokerOptions {
@@ -169,8 +172,11 @@ export function createBroker(opts: BrokerOptions): Broker {
       for (const [pool, add] of pools)
         transport.publish(subjects.scale(cluster), encodeJson({ pool, add, remove: [] }));
     }
+    const byCluster = new Map<string, string[]>();
+    for (const { lease } of result.leases)
+      byCluster.set(lease.cluster, [...(byCluster.get(lease.cluster) ?? []), lease.leaseId]);
+    for (const [cluster, ids] of byCluster) dispatch(cluster, ids);
     for (const { lease, request } of result.leases) {
-      dispatch(lease.cluster, lease.leaseId);
       answer(request.requestId, { ok: true, lease });
       publishState(request.requestId, lease.leaseId, 'placed');
     }
@@ -218,15 +224,18 @@ export function createBroker(opts: BrokerOptions): Broker {
     );
   }
 
-  function dispatch(cluster: string, leaseId: string): void {
-    const lease = state.leases.get(leaseId);
-    if (!lease) return;
-    transport
-      .request(subjects.launch(cluster), encodeJson({ lease: toLeaseMsg(lease) }), { timeoutMs: 5000 })
-      .catch((err: Error) => {
-        // The redispatch loop sends it again; the agent launches each lease once.
-        log.warn({ leaseId, cluster, err: err.message }, 'launch not acknowledged');
-      });
+  /** Sends launches to a cluster's agent in chunks; the agent launches each lease once. */
+  function dispatch(cluster: string, leaseIds: readonly string[]): void {
+    const leases = leaseIds.map((id) => state.leases.get(id)).filter((l) => l !== undefined);
+    for (let i = 0; i < leases.length; i += LAUNCH_CHUNK) {
+      const chunk = leases.slice(i, i + LAUNCH_CHUNK);
+      transport
+        .request(subjects.launch(cluster), encodeJson({ leases: chunk.map(toLeaseMsg) }), { timeoutMs: 5000 })
+        .catch((err: Error) => {
+          // The redispatch loop sends them again.
+          log.warn({ cluster, leases: chunk.length, err: err.message }, 'launch not acknowledged');
+        });
+    }
   }
 
   function onRequest(msg: Msg): void {
@@ -285,6 +294,7 @@ export function createBroker(opts: BrokerOptions): Broker {
         field: 'cluster',
       });
     const wasHealthy = inventory.clusters.get(cluster)?.healthy;
+    const previousAgent = inventory.clusters.get(cluster)?.agentId;
     const c = inventory.heartbeat(parsed.value, clock());
     if (!c)
       return bad(msg, msg.subject, {
@@ -297,15 +307,10 @@ export function createBroker(opts: BrokerOptions): Broker {
     let changed = false;
     for (const f of parsed.value.finished)
       changed = applyLeaseState(cluster, f.leaseId, f.state, f.node, f.reason) || changed;
-    // Work the agent no longer knows (it restarted) is lost and placed again.
-    const known = new Set([...parsed.value.active, ...parsed.value.finished.map((f) => f.leaseId)]);
-    for (const l of state.activeOn(cluster)) {
-      if (
-        (l.state === 'launching' || l.state === 'running') &&
-        !known.has(l.leaseId) &&
-        clock() - (l.startedAt ?? l.placedAt) > 2 * heartbeatMs
-      ) {
-        lose(l.leaseId, 'the agent no longer runs it');
+    // A new agent id: the agent restarted and knows nothing of what its predecessor ran.
+    if (previousAgent !== undefined && previousAgent !== parsed.value.agentId) {
+      for (const l of state.activeOn(cluster)) {
+        if (l.state === 'launching' || l.state === 'running') lose(l.leaseId, 'the agent restarted');
       }
     }
     if (changed) flushSoon();
@@ -315,31 +320,38 @@ export function createBroker(opts: BrokerOptions): Broker {
     }
   }
 
-  function onEvent(msg: Msg): void {
+  function onEvents(msg: Msg): void {
     const cluster = msg.subject.split('.')[3] ?? '';
-    const parsed = parseMessage(agentEvent, msg.data);
+    const parsed = parseMessage(agentEvents, msg.data);
     if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
-    const ev = parsed.value;
-    if (ev.cluster !== cluster)
-      return bad(msg, msg.subject, {
-        code: 'unauthorised',
-        message: `event for ${ev.cluster} on ${cluster}'s subject`,
-        field: 'cluster',
-      });
-    if (ev.type === 'node') {
-      if (ev.state !== 'ready') inventory.clusters.get(cluster)?.nodes.delete(ev.node);
-      state.release();
-      schedule();
-      return;
+    let changed = false;
+    for (const ev of parsed.value.events) {
+      if (ev.cluster !== cluster) {
+        bad(msg, msg.subject, {
+          code: 'unauthorised',
+          message: `event for ${ev.cluster} on ${cluster}'s subject`,
+          field: 'events.cluster',
+        });
+        continue;
+      }
+      if (ev.type === 'node') {
+        if (ev.state !== 'ready') inventory.clusters.get(cluster)?.nodes.delete(ev.node);
+        state.release();
+        schedule();
+        continue;
+      }
+      const lease = state.leases.get(ev.leaseId);
+      if (!lease || lease.cluster !== cluster) {
+        bad(msg, msg.subject, {
+          code: 'unknown-lease',
+          message: `no lease ${ev.leaseId} on ${cluster}`,
+          field: 'events.leaseId',
+        });
+        continue;
+      }
+      changed = applyLeaseState(cluster, ev.leaseId, ev.state, ev.node, ev.reason) || changed;
     }
-    const lease = state.leases.get(ev.leaseId);
-    if (!lease || lease.cluster !== cluster)
-      return bad(msg, msg.subject, {
-        code: 'unknown-lease',
-        message: `no lease ${ev.leaseId} on ${cluster}`,
-        field: 'leaseId',
-      });
-    if (applyLeaseState(cluster, ev.leaseId, ev.state, ev.node, ev.reason)) flushSoon();
+    if (changed) flushSoon();
   }
 
   /** Applies a lease state from an agent; true when it changed something. */
@@ -398,7 +410,13 @@ export function createBroker(opts: BrokerOptions): Broker {
     log.info({ cluster, agentId: parsed.value.agentId }, 'agent registered');
     transport.respond(msg, encodeJson({ ok: true, heartbeatMs, brokerId: id }));
     // Leases this agent should run but may not know (the broker restarted before dispatching).
-    for (const l of state.activeOn(cluster)) if (l.state === 'placed') dispatch(cluster, l.leaseId);
+    dispatch(
+      cluster,
+      state
+        .activeOn(cluster)
+        .filter((l) => l.state === 'placed')
+        .map((l) => l.leaseId),
+    );
   }
 
   // While the broker itself cannot reach NATS it cannot tell a dead agent from its own outage.
@@ -420,15 +438,14 @@ export function createBroker(opts: BrokerOptions): Broker {
       metrics.clusterHealthy.set({ cluster: c.name }, 0);
       for (const l of state.activeOn(c.name)) lose(l.leaseId, `cluster ${c.name} stopped sending heartbeats`);
     }
+    // Launches an agent never acknowledged (lost in flight, agent restarting) are sent again.
+    const again = new Map<string, string[]>();
     for (const l of state.leases.values()) {
-      const c = inventory.clusters.get(l.cluster);
-      if (
-        l.state === 'placed' &&
-        c?.healthy &&
-        now - (state.requests.get(l.requestId)?.updatedAt ?? now) > 3000
-      )
-        dispatch(l.cluster, l.leaseId);
+      if (l.state !== 'placed' || !inventory.clusters.get(l.cluster)?.healthy || now - l.placedAt < 3000)
+        continue;
+      again.set(l.cluster, [...(again.get(l.cluster) ?? []), l.leaseId]);
     }
+    for (const [cluster, ids] of again) dispatch(cluster, ids);
     if (state.held.size > 0) {
       state.release();
       schedule();
@@ -442,7 +459,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     serving = true;
     subs.push(transport.subscribe(subjects.request, onRequest, { queue: 'gantry-broker' }));
     subs.push(transport.subscribe(subjects.heartbeat('*'), onHeartbeat));
-    subs.push(transport.subscribe(subjects.events('*'), onEvent));
+    subs.push(transport.subscribe(subjects.events('*'), onEvents));
     subs.push(transport.subscribe(subjects.register('*'), onRegister));
     subs.push(
       transport.subscribe(subjects.admin('>'), (msg) =>
@@ -451,9 +468,14 @@ export function createBroker(opts: BrokerOptions): Broker {
     );
     timers.push(setInterval(tick, Math.max(50, heartbeatMs / 2)));
     log.info({ brokerId: id, requests: requests.length, leases: leases.length }, 'serving');
-    // Leases placed before a restart: the agents are told again (they launch each lease once).
-    for (const l of leases)
-      if (l.state === 'placed' || l.state === 'launching') dispatch(l.cluster, l.leaseId);
+    // Leases placed before a restart: the agents are told again. They launch each lease once, and answer
+    // for the ones they know with where they stand (ends this broker may have missed).
+    const again = new Map<string, string[]>();
+    for (const l of leases) {
+      if (l.state === 'placed' || l.state === 'launching' || l.state === 'running')
+        again.set(l.cluster, [...(again.get(l.cluster) ?? []), l.leaseId]);
+    }
+    for (const [cluster, ids] of again) dispatch(cluster, ids);
     schedule();
   }
 

@@ -108,7 +108,10 @@ export class RecordWriter {
           return value ? [{ key: requestKey(id), value: encodeJson(value) }] : [];
         });
         if (entries.length > 0) await this.store.putMany(entries);
-        if (events.length > 0) await this.store.append(encodeJson(events));
+        const chunks: Uint8Array[] = [];
+        for (let i = 0; i < events.length; i += EVENTS_PER_ENTRY)
+          chunks.push(encodeJson(events.slice(i, i + EVENTS_PER_ENTRY)));
+        if (chunks.length > 0) await this.store.appendMany(chunks);
       } catch (err) {
         for (const id of taken) this.dirty.add(id);
         this.events = [...events, ...this.events];
@@ -133,6 +136,9 @@ export class RecordWriter {
     }
   }
 }
+
+/** Events per log entry: about 250 bytes each, well under NATS's 1 MiB message limit. */
+const EVENTS_PER_ENTRY = 1000;
 
 /** A request as stored: with its current lease. */
 export type StoredRequest = RequestRecord & { lease?: LeaseRecord | undefined };

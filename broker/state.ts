@@ -25,6 +25,8 @@ const ORDER: Record<TaskState, number> = {
 export class BrokerState {
   readonly requests = new Map<string, RequestRecord>();
   readonly leases = new Map<string, LeaseRecord>();
+  /** Active lease ids per cluster: heartbeats and health checks look only at these. */
+  private readonly activeByCluster = new Map<string, Set<string>>();
   /** Requests waiting for the next cycle, oldest first. */
   queue: string[] = [];
   /** Requests a cycle could not place (capacity, quota, budget): retried when something changes. */
@@ -45,7 +47,10 @@ export class BrokerState {
   /** Loads records after a start or a takeover: pending requests are queued again. */
   load(requests: readonly RequestRecord[], leases: readonly LeaseRecord[]): void {
     for (const r of requests) this.requests.set(r.requestId, r);
-    for (const l of leases) this.leases.set(l.leaseId, l);
+    for (const l of leases) {
+      this.leases.set(l.leaseId, l);
+      this.index(l);
+    }
     this.queue = requests
       .filter((r) => r.state === 'pending')
       .sort((a, b) => a.createdAt - b.createdAt)
@@ -67,6 +72,7 @@ export class BrokerState {
   place(r: RequestRecord, lease: LeaseMsg): LeaseRecord {
     const record: LeaseRecord = { ...lease, state: 'placed', placedAt: this.clock() };
     this.leases.set(lease.leaseId, record);
+    this.index(record);
     Object.assign(r, { state: 'placed', leaseId: lease.leaseId, reason: undefined, updatedAt: this.clock() });
     this.held.delete(r.requestId);
     this.writer.lease(record);
@@ -124,11 +130,14 @@ export class BrokerState {
     const r = this.requests.get(lease.requestId);
     const now = this.clock();
     lease.state = state;
+    this.index(lease);
     if (info.node) lease.actualNode = info.node;
     if (state === 'running') lease.startedAt = now;
     if (ORDER[state] === 4) lease.endedAt = now;
     if (info.reason) lease.reason = info.reason;
-    this.writer.lease(lease);
+    // Launching and running are not written to the store: after a restart the agents say where each
+    // lease stands. Placements and ends are.
+    if (ORDER[state] === 4) this.writer.lease(lease);
     this.log({
       kind: 'lease',
       id: leaseId,
@@ -156,20 +165,37 @@ export class BrokerState {
       r.state = state;
       if (info.reason) r.reason = info.reason;
     }
-    this.writer.request(r);
+    if (ORDER[state] === 4) this.writer.request(r);
     return r;
   }
 
   /** Active leases of a cluster (to re-place when its agent is gone). */
   activeOn(cluster: string): LeaseRecord[] {
-    return [...this.leases.values()].filter((l) => l.cluster === cluster && ACTIVE.has(l.state));
+    const out: LeaseRecord[] = [];
+    for (const id of this.activeByCluster.get(cluster) ?? []) {
+      const l = this.leases.get(id);
+      if (l && ACTIVE.has(l.state)) out.push(l);
+    }
+    return out;
+  }
+
+  /** Every active lease. */
+  *active(): Iterable<LeaseRecord> {
+    for (const cluster of this.activeByCluster.keys()) yield* this.activeOn(cluster);
+  }
+
+  /** Keeps the per-cluster index of active leases in step with a lease's state. */
+  private index(l: LeaseRecord): void {
+    let set = this.activeByCluster.get(l.cluster);
+    if (!set) this.activeByCluster.set(l.cluster, (set = new Set()));
+    if (ACTIVE.has(l.state)) set.add(l.leaseId);
+    else set.delete(l.leaseId);
   }
 
   /** Resources and spend each team holds now, for quotas and budgets. */
   usage(teamOf: (requestId: string) => string | undefined): Record<string, TeamUsage> {
     const out: Record<string, TeamUsage> = {};
-    for (const l of this.leases.values()) {
-      if (!ACTIVE.has(l.state)) continue;
+    for (const l of this.active()) {
       const team = teamOf(l.requestId);
       if (!team) continue;
       const u = (out[team] ??= { cpuMilli: 0, memoryMiB: 0, gpus: 0, gpusByModel: {}, spendPerHour: 0 });

@@ -30,10 +30,12 @@ export {
   PROTOCOL,
   TERMINAL,
   agentEvent,
+  agentEvents,
   cancelMsg,
   errorReply,
   heartbeatMsg,
   launchMsg,
+  MAX_FINISHED_IN_HEARTBEAT,
   leaseMsg,
   parseMessage,
   registerMsg,
@@ -52,6 +54,7 @@ export { decodeJson, encodeJson } from './transport.ts';
 export type { MemoryTransportOptions } from './memory.ts';
 export type {
   AgentEvent,
+  AgentEvents,
   CancelMsg,
   ErrorReply,
   HeartbeatMsg,

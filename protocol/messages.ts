@@ -126,14 +126,17 @@ const nodeMsg = z.strictObject({
 /** agent → broker: registration. */
 export const registerMsg = z.strictObject({ cluster: name, agentId: id, version: z.string() });
 
-/** agent → broker: capacity. */
+/** A heartbeat repeats at most this many recent ends (about 80 bytes each). */
+export const MAX_FINISHED_IN_HEARTBEAT = 2000;
+
+/** agent → broker: capacity. A new `agentId` for a cluster means its agent restarted. */
 export const heartbeatMsg = z.strictObject({
   cluster: name,
   agentId: id,
   seq: z.int().nonnegative(),
   nodes: z.array(nodeMsg),
-  /** Leases the agent is running or launching now. */
-  active: z.array(id),
+  /** How many leases the agent is launching or running now. */
+  activeCount: z.int().nonnegative(),
   /** Leases that ended recently, so an end the broker missed (a restart, a lost message) still counts. */
   finished: z
     .array(
@@ -144,7 +147,7 @@ export const heartbeatMsg = z.strictObject({
         reason: z.string().optional(),
       }),
     )
-    .max(10_000)
+    .max(MAX_FINISHED_IN_HEARTBEAT)
     .default([]),
 });
 
@@ -171,8 +174,11 @@ export const agentEvent = z.discriminatedUnion('type', [
   }),
 ]);
 
-/** broker → agent: launch. */
-export const launchMsg = z.strictObject({ lease: leaseMsg });
+/** broker → agent: launch leases (a cycle's leases for the cluster, in chunks). */
+export const launchMsg = z.strictObject({ leases: z.array(leaseMsg).min(1).max(2000) });
+
+/** agent → broker: events, batched over a few milliseconds. */
+export const agentEvents = z.strictObject({ events: z.array(agentEvent).min(1).max(10_000) });
 
 /** broker → agent: scale a pool. */
 export const scaleMsg = z.strictObject({
@@ -213,6 +219,7 @@ export type RegisterMsg = z.output<typeof registerMsg>;
 export type HeartbeatMsg = z.output<typeof heartbeatMsg>;
 export type AgentEvent = z.output<typeof agentEvent>;
 export type LaunchMsg = z.output<typeof launchMsg>;
+export type AgentEvents = z.output<typeof agentEvents>;
 export type ScaleMsg = z.output<typeof scaleMsg>;
 export type CancelMsg = z.output<typeof cancelMsg>;
 export type TaskStateMsg = z.output<typeof taskStateMsg>;

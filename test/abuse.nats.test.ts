@@ -123,7 +123,7 @@ describe('malformed and unauthorised messages', () => {
     for (let i = 0; i < 25; i++)
       rogue.publish(
         subjects.heartbeat('sim-aws'),
-        encodeJson({ cluster: 'sim-aws', agentId: 'rogue', seq: i, nodes: [], active: [] }),
+        encodeJson({ cluster: 'sim-aws', agentId: 'rogue', seq: i, nodes: [], activeCount: 0 }),
       );
     // ...and on its own subject, events about leases it does not hold are refused by the broker.
     for (let i = 0; i < 25; i++) {

@@ -72,7 +72,7 @@ describe.each(['embedded', 'nats'] as const)('broker and agents (%s)', (mode) =>
     // A heartbeat published on another cluster's subject is refused, not applied.
     gantry.transport.publish(
       subjects.heartbeat('sim-gcp'),
-      encodeJson({ cluster: 'sim-aws', agentId: 'evil', seq: 0, nodes: [], active: [] }),
+      encodeJson({ cluster: 'sim-aws', agentId: 'evil', seq: 0, nodes: [], activeCount: 0 }),
     );
     await new Promise((r) => setTimeout(r, 50));
     const bad = (await gantry.broker.metrics.badMessages.get()).values.reduce((n, v) => n + v.value, 0);
