@@ -440,9 +440,8 @@ export function createBroker(opts: BrokerOptions): Broker {
     }
     // Launches an agent never acknowledged (lost in flight, agent restarting) are sent again.
     const again = new Map<string, string[]>();
-    for (const l of state.leases.values()) {
-      if (l.state !== 'placed' || !inventory.clusters.get(l.cluster)?.healthy || now - l.placedAt < 3000)
-        continue;
+    for (const l of state.placed()) {
+      if (!inventory.clusters.get(l.cluster)?.healthy || now - l.placedAt < 3000) continue;
       again.set(l.cluster, [...(again.get(l.cluster) ?? []), l.leaseId]);
     }
     for (const [cluster, ids] of again) dispatch(cluster, ids);

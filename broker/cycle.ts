@@ -38,7 +38,7 @@ export interface CycleInput {
 /** Plans a batch and records the outcome in the broker's state. */
 export function runCycle(input: CycleInput): CycleResult {
   const { batch, state, inventory, platform, now } = input;
-  const pools = inventory.snapshot(state.active());
+  const pools = inventory.snapshot(state.nodeUse);
   const byId = new Map(batch.map((r) => [r.requestId, r]));
   const requests: TaskRequest[] = batch.map((r) => {
     const resources =
@@ -47,7 +47,7 @@ export function runCycle(input: CycleInput): CycleResult {
         : r.resources;
     return taskRequest(r.requestId, r.team, resources, r.priority);
   });
-  const usage = state.usage((id) => state.requests.get(id)?.team);
+  const usage = state.usage();
   const result = plan({ pools, usage }, requests, platform.policies, {
     ...(input.backends ? { backends: input.backends } : {}),
     timeBudgetMs: input.timeBudgetMs,

@@ -6,7 +6,6 @@
 import type { Cluster, Pool } from '../policies/index.ts';
 import type { HeartbeatMsg, NodeMsg } from '../protocol/index.ts';
 import type { PoolState } from '../solver/index.ts';
-import type { LeaseRecord } from './records.ts';
 
 /** What the broker knows about one cluster. */
 export interface ClusterState {
@@ -23,9 +22,6 @@ export interface ClusterState {
   /** Nodes asked for and not yet reported, by planned id. */
   planned: Map<string, { pool: string; at: number }>;
 }
-
-/** Active (non-terminal) leases count against nodes. */
-const ACTIVE = new Set(['placed', 'launching', 'running']);
 
 export class Inventory {
   readonly clusters = new Map<string, ClusterState>();
@@ -85,17 +81,8 @@ export class Inventory {
   }
 
   /** The pools that may take new work, as the solver sees them. */
-  snapshot(leases: Iterable<LeaseRecord>): PoolState[] {
-    const used = new Map<string, { cpu: number; mem: number; gpu: number }>();
-    for (const l of leases) {
-      if (!ACTIVE.has(l.state)) continue;
-      const key = `${l.cluster}|${l.actualNode ?? l.node}`;
-      const u = used.get(key) ?? { cpu: 0, mem: 0, gpu: 0 };
-      u.cpu += l.cpuMilli;
-      u.mem += l.memoryMiB;
-      u.gpu += l.gpuMilli;
-      used.set(key, u);
-    }
+  /** @param used what active leases use, per `cluster|node`. */
+  snapshot(used: ReadonlyMap<string, { cpu: number; mem: number; gpu: number }>): PoolState[] {
     const pools: PoolState[] = [];
     for (const c of this.clusters.values()) {
       if (!c.healthy || c.draining) continue;

@@ -27,6 +27,12 @@ export class BrokerState {
   readonly leases = new Map<string, LeaseRecord>();
   /** Active lease ids per cluster: heartbeats and health checks look only at these. */
   private readonly activeByCluster = new Map<string, Set<string>>();
+  private readonly unacknowledged = new Set<string>();
+  /** The `cluster|node` an active lease is counted on. */
+  private readonly countedOn = new Map<string, string>();
+  /** What active leases use, per `cluster|node`. */
+  readonly nodeUse = new Map<string, { cpu: number; mem: number; gpu: number }>();
+  private readonly teamUse = new Map<string, TeamUsage>();
   /** Requests waiting for the next cycle, oldest first. */
   queue: string[] = [];
   /** Requests a cycle could not place (capacity, quota, budget): retried when something changes. */
@@ -130,8 +136,8 @@ export class BrokerState {
     const r = this.requests.get(lease.requestId);
     const now = this.clock();
     lease.state = state;
-    this.index(lease);
     if (info.node) lease.actualNode = info.node;
+    this.index(lease);
     if (state === 'running') lease.startedAt = now;
     if (ORDER[state] === 4) lease.endedAt = now;
     if (info.reason) lease.reason = info.reason;
@@ -184,28 +190,57 @@ export class BrokerState {
     for (const cluster of this.activeByCluster.keys()) yield* this.activeOn(cluster);
   }
 
-  /** Keeps the per-cluster index of active leases in step with a lease's state. */
+  /**
+   * Keeps the indexes in step with a lease's state: active leases per cluster, leases not yet
+   * acknowledged, and what active leases use per node and per team (so a cycle does not walk every
+   * lease to take a snapshot).
+   */
   private index(l: LeaseRecord): void {
     let set = this.activeByCluster.get(l.cluster);
     if (!set) this.activeByCluster.set(l.cluster, (set = new Set()));
-    if (ACTIVE.has(l.state)) set.add(l.leaseId);
-    else set.delete(l.leaseId);
+    const counted = this.countedOn.get(l.leaseId);
+    if (counted !== undefined) {
+      this.account(l, counted, -1);
+      this.countedOn.delete(l.leaseId);
+    }
+    if (ACTIVE.has(l.state)) {
+      set.add(l.leaseId);
+      const node = `${l.cluster}|${l.actualNode ?? l.node}`;
+      this.account(l, node, 1);
+      this.countedOn.set(l.leaseId, node);
+    } else set.delete(l.leaseId);
+    if (l.state === 'placed') this.unacknowledged.add(l.leaseId);
+    else this.unacknowledged.delete(l.leaseId);
+  }
+
+  private account(l: LeaseRecord, node: string, sign: 1 | -1): void {
+    const n = this.nodeUse.get(node) ?? { cpu: 0, mem: 0, gpu: 0 };
+    n.cpu += sign * l.cpuMilli;
+    n.mem += sign * l.memoryMiB;
+    n.gpu += sign * l.gpuMilli;
+    if (n.cpu <= 0 && n.mem <= 0 && n.gpu <= 0) this.nodeUse.delete(node);
+    else this.nodeUse.set(node, n);
+    const team = this.requests.get(l.requestId)?.team;
+    if (!team) return;
+    let u = this.teamUse.get(team);
+    if (!u)
+      this.teamUse.set(team, (u = { cpuMilli: 0, memoryMiB: 0, gpus: 0, gpusByModel: {}, spendPerHour: 0 }));
+    u.cpuMilli += sign * l.cpuMilli;
+    u.memoryMiB += sign * l.memoryMiB;
+    u.gpus += (sign * l.gpuMilli) / 1000;
+    if (l.gpuModel) u.gpusByModel[l.gpuModel] = (u.gpusByModel[l.gpuModel] ?? 0) + (sign * l.gpuMilli) / 1000;
+    u.spendPerHour += sign * l.pricePerHour;
+  }
+
+  /** Leases placed but not yet acknowledged by their agent. */
+  placed(): LeaseRecord[] {
+    return [...this.unacknowledged].map((id) => this.leases.get(id)!).filter((l) => l.state === 'placed');
   }
 
   /** Resources and spend each team holds now, for quotas and budgets. */
-  usage(teamOf: (requestId: string) => string | undefined): Record<string, TeamUsage> {
-    const out: Record<string, TeamUsage> = {};
-    for (const l of this.active()) {
-      const team = teamOf(l.requestId);
-      if (!team) continue;
-      const u = (out[team] ??= { cpuMilli: 0, memoryMiB: 0, gpus: 0, gpusByModel: {}, spendPerHour: 0 });
-      u.cpuMilli += l.cpuMilli;
-      u.memoryMiB += l.memoryMiB;
-      u.gpus += l.gpuMilli / 1000;
-      if (l.gpuModel) u.gpusByModel[l.gpuModel] = (u.gpusByModel[l.gpuModel] ?? 0) + l.gpuMilli / 1000;
-      u.spendPerHour += l.pricePerHour;
-    }
-    return out;
+  /** Resources and spend each team holds now, for quotas and budgets. */
+  usage(): Record<string, TeamUsage> {
+    return Object.fromEntries(this.teamUse);
   }
 
   counts(): Record<TaskState, number> {
@@ -225,7 +260,7 @@ export class BrokerState {
 
   activeLeases(): number {
     let n = 0;
-    for (const l of this.leases.values()) if (ACTIVE.has(l.state)) n++;
+    for (const set of this.activeByCluster.values()) n += set.size;
     return n;
   }
 

@@ -17,7 +17,8 @@ import { connectNats } from '../protocol/nats-index.ts';
 import { startNatsServer, type NatsServer } from './nats/server.ts';
 import { eventually } from './system.ts';
 
-const HEARTBEAT_MS = 100;
+// Generous enough that a loaded CI machine does not mistake a slow agent for a dead one.
+const HEARTBEAT_MS = 250;
 const SPEEDUP = 1000;
 
 /** Counts how often each request's work ran to the end, across every agent. */

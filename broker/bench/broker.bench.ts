@@ -49,6 +49,7 @@ async function run(mode: 'embedded' | 'nats', n: number): Promise<string> {
     const child = spawn(
       process.execPath,
       [
+        ...(process.env.BENCH_BROKER_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
         'bin/gantry.js',
         'broker',
         '-f',
