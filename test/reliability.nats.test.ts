@@ -195,4 +195,34 @@ describe('reliability over NATS', () => {
     });
     expect(ids.filter((id) => completions.get(id) !== 1)).toEqual([]);
   }, 120_000);
+
+  it('two brokers: one leads; when it dies the other takes over and the work finishes', async () => {
+    const server = await startNatsServer();
+    cleanup.push(() => server.stop());
+    const first = startBrokerProcess(server.url);
+    cleanup.push(async () => void first.kill('SIGKILL'));
+    await new Promise((r) => setTimeout(r, 1500)); // the first one wins the election
+    const second = startBrokerProcess(server.url);
+    cleanup.push(async () => void second.kill('SIGKILL'));
+    const completions = new Map<string, number>();
+    await agentsOn(server, completions);
+    const client = await connectNats({ servers: server.url, name: 'client' });
+    cleanup.push(() => client.close());
+
+    const before = Array.from({ length: 100 }, (_, i) => `lead-${i}`);
+    expect(
+      (await Promise.all(before.map((id) => requestUntilAnswered(client, id, 1_000_000)))).every((r) => r.ok),
+    ).toBe(true);
+    first.kill('SIGKILL');
+    const after = Array.from({ length: 100 }, (_, i) => `standby-${i}`);
+    const replies = await Promise.all(after.map((id) => requestUntilAnswered(client, id, 100_000)));
+    expect(replies.every((r) => r.ok)).toBe(true);
+    const ids = [...before, ...after];
+    await eventually(
+      () => ids.every((id) => (completions.get(id) ?? 0) >= 1),
+      30_000,
+      'every task completed',
+    );
+    expect(ids.filter((id) => completions.get(id) !== 1)).toEqual([]);
+  }, 120_000);
 });

@@ -1,0 +1,70 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { createBroker } from '../../broker/index.ts';
+import { loadPlatform, validatePaths } from '../../policies/index.ts';
+import { openLocalStore } from '../../protocol/index.ts';
+import { connectNats } from '../../protocol/nats-index.ts';
+import { runGantry } from '../../test/cli.ts';
+import { startNatsServer } from '../../test/nats/server.ts';
+
+describe('gantry cluster and gantry get', () => {
+  it('onboards clusters with credentials limited to their subjects, then manages them through the broker', async () => {
+    const creds = mkdtempSync(join(tmpdir(), 'gantry-onboard-'));
+    const onboard = await runGantry(
+      'cluster',
+      'onboard',
+      '-f',
+      'test/fixtures/platform',
+      '--creds-dir',
+      creds,
+    );
+    expect(onboard.code).toBe(0);
+    expect(onboard.out).toContain(
+      `start its agent:   gantry agent -f test/fixtures/platform --cluster sim-aws --nats nats://<server>:4222 --creds ${creds}/agent-sim-aws.nk`,
+    );
+    const auth = readFileSync(join(creds, 'nats-authorization.conf'), 'utf8');
+    expect(auth).toMatch(
+      /# agent-sim-aws\n\s+\{ nkey: U[A-Z0-9]{55}, permissions: \{ publish: \["gantry\.v1\.agent\.sim-aws\.>", "_INBOX\.>"\]/,
+    );
+    expect(readFileSync(join(creds, 'agent-sim-gcp.nk'), 'utf8')).toMatch(/^SU[A-Z0-9]{56}\n$/);
+
+    // A nats-server with that authorization, and a broker logged in as gantry-broker.
+    const server = await startNatsServer({ config: auth });
+    const nc = await connectNats({ servers: server.url, creds: join(creds, 'gantry-broker.nk') });
+    const { platform } = loadPlatform(['test/fixtures/platform']);
+    const broker = createBroker({
+      transport: nc,
+      store: await openLocalStore(mkdtempSync(join(tmpdir(), 'gantry-cl-'))),
+      platform,
+    });
+    await broker.start();
+    try {
+      const as = ['--nats', server.url, '--creds', join(creds, 'gantry-broker.nk')];
+      const list = await runGantry('cluster', 'list', ...as, '-o', 'json');
+      expect(list.code).toBe(0);
+      expect(
+        JSON.parse(list.out).map((c: { name: string; healthy: boolean }) => [c.name, c.healthy]),
+      ).toEqual([
+        ['sim-aws', false],
+        ['sim-gcp', false],
+      ]);
+      expect((await runGantry('cluster', 'drain', 'sim-gcp', ...as)).code).toBe(0);
+      expect(broker.inventory.clusters.get('sim-gcp')?.draining).toBe(true);
+      const unknown = await runGantry('cluster', 'describe', 'sim-azure', ...as);
+      expect([unknown.code, unknown.err]).toEqual([2, 'gantry: no cluster sim-azure\n']);
+      const extra = validatePaths(['test/fixtures/platform']).platform.clusters[0]!;
+      await broker.onboard({ ...extra, name: 'sim-extra' });
+      const nodes = await runGantry('get', 'requests', ...as);
+      expect(nodes.out.split('\n')[0]).toMatch(/^REQUESTID\s+TEAM\s+STATE/);
+      const noNats = await runGantry('get', 'leases');
+      expect(noNats.code).toBe(2);
+      expect(noNats.err).toMatch(/pass --nats <url>/);
+    } finally {
+      await broker.stop();
+      await nc.close();
+      await server.stop();
+    }
+  });
+});
