@@ -11,6 +11,7 @@
  */
 import { createJsLpBackend, loadHighsBackend } from '../lp/index.ts';
 import type { LpBackend, LpModel, LpSolution } from '../lp/index.ts';
+import { mulberry32 } from '../../test/random.ts';
 
 /** Do not run javascript-lp-solver on the next size once a size took longer than this. */
 const JS_NEXT_SIZE_MS = 3_000;
@@ -30,21 +31,9 @@ const SIZES: Array<[groups: number, pools: number]> = [
   [1000, 100],
 ];
 
-/** Small deterministic PRNG (mulberry32) so every run benches the same models. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** A synthetic placement LP with `groups` task groups over `pools` node pools. */
 function placementLp(groups: number, pools: number, density: number, seed: number): LpModel {
-  const rand = prng(seed);
+  const rand = mulberry32(seed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)] as T;
   const model: LpModel = { variables: [], constraints: [] };
   const pool = Array.from({ length: pools }, (_, p) => {

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadBuiltinCatalog, normalizeGpuModel, type Policy } from '../../policies/index.ts';
+import { mulberry32 } from '../../test/random.ts';
 import type { GpuAsk, PoolState, TaskRequest } from '../types.ts';
 
 export const DATA = join(import.meta.dirname, '../../../shared/data');
@@ -143,24 +144,12 @@ export function openPolicy(team: string, spec: Partial<Policy> = {}): Policy {
   return { name: team, teams: [team], priority: 0, quotas: [], spot: 'allowed', fallbacks: [], ...spec };
 }
 
-/** Deterministic pseudo-random numbers (mulberry32), so scale runs are the same every time. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * A synthetic batch of `n` tasks over 24 shapes and three teams, with quotas that bind and GPU models that
  * substitute for each other, on cloud pools plus a small on-prem fleet.
  */
 export function syntheticScale(n: number): BenchScenario {
-  const random = rng(n);
+  const random = mulberry32(n);
   const shapes: Omit<TaskRequest, 'id' | 'team'>[] = [];
   const gpuChoices: GpuAsk[][] = [
     [],

@@ -12,6 +12,7 @@ import { toHighsModel } from './highsModel.ts';
 import { normalizeModel } from './model.ts';
 import type { LpModel } from './types.ts';
 import { checkSolution, objectiveOf } from './verify.ts';
+import { mulberry32 } from '../../test/random.ts';
 
 type Loader = () => Promise<Highs>;
 const realLoad: Loader = typeof highsImport === 'function' ? (highsImport as Loader) : highsImport.default;
@@ -315,18 +316,6 @@ describe('HiGHS backend', () => {
   }, 30_000);
 });
 
-/** Small deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * 396 task groups × 50 of 200 pools (19,800 placement variables) plus 200 node counts: 20,000 variables,
  * 816 rows. Built around a random point, so it is feasible: demand rows are equalities at the point's
@@ -334,7 +323,7 @@ function prng(seed: number): () => number {
  * row per 10 pools brackets it. Every cost is positive and every lower bound 0, so it is bounded.
  */
 function placementModel(seed: number): { model: LpModel; point: number[] } {
-  const rand = prng(seed);
+  const rand = mulberry32(seed);
   const groups = 396;
   const pools = 200;
   const perGroup = 50;

@@ -7,6 +7,7 @@ import { createJsLpBackend, loadHighsBackend } from './index.ts';
 import type { LpBackend, LpModel, LpSolution } from './index.ts';
 import { CASES } from './lp.cases.ts';
 import { checkSolution, objectiveOf } from './verify.ts';
+import { mulberry32 } from '../../test/random.ts';
 
 const BACKENDS: Array<[string, () => Promise<LpBackend>]> = [
   ['javascript-lp-solver', async () => createJsLpBackend()],
@@ -18,25 +19,13 @@ function near(a: number, b: number, tol = 1e-6): boolean {
   return Math.abs(a - b) <= tol * Math.max(1, Math.abs(a), Math.abs(b));
 }
 
-/** Small deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /**
  * A random LP built around a known point, so it is feasible; bounded because every variable with a
  * cost has the bound that cost pushes against (free variables cost nothing). Mixes ≤, ≥, ranged and
  * equality rows, negative and fixed bounds, and duplicate terms.
  */
 function randomModel(seed: number): { model: LpModel; point: number[] } {
-  const rand = prng(seed);
+  const rand = mulberry32(seed);
   const round = (x: number) => Math.round(x * 100) / 100;
   const n = 3 + Math.floor(rand() * 13);
   const m = 2 + Math.floor(rand() * 10);
