@@ -121,8 +121,19 @@ export function createAgent(opts: AgentOptions): Agent {
 
   // Events go out in batches: one message per few milliseconds instead of one per state change.
   let outbox: AgentEvent[] = [];
+  const outboxByLease = new Map<string, number>();
   let outboxTimer: NodeJS.Timeout | undefined;
   function emit(event: AgentEvent): void {
+    // A lease that moved on within one batch is reported once, in its latest state (the broker accepts
+    // a jump from placed to running, or straight to the end).
+    if (event.type === 'lease') {
+      const earlier = outboxByLease.get(event.leaseId);
+      if (earlier !== undefined) {
+        outbox[earlier] = event;
+        return;
+      }
+      outboxByLease.set(event.leaseId, outbox.length);
+    }
     outbox.push(event);
     if (outbox.length >= EVENT_BATCH) flushEvents();
     else outboxTimer ??= setTimeout(flushEvents, EVENT_DELAY_MS);
@@ -133,6 +144,7 @@ export function createAgent(opts: AgentOptions): Agent {
     if (outbox.length === 0) return;
     transport.publish(subjects.events(name), encodeJson({ events: outbox }));
     outbox = [];
+    outboxByLease.clear();
   }
 
   function run(held: Held, node: string): void {
@@ -181,7 +193,9 @@ export function createAgent(opts: AgentOptions): Agent {
     const node = readyNode(lease.node);
     if (node) run(held, node.name);
     else if (provisioner.list().some((n) => n.name === lease.node || n.plannedId === lease.node)) {
-      waiting.set(lease.node, [...(waiting.get(lease.node) ?? []), lease.leaseId]);
+      const list = waiting.get(lease.node);
+      if (list) list.push(lease.leaseId);
+      else waiting.set(lease.node, [lease.leaseId]);
     } else {
       // The node went away (consolidated, reclaimed) or could not be added: the broker places it again.
       report(lease.leaseId, 'lost', { reason: `node ${lease.node} is not in this cluster` });

@@ -100,6 +100,7 @@ export function createBroker(opts: BrokerOptions): Broker {
   let cycleNo = 0;
   let cycleTimer: NodeJS.Timeout | undefined;
   let running: Promise<void> | undefined;
+  const inflight: Promise<void>[] = [];
   let serving = false;
   let idleWaiters: (() => void)[] = [];
 
@@ -160,31 +161,17 @@ export function createBroker(opts: BrokerOptions): Broker {
       timeBudgetMs: opts.solveBudgetMs ?? 2000,
       newId,
     });
-    // Durable before anyone hears of the leases.
-    if (
-      !(await writer.flushDurably(
-        () => serving,
-        (err) => log.warn({ err: err.message }, 'state write failed; retrying'),
-      ))
-    )
-      return;
-    for (const [cluster, pools] of result.scale) {
-      for (const [pool, add] of pools)
-        transport.publish(subjects.scale(cluster), encodeJson({ pool, add, remove: [] }));
-    }
-    const byCluster = new Map<string, string[]>();
-    for (const { lease } of result.leases)
-      byCluster.set(lease.cluster, [...(byCluster.get(lease.cluster) ?? []), lease.leaseId]);
-    for (const [cluster, ids] of byCluster) dispatch(cluster, ids);
-    for (const { lease, request } of result.leases) {
-      answer(request.requestId, { ok: true, lease });
-      publishState(request.requestId, lease.leaseId, 'placed');
-    }
-    for (const { request, reason } of result.refused) {
-      metrics.refused.inc({ code: 'policy' });
-      answer(request.requestId, { ok: false, error: { code: 'policy', message: reason } });
-      publishState(request.requestId, undefined, 'failed', reason);
-    }
+    // Durable before anyone hears of the leases. The write runs while the next cycle plans (at most
+    // two writes in flight), so the store's latency does not hold up placement.
+    const durable = writer.flushDurably(
+      () => serving,
+      (err) => log.warn({ err: err.message }, 'state write failed; retrying'),
+    );
+    const announce = durable.then((ok) => {
+      if (ok) announceCycle(result);
+    });
+    inflight.push(announce);
+    if (inflight.length > 1) await inflight.shift();
     metrics.cycles.inc();
     metrics.leases.inc(result.leases.length);
     metrics.solveSeconds.observe(result.solveMs / 1000);
@@ -201,6 +188,25 @@ export function createBroker(opts: BrokerOptions): Broker {
       },
       'cycle',
     );
+  }
+
+  /** Tells agents and requesters what a cycle decided, once it is durable. */
+  function announceCycle(result: ReturnType<typeof runCycle>): void {
+    for (const [cluster, pools] of result.scale) {
+      for (const [pool, add] of pools)
+        transport.publish(subjects.scale(cluster), encodeJson({ pool, add, remove: [] }));
+    }
+    const byCluster = new Map<string, string[]>();
+    for (const { lease } of result.leases) append(byCluster, lease.cluster, lease.leaseId);
+    for (const [cluster, ids] of byCluster) dispatch(cluster, ids);
+    for (const { lease, request } of result.leases) {
+      answer(request.requestId, { ok: true, lease });
+    }
+    for (const { request, reason } of result.refused) {
+      metrics.refused.inc({ code: 'policy' });
+      answer(request.requestId, { ok: false, error: { code: 'policy', message: reason } });
+      publishState(request.requestId, undefined, 'failed', reason);
+    }
   }
 
   function answer(requestId: string, body: unknown): void {
@@ -366,7 +372,8 @@ export function createBroker(opts: BrokerOptions): Broker {
     if (!lease || lease.cluster !== cluster) return false;
     const r = state.transition(leaseId, s, { node, reason });
     if (!r) return false;
-    publishState(r.requestId, leaseId, s, reason, node);
+    // The requester heard `placed` in the reply; `launching` is the agent's business.
+    if (s !== 'launching') publishState(r.requestId, leaseId, s, reason, node);
     if (s === 'succeeded' || s === 'failed' || s === 'preempted' || s === 'lost') {
       state.release();
       schedule();
@@ -442,7 +449,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     const again = new Map<string, string[]>();
     for (const l of state.placed()) {
       if (!inventory.clusters.get(l.cluster)?.healthy || now - l.placedAt < 3000) continue;
-      again.set(l.cluster, [...(again.get(l.cluster) ?? []), l.leaseId]);
+      append(again, l.cluster, l.leaseId);
     }
     for (const [cluster, ids] of again) dispatch(cluster, ids);
     if (state.held.size > 0) {
@@ -472,7 +479,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     const again = new Map<string, string[]>();
     for (const l of leases) {
       if (l.state === 'placed' || l.state === 'launching' || l.state === 'running')
-        again.set(l.cluster, [...(again.get(l.cluster) ?? []), l.leaseId]);
+        append(again, l.cluster, l.leaseId);
     }
     for (const [cluster, ids] of again) dispatch(cluster, ids);
     schedule();
@@ -485,6 +492,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     if (cycleTimer) clearTimeout(cycleTimer);
     cycleTimer = undefined;
     await running;
+    await Promise.all(inflight.splice(0));
     await writer.flush();
   }
 
@@ -517,7 +525,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     isLeader: () => leadership.leading,
     onboard,
     idle() {
-      if (state.queue.length === 0 && !running) return Promise.resolve();
+      if (state.queue.length === 0 && !running) return Promise.all(inflight).then(() => undefined);
       return new Promise((resolve) => idleWaiters.push(resolve));
     },
   };
@@ -526,4 +534,11 @@ export function createBroker(opts: BrokerOptions): Broker {
 function toLeaseMsg(l: import('./records.ts').LeaseRecord) {
   const { state: _s, actualNode: _a, startedAt: _st, endedAt: _e, reason: _r, placedAt: _p, ...msg } = l;
   return msg;
+}
+
+/** Adds a value to the list under a key (without copying the list, which matters at 100K leases). */
+function append<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
 }

@@ -61,7 +61,9 @@ export function runCycle(input: CycleInput): CycleResult {
       const planned = `${nn.pool}-c${input.number}n${k}`;
       plannedIds.set(id, planned);
       const byPool = scale.get(nn.cluster) ?? new Map<string, string[]>();
-      byPool.set(nn.pool, [...(byPool.get(nn.pool) ?? []), planned]);
+      const list = byPool.get(nn.pool);
+      if (list) list.push(planned);
+      else byPool.set(nn.pool, [planned]);
       scale.set(nn.cluster, byPool);
       inventory.clusters.get(nn.cluster)?.planned.set(planned, { pool: nn.pool, at: now });
     });
