@@ -29,6 +29,9 @@ import { type BrokerMetrics, createBrokerMetrics } from './metrics.ts';
 import { loadRecords, type RequestRecord } from './records.ts';
 import { BrokerState } from './state.ts';
 
+/** How often per-cluster capacity and spend gauges are recomputed. */
+const GAUGE_INTERVAL_MS = 5000;
+
 /** Leases per launch message (a lease is about 600 bytes of JSON; NATS's default limit is 1 MiB). */
 const LAUNCH_CHUNK = 1000;
 
@@ -200,6 +203,18 @@ export function createBroker(opts: BrokerOptions): Broker {
     for (const { lease } of result.leases) append(byCluster, lease.cluster, lease.leaseId);
     for (const [cluster, ids] of byCluster) dispatch(cluster, ids);
     for (const { lease, request } of result.leases) {
+      log.debug(
+        {
+          requestId: request.requestId,
+          runId: request.runId,
+          taskId: request.taskId,
+          leaseId: lease.leaseId,
+          cluster: lease.cluster,
+          pool: lease.pool,
+          node: lease.node,
+        },
+        'placed',
+      );
       answer(request.requestId, { ok: true, lease });
     }
     for (const { request, reason } of result.refused) {
@@ -458,6 +473,30 @@ export function createBroker(opts: BrokerOptions): Broker {
     }
   }
 
+  /** Per-cluster free capacity and spend rate, for dashboards. */
+  function updateGauges(): void {
+    metrics.spendPerHour.reset();
+    for (const c of inventory.clusters.values()) {
+      let cpu = 0;
+      let gpus = 0;
+      for (const n of c.nodes.values()) {
+        if (!n.ready) continue;
+        const used = state.nodeUse.get(`${c.name}|${n.name}`);
+        cpu += (n.cpuMilli - (used?.cpu ?? 0)) / 1000;
+        gpus += n.gpuCount - (used?.gpu ?? 0) / 1000;
+      }
+      metrics.clusterFreeCpu.set({ cluster: c.name }, cpu);
+      metrics.clusterFreeGpus.set({ cluster: c.name }, gpus);
+      const spend = new Map<string, number>();
+      for (const l of state.activeOn(c.name)) {
+        const team = state.requests.get(l.requestId)?.team ?? '';
+        spend.set(team, (spend.get(team) ?? 0) + l.pricePerHour);
+      }
+      for (const [team, rate] of spend) metrics.spendPerHour.set({ cluster: c.name, team }, rate);
+    }
+    metrics.activeLeases.set(state.activeLeases());
+  }
+
   async function serve(): Promise<void> {
     if (serving) return;
     const { requests, leases } = await loadRecords(store);
@@ -473,6 +512,7 @@ export function createBroker(opts: BrokerOptions): Broker {
       ),
     );
     timers.push(setInterval(tick, Math.max(50, heartbeatMs / 2)));
+    timers.push(setInterval(updateGauges, GAUGE_INTERVAL_MS));
     log.info({ brokerId: id, requests: requests.length, leases: leases.length }, 'serving');
     // Leases placed before a restart: the agents are told again. They launch each lease once, and answer
     // for the ones they know with where they stand (ends this broker may have missed).

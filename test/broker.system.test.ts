@@ -1,4 +1,6 @@
+import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { serveMetrics } from '../broker/index.ts';
 import { encodeJson, subjects } from '../protocol/index.ts';
 import { eventually, startSystem, TestClient, type TestSystem } from './system.ts';
 
@@ -141,6 +143,40 @@ describe.each(['embedded', 'nats'] as const)('broker and agents (%s)', (mode) =>
       // After a preemption the task is placed off spot.
       const r = gantry.broker.state.requests.get(id)!;
       expect(gantry.broker.state.leases.get(r.leaseId!)!.capacityType).not.toBe('spot');
+    }
+  });
+
+  it('adds the nodes a plan needs, and removes them once idle past their TTL, never below the minimum', async () => {
+    const { gantry, client } = await start(1000); // idle TTL 10m → 0.6 s, launch delay 90 s → 90 ms
+    const ids = Array.from({ length: 40 }, (_, i) => `burst-${i}`);
+    const replies = await Promise.all(
+      ids.map((id) => client.request(id, { resources: { cpu: 4, memory: '8Gi' } })),
+    );
+    expect(replies.every((r) => r.ok)).toBe(true);
+    await client.finished(ids);
+    const aws = gantry.clouds.get('sim-aws')!;
+    const peak = aws.list().length;
+    expect(peak).toBeGreaterThan(1);
+    await eventually(() => aws.list().length === 1, 10_000, 'idle nodes removed');
+    // What is left is the on-demand pool's minimum, which was running from the start.
+    expect(aws.list().map((n) => n.name)).toEqual(['cpu-od-0']);
+  });
+
+  it('serves Prometheus metrics: leases, queue, cluster health', async () => {
+    const { gantry, client } = await start();
+    const ids = Array.from({ length: 10 }, (_, i) => `m-${i}`);
+    await Promise.all(ids.map((id) => client.request(id)));
+    await client.finished(ids);
+    const server = await serveMetrics(gantry.broker.metrics.registry, 0);
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(text).toMatch(/^gantry_leases_total 10$/m);
+      expect(text).toMatch(/^gantry_queue_depth 0$/m);
+      expect(text).toMatch(/^gantry_cluster_healthy\{cluster="sim-aws"\} 1$/m);
+      expect(text).toMatch(/^gantry_cycle_seconds_count [1-9]/m);
+    } finally {
+      server.close();
     }
   });
 });
