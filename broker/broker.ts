@@ -14,6 +14,7 @@ import {
   parseMessage,
   registerMsg,
   requestMsg,
+  type RequestMsg,
   type Store,
   type Subscription,
   subjects,
@@ -200,22 +201,29 @@ export function createBroker(opts: BrokerOptions): Broker {
         transport.publish(subjects.scale(cluster), encodeJson({ pool, add, remove: [] }));
     }
     const byCluster = new Map<string, string[]>();
-    for (const { lease } of result.leases) append(byCluster, lease.cluster, lease.leaseId);
-    for (const [cluster, ids] of byCluster) dispatch(cluster, ids);
+    const encoded = new Map<string, string>();
+    for (const { lease } of result.leases) {
+      append(byCluster, lease.cluster, lease.leaseId);
+      encoded.set(lease.leaseId, JSON.stringify(lease));
+    }
+    for (const [cluster, ids] of byCluster) dispatch(cluster, ids, encoded);
     for (const { lease, request } of result.leases) {
-      log.debug(
-        {
-          requestId: request.requestId,
-          runId: request.runId,
-          taskId: request.taskId,
-          leaseId: lease.leaseId,
-          cluster: lease.cluster,
-          pool: lease.pool,
-          node: lease.node,
-        },
-        'placed',
-      );
-      answer(request.requestId, { ok: true, lease });
+      if (log.isLevelEnabled('debug')) {
+        const { requestId, runId, taskId } = request;
+        log.debug(
+          {
+            requestId,
+            runId,
+            taskId,
+            leaseId: lease.leaseId,
+            cluster: lease.cluster,
+            pool: lease.pool,
+            node: lease.node,
+          },
+          'placed',
+        );
+      }
+      answerRaw(request.requestId, `{"ok":true,"lease":${encoded.get(lease.leaseId)}}`);
     }
     for (const { request, reason } of result.refused) {
       metrics.refused.inc({ code: 'policy' });
@@ -225,10 +233,14 @@ export function createBroker(opts: BrokerOptions): Broker {
   }
 
   function answer(requestId: string, body: unknown): void {
+    answerRaw(requestId, JSON.stringify(body));
+  }
+
+  function answerRaw(requestId: string, json: string): void {
     const ws = waiters.get(requestId);
     if (!ws) return;
     waiters.delete(requestId);
-    const data = encodeJson(body);
+    const data = new TextEncoder().encode(json);
     for (const w of ws) transport.respond(w, data);
   }
 
@@ -245,18 +257,46 @@ export function createBroker(opts: BrokerOptions): Broker {
     );
   }
 
-  /** Sends launches to a cluster's agent in chunks; the agent launches each lease once. */
-  function dispatch(cluster: string, leaseIds: readonly string[]): void {
-    const leases = leaseIds.map((id) => state.leases.get(id)).filter((l) => l !== undefined);
-    for (let i = 0; i < leases.length; i += LAUNCH_CHUNK) {
-      const chunk = leases.slice(i, i + LAUNCH_CHUNK);
-      transport
-        .request(subjects.launch(cluster), encodeJson({ leases: chunk.map(toLeaseMsg) }), { timeoutMs: 5000 })
-        .catch((err: Error) => {
-          // The redispatch loop sends them again.
-          log.warn({ cluster, leases: chunk.length, err: err.message }, 'launch not acknowledged');
-        });
+  /**
+   * Sends launches to a cluster's agent in chunks; the agent launches each lease once. `encoded` holds
+   * leases already turned into JSON (a cycle encodes each once, for the reply and the launch).
+   */
+  function dispatch(
+    cluster: string,
+    leaseIds: readonly string[],
+    encoded?: ReadonlyMap<string, string>,
+  ): void {
+    const json: string[] = [];
+    for (const id of leaseIds) {
+      const text = encoded?.get(id);
+      if (text) json.push(text);
+      else {
+        const l = state.leases.get(id);
+        if (l) json.push(JSON.stringify(toLeaseMsg(l)));
+      }
     }
+    for (let i = 0; i < json.length; i += LAUNCH_CHUNK) {
+      const chunk = json.slice(i, i + LAUNCH_CHUNK);
+      const body = new TextEncoder().encode(`{"leases":[${chunk.join(',')}]}`);
+      transport.request(subjects.launch(cluster), body, { timeoutMs: 5000 }).catch((err: Error) => {
+        // The redispatch loop sends them again.
+        log.warn({ cluster, leases: chunk.length, err: err.message }, 'launch not acknowledged');
+      });
+    }
+  }
+
+  // Most requests repeat a handful of shapes: their admission is computed once. The platform's policies
+  // do not change while the broker runs; onboarding clears the cache anyway.
+  const admitted = new Map<string, ReturnType<typeof admit>>();
+  function admitCached(m: RequestMsg): ReturnType<typeof admit> {
+    const key = `${m.team}\u0000${m.override}\u0000${JSON.stringify(m.resources)}`;
+    let result = admitted.get(key);
+    if (!result) {
+      if (admitted.size >= 10_000) admitted.clear();
+      result = admit(m, platform);
+      admitted.set(key, result);
+    }
+    return result;
   }
 
   function onRequest(msg: Msg): void {
@@ -276,7 +316,7 @@ export function createBroker(opts: BrokerOptions): Broker {
       waiters.set(m.requestId, [...(waiters.get(m.requestId) ?? []), msg]);
       return;
     }
-    const resources = admit(m, platform);
+    const resources = admitCached(m);
     if ('code' in resources) {
       metrics.refused.inc({ code: resources.code });
       log.info(
@@ -537,6 +577,7 @@ export function createBroker(opts: BrokerOptions): Broker {
   }
 
   async function onboard(cluster: Cluster): Promise<void> {
+    admitted.clear();
     const known = platform.clusters.findIndex((c) => c.name === cluster.name);
     if (known >= 0) platform.clusters.splice(known, 1, cluster);
     else platform.clusters.push(cluster);
