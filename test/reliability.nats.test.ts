@@ -108,16 +108,30 @@ async function agentsOn(server: NatsServer, completions: Map<string, number>): P
   return agents;
 }
 
+/**
+ * A nats-server, the brokers `startBrokers` starts on it, the test platform's agents (counting
+ * completions; they register with a broker, so they come after) and a client; all cleaned up after.
+ */
+async function startRun(
+  startBrokers: (url: string) => Promise<void>,
+): Promise<{ server: NatsServer; completions: Map<string, number>; client: Transport }> {
+  const server = await startNatsServer();
+  cleanup.push(() => server.stop());
+  await startBrokers(server.url);
+  const completions = new Map<string, number>();
+  await agentsOn(server, completions);
+  const client = await connectNats({ servers: server.url, name: 'client' });
+  cleanup.push(() => client.close());
+  return { server, completions, client };
+}
+
 describe('reliability over NATS', () => {
   it('SIGKILL of the broker in the middle of 1,000 tasks: every task completes exactly once', async () => {
-    const server = await startNatsServer();
-    cleanup.push(() => server.stop());
-    let broker = startBrokerProcess(server.url);
-    cleanup.push(async () => void broker.kill('SIGKILL'));
-    const completions = new Map<string, number>();
-    await agentsOn(server, completions);
-    const client = await connectNats({ servers: server.url, name: 'client' });
-    cleanup.push(() => client.close());
+    let broker: ChildProcess | undefined;
+    const { server, completions, client } = await startRun(async (url) => {
+      broker = startBrokerProcess(url);
+    });
+    cleanup.push(async () => void broker?.kill('SIGKILL'));
 
     const ids = Array.from({ length: 1000 }, (_, i) => `kill-${i}`);
     let answered = 0;
@@ -130,8 +144,8 @@ describe('reliability over NATS', () => {
       ),
     );
     await eventually(() => answered >= 300, 30_000, '300 leases before the kill');
-    broker.kill('SIGKILL');
-    await new Promise((r) => broker.once('exit', r));
+    broker!.kill('SIGKILL');
+    await new Promise((r) => broker!.once('exit', r));
     broker = startBrokerProcess(server.url);
     const replies = await all;
     expect(replies.filter((r) => !r.ok)).toEqual([]);
@@ -145,14 +159,10 @@ describe('reliability over NATS', () => {
   }, 120_000);
 
   it('nats-server restarted mid-run: broker and agents reconnect and nothing is lost', async () => {
-    const server = await startNatsServer();
-    cleanup.push(() => server.stop());
-    const broker = startBrokerProcess(server.url);
-    cleanup.push(async () => void broker.kill('SIGKILL'));
-    const completions = new Map<string, number>();
-    await agentsOn(server, completions);
-    const client = await connectNats({ servers: server.url, name: 'client' });
-    cleanup.push(() => client.close());
+    const { server, completions, client } = await startRun(async (url) => {
+      const broker = startBrokerProcess(url);
+      cleanup.push(async () => void broker.kill('SIGKILL'));
+    });
 
     const first = Array.from({ length: 200 }, (_, i) => `before-${i}`);
     await Promise.all(first.map((id) => requestUntilAnswered(client, id, 1_500_000)));
@@ -197,23 +207,20 @@ describe('reliability over NATS', () => {
   }, 120_000);
 
   it('two brokers: one leads; when it dies the other takes over and the work finishes', async () => {
-    const server = await startNatsServer();
-    cleanup.push(() => server.stop());
-    const first = startBrokerProcess(server.url);
-    cleanup.push(async () => void first.kill('SIGKILL'));
-    await new Promise((r) => setTimeout(r, 1500)); // the first one wins the election
-    const second = startBrokerProcess(server.url);
-    cleanup.push(async () => void second.kill('SIGKILL'));
-    const completions = new Map<string, number>();
-    await agentsOn(server, completions);
-    const client = await connectNats({ servers: server.url, name: 'client' });
-    cleanup.push(() => client.close());
+    let first: ChildProcess | undefined;
+    const { completions, client } = await startRun(async (url) => {
+      first = startBrokerProcess(url);
+      await new Promise((r) => setTimeout(r, 1500)); // the first one wins the election
+      const second = startBrokerProcess(url);
+      cleanup.push(async () => void second.kill('SIGKILL'));
+    });
+    cleanup.push(async () => void first?.kill('SIGKILL'));
 
     const before = Array.from({ length: 100 }, (_, i) => `lead-${i}`);
     expect(
       (await Promise.all(before.map((id) => requestUntilAnswered(client, id, 1_000_000)))).every((r) => r.ok),
     ).toBe(true);
-    first.kill('SIGKILL');
+    first!.kill('SIGKILL');
     const after = Array.from({ length: 100 }, (_, i) => `standby-${i}`);
     const replies = await Promise.all(after.map((id) => requestUntilAnswered(client, id, 100_000)));
     expect(replies.every((r) => r.ok)).toBe(true);
