@@ -53,11 +53,14 @@ interface Held {
   lease: LeaseMsg;
   state: TaskState;
   node?: string;
+  endedAt?: number;
 }
 
 const DONE: ReadonlySet<TaskState> = new Set(['succeeded', 'failed', 'preempted', 'lost']);
 /** How long, and how many, ended leases are repeated in heartbeats. */
 const FINISHED_KEPT_MS = 10_000;
+/** Ended leases are remembered this long, to answer repeated launches. */
+const DONE_KEPT_MS = 3_600_000;
 /** Events wait at most this long, or until this many are waiting, before they are sent. */
 const EVENT_DELAY_MS = 5;
 const EVENT_BATCH = 2000;
@@ -100,6 +103,7 @@ export function createAgent(opts: AgentOptions): Agent {
     held.state = state;
     if (held.node) lastBusy.set(held.node, clock());
     if (DONE.has(state)) {
+      held.endedAt = clock();
       finished.push({
         leaseId,
         state,
@@ -278,6 +282,17 @@ export function createAgent(opts: AgentOptions): Agent {
     return [...leases.values()].filter((h) => !DONE.has(h.state)).map((h) => h.lease.leaseId);
   }
 
+  /**
+   * Forgets leases that ended over an hour ago. Until then a launch the broker repeats (it restarted and
+   * missed the end) is answered from memory instead of being run again.
+   */
+  function prune(): void {
+    const before = clock() - DONE_KEPT_MS;
+    for (const [id, held] of leases)
+      if (DONE.has(held.state) && (held.endedAt ?? Infinity) < before) leases.delete(id);
+    if (cancelled.size > 100_000) cancelled.clear();
+  }
+
   function sendHeartbeat(): void {
     if (stopped) return;
     const since = clock() - FINISHED_KEPT_MS;
@@ -349,6 +364,7 @@ export function createAgent(opts: AgentOptions): Agent {
       heartbeat = setInterval(() => {
         sendHeartbeat();
         consolidate();
+        prune();
       }, heartbeatMs);
     },
     async stop() {

@@ -30,6 +30,9 @@ import { type BrokerMetrics, createBrokerMetrics } from './metrics.ts';
 import { loadRecords, type RequestRecord } from './records.ts';
 import { BrokerState } from './state.ts';
 
+/** How often requests that ended long ago are forgotten. */
+const PRUNE_INTERVAL_MS = 60_000;
+
 /** How often per-cluster capacity and spend gauges are recomputed. */
 const GAUGE_INTERVAL_MS = 5000;
 
@@ -58,6 +61,8 @@ export interface BrokerOptions {
   leaderTtlMs?: number;
   newId?: () => string;
   metrics?: BrokerMetrics;
+  /** Requests that ended are kept this long (memory and store), then forgotten. Default one hour. */
+  retentionMs?: number;
 }
 
 /** A running broker. */
@@ -513,6 +518,15 @@ export function createBroker(opts: BrokerOptions): Broker {
     }
   }
 
+  /** Forgets requests that ended more than `retentionMs` ago, in memory and in the store. */
+  function prune(): void {
+    const keys = state.prune(clock() - (opts.retentionMs ?? 3_600_000));
+    if (keys.length === 0) return;
+    void Promise.all(keys.map((k) => store.delete(k))).catch((err: Error) =>
+      log.warn({ err: err.message }, 'could not delete old records'),
+    );
+  }
+
   /** Per-cluster free capacity and spend rate, for dashboards. */
   function updateGauges(): void {
     metrics.spendPerHour.reset();
@@ -553,6 +567,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     );
     timers.push(setInterval(tick, Math.max(50, heartbeatMs / 2)));
     timers.push(setInterval(updateGauges, GAUGE_INTERVAL_MS));
+    timers.push(setInterval(prune, PRUNE_INTERVAL_MS));
     log.info({ brokerId: id, requests: requests.length, leases: leases.length }, 'serving');
     // Leases placed before a restart: the agents are told again. They launch each lease once, and answer
     // for the ones they know with where they stand (ends this broker may have missed).

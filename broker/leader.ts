@@ -17,6 +17,8 @@ export class Leadership {
   leading = false;
   private timer: NodeJS.Timeout | undefined;
   private revision = 0;
+  /** Until when the last successful renewal lets this broker lead. */
+  private validUntil = 0;
   private stopped = false;
 
   constructor(
@@ -49,7 +51,8 @@ export class Leadership {
 
   private async campaign(): Promise<void> {
     if (this.stopped) return;
-    const value = encodeJson({ holder: this.id, expiresAt: this.clock() + this.ttlMs } satisfies Lease);
+    const expiresAt = this.clock() + this.ttlMs;
+    const value = encodeJson({ holder: this.id, expiresAt } satisfies Lease);
     try {
       const current = await this.store.get(KEY);
       if (!current) this.revision = await this.store.create(KEY, value);
@@ -58,13 +61,16 @@ export class Leadership {
         if (lease.holder !== this.id && lease.expiresAt > this.clock()) return this.lose();
         this.revision = await this.store.update(KEY, value, current.revision);
       }
+      this.validUntil = expiresAt;
       if (!this.leading && !this.stopped) {
         this.leading = true;
         this.on.onElected();
       }
     } catch (err) {
       if (err instanceof StoreConflictError) return this.lose();
-      // The store is unreachable (NATS restarting): keep leading until the lease would have expired.
+      // The store is unreachable (NATS restarting): keep leading until our lease would have expired —
+      // after that a standby may have taken over, and two leaders must never serve at once.
+      if (this.clock() >= this.validUntil) this.lose();
     }
   }
 

@@ -5,7 +5,13 @@
 import type { LeaseMsg, TaskState } from '../protocol/index.ts';
 import type { TeamUsage } from '../solver/index.ts';
 import type { Store } from '../protocol/index.ts';
-import { type LeaseRecord, type LifecycleEvent, RecordWriter, type RequestRecord } from './records.ts';
+import {
+  type LeaseRecord,
+  type LifecycleEvent,
+  RecordWriter,
+  type RequestRecord,
+  requestKey,
+} from './records.ts';
 
 const ACTIVE: ReadonlySet<TaskState> = new Set(['placed', 'launching', 'running']);
 const DONE: ReadonlySet<TaskState> = new Set(['succeeded', 'failed']);
@@ -183,6 +189,30 @@ export class BrokerState {
       if (l && ACTIVE.has(l.state)) out.push(l);
     }
     return out;
+  }
+
+  /**
+   * Forgets requests that ended before `olderThan` (and their leases), so a long-running broker does not
+   * grow without bound. Returns their store keys, for the caller to delete.
+   */
+  prune(olderThan: number): string[] {
+    const gone: string[] = [];
+    for (const [id, r] of this.requests) {
+      if (!DONE.has(r.state) || r.updatedAt >= olderThan) continue;
+      this.requests.delete(id);
+      if (r.leaseId) this.leases.delete(r.leaseId);
+      gone.push(requestKey(id));
+    }
+    // Leases of earlier attempts (lost, preempted) whose request moved on.
+    for (const [id, l] of this.leases) {
+      if (
+        ORDER[l.state] === 4 &&
+        (l.endedAt ?? 0) < olderThan &&
+        this.requests.get(l.requestId)?.leaseId !== id
+      )
+        this.leases.delete(id);
+    }
+    return gone;
   }
 
   /** Every active lease. */

@@ -1,0 +1,115 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { openLocalStore, type LeaseMsg } from '../protocol/index.ts';
+import { loadRecords } from './records.ts';
+import { BrokerState } from './state.ts';
+
+async function fresh(clock: { now: number }) {
+  const store = await openLocalStore(mkdtempSync(join(tmpdir(), 'gantry-state-')));
+  return { store, state: new BrokerState(store, () => clock.now) };
+}
+
+function request(id: string) {
+  return {
+    requestId: id,
+    team: 'ml',
+    resources: {
+      cpuMilli: 2000,
+      memoryMiB: 4096,
+      gpu: [],
+      spot: undefined,
+      durationSeconds: 600,
+      profile: undefined,
+    },
+    override: false,
+    work: { kind: 'sim' as const, durationMs: 1, outcome: 'succeeded' as const },
+    state: 'pending' as const,
+    attempt: 0,
+    createdAt: 0,
+    updatedAt: 0,
+  };
+}
+
+function lease(id: string, requestId: string, node = 'n1'): LeaseMsg {
+  return {
+    leaseId: id,
+    requestId,
+    cluster: 'c1',
+    pool: 'p1',
+    node,
+    pricePerHour: 0.5,
+    cpuMilli: 2000,
+    memoryMiB: 4096,
+    gpuMilli: 1000,
+    gpuModel: 'L4',
+    capacityType: 'on-demand',
+    expiresAt: 1e12,
+    attempt: 0,
+    why: 'test',
+    work: { kind: 'sim', durationMs: 1, outcome: 'succeeded' },
+  };
+}
+
+describe('BrokerState', () => {
+  it('keeps per-node and per-team usage exact through the lifecycle', async () => {
+    const clock = { now: 1000 };
+    const { state } = await fresh(clock);
+    const a = request('a');
+    const b = request('b');
+    state.addRequest(a);
+    state.addRequest(b);
+    state.place(a, lease('la', 'a'));
+    state.place(b, lease('lb', 'b', 'planned-1'));
+    expect(state.nodeUse.get('c1|n1')).toEqual({ cpu: 2000, mem: 4096, gpu: 1000 });
+    expect(state.usage().ml).toEqual({
+      cpuMilli: 4000,
+      memoryMiB: 8192,
+      gpus: 2,
+      gpusByModel: { L4: 2 },
+      spendPerHour: 1,
+    });
+    // The planned node comes up under its real name: usage moves with the lease.
+    state.transition('lb', 'running', { node: 'real-1' });
+    expect(state.nodeUse.has('c1|planned-1')).toBe(false);
+    expect(state.nodeUse.get('c1|real-1')).toEqual({ cpu: 2000, mem: 4096, gpu: 1000 });
+    state.transition('la', 'succeeded', {});
+    state.transition('lb', 'preempted', { reason: 'spot' });
+    expect([...state.nodeUse]).toEqual([]);
+    expect(state.usage().ml).toEqual({
+      cpuMilli: 0,
+      memoryMiB: 0,
+      gpus: 0,
+      gpusByModel: { L4: 0 },
+      spendPerHour: 0,
+    });
+    // Preempted: pending again, off spot next time, attempt raised.
+    expect(state.requests.get('b')).toMatchObject({
+      state: 'pending',
+      attempt: 1,
+      avoidSpot: true,
+      leaseId: undefined,
+    });
+    // A late report never moves a lease backwards.
+    expect(state.transition('la', 'running', {})).toBeUndefined();
+    expect(state.leases.get('la')?.state).toBe('succeeded');
+  });
+
+  it('writes each request with its current lease, and forgets ended requests after the retention', async () => {
+    const clock = { now: 1000 };
+    const { store, state } = await fresh(clock);
+    const a = request('a');
+    state.addRequest(a);
+    state.place(a, lease('la', 'a'));
+    await state.writer.flush();
+    const loaded = await loadRecords(store);
+    expect(loaded.requests.map((r) => [r.requestId, r.state, r.leaseId])).toEqual([['a', 'placed', 'la']]);
+    expect(loaded.leases.map((l) => l.leaseId)).toEqual(['la']);
+    clock.now = 2000;
+    state.transition('la', 'succeeded', {});
+    expect(state.prune(1500)).toEqual([]);
+    expect(state.prune(2500)).toEqual(['req.a']);
+    expect(state.requests.size + state.leases.size).toBe(0);
+  });
+});
