@@ -178,7 +178,17 @@ export function createAgent(opts: AgentOptions): Agent {
   }
 
   function launch(lease: LeaseMsg): void {
-    if (cancelled.has(lease.leaseId)) return;
+    if (cancelled.has(lease.leaseId)) {
+      emit({
+        type: 'lease',
+        cluster: name,
+        leaseId: lease.leaseId,
+        state: 'lost',
+        at: clock(),
+        reason: 'cancelled',
+      });
+      return;
+    }
     const known = leases.get(lease.leaseId);
     if (known) {
       // Launch is idempotent: tell the broker again where the lease stands (it may have missed it).
@@ -214,7 +224,11 @@ export function createAgent(opts: AgentOptions): Agent {
     void provisioner
       .add(pool, parsed.value.add)
       .catch((err: Error) => log.error({ pool: pool.name, err: err.message }, 'could not add nodes'));
-    for (const n of parsed.value.remove) void provisioner.remove(n);
+    for (const n of parsed.value.remove) {
+      void provisioner
+        .remove(n)
+        .catch((err: Error) => log.warn({ node: n, err: err.message }, 'could not remove node'));
+    }
   }
 
   function onCancel(msg: Msg): void {
@@ -222,7 +236,8 @@ export function createAgent(opts: AgentOptions): Agent {
     if (!parsed.ok) return;
     cancelled.add(parsed.value.leaseId);
     executor.stop(parsed.value.leaseId);
-    report(parsed.value.leaseId, 'failed', { reason: `cancelled: ${parsed.value.reason}` });
+    // Lost, not failed: the broker has placed (or will place) the work again.
+    report(parsed.value.leaseId, 'lost', { reason: `cancelled: ${parsed.value.reason}` });
   }
 
   provisioner.onEvent((e) => {
@@ -324,7 +339,9 @@ export function createAgent(opts: AgentOptions): Agent {
           continue;
         if (now - (lastBusy.get(n.name) ?? n.createdAt) < (pool.idleTtlSeconds * 1000) / speedup) continue;
         count--;
-        void provisioner.remove(n.name);
+        void provisioner
+          .remove(n.name)
+          .catch((err: Error) => log.warn({ node: n.name, err: err.message }, 'could not remove node'));
       }
     }
   }

@@ -16,6 +16,7 @@ export interface AdminContext {
   platform: Platform;
   metrics: BrokerMetrics;
   onboard(cluster: Cluster): Promise<void>;
+  forget(name: string): Promise<void>;
   schedule(): void;
   bad(msg: Msg, subject: string, error: { code: string; message: string; field?: string }): void;
 }
@@ -89,7 +90,13 @@ export function handleAdmin(msg: Msg, ctx: AdminContext): void {
       ctx.inventory.remove(c.name);
       const i = ctx.platform.clusters.findIndex((x) => x.name === c.name);
       if (i >= 0) ctx.platform.clusters.splice(i, 1);
-      return reply({ removed: c.name });
+      void ctx
+        .forget(c.name)
+        .then(() => reply({ removed: c.name }))
+        .catch((err: Error) =>
+          ctx.bad(msg, msg.subject, { code: 'store', message: `could not forget ${c.name}: ${err.message}` }),
+        );
+      return;
     }
     case 'requests':
     case 'leases': {
@@ -103,10 +110,18 @@ export function handleAdmin(msg: Msg, ctx: AdminContext): void {
       const p = parseMessage(onboardMsg, msg.data);
       if (!p.ok) return ctx.bad(msg, msg.subject, p.error);
       const cluster = p.value.cluster as unknown as Cluster;
-      void ctx.onboard(cluster).then(() => {
-        ctx.schedule();
-        reply({ cluster: summary(ctx.inventory.clusters.get(cluster.name)!) });
-      });
+      void ctx
+        .onboard(cluster)
+        .then(() => {
+          ctx.schedule();
+          reply({ cluster: summary(ctx.inventory.clusters.get(cluster.name)!) });
+        })
+        .catch((err: Error) =>
+          ctx.bad(msg, msg.subject, {
+            code: 'store',
+            message: `could not onboard ${cluster.name}: ${err.message}`,
+          }),
+        );
       return;
     }
     case 'nodes':

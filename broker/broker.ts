@@ -30,6 +30,9 @@ import { type BrokerMetrics, createBrokerMetrics } from './metrics.ts';
 import { loadRecords, type RequestRecord } from './records.ts';
 import { BrokerState } from './state.ts';
 
+/** A node asked for that has not appeared after this long is no longer counted on. */
+const PLANNED_MAX_AGE_MS = 180_000;
+
 /** How often requests that ended long ago are forgotten. */
 const PRUNE_INTERVAL_MS = 60_000;
 
@@ -114,8 +117,16 @@ export function createBroker(opts: BrokerOptions): Broker {
   let idleWaiters: (() => void)[] = [];
 
   const leadership = new Leadership(store, id, clock, opts.leaderTtlMs ?? 3000, {
-    onElected: () => void serve(),
-    onDeposed: () => void unserve(),
+    onElected: () =>
+      void serve().catch((err: Error) => {
+        // Could not load the state: let another broker try.
+        log.error({ err: err.message }, 'could not start serving; stepping down');
+        void leadership.stop();
+      }),
+    onDeposed: () =>
+      void unserve(false).catch((err: Error) =>
+        log.error({ err: err.message }, 'could not stop serving cleanly'),
+      ),
   });
 
   function bad(msg: Msg, subject: string, error: { code: string; message: string; field?: string }): void {
@@ -142,8 +153,13 @@ export function createBroker(opts: BrokerOptions): Broker {
   function cycle(): void {
     cycleTimer = undefined;
     if (running || !serving) return;
+    const before = [...state.queue];
     running = runOneCycle()
-      .catch((err: Error) => log.error({ err: err.message }, 'cycle failed'))
+      .catch((err: Error) => {
+        log.error({ err: err.message }, 'cycle failed; its requests wait for the next one');
+        for (const id of before)
+          if (state.requests.get(id)?.state === 'pending' && !state.queue.includes(id)) state.queue.push(id);
+      })
       .finally(() => {
         running = undefined;
         schedule();
@@ -152,7 +168,7 @@ export function createBroker(opts: BrokerOptions): Broker {
 
   async function runOneCycle(): Promise<void> {
     const started = clock();
-    const ids = state.queue.splice(0, maxBatch);
+    const ids = [...new Set(state.queue.splice(0, maxBatch))];
     const batch = ids
       .map((i) => state.requests.get(i))
       .filter((r): r is RequestRecord => r?.state === 'pending');
@@ -177,7 +193,8 @@ export function createBroker(opts: BrokerOptions): Broker {
       (err) => log.warn({ err: err.message }, 'state write failed; retrying'),
     );
     const announce = durable.then((ok) => {
-      if (ok) announceCycle(result);
+      // A broker deposed meanwhile says nothing: the new leader loads these leases and announces them.
+      if (ok && serving) announceCycle(result);
     });
     inflight.push(announce);
     if (inflight.length > 1) await inflight.shift();
@@ -430,6 +447,9 @@ export function createBroker(opts: BrokerOptions): Broker {
   ): boolean {
     const lease = state.leases.get(leaseId);
     if (!lease || lease.cluster !== cluster) return false;
+    // A launch on a node that never came up: stop counting on that node.
+    if (s === 'lost' && reason?.includes('is not in this cluster'))
+      inventory.clusters.get(cluster)?.planned.delete(lease.node);
     const r = state.transition(leaseId, s, { node, reason });
     if (!r) return false;
     // The requester heard `placed` in the reply; `launching` is the agent's business.
@@ -499,8 +519,17 @@ export function createBroker(opts: BrokerOptions): Broker {
   });
 
   function tick(): void {
+    try {
+      checkClusters();
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'health check failed');
+    }
+  }
+
+  function checkClusters(): void {
     const now = clock();
     if (!connected) return;
+    inventory.expirePlanned(now, PLANNED_MAX_AGE_MS);
     for (const c of inventory.checkHealth(now, 1.5 * heartbeatMs, 0.5 * heartbeatMs)) {
       metrics.clusterHealthy.set({ cluster: c.name }, 0);
       for (const l of state.activeOn(c.name)) lose(l.leaseId, `cluster ${c.name} stopped sending heartbeats`);
@@ -554,7 +583,10 @@ export function createBroker(opts: BrokerOptions): Broker {
   async function serve(): Promise<void> {
     if (serving) return;
     const { requests, leases } = await loadRecords(store);
+    if (!leadership.leading || serving) return;
     state.load(requests, leases);
+    // Agents get a full grace period from now: this broker has not been listening.
+    for (const c of inventory.clusters.values()) c.lastHeartbeat = clock();
     serving = true;
     subs.push(transport.subscribe(subjects.request, onRequest, { queue: 'gantry-broker' }));
     subs.push(transport.subscribe(subjects.heartbeat('*'), onHeartbeat));
@@ -562,7 +594,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     subs.push(transport.subscribe(subjects.register('*'), onRegister));
     subs.push(
       transport.subscribe(subjects.admin('>'), (msg) =>
-        handleAdmin(msg, { transport, state, inventory, platform, metrics, onboard, schedule, bad }),
+        handleAdmin(msg, { transport, state, inventory, platform, metrics, onboard, forget, schedule, bad }),
       ),
     );
     timers.push(setInterval(tick, Math.max(50, heartbeatMs / 2)));
@@ -580,7 +612,12 @@ export function createBroker(opts: BrokerOptions): Broker {
     schedule();
   }
 
-  async function unserve(): Promise<void> {
+  /**
+   * Stops serving. `stillLeading`: this broker stops by choice and still holds leadership, so it writes
+   * what it buffered; a deposed broker must not, since a new leader may already own the state.
+   */
+  async function unserve(stillLeading: boolean): Promise<void> {
+    const wasServing = serving;
     serving = false;
     for (const s of subs.splice(0)) s.unsubscribe();
     for (const t of timers.splice(0)) clearInterval(t);
@@ -588,7 +625,14 @@ export function createBroker(opts: BrokerOptions): Broker {
     cycleTimer = undefined;
     await running;
     await Promise.all(inflight.splice(0));
-    await writer.flush();
+    if (wasServing && stillLeading) await writer.flush();
+  }
+
+  /** Forgets a removed cluster for good (it would come back from the store at the next start). */
+  async function forget(name: string): Promise<void> {
+    admitted.clear();
+    platform.pools.splice(0, platform.pools.length, ...platform.clusters.flatMap((c) => c.pools));
+    await store.delete(`cluster.${name}`);
   }
 
   async function onboard(cluster: Cluster): Promise<void> {
@@ -615,8 +659,9 @@ export function createBroker(opts: BrokerOptions): Broker {
       await leadership.start();
     },
     async stop() {
+      // Write everything first, then step down, so a standby never loads stale state.
+      await unserve(leadership.leading);
       await leadership.stop();
-      await unserve();
     },
     isLeader: () => leadership.leading,
     onboard,

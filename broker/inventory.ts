@@ -70,17 +70,20 @@ export class Inventory {
     for (const c of this.clusters.values()) {
       if (c.lastHeartbeat === undefined) continue;
       if (now - c.lastHeartbeat > unhealthyAfterMs) {
-        if (c.healthy) {
-          c.healthy = false;
-          c.unhealthySince = now;
-        }
-        if (c.unhealthySince !== undefined && now - c.unhealthySince >= graceMs) expired.push(c);
+        c.healthy = false;
+        c.unhealthySince ??= now;
+        if (now - c.unhealthySince >= graceMs) expired.push(c);
       }
     }
     return expired;
   }
 
-  /** The pools that may take new work, as the solver sees them. */
+  /** Forgets nodes asked for long ago that never appeared (the request was lost, or the pool was full). */
+  expirePlanned(now: number, maxAgeMs: number): void {
+    for (const c of this.clusters.values())
+      for (const [id, p] of c.planned) if (now - p.at > maxAgeMs) c.planned.delete(id);
+  }
+
   /** @param used what active leases use, per `cluster|node`. */
   snapshot(used: ReadonlyMap<string, { cpu: number; mem: number; gpu: number }>): PoolState[] {
     const pools: PoolState[] = [];

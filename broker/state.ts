@@ -58,6 +58,15 @@ export class BrokerState {
 
   /** Loads records after a start or a takeover: pending requests are queued again. */
   load(requests: readonly RequestRecord[], leases: readonly LeaseRecord[]): void {
+    // A takeover starts from the store alone: whatever this broker knew before is stale.
+    this.requests.clear();
+    this.leases.clear();
+    this.activeByCluster.clear();
+    this.unacknowledged.clear();
+    this.countedOn.clear();
+    this.nodeUse.clear();
+    this.teamUse.clear();
+    this.held.clear();
     for (const r of requests) this.requests.set(r.requestId, r);
     for (const l of leases) {
       this.leases.set(l.leaseId, l);

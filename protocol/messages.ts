@@ -29,7 +29,13 @@ export const subjects = {
   cancel: (cluster: string) => `${PROTOCOL}.agent.${cluster}.cancel`,
 } as const;
 
-const id = z.string().min(1).max(200);
+// Ids end up in subjects (`gantry.v1.task.<requestId>.state`) and store keys: no dots, spaces or wildcards.
+const id = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9_=:@+\-]{1,200}$/,
+    'must be 1–200 letters, digits or _=:@+- (no dots, spaces or wildcards)',
+  );
 const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a lower-case name');
 
 /** Resources as the runtime writes them (quantity strings or numbers), validated by the broker. */

@@ -56,6 +56,8 @@ describe.each(['embedded', 'nats'] as const)('broker and agents (%s)', (mode) =>
       encodeJson({ requestId: 'x' }),
       encodeJson({ requestId: 'y', team: 'ml', work: { kind: 'teleport' } }),
       encodeJson({ requestId: 'z', team: 'nobody', work: { kind: 'sim', durationMs: 1 } }),
+      // An id that would not fit in a subject (`gantry.v1.task.<id>.state`).
+      encodeJson({ requestId: 'job 1.*', team: 'ml', work: { kind: 'sim', durationMs: 1 } }),
     ];
     const answers = await Promise.all(
       messages.map((b) =>
@@ -69,7 +71,9 @@ describe.each(['embedded', 'nats'] as const)('broker and agents (%s)', (mode) =>
       [false, 'bad-message'],
       [false, 'bad-message'],
       [false, 'no-policy'],
+      [false, 'bad-message'],
     ]);
+    expect(answers[4].error.field).toBe('requestId');
     expect(answers[1].error.message).toBe('team: expected string, received undefined');
     // A heartbeat published on another cluster's subject is refused, not applied.
     gantry.transport.publish(
@@ -78,7 +82,7 @@ describe.each(['embedded', 'nats'] as const)('broker and agents (%s)', (mode) =>
     );
     await new Promise((r) => setTimeout(r, 50));
     const bad = (await gantry.broker.metrics.badMessages.get()).values.reduce((n, v) => n + v.value, 0);
-    expect(bad).toBe(4); // three malformed requests and the foreign heartbeat (no-policy is a refusal)
+    expect(bad).toBe(5); // four malformed requests and the foreign heartbeat (no-policy is a refusal)
     expect(gantry.broker.inventory.clusters.get('sim-aws')?.agentId).not.toBe('evil');
     const reply = await client.request('after');
     expect(reply.ok).toBe(true);
