@@ -4,7 +4,7 @@
  */
 import type { Policy } from '../policies/index.ts';
 import type { Group, Option } from './groups.ts';
-import { describeQuota, quotaAmount } from './model.ts';
+import { describeQuota, quotaAmount, quotaUsed, sumUsage } from './model.ts';
 import type { PoolState, TeamUsage } from './types.ts';
 
 /** Why a take was refused. */
@@ -26,22 +26,12 @@ export class Ledger {
     for (const g of groups) {
       const p = g.policy;
       if (!p || this.quotaLeft.has(p)) continue;
-      const used = p.teams.map((t) => usage[t]).filter((u): u is TeamUsage => u !== undefined);
-      const sum = (f: (u: TeamUsage) => number) => used.reduce((a, u) => a + f(u), 0);
+      const used = sumUsage(p.teams.map((t) => usage[t]));
       this.quotaLeft.set(
         p,
-        p.quotas.map((q) => {
-          const already =
-            q.resource === 'cpu'
-              ? sum((u) => u.cpuMilli)
-              : q.resource === 'memory'
-                ? sum((u) => u.memoryMiB)
-                : sum((u) => (q.model ? (u.gpusByModel[q.model] ?? 0) : u.gpus));
-          return q.nominal + (q.borrowingLimit ?? 0) - already;
-        }),
+        p.quotas.map((q) => q.nominal + (q.borrowingLimit ?? 0) - quotaUsed(q, used)),
       );
-      if (p.budget?.perHour !== undefined)
-        this.budgetLeft.set(p, p.budget.perHour - sum((u) => u.spendPerHour));
+      if (p.budget?.perHour !== undefined) this.budgetLeft.set(p, p.budget.perHour - used.spendPerHour);
     }
   }
 

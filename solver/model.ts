@@ -275,7 +275,7 @@ function addPolicyRows(
       }
       if (terms.length === 0) return;
       const borrow = (q.borrowingLimit ?? 0) / QUOTA_UNIT[q.resource];
-      const rhs = Math.max((quotaNominal(q) - quotaUsed(q, used)) / QUOTA_UNIT[q.resource], -borrow);
+      const rhs = Math.max((q.nominal - quotaUsed(q, used)) / QUOTA_UNIT[q.resource], -borrow);
       const row = addRow(`quota:${policy.name}:${qi}`, terms, undefined, rhs);
       if (borrow > 0) {
         const b = addVar(`b:${policy.name}:${qi}`, BORROW_COST[q.resource], { kind: 'b', row }, borrow);
@@ -313,7 +313,8 @@ function addPolicyRows(
   }
 }
 
-function sumUsage(list: (TeamUsage | undefined)[]): TeamUsage {
+/** What the teams of one policy hold together. */
+export function sumUsage(list: (TeamUsage | undefined)[]): TeamUsage {
   const total: TeamUsage = { cpuMilli: 0, memoryMiB: 0, gpus: 0, gpusByModel: {}, spendPerHour: 0 };
   for (const u of list) {
     if (!u) continue;
@@ -335,11 +336,8 @@ export function quotaAmount(q: Quota, g: Group, o: Option, pool: PoolState): num
   return o.gpuMilli / 1000;
 }
 
-function quotaNominal(q: Quota): number {
-  return q.nominal;
-}
-
-function quotaUsed(q: Quota, used: TeamUsage): number {
+/** How much of quota q is already used. */
+export function quotaUsed(q: Quota, used: TeamUsage): number {
   if (q.resource === 'cpu') return used.cpuMilli;
   if (q.resource === 'memory') return used.memoryMiB;
   return q.model ? (used.gpusByModel[q.model] ?? 0) : used.gpus;
