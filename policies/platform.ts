@@ -6,13 +6,7 @@
 import { CatalogEntryError, type PriceCatalog } from './catalog/catalog.ts';
 import type { Problem } from './errors.ts';
 import type { GpuModel } from './gpu.ts';
-import type {
-  CapacityType,
-  ClusterDoc,
-  ResourcePolicyDoc,
-  ResourceProfileDoc,
-  SpotPreference,
-} from './kinds.ts';
+import type { CapacityType, ClusterDoc, ResourcePolicyDoc, ResourceProfileDoc } from './kinds.ts';
 import type { LoadedDoc } from './load.ts';
 import { formatPath } from './load.ts';
 import { closest } from './suggest.ts';

@@ -125,6 +125,8 @@ export function plan(
   const greedy = greedyPack(context(), taskGroups);
   phase('greedy');
   let chosen = greedy;
+  const greedyCost = costOf(greedy, all, pools);
+  let chosenCost = greedyCost;
   if (solution && !fallback) {
     const ctx = context();
     const packer = new Packer(ctx);
@@ -166,17 +168,16 @@ export function plan(
     const packed = finishPacking(ctx, packer, overflow);
     phase('repair');
     chosen = packed;
-    if (better(greedy, packed, groups, model, all, pools)) {
+    chosenCost = costOf(packed, all, pools);
+    if (better({ packing: greedy, cost: greedyCost }, { packing: packed, cost: chosenCost }, model)) {
       chosen = greedy;
+      chosenCost = greedyCost;
       fallback = 'the greedy plan was cheaper than the rounded LP: greedy plan';
     }
   }
 
-  const cost = costOf(chosen, all, pools);
-  const baseline = {
-    ...costOf(greedy, all, pools),
-    unplaced: greedy.unplaced.reduce((n, u) => n + u.count, 0),
-  };
+  const cost = chosenCost;
+  const baseline = { ...greedyCost, unplaced: greedy.unplaced.reduce((n, u) => n + u.count, 0) };
   let bound = Number.NaN;
   if (solution && solution.status === 'optimal') {
     bound = boundOf(model, solution.values);
@@ -369,19 +370,16 @@ function costOf(p: Packing, options: readonly Option[], pools: Snapshot['pools']
 
 /** Whether packing `a` beats `b`: fewer unplaced (weighted by the LP's penalties), then lower objective. */
 function better(
-  a: Packing,
-  b: Packing,
-  groups: readonly Group[],
+  a: { packing: Packing; cost: PlanCost },
+  b: { packing: Packing; cost: PlanCost },
   model: PlacementModel,
-  options: readonly Option[],
-  pools: Snapshot['pools'],
 ): boolean {
   const weight = (p: Packing) =>
     p.unplaced.reduce((s, u) => s + u.count * model.unplacedPenalty[u.group]!, 0);
-  const wa = weight(a);
-  const wb = weight(b);
+  const wa = weight(a.packing);
+  const wb = weight(b.packing);
   if (Math.abs(wa - wb) > 1e-6) return wa < wb;
-  return costOf(a, options, pools).objective < costOf(b, options, pools).objective - 1e-9;
+  return a.cost.objective < b.cost.objective - 1e-9;
 }
 
 function taskOrder(requests: readonly TaskRequest[], groups: readonly Group[]): number[] {

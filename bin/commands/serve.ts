@@ -12,7 +12,7 @@ import {
 } from '../../agents/index.ts';
 import { createBroker, serveMetrics } from '../../broker/index.ts';
 import { loadPlatform } from '../../policies/index.ts';
-import { openLocalStore, type Store, type Transport } from '../../protocol/index.ts';
+import type { Transport } from '../../protocol/index.ts';
 import { connectNats, openJetStreamStore } from '../../protocol/nats-index.ts';
 import { defaultBackends } from '../../solver/index.ts';
 import { startEmbedded } from '../embedded.ts';
@@ -66,42 +66,19 @@ export function registerServeCommands(program: Command): void {
     .option('--heartbeat <ms>', 'agents heartbeat interval', '1000')
     .option('--speedup <n>', 'time scale of simulated clouds (embedded mode)', '1')
     .action(async (flags: ServeFlags) => {
+      const heartbeatMs = number('--heartbeat', flags.heartbeat, 50);
+      if (!flags.nats) return runEmbedded(flags, heartbeatMs);
       const { platform } = loadPlatform(flags.file);
       const logger = pino({ level: process.env.GANTRY_LOG ?? 'info' });
-      const heartbeatMs = number('--heartbeat', flags.heartbeat, 50);
-      let transport: Transport;
-      let store: Store;
-      if (flags.nats) {
-        const nats = await connectNats({
-          servers: flags.nats,
-          name: 'gantry-broker',
-          ...(flags.creds ? { creds: flags.creds } : {}),
-        });
-        transport = nats;
-        store = await openJetStreamStore(nats.connection, {
-          bucket: 'gantry-state',
-          stream: 'gantry-events',
-        });
-      } else {
-        mkdirSync(flags.state, { recursive: true });
-        const embedded = await startEmbedded({
-          platform,
-          stateDir: flags.state,
-          speedup: number('--speedup', flags.speedup, 0.001),
-          heartbeatMs,
-        });
-        logger.info({ clusters: platform.clusters.map((c) => c.name) }, 'embedded broker and agents running');
-        const server = flags.metricsPort
-          ? await serveMetrics(
-              embedded.broker.metrics.registry,
-              number('--metrics-port', flags.metricsPort, 1),
-            )
-          : undefined;
-        return untilSignal(async () => {
-          server?.close();
-          await embedded.stop();
-        });
-      }
+      const transport = await connectNats({
+        servers: flags.nats,
+        name: 'gantry-broker',
+        ...(flags.creds ? { creds: flags.creds } : {}),
+      });
+      const store = await openJetStreamStore(transport.connection, {
+        bucket: 'gantry-state',
+        stream: 'gantry-events',
+      });
       const broker = createBroker({
         transport,
         store,
@@ -169,24 +146,31 @@ export function registerServeCommands(program: Command): void {
     .option('--state <dir>', 'state directory', '.gantry/state')
     .option('--metrics-port <n>', 'serve Prometheus metrics on this port')
     .option('--speedup <n>', 'time scale of simulated clouds', '1')
-    .action(async (flags: ServeFlags) => {
-      const { platform } = loadPlatform(flags.file);
-      mkdirSync(flags.state, { recursive: true });
-      const embedded = await startEmbedded({
-        platform,
-        stateDir: flags.state,
-        speedup: number('--speedup', flags.speedup, 0.001),
-      });
-      const server = flags.metricsPort
-        ? await serveMetrics(embedded.broker.metrics.registry, number('--metrics-port', flags.metricsPort, 1))
-        : undefined;
-      process.stdout.write(
-        `Gantry is up: broker ${embedded.broker.id}, agents for ${platform.clusters.map((c) => c.name).join(', ')}; state in ${flags.state}` +
-          `${server ? `; metrics on http://127.0.0.1:${flags.metricsPort}/metrics` : ''}. Ctrl-C stops it.\n`,
-      );
-      await untilSignal(async () => {
-        server?.close();
-        await embedded.stop();
-      });
-    });
+    .action((flags: ServeFlags) => runEmbedded(flags, 1000));
+}
+
+/**
+ * `gantry up`, and `gantry broker` without `--nats`: a broker and an agent per cluster in this process,
+ * until SIGINT or SIGTERM.
+ */
+async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promise<void> {
+  const { platform } = loadPlatform(flags.file);
+  mkdirSync(flags.state, { recursive: true });
+  const embedded = await startEmbedded({
+    platform,
+    stateDir: flags.state,
+    speedup: number('--speedup', flags.speedup, 0.001),
+    heartbeatMs,
+  });
+  const server = flags.metricsPort
+    ? await serveMetrics(embedded.broker.metrics.registry, number('--metrics-port', flags.metricsPort, 1))
+    : undefined;
+  process.stdout.write(
+    `Gantry is up: broker ${embedded.broker.id}, agents for ${platform.clusters.map((c) => c.name).join(', ')}; state in ${flags.state}` +
+      `${server ? `; metrics on http://127.0.0.1:${flags.metricsPort}/metrics` : ''}. Ctrl-C stops it.\n`,
+  );
+  await untilSignal(async () => {
+    server?.close();
+    await embedded.stop();
+  });
 }
