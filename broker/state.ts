@@ -2,9 +2,8 @@
  * The broker's in-memory tables — requests, leases, the queue of pending work — and the transitions of
  * the task lifecycle. Every change goes to the write-behind {@link RecordWriter}; nothing here does I/O.
  */
-import type { LeaseMsg, TaskState } from '../protocol/index.ts';
 import type { TeamUsage } from '../solver/index.ts';
-import type { Store } from '../protocol/index.ts';
+import { type LeaseMsg, type Store, type TaskState, TERMINAL } from '../protocol/index.ts';
 import {
   type LeaseRecord,
   type LifecycleEvent,
@@ -14,7 +13,6 @@ import {
 } from './records.ts';
 
 const ACTIVE: ReadonlySet<TaskState> = new Set(['placed', 'launching', 'running']);
-const DONE: ReadonlySet<TaskState> = new Set(['succeeded', 'failed']);
 
 /** Allowed lease transitions: a late or repeated event never moves a lease backwards. */
 const ORDER: Record<TaskState, number> = {
@@ -207,7 +205,7 @@ export class BrokerState {
   prune(olderThan: number): string[] {
     const gone: string[] = [];
     for (const [id, r] of this.requests) {
-      if (!DONE.has(r.state) || r.updatedAt >= olderThan) continue;
+      if (!TERMINAL.has(r.state) || r.updatedAt >= olderThan) continue;
       this.requests.delete(id);
       if (r.leaseId) this.leases.delete(r.leaseId);
       gone.push(requestKey(id));
@@ -304,6 +302,6 @@ export class BrokerState {
   }
 
   isDone(r: RequestRecord): boolean {
-    return DONE.has(r.state);
+    return TERMINAL.has(r.state);
   }
 }
