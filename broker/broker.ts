@@ -367,7 +367,7 @@ export function createBroker(opts: BrokerOptions): Broker {
   }
 
   function onHeartbeat(msg: Msg): void {
-    const cluster = msg.subject.split('.')[3] ?? '';
+    const cluster = clusterOf(msg);
     const parsed = parseMessage(heartbeatMsg, msg.data);
     if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
     if (parsed.value.cluster !== cluster)
@@ -404,7 +404,7 @@ export function createBroker(opts: BrokerOptions): Broker {
   }
 
   function onEvents(msg: Msg): void {
-    const cluster = msg.subject.split('.')[3] ?? '';
+    const cluster = clusterOf(msg);
     const parsed = parseMessage(agentEvents, msg.data);
     if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
     let changed = false;
@@ -484,7 +484,7 @@ export function createBroker(opts: BrokerOptions): Broker {
   }
 
   function onRegister(msg: Msg): void {
-    const cluster = msg.subject.split('.')[3] ?? '';
+    const cluster = clusterOf(msg);
     const parsed = parseMessage(registerMsg, msg.data);
     if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
     if (parsed.value.cluster !== cluster || !inventory.clusters.has(cluster)) {
@@ -682,4 +682,9 @@ function append<K, V>(map: Map<K, V[]>, key: K, value: V): void {
   const list = map.get(key);
   if (list) list.push(value);
   else map.set(key, [value]);
+}
+
+/** The cluster an agent subject belongs to: `gantry.v1.agent.<cluster>.<verb>`. */
+function clusterOf(msg: Msg): string {
+  return msg.subject.split('.')[3] ?? '';
 }
