@@ -21,6 +21,8 @@ export interface SimProvisionerOptions {
 export interface SimProvisioner extends NodeProvisioner {
   /** Reclaims this fraction of the ready spot nodes now (at least one if any). Returns their names. */
   interrupt(fraction: number): string[];
+  /** Reclaims one spot node by name now; false if there is no such ready spot node. */
+  reclaimNode(name: string): boolean;
 }
 
 /**
@@ -111,6 +113,12 @@ export function createSimProvisioner(cluster: Cluster, opts: SimProvisionerOptio
       const victims = spot.slice(0, Math.max(spot.length > 0 ? 1 : 0, Math.round(spot.length * fraction)));
       victims.forEach(reclaim);
       return victims.map((n) => n.name);
+    },
+    reclaimNode(name: string) {
+      const node = nodes.get(name);
+      if (!node || !node.ready || node.capacityType !== 'spot') return false;
+      reclaim(node);
+      return true;
     },
     async close() {
       clearInterval(tick);

@@ -11,6 +11,10 @@ import {
   type SimProvisioner,
 } from '../agents/index.ts';
 import { type Broker, createBroker } from '../broker/index.ts';
+import { join } from 'node:path';
+import { type ArtifactStore, openLocalArtifacts } from '../runtime/artifacts.ts';
+import { createTaskHost, type HostServices } from '../runtime/host.ts';
+import { createProcessHost } from '../runtime/process-host.ts';
 import type { Cluster, Platform } from '../policies/index.ts';
 import { createMemoryTransport, openLocalStore, type Store, type Transport } from '../protocol/index.ts';
 import { defaultBackends } from '../solver/index.ts';
@@ -24,6 +28,8 @@ export interface EmbeddedOptions {
   speedup?: number;
   heartbeatMs?: number;
   transport?: Transport;
+  /** Copy worker processes' stderr to this process's. Default true. */
+  forwardStderr?: boolean;
 }
 
 /** Everything running in this process. */
@@ -33,6 +39,10 @@ export interface Embedded {
   broker: Broker;
   agents: Agent[];
   clouds: Map<string, SimProvisioner>;
+  /** Large task values (`<stateDir>/artifacts`). */
+  artifacts: ArtifactStore;
+  /** Lineage and run summaries (`<stateDir>/runtime`). */
+  runtimeStore: Store;
   stop(): Promise<void>;
 }
 
@@ -45,7 +55,9 @@ export interface Embedded {
  */
 export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
   const transport = opts.transport ?? createMemoryTransport();
-  const store = await openLocalStore(opts.stateDir);
+  const store = await openLocalStore(join(opts.stateDir, 'broker'));
+  const runtimeStore = await openLocalStore(join(opts.stateDir, 'runtime'));
+  const artifacts = await openLocalArtifacts(join(opts.stateDir, 'artifacts'));
   const heartbeatMs = opts.heartbeatMs ?? 1000;
   const broker = createBroker({
     transport,
@@ -57,7 +69,12 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
   await broker.start();
   const clouds = new Map<string, SimProvisioner>();
   const agents = opts.platform.clusters.map((cluster) => {
-    const { agent, cloud } = simAgent(transport, cluster, opts.speedup ?? 1, heartbeatMs);
+    const { agent, cloud } = simAgent(transport, cluster, opts.speedup ?? 1, heartbeatMs, {
+      transport,
+      artifacts,
+      timeScale: opts.speedup ?? 1,
+      forwardStderr: opts.forwardStderr ?? true,
+    });
     clouds.set(cluster.name, cloud);
     return agent;
   });
@@ -68,24 +85,35 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
     broker,
     agents,
     clouds,
+    artifacts,
+    runtimeStore,
     async stop() {
       await Promise.all(agents.map((a) => a.stop()));
       await broker.stop();
       await store.close();
+      await runtimeStore.close();
       await transport.close();
     },
   };
 }
 
-/** An agent for a cluster on the simulated cloud (or local processes for `local` clusters). */
+/**
+ * An agent for a cluster on the simulated cloud (or local processes for `local` clusters). With
+ * `services`, it runs workflow code: in this process on simulated clusters, in worker processes on
+ * local ones.
+ */
 export function simAgent(
   transport: Transport,
   cluster: Cluster,
   speedup: number,
   heartbeatMs: number,
+  services?: HostServices & { forwardStderr?: boolean },
 ): { agent: Agent; cloud: SimProvisioner } {
   const cloud = createSimProvisioner(cluster, { speedup });
-  const executor = cluster.provider === 'local' ? createLocalExecutor() : createSimExecutor({ speedup });
+  const executor =
+    cluster.provider === 'local'
+      ? createLocalExecutor(services ? { tasks: createProcessHost(services) } : {})
+      : createSimExecutor({ speedup, ...(services ? { tasks: createTaskHost(services) } : {}) });
   return {
     agent: createAgent({ transport, cluster, executor, provisioner: cloud, heartbeatMs, speedup }),
     cloud,

@@ -245,7 +245,16 @@ export function createBroker(opts: BrokerOptions): Broker {
           'placed',
         );
       }
-      answerRaw(request.requestId, `{"ok":true,"lease":${encoded.get(lease.leaseId)}}`);
+      const text = encoded.get(lease.leaseId)!;
+      // Nobody waits for a reply when the broker placed a request again (after a preemption or a
+      // lost cluster): the requester hears of the new lease on the task's state subject.
+      if (!answerRaw(request.requestId, `{"ok":true,"lease":${text}}`))
+        transport.publish(
+          subjects.taskState(request.requestId),
+          new TextEncoder().encode(
+            `{"requestId":${JSON.stringify(request.requestId)},"leaseId":${JSON.stringify(lease.leaseId)},"state":"placed","at":${clock()},"lease":${text}}`,
+          ),
+        );
     }
     for (const { request, reason } of result.refused) {
       metrics.refused.inc({ code: 'policy' });
@@ -258,12 +267,14 @@ export function createBroker(opts: BrokerOptions): Broker {
     answerRaw(requestId, JSON.stringify(body));
   }
 
-  function answerRaw(requestId: string, json: string): void {
+  /** Answers everyone waiting for `requestId`; false when nobody was. */
+  function answerRaw(requestId: string, json: string): boolean {
     const ws = waiters.get(requestId);
-    if (!ws) return;
+    if (!ws) return false;
     waiters.delete(requestId);
     const data = new TextEncoder().encode(json);
     for (const w of ws) transport.respond(w, data);
+    return true;
   }
 
   function publishState(

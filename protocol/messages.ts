@@ -27,6 +27,14 @@ export const subjects = {
   scale: (cluster: string) => `${PROTOCOL}.agent.${cluster}.scale`,
   /** broker → agent: stop a lease's work (drain, cancel). */
   cancel: (cluster: string) => `${PROTOCOL}.agent.${cluster}.cancel`,
+  /** task host → runtime: the outcome of one task execution (`resultMsg`). */
+  result: (execution: string) => `${PROTOCOL}.exec.${execution}.result`,
+  /** runtime → warm workers, request/reply in a queue group: run invocations (`invokeMsg`). */
+  invoke: (pool: string) => `${PROTOCOL}.worker.${pool}.invoke`,
+  /** runtime → warm workers: stop now (empty body). */
+  stopWorkers: (pool: string) => `${PROTOCOL}.worker.${pool}.stop`,
+  /** runtime → anyone watching a run (`gantry run` prints them): placements, retries, ends. */
+  runEvents: (runId: string) => `${PROTOCOL}.run.${runId}.events`,
 } as const;
 
 // Ids end up in subjects (`gantry.v1.task.<requestId>.state`) and store keys: no dots, spaces or wildcards.
@@ -48,6 +56,17 @@ export const resourcesMsg = z.strictObject({
   duration: z.union([z.string(), z.number()]).optional(),
 });
 
+/**
+ * A typed value on the wire: inline JSON, or a reference to a content-addressed artifact (values over
+ * the runtime's inline limit). `hash` is the sha256 of the value's JSON either way.
+ */
+export const valueMsg = z.union([
+  z.strictObject({ inline: z.unknown(), hash: z.string() }),
+  z.strictObject({ ref: z.string().regex(/^sha256:[0-9a-f]{64}$/), bytes: z.int().nonnegative() }),
+]);
+
+const modulePath = z.string().min(1).max(4096);
+
 /** What to run once placed. `sim` runs nothing and reports the outcome after `durationMs`. */
 export const workSpec = z.discriminatedUnion('kind', [
   z.strictObject({
@@ -60,6 +79,26 @@ export const workSpec = z.discriminatedUnion('kind', [
     command: z.string().min(1),
     args: z.array(z.string()).default([]),
     env: z.record(z.string(), z.string()).default({}),
+  }),
+  /** One execution of a workflow task: the host loads `module`, runs `task` and publishes the result. */
+  z.strictObject({
+    kind: z.literal('task'),
+    module: modulePath,
+    task: z.string().min(1).max(200),
+    execution: id,
+    run: id,
+    team: z.string().min(1),
+    input: valueMsg,
+    /** The host stops the execution after this long and reports a TimeoutError. */
+    timeoutMs: z.number().positive().optional(),
+  }),
+  /** A warm worker: loads `module` and serves invocations on `subjects.invoke(pool)` until idle. */
+  z.strictObject({
+    kind: z.literal('worker'),
+    module: modulePath,
+    pool: id,
+    idleTtlMs: z.number().positive().max(86_400_000),
+    concurrency: z.int().positive().max(10_000).default(1),
   }),
 ]);
 
@@ -198,7 +237,7 @@ export const scaleMsg = z.strictObject({
 /** broker → agent: stop a lease's work. */
 export const cancelMsg = z.strictObject({ leaseId: id, reason: z.string() });
 
-/** broker → runtime: a task's state changed. */
+/** broker → runtime: a task's state changed. `lease` is set when the broker placed it again. */
 export const taskStateMsg = z.strictObject({
   requestId: id,
   leaseId: id.optional(),
@@ -206,6 +245,47 @@ export const taskStateMsg = z.strictObject({
   at: z.number(),
   node: z.string().optional(),
   reason: z.string().optional(),
+  lease: leaseMsg.optional(),
+});
+
+/** A typed failure on the wire; the runtime turns `name` back into its error class. */
+export const errorMsg = z.strictObject({
+  name: z.string().min(1).max(200),
+  message: z.string().max(100_000),
+  data: z.record(z.string(), z.unknown()).optional(),
+  stack: z.string().max(100_000).optional(),
+});
+
+const ended = {
+  execution: id,
+  startedAt: z.number(),
+  endedAt: z.number(),
+  /** Lineage records of the tasks this execution called (the root runtime stores them). */
+  lineage: z.array(z.record(z.string(), z.unknown())).max(100_000).optional(),
+};
+
+/** task host → runtime: how an execution ended. */
+export const resultMsg = z.discriminatedUnion('ok', [
+  z.strictObject({ ok: z.literal(true), output: valueMsg, ...ended }),
+  z.strictObject({ ok: z.literal(false), error: errorMsg, ...ended }),
+]);
+
+/** runtime → warm worker: run these invocations of one task (one, or a chunk of a `map`). */
+export const invokeMsg = z.strictObject({
+  task: z.string().min(1).max(200),
+  run: id,
+  team: z.string().min(1),
+  /** The worker stops an invocation after this long (TimeoutError). */
+  timeoutMs: z.number().positive().optional(),
+  executions: z.array(z.strictObject({ execution: id, input: valueMsg })).min(1).max(10_000),
+});
+
+/** warm worker → runtime: the results, in the order of the invocations. */
+export const invokeReply = z.strictObject({
+  /** The worker's lease: where the invocations ran and at what price. */
+  lease: leaseMsg,
+  node: z.string(),
+  results: z.array(resultMsg),
 });
 
 /** The error reply every receiver gives to a message it cannot take. */
@@ -230,6 +310,11 @@ export type ScaleMsg = z.output<typeof scaleMsg>;
 export type CancelMsg = z.output<typeof cancelMsg>;
 export type TaskStateMsg = z.output<typeof taskStateMsg>;
 export type ErrorReply = z.output<typeof errorReply>;
+export type ValueMsg = z.output<typeof valueMsg>;
+export type ErrorMsg = z.output<typeof errorMsg>;
+export type ResultMsg = z.output<typeof resultMsg>;
+export type InvokeMsg = z.output<typeof invokeMsg>;
+export type InvokeReply = z.output<typeof invokeReply>;
 
 /** Terminal states: the task will not change state again. */
 export const TERMINAL: ReadonlySet<TaskState> = new Set(['succeeded', 'failed']);

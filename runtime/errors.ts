@@ -1,0 +1,125 @@
+/**
+ * Typed task failures. A failure crosses the wire as `{ name, message, data }` (protocol `errorMsg`) and
+ * comes back as the same class, so a workflow can `catch (err) { if (err instanceof OutOfMemoryError) … }`
+ * around a child task, and the runtime's retry policy can tell an OOM from a preemption.
+ */
+import type { ErrorMsg } from '../protocol/index.ts';
+
+/** Base class of every failure a task call can throw. `data` travels with it. */
+export class TaskError extends Error {
+  override name = 'TaskError';
+  /** The task that failed, when known. */
+  task?: string;
+  /** The execution that failed, when known. */
+  execution?: string;
+  constructor(
+    message: string,
+    readonly data: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** The process or pod ran out of memory. Retried with twice the memory, up to the policy's limit. */
+export class OutOfMemoryError extends TaskError {
+  override name = 'OutOfMemoryError';
+  constructor(message = 'the task ran out of memory', data: Record<string, unknown> = {}) {
+    super(message, data);
+  }
+  /** The memory the failed attempt had, in MiB. */
+  get memoryMiB(): number | undefined {
+    return this.data.memoryMiB as number | undefined;
+  }
+}
+
+/** The spot node under the task was reclaimed and the broker could not place the task again. */
+export class PreemptedError extends TaskError {
+  override name = 'PreemptedError';
+}
+
+/** A failure that retrying cannot fix (bad input, a bug); never retried. */
+export class NonRetriableError extends TaskError {
+  override name = 'NonRetriableError';
+}
+
+/** Asks the runtime to retry after a delay (a rate limit, a resource not ready yet). */
+export class RetryAfterError extends TaskError {
+  override name = 'RetryAfterError';
+  constructor(message: string, delayMs: number | Record<string, unknown>) {
+    super(message, typeof delayMs === 'number' ? { delayMs } : delayMs);
+  }
+  get delayMs(): number {
+    return Number(this.data.delayMs) || 0;
+  }
+}
+
+/** The task ran longer than its `timeout`. */
+export class TimeoutError extends TaskError {
+  override name = 'TimeoutError';
+}
+
+/**
+ * The broker refused the request: it exceeds the team's policy (an override asking for too much, a GPU
+ * model the team may not use). `policy` and `field` name what refused it. Never retried.
+ */
+export class PolicyRefusedError extends TaskError {
+  override name = 'PolicyRefusedError';
+  get policy(): string | undefined {
+    return this.data.policy as string | undefined;
+  }
+  get field(): string | undefined {
+    return this.data.field as string | undefined;
+  }
+}
+
+/** A task's input or output did not match its schema. Never retried. */
+export class ValidationError extends NonRetriableError {
+  override name = 'ValidationError';
+}
+
+const classes: Record<string, new (message: string, data: Record<string, unknown>) => TaskError> = {
+  TaskError,
+  OutOfMemoryError,
+  PreemptedError,
+  NonRetriableError,
+  RetryAfterError,
+  TimeoutError,
+  PolicyRefusedError,
+  ValidationError,
+};
+
+/** Turns anything a task threw into its wire form; plain errors keep their name and message. */
+export function toErrorMsg(err: unknown): ErrorMsg {
+  if (err instanceof Error) {
+    const data = err instanceof TaskError ? plainData(err.data) : undefined;
+    return {
+      name: err.name || 'Error',
+      message: err.message.slice(0, 100_000),
+      ...(data && Object.keys(data).length > 0 ? { data } : {}),
+      ...(err.stack ? { stack: err.stack.slice(0, 100_000) } : {}),
+    };
+  }
+  return { name: 'Error', message: String(err).slice(0, 100_000) };
+}
+
+/**
+ * Turns a wire error back into its class. Names the runtime does not know (a user's `TypeError`,
+ * `MyError`) become a `TaskError` that keeps the original name, message and remote stack.
+ */
+export function fromErrorMsg(msg: ErrorMsg, context: { task?: string; execution?: string } = {}): TaskError {
+  const Cls = classes[msg.name] ?? TaskError;
+  const err = new Cls(msg.message, msg.data ?? {});
+  if (!(msg.name in classes)) err.name = msg.name;
+  if (msg.stack) err.stack = `${err.name}: ${msg.message}\n    (remote) ${msg.stack.split('\n').slice(1).join('\n')}`;
+  if (context.task) err.task = context.task;
+  if (context.execution) err.execution = context.execution;
+  return err;
+}
+
+function plainData(data: Record<string, unknown>): Record<string, unknown> {
+  try {
+    return JSON.parse(JSON.stringify(data)) as Record<string, unknown>;
+  } catch {
+    return {};
+  }
+}

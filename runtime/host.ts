@@ -1,0 +1,301 @@
+/**
+ * Task hosts run workflow code where the broker placed it. `executeTask` runs one execution: load the
+ * module, find the task, fetch and check the input, run the function (tasks it calls go back through
+ * the broker), check and store the output. `serveWorker` keeps a warm worker answering invocations
+ * until it is idle. `createTaskHost` wraps both as an executor that runs them in this process (the
+ * simulated clusters); `process-host.ts` runs them in a child process per lease (local clusters).
+ */
+import { pathToFileURL } from 'node:url';
+import type { Executor, ExecutorReport } from '../agents/executor.ts';
+import {
+  encodeJson,
+  type InvokeReply,
+  invokeMsg,
+  type LeaseMsg,
+  parseMessage,
+  type ResultMsg,
+  subjects,
+  type Transport,
+  type ValueMsg,
+  type WorkSpec,
+} from '../protocol/index.ts';
+import type { ArtifactStore } from './artifacts.ts';
+import { Runtime } from './client.ts';
+import { NonRetriableError, TimeoutError, toErrorMsg } from './errors.ts';
+import type { LineageRecord } from './lineage.ts';
+import { lookupTask, type Placement, type TaskContext, taskNames, withScope } from './task.ts';
+import { checkValue, decodeValue, encodeValue } from './values.ts';
+
+/** What a host needs: the transport (results, nested calls) and the artifact store. */
+export interface HostServices {
+  transport: Transport;
+  artifacts: ArtifactStore;
+  /** Simulated seconds per wall-clock second, for the cost of nested calls. Default 1. */
+  timeScale?: number;
+}
+
+export type TaskWork = Extract<WorkSpec, { kind: 'task' }>;
+export type WorkerWork = Extract<WorkSpec, { kind: 'worker' }>;
+
+const loaded = new Map<string, Promise<unknown>>();
+
+/** Imports a workflow module once per process; its `task()` calls register its tasks. */
+export function loadModule(module: string): Promise<unknown> {
+  let p = loaded.get(module);
+  if (!p) {
+    const url = module.startsWith('file:') ? module : pathToFileURL(module).href;
+    p = import(url).catch((err: Error) => {
+      loaded.delete(module);
+      throw new NonRetriableError(`cannot load workflow module ${module}: ${err.message}`);
+    });
+    loaded.set(module, p);
+  }
+  return p;
+}
+
+/** One execution to run. */
+export interface Execution {
+  module: string;
+  task: string;
+  execution: string;
+  run: string;
+  team: string;
+  input: ValueMsg;
+  attempt: number;
+  placement: Placement;
+  timeoutMs?: number | undefined;
+  signal: AbortSignal;
+}
+
+/** Runs one execution and returns its result (never throws: failures are results). */
+export async function executeTask(services: HostServices, runtime: Runtime, x: Execution): Promise<ResultMsg> {
+  const startedAt = Date.now();
+  const lineage: LineageRecord[] = [];
+  try {
+    await loadModule(x.module);
+    const task = lookupTask(x.task);
+    if (!task)
+      throw new NonRetriableError(
+        `${x.module} defines no task named '${x.task}' (it defines: ${taskNames().join(', ') || 'none'})`,
+      );
+    const input = checkValue(task.options.input, await decodeValue(x.input, services.artifacts), {
+      task: x.task,
+      side: 'input',
+    });
+    const ctx: TaskContext = {
+      runId: x.run,
+      execution: x.execution,
+      task: x.task,
+      attempt: x.attempt,
+      placement: x.placement,
+      signal: x.signal,
+    };
+    const scope = {
+      caller: runtime,
+      runId: x.run,
+      execution: x.execution,
+      team: x.team,
+      module: x.module,
+      record: (rec: LineageRecord) => lineage.push(rec),
+    };
+    const run = withScope(scope, () => Promise.resolve(task.fn(input, ctx)));
+    const raw = x.timeoutMs ? await withTimeout(run, x.timeoutMs, x.task) : await run;
+    const output = checkValue(task.options.output, raw, { task: x.task, side: 'output' });
+    const value = await encodeValue(output, services.artifacts);
+    return { ok: true, execution: x.execution, output: value, startedAt, endedAt: Date.now(), ...withLineage(lineage) };
+  } catch (err) {
+    return {
+      ok: false,
+      execution: x.execution,
+      error: toErrorMsg(err),
+      startedAt,
+      endedAt: Date.now(),
+      ...withLineage(lineage),
+    };
+  }
+}
+
+function withLineage(lineage: LineageRecord[]): { lineage?: Record<string, unknown>[] } {
+  return lineage.length > 0 ? { lineage: lineage as unknown as Record<string, unknown>[] } : {};
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, task: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new TimeoutError(`${task} ran longer than its timeout of ${ms} ms`)), ms);
+  });
+  return Promise.race([p, limit]).finally(() => clearTimeout(timer));
+}
+
+/** Where a lease runs, for the task's context and for lineage. */
+export function leasePlacement(lease: LeaseMsg, node: string): Placement {
+  return {
+    cluster: lease.cluster,
+    pool: lease.pool,
+    node,
+    capacityType: lease.capacityType,
+    pricePerHour: lease.pricePerHour,
+    cpuMilli: lease.cpuMilli,
+    memoryMiB: lease.memoryMiB,
+    gpuMilli: lease.gpuMilli,
+    gpuModel: lease.gpuModel,
+    why: lease.why,
+  };
+}
+
+/** Runs a `task` lease's execution and publishes its result; resolves with it. */
+export async function runTaskLease(
+  services: HostServices,
+  runtime: Runtime,
+  lease: LeaseMsg,
+  node: string,
+  signal: AbortSignal,
+): Promise<ResultMsg | undefined> {
+  const work = lease.work as TaskWork;
+  const result = await executeTask(services, runtime, {
+    module: work.module,
+    task: work.task,
+    execution: work.execution,
+    run: work.run,
+    team: work.team,
+    input: work.input,
+    attempt: lease.attempt,
+    placement: leasePlacement(lease, node),
+    timeoutMs: work.timeoutMs,
+    signal,
+  });
+  // A lease stopped meanwhile (preempted, cancelled) reports nothing: the broker places it again.
+  if (signal.aborted) return undefined;
+  services.transport.publish(subjects.result(work.execution), encodeJson(result));
+  return result;
+}
+
+/**
+ * Serves a `worker` lease: answers invocations on the pool's subject (a queue group shared with the
+ * pool's other workers) until idle for `idleTtlMs`, told to stop, or `signal` aborts.
+ */
+export async function serveWorker(
+  services: HostServices,
+  runtime: Runtime,
+  lease: LeaseMsg,
+  node: string,
+  signal: AbortSignal,
+): Promise<void> {
+  const work = lease.work as WorkerWork;
+  const t = services.transport;
+  await loadModule(work.module);
+  const placement = leasePlacement(lease, node);
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  const slot = async () => {
+    if (active >= work.concurrency) await new Promise<void>((r) => waiting.push(r));
+    active++;
+  };
+  const release = () => {
+    active--;
+    waiting.shift()?.();
+  };
+  await new Promise<void>((resolve) => {
+    let idle: NodeJS.Timeout | undefined;
+    let busy = 0;
+    const finish = () => {
+      clearTimeout(idle);
+      sub.unsubscribe();
+      stop.unsubscribe();
+      signal.removeEventListener('abort', finish);
+      resolve();
+    };
+    const armIdle = () => {
+      clearTimeout(idle);
+      idle = setTimeout(() => (busy === 0 ? finish() : armIdle()), work.idleTtlMs);
+    };
+    const sub = t.subscribe(
+      subjects.invoke(work.pool),
+      (msg) => {
+        const p = parseMessage(invokeMsg, msg.data);
+        if (!p.ok) {
+          t.respond(msg, encodeJson(p));
+          return;
+        }
+        const inv = p.value;
+        busy++;
+        clearTimeout(idle);
+        void Promise.all(
+          inv.executions.map(async (e) => {
+            await slot();
+            try {
+              return await executeTask(services, runtime, {
+                module: work.module,
+                task: inv.task,
+                execution: e.execution,
+                run: inv.run,
+                team: inv.team,
+                input: e.input,
+                attempt: 0,
+                placement,
+                timeoutMs: inv.timeoutMs,
+                signal,
+              });
+            } finally {
+              release();
+            }
+          }),
+        ).then((results) => {
+          const reply: InvokeReply = { lease, node, results };
+          t.respond(msg, encodeJson(reply));
+          busy--;
+          armIdle();
+        });
+      },
+      { queue: work.pool },
+    );
+    const stop = t.subscribe(subjects.stopWorkers(work.pool), finish);
+    signal.addEventListener('abort', finish);
+    armIdle();
+  });
+}
+
+/**
+ * An executor that runs `task` and `worker` leases in this process: the simulated clusters' way of
+ * running real workflow code. Stopping a lease aborts its signal and drops its result.
+ *
+ * @example
+ * const executor = createSimExecutor({ speedup, tasks: createTaskHost({ transport, artifacts }) });
+ */
+export function createTaskHost(services: HostServices): Executor {
+  const runtime = new Runtime({ ...services, progress: false });
+  const running = new Map<string, AbortController>();
+  return {
+    kind: 'in-process',
+    start(lease: LeaseMsg, node: string, report: ExecutorReport) {
+      const ac = new AbortController();
+      running.set(lease.leaseId, ac);
+      report('running');
+      const done = (ok: boolean, reason?: string) => {
+        running.delete(lease.leaseId);
+        if (!ac.signal.aborted) report(ok ? 'succeeded' : 'failed', ok ? { exitCode: 0 } : { exitCode: 1, reason: reason ?? 'failed' });
+      };
+      if (lease.work.kind === 'task') {
+        void runTaskLease(services, runtime, lease, node, ac.signal).then((r) =>
+          r ? done(r.ok, r.ok ? undefined : `${r.error.name}: ${r.error.message}`.slice(0, 500)) : undefined,
+        );
+      } else if (lease.work.kind === 'worker') {
+        serveWorker(services, runtime, lease, node, ac.signal).then(
+          () => done(true),
+          (err: Error) => done(false, err.message),
+        );
+      } else {
+        running.delete(lease.leaseId);
+        report('failed', { reason: `the task host cannot run ${lease.work.kind} work` });
+      }
+    },
+    stop(leaseId: string) {
+      running.get(leaseId)?.abort();
+      running.delete(leaseId);
+    },
+    async close() {
+      for (const ac of running.values()) ac.abort();
+      running.clear();
+    },
+  };
+}

@@ -1,0 +1,142 @@
+/**
+ * The process host: each `task` or `worker` lease runs in its own Node process, with a V8 heap limit
+ * equal to the memory granted, talking to Gantry through this process (runtime/ipc.ts). A process that
+ * runs out of heap, or is killed by the kernel's OOM killer, ends its execution with an
+ * `OutOfMemoryError`; the runtime then retries with more memory.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Executor, ExecutorReport } from '../agents/executor.ts';
+import {
+  encodeJson,
+  type ErrorMsg,
+  invokeMsg,
+  type InvokeReply,
+  type LeaseMsg,
+  parseMessage,
+  type ResultMsg,
+  resultMsg,
+  subjects,
+} from '../protocol/index.ts';
+import type { HostServices } from './host.ts';
+import { relayForChild } from './ipc.ts';
+
+/** Options of {@link createProcessHost}. */
+export interface ProcessHostOptions extends HostServices {
+  /** Copy the workers' stderr to this process's stderr. Default true. */
+  forwardStderr?: boolean;
+  /** Working directory of the workers. */
+  cwd?: string;
+}
+
+const WORKER_MAIN = fileURLToPath(new URL('./worker-main.ts', import.meta.url));
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm')).href;
+/** The smallest heap a worker gets, MiB (Node itself needs some). */
+const MIN_HEAP_MIB = 64;
+const STDERR_TAIL = 8192;
+
+/**
+ * Creates an executor that runs workflow code in worker processes.
+ *
+ * @example
+ * const executor = createLocalExecutor({ tasks: createProcessHost({ transport, artifacts }) });
+ */
+export function createProcessHost(opts: ProcessHostOptions): Executor {
+  const children = new Map<string, ChildProcess>();
+  const stopped = new Set<string>();
+  return {
+    kind: 'process',
+    start(lease: LeaseMsg, node: string, report: ExecutorReport) {
+      const heap = Math.max(MIN_HEAP_MIB, Math.floor(lease.memoryMiB));
+      const child = spawn(process.execPath, ['--import', TSX, `--max-old-space-size=${heap}`, WORKER_MAIN], {
+        cwd: opts.cwd,
+        env: { ...process.env, GANTRY_LEASE_ID: lease.leaseId, GANTRY_NODE: node },
+        stdio: ['ignore', 'inherit', 'pipe', 'ipc'],
+        serialization: 'advanced',
+      });
+      children.set(lease.leaseId, child);
+      let tail = '';
+      child.stderr!.on('data', (chunk: Buffer) => {
+        if (opts.forwardStderr !== false) process.stderr.write(chunk);
+        tail = (tail + chunk.toString('utf8')).slice(-STDERR_TAIL);
+      });
+      const work = lease.work;
+      const execution = work.kind === 'task' ? work.execution : undefined;
+      let result: ResultMsg | undefined;
+      const relay = relayForChild(child, opts.transport, opts.artifacts, (subject, data) => {
+        if (execution && subject === subjects.result(execution)) {
+          const p = parseMessage(resultMsg, data);
+          if (p.ok) result = p.value;
+        }
+      });
+      const startedAt = Date.now();
+      child.once('spawn', () => {
+        child.send({ t: 'start', payload: { lease, node } });
+        report('running');
+      });
+      child.once('error', (err) => {
+        children.delete(lease.leaseId);
+        relay.close();
+        report('failed', { reason: `could not start a worker process: ${err.message}` });
+      });
+      child.once('exit', (code, signal) => {
+        children.delete(lease.leaseId);
+        const orphans = relay.orphans();
+        relay.close();
+        if (stopped.delete(lease.leaseId)) return;
+        const oom =
+          /heap out of memory|Allocation failed/i.test(tail) || signal === 'SIGKILL' || code === 137;
+        const failure: ErrorMsg = oom
+          ? {
+              name: 'OutOfMemoryError',
+              message: `the worker process ran out of memory (heap limit ${heap} MiB)`,
+              data: { memoryMiB: lease.memoryMiB },
+            }
+          : {
+              name: 'TaskError',
+              message: `the worker process exited with ${signal ?? `code ${code}`}: ${lastLine(tail) || 'no error output'}`,
+            };
+        const endedAt = Date.now();
+        // Invocations the worker was running when it died get the failure as their result.
+        for (const msg of orphans) {
+          const p = parseMessage(invokeMsg, msg.data);
+          if (!p.ok) continue;
+          const reply: InvokeReply = {
+            lease,
+            node,
+            results: p.value.executions.map((e) => ({ ok: false, execution: e.execution, error: failure, startedAt, endedAt })),
+          };
+          opts.transport.respond(msg, encodeJson(reply));
+        }
+        if (execution && !result) {
+          result = { ok: false, execution, error: failure, startedAt, endedAt };
+          opts.transport.publish(subjects.result(execution), encodeJson(result));
+        }
+        if (oom) report('failed', { exitCode: 137, reason: 'OOMKilled' });
+        else if (result && !result.ok) report('failed', { exitCode: code ?? 1, reason: `${result.error.name}: ${result.error.message}`.slice(0, 500) });
+        else if (code === 0) report('succeeded', { exitCode: 0 });
+        else report('failed', { exitCode: code ?? 1, reason: failure.message.slice(0, 500) });
+      });
+    },
+    stop(leaseId: string) {
+      const child = children.get(leaseId);
+      if (!child) return;
+      stopped.add(leaseId);
+      child.kill('SIGTERM');
+    },
+    async close() {
+      const exits = [...children.values()].map((c) => new Promise((r) => c.once('exit', r)));
+      for (const [id, c] of children) {
+        stopped.add(id);
+        c.kill('SIGTERM');
+      }
+      await Promise.all(exits);
+    },
+  };
+}
+
+function lastLine(text: string): string {
+  const lines = text.trim().split('\n');
+  return (lines[lines.length - 1] ?? '').slice(0, 300);
+}

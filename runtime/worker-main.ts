@@ -1,0 +1,29 @@
+/**
+ * Entry of a worker process started by the process host: waits for its lease from the parent, runs the
+ * execution (or serves as a warm worker) over the parent's transport, and exits.
+ */
+import type { LeaseMsg } from '../protocol/index.ts';
+import { Runtime } from './client.ts';
+import { runTaskLease, serveWorker } from './host.ts';
+import { connectToParent } from './ipc.ts';
+
+const { transport, artifacts, started } = connectToParent();
+const { lease, node } = (await started) as { lease: LeaseMsg; node: string };
+const services = { transport, artifacts };
+const runtime = new Runtime({ ...services, progress: false });
+const ac = new AbortController();
+process.once('SIGTERM', () => {
+  ac.abort();
+  process.exit(143);
+});
+if (lease.work.kind === 'task') {
+  const result = await runTaskLease(services, runtime, lease, node, ac.signal);
+  // The result has reached the parent's transport once this round trip returns.
+  await transport.flush();
+  process.disconnect?.();
+  process.exitCode = result?.ok ? 0 : 1;
+} else {
+  await serveWorker(services, runtime, lease, node, ac.signal);
+  await transport.flush();
+  process.disconnect?.();
+}
