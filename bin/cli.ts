@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { registerCatalogCommand } from './commands/catalog.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
 import { registerPlanCommand } from './commands/plan.ts';
+import { registerRunCommands } from './commands/run.ts';
 import { registerServeCommands } from './commands/serve.ts';
 import { registerValidateCommand } from './commands/validate.ts';
 import { PolicyError, ValidationError } from '../policies/index.ts';
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerPlanCommand(program);
   registerServeCommands(program);
   registerClusterCommands(program);
+  registerRunCommands(program);
   return program;
 }
 

@@ -88,6 +88,17 @@ class MemoryTransport implements Transport {
         sub.closed = true;
         this.#index.remove(subject, sub);
       },
+      drain: () => {
+        // Messages already queued for this subscription are delivered within the current microtask
+        // queue; the subscription closes after them.
+        this.#index.remove(subject, sub);
+        return new Promise<void>((resolve) =>
+          setTimeout(() => {
+            sub.closed = true;
+            resolve();
+          }, 0),
+        );
+      },
     };
   }
 

@@ -277,7 +277,10 @@ export const invokeMsg = z.strictObject({
   team: z.string().min(1),
   /** The worker stops an invocation after this long (TimeoutError). */
   timeoutMs: z.number().positive().optional(),
-  executions: z.array(z.strictObject({ execution: id, input: valueMsg })).min(1).max(10_000),
+  executions: z
+    .array(z.strictObject({ execution: id, input: valueMsg }))
+    .min(1)
+    .max(10_000),
 });
 
 /** warm worker → runtime: the results, in the order of the invocations. */

@@ -128,7 +128,10 @@ class NatsTransportImpl implements NatsTransport {
           }
         },
       });
-      return { unsubscribe: () => sub.unsubscribe() };
+      return {
+        unsubscribe: () => sub.unsubscribe(),
+        drain: () => (sub.isClosed() ? Promise.resolve() : sub.drain()),
+      };
     } catch (err) {
       throw mapError(err, subject, 0);
     }

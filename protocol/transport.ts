@@ -14,6 +14,12 @@ export interface Msg {
 /** Stops a subscription's handler from being called. */
 export interface Subscription {
   unsubscribe(): void;
+  /**
+   * Stops taking new messages but still handles those already on their way (over NATS: the server
+   * may have sent some before it saw the unsubscribe). A queue-group member that leaves uses this so
+   * no request sent to it is dropped.
+   */
+  drain(): Promise<void>;
 }
 
 /** Options of {@link Transport.subscribe}. */

@@ -97,7 +97,9 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** A short random id token. */
 export function newId(prefix: string): string {
-  return `${prefix}${randomBytes(6).toString('base64url').replace(/[^A-Za-z0-9]/g, 'x')}`;
+  return `${prefix}${randomBytes(6)
+    .toString('base64url')
+    .replace(/[^A-Za-z0-9]/g, 'x')}`;
 }
 
 /** Turns task calls into placed, retried, recorded executions. */
@@ -149,8 +151,13 @@ export class Runtime implements Caller {
       if (hit) {
         const now = this.#clock();
         this.#emit(scope, { type: 'cached', execution, task: name, attempt: 0, at: now });
-        scope.record(this.#record(task, scope, execution, 0, input, resources, overridden, now, now, { hit }));
-        return checkValue(task.options.output, await decodeValue(hit, this.artifacts), { task: name, side: 'output' });
+        scope.record(
+          this.#record(task, scope, execution, 0, input, resources, overridden, now, now, { hit }),
+        );
+        return checkValue(task.options.output, await decodeValue(hit, this.artifacts), {
+          task: name,
+          side: 'output',
+        });
       }
     }
     let pending = firstError;
@@ -161,7 +168,14 @@ export class Runtime implements Caller {
         const next = await this.#retryPlan(err, attempt, policy, resources);
         if (!next) throw err;
         resources = next.resources;
-        this.#emit(scope, { type: 'retry', execution, task: name, attempt, at: this.#clock(), message: next.why });
+        this.#emit(scope, {
+          type: 'retry',
+          execution,
+          task: name,
+          attempt,
+          at: this.#clock(),
+          message: next.why,
+        });
       }
       const startedAt = this.#clock();
       let outcome: Outcome;
@@ -172,22 +186,47 @@ export class Runtime implements Caller {
           err.task ??= name;
           err.execution ??= execution;
         }
-        scope.record(this.#record(task, scope, execution, attempt, input, resources, overridden, startedAt, this.#clock(), { err }));
+        scope.record(
+          this.#record(
+            task,
+            scope,
+            execution,
+            attempt,
+            input,
+            resources,
+            overridden,
+            startedAt,
+            this.#clock(),
+            { err },
+          ),
+        );
         if (err instanceof PolicyRefusedError || err instanceof NonRetriableError) throw err;
         pending = err;
         continue;
       }
       const { result } = outcome;
       for (const rec of result.lineage ?? []) scope.record(rec as LineageRecord);
-      const costUsd = outcome.lostCostUsd + this.#cost(outcome.lease.pricePerHour, result.startedAt, result.endedAt);
+      const costUsd =
+        outcome.lostCostUsd + this.#cost(outcome.lease.pricePerHour, result.startedAt, result.endedAt);
       const placement = placementOf(outcome.lease, outcome.result);
       if (result.ok) {
         scope.record(
-          this.#record(task, scope, execution, attempt, input, resources, overridden, result.startedAt, result.endedAt, {
-            outcome,
-            costUsd,
-            output: valueHash(result.output),
-          }),
+          this.#record(
+            task,
+            scope,
+            execution,
+            attempt,
+            input,
+            resources,
+            overridden,
+            result.startedAt,
+            result.endedAt,
+            {
+              outcome,
+              costUsd,
+              output: valueHash(result.output),
+            },
+          ),
         );
         this.#emit(scope, {
           type: 'succeeded',
@@ -206,13 +245,25 @@ export class Runtime implements Caller {
         return output;
       }
       const err = fromErrorMsg(result.error, { task: name, execution });
-      if (err instanceof OutOfMemoryError && err.memoryMiB === undefined) err.data.memoryMiB = outcome.lease.memoryMiB;
+      if (err instanceof OutOfMemoryError && err.memoryMiB === undefined)
+        err.data.memoryMiB = outcome.lease.memoryMiB;
       scope.record(
-        this.#record(task, scope, execution, attempt, input, resources, overridden, result.startedAt, result.endedAt, {
-          outcome,
-          costUsd,
-          err,
-        }),
+        this.#record(
+          task,
+          scope,
+          execution,
+          attempt,
+          input,
+          resources,
+          overridden,
+          result.startedAt,
+          result.endedAt,
+          {
+            outcome,
+            costUsd,
+            err,
+          },
+        ),
       );
       this.#emit(scope, {
         type: 'failed',
@@ -270,8 +321,20 @@ export class Runtime implements Caller {
     const id = attempt === 0 ? execution : `${execution}-a${attempt}`;
     if (task.options.reuse) {
       return this.#pool(task, resources, scope)
-        .invoke({ task: task.taskName, run: scope.runId, team: scope.team, executions: [{ execution: id, input }], ...(limitMs ? { timeoutMs: limitMs } : {}) })
-        .then((reply) => ({ result: reply.results[0]!, lease: reply.lease, preemptions: 0, lostCostUsd: 0, warm: true }));
+        .invoke({
+          task: task.taskName,
+          run: scope.runId,
+          team: scope.team,
+          executions: [{ execution: id, input }],
+          ...(limitMs ? { timeoutMs: limitMs } : {}),
+        })
+        .then((reply) => ({
+          result: reply.results[0]!,
+          lease: reply.lease,
+          preemptions: 0,
+          lostCostUsd: 0,
+          warm: true,
+        }));
     }
     return this.#cold(task, input, resources, overridden, scope, execution, id, attempt, limitMs);
   }
@@ -309,13 +372,25 @@ export class Runtime implements Caller {
         const s = p.value;
         if (s.state === 'placed' && s.lease) {
           lease = s.lease;
-          this.#emit(scope, { ...base, type: 'placed', at: s.at, placement: placementOf(s.lease), message: 'placed again' });
+          this.#emit(scope, {
+            ...base,
+            type: 'placed',
+            at: s.at,
+            placement: placementOf(s.lease),
+            message: 'placed again',
+          });
         } else if (s.state === 'running') {
           runningAt ??= s.at;
-          this.#emit(scope, { ...base, type: 'running', at: s.at, ...(lease ? { placement: placementOf(lease, undefined, s.node) } : {}) });
+          this.#emit(scope, {
+            ...base,
+            type: 'running',
+            at: s.at,
+            ...(lease ? { placement: placementOf(lease, undefined, s.node) } : {}),
+          });
         } else if (s.state === 'preempted' || s.state === 'lost') {
           preemptions++;
-          if (lease && runningAt !== undefined) lostCostUsd += this.#cost(lease.pricePerHour, runningAt, s.at);
+          if (lease && runningAt !== undefined)
+            lostCostUsd += this.#cost(lease.pricePerHour, runningAt, s.at);
           runningAt = undefined;
           this.#emit(scope, {
             ...base,
@@ -354,7 +429,13 @@ export class Runtime implements Caller {
         },
         name,
       );
-      this.#emit(scope, { ...base, type: 'placed', at: this.#clock(), placement: placementOf(lease) });
+      this.#emit(scope, {
+        ...base,
+        type: 'placed',
+        at: this.#clock(),
+        placement: placementOf(lease),
+        ...(overridden ? { message: `override ${describeResources(resources)}` } : {}),
+      });
       const end = await ended;
       const result: ResultMsg =
         'result' in end
@@ -397,7 +478,11 @@ export class Runtime implements Caller {
       if (!p.ok) throw new TaskError(`the broker sent a bad reply: ${p.error.message}`);
       if (p.value.ok) return p.value.lease;
       const { code, message, field } = p.value.error;
-      const info = { code, ...(field ? { field } : {}), ...(policyName(message) ? { policy: policyName(message) } : {}) };
+      const info = {
+        code,
+        ...(field ? { field } : {}),
+        ...(policyName(message) ? { policy: policyName(message) } : {}),
+      };
       if (code === 'policy' || code === 'no-policy' || code === 'bad-resources')
         throw new PolicyRefusedError(`${task}: ${message}`, info);
       throw new NonRetriableError(`${task}: the broker refused the request: ${message}`, info);
@@ -474,41 +559,72 @@ export class Runtime implements Caller {
     const lane = async () => {
       while (next < n && !stop) {
         const from = next;
-        next = Math.min(n, next + chunk);
+        const to = Math.min(n, from + chunk);
+        next = to;
         const executions: InvokeMsg['executions'] = [];
         const ids: string[] = [];
-        for (let i = from; i < next; i++) {
+        for (let i = from; i < to; i++) {
           const id = this.nextExecution(scope.runId);
           ids.push(id);
           const checked = checkValue(task.options.input, items[i], { task: name, side: 'input' });
-          executions.push({ execution: id, input: await encodeValue(checked, this.artifacts, this.#opts.inlineLimit) });
+          executions.push({
+            execution: id,
+            input: await encodeValue(checked, this.artifacts, this.#opts.inlineLimit),
+          });
         }
         let reply: InvokeReply;
         try {
-          reply = await pool.invoke({ task: name, run: scope.runId, team: scope.team, executions, ...(limitMs ? { timeoutMs: limitMs } : {}) });
+          reply = await pool.invoke({
+            task: name,
+            run: scope.runId,
+            team: scope.team,
+            executions,
+            ...(limitMs ? { timeoutMs: limitMs } : {}),
+          });
         } catch (err) {
-          for (let i = from; i < next; i++) fail(i, err);
+          for (let i = from; i < to; i++) fail(i, err);
           if (!opts.returnExceptions) stop = true;
-          progress.tick(next - from);
+          progress.tick(to - from);
           continue;
         }
         const retries: Promise<void>[] = [];
         for (let k = 0; k < reply.results.length; k++) {
           const i = from + k;
           const r = reply.results[k]!;
-          const outcome: Outcome = { result: r, lease: reply.lease, preemptions: 0, lostCostUsd: 0, warm: true };
-          const costUsd = this.#cost(reply.lease.pricePerHour, r.startedAt, r.endedAt) / (reuse.concurrency ?? 1);
+          const outcome: Outcome = {
+            result: r,
+            lease: reply.lease,
+            preemptions: 0,
+            lostCostUsd: 0,
+            warm: true,
+          };
+          const costUsd =
+            this.#cost(reply.lease.pricePerHour, r.startedAt, r.endedAt) / (reuse.concurrency ?? 1);
           for (const rec of r.lineage ?? []) scope.record(rec as LineageRecord);
           if (r.ok) {
             scope.record(
-              this.#record(task, scope, ids[k]!, 0, executions[k]!.input, resources, !!opts.override, r.startedAt, r.endedAt, {
-                outcome,
-                costUsd,
-                output: valueHash(r.output),
-              }),
+              this.#record(
+                task,
+                scope,
+                ids[k]!,
+                0,
+                executions[k]!.input,
+                resources,
+                !!opts.override,
+                r.startedAt,
+                r.endedAt,
+                {
+                  outcome,
+                  costUsd,
+                  output: valueHash(r.output),
+                },
+              ),
             );
             try {
-              results[i] = checkValue(task.options.output, await decodeValue(r.output, this.artifacts), { task: name, side: 'output' });
+              results[i] = checkValue(task.options.output, await decodeValue(r.output, this.artifacts), {
+                task: name,
+                side: 'output',
+              });
             } catch (err) {
               fail(i, err);
             }
@@ -516,11 +632,22 @@ export class Runtime implements Caller {
           }
           const err = fromErrorMsg(r.error, { task: name, execution: ids[k]! });
           scope.record(
-            this.#record(task, scope, ids[k]!, 0, executions[k]!.input, resources, !!opts.override, r.startedAt, r.endedAt, {
-              outcome,
-              costUsd,
-              err,
-            }),
+            this.#record(
+              task,
+              scope,
+              ids[k]!,
+              0,
+              executions[k]!.input,
+              resources,
+              !!opts.override,
+              r.startedAt,
+              r.endedAt,
+              {
+                outcome,
+                costUsd,
+                err,
+              },
+            ),
           );
           retries.push(
             this.#execute(task, executions[k]!.input, opts.override, scope, ids[k]!, 1, err).then(
@@ -530,7 +657,7 @@ export class Runtime implements Caller {
           );
         }
         await Promise.all(retries);
-        progress.tick(next - from);
+        progress.tick(to - from);
       }
     };
     await Promise.all(Array.from({ length: lanes }, lane));
@@ -577,7 +704,12 @@ export class Runtime implements Caller {
       input: valueHash(input),
       ...(how.output ? { output: how.output } : how.hit ? { output: valueHash(how.hit) } : {}),
       ...(err !== undefined
-        ? { error: err instanceof Error ? { name: err.name, message: err.message } : { name: 'Error', message: String(err) } }
+        ? {
+            error:
+              err instanceof Error
+                ? { name: err.name, message: err.message }
+                : { name: 'Error', message: String(err) },
+          }
         : {}),
       asked,
       override,
@@ -652,24 +784,33 @@ class WorkerPool {
     const data = encodeJson(msg);
     this.#inflight++;
     try {
-      if (this.#started > 0 && this.#inflight > this.#started * this.#concurrency && this.#started < this.maxReplicas)
+      if (
+        this.#started > 0 &&
+        this.#inflight > this.#started * this.#concurrency &&
+        this.#started < this.maxReplicas
+      )
         this.#startWorker();
       let waitMs = 5;
       const deadline = Date.now() + 15 * 60_000;
       for (;;) {
         try {
-          const reply = await t.request(subjects.invoke(this.id), data, { timeoutMs: (msg.timeoutMs ?? 3_600_000) + 30_000 });
+          const reply = await t.request(subjects.invoke(this.id), data, {
+            timeoutMs: (msg.timeoutMs ?? 3_600_000) + 30_000,
+          });
           const p = parseMessage(invokeReply, reply.data);
           if (!p.ok) {
             const body = decodeJson(reply.data) as { error?: { message?: string } };
-            throw new TaskError(`the worker refused the invocation: ${body.error?.message ?? p.error.message}`);
+            throw new TaskError(
+              `the worker refused the invocation: ${body.error?.message ?? p.error.message}`,
+            );
           }
           return p.value;
         } catch (err) {
           if (!(err instanceof NoRespondersError)) throw err;
           if (this.#refused) throw this.#refused;
           while (this.#started < this.minReplicas) this.#startWorker();
-          if (Date.now() > deadline) throw new TaskError(`${this.task.taskName}: no warm worker came up in 15 minutes`);
+          if (Date.now() > deadline)
+            throw new TaskError(`${this.task.taskName}: no warm worker came up in 15 minutes`);
           await sleep(waitMs);
           waitMs = Math.min(waitMs * 2, 100);
         }
@@ -699,8 +840,17 @@ class WorkerPool {
           team: scope.team,
           runId: scope.runId,
           taskId: `${this.task.taskName}-worker`,
-          resources: { ...this.resources, duration: this.resources.duration ?? Math.round(this.#idleTtlMs / 1000) },
-          work: { kind: 'worker', module: scope.module, pool: this.id, idleTtlMs: this.#idleTtlMs, concurrency: this.#concurrency },
+          resources: {
+            ...this.resources,
+            duration: this.resources.duration ?? Math.round(this.#idleTtlMs / 1000),
+          },
+          work: {
+            kind: 'worker',
+            module: scope.module,
+            pool: this.id,
+            idleTtlMs: this.#idleTtlMs,
+            concurrency: this.#concurrency,
+          },
         },
         this.task.taskName,
       )
@@ -747,11 +897,20 @@ function stripRuntime(override: Override | undefined): Resources {
 }
 
 /** The typed error for a failure the host could not report itself (the process died). */
-function failureFromReason(reason: string, memoryMiB: number): { name: string; message: string; data?: Record<string, unknown> } {
+function failureFromReason(
+  reason: string,
+  memoryMiB: number,
+): { name: string; message: string; data?: Record<string, unknown> } {
   if (/OOMKilled|out of memory/i.test(reason))
     return { name: 'OutOfMemoryError', message: `out of memory (${reason})`, data: { memoryMiB } };
   if (/preempt|reclaim/i.test(reason)) return { name: 'PreemptedError', message: reason };
   return { name: 'TaskError', message: reason };
+}
+
+function describeResources(r: Resources): string {
+  return Object.entries(r)
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('|') : v}`)
+    .join(' ');
 }
 
 function policyName(message: string): string | undefined {

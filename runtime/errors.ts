@@ -110,7 +110,8 @@ export function fromErrorMsg(msg: ErrorMsg, context: { task?: string; execution?
   const Cls = classes[msg.name] ?? TaskError;
   const err = new Cls(msg.message, msg.data ?? {});
   if (!(msg.name in classes)) err.name = msg.name;
-  if (msg.stack) err.stack = `${err.name}: ${msg.message}\n    (remote) ${msg.stack.split('\n').slice(1).join('\n')}`;
+  if (msg.stack)
+    err.stack = `${err.name}: ${msg.message}\n    (remote) ${msg.stack.split('\n').slice(1).join('\n')}`;
   if (context.task) err.task = context.task;
   if (context.execution) err.execution = context.execution;
   return err;

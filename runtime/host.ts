@@ -68,7 +68,11 @@ export interface Execution {
 }
 
 /** Runs one execution and returns its result (never throws: failures are results). */
-export async function executeTask(services: HostServices, runtime: Runtime, x: Execution): Promise<ResultMsg> {
+export async function executeTask(
+  services: HostServices,
+  runtime: Runtime,
+  x: Execution,
+): Promise<ResultMsg> {
   const startedAt = Date.now();
   const lineage: LineageRecord[] = [];
   try {
@@ -102,7 +106,14 @@ export async function executeTask(services: HostServices, runtime: Runtime, x: E
     const raw = x.timeoutMs ? await withTimeout(run, x.timeoutMs, x.task) : await run;
     const output = checkValue(task.options.output, raw, { task: x.task, side: 'output' });
     const value = await encodeValue(output, services.artifacts);
-    return { ok: true, execution: x.execution, output: value, startedAt, endedAt: Date.now(), ...withLineage(lineage) };
+    return {
+      ok: true,
+      execution: x.execution,
+      output: value,
+      startedAt,
+      endedAt: Date.now(),
+      ...withLineage(lineage),
+    };
   } catch (err) {
     return {
       ok: false,
@@ -198,12 +209,18 @@ export async function serveWorker(
   await new Promise<void>((resolve) => {
     let idle: NodeJS.Timeout | undefined;
     let busy = 0;
+    let finished = false;
     const finish = () => {
+      if (finished) return;
+      finished = true;
       clearTimeout(idle);
-      sub.unsubscribe();
       stop.unsubscribe();
       signal.removeEventListener('abort', finish);
-      resolve();
+      // Invocations the server already routed to this worker are still answered.
+      void sub.drain().then(async () => {
+        while (busy > 0) await new Promise((r) => setTimeout(r, 10));
+        resolve();
+      });
     };
     const armIdle = () => {
       clearTimeout(idle);
@@ -273,7 +290,11 @@ export function createTaskHost(services: HostServices): Executor {
       report('running');
       const done = (ok: boolean, reason?: string) => {
         running.delete(lease.leaseId);
-        if (!ac.signal.aborted) report(ok ? 'succeeded' : 'failed', ok ? { exitCode: 0 } : { exitCode: 1, reason: reason ?? 'failed' });
+        if (!ac.signal.aborted)
+          report(
+            ok ? 'succeeded' : 'failed',
+            ok ? { exitCode: 0 } : { exitCode: 1, reason: reason ?? 'failed' },
+          );
       };
       if (lease.work.kind === 'task') {
         void runTaskLease(services, runtime, lease, node, ac.signal).then((r) =>

@@ -67,7 +67,9 @@ export function map(task: Task, items: readonly unknown[], opts: MapOptions = {}
   const scope = currentScope();
   if (!scope)
     return Promise.reject(
-      new NonRetriableError(`map(${task.taskName}) was called outside a workflow: run it with \`gantry run\``),
+      new NonRetriableError(
+        `map(${task.taskName}) was called outside a workflow: run it with \`gantry run\``,
+      ),
     );
   return scope.caller.map(task, items, opts, scope);
 }

@@ -26,7 +26,8 @@ export type Up =
   | { t: 'res'; replyId: number; data: Uint8Array }
   | { t: 'aput'; id: number; data: Uint8Array }
   | { t: 'aget'; id: number; ref: string }
-  | { t: 'flush'; id: number };
+  | { t: 'flush'; id: number }
+  | { t: 'drain'; id: number; sid: number };
 
 /** parent → child */
 export type Down =
@@ -78,7 +79,13 @@ export function relayForChild(
                 replyId = nextReply++;
                 pending.set(replyId, msg);
               }
-              send({ t: 'msg', sid: m.sid, subject: msg.subject, data: msg.data, ...(replyId ? { replyId } : {}) });
+              send({
+                t: 'msg',
+                sid: m.sid,
+                subject: msg.subject,
+                data: msg.data,
+                ...(replyId ? { replyId } : {}),
+              });
             },
             m.queue ? { queue: m.queue } : {},
           ),
@@ -100,6 +107,15 @@ export function relayForChild(
           (err: Error) => send({ t: 'err', id: m.id, name: err.name, message: err.message }),
         );
         break;
+      case 'drain': {
+        const sub = subs.get(m.sid);
+        subs.delete(m.sid);
+        (sub ? sub.drain() : Promise.resolve()).then(
+          () => send({ t: 'ok', id: m.id }),
+          (err: Error) => send({ t: 'err', id: m.id, name: err.name, message: err.message }),
+        );
+        break;
+      }
       case 'flush':
         // The parent handles the child's messages in order: everything sent before has been carried out.
         transport.flush().then(
@@ -134,11 +150,18 @@ export function relayForChild(
 }
 
 /** Child side: a transport and an artifact store that go through the parent. */
-export function connectToParent(): { transport: Transport; artifacts: ArtifactStore; started: Promise<unknown> } {
+export function connectToParent(): {
+  transport: Transport;
+  artifacts: ArtifactStore;
+  started: Promise<unknown>;
+} {
   if (!process.send) throw new Error('this process has no IPC channel: it must be started by a Gantry agent');
   const send = (m: Up) => process.send!(m);
   const handlers = new Map<number, (msg: Msg) => void>();
-  const calls = new Map<number, { resolve: (m: Extract<Down, { t: 'ok' }>) => void; reject: (e: Error) => void }>();
+  const calls = new Map<
+    number,
+    { resolve: (m: Extract<Down, { t: 'ok' }>) => void; reject: (e: Error) => void }
+  >();
   let nextSid = 1;
   let nextId = 1;
   let start!: (payload: unknown) => void;
@@ -150,7 +173,11 @@ export function connectToParent(): { transport: Transport; artifacts: ArtifactSt
     else if (m.t === 'msg') {
       const reply = m.replyId ? `_IPC.${m.replyId}` : undefined;
       if (reply) replies.set(reply, m.replyId!);
-      handlers.get(m.sid)?.({ subject: m.subject, data: new Uint8Array(m.data), ...(reply ? { reply } : {}) });
+      handlers.get(m.sid)?.({
+        subject: m.subject,
+        data: new Uint8Array(m.data),
+        ...(reply ? { reply } : {}),
+      });
     } else {
       const call = calls.get(m.id);
       calls.delete(m.id);
@@ -178,6 +205,11 @@ export function connectToParent(): { transport: Transport; artifacts: ArtifactSt
         unsubscribe() {
           if (!handlers.delete(sid)) return;
           send({ t: 'unsub', sid });
+        },
+        async drain() {
+          if (!handlers.has(sid)) return;
+          await rpc({ t: 'drain', id: nextId++, sid });
+          handlers.delete(sid);
         },
       };
     },
@@ -215,7 +247,8 @@ export function connectToParent(): { transport: Transport; artifacts: ArtifactSt
 }
 
 function remoteError(name: string, message: string): Error {
-  if (name === 'NoRespondersError') return new NoRespondersError(message.replace(/^no one is listening on /, ''));
+  if (name === 'NoRespondersError')
+    return new NoRespondersError(message.replace(/^no one is listening on /, ''));
   if (name === 'TransportTimeoutError') return Object.assign(new TransportTimeoutError('', 0), { message });
   const err = new Error(message);
   err.name = name;

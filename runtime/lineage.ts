@@ -221,7 +221,9 @@ export function lineageDot(graph: LineageGraph): string {
   const out = ['digraph lineage {', '  rankdir=LR;'];
   const artifacts = new Set<string>();
   for (const r of graph.executions) {
-    out.push(`  ${q(r.execution)} [shape=box,label=${q(`${r.task}\n${r.execution}${r.error ? '\nFAILED' : ''}`)}];`);
+    out.push(
+      `  ${q(r.execution)} [shape=box,label=${q(`${r.task}\n${r.execution}${r.error ? '\nFAILED' : ''}`)}];`,
+    );
     artifacts.add(r.input);
     if (r.output) artifacts.add(r.output);
   }

@@ -105,7 +105,13 @@ export function createProcessHost(opts: ProcessHostOptions): Executor {
           const reply: InvokeReply = {
             lease,
             node,
-            results: p.value.executions.map((e) => ({ ok: false, execution: e.execution, error: failure, startedAt, endedAt })),
+            results: p.value.executions.map((e) => ({
+              ok: false,
+              execution: e.execution,
+              error: failure,
+              startedAt,
+              endedAt,
+            })),
           };
           opts.transport.respond(msg, encodeJson(reply));
         }
@@ -114,7 +120,11 @@ export function createProcessHost(opts: ProcessHostOptions): Executor {
           opts.transport.publish(subjects.result(execution), encodeJson(result));
         }
         if (oom) report('failed', { exitCode: 137, reason: 'OOMKilled' });
-        else if (result && !result.ok) report('failed', { exitCode: code ?? 1, reason: `${result.error.name}: ${result.error.message}`.slice(0, 500) });
+        else if (result && !result.ok)
+          report('failed', {
+            exitCode: code ?? 1,
+            reason: `${result.error.name}: ${result.error.message}`.slice(0, 500),
+          });
         else if (code === 0) report('succeeded', { exitCode: 0 });
         else report('failed', { exitCode: code ?? 1, reason: failure.message.slice(0, 500) });
       });

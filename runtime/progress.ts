@@ -34,13 +34,20 @@ export const defaultProgress: ProgressFactory = (label, total) => {
 };
 
 /** Prints `label: done/total (pct) rate/s` every few seconds and once at the end. */
-export function progressLines(label: string, total: number, write: (line: string) => void, everyMs = LINE_EVERY_MS): Progress {
+export function progressLines(
+  label: string,
+  total: number,
+  write: (line: string) => void,
+  everyMs = LINE_EVERY_MS,
+): Progress {
   const started = Date.now();
   let count = 0;
   let last = started;
   const line = () => {
     const secs = (Date.now() - started) / 1000;
-    write(`${label}: ${count}/${total} (${Math.floor((100 * count) / total)}%) ${Math.round(count / Math.max(secs, 0.001))}/s`);
+    write(
+      `${label}: ${count}/${total} (${Math.floor((100 * count) / total)}%) ${Math.round(count / Math.max(secs, 0.001))}/s`,
+    );
   };
   return {
     tick(n) {

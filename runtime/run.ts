@@ -173,7 +173,8 @@ export function storeCache(store: Store): OutputCache {
  */
 export async function loadWorkflow(file: string, name?: string): Promise<{ workflow: Task; module: string }> {
   const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
-  const isTask = (v: unknown): v is Task => typeof v === 'function' && typeof (v as Task).taskName === 'string';
+  const isTask = (v: unknown): v is Task =>
+    typeof v === 'function' && typeof (v as Task).taskName === 'string';
   const tasks = Object.entries(mod).filter(([, v]) => isTask(v)) as [string, Task][];
   let workflow: Task | undefined;
   if (name) workflow = tasks.find(([k, v]) => k === name || v.taskName === name)?.[1];

@@ -148,10 +148,8 @@ export function currentScope(): Scope | undefined {
 
 // Shared by every copy of this module in the process (a test runner may load it twice).
 const REGISTRY_KEY = Symbol.for('gantry.runtime.tasks');
-const registry: Map<string, Task> = ((globalThis as Record<symbol, unknown>)[REGISTRY_KEY] ??= new Map()) as Map<
-  string,
-  Task
->;
+const registry: Map<string, Task> = ((globalThis as Record<symbol, unknown>)[REGISTRY_KEY] ??=
+  new Map()) as Map<string, Task>;
 
 /** The task registered under `name` (by importing the module that defines it), if any. */
 export function lookupTask(name: string): Task | undefined {

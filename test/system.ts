@@ -11,6 +11,9 @@ import { type Broker, createBroker } from '../broker/index.ts';
 import { loadPlatform } from '../policies/index.ts';
 import { connectNats, openJetStreamStore } from '../protocol/nats-index.ts';
 import { defaultBackends } from '../solver/index.ts';
+import type { ArtifactStore } from '../runtime/artifacts.ts';
+import { openJetStreamArtifacts } from '../runtime/nats-artifacts.ts';
+import type { Store } from '../protocol/index.ts';
 import { type NatsServer, startNatsServer } from './nats/server.ts';
 import {
   decodeJson,
@@ -108,6 +111,10 @@ export interface TestSystem {
   agents: Agent[];
   clouds: Map<string, SimProvisioner>;
   server?: NatsServer;
+  /** The client's artifact store and runtime store (lineage, runs). */
+  artifacts: ArtifactStore;
+  runtimeStore: Store;
+  speedup: number;
   stop(): Promise<void>;
 }
 
@@ -119,20 +126,23 @@ export interface TestSystem {
  */
 export async function startSystem(
   mode: 'embedded' | 'nats',
-  opts: { speedup?: number; heartbeatMs?: number } = {},
+  opts: { speedup?: number; heartbeatMs?: number; platformDir?: string } = {},
 ): Promise<TestSystem> {
-  const { platform } = loadPlatform(['test/fixtures/platform']);
+  const { platform } = loadPlatform([opts.platformDir ?? 'test/fixtures/platform']);
   const speedup = opts.speedup ?? 1000;
   const heartbeatMs = opts.heartbeatMs ?? 100;
   const stateDir = mkdtempSync(join(tmpdir(), 'gantry-system-'));
   if (mode === 'embedded') {
-    const e = await startEmbedded({ platform, stateDir, speedup, heartbeatMs });
+    const e = await startEmbedded({ platform, stateDir, speedup, heartbeatMs, forwardStderr: false });
     return {
       mode,
       transport: e.transport,
       broker: e.broker,
       agents: e.agents,
       clouds: e.clouds,
+      artifacts: e.artifacts,
+      runtimeStore: e.runtimeStore,
+      speedup,
       stop: () => e.stop(),
     };
   }
@@ -156,12 +166,21 @@ export async function startSystem(
   for (const cluster of platform.clusters) {
     const conn = await connectNats({ servers: server.url, name: `agent-${cluster.name}` });
     agentConns.push(conn);
-    const { agent, cloud } = simAgent(conn, cluster, speedup, heartbeatMs);
+    const { agent, cloud } = simAgent(conn, cluster, speedup, heartbeatMs, {
+      transport: conn,
+      artifacts: await openJetStreamArtifacts(conn.connection),
+      timeScale: speedup,
+      forwardStderr: false,
+    });
     clouds.set(cluster.name, cloud);
     agents.push(agent);
   }
   await Promise.all(agents.map((a) => a.start()));
   const client = await connectNats({ servers: server.url, name: 'client' });
+  const runtimeStore = await openJetStreamStore(client.connection, {
+    bucket: 'gantry-runtime',
+    stream: 'gantry-lineage',
+  });
   return {
     mode,
     transport: client,
@@ -169,10 +188,14 @@ export async function startSystem(
     agents,
     clouds,
     server,
+    artifacts: await openJetStreamArtifacts(client.connection),
+    runtimeStore,
+    speedup,
     async stop() {
       await Promise.all(agents.map((a) => a.stop()));
       await broker.stop();
       await store.close();
+      await runtimeStore.close();
       for (const c of [...agentConns, brokerNats, client]) await c.close();
       await server.stop();
     },
