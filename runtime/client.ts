@@ -22,7 +22,7 @@ import {
   TransportTimeoutError,
   type ValueMsg,
 } from '../protocol/index.ts';
-import { parseMemory } from '../policies/index.ts';
+import { parseMemory } from '../policies/quantities.ts';
 import type { ArtifactStore } from './artifacts.ts';
 import {
   fromErrorMsg,
@@ -812,7 +812,7 @@ class WorkerPool {
           if (Date.now() > deadline)
             throw new TaskError(`${this.task.taskName}: no warm worker came up in 15 minutes`);
           await sleep(waitMs);
-          waitMs = Math.min(waitMs * 2, 100);
+          waitMs = Math.min(waitMs * 2, 25);
         }
       }
     } finally {

@@ -32,6 +32,7 @@ export type Up =
 /** parent → child */
 export type Down =
   | { t: 'start'; payload: unknown }
+  | { t: 'preload'; module: string }
   | { t: 'msg'; sid: number; subject: string; data: Uint8Array; replyId?: number }
   | { t: 'ok'; id: number; subject?: string; data?: Uint8Array; ref?: string }
   | { t: 'err'; id: number; name: string; message: string };
@@ -150,7 +151,7 @@ export function relayForChild(
 }
 
 /** Child side: a transport and an artifact store that go through the parent. */
-export function connectToParent(): {
+export function connectToParent(onPreload?: (module: string) => void): {
   transport: Transport;
   artifacts: ArtifactStore;
   started: Promise<unknown>;
@@ -170,6 +171,7 @@ export function connectToParent(): {
   process.on('message', (raw) => {
     const m = raw as Down;
     if (m.t === 'start') start(m.payload);
+    else if (m.t === 'preload') onPreload?.(m.module);
     else if (m.t === 'msg') {
       const reply = m.replyId ? `_IPC.${m.replyId}` : undefined;
       if (reply) replies.set(reply, m.replyId!);

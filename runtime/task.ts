@@ -6,7 +6,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import type { z } from 'zod';
-import { parseDuration } from '../policies/index.ts';
+import { parseDuration } from '../policies/quantities.ts';
 import type { ResourcesMsg } from '../protocol/index.ts';
 import { NonRetriableError } from './errors.ts';
 import type { LineageRecord } from './lineage.ts';

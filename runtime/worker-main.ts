@@ -1,13 +1,17 @@
 /**
- * Entry of a worker process started by the process host: waits for its lease from the parent, runs the
- * execution (or serves as a warm worker) over the parent's transport, and exits.
+ * Entry of a worker process started by the process host: waits for its lease from the parent (as a
+ * booted spare, it may wait a while), runs the execution or serves as a warm worker over the parent's
+ * transport, and exits.
  */
 import type { LeaseMsg } from '../protocol/index.ts';
 import { Runtime } from './client.ts';
-import { runTaskLease, serveWorker } from './host.ts';
+import { loadModule, runTaskLease, serveWorker } from './host.ts';
 import { connectToParent } from './ipc.ts';
 
-const { transport, artifacts, started } = connectToParent();
+// A spare process is told which workflow module to load while it waits for a lease.
+const { transport, artifacts, started } = connectToParent((module) => {
+  if (module) loadModule(module).catch(() => undefined);
+});
 const { lease, node } = (await started) as { lease: LeaseMsg; node: string };
 const services = { transport, artifacts };
 const runtime = new Runtime({ ...services, progress: false });

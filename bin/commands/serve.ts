@@ -13,7 +13,10 @@ import {
 import { createBroker, serveMetrics } from '../../broker/index.ts';
 import { loadPlatform } from '../../policies/index.ts';
 import type { Transport } from '../../protocol/index.ts';
-import { connectNats, openJetStreamStore } from '../../protocol/nats-index.ts';
+import { connectNats, type NatsTransport, openJetStreamStore } from '../../protocol/nats-index.ts';
+import { createTaskHost } from '../../runtime/host.ts';
+import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
+import { createProcessHost } from '../../runtime/process-host.ts';
 import { defaultBackends } from '../../solver/index.ts';
 import { startEmbedded } from '../embedded.ts';
 import { UsageError } from '../errors.ts';
@@ -122,10 +125,19 @@ export function registerServeCommands(program: Command): void {
       const speedup = number('--speedup', flags.speedup, 0.001);
       const transport = await connect(flags, `gantry-agent-${cluster.name}`);
       const logger = pino({ level: process.env.GANTRY_LOG ?? 'info' });
+      // Workflow tasks that land here read and write large values in the JetStream object store.
+      const services = {
+        transport,
+        artifacts: await openJetStreamArtifacts((transport as NatsTransport).connection),
+        timeScale: speedup,
+      };
       const agent = createAgent({
         transport,
         cluster,
-        executor: flags.executor === 'local' ? createLocalExecutor() : createSimExecutor({ speedup }),
+        executor:
+          flags.executor === 'local'
+            ? createLocalExecutor({ tasks: createProcessHost(services) })
+            : createSimExecutor({ speedup, tasks: createTaskHost(services) }),
         provisioner: createSimProvisioner(cluster, { speedup }),
         heartbeatMs: number('--heartbeat', flags.heartbeat, 50),
         logger,
