@@ -36,7 +36,8 @@ function peakRssKb(pid: number): number {
   return m ? Number(m[1]) : 0;
 }
 
-const progress = (label: string, total: number) => progressLines(label, total, (l) => console.log(`  ${l}`), 5000);
+const progress = (label: string, total: number) =>
+  progressLines(label, total, (l) => console.log(`  ${l}`), 5000);
 
 function report(mode: string, r: Awaited<ReturnType<typeof runWorkflow>>, extra: string): void {
   if (!r.ok) throw r.error;
@@ -49,22 +50,65 @@ function report(mode: string, r: Awaited<ReturnType<typeof runWorkflow>>, extra:
 for (const mode of modes) {
   if (mode === 'embedded') {
     const { platform } = loadPlatform([PLATFORM]);
-    const e = await startEmbedded({ platform, stateDir: mkdtempSync(join(tmpdir(), 'gantry-fanout-')), speedup: 1000, heartbeatMs: 500 });
+    const e = await startEmbedded({
+      platform,
+      stateDir: mkdtempSync(join(tmpdir(), 'gantry-fanout-')),
+      speedup: 1000,
+      heartbeatMs: 500,
+    });
     const runtime = new Runtime({ transport: e.transport, artifacts: e.artifacts, progress });
-    const r = await runWorkflow(fanout, { items }, { runtime, team: 'ml', module: MODULE, store: e.runtimeStore });
-    report('embedded', r, `peak RSS of the one process (broker + agents + runtime) ${mib(process.resourceUsage().maxRSS)}`);
+    const r = await runWorkflow(
+      fanout,
+      { items },
+      { runtime, team: 'ml', module: MODULE, store: e.runtimeStore },
+    );
+    report(
+      'embedded',
+      r,
+      `peak RSS of the one process (broker + agents + runtime) ${mib(process.resourceUsage().maxRSS)}`,
+    );
     runtime.stopWorkers();
     await e.stop();
   } else if (mode === 'nats') {
     const server = await startNatsServer();
     const state = mkdtempSync(join(tmpdir(), 'gantry-fanout-nats-'));
     const gantry = (...args: string[]): ChildProcess =>
-      spawn(process.execPath, ['bin/gantry.js', ...args], { stdio: ['ignore', 'ignore', 'inherit'], env: { ...process.env, GANTRY_LOG: 'warn' } });
-    const broker = gantry('broker', '--nats', server.url, '-f', PLATFORM, '--state', state, '--heartbeat', '500');
-    const agent = gantry('agent', '--nats', server.url, '-f', PLATFORM, '--cluster', 'sim-aws', '--speedup', '1000');
+      spawn(process.execPath, ['bin/gantry.js', ...args], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+        env: { ...process.env, GANTRY_LOG: 'warn' },
+      });
+    const broker = gantry(
+      'broker',
+      '--nats',
+      server.url,
+      '-f',
+      PLATFORM,
+      '--state',
+      state,
+      '--heartbeat',
+      '500',
+    );
+    const agent = gantry(
+      'agent',
+      '--nats',
+      server.url,
+      '-f',
+      PLATFORM,
+      '--cluster',
+      'sim-aws',
+      '--speedup',
+      '1000',
+    );
     const nats = await connectNats({ servers: server.url, name: 'bench-runtime' });
-    const store = await openJetStreamStore(nats.connection, { bucket: 'gantry-runtime', stream: 'gantry-lineage' });
-    const runtime = new Runtime({ transport: nats, artifacts: await openJetStreamArtifacts(nats.connection), progress });
+    const store = await openJetStreamStore(nats.connection, {
+      bucket: 'gantry-runtime',
+      stream: 'gantry-lineage',
+    });
+    const runtime = new Runtime({
+      transport: nats,
+      artifacts: await openJetStreamArtifacts(nats.connection),
+      progress,
+    });
     const r = await runWorkflow(fanout, { items }, { runtime, team: 'ml', module: MODULE, store });
     report(
       'nats',

@@ -1,0 +1,100 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { runGantry } from '../../test/cli.ts';
+
+const INPUT = '{"source":"s3://bucket/clicks","rows":1000,"epochs":1}';
+
+describe('gantry run and gantry lineage', () => {
+  it('runs the example workflow embedded, prints placements and cost, and records its lineage', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'gantry-run-'));
+    const run = await runGantry(
+      'run',
+      'examples/workflows/train.ts',
+      '--team',
+      'research',
+      '--input',
+      INPUT,
+      '--state',
+      state,
+      '--speedup',
+      '2000',
+    );
+    expect(run.err).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.out).toMatch(/placed {5}preprocess {5}→ aws-use1\/cpu-spot spot \$0\.12\/h/);
+    // Small data: one GPU, no override.
+    expect(run.out).toMatch(/placed {5}train {10}→ [a-z0-9-]+\/h100-[a-z]+ /);
+    expect(run.out).not.toContain('override');
+    expect(run.out).toMatch(/^evaluate +aws-use1\/l4-spot \(spot, 1× L4\) +8 /m);
+    const runId = /run (run-[\w-]+) succeeded/.exec(run.out)![1]!;
+
+    const text = await runGantry('lineage', runId, '--state', state);
+    expect(text.code).toBe(0);
+    expect(text.out).toMatch(/^train-pipeline \[.+\] ok .* driver/m);
+    expect(text.out).toMatch(/^ {2}train \[.+\] ok .*h100/m);
+    expect(text.out.match(/^ {2}evaluate \[/gm)).toHaveLength(8);
+
+    const json = await runGantry('lineage', runId, '--state', state, '--format', 'json');
+    const graph = JSON.parse(json.out) as { executions: { task: string; run: string }[] };
+    expect(graph.executions).toHaveLength(11);
+    expect(new Set(graph.executions.map((e) => e.run))).toEqual(new Set([runId]));
+    expect((await runGantry('lineage', runId, '--state', state, '--format', 'dot')).out).toMatch(
+      /^digraph lineage/,
+    );
+    expect(await runGantry('lineage', 'run-nope', '--state', state)).toMatchObject({
+      code: 2,
+      err: expect.stringContaining("no run or artifact 'run-nope' in the lineage (11 executions recorded)"),
+    });
+  }, 60_000);
+
+  it.each([
+    [['--input', '{bad'], '--input is not JSON'],
+    [['--input', '{"source":"s3://x","rows":-1}'], 'ValidationError: train-pipeline: input.rows: Too small'],
+    [['--team', 'nobody'], "PolicyRefusedError: preprocess: team 'nobody' has no ResourcePolicy"],
+    [['--task', 'nope'], "exports no task named 'nope'"],
+    [['--speedup', 'fast'], '--speedup must be a positive number'],
+  ])(
+    'bad input %j fails with one clear line',
+    async (flags, message) => {
+      const state = mkdtempSync(join(tmpdir(), 'gantry-run-bad-'));
+      const args = [
+        'run',
+        'examples/workflows/train.ts',
+        '--state',
+        state,
+        '--team',
+        'research',
+        '--input',
+        INPUT,
+        ...flags,
+      ];
+      const r = await runGantry(...args);
+      expect(r.code).toBeGreaterThan(0);
+      expect(r.err).toContain(message);
+      expect(r.err).not.toMatch(/\n\s+at /);
+    },
+    30_000,
+  );
+
+  it('names a missing workflow file', async () => {
+    const r = await runGantry('run', 'examples/workflows/nope.ts', '--team', 'research');
+    expect(r).toMatchObject({ code: 2, err: 'gantry: no workflow file examples/workflows/nope.ts\n' });
+  });
+});
+
+describe('gantry demo', () => {
+  it('overrides to 8 GPUs, recovers from the preemption and prints the cost', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'gantry-demo-'));
+    const r = await runGantry('demo', '--state', state, '--speedup', '3000');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(
+      /placed {5}train {10}→ gcp-usc1\/h100-spot spot .*override gpu=H100:8 cpu=96 memory=1Ti/,
+    );
+    expect(r.out).toMatch(/PREEMPTED {2}train/);
+    expect(r.out).toMatch(/placed {5}train {10}→ aws-use1\/h100-od on-demand .*placed again/);
+    expect(r.out).toMatch(/^train +aws-use1\/h100-od \(on-demand, 8× H100\) +1 +1 +\$\d+/m);
+    expect(r.out).toMatch(/succeeded in [\d.]+s, cost \$\d+/);
+  }, 60_000);
+});
