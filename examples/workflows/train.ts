@@ -25,7 +25,8 @@ export const preprocess = task(
     name: 'preprocess',
     input: z.object({ source: z.string(), rows: z.int().positive() }),
     output: Dataset,
-    resources: { profile: 'cpu-prep' },
+    // Spot is required: cheap, and preprocessing can simply start again if the node is reclaimed.
+    resources: { profile: 'cpu-prep', spot: 'required' },
     retries: 2,
   },
   async ({ source, rows }) => {
