@@ -15,10 +15,66 @@ export interface NatsUser {
   subscribe: string[];
 }
 
-/** The subjects an agent of `cluster` may use: its own, and reply inboxes. */
+/** The artifact store's object store bucket, and the runtime's KV bucket and lineage stream. */
+export const ARTIFACT_BUCKET = 'gantry-artifacts';
+export const RUNTIME_BUCKET = 'gantry-runtime';
+export const LINEAGE_STREAM = 'gantry-lineage';
+
+/**
+ * JetStream API subjects to use one stream (open it, creating it when missing; write; read through
+ * direct gets and ephemeral consumers), not to administer others.
+ */
+function streamUse(stream: string): string[] {
+  return [
+    '$JS.API.INFO',
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.STREAM.CREATE.${stream}`,
+    `$JS.API.STREAM.MSG.GET.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}.>`,
+    `$JS.API.CONSUMER.CREATE.${stream}`,
+    `$JS.API.CONSUMER.CREATE.${stream}.>`,
+    `$JS.API.CONSUMER.INFO.${stream}.>`,
+    `$JS.API.CONSUMER.DELETE.${stream}.>`,
+    `$JS.API.CONSUMER.MSG.NEXT.${stream}.>`,
+    `$JS.FC.${stream}.>`,
+    `$JS.ACK.${stream}.>`,
+  ];
+}
+
+/** Reading and writing large task values (the object store bucket). */
+const ARTIFACTS = {
+  publish: [...streamUse(`OBJ_${ARTIFACT_BUCKET}`), `$O.${ARTIFACT_BUCKET}.>`],
+  subscribe: [`$O.${ARTIFACT_BUCKET}.>`],
+};
+
+/**
+ * What workflow code may do wherever it runs: ask for resources, follow its tasks, call warm workers,
+ * publish run events and results, and use the artifact store.
+ */
+const WORKLOAD = {
+  publish: [
+    `${PROTOCOL}.broker.request`,
+    `${PROTOCOL}.worker.*.invoke`,
+    `${PROTOCOL}.worker.*.stop`,
+    `${PROTOCOL}.run.*.events`,
+    `${PROTOCOL}.exec.*.result`,
+    ...ARTIFACTS.publish,
+  ],
+  subscribe: [`${PROTOCOL}.task.>`, `${PROTOCOL}.exec.>`, `${PROTOCOL}.run.>`, ...ARTIFACTS.subscribe],
+};
+
+/**
+ * The subjects an agent of `cluster` may use: its own cluster's, reply inboxes, and what the workflow
+ * tasks it hosts need (serving warm workers, results, nested calls, artifacts). It cannot speak for
+ * another cluster.
+ */
 export function agentPermissions(cluster: string): { publish: string[]; subscribe: string[] } {
   const own = `${PROTOCOL}.agent.${cluster}.>`;
-  return { publish: [own, '_INBOX.>'], subscribe: [own, '_INBOX.>'] };
+  return {
+    publish: [own, '_INBOX.>', ...WORKLOAD.publish],
+    subscribe: [own, '_INBOX.>', `${PROTOCOL}.worker.>`, ...WORKLOAD.subscribe],
+  };
 }
 
 /**
@@ -54,14 +110,30 @@ export function authorizationBlock(users: readonly NatsUser[]): string {
   return `authorization {\n  users: [\n${lines.join(',\n')}\n  ]\n}\n`;
 }
 
-/** The broker and operators may use every Gantry subject, JetStream's API and reply inboxes. */
+/** The broker's state: KV bucket and event stream (`gantry broker --nats`). */
+export const BROKER_BUCKET = 'gantry-state';
+export const BROKER_STREAM = 'gantry-events';
+
+/**
+ * The broker and operators may use every Gantry subject, JetStream's API, their state stream and reply
+ * inboxes.
+ */
 export const BROKER_PERMISSIONS = {
-  publish: ['gantry.>', '$JS.>', '$KV.>', '_INBOX.>'],
+  publish: ['gantry.>', '$JS.>', '$KV.>', `${BROKER_STREAM}.>`, '_INBOX.>'],
   subscribe: ['gantry.>', '$JS.>', '$KV.>', '_INBOX.>'],
 };
 
-/** A workflow runtime may ask for resources and follow its tasks, nothing else. */
+/**
+ * A workflow runtime (`gantry run --nats`): what workflow code may do, plus its lineage and run records
+ * (KV bucket `gantry-runtime`, stream `gantry-lineage`).
+ */
 export const RUNTIME_PERMISSIONS = {
-  publish: ['gantry.v1.broker.request'],
-  subscribe: ['gantry.v1.task.>', '_INBOX.>'],
+  publish: [
+    ...WORKLOAD.publish,
+    ...streamUse(`KV_${RUNTIME_BUCKET}`),
+    `$KV.${RUNTIME_BUCKET}.>`,
+    ...streamUse(LINEAGE_STREAM),
+    `${LINEAGE_STREAM}.events`,
+  ],
+  subscribe: [...WORKLOAD.subscribe, '_INBOX.>'],
 };

@@ -13,6 +13,7 @@ import {
   authorizationBlock,
   BROKER_PERMISSIONS,
   ensureUser,
+  RUNTIME_PERMISSIONS,
   type NatsUser,
 } from '../credentials.ts';
 import { UsageError } from '../errors.ts';
@@ -87,7 +88,10 @@ export function registerClusterCommands(program: Command): void {
       .filter((d) => d.kind === 'Cluster')
       .map((d) => platform.clusters.find((c) => c.name === d.name)!);
     if (onboarded.length === 0) throw new UsageError(`no Cluster document in ${flags.file.join(', ')}`);
-    const users: NatsUser[] = [ensureUser(flags.credsDir, 'gantry-broker', BROKER_PERMISSIONS)];
+    const users: NatsUser[] = [
+      ensureUser(flags.credsDir, 'gantry-broker', BROKER_PERMISSIONS),
+      ensureUser(flags.credsDir, 'gantry-runtime', RUNTIME_PERMISSIONS),
+    ];
     for (const c of onboarded) ensureUser(flags.credsDir, `agent-${c.name}`, agentPermissions(c.name));
     // Every agent onboarded so far, so the block can replace the previous one.
     for (const f of readdirSync(flags.credsDir)
@@ -103,12 +107,13 @@ export function registerClusterCommands(program: Command): void {
       process.stdout.write(
         `Cluster ${c.name}: ${c.pools.length} pools (${c.pools.map((p) => `${p.name} ${p.instanceType} ${p.capacityType}`).join(', ')})\n` +
           `${flags.nats ? '  registered with the broker\n' : '  validated (pass --nats to register it with a running broker)\n'}` +
-          `  agent credentials: ${join(flags.credsDir, `agent-${c.name}.nk`)} (may use only ${agentPermissions(c.name).publish[0]})\n` +
+          `  agent credentials: ${join(flags.credsDir, `agent-${c.name}.nk`)} (may use only ${agentPermissions(c.name).publish[0]} and what its workflow tasks need)\n` +
           `  start its agent:   gantry agent -f ${flags.file.join(' -f ')} --cluster ${c.name} --nats ${flags.nats ?? 'nats://<server>:4222'} --creds ${join(flags.credsDir, `agent-${c.name}.nk`)}\n`,
       );
     }
     process.stdout.write(
-      `nats-server authorization: ${authFile} (include it in the server config and reload)\n`,
+      `workflow runtimes: gantry run <file.ts> --nats ${flags.nats ?? 'nats://<server>:4222'} --creds ${join(flags.credsDir, 'gantry-runtime.nk')}\n` +
+        `nats-server authorization: ${authFile} (include it in the server config and reload)\n`,
     );
   });
 

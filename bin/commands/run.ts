@@ -30,6 +30,7 @@ import {
 } from '../../runtime/index.ts';
 import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
 import { type Embedded, startEmbedded } from '../embedded.ts';
+import { LINEAGE_STREAM, RUNTIME_BUCKET } from '../credentials.ts';
 import { UsageError } from '../errors.ts';
 import { table } from '../table.ts';
 
@@ -65,8 +66,8 @@ async function connectRuntime(flags: ConnectFlags, name: string): Promise<Connec
       ...(flags.creds ? { creds: flags.creds } : {}),
     });
     const store = await openJetStreamStore(nats.connection, {
-      bucket: 'gantry-runtime',
-      stream: 'gantry-lineage',
+      bucket: RUNTIME_BUCKET,
+      stream: LINEAGE_STREAM,
     });
     return {
       transport: nats,

@@ -19,6 +19,7 @@ import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
 import { createProcessHost } from '../../runtime/process-host.ts';
 import { defaultBackends } from '../../solver/index.ts';
 import { startEmbedded } from '../embedded.ts';
+import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
 import { UsageError } from '../errors.ts';
 
 interface ServeFlags {
@@ -79,8 +80,8 @@ export function registerServeCommands(program: Command): void {
         ...(flags.creds ? { creds: flags.creds } : {}),
       });
       const store = await openJetStreamStore(transport.connection, {
-        bucket: 'gantry-state',
-        stream: 'gantry-events',
+        bucket: BROKER_BUCKET,
+        stream: BROKER_STREAM,
       });
       const broker = createBroker({
         transport,
