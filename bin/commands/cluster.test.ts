@@ -26,7 +26,7 @@ describe('gantry cluster and gantry get', () => {
     );
     const auth = readFileSync(join(creds, 'nats-authorization.conf'), 'utf8');
     expect(auth).toMatch(
-      /# agent-sim-aws\n\s+\{ nkey: U[A-Z0-9]{55}, permissions: \{ publish: \["gantry\.v1\.agent\.sim-aws\.>", "_INBOX\.>"\]/,
+      /# agent-sim-aws\n\s+\{ nkey: U[A-Z0-9]{55}, permissions: \{ publish: \["gantry\.v1\.agent\.sim-aws\.>", "_INBOX\.>", /,
     );
     expect(readFileSync(join(creds, 'agent-sim-gcp.nk'), 'utf8')).toMatch(/^SU[A-Z0-9]{56}\n$/);
 

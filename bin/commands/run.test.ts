@@ -98,3 +98,43 @@ describe('gantry demo', () => {
     expect(r.out).toMatch(/succeeded in [\d.]+s, cost \$\d+/);
   }, 60_000);
 });
+
+describe('gantry run --nats', () => {
+  it('runs a workflow against a broker and agents over NATS, and reads its lineage there', async () => {
+    const { startSystem } = await import('../../test/system.ts');
+    const system = await startSystem('nats', {
+      platformDir: 'test/fixtures/runtime-platform',
+      speedup: 1000,
+    });
+    try {
+      const url = system.server!.url;
+      const run = await runGantry(
+        'run',
+        'test/fixtures/workflows/suite.ts',
+        '--task',
+        'big-pipeline',
+        '--team',
+        'ml',
+        '--input',
+        '{"n":3000}',
+        '--nats',
+        url,
+        '--json',
+      );
+      expect(run.err).toBe('');
+      const result = JSON.parse(run.out) as {
+        runId: string;
+        ok: boolean;
+        output: { count: number };
+        executions: number;
+      };
+      expect(result).toMatchObject({ ok: true, output: { count: 3000 }, executions: 3 });
+      const lineage = await runGantry('lineage', result.runId, '--nats', url);
+      expect(lineage.code).toBe(0);
+      expect(lineage.out).toMatch(/^ {2}make-big \[/m);
+      expect(lineage.out).toMatch(/^ {2}count-rows \[/m);
+    } finally {
+      await system.stop();
+    }
+  }, 60_000);
+});
