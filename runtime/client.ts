@@ -84,6 +84,15 @@ export interface OutputCache {
   put(key: string, value: ValueMsg): Promise<void>;
 }
 
+/** How an attempt ended, for its lineage record. */
+interface RecordDetail {
+  outcome?: Outcome;
+  costUsd?: number;
+  output?: string;
+  err?: unknown;
+  hit?: ValueMsg;
+}
+
 interface Outcome {
   result: ResultMsg;
   lease: LeaseMsg;
@@ -146,14 +155,23 @@ export class Runtime implements Caller {
     const overridden = override !== undefined;
     const limitMs = timeoutMs(override?.timeout ?? task.options.timeout);
     const cacheKey = await this.#cacheKey(task, input);
+    // Records one attempt's lineage (with the resources it asked for).
+    const record = (attempt: number, startedAt: number, endedAt: number, how: RecordDetail) =>
+      scope.record(
+        this.#record(
+          { task, scope, execution, input, asked: resources, override: overridden },
+          attempt,
+          startedAt,
+          endedAt,
+          how,
+        ),
+      );
     if (cacheKey && firstAttempt === 0) {
       const hit = await this.#opts.cache!.get(cacheKey);
       if (hit) {
         const now = this.#clock();
         this.#emit(scope, { type: 'cached', execution, task: name, attempt: 0, at: now });
-        scope.record(
-          this.#record(task, scope, execution, 0, input, resources, overridden, now, now, { hit }),
-        );
+        record(0, now, now, { hit });
         return checkValue(task.options.output, await decodeValue(hit, this.artifacts), {
           task: name,
           side: 'output',
@@ -186,20 +204,7 @@ export class Runtime implements Caller {
           err.task ??= name;
           err.execution ??= execution;
         }
-        scope.record(
-          this.#record(
-            task,
-            scope,
-            execution,
-            attempt,
-            input,
-            resources,
-            overridden,
-            startedAt,
-            this.#clock(),
-            { err },
-          ),
-        );
+        record(attempt, startedAt, this.#clock(), { err });
         if (err instanceof PolicyRefusedError || err instanceof NonRetriableError) throw err;
         pending = err;
         continue;
@@ -208,35 +213,25 @@ export class Runtime implements Caller {
       for (const rec of result.lineage ?? []) scope.record(rec as LineageRecord);
       const costUsd =
         outcome.lostCostUsd + this.#cost(outcome.lease.pricePerHour, result.startedAt, result.endedAt);
-      const placement = placementOf(outcome.lease, outcome.result);
+      const err = result.ok ? undefined : fromErrorMsg(result.error, { task: name, execution });
+      if (err instanceof OutOfMemoryError && err.memoryMiB === undefined)
+        err.data.memoryMiB = outcome.lease.memoryMiB;
+      record(attempt, result.startedAt, result.endedAt, {
+        outcome,
+        costUsd,
+        ...(result.ok ? { output: valueHash(result.output) } : { err }),
+      });
+      this.#emit(scope, {
+        type: err ? 'failed' : 'succeeded',
+        execution,
+        task: name,
+        attempt,
+        at: result.endedAt,
+        placement: placementOf(outcome.lease),
+        costUsd,
+        ...(err ? { message: `${err.name}: ${err.message}` } : {}),
+      });
       if (result.ok) {
-        scope.record(
-          this.#record(
-            task,
-            scope,
-            execution,
-            attempt,
-            input,
-            resources,
-            overridden,
-            result.startedAt,
-            result.endedAt,
-            {
-              outcome,
-              costUsd,
-              output: valueHash(result.output),
-            },
-          ),
-        );
-        this.#emit(scope, {
-          type: 'succeeded',
-          execution,
-          task: name,
-          attempt,
-          at: result.endedAt,
-          placement,
-          costUsd,
-        });
         const output = checkValue(task.options.output, await decodeValue(result.output, this.artifacts), {
           task: name,
           side: 'output',
@@ -244,37 +239,6 @@ export class Runtime implements Caller {
         if (cacheKey) await this.#opts.cache!.put(cacheKey, result.output);
         return output;
       }
-      const err = fromErrorMsg(result.error, { task: name, execution });
-      if (err instanceof OutOfMemoryError && err.memoryMiB === undefined)
-        err.data.memoryMiB = outcome.lease.memoryMiB;
-      scope.record(
-        this.#record(
-          task,
-          scope,
-          execution,
-          attempt,
-          input,
-          resources,
-          overridden,
-          result.startedAt,
-          result.endedAt,
-          {
-            outcome,
-            costUsd,
-            err,
-          },
-        ),
-      );
-      this.#emit(scope, {
-        type: 'failed',
-        execution,
-        task: name,
-        attempt,
-        at: result.endedAt,
-        placement,
-        costUsd,
-        message: `${err.name}: ${err.message}`,
-      });
       if (err instanceof NonRetriableError || err instanceof PolicyRefusedError) throw err;
       pending = err;
     }
@@ -385,7 +349,7 @@ export class Runtime implements Caller {
             ...base,
             type: 'running',
             at: s.at,
-            ...(lease ? { placement: placementOf(lease, undefined, s.node) } : {}),
+            ...(lease ? { placement: placementOf(lease, s.node) } : {}),
           });
         } else if (s.state === 'preempted' || s.state === 'lost') {
           preemptions++;
@@ -396,7 +360,7 @@ export class Runtime implements Caller {
             ...base,
             type: 'preempted',
             at: s.at,
-            ...(lease ? { placement: placementOf(lease, undefined, s.node) } : {}),
+            ...(lease ? { placement: placementOf(lease, s.node) } : {}),
             message: `${s.state}: ${s.reason ?? ''}; the broker places it again`,
           });
         } else if (s.state === 'failed') {
@@ -601,54 +565,33 @@ export class Runtime implements Caller {
           const costUsd =
             this.#cost(reply.lease.pricePerHour, r.startedAt, r.endedAt) / (reuse.concurrency ?? 1);
           for (const rec of r.lineage ?? []) scope.record(rec as LineageRecord);
+          const err = r.ok ? undefined : fromErrorMsg(r.error, { task: name, execution: ids[k]! });
+          const call = {
+            task,
+            scope,
+            execution: ids[k]!,
+            input: executions[k]!.input,
+            asked: resources,
+            override: !!opts.override,
+          };
+          scope.record(
+            this.#record(call, 0, r.startedAt, r.endedAt, {
+              outcome,
+              costUsd,
+              ...(r.ok ? { output: valueHash(r.output) } : { err }),
+            }),
+          );
           if (r.ok) {
-            scope.record(
-              this.#record(
-                task,
-                scope,
-                ids[k]!,
-                0,
-                executions[k]!.input,
-                resources,
-                !!opts.override,
-                r.startedAt,
-                r.endedAt,
-                {
-                  outcome,
-                  costUsd,
-                  output: valueHash(r.output),
-                },
-              ),
-            );
             try {
               results[i] = checkValue(task.options.output, await decodeValue(r.output, this.artifacts), {
                 task: name,
                 side: 'output',
               });
-            } catch (err) {
-              fail(i, err);
+            } catch (e) {
+              fail(i, e);
             }
             continue;
           }
-          const err = fromErrorMsg(r.error, { task: name, execution: ids[k]! });
-          scope.record(
-            this.#record(
-              task,
-              scope,
-              ids[k]!,
-              0,
-              executions[k]!.input,
-              resources,
-              !!opts.override,
-              r.startedAt,
-              r.endedAt,
-              {
-                outcome,
-                costUsd,
-                err,
-              },
-            ),
-          );
           retries.push(
             this.#execute(task, executions[k]!.input, opts.override, scope, ids[k]!, 1, err).then(
               (v) => void (results[i] = v),
@@ -681,27 +624,29 @@ export class Runtime implements Caller {
   }
 
   #record(
-    task: Task,
-    scope: Scope,
-    execution: string,
+    call: {
+      task: Task;
+      scope: Scope;
+      execution: string;
+      input: ValueMsg;
+      asked: Resources;
+      override: boolean;
+    },
     attempt: number,
-    input: ValueMsg,
-    asked: Resources,
-    override: boolean,
     startedAt: number,
     endedAt: number,
-    how: { outcome?: Outcome; costUsd?: number; output?: string; err?: unknown; hit?: ValueMsg },
+    how: RecordDetail,
   ): LineageRecord {
     const lease = how.outcome?.lease;
     const err = how.err;
     return {
-      run: scope.runId,
-      execution,
-      parent: scope.execution,
-      task: task.taskName,
-      codeHash: task.codeHash,
+      run: call.scope.runId,
+      execution: call.execution,
+      parent: call.scope.execution,
+      task: call.task.taskName,
+      codeHash: call.task.codeHash,
       attempt,
-      input: valueHash(input),
+      input: valueHash(call.input),
       ...(how.output ? { output: how.output } : how.hit ? { output: valueHash(how.hit) } : {}),
       ...(err !== undefined
         ? {
@@ -711,9 +656,9 @@ export class Runtime implements Caller {
                 : { name: 'Error', message: String(err) },
           }
         : {}),
-      asked,
-      override,
-      ...(lease ? { placement: lineagePlacement(lease, how.outcome!.result) } : {}),
+      asked: call.asked,
+      override: call.override,
+      ...(lease ? { placement: lineagePlacement(lease) } : {}),
       preemptions: how.outcome?.preemptions ?? 0,
       startedAt,
       endedAt,
@@ -921,7 +866,8 @@ function fmtMiB(mib: number): string {
   return mib >= 1024 && mib % 1024 === 0 ? `${mib / 1024}Gi` : `${mib}Mi`;
 }
 
-function placementOf(lease: LeaseMsg, _result?: ResultMsg, node?: string): Placement {
+/** Where a lease runs, and at what price; `node` once the agent named it. */
+export function placementOf(lease: LeaseMsg, node?: string): Placement {
   return {
     cluster: lease.cluster,
     pool: lease.pool,
@@ -936,7 +882,7 @@ function placementOf(lease: LeaseMsg, _result?: ResultMsg, node?: string): Place
   };
 }
 
-function lineagePlacement(lease: LeaseMsg, result: ResultMsg): NonNullable<LineageRecord['placement']> {
-  const { why: _why, ...p } = placementOf(lease, result);
+function lineagePlacement(lease: LeaseMsg): NonNullable<LineageRecord['placement']> {
+  const { why: _why, ...p } = placementOf(lease);
   return p;
 }

@@ -20,7 +20,7 @@ import {
   type WorkSpec,
 } from '../protocol/index.ts';
 import type { ArtifactStore } from './artifacts.ts';
-import { Runtime } from './client.ts';
+import { placementOf, Runtime } from './client.ts';
 import { NonRetriableError, TimeoutError, toErrorMsg } from './errors.ts';
 import type { LineageRecord } from './lineage.ts';
 import { lookupTask, type Placement, type TaskContext, taskNames, withScope } from './task.ts';
@@ -138,22 +138,6 @@ function withTimeout<T>(p: Promise<T>, ms: number, task: string): Promise<T> {
   return Promise.race([p, limit]).finally(() => clearTimeout(timer));
 }
 
-/** Where a lease runs, for the task's context and for lineage. */
-export function leasePlacement(lease: LeaseMsg, node: string): Placement {
-  return {
-    cluster: lease.cluster,
-    pool: lease.pool,
-    node,
-    capacityType: lease.capacityType,
-    pricePerHour: lease.pricePerHour,
-    cpuMilli: lease.cpuMilli,
-    memoryMiB: lease.memoryMiB,
-    gpuMilli: lease.gpuMilli,
-    gpuModel: lease.gpuModel,
-    why: lease.why,
-  };
-}
-
 /** Runs a `task` lease's execution and publishes its result; resolves with it. */
 export async function runTaskLease(
   services: HostServices,
@@ -171,7 +155,7 @@ export async function runTaskLease(
     team: work.team,
     input: work.input,
     attempt: lease.attempt,
-    placement: leasePlacement(lease, node),
+    placement: placementOf(lease, node),
     timeoutMs: work.timeoutMs,
     signal,
   });
@@ -195,7 +179,7 @@ export async function serveWorker(
   const work = lease.work as WorkerWork;
   const t = services.transport;
   await loadModule(work.module);
-  const placement = leasePlacement(lease, node);
+  const placement = placementOf(lease, node);
   let active = 0;
   const waiting: (() => void)[] = [];
   const slot = async () => {
