@@ -22,7 +22,7 @@ import {
   type Transport,
 } from '../protocol/index.ts';
 import type { Executor } from './executor.ts';
-import type { NodeProvisioner, ProvisionedNode } from './provisioner.ts';
+import type { NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';
 
 /** Options of {@link createAgent}. */
 export interface AgentOptions {
@@ -241,6 +241,7 @@ export function createAgent(opts: AgentOptions): Agent {
   }
 
   provisioner.onEvent((e) => {
+    if (e.type === 'exhausted') return onExhausted(e);
     emit({
       type: 'node',
       cluster: name,
@@ -276,6 +277,26 @@ export function createAgent(opts: AgentOptions): Agent {
       });
     }
   });
+
+  /** The cloud could not add nodes: tell the broker, and give back the leases that waited for them. */
+  function onExhausted(e: Extract<NodeEvent, { type: 'exhausted' }>): void {
+    log.warn({ pool: e.pool, reason: e.reason, nodes: e.plannedIds.length }, 'pool exhausted');
+    emit({
+      type: 'pool',
+      cluster: name,
+      pool: e.pool,
+      state: 'exhausted',
+      reason: e.reason.slice(0, 2000),
+      retryAfterMs: e.retryAfterMs,
+      plannedIds: e.plannedIds,
+      at: clock(),
+    });
+    for (const key of e.plannedIds) {
+      for (const leaseId of waiting.get(key) ?? [])
+        report(leaseId, 'lost', { reason: `pool ${e.pool} exhausted: ${e.reason}`.slice(0, 500) });
+      waiting.delete(key);
+    }
+  }
 
   function nodesMsg() {
     return provisioner.list().map((n) => {

@@ -1,5 +1,5 @@
 /**
- * Node provisioners add and remove nodes in a pool: `sim` (a simulated cloud), and later EC2 and GCE.
+ * Node provisioners add and remove nodes in a pool: `sim` (a simulated cloud), EC2 and GCE.
  */
 import type { Pool } from '../policies/index.ts';
 
@@ -14,11 +14,14 @@ export interface ProvisionedNode {
   createdAt: number;
 }
 
-/** Something that happened to a node. */
-export interface NodeEvent {
-  type: 'ready' | 'gone' | 'preempted';
-  node: ProvisionedNode;
-}
+/**
+ * Something that happened to a node — or to a pool: `exhausted` when the cloud cannot add nodes to it
+ * now (no capacity, quota, spot price), so that the broker plans on other pools until `retryAfterMs`
+ * has passed. `plannedIds` are the nodes asked for that will not come.
+ */
+export type NodeEvent =
+  | { type: 'ready' | 'gone' | 'preempted'; node: ProvisionedNode }
+  | { type: 'exhausted'; pool: string; plannedIds: string[]; reason: string; retryAfterMs: number };
 
 /** Adds and removes nodes; reports when they come up and when they disappear. */
 export interface NodeProvisioner {

@@ -23,6 +23,8 @@ export interface SimProvisioner extends NodeProvisioner {
   interrupt(fraction: number): string[];
   /** Reclaims one spot node by name now; false if there is no such ready spot node. */
   reclaimNode(name: string): boolean;
+  /** From now on, adding nodes to `pool` fails as a cloud out of capacity would (`undefined` heals it). */
+  exhaust(pool: string, reason: string | undefined): void;
 }
 
 /**
@@ -38,6 +40,7 @@ export function createSimProvisioner(cluster: Cluster, opts: SimProvisionerOptio
   const nodes = new Map<string, ProvisionedNode>();
   const listeners: ((e: NodeEvent) => void)[] = [];
   const timers = new Set<NodeJS.Timeout>();
+  const exhausted = new Map<string, string>();
   const pools = new Map(cluster.pools.map((p) => [p.name, p]));
   const emit = (e: NodeEvent) => listeners.forEach((l) => l(e));
 
@@ -74,6 +77,19 @@ export function createSimProvisioner(cluster: Cluster, opts: SimProvisionerOptio
     kind: 'sim',
     list: () => [...nodes.values()],
     async add(pool: Pool, plannedIds: readonly string[]) {
+      const outOfStock = exhausted.get(pool.name);
+      if (outOfStock !== undefined) {
+        const fresh = plannedIds.filter((id) => !nodes.has(id));
+        if (fresh.length > 0)
+          emit({
+            type: 'exhausted',
+            pool: pool.name,
+            plannedIds: fresh,
+            reason: outOfStock,
+            retryAfterMs: 600_000 / speedup,
+          });
+        return;
+      }
       const count = [...nodes.values()].filter((n) => n.pool === pool.name).length;
       const room = Math.max(0, pool.maxNodes - count);
       for (const plannedId of plannedIds.slice(0, room)) {
@@ -113,6 +129,10 @@ export function createSimProvisioner(cluster: Cluster, opts: SimProvisionerOptio
       const victims = spot.slice(0, Math.max(spot.length > 0 ? 1 : 0, Math.round(spot.length * fraction)));
       victims.forEach(reclaim);
       return victims.map((n) => n.name);
+    },
+    exhaust(pool: string, reason: string | undefined) {
+      if (reason === undefined) exhausted.delete(pool);
+      else exhausted.set(pool, reason);
     },
     reclaimNode(name: string) {
       const node = nodes.get(name);

@@ -434,6 +434,16 @@ export function createBroker(opts: BrokerOptions): Broker {
         schedule();
         continue;
       }
+      if (ev.type === 'pool') {
+        log.warn(
+          { cluster, pool: ev.pool, reason: ev.reason, retryAfterMs: ev.retryAfterMs },
+          'pool exhausted; planning elsewhere',
+        );
+        inventory.exhaust(cluster, ev.pool, ev.plannedIds, clock() + ev.retryAfterMs, ev.reason);
+        state.release();
+        schedule();
+        continue;
+      }
       const lease = state.leases.get(ev.leaseId);
       if (!lease || lease.cluster !== cluster) {
         bad(msg, msg.subject, {

@@ -38,7 +38,7 @@ export interface CycleInput {
 /** Plans a batch and records the outcome in the broker's state. */
 export function runCycle(input: CycleInput): CycleResult {
   const { batch, state, inventory, platform, now } = input;
-  const pools = inventory.snapshot(state.nodeUse);
+  const pools = inventory.snapshot(state.nodeUse, now);
   const byId = new Map(batch.map((r) => [r.requestId, r]));
   const requests: TaskRequest[] = batch.map((r) => {
     const resources =

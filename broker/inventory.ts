@@ -21,6 +21,8 @@ export interface ClusterState {
   nodes: Map<string, NodeMsg>;
   /** Nodes asked for and not yet reported, by planned id. */
   planned: Map<string, { pool: string; at: number }>;
+  /** Pools the cloud cannot add nodes to now (no capacity, quota), until when and why. */
+  exhausted: Map<string, { until: number; reason: string }>;
 }
 
 export class Inventory {
@@ -41,6 +43,7 @@ export class Inventory {
       agentId: existing?.agentId,
       nodes: existing?.nodes ?? new Map(),
       planned: existing?.planned ?? new Map(),
+      exhausted: existing?.exhausted ?? new Map(),
     });
   }
 
@@ -84,8 +87,25 @@ export class Inventory {
       for (const [id, p] of c.planned) if (now - p.at > maxAgeMs) c.planned.delete(id);
   }
 
-  /** @param used what active leases use, per `cluster|node`. */
-  snapshot(used: ReadonlyMap<string, { cpu: number; mem: number; gpu: number }>): PoolState[] {
+  /**
+   * Records that the cloud cannot add nodes to a pool until `until`: its planned nodes are dropped and
+   * plans add no nodes to it meanwhile (its running nodes still take work).
+   */
+  exhaust(cluster: string, pool: string, plannedIds: readonly string[], until: number, reason: string): void {
+    const c = this.clusters.get(cluster);
+    if (!c) return;
+    c.exhausted.set(pool, { until, reason });
+    for (const id of plannedIds) c.planned.delete(id);
+  }
+
+  /**
+   * @param used what active leases use, per `cluster|node`.
+   * @param now for pools that ran out of capacity: they add nodes again once their time is up.
+   */
+  snapshot(
+    used: ReadonlyMap<string, { cpu: number; mem: number; gpu: number }>,
+    now = Date.now(),
+  ): PoolState[] {
     const pools: PoolState[] = [];
     for (const c of this.clusters.values()) {
       if (!c.healthy || c.draining) continue;
@@ -98,9 +118,11 @@ export class Inventory {
           ...nodes.map((n) => nodeState(n.name, pool, free(n.name))),
           ...planned.map((id) => nodeState(id, pool, free(id))),
         ];
-        pools.push(
-          poolState(pool, states, Math.max(0, pool.maxNodes - nodes.length - planned.length - notReady)),
-        );
+        const exhausted = c.exhausted.get(pool.name);
+        if (exhausted && exhausted.until <= now) c.exhausted.delete(pool.name);
+        const room =
+          exhausted && exhausted.until > now ? 0 : pool.maxNodes - nodes.length - planned.length - notReady;
+        pools.push(poolState(pool, states, Math.max(0, room)));
       }
     }
     return pools;

@@ -196,7 +196,7 @@ export const heartbeatMsg = z.strictObject({
     .default([]),
 });
 
-/** agent → broker: a lease changed state, or a node came up or went away. */
+/** agent → broker: a lease changed state, a node came up or went away, or a pool ran out of capacity. */
 export const agentEvent = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('lease'),
@@ -215,6 +215,18 @@ export const agentEvent = z.discriminatedUnion('type', [
     pool: name,
     state: z.enum(['ready', 'gone', 'preempted']),
     plannedId: z.string().optional(),
+    at: z.number(),
+  }),
+  /** The cloud cannot add nodes to the pool now: plan elsewhere for `retryAfterMs` (relative: clocks differ). */
+  z.strictObject({
+    type: z.literal('pool'),
+    cluster: name,
+    pool: name,
+    state: z.literal('exhausted'),
+    reason: z.string().max(2000),
+    retryAfterMs: z.number().nonnegative().max(86_400_000),
+    /** Planned nodes that will not come. */
+    plannedIds: z.array(z.string().min(1)).max(10_000).default([]),
     at: z.number(),
   }),
 ]);

@@ -150,6 +150,30 @@ describe.each(['embedded', 'nats'] as const)('broker and agents (%s)', (mode) =>
     }
   });
 
+  it('plans on other pools when the cloud cannot add nodes to one', async () => {
+    const { gantry, client } = await start(1000);
+    gantry.clouds
+      .get('sim-aws')!
+      .exhaust('cpu-spot', 'InsufficientInstanceCapacity: no m7i.2xlarge spot capacity');
+    const ids = Array.from({ length: 30 }, (_, i) => `short-${i}`);
+    const replies = await Promise.all(
+      ids.map((id) => client.request(id, { resources: { cpu: 4, memory: '8Gi' } })),
+    );
+    expect(replies.every((r) => r.ok)).toBe(true);
+    // The first plan bought cheap spot nodes; the cloud had none.
+    expect(replies.some((r) => r.ok && r.lease.pool === 'cpu-spot')).toBe(true);
+    await client.finished(ids, 20_000);
+    expect(ids.map((id) => client.successes(id))).toEqual(ids.map(() => 1));
+    const finalPools = ids.map((id) => {
+      const r = gantry.broker.state.requests.get(id)!;
+      return gantry.broker.state.leases.get(r.leaseId!)!.pool;
+    });
+    expect(finalPools).not.toContain('cpu-spot');
+    expect(gantry.broker.inventory.clusters.get('sim-aws')!.exhausted.get('cpu-spot')?.reason).toMatch(
+      /^InsufficientInstanceCapacity/,
+    );
+  });
+
   it('adds the nodes a plan needs, and removes them once idle past their TTL, never below the minimum', async () => {
     const { gantry, client } = await start(1000); // idle TTL 10m → 0.6 s, launch delay 90 s → 90 ms
     const ids = Array.from({ length: 40 }, (_, i) => `burst-${i}`);
