@@ -301,13 +301,16 @@ export function createAgent(opts: AgentOptions): Agent {
   function nodesMsg() {
     return provisioner.list().map((n) => {
       const pool = pools.get(n.pool)!;
+      // An executor that sees the nodes (Kubernetes) says what is free on them, and whether they
+      // have joined; otherwise a node offers its pool's shape.
+      const cap = executor.capacity?.(n.name);
       return {
         name: n.name,
         pool: n.pool,
-        cpuMilli: pool.cpuMilli,
-        memoryMiB: pool.memoryMiB,
-        gpuCount: pool.gpuCount,
-        ready: n.ready,
+        cpuMilli: cap?.cpuMilli ?? pool.cpuMilli,
+        memoryMiB: cap?.memoryMiB ?? pool.memoryMiB,
+        gpuCount: cap?.gpuCount ?? pool.gpuCount,
+        ready: n.ready && (executor.capacity ? cap?.ready === true : true),
         capacityType: n.capacityType,
         ...(n.plannedId ? { plannedId: n.plannedId } : {}),
       };

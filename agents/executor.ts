@@ -1,11 +1,19 @@
 /**
  * Executors run leased work on a node: `sim` (a timer and an outcome), `local` (child processes on this
- * machine). Kubernetes comes behind the same interface.
+ * machine), `kubernetes` (pods).
  */
 import type { LeaseMsg, TaskState } from '../protocol/index.ts';
 
 /** What an executor reports about one lease: state changes, with an exit code or reason at the end. */
 export type ExecutorReport = (state: TaskState, info?: { exitCode?: number; reason?: string }) => void;
+
+/** What is free on a node for Gantry's work, as the executor's platform sees it (Kubernetes). */
+export interface NodeCapacity {
+  cpuMilli: number;
+  memoryMiB: number;
+  gpuCount: number;
+  ready: boolean;
+}
 
 /** Runs work for leases. Each lease is started at most once. */
 export interface Executor {
@@ -16,4 +24,9 @@ export interface Executor {
   stop(leaseId: string): void;
   /** Stops everything (agent shutdown). */
   close(): Promise<void>;
+  /**
+   * What is free on `node` for Gantry (allocatable minus other workloads), when the executor knows
+   * better than the pool's shape; the agent reports it in heartbeats.
+   */
+  capacity?(node: string): NodeCapacity | undefined;
 }

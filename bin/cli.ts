@@ -6,6 +6,7 @@ import { registerCatalogCommand } from './commands/catalog.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
 import { registerPlanCommand } from './commands/plan.ts';
 import { registerRunCommands } from './commands/run.ts';
+import { registerWorkerCommand } from './commands/worker.ts';
 import { registerServeCommands } from './commands/serve.ts';
 import { registerValidateCommand } from './commands/validate.ts';
 import { PolicyError, ValidationError } from '../policies/index.ts';
@@ -25,6 +26,7 @@ export function buildProgram(): Command {
   registerServeCommands(program);
   registerClusterCommands(program);
   registerRunCommands(program);
+  registerWorkerCommand(program);
   return program;
 }
 

@@ -115,8 +115,8 @@ export class Inventory {
         const notReady = [...c.nodes.values()].filter((n) => n.pool === pool.name && !n.ready).length;
         const free = (nodeName: string) => used.get(`${c.name}|${nodeName}`) ?? { cpu: 0, mem: 0, gpu: 0 };
         const states = [
-          ...nodes.map((n) => nodeState(n.name, pool, free(n.name))),
-          ...planned.map((id) => nodeState(id, pool, free(id))),
+          ...nodes.map((n) => nodeState(n.name, n, Math.min(n.gpuCount, pool.gpuCount), free(n.name))),
+          ...planned.map((id) => nodeState(id, pool, pool.gpuCount, free(id))),
         ];
         const exhausted = c.exhausted.get(pool.name);
         if (exhausted && exhausted.until <= now) c.exhausted.delete(pool.name);
@@ -129,9 +129,18 @@ export class Inventory {
   }
 }
 
-function nodeState(name: string, pool: Pool, used: { cpu: number; mem: number; gpu: number }) {
+/**
+ * What is free on one node: its capacity (the pool's shape, or what the agent reported: Kubernetes
+ * knows what other workloads take) minus what Gantry's active leases use.
+ */
+function nodeState(
+  name: string,
+  shape: { cpuMilli: number; memoryMiB: number },
+  gpuCount: number,
+  used: { cpu: number; mem: number; gpu: number },
+) {
   // GPUs: whole devices first, then what a shared device has left.
-  const devices = Array<number>(pool.gpuCount).fill(1000);
+  const devices = Array<number>(gpuCount).fill(1000);
   let gpu = used.gpu;
   for (let d = 0; d < devices.length && gpu > 0; d++) {
     const take = Math.min(1000, gpu);
@@ -140,8 +149,8 @@ function nodeState(name: string, pool: Pool, used: { cpu: number; mem: number; g
   }
   return {
     name,
-    freeCpuMilli: Math.max(0, pool.cpuMilli - used.cpu),
-    freeMemoryMiB: Math.max(0, pool.memoryMiB - used.mem),
+    freeCpuMilli: Math.max(0, shape.cpuMilli - used.cpu),
+    freeMemoryMiB: Math.max(0, shape.memoryMiB - used.mem),
     freeGpuMilli: devices,
   };
 }
