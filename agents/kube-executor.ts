@@ -31,7 +31,7 @@ export interface KubeExecutorOptions {
   image: string;
   /** Image for `sim` leases (a shell that sleeps). Default `busybox:1.36`. */
   simImage?: string;
-  /** What `gantry worker` pods connect to: the NATS URL and the Secret with their nkey seed. */
+  /** What `gantry worker` pods connect to: the NATS URL and the Secret with their nkey seed (key `creds.nk`). */
   nats?: { url: string; credsSecret?: string; credsKey?: string };
   /** A pod that cannot be scheduled this long fails. Default 120 s. */
   unschedulableAfterMs?: number;
@@ -196,7 +196,7 @@ function credsVolume(lease: LeaseMsg, opts: KubeExecutorOptions) {
         name: 'nats-creds',
         secret: {
           secretName: opts.nats.credsSecret,
-          items: [{ key: opts.nats.credsKey ?? 'creds', path: 'creds' }],
+          items: [{ key: opts.nats.credsKey ?? 'creds.nk', path: 'creds.nk' }],
         },
       },
     ],

@@ -123,6 +123,12 @@ export const BROKER_PERMISSIONS = {
   subscribe: ['gantry.>', '$JS.>', '$KV.>', '_INBOX.>'],
 };
 
+/** Task pods (`gantry worker` on Kubernetes): what workflow code may do, and serving as warm workers. */
+export const TASK_PERMISSIONS = {
+  publish: [...WORKLOAD.publish, '_INBOX.>'],
+  subscribe: [...WORKLOAD.subscribe, `${PROTOCOL}.worker.>`, '_INBOX.>'],
+};
+
 /**
  * A workflow runtime (`gantry run --nats`): what workflow code may do, plus its lineage and run records
  * (KV bucket `gantry-runtime`, stream `gantry-lineage`).

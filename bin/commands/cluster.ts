@@ -14,6 +14,7 @@ import {
   BROKER_PERMISSIONS,
   ensureUser,
   RUNTIME_PERMISSIONS,
+  TASK_PERMISSIONS,
   type NatsUser,
 } from '../credentials.ts';
 import { UsageError } from '../errors.ts';
@@ -91,6 +92,7 @@ export function registerClusterCommands(program: Command): void {
     const users: NatsUser[] = [
       ensureUser(flags.credsDir, 'gantry-broker', BROKER_PERMISSIONS),
       ensureUser(flags.credsDir, 'gantry-runtime', RUNTIME_PERMISSIONS),
+      ensureUser(flags.credsDir, 'gantry-tasks', TASK_PERMISSIONS),
     ];
     for (const c of onboarded) ensureUser(flags.credsDir, `agent-${c.name}`, agentPermissions(c.name));
     // Every agent onboarded so far, so the block can replace the previous one.
@@ -113,6 +115,7 @@ export function registerClusterCommands(program: Command): void {
     }
     process.stdout.write(
       `workflow runtimes: gantry run <file.ts> --nats ${flags.nats ?? 'nats://<server>:4222'} --creds ${join(flags.credsDir, 'gantry-runtime.nk')}\n` +
+        `task pods (Kubernetes): kubectl -n gantry-tasks create secret generic gantry-task-nats --from-file=creds.nk=${join(flags.credsDir, 'gantry-tasks.nk')}\n` +
         `nats-server authorization: ${authFile} (include it in the server config and reload)\n`,
     );
   });

@@ -3,15 +3,17 @@
  */
 import { mkdirSync } from 'node:fs';
 import type { Command } from 'commander';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import {
   createAgent,
   createLocalExecutor,
   createSimExecutor,
   createSimProvisioner,
+  type Executor,
+  type NodeProvisioner,
 } from '../../agents/index.ts';
 import { createBroker, serveMetrics } from '../../broker/index.ts';
-import { loadPlatform } from '../../policies/index.ts';
+import { type Cluster, loadPlatform } from '../../policies/index.ts';
 import type { Transport } from '../../protocol/index.ts';
 import { connectNats, type NatsTransport, openJetStreamStore } from '../../protocol/nats-index.ts';
 import { createTaskHost } from '../../runtime/host.ts';
@@ -22,12 +24,99 @@ import { startEmbedded } from '../embedded.ts';
 import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
 import { UsageError } from '../errors.ts';
 
+interface AgentFlags extends ServeFlags {
+  cluster: string;
+  executor: string;
+  provisioner?: string;
+  kubeconfig?: string;
+  namespace: string;
+  image?: string;
+  taskNats?: string;
+  taskCredsSecret?: string;
+  launchTemplate?: string;
+  project?: string;
+  zone?: string;
+}
+
+/** The agent's executor and node provisioner, as its flags ask. */
+async function backends(
+  flags: AgentFlags,
+  cluster: Cluster,
+  transport: NatsTransport,
+  speedup: number,
+  image: string | undefined,
+  provisionerKind: string,
+  logger: Logger,
+): Promise<{ executor: Executor; provisioner: NodeProvisioner }> {
+  // Workflow tasks that run in this process read and write large values in the JetStream object store.
+  const services = {
+    transport,
+    artifacts: await openJetStreamArtifacts(transport.connection),
+    timeScale: speedup,
+  };
+  if (flags.executor !== 'kubernetes') {
+    const executor =
+      flags.executor === 'local'
+        ? createLocalExecutor({ tasks: createProcessHost(services) })
+        : createSimExecutor({ speedup, tasks: createTaskHost(services) });
+    return {
+      executor,
+      provisioner: await cloudProvisioner(flags, cluster, provisionerKind, speedup, logger),
+    };
+  }
+  const cloud = await import('../../agents/cloud-index.ts');
+  const { KubeConfig } = await import('@kubernetes/client-node');
+  const kubeConfig = new KubeConfig();
+  if (flags.kubeconfig) kubeConfig.loadFromFile(flags.kubeconfig);
+  else kubeConfig.loadFromDefault();
+  const executor = cloud.createKubeExecutor({
+    kubeConfig,
+    cluster,
+    namespace: flags.namespace,
+    image: image!,
+    nats: {
+      url: flags.taskNats ?? flags.nats!,
+      ...(flags.taskCredsSecret ? { credsSecret: flags.taskCredsSecret } : {}),
+    },
+    logger,
+  });
+  await executor.watch();
+  const provisioner =
+    provisionerKind === 'kubernetes'
+      ? cloud.createKubeNodeProvisioner(executor)
+      : await cloudProvisioner(flags, cluster, provisionerKind, speedup, logger);
+  return { executor, provisioner };
+}
+
+async function cloudProvisioner(
+  flags: AgentFlags,
+  cluster: Cluster,
+  kind: string,
+  speedup: number,
+  logger: Logger,
+): Promise<NodeProvisioner> {
+  if (kind === 'sim') return createSimProvisioner(cluster, { speedup });
+  const cloud = await import('../../agents/cloud-index.ts');
+  if (kind === 'ec2')
+    return cloud.createEc2Provisioner(cluster, {
+      ...(flags.launchTemplate ? { launchTemplate: flags.launchTemplate } : {}),
+      logger,
+    });
+  return cloud.createGceProvisioner(cluster, {
+    ...(flags.project ? { project: flags.project } : {}),
+    ...(flags.zone ? { zone: flags.zone } : {}),
+    logger,
+  });
+}
+
 interface ServeFlags {
   file: string[];
   nats?: string;
   creds?: string;
   state: string;
   metricsPort?: string;
+  metricsHost?: string;
+  replicas: string;
   speedup: string;
   heartbeat: string;
 }
@@ -67,6 +156,8 @@ export function registerServeCommands(program: Command): void {
     .option('--creds <file>', 'NATS credentials file')
     .option('--state <dir>', 'state directory (embedded mode)', '.gantry/state')
     .option('--metrics-port <n>', 'serve Prometheus metrics on this port')
+    .option('--metrics-host <host>', 'address the metrics server listens on (0.0.0.0 in a pod)', '127.0.0.1')
+    .option('--replicas <n>', 'JetStream replicas of the broker state (3 on a 3-server NATS cluster)', '1')
     .option('--heartbeat <ms>', 'agents heartbeat interval', '1000')
     .option('--speedup <n>', 'time scale of simulated clouds (embedded mode)', '1')
     .action(async (flags: ServeFlags) => {
@@ -82,6 +173,7 @@ export function registerServeCommands(program: Command): void {
       const store = await openJetStreamStore(transport.connection, {
         bucket: BROKER_BUCKET,
         stream: BROKER_STREAM,
+        replicas: number('--replicas', flags.replicas, 1),
       });
       const broker = createBroker({
         transport,
@@ -94,7 +186,11 @@ export function registerServeCommands(program: Command): void {
       await broker.start();
       logger.info({ brokerId: broker.id, leader: broker.isLeader() }, 'broker started');
       const server = flags.metricsPort
-        ? await serveMetrics(broker.metrics.registry, number('--metrics-port', flags.metricsPort, 1))
+        ? await serveMetrics(
+            broker.metrics.registry,
+            number('--metrics-port', flags.metricsPort, 1),
+            flags.metricsHost,
+          )
         : undefined;
       await untilSignal(async () => {
         server?.close();
@@ -111,41 +207,69 @@ export function registerServeCommands(program: Command): void {
     .requiredOption('--cluster <name>', 'which cluster this agent serves')
     .option('--nats <url>', 'NATS server, e.g. nats://127.0.0.1:4222')
     .option('--creds <file>', 'NATS credentials file made by `gantry cluster onboard`')
-    .option('--executor <kind>', 'sim or local', 'sim')
+    .option('--executor <kind>', 'sim, local or kubernetes', 'sim')
+    .option(
+      '--provisioner <kind>',
+      'sim, ec2, gce or kubernetes (nodes managed outside Gantry); default: kubernetes with --executor kubernetes, else sim',
+    )
+    .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)')
+    .option('--namespace <ns>', 'namespace of task pods', 'gantry-tasks')
+    .option('--image <image>', 'the Gantry image task pods run (default: $GANTRY_IMAGE)')
+    .option('--task-nats <url>', 'NATS URL task pods connect to (default: --nats)')
+    .option('--task-creds-secret <name>', "Secret holding the task pods' NATS seed (key creds.nk)")
+    .option(
+      '--launch-template <name>',
+      'EC2 launch template of pools without a gantry.dev/launch-template label',
+    )
+    .option('--project <id>', 'GCP project (default: $GOOGLE_CLOUD_PROJECT)')
+    .option('--zone <zone>', 'GCE zone of pools that name none')
     .option('--speedup <n>', 'time scale of the simulated cloud', '1')
     .option('--heartbeat <ms>', 'heartbeat interval until the broker says otherwise', '1000')
-    .action(async (flags: ServeFlags & { cluster: string; executor: string }) => {
+    .action(async (flags: AgentFlags) => {
       const { platform } = loadPlatform(flags.file);
       const cluster = platform.clusters.find((c) => c.name === flags.cluster);
       if (!cluster)
         throw new UsageError(
           `no Cluster '${flags.cluster}' in ${flags.file.join(', ')}; found: ${platform.clusters.map((c) => c.name).join(', ')}`,
         );
-      if (flags.executor !== 'sim' && flags.executor !== 'local')
-        throw new UsageError(`--executor must be sim or local, not '${flags.executor}'`);
+      if (!['sim', 'local', 'kubernetes'].includes(flags.executor))
+        throw new UsageError(`--executor must be sim, local or kubernetes, not '${flags.executor}'`);
+      const provisionerKind = flags.provisioner ?? (flags.executor === 'kubernetes' ? 'kubernetes' : 'sim');
+      if (!['sim', 'ec2', 'gce', 'kubernetes'].includes(provisionerKind))
+        throw new UsageError(`--provisioner must be sim, ec2, gce or kubernetes, not '${provisionerKind}'`);
+      if (provisionerKind === 'kubernetes' && flags.executor !== 'kubernetes')
+        throw new UsageError('--provisioner kubernetes goes with --executor kubernetes');
+      const image = flags.image ?? process.env.GANTRY_IMAGE;
+      if (flags.executor === 'kubernetes' && !image)
+        throw new UsageError(
+          '--image (or GANTRY_IMAGE) is required with --executor kubernetes: the image task pods run',
+        );
       const speedup = number('--speedup', flags.speedup, 0.001);
       const transport = await connect(flags, `gantry-agent-${cluster.name}`);
       const logger = pino({ level: process.env.GANTRY_LOG ?? 'info' });
-      // Workflow tasks that land here read and write large values in the JetStream object store.
-      const services = {
-        transport,
-        artifacts: await openJetStreamArtifacts((transport as NatsTransport).connection),
-        timeScale: speedup,
-      };
+      const { executor, provisioner } = await backends(
+        flags,
+        cluster,
+        transport as NatsTransport,
+        speedup,
+        image,
+        provisionerKind,
+        logger,
+      );
       const agent = createAgent({
         transport,
         cluster,
-        executor:
-          flags.executor === 'local'
-            ? createLocalExecutor({ tasks: createProcessHost(services) })
-            : createSimExecutor({ speedup, tasks: createTaskHost(services) }),
-        provisioner: createSimProvisioner(cluster, { speedup }),
+        executor,
+        provisioner,
         heartbeatMs: number('--heartbeat', flags.heartbeat, 50),
         logger,
         speedup,
       });
       await agent.start();
-      logger.info({ cluster: cluster.name, agentId: agent.id }, 'agent started');
+      logger.info(
+        { cluster: cluster.name, agentId: agent.id, executor: executor.kind, provisioner: provisioner.kind },
+        'agent started',
+      );
       await untilSignal(async () => {
         await agent.stop();
         await transport.close();
