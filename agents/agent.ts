@@ -53,6 +53,7 @@ interface Held {
   lease: LeaseMsg;
   state: TaskState;
   node?: string;
+  startedAt?: number;
   endedAt?: number;
 }
 
@@ -86,7 +87,14 @@ export function createAgent(opts: AgentOptions): Agent {
   const lastBusy = new Map<string, number>();
   const cancelled = new Set<string>();
   // Leases that ended, newest last, repeated in heartbeats for a while (see heartbeatMsg.finished).
-  const finished: { leaseId: string; state: TaskState; node?: string; reason?: string; at: number }[] = [];
+  const finished: {
+    leaseId: string;
+    state: TaskState;
+    node?: string;
+    reason?: string;
+    startedAt?: number;
+    at: number;
+  }[] = [];
   const subs: Subscription[] = [];
   let heartbeatMs = opts.heartbeatMs ?? 1000;
   let heartbeat: NodeJS.Timeout | undefined;
@@ -102,6 +110,8 @@ export function createAgent(opts: AgentOptions): Agent {
     if (!held || DONE.has(held.state)) return;
     held.state = state;
     if (held.node) lastBusy.set(held.node, clock());
+    if (state === 'running') held.startedAt = clock();
+    const started = DONE.has(state) && held.startedAt !== undefined ? { startedAt: held.startedAt } : {};
     if (DONE.has(state)) {
       held.endedAt = clock();
       finished.push({
@@ -110,6 +120,7 @@ export function createAgent(opts: AgentOptions): Agent {
         at: clock(),
         ...(held.node ? { node: held.node } : {}),
         ...(info.reason ? { reason: info.reason } : {}),
+        ...started,
       });
     }
     emit({
@@ -120,6 +131,7 @@ export function createAgent(opts: AgentOptions): Agent {
       at: clock(),
       ...(held.node ? { node: held.node } : {}),
       ...info,
+      ...started,
     });
   }
 

@@ -25,6 +25,7 @@ import { admit } from './admission.ts';
 import { handleAdmin } from './admin.ts';
 import { runCycle } from './cycle.ts';
 import { Inventory } from './inventory.ts';
+import { NodeLedger, usageOf } from './ledger.ts';
 import { Leadership } from './leader.ts';
 import { type BrokerMetrics, createBrokerMetrics } from './metrics.ts';
 import { loadRecords, type RequestRecord } from './records.ts';
@@ -105,6 +106,14 @@ export function createBroker(opts: BrokerOptions): Broker {
   const { transport, store, platform } = opts;
   const state = new BrokerState(store, clock);
   const writer = state.writer;
+  // The cost ledger: each lease that ran, and each node's lifetime, go to the log with the lifecycle.
+  const poolOf = (cluster: string, pool: string) =>
+    inventory.clusters.get(cluster)?.declared.pools.find((p) => p.name === pool);
+  const nodeLedger = new NodeLedger(poolOf);
+  state.onLeaseEnd = (lease, request) => {
+    const usage = usageOf(lease, request, poolOf(lease.cluster, lease.pool));
+    if (usage) writer.event(usage);
+  };
   const inventory = new Inventory(platform.clusters);
   const waiters = new Map<string, Msg[]>();
   const subs: Subscription[] = [];
@@ -364,6 +373,7 @@ export function createBroker(opts: BrokerOptions): Broker {
       team: m.team,
       runId: m.runId,
       taskId: m.taskId,
+      workflow: m.workflow,
       resources,
       priority: m.priority,
       override: m.override,
@@ -396,11 +406,12 @@ export function createBroker(opts: BrokerOptions): Broker {
         message: `cluster ${cluster} is not onboarded`,
         field: 'cluster',
       });
+    for (const e of nodeLedger.heartbeat(cluster, parsed.value.nodes, clock())) writer.event(e);
     metrics.clusterHealthy.set({ cluster }, 1);
     // Ends the broker missed (it restarted, or a message was lost while NATS restarted).
     let changed = false;
     for (const f of parsed.value.finished)
-      changed = applyLeaseState(cluster, f.leaseId, f.state, f.node, f.reason) || changed;
+      changed = applyLeaseState(cluster, f.leaseId, f.state, f.node, f.reason, f.startedAt) || changed;
     // A new agent id: the agent restarted and knows nothing of what its predecessor ran.
     if (previousAgent !== undefined && previousAgent !== parsed.value.agentId) {
       for (const l of state.activeOn(cluster)) {
@@ -429,7 +440,10 @@ export function createBroker(opts: BrokerOptions): Broker {
         continue;
       }
       if (ev.type === 'node') {
-        if (ev.state !== 'ready') inventory.clusters.get(cluster)?.nodes.delete(ev.node);
+        if (ev.state !== 'ready') {
+          inventory.clusters.get(cluster)?.nodes.delete(ev.node);
+          for (const e of nodeLedger.end(cluster, ev.node, ev.state, clock())) writer.event(e);
+        }
         state.release();
         schedule();
         continue;
@@ -453,7 +467,7 @@ export function createBroker(opts: BrokerOptions): Broker {
         });
         continue;
       }
-      changed = applyLeaseState(cluster, ev.leaseId, ev.state, ev.node, ev.reason) || changed;
+      changed = applyLeaseState(cluster, ev.leaseId, ev.state, ev.node, ev.reason, ev.startedAt) || changed;
     }
     if (changed) flushSoon();
   }
@@ -465,13 +479,14 @@ export function createBroker(opts: BrokerOptions): Broker {
     s: import('../protocol/index.ts').TaskState,
     node?: string,
     reason?: string,
+    startedAt?: number,
   ): boolean {
     const lease = state.leases.get(leaseId);
     if (!lease || lease.cluster !== cluster) return false;
     // A launch on a node that never came up: stop counting on that node.
     if (s === 'lost' && reason?.includes('is not in this cluster'))
       inventory.clusters.get(cluster)?.planned.delete(lease.node);
-    const r = state.transition(leaseId, s, { node, reason });
+    const r = state.transition(leaseId, s, { node, reason, startedAt });
     if (!r) return false;
     // The requester heard `placed` in the reply; `launching` is the agent's business.
     if (s !== 'launching') publishState(r.requestId, leaseId, s, reason, node);

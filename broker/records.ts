@@ -2,6 +2,7 @@
  * The broker's durable records — requests and leases — and how they are stored: one KV key each
  * (`req.<id>`, `lease.<id>`), written in batches once per solve cycle, plus lifecycle events in the log.
  */
+import type { LedgerEntry } from './ledger.ts';
 import type { ResolvedResources } from '../policies/index.ts';
 import { decodeJson, encodeJson, type Store } from '../protocol/index.ts';
 import type { LeaseMsg, TaskState, WorkSpec } from '../protocol/index.ts';
@@ -12,6 +13,7 @@ export interface RequestRecord {
   team: string;
   runId?: string | undefined;
   taskId?: string | undefined;
+  workflow?: string | undefined;
   resources: ResolvedResources;
   priority?: number | undefined;
   override: boolean;
@@ -66,7 +68,7 @@ export const requestKey = (id: string) => `req.${safe(id)}`;
  */
 export class RecordWriter {
   private readonly dirty = new Set<string>();
-  private events: LifecycleEvent[] = [];
+  private events: (LifecycleEvent | LedgerEntry)[] = [];
   private flushing: Promise<void> = Promise.resolve();
 
   /** @param current the record to store for a request id, its current lease included. */
@@ -83,7 +85,7 @@ export class RecordWriter {
     this.dirty.add(l.requestId);
   }
 
-  event(e: LifecycleEvent): void {
+  event(e: LifecycleEvent | LedgerEntry): void {
     this.events.push(e);
   }
 
@@ -157,7 +159,8 @@ export async function loadRecords(
   return { requests, leases };
 }
 
-/** Reads the lifecycle log: each entry holds the events of one flush. */
-export async function* readLifecycle(store: Store, fromSeq = 1): AsyncIterable<LifecycleEvent> {
-  for await (const entry of store.readLog(fromSeq)) yield* decodeJson(entry.data) as LifecycleEvent[];
+/** Reads the lifecycle log (cost ledger entries included): each entry holds the events of one flush. */
+export async function* readLifecycle(store: Store, fromSeq = 1): AsyncIterable<LifecycleEvent | LedgerEntry> {
+  for await (const entry of store.readLog(fromSeq))
+    yield* decodeJson(entry.data) as (LifecycleEvent | LedgerEntry)[];
 }

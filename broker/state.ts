@@ -76,6 +76,9 @@ export class BrokerState {
       .map((r) => r.requestId);
   }
 
+  /** Called once for every lease that ends (the cost ledger writes its usage). */
+  onLeaseEnd?: (lease: LeaseRecord, request: RequestRecord | undefined) => void;
+
   private log(e: Omit<LifecycleEvent, 'at'>): void {
     this.writer.event({ at: this.clock(), ...e });
   }
@@ -142,7 +145,7 @@ export class BrokerState {
   transition(
     leaseId: string,
     state: TaskState,
-    info: { node?: string | undefined; reason?: string | undefined },
+    info: { node?: string | undefined; reason?: string | undefined; startedAt?: number | undefined },
   ): RequestRecord | undefined {
     const lease = this.leases.get(leaseId);
     if (!lease || ORDER[state] <= ORDER[lease.state] || ORDER[lease.state] === 4) return undefined;
@@ -152,8 +155,14 @@ export class BrokerState {
     if (info.node) lease.actualNode = info.node;
     this.index(lease);
     if (state === 'running') lease.startedAt = now;
-    if (ORDER[state] === 4) lease.endedAt = now;
+    if (ORDER[state] === 4) {
+      lease.endedAt = now;
+      // The agent may fold `running` into the end: it says when the work started.
+      if (lease.startedAt === undefined && info.startedAt !== undefined)
+        lease.startedAt = Math.min(now, info.startedAt);
+    }
     if (info.reason) lease.reason = info.reason;
+    if (ORDER[state] === 4) this.onLeaseEnd?.(lease, r);
     // Launching and running are not written to the store: after a restart the agents say where each
     // lease stands. Placements and ends are.
     if (ORDER[state] === 4) this.writer.lease(lease);

@@ -88,6 +88,7 @@ export const workSpec = z.discriminatedUnion('kind', [
     execution: id,
     run: id,
     team: z.string().min(1),
+    workflow: z.string().max(200).optional(),
     input: valueMsg,
     /** The host stops the execution after this long and reports a TimeoutError. */
     timeoutMs: z.number().positive().optional(),
@@ -108,6 +109,8 @@ export const requestMsg = z.strictObject({
   team: z.string().min(1),
   runId: id.optional(),
   taskId: id.optional(),
+  /** The workflow the run is of, for cost reports. */
+  workflow: z.string().max(200).optional(),
   resources: resourcesMsg.default({}),
   priority: z.int().optional(),
   /** True when the workflow overrode the task's declared resources. */
@@ -190,6 +193,7 @@ export const heartbeatMsg = z.strictObject({
         state: taskState,
         node: z.string().optional(),
         reason: z.string().optional(),
+        startedAt: z.number().optional(),
       }),
     )
     .max(MAX_FINISHED_IN_HEARTBEAT)
@@ -207,6 +211,8 @@ export const agentEvent = z.discriminatedUnion('type', [
     node: z.string().optional(),
     exitCode: z.int().optional(),
     reason: z.string().optional(),
+    /** When the work started running (on ends: the running report may have been folded into them). */
+    startedAt: z.number().optional(),
   }),
   z.strictObject({
     type: z.literal('node'),

@@ -378,6 +378,7 @@ export class Runtime implements Caller {
           team: scope.team,
           runId: scope.runId,
           taskId: name,
+          ...(scope.workflow ? { workflow: scope.workflow } : {}),
           resources,
           override: overridden,
           work: {
@@ -387,6 +388,7 @@ export class Runtime implements Caller {
             execution: requestId,
             run: scope.runId,
             team: scope.team,
+            ...(scope.workflow ? { workflow: scope.workflow } : {}),
             input,
             ...(limitMs ? { timeoutMs: limitMs } : {}),
           },
@@ -785,6 +787,7 @@ class WorkerPool {
           team: scope.team,
           runId: scope.runId,
           taskId: `${this.task.taskName}-worker`,
+          ...(scope.workflow ? { workflow: scope.workflow } : {}),
           resources: {
             ...this.resources,
             duration: this.resources.duration ?? Math.round(this.#idleTtlMs / 1000),

@@ -60,6 +60,7 @@ export interface Execution {
   execution: string;
   run: string;
   team: string;
+  workflow?: string | undefined;
   input: ValueMsg;
   attempt: number;
   placement: Placement;
@@ -100,6 +101,7 @@ export async function executeTask(
       execution: x.execution,
       team: x.team,
       module: x.module,
+      workflow: x.workflow,
       record: (rec: LineageRecord) => lineage.push(rec),
     };
     const run = withScope(scope, () => Promise.resolve(task.fn(input, ctx)));
@@ -153,6 +155,7 @@ export async function runTaskLease(
     execution: work.execution,
     run: work.run,
     team: work.team,
+    workflow: work.workflow,
     input: work.input,
     attempt: lease.attempt,
     placement: placementOf(lease, node),

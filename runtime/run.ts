@@ -97,7 +97,15 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
       },
       signal: new AbortController().signal,
     };
-    const scope = { caller: runtime, runId, execution, team: opts.team, module: opts.module, record };
+    const scope = {
+      caller: runtime,
+      runId,
+      execution,
+      team: opts.team,
+      module: opts.module,
+      workflow: workflow.taskName,
+      record,
+    };
     const raw = await withScope(scope, () => Promise.resolve(workflow.fn(checked, ctx)));
     const output = checkValue(workflow.options.output, raw, { task: workflow.taskName, side: 'output' });
     const outValue = await encodeValue(output, runtime.artifacts);

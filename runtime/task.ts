@@ -130,6 +130,8 @@ export interface Scope {
   team: string;
   /** The module a worker loads to find the tasks (the workflow file `gantry run` was given). */
   module: string;
+  /** The workflow the run is of (for cost reports), when known. */
+  workflow?: string | undefined;
   /** Where lineage records of calls made in this scope go. */
   record(rec: LineageRecord): void;
 }

@@ -45,6 +45,10 @@ interface Kustomization {
   resources: string[];
   configMapGenerator: { name: string; namespace: string; files: string[] }[];
   images: { name: string; newName: string; newTag: string }[];
+  replacements?: {
+    source: { kind: string; name: string; fieldPath: string };
+    targets: { select: { kind: string; name: string }; fieldPaths: string[] }[];
+  }[];
 }
 
 type Validatable = { validate(): void };
@@ -191,6 +195,28 @@ describe('deploy/kubernetes', () => {
     for (const image of images) expect(image).toBe(`gantry:${pkg.version}`);
   });
 
+  it('gives task pods the agent’s own image, rewritten with it', () => {
+    const c = mainContainer(agent);
+    // GANTRY_IMAGE, not --image: kustomize's `images` rewrite reaches env values only through a replacement.
+    expect(argAfter(c, '--image')).toBeUndefined();
+    expect(c.env?.find((e) => e.name === 'GANTRY_IMAGE')?.value).toBe(c.image);
+    expect(kustomization.replacements).toEqual([
+      {
+        source: {
+          kind: 'Deployment',
+          name: agent.metadata!.name,
+          fieldPath: `spec.template.spec.containers.[name=${c.name}].image`,
+        },
+        targets: [
+          {
+            select: { kind: 'Deployment', name: agent.metadata!.name },
+            fieldPaths: [`spec.template.spec.containers.[name=${c.name}].env.[name=GANTRY_IMAGE].value`],
+          },
+        ],
+      },
+    ]);
+  });
+
   it.each(deployments.map((d) => [d.metadata.name, d] as const))(
     '%s reads the platform ConfigMap and its own nkey seed from where its flags say',
     (_, d) => {
@@ -230,6 +256,17 @@ describe('deploy/kubernetes', () => {
   });
 });
 
+const natsValues = parse(read('deploy/nats/values.yaml')) as {
+  config: {
+    cluster: { enabled: boolean; replicas: number };
+    jetstream: {
+      enabled: boolean;
+      fileStore: { enabled: boolean; pvc: { enabled: boolean; size: string } };
+    };
+    merge: Record<string, string>;
+  };
+};
+
 describe('the broker', () => {
   const c = mainContainer(broker);
   const labels = broker.spec!.template.metadata!.labels!;
@@ -255,6 +292,7 @@ describe('the broker', () => {
       ...['--creds', '/var/run/gantry/nats/gantry-broker.nk'],
       ...['--metrics-port', '9464'],
       ...['--metrics-host', '0.0.0.0'],
+      ...['--replicas', '3'],
     ]);
     expect(c.ports).toEqual([{ name: 'metrics', containerPort: 9464, protocol: 'TCP' }]);
     for (const probe of [c.startupProbe, c.readinessProbe, c.livenessProbe])
@@ -264,6 +302,10 @@ describe('the broker', () => {
     expect(service.spec!.ports).toEqual([
       { name: 'metrics', port: 9464, targetPort: 'metrics', protocol: 'TCP' },
     ]);
+  });
+
+  it('keeps its state on every NATS server', () => {
+    expect(argAfter(c, '--replicas')).toBe(String(natsValues.config.cluster.replicas));
   });
 
   it('has no Kubernetes API access', () => {
@@ -310,6 +352,16 @@ describe('the agent of aws-use1', () => {
     expect(c.args?.slice(0, 5)).toEqual(['agent', '-f', '/etc/gantry', '--cluster', 'aws-use1']);
     expect(argAfter(c, '--executor')).toBe('kubernetes');
     expect(argAfter(c, '--provisioner')).toBe('ec2');
+    expect(argAfter(c, '--task-creds-secret')).toBe('gantry-task-nats');
+  });
+
+  it('names a task Secret with the key task pods read, in their namespace, and does not mount it', () => {
+    const namespace = argAfter(c, '--namespace') ?? 'gantry-tasks';
+    const secret = find<ISecret & Manifest>('Secret', argAfter(c, '--task-creds-secret')!);
+    expect(secret.metadata.namespace).toBe(namespace);
+    expect(Object.keys(secret.stringData ?? {})).toEqual(['creds.nk']);
+    const mounted = podSpec(agent).volumes?.flatMap((v) => (v.secret ? [v.secret.secretName] : []));
+    expect(mounted).not.toContain(secret.metadata.name);
   });
 
   it('mounts the Secret its Cluster names as credentialsRef', () => {
@@ -350,16 +402,7 @@ describe('the agent of aws-use1', () => {
 });
 
 describe('deploy/nats/values.yaml', () => {
-  const values = parse(read('deploy/nats/values.yaml')) as {
-    config: {
-      cluster: { enabled: boolean; replicas: number };
-      jetstream: {
-        enabled: boolean;
-        fileStore: { enabled: boolean; pvc: { enabled: boolean; size: string } };
-      };
-      merge: Record<string, string>;
-    };
-  };
+  const values = natsValues;
 
   it('runs a three-server cluster with JetStream on disk', () => {
     expect(values.config.cluster).toMatchObject({ enabled: true, replicas: 3 });

@@ -1,0 +1,154 @@
+/**
+ * The cost ledger: what ran where, and for how long, written durably to the broker's log with the
+ * lifecycle events (a JetStream stream over NATS, the state directory embedded). Two kinds of entry:
+ * a task's use of a node (one per lease that ran, written when it ends) and a node's lifetime (a start
+ * when the broker first sees it ready, an end when it goes). Reports (`gantry report cost`) are computed
+ * from these entries alone, so they reconcile with the ledger to the cent, before and after restarts.
+ */
+import type { Pool } from '../policies/index.ts';
+import type { NodeMsg } from '../protocol/index.ts';
+import type { LeaseRecord, RequestRecord } from './records.ts';
+
+/** A task's use of a node, from when it started running to when it ended. */
+export interface TaskUsage {
+  kind: 'usage';
+  at: number;
+  lease: string;
+  request: string;
+  cluster: string;
+  pool: string;
+  node: string;
+  instanceType: string;
+  capacityType: string;
+  gpuModel: string | null;
+  /** GPUs the task held (fractions for shared devices). */
+  gpus: number;
+  cpuMilli: number;
+  memoryMiB: number;
+  /** Its dominant share of the node: the largest of its cpu, memory and GPU fractions. */
+  share: number;
+  /** The node's price. */
+  nodePricePerHour: number;
+  team: string;
+  workflow?: string | undefined;
+  run?: string | undefined;
+  task?: string | undefined;
+  attempt: number;
+  start: number;
+  end: number;
+  ended: string;
+}
+
+/** A node's lifetime starts (first seen ready) or ends (gone, reclaimed). */
+export interface NodeLife {
+  kind: 'node-start' | 'node-end';
+  at: number;
+  cluster: string;
+  pool: string;
+  node: string;
+  instanceType: string;
+  capacityType: string;
+  gpuModel: string | null;
+  gpuCount: number;
+  pricePerHour: number;
+  /** For ends: `gone` or `preempted`. */
+  ended?: string;
+}
+
+export type LedgerEntry = TaskUsage | NodeLife;
+
+/** The usage entry of a lease that ran; undefined for one that never started. */
+export function usageOf(
+  lease: LeaseRecord,
+  request: RequestRecord | undefined,
+  pool: Pool | undefined,
+): TaskUsage | undefined {
+  if (lease.startedAt === undefined || lease.endedAt === undefined || !pool) return undefined;
+  const gpus = lease.gpuMilli / 1000;
+  const share = Math.min(
+    1,
+    Math.max(
+      pool.cpuMilli > 0 ? lease.cpuMilli / pool.cpuMilli : 0,
+      pool.memoryMiB > 0 ? lease.memoryMiB / pool.memoryMiB : 0,
+      pool.gpuCount > 0 ? gpus / pool.gpuCount : 0,
+    ),
+  );
+  return {
+    kind: 'usage',
+    at: lease.endedAt,
+    lease: lease.leaseId,
+    request: lease.requestId,
+    cluster: lease.cluster,
+    pool: lease.pool,
+    node: lease.actualNode ?? lease.node,
+    instanceType: pool.instanceType,
+    capacityType: pool.capacityType,
+    gpuModel: lease.gpuModel,
+    gpus,
+    cpuMilli: lease.cpuMilli,
+    memoryMiB: lease.memoryMiB,
+    share,
+    nodePricePerHour: pool.price,
+    team: request?.team ?? 'unknown',
+    workflow: request?.workflow,
+    run: request?.runId,
+    task: request?.taskId,
+    attempt: lease.attempt,
+    start: lease.startedAt,
+    end: lease.endedAt,
+    ended: lease.state,
+  };
+}
+
+/**
+ * Follows node lifetimes from heartbeats and node events, and says which entries to write: a start the
+ * first time a node is seen ready, an end when it is gone or reclaimed. A restarted broker writes a
+ * start again for nodes it sees; reports ignore a start while the node is already open.
+ */
+export class NodeLedger {
+  readonly #open = new Map<string, NodeLife>();
+
+  constructor(private readonly pools: (cluster: string, pool: string) => Pool | undefined) {}
+
+  /** Entries for a heartbeat's nodes: starts for new ready nodes, ends for nodes no longer listed. */
+  heartbeat(name: string, nodes: readonly NodeMsg[], now: number): NodeLife[] {
+    const out: NodeLife[] = [];
+    const seen = new Set<string>();
+    for (const n of nodes) {
+      if (!n.ready) continue;
+      const key = `${name}|${n.name}`;
+      seen.add(key);
+      if (this.#open.has(key)) continue;
+      const pool = this.pools(name, n.pool);
+      if (!pool) continue;
+      const start: NodeLife = {
+        kind: 'node-start',
+        at: now,
+        cluster: name,
+        pool: n.pool,
+        node: n.name,
+        instanceType: pool.instanceType,
+        capacityType: pool.capacityType,
+        gpuModel: pool.gpuModel,
+        gpuCount: pool.gpuCount,
+        pricePerHour: pool.price,
+      };
+      this.#open.set(key, start);
+      out.push(start);
+    }
+    for (const [key, life] of this.#open) {
+      if (life.cluster !== name || seen.has(key)) continue;
+      out.push(...this.end(name, life.node, 'gone', now));
+    }
+    return out;
+  }
+
+  /** The end entry of a node that went away, if it was open. */
+  end(cluster: string, node: string, ended: string, now: number): NodeLife[] {
+    const key = `${cluster}|${node}`;
+    const life = this.#open.get(key);
+    if (!life) return [];
+    this.#open.delete(key);
+    return [{ ...life, kind: 'node-end', at: now, ended }];
+  }
+}
