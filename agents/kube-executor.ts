@@ -177,7 +177,7 @@ function command(lease: LeaseMsg, node: string, opts: KubeExecutorOptions) {
           { name: 'GANTRY_LEASE', value: JSON.stringify(lease) },
           ...(opts.nats ? [{ name: 'GANTRY_NATS_URL', value: opts.nats.url }] : []),
           ...(opts.nats?.credsSecret
-            ? [{ name: 'GANTRY_NATS_CREDS', value: '/var/run/gantry/nats/creds' }]
+            ? [{ name: 'GANTRY_NATS_CREDS', value: '/var/run/gantry/nats/creds.nk' }]
             : []),
         ],
         ...(opts.nats?.credsSecret

@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { registerCatalogCommand } from './commands/catalog.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
 import { registerPlanCommand } from './commands/plan.ts';
+import { registerReportCommand } from './commands/report.ts';
 import { registerRunCommands } from './commands/run.ts';
 import { registerWorkerCommand } from './commands/worker.ts';
 import { registerServeCommands } from './commands/serve.ts';
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerClusterCommands(program);
   registerRunCommands(program);
   registerWorkerCommand(program);
+  registerReportCommand(program);
   return program;
 }
 

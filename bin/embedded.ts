@@ -65,6 +65,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
     platform: opts.platform,
     backends: await defaultBackends(),
     heartbeatMs,
+    ledgerTimeScale: opts.speedup ?? 1,
   });
   await broker.start();
   const clouds = new Map<string, SimProvisioner>();

@@ -2,6 +2,7 @@
  * Operator requests on `gantry.v1.broker.admin.<verb>`: list and describe clusters, drain and remove
  * them, and list requests, leases and nodes. What `gantry cluster` and `gantry get` call.
  */
+import type { BudgetStatus } from './budgets.ts';
 import { z } from 'zod';
 import type { Cluster, Platform } from '../policies/index.ts';
 import { encodeJson, type Msg, parseMessage, type Transport } from '../protocol/index.ts';
@@ -19,6 +20,8 @@ export interface AdminContext {
   forget(name: string): Promise<void>;
   schedule(): void;
   bad(msg: Msg, subject: string, error: { code: string; message: string; field?: string }): void;
+  /** Every team budget: caps, spend, committed and what is left. */
+  budgets(): BudgetStatus[];
 }
 
 const byName = z.strictObject({ name: z.string().min(1) });
@@ -130,6 +133,8 @@ export function handleAdmin(msg: Msg, ctx: AdminContext): void {
           [...c.nodes.values()].map((n) => ({ cluster: c.name, ...n })),
         ),
       });
+    case 'budgets':
+      return reply({ budgets: ctx.budgets() });
     case 'stats':
       return reply({
         counts: ctx.state.counts(),

@@ -25,10 +25,11 @@ import { admit } from './admission.ts';
 import { handleAdmin } from './admin.ts';
 import { runCycle } from './cycle.ts';
 import { Inventory } from './inventory.ts';
-import { NodeLedger, usageOf } from './ledger.ts';
+import { Budgets } from './budgets.ts';
+import { NodeLedger, type TaskUsage, usageOf } from './ledger.ts';
 import { Leadership } from './leader.ts';
 import { type BrokerMetrics, createBrokerMetrics } from './metrics.ts';
-import { loadRecords, type RequestRecord } from './records.ts';
+import { loadRecords, readLifecycle, type RequestRecord } from './records.ts';
 import { BrokerState } from './state.ts';
 
 /** A node asked for that has not appeared after this long is no longer counted on. */
@@ -58,6 +59,11 @@ export interface BrokerOptions {
   maxBatch?: number;
   /** The agents' heartbeat interval: unhealthy after 1.5 missed, work re-placed after 2. */
   heartbeatMs?: number;
+  /**
+   * Simulated seconds per second (embedded mode on simulated clouds): the cost ledger's times run this
+   * much faster than the clock from the broker's start, so reports show simulated hours. Default 1.
+   */
+  ledgerTimeScale?: number;
   leaseTtlMs?: number;
   /** Time budget of the solver per cycle. */
   solveBudgetMs?: number;
@@ -109,11 +115,48 @@ export function createBroker(opts: BrokerOptions): Broker {
   // The cost ledger: each lease that ran, and each node's lifetime, go to the log with the lifecycle.
   const poolOf = (cluster: string, pool: string) =>
     inventory.clusters.get(cluster)?.declared.pools.find((p) => p.name === pool);
+  const scale = opts.ledgerTimeScale ?? 1;
+  const epoch = clock();
+  const ledgerTime = (t: number) => (scale === 1 ? t : Math.round(epoch + (t - epoch) * scale));
   const nodeLedger = new NodeLedger(poolOf);
+  const budgets = new Budgets(platform, scale);
   state.onLeaseEnd = (lease, request) => {
     const usage = usageOf(lease, request, poolOf(lease.cluster, lease.pool));
-    if (usage) writer.event(usage);
+    if (!usage) return;
+    const entry = {
+      ...usage,
+      at: ledgerTime(usage.at),
+      start: ledgerTime(usage.start),
+      end: ledgerTime(usage.end),
+    };
+    writer.event(entry);
+    budgets.record(entry);
   };
+
+  /** Holds the requests of teams whose monthly budget is used; logs alerts. Returns the rest. */
+  function withinBudgets(batch: RequestRecord[]): RequestRecord[] {
+    const now = clock();
+    const verdicts = new Map<string, string | undefined>();
+    for (const team of new Set(batch.map((r) => r.team))) {
+      const { held, alerts } = budgets.check(team, state.active(), state.requests, now);
+      verdicts.set(team, held);
+      for (const a of alerts) {
+        log.warn(
+          { team, policy: a.policy, threshold: a.threshold, used: Number(a.ratio.toFixed(3)) },
+          'budget alert',
+        );
+        metrics.budgetAlerts.inc({ team, policy: a.policy, threshold: String(a.threshold) });
+      }
+      const ratio = budgets.usedRatio(team, state.active(), state.requests, now);
+      const policy = platform.policies.find((p) => p.teams.includes(team))?.name ?? '';
+      if (ratio !== undefined) metrics.budgetUsed.set({ team, policy }, ratio);
+    }
+    return batch.filter((r) => {
+      const held = verdicts.get(r.team);
+      if (held) state.hold(r, held);
+      return !held;
+    });
+  }
   const inventory = new Inventory(platform.clusters);
   const waiters = new Map<string, Msg[]>();
   const subs: Subscription[] = [];
@@ -178,9 +221,9 @@ export function createBroker(opts: BrokerOptions): Broker {
   async function runOneCycle(): Promise<void> {
     const started = clock();
     const ids = [...new Set(state.queue.splice(0, maxBatch))];
-    const batch = ids
-      .map((i) => state.requests.get(i))
-      .filter((r): r is RequestRecord => r?.state === 'pending');
+    const batch = withinBudgets(
+      ids.map((i) => state.requests.get(i)).filter((r): r is RequestRecord => r?.state === 'pending'),
+    );
     if (batch.length === 0) return;
     const number = ++cycleNo;
     const result = runCycle({
@@ -406,7 +449,7 @@ export function createBroker(opts: BrokerOptions): Broker {
         message: `cluster ${cluster} is not onboarded`,
         field: 'cluster',
       });
-    for (const e of nodeLedger.heartbeat(cluster, parsed.value.nodes, clock())) writer.event(e);
+    for (const e of nodeLedger.heartbeat(cluster, parsed.value.nodes, ledgerTime(clock()))) writer.event(e);
     metrics.clusterHealthy.set({ cluster }, 1);
     // Ends the broker missed (it restarted, or a message was lost while NATS restarted).
     let changed = false;
@@ -442,7 +485,7 @@ export function createBroker(opts: BrokerOptions): Broker {
       if (ev.type === 'node') {
         if (ev.state !== 'ready') {
           inventory.clusters.get(cluster)?.nodes.delete(ev.node);
-          for (const e of nodeLedger.end(cluster, ev.node, ev.state, clock())) writer.event(e);
+          for (const e of nodeLedger.end(cluster, ev.node, ev.state, ledgerTime(clock()))) writer.event(e);
         }
         state.release();
         schedule();
@@ -619,8 +662,12 @@ export function createBroker(opts: BrokerOptions): Broker {
   async function serve(): Promise<void> {
     if (serving) return;
     const { requests, leases } = await loadRecords(store);
+    // This month's spend per team, from the ledger.
+    const spent = new Budgets(platform, scale);
+    for await (const e of readLifecycle(store)) if (e.kind === 'usage') spent.record(e as TaskUsage);
     if (!leadership.leading || serving) return;
     state.load(requests, leases);
+    budgets.replaceSpent(spent);
     // Agents get a full grace period from now: this broker has not been listening.
     for (const c of inventory.clusters.values()) c.lastHeartbeat = clock();
     serving = true;
@@ -630,7 +677,18 @@ export function createBroker(opts: BrokerOptions): Broker {
     subs.push(transport.subscribe(subjects.register('*'), onRegister));
     subs.push(
       transport.subscribe(subjects.admin('>'), (msg) =>
-        handleAdmin(msg, { transport, state, inventory, platform, metrics, onboard, forget, schedule, bad }),
+        handleAdmin(msg, {
+          transport,
+          state,
+          inventory,
+          platform,
+          metrics,
+          onboard,
+          forget,
+          schedule,
+          bad,
+          budgets: () => budgets.status([...state.active()], state.requests, clock()),
+        }),
       ),
     );
     timers.push(setInterval(tick, Math.max(50, heartbeatMs / 2)));

@@ -15,6 +15,8 @@ export interface BrokerMetrics {
   refused: Counter<'code'>;
   badMessages: Counter<'subject'>;
   activeLeases: Gauge;
+  budgetUsed: Gauge;
+  budgetAlerts: Counter;
   clusterHealthy: Gauge<'cluster'>;
   clusterFreeGpus: Gauge<'cluster'>;
   clusterFreeCpu: Gauge<'cluster'>;
@@ -52,6 +54,18 @@ export function createBrokerMetrics(): BrokerMetrics {
       name: 'gantry_bad_messages_total',
       help: 'Malformed or unauthorised messages',
       labelNames: ['subject'],
+      registers: [registry],
+    }),
+    budgetUsed: new Gauge({
+      name: 'gantry_budget_used_ratio',
+      help: "Share of a team's monthly budget spent or committed (1 = used up)",
+      labelNames: ['team', 'policy'],
+      registers: [registry],
+    }),
+    budgetAlerts: new Counter({
+      name: 'gantry_budget_alerts_total',
+      help: 'Budget alert thresholds crossed',
+      labelNames: ['team', 'policy', 'threshold'],
       registers: [registry],
     }),
     activeLeases: new Gauge({

@@ -1,8 +1,9 @@
 /**
  * The deployment in `deploy/`: every Kubernetes manifest against the API schemas (kubernetes-models),
- * with no field the API does not know, and what must stay true of it — two brokers, non-root read-only
- * containers, the agent's exact RBAC, one image at the package's version, a platform Gantry accepts —
- * then the NATS chart values and the Dockerfile.
+ * with no field the API does not know, and what must stay true of it — two brokers keeping their state
+ * on every NATS server, non-root read-only containers, the agent's exact RBAC, the task pods' Secret,
+ * one image at the package's version (task pods' included), a platform Gantry accepts — then the NATS
+ * chart values and the Dockerfile.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';

@@ -2,6 +2,7 @@
  * `gantry cluster onboard|list|describe|drain|remove` for platform teams, and `gantry get
  * requests|leases|nodes` for operators. Everything but `onboard` asks a running broker over NATS.
  */
+import type { BudgetStatus } from '../../broker/budgets.ts';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -195,4 +196,39 @@ export function registerClusterCommands(program: Command): void {
       );
     });
   }
+
+  natsOptions(
+    get.command('budgets').description("Each team's budgets: spent, committed and remaining"),
+  ).action(async (flags: NatsFlags) => {
+    const a = (await admin(flags, 'budgets')) as { budgets: BudgetStatus[] };
+    const usd = (v: number | undefined) => (v === undefined ? '' : `$${v.toFixed(2)}`);
+    print(
+      flags,
+      a,
+      [
+        'TEAM',
+        'POLICY',
+        '$/HOUR CAP',
+        'USED $/HOUR',
+        'MONTH',
+        'MONTHLY CAP',
+        'SPENT',
+        'COMMITTED',
+        'REMAINING',
+        'HELD',
+      ],
+      a.budgets.map((b) => [
+        b.team,
+        b.policy,
+        usd(b.perHour?.cap),
+        usd(b.perHour?.usedPerHour),
+        b.perMonth?.month ?? '',
+        usd(b.perMonth?.cap),
+        usd(b.perMonth?.spent),
+        usd(b.perMonth?.committed),
+        usd(b.perMonth?.remaining),
+        b.held ? 'yes' : '',
+      ]),
+    );
+  });
 }

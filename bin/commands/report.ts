@@ -1,0 +1,294 @@
+/**
+ * `gantry report cost`: spend from the ledger, grouped, as a table, CSV, JSON or an HTML page with charts.
+ */
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { type CostReport, costReport, DIMENSIONS, type Dimension } from '../../broker/cost-report.ts';
+import type { LedgerEntry } from '../../broker/ledger.ts';
+import { readLifecycle } from '../../broker/records.ts';
+import { loadPlatform, type Platform } from '../../policies/index.ts';
+import { openLocalStore, type Store } from '../../protocol/index.ts';
+import { connectNats, openJetStreamStore } from '../../protocol/nats-index.ts';
+import { defaultBackends } from '../../solver/index.ts';
+import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
+import { UsageError } from '../errors.ts';
+import { table } from '../table.ts';
+
+interface ReportFlags {
+  by: string[];
+  since: string;
+  until?: string;
+  format: string;
+  out?: string;
+  file?: string[];
+  state: string;
+  nats?: string;
+  creds?: string;
+}
+
+/** Every ledger entry in a broker store. */
+export async function readLedger(store: Store): Promise<LedgerEntry[]> {
+  const out: LedgerEntry[] = [];
+  for await (const e of readLifecycle(store)) {
+    if (e.kind === 'usage' || e.kind === 'node-start' || e.kind === 'node-end') out.push(e as LedgerEntry);
+  }
+  return out;
+}
+
+/** A time flag: a duration back from now (`7d`, `12h`) or a date (`2026-11-01`, ISO). */
+export function parseTime(flag: string, value: string, now: number): number {
+  if (/^\d+(\.\d+)?[smhdw]$/.test(value)) {
+    const m = /^(\d+(?:\.\d+)?)([smhdw])$/.exec(value)!;
+    const unit = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 }[m[2] as 's']!;
+    return now - Number(m[1]) * unit * 1000;
+  }
+  const t = Date.parse(value);
+  if (Number.isNaN(t))
+    throw new UsageError(
+      `${flag} must be a duration back from now (7d, 12h) or a date (2026-11-01), not '${value}'`,
+    );
+  return t;
+}
+
+const usd = (v: number) => `$${v.toFixed(2)}`;
+
+/** The report as an aligned table. */
+export function reportTable(r: CostReport): string {
+  const rows = r.rows.map((row) => [
+    ...r.by.map((d) => row.key[d] ?? ''),
+    usd(row.costUsd),
+    row.idleUsd > 0 ? usd(row.idleUsd) : '',
+    usd(row.onDemandUsd),
+    row.gpuHours > 0 ? row.gpuHours.toFixed(1) : '',
+  ]);
+  const t = r.totals;
+  rows.push([
+    ...r.by.map((_, i) => (i === 0 ? 'total' : '')),
+    usd(t.costUsd),
+    usd(t.idleUsd),
+    usd(t.onDemandUsd),
+    '',
+  ]);
+  const head = table(
+    [...r.by.map((d) => d.toUpperCase()), 'SPEND', 'OF WHICH IDLE', 'ALL ON-DEMAND', 'GPU-HOURS'],
+    rows,
+  );
+  const lines = [
+    `${new Date(r.since).toISOString().slice(0, 16)}Z – ${new Date(r.until).toISOString().slice(0, 16)}Z: ${t.executions} task executions on ${t.nodes} nodes`,
+    '',
+    head,
+    `Spot and reserved capacity saved ${usd(t.spotSavingsUsd)} against all on-demand (${usd(t.onDemandUsd)}).`,
+  ];
+  if (t.greedyUsd !== undefined && t.plannedUsd !== undefined)
+    lines.push(
+      `Planned again on a fresh fleet: Gantry's placement ${usd(t.plannedUsd)}, a cheapest-first greedy ${usd(t.greedyUsd)} (${t.greedyUsd > 0 ? `${(100 * (1 - t.plannedUsd / t.greedyUsd)).toFixed(1)}% less` : 'n/a'}).`,
+    );
+  return `${lines.join('\n')}\n`;
+}
+
+/** The report as CSV: one line per row, money in dollars with cents. */
+export function reportCsv(r: CostReport): string {
+  const q = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
+  const lines = [[...r.by, 'spend_usd', 'idle_usd', 'on_demand_usd', 'gpu_hours'].join(',')];
+  for (const row of r.rows)
+    lines.push(
+      [
+        ...r.by.map((d) => q(row.key[d] ?? '')),
+        row.costUsd.toFixed(2),
+        row.idleUsd.toFixed(2),
+        row.onDemandUsd.toFixed(2),
+        row.gpuHours.toFixed(3),
+      ].join(','),
+    );
+  return `${lines.join('\n')}\n`;
+}
+
+const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const PALETTE = [
+  '#4e79a7',
+  '#f28e2b',
+  '#e15759',
+  '#76b7b2',
+  '#59a14f',
+  '#edc948',
+  '#b07aa1',
+  '#ff9da7',
+  '#9c755f',
+  '#bab0ac',
+];
+
+/** A self-contained HTML page: totals, spend per day stacked by the first grouping, spend by GPU, savings. */
+export function reportHtml(r: CostReport): string {
+  const t = r.totals;
+  const first = r.by[0] ?? 'team';
+  const series = [...new Set(r.days.flatMap((d) => Object.keys(d.values)))];
+  const color = (s: string) => PALETTE[series.indexOf(s) % PALETTE.length]!;
+  const W = 760;
+  const H = 260;
+  const maxDay = Math.max(1e-9, ...r.days.map((d) => Object.values(d.values).reduce((a, b) => a + b, 0)));
+  const bw = r.days.length > 0 ? Math.max(4, (W - 60) / r.days.length - 6) : 10;
+  const bars = r.days
+    .map((d, i) => {
+      let y = H - 30;
+      const x = 50 + i * (bw + 6);
+      const parts = series
+        .filter((s) => d.values[s])
+        .map((s) => {
+          const h = ((d.values[s] ?? 0) / maxDay) * (H - 50);
+          y -= h;
+          return `<rect x="${x}" y="${y.toFixed(1)}" width="${bw.toFixed(1)}" height="${h.toFixed(1)}" fill="${color(s)}"><title>${esc(d.day)} ${esc(s)}: ${usd(d.values[s] ?? 0)}</title></rect>`;
+        })
+        .join('');
+      return `${parts}<text x="${x + bw / 2}" y="${H - 12}" font-size="10" text-anchor="middle">${esc(d.day.slice(5))}</text>`;
+    })
+    .join('');
+  const legend = series
+    .map(
+      (s, i) =>
+        `<span class="key"><i style="background:${color(s)}"></i>${esc(s)}</span>${i % 6 === 5 ? '<br>' : ''}`,
+    )
+    .join(' ');
+  const gpus = Object.entries(r.byGpu).sort((a, b) => b[1] - a[1]);
+  const maxGpu = Math.max(1e-9, ...gpus.map(([, v]) => v));
+  const gpuBars = gpus
+    .map(
+      ([g, v], i) =>
+        `<text x="0" y="${22 + i * 26}" font-size="12">${esc(g)}</text><rect x="90" y="${10 + i * 26}" width="${((v / maxGpu) * 560).toFixed(1)}" height="16" fill="#4e79a7"></rect><text x="${96 + (v / maxGpu) * 560}" y="${22 + i * 26}" font-size="12" data-gpu="${esc(g)}">${usd(v)}</text>`,
+    )
+    .join('');
+  const compare: [string, number | undefined][] = [
+    ['Actual spend', t.costUsd],
+    ['All on-demand', t.onDemandUsd],
+    ['Greedy placement', t.greedyUsd],
+    ["Gantry's plan", t.plannedUsd],
+  ];
+  const maxCmp = Math.max(1e-9, ...compare.map(([, v]) => v ?? 0));
+  const cmpBars = compare
+    .filter(([, v]) => v !== undefined)
+    .map(
+      ([label, v], i) =>
+        `<text x="0" y="${22 + i * 26}" font-size="12">${esc(label)}</text><rect x="130" y="${10 + i * 26}" width="${((v! / maxCmp) * 520).toFixed(1)}" height="16" fill="${i === 0 ? '#59a14f' : '#bab0ac'}"></rect><text x="${136 + (v! / maxCmp) * 520}" y="${22 + i * 26}" font-size="12">${usd(v!)}</text>`,
+    )
+    .join('');
+  const rows = r.rows
+    .map(
+      (row) =>
+        `<tr>${r.by.map((d) => `<td>${esc(row.key[d] ?? '')}</td>`).join('')}<td class="n" data-cost>${usd(row.costUsd)}</td><td class="n">${row.idleUsd > 0 ? usd(row.idleUsd) : ''}</td><td class="n">${usd(row.onDemandUsd)}</td></tr>`,
+    )
+    .join('');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Gantry cost report</title>
+<style>
+body{font:14px/1.4 system-ui,sans-serif;margin:2em auto;max-width:820px;color:#222}
+h1{font-size:1.4em}h2{font-size:1.1em;margin-top:2em}
+.cards{display:flex;gap:1em}.card{flex:1;border:1px solid #ddd;border-radius:6px;padding:.8em}
+.card b{display:block;font-size:1.5em}table{border-collapse:collapse;width:100%}
+td,th{padding:.3em .6em;border-bottom:1px solid #eee;text-align:left}.n{text-align:right;font-variant-numeric:tabular-nums}
+.key{display:inline-block;margin-right:1em;font-size:12px}.key i{display:inline-block;width:10px;height:10px;margin-right:4px}
+</style></head><body>
+<h1>Cost report</h1>
+<p>${esc(new Date(r.since).toISOString().slice(0, 10))} to ${esc(new Date(r.until).toISOString().slice(0, 10))} · ${t.executions} task executions on ${t.nodes} nodes · grouped by ${esc(r.by.join(', '))}</p>
+<div class="cards">
+<div class="card">Spend<b id="total">${usd(t.costUsd)}</b></div>
+<div class="card">Of which idle<b id="idle">${usd(t.idleUsd)}</b></div>
+<div class="card">Saved against on-demand<b id="savings">${usd(t.spotSavingsUsd)}</b></div>
+</div>
+<h2>Spend per day by ${esc(first)}</h2>
+<svg id="per-day" width="${W}" height="${H}" role="img" aria-label="spend per day">${bars}</svg>
+<div>${legend}</div>
+<h2>Spend by GPU model</h2>
+<svg id="by-gpu" width="${W}" height="${20 + gpus.length * 26}" role="img" aria-label="spend by GPU model">${gpuBars}</svg>
+<h2>What the placement saved</h2>
+<svg id="savings-chart" width="${W}" height="${20 + compare.length * 26}" role="img" aria-label="spend compared">${cmpBars}</svg>
+<h2>By ${esc(r.by.join(', '))}</h2>
+<table id="rows"><thead><tr>${r.by.map((d) => `<th>${esc(d)}</th>`).join('')}<th class="n">Spend</th><th class="n">Idle</th><th class="n">All on-demand</th></tr></thead>
+<tbody>${rows}</tbody></table>
+<script type="application/json" id="report-data">${JSON.stringify(r).replace(/</g, '\\u003c')}</script>
+</body></html>
+`;
+}
+
+/** Adds `gantry report cost`. */
+export function registerReportCommand(program: Command): void {
+  const report = program.command('report').description('Reports from the ledger');
+  report
+    .command('cost')
+    .description(
+      'Spend by team, workflow, run, cluster, pool, GPU or capacity type, with idle cost and savings',
+    )
+    .option('--by <dims...>', `group by (${DIMENSIONS.join(', ')}); several make nested groups`, ['team'])
+    .option('--since <when>', 'start: a duration back from now (7d, 12h) or a date', '30d')
+    .option('--until <when>', 'end: a duration back from now or a date (default: now)')
+    .option('--format <format>', 'table, csv, json or html', 'table')
+    .option('--out <file>', 'write to this file instead of standard output')
+    .option('-f, --file <path...>', 'the platform YAML (on-demand prices and the greedy comparison)')
+    .option('--state <dir>', 'state directory of an embedded broker', '.gantry/state')
+    .option('--nats <url>', 'read the ledger from JetStream')
+    .option('--creds <file>', 'NATS credentials')
+    .action(async (flags: ReportFlags) => {
+      const by = flags.by.flatMap((b) => b.split(',')).filter(Boolean) as Dimension[];
+      for (const d of by)
+        if (!DIMENSIONS.includes(d))
+          throw new UsageError(`--by ${d}: must be one of ${DIMENSIONS.join(', ')}`);
+      if (!['table', 'csv', 'json', 'html'].includes(flags.format))
+        throw new UsageError(`--format must be table, csv, json or html, not '${flags.format}'`);
+      const platform: Platform | undefined = flags.file ? loadPlatform(flags.file).platform : undefined;
+      const entries = await withLedgerStore(flags, readLedger);
+      // A ledger of simulated clusters runs ahead of the clock: "now" is then its latest entry.
+      const now = Math.max(Date.now(), ...entries.map((e) => e.at));
+      const since = parseTime('--since', flags.since, now);
+      const until = flags.until ? parseTime('--until', flags.until, now) : now;
+      if (until <= since) throw new UsageError('--until must be after --since');
+      const r = costReport(entries, {
+        by,
+        since,
+        until,
+        ...(platform ? { platform, backends: await defaultBackends() } : {}),
+      });
+      const text =
+        flags.format === 'json'
+          ? `${JSON.stringify(r, null, 2)}\n`
+          : flags.format === 'csv'
+            ? reportCsv(r)
+            : flags.format === 'html'
+              ? reportHtml(r)
+              : reportTable(r);
+      if (flags.out) {
+        writeFileSync(flags.out, text);
+        process.stdout.write(`wrote ${flags.out}\n`);
+      } else process.stdout.write(text);
+    });
+}
+
+/** Opens the broker's store (JetStream, or the embedded state directory) for reading. */
+export async function withLedgerStore<T>(
+  flags: { nats?: string; creds?: string; state: string },
+  use: (store: Store) => Promise<T>,
+): Promise<T> {
+  if (flags.nats) {
+    const nats = await connectNats({
+      servers: flags.nats,
+      name: 'gantry-report',
+      ...(flags.creds ? { creds: flags.creds } : {}),
+    });
+    const store = await openJetStreamStore(nats.connection, { bucket: BROKER_BUCKET, stream: BROKER_STREAM });
+    try {
+      return await use(store);
+    } finally {
+      await store.close();
+      await nats.close();
+    }
+  }
+  const dir = join(flags.state, 'broker');
+  if (!existsSync(dir))
+    throw new UsageError(
+      `no broker state in ${flags.state} (pass --state, or --nats for a broker over NATS)`,
+    );
+  const store = await openLocalStore(dir);
+  try {
+    return await use(store);
+  } finally {
+    await store.close();
+  }
+}

@@ -1,0 +1,161 @@
+/**
+ * Team budgets from ResourcePolicies. The $/hour cap is a constraint of the plan (the solver keeps a
+ * team's running spend rate under it). The monthly cap is checked here before each plan: a team whose
+ * spend this month (from the ledger) plus what its running work has committed (price × the time left of
+ * its declared duration) has reached the cap gets its requests held, with a reason that names the
+ * budget, until spend drops out of the month or the cap is raised. Crossing an alert threshold (80%,
+ * 100%) is logged once and shown as a metric.
+ */
+import type { Platform, Policy } from '../policies/index.ts';
+import type { TaskUsage } from './ledger.ts';
+import type { LeaseRecord, RequestRecord } from './records.ts';
+
+/** A team's budget as `gantry get budgets` shows it. */
+export interface BudgetStatus {
+  team: string;
+  policy: string;
+  perHour?: { cap: number; usedPerHour: number };
+  perMonth?: { cap: number; month: string; spent: number; committed: number; remaining: number };
+  /** Why the team's requests are held, when they are. */
+  held?: string;
+}
+
+const HOUR = 3_600_000;
+const monthOf = (t: number) => new Date(t).toISOString().slice(0, 7);
+
+/** Keeps each team's spend this month and says when a team's requests must wait. */
+export class Budgets {
+  /** Dollars spent per `team|YYYY-MM`. */
+  readonly #spent = new Map<string, number>();
+  /** Alert thresholds already crossed, per `team|month|threshold`. */
+  readonly #alerted = new Set<string>();
+
+  /** @param timeScale simulated seconds per second (embedded mode), as the ledger's times run. */
+  constructor(
+    private platform: Platform,
+    private readonly timeScale = 1,
+  ) {}
+
+  /** Takes over the spend another instance counted (read from the ledger at start). */
+  replaceSpent(from: Budgets): void {
+    this.#spent.clear();
+    for (const [k, v] of from.#spent) this.#spent.set(k, v);
+  }
+
+  /** Uses another platform (policies changed). */
+  update(platform: Platform): void {
+    this.platform = platform;
+  }
+
+  /** Counts a finished task's cost (its share of the node for as long as it ran). */
+  record(u: TaskUsage): void {
+    const key = `${u.team}|${monthOf(u.end)}`;
+    const cost = (u.nodePricePerHour * u.share * Math.max(0, u.end - u.start)) / HOUR;
+    this.#spent.set(key, (this.#spent.get(key) ?? 0) + cost);
+  }
+
+  spent(team: string, now: number): number {
+    return this.#spent.get(`${team}|${monthOf(now)}`) ?? 0;
+  }
+
+  /** What a team's active leases will still cost, at their price, until their declared durations end. */
+  committed(
+    team: string,
+    active: Iterable<LeaseRecord>,
+    requests: ReadonlyMap<string, RequestRecord>,
+    now: number,
+  ): number {
+    let sum = 0;
+    for (const l of active) {
+      const r = requests.get(l.requestId);
+      if (!r || r.team !== team) continue;
+      // Lease times are the broker's clock; declared durations are in (simulated) seconds.
+      const end = (l.startedAt ?? l.placedAt) + (r.resources.durationSeconds * 1000) / this.timeScale;
+      sum += (l.pricePerHour * Math.max(0, end - now) * this.timeScale) / HOUR;
+    }
+    return sum;
+  }
+
+  /** Each team with a budget: its caps, spend and what is left. */
+  status(
+    active: readonly LeaseRecord[],
+    requests: ReadonlyMap<string, RequestRecord>,
+    now: number,
+  ): BudgetStatus[] {
+    const out: BudgetStatus[] = [];
+    for (const policy of this.platform.policies) {
+      const budget = policy.budget;
+      if (!budget) continue;
+      for (const team of policy.teams) {
+        const s: BudgetStatus = { team, policy: policy.name };
+        if (budget.perHour !== undefined) {
+          const rate = active
+            .filter((l) => requests.get(l.requestId)?.team === team)
+            .reduce((a, l) => a + l.pricePerHour, 0);
+          s.perHour = { cap: budget.perHour, usedPerHour: rate };
+        }
+        if (budget.perMonth !== undefined) {
+          const spent = this.spent(team, now);
+          const committed = this.committed(team, active, requests, now);
+          s.perMonth = {
+            cap: budget.perMonth,
+            month: monthOf(now),
+            spent,
+            committed,
+            remaining: budget.perMonth - spent - committed,
+          };
+          const held = this.#heldReason(team, policy, spent, committed);
+          if (held) s.held = held;
+        }
+        out.push(s);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Why `team`'s requests must wait (its monthly budget is used), or undefined. Also returns alerts
+   * newly crossed, for the caller to log.
+   */
+  check(
+    team: string,
+    active: Iterable<LeaseRecord>,
+    requests: ReadonlyMap<string, RequestRecord>,
+    now: number,
+  ): { held?: string; alerts: { threshold: number; ratio: number; policy: string }[] } {
+    const policy = this.platform.policies.find((p) => p.teams.includes(team));
+    const cap = policy?.budget?.perMonth;
+    if (!policy || cap === undefined) return { alerts: [] };
+    const spent = this.spent(team, now);
+    const committed = this.committed(team, active, requests, now);
+    const ratio = cap > 0 ? (spent + committed) / cap : Infinity;
+    const alerts = [];
+    for (const threshold of policy.budget?.alertAt ?? [0.8, 1]) {
+      const key = `${team}|${monthOf(now)}|${threshold}`;
+      if (ratio >= threshold && !this.#alerted.has(key)) {
+        this.#alerted.add(key);
+        alerts.push({ threshold, ratio, policy: policy.name });
+      }
+    }
+    const held = this.#heldReason(team, policy, spent, committed);
+    return { ...(held ? { held } : {}), alerts };
+  }
+
+  /** The ratio of a team's monthly budget used (spent + committed), for the metric. */
+  usedRatio(
+    team: string,
+    active: Iterable<LeaseRecord>,
+    requests: ReadonlyMap<string, RequestRecord>,
+    now: number,
+  ): number | undefined {
+    const cap = this.platform.policies.find((p) => p.teams.includes(team))?.budget?.perMonth;
+    if (cap === undefined || cap <= 0) return undefined;
+    return (this.spent(team, now) + this.committed(team, active, requests, now)) / cap;
+  }
+
+  #heldReason(team: string, policy: Policy, spent: number, committed: number): string | undefined {
+    const cap = policy.budget?.perMonth;
+    if (cap === undefined || spent + committed < cap) return undefined;
+    return `budget: team ${team} has used its monthly budget of $${cap.toFixed(2)} (policy ${policy.name}): $${spent.toFixed(2)} spent and $${committed.toFixed(2)} committed this month`;
+  }
+}

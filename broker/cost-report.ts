@@ -1,0 +1,352 @@
+/**
+ * Cost reports from the ledger alone. A node's cost is its price times its lifetime; each task that ran
+ * on it is charged the node's price times its dominant share of the node for as long as it ran (scaled
+ * down when shares overlap beyond the whole node), and what no task used is the pool's idle cost —
+ * shown, never spread. Beside the spend: what the same work would have cost all on-demand, and what a
+ * cheapest-first greedy placement of it would have cost.
+ */
+import type { Platform } from '../policies/index.ts';
+import { type LpBackends, plan, poolStates, type TaskRequest } from '../solver/index.ts';
+import type { LedgerEntry, NodeLife, TaskUsage } from './ledger.ts';
+
+/** What rows can be grouped by. */
+export const DIMENSIONS = [
+  'team',
+  'workflow',
+  'run',
+  'task',
+  'cluster',
+  'pool',
+  'gpu',
+  'capacity-type',
+] as const;
+export type Dimension = (typeof DIMENSIONS)[number];
+
+/** One grouped row. */
+export interface CostRow {
+  key: Partial<Record<Dimension, string>>;
+  costUsd: number;
+  /** Of `costUsd`, what nodes cost while no task used them. */
+  idleUsd: number;
+  /** The same work (and idle time) at on-demand prices. */
+  onDemandUsd: number;
+  /** Task executions (usage entries) in the row. */
+  executions: number;
+  gpuHours: number;
+}
+
+/** A cost report. Money is in dollars, unrounded: round for display only. */
+export interface CostReport {
+  since: number;
+  until: number;
+  by: Dimension[];
+  rows: CostRow[];
+  totals: {
+    costUsd: number;
+    taskUsd: number;
+    idleUsd: number;
+    onDemandUsd: number;
+    /** `onDemandUsd − costUsd`: what spot (and reserved) capacity saved. */
+    spotSavingsUsd: number;
+    /** A cheapest-first greedy placement of the same tasks, when the platform was given. */
+    greedyUsd?: number;
+    /** Gantry's placement of the same tasks on a fresh fleet (LP), for comparison with `greedyUsd`. */
+    plannedUsd?: number;
+    executions: number;
+    nodes: number;
+  };
+  /** Spend per UTC day, split by the first grouping. */
+  days: { day: string; values: Record<string, number> }[];
+  /** Spend per GPU model (`none` for CPU-only). */
+  byGpu: Record<string, number>;
+}
+
+/** A charge: a slice of money with the attributes to group it by. */
+interface Charge {
+  key: Record<Dimension, string>;
+  costUsd: number;
+  idle: boolean;
+  onDemandUsd: number;
+  gpuHours: number;
+  execution: boolean;
+  /** The interval the money was spent over (for per-day splits). */
+  from: number;
+  to: number;
+}
+
+const HOUR = 3_600_000;
+const IDLE = '(idle)';
+
+/**
+ * Computes a report over [since, until) from ledger entries (in log order).
+ *
+ * @example
+ * const report = costReport(entries, { by: ['team'], since: Date.now() - 7 * 86_400_000, until: Date.now(), platform });
+ */
+export function costReport(
+  entries: readonly LedgerEntry[],
+  opts: { by: Dimension[]; since: number; until: number; platform?: Platform; backends?: LpBackends },
+): CostReport {
+  const { since, until } = opts;
+  const nodes = nodeLifetimes(entries, until);
+  const usages = entries.filter((e): e is TaskUsage => e.kind === 'usage');
+  const onDemand = onDemandPrices(opts.platform);
+  const charges: Charge[] = [];
+
+  // Task charges, clipped to the window and to their node's lifetime, scaled so a node's tasks never
+  // cost more than the node.
+  const byNode = new Map<string, TaskUsage[]>();
+  for (const u of usages) push(byNode, `${u.cluster}|${u.node}`, u);
+  const charged = new Set<TaskUsage>();
+  for (const life of nodes) {
+    const from = Math.max(life.start, since);
+    const to = Math.min(life.end, until);
+    if (to <= from) continue;
+    const nodeCost = (life.pricePerHour * (to - from)) / HOUR;
+    const tasks = (byNode.get(`${life.cluster}|${life.node}`) ?? []).filter(
+      (u) => u.end > life.start && u.start < life.end,
+    );
+    const raw = tasks.map((u) => {
+      const a = Math.max(u.start, from);
+      const b = Math.min(u.end, to);
+      return { u, a, b, cost: b > a ? (u.nodePricePerHour * u.share * (b - a)) / HOUR : 0 };
+    });
+    const sum = raw.reduce((s, r) => s + r.cost, 0);
+    const scale = sum > nodeCost && sum > 0 ? nodeCost / sum : 1;
+    for (const r of raw) {
+      charged.add(r.u);
+      if (r.b <= r.a) continue;
+      const cost = r.cost * scale;
+      charges.push(taskCharge(r.u, cost, onDemand, r.a, r.b, scale));
+    }
+    const idle = nodeCost - sum * scale;
+    if (idle > 0) {
+      const ratio = onDemandRatio(life.instanceType, life.capacityType, life.pricePerHour, onDemand);
+      charges.push({
+        key: {
+          team: IDLE,
+          workflow: IDLE,
+          run: IDLE,
+          task: IDLE,
+          cluster: life.cluster,
+          pool: life.pool,
+          gpu: life.gpuModel ?? 'none',
+          'capacity-type': life.capacityType,
+        },
+        costUsd: idle,
+        idle: true,
+        onDemandUsd: idle * ratio,
+        gpuHours: 0,
+        execution: false,
+        from,
+        to,
+      });
+    }
+  }
+  // Tasks on nodes whose lifetime the ledger does not hold: charged their share, unscaled.
+  for (const u of usages) {
+    if (charged.has(u)) continue;
+    const a = Math.max(u.start, since);
+    const b = Math.min(u.end, until);
+    if (b <= a) continue;
+    charges.push(taskCharge(u, (u.nodePricePerHour * u.share * (b - a)) / HOUR, onDemand, a, b, 1));
+  }
+  // An execution counts once, in the window its end falls in.
+  const executions = usages.filter((u) => u.end > since && u.end <= until);
+  const counted = new Set(executions);
+
+  const rows = group(charges, opts.by, counted, usages);
+  const costUsd = sum(charges.map((c) => c.costUsd));
+  const idleUsd = sum(charges.filter((c) => c.idle).map((c) => c.costUsd));
+  const onDemandUsd = sum(charges.map((c) => c.onDemandUsd));
+  const report: CostReport = {
+    since,
+    until,
+    by: opts.by,
+    rows,
+    totals: {
+      costUsd,
+      taskUsd: costUsd - idleUsd,
+      idleUsd,
+      onDemandUsd,
+      spotSavingsUsd: onDemandUsd - costUsd,
+      executions: executions.length,
+      nodes: nodes.filter((n) => n.end > since && n.start < until).length,
+    },
+    days: perDay(charges, opts.by[0] ?? 'team'),
+    byGpu: totalsBy(charges, (c) => c.key.gpu),
+  };
+  if (opts.platform && executions.length > 0 && executions.length <= 50_000) {
+    const compared = greedyComparison(executions, opts.platform, opts.backends);
+    if (compared) Object.assign(report.totals, compared);
+  }
+  return report;
+}
+
+function taskCharge(
+  u: TaskUsage,
+  cost: number,
+  onDemand: Map<string, number>,
+  from: number,
+  to: number,
+  scale: number,
+): Charge {
+  const ratio = onDemandRatio(u.instanceType, u.capacityType, u.nodePricePerHour, onDemand);
+  return {
+    key: {
+      team: u.team,
+      workflow: u.workflow ?? '(none)',
+      run: u.run ?? '(none)',
+      task: u.task ?? '(none)',
+      cluster: u.cluster,
+      pool: u.pool,
+      gpu: u.gpuModel ?? 'none',
+      'capacity-type': u.capacityType,
+    },
+    costUsd: cost,
+    idle: false,
+    onDemandUsd: cost * ratio,
+    gpuHours: (u.gpus * (to - from) * scale) / HOUR,
+    execution: true,
+    from,
+    to,
+  };
+}
+
+/** On-demand price ÷ actual price for an instance type (1 when on-demand or unknown). */
+function onDemandRatio(
+  instanceType: string,
+  capacityType: string,
+  price: number,
+  onDemand: Map<string, number>,
+): number {
+  if (capacityType === 'on-demand' || price <= 0) return 1;
+  const od = onDemand.get(instanceType);
+  return od !== undefined ? od / price : 1;
+}
+
+/** On-demand $/hour per instance type: the platform's on-demand pools, else the catalog. */
+function onDemandPrices(platform: Platform | undefined): Map<string, number> {
+  const out = new Map<string, number>();
+  if (!platform) return out;
+  for (const p of platform.pools) {
+    if (p.capacityType !== 'on-demand') continue;
+    out.set(p.instanceType, p.price);
+  }
+  for (const p of platform.pools) {
+    if (out.has(p.instanceType)) continue;
+    const e = platform.catalog.lookup(p.cloud, p.instanceType, p.region);
+    if (e) out.set(p.instanceType, e.onDemand);
+  }
+  return out;
+}
+
+/** Node lifetimes from start/end entries; a node still up ends at `until`. */
+function nodeLifetimes(
+  entries: readonly LedgerEntry[],
+  until: number,
+): (NodeLife & { start: number; end: number })[] {
+  const open = new Map<string, NodeLife>();
+  const out: (NodeLife & { start: number; end: number })[] = [];
+  for (const e of entries) {
+    if (e.kind !== 'node-start' && e.kind !== 'node-end') continue;
+    const key = `${e.cluster}|${e.node}`;
+    if (e.kind === 'node-start') {
+      if (!open.has(key)) open.set(key, e);
+      continue;
+    }
+    const start = open.get(key);
+    if (!start) continue;
+    open.delete(key);
+    out.push({ ...start, start: start.at, end: e.at, ...(e.ended ? { ended: e.ended } : {}) });
+  }
+  for (const start of open.values()) out.push({ ...start, start: start.at, end: Math.max(start.at, until) });
+  return out;
+}
+
+function group(
+  charges: readonly Charge[],
+  by: readonly Dimension[],
+  counted: Set<TaskUsage>,
+  _usages: readonly TaskUsage[],
+): CostRow[] {
+  const rows = new Map<string, CostRow>();
+  for (const c of charges) {
+    const key: Partial<Record<Dimension, string>> = {};
+    for (const d of by) key[d] = c.key[d];
+    const id = JSON.stringify(by.map((d) => c.key[d]));
+    let row = rows.get(id);
+    if (!row)
+      rows.set(id, (row = { key, costUsd: 0, idleUsd: 0, onDemandUsd: 0, executions: 0, gpuHours: 0 }));
+    row.costUsd += c.costUsd;
+    if (c.idle) row.idleUsd += c.costUsd;
+    row.onDemandUsd += c.onDemandUsd;
+    row.gpuHours += c.gpuHours;
+  }
+  void counted;
+  return [...rows.values()].sort((a, b) => b.costUsd - a.costUsd);
+}
+
+/** Money per UTC day, split proportionally to time, by one dimension. */
+function perDay(charges: readonly Charge[], dim: Dimension): CostReport['days'] {
+  const days = new Map<string, Record<string, number>>();
+  const DAY = 86_400_000;
+  for (const c of charges) {
+    const span = c.to - c.from;
+    for (let t = Math.floor(c.from / DAY) * DAY; t < c.to; t += DAY) {
+      const a = Math.max(t, c.from);
+      const b = Math.min(t + DAY, c.to);
+      if (b <= a) continue;
+      const day = new Date(t).toISOString().slice(0, 10);
+      const values = days.get(day) ?? {};
+      values[c.key[dim]] = (values[c.key[dim]] ?? 0) + (span > 0 ? (c.costUsd * (b - a)) / span : c.costUsd);
+      days.set(day, values);
+    }
+  }
+  return [...days.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([day, values]) => ({ day, values }));
+}
+
+function totalsBy(charges: readonly Charge[], key: (c: Charge) => string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const c of charges) out[key(c)] = (out[key(c)] ?? 0) + c.costUsd;
+  return out;
+}
+
+/**
+ * Plans the period's tasks again on an empty fleet: the solver's cheapest-first greedy baseline and
+ * its own plan, both in expected dollars for the tasks' actual durations.
+ */
+function greedyComparison(
+  usages: readonly TaskUsage[],
+  platform: Platform,
+  backends: LpBackends | undefined,
+): { greedyUsd: number; plannedUsd: number } | undefined {
+  const requests: TaskRequest[] = usages.map((u, i) => ({
+    id: `${u.task ?? 'task'}-${i}`,
+    team: u.team,
+    cpuMilli: u.cpuMilli,
+    memoryMiB: u.memoryMiB,
+    durationSeconds: Math.max(1, Math.round((u.end - u.start) / 1000)),
+    ...(u.gpus > 0 && u.gpuModel ? { gpu: [{ model: u.gpuModel as never, count: u.gpus }] } : {}),
+  }));
+  try {
+    const pools = poolStates(platform.pools, new Map(platform.pools.map((p) => [p.id, []])));
+    const result = plan({ pools }, requests, platform.policies, {
+      ...(backends ? { backends } : {}),
+      timeBudgetMs: 5000,
+    });
+    return { greedyUsd: result.baseline.expected, plannedUsd: result.cost.expected };
+  } catch {
+    return undefined;
+  }
+}
+
+function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
+function sum(xs: readonly number[]): number {
+  return xs.reduce((a, b) => a + b, 0);
+}
