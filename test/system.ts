@@ -111,6 +111,8 @@ export interface TestSystem {
   agents: Agent[];
   clouds: Map<string, SimProvisioner>;
   server?: NatsServer;
+  /** The broker's store (its log holds the cost ledger). */
+  brokerStore: Store;
   /** The client's artifact store and runtime store (lineage, runs). */
   artifacts: ArtifactStore;
   runtimeStore: Store;
@@ -140,6 +142,7 @@ export async function startSystem(
       broker: e.broker,
       agents: e.agents,
       clouds: e.clouds,
+      brokerStore: e.store,
       artifacts: e.artifacts,
       runtimeStore: e.runtimeStore,
       speedup,
@@ -188,6 +191,7 @@ export async function startSystem(
     agents,
     clouds,
     server,
+    brokerStore: store,
     artifacts: await openJetStreamArtifacts(client.connection),
     runtimeStore,
     speedup,

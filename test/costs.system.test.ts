@@ -1,0 +1,234 @@
+/**
+ * The cost ledger over a seeded, simulated week of mixed work across the three example clusters, with
+ * spot preemptions: the report's numbers match an independent computation from the ledger, for every
+ * grouping, before and after a broker restart; its HTML page renders in Chromium with the same totals;
+ * and a team at its monthly cap has its next request held with the budget's name.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { reportHtml, readLedger } from '../bin/commands/report.ts';
+import { type CostReport, costReport, DIMENSIONS } from '../broker/cost-report.ts';
+import type { LedgerEntry, NodeLife, TaskUsage } from '../broker/ledger.ts';
+import { createBroker } from '../broker/index.ts';
+import { loadPlatform } from '../policies/index.ts';
+import { decodeJson, encodeJson, subjects } from '../protocol/index.ts';
+import { defaultBackends } from '../solver/index.ts';
+import { mulberry32 } from './random.ts';
+import { eventually, startSystem, TestClient, type TestSystem } from './system.ts';
+
+const SPEEDUP = 50_000; // a simulated day in 1.7 s
+const DAY_MS = 86_400_000 / SPEEDUP;
+const cents = (v: number) => Math.round(v * 100);
+/** Equal to the cent: the difference is under half a cent (sums in another order differ in the last bits). */
+const sameCents = (a: number, b: number, what = '') => expect(Math.abs(a - b), what).toBeLessThan(0.005);
+const { platform } = loadPlatform(['examples']);
+
+describe('a simulated week of work, and its cost report', () => {
+  let system: TestSystem;
+  let entries: LedgerEntry[];
+  let since: number;
+  let until: number;
+
+  beforeAll(async () => {
+    system = await startSystem('embedded', { platformDir: 'examples', speedup: SPEEDUP, heartbeatMs: 100 });
+    const client = new TestClient(system.transport);
+    const random = mulberry32(7);
+    const shapes = [
+      { team: 'research', workflow: 'train', resources: { cpu: 2, memory: '8Gi' } },
+      { team: 'research', workflow: 'train', resources: { gpu: 'L4:1', cpu: 3, memory: '12Gi' } },
+      { team: 'product', workflow: 'eval', resources: { cpu: 4, memory: '16Gi' } },
+      { team: 'product', workflow: 'eval', resources: { gpu: 'L4:1', cpu: 3, memory: '12Gi' } },
+    ];
+    for (let day = 0; day < 7; day++) {
+      const ids: string[] = [];
+      const wave = Array.from({ length: 24 }, (_, i) => {
+        const s = shapes[Math.floor(random() * shapes.length)]!;
+        const id = `d${day}-${i}`;
+        ids.push(id);
+        return client.request(id, {
+          team: s.team,
+          workflow: s.workflow,
+          runId: `${s.workflow}-d${day}`,
+          taskId: s.resources.gpu ? 'gpu-step' : 'cpu-step',
+          resources: { ...s.resources, duration: '4h' },
+          work: { kind: 'sim', durationMs: Math.round((0.5 + random() * 5.5) * 3_600_000) },
+        });
+      });
+      await Promise.all(wave);
+      if (day % 2 === 1) {
+        await new Promise((r) => setTimeout(r, 40));
+        system.clouds.get('aws-use1')!.interrupt(0.5);
+      }
+      await client.finished(ids, 30_000);
+      await new Promise((r) => setTimeout(r, DAY_MS)); // the rest of the day: nodes go idle and are removed
+    }
+    await system.broker.state.writer.flush();
+    entries = await readLedger(system.brokerStore);
+    since = Math.min(...entries.map((e) => ('start' in e ? e.start : e.at)));
+    until = Math.max(...entries.map((e) => e.at));
+  }, 120_000);
+  afterAll(() => system?.stop());
+
+  /** Node lifetimes paired by hand: open ones end at `until`. */
+  function nodeCost(): number {
+    const open = new Map<string, NodeLife>();
+    let total = 0;
+    for (const e of entries) {
+      if (e.kind === 'usage') continue;
+      const key = `${e.cluster}/${e.node}`;
+      if (e.kind === 'node-start') {
+        if (!open.has(key)) open.set(key, e);
+      } else if (open.has(key)) {
+        total += (open.get(key)!.pricePerHour * (e.at - open.get(key)!.at)) / 3_600_000;
+        open.delete(key);
+      }
+    }
+    for (const s of open.values()) total += (s.pricePerHour * (until - s.at)) / 3_600_000;
+    return total;
+  }
+  const usages = () => entries.filter((e): e is TaskUsage => e.kind === 'usage');
+  const raw = (u: TaskUsage) => (u.nodePricePerHour * u.share * (u.end - u.start)) / 3_600_000;
+
+  it('recorded a week of tasks and node lifetimes, preemptions included', () => {
+    expect(until - since).toBeGreaterThan(6 * 86_400_000);
+    expect(usages().length).toBeGreaterThanOrEqual(168);
+    expect(usages().some((u) => u.ended === 'preempted')).toBe(true);
+    expect(entries.some((e) => e.kind === 'node-end' && e.ended === 'preempted')).toBe(true);
+    expect(new Set(usages().map((u) => u.cluster)).size).toBeGreaterThanOrEqual(2);
+  });
+
+  it('matches an independent computation from the ledger, to the cent, for every grouping', () => {
+    const byTeam = costReport(entries, { by: ['team'], since, until });
+    // All spend is node time: tasks' shares plus idle.
+    sameCents(byTeam.totals.costUsd, nodeCost());
+    for (const team of ['research', 'product']) {
+      const mine = usages()
+        .filter((u) => u.team === team)
+        .reduce((a, u) => a + raw(u), 0);
+      sameCents(byTeam.rows.find((r) => r.key.team === team)!.costUsd, mine, team);
+    }
+    sameCents(byTeam.totals.idleUsd, nodeCost() - usages().reduce((a, u) => a + raw(u), 0));
+    for (const d of DIMENSIONS) {
+      const r = costReport(entries, { by: [d], since, until });
+      sameCents(
+        r.rows.reduce((a, x) => a + x.costUsd, 0),
+        byTeam.totals.costUsd,
+        d,
+      );
+    }
+    const nested = costReport(entries, { by: ['team', 'gpu', 'capacity-type'], since, until });
+    sameCents(
+      nested.rows.reduce((a, x) => a + x.costUsd, 0),
+      byTeam.totals.costUsd,
+    );
+    const days = byTeam.days.reduce((a, d) => a + Object.values(d.values).reduce((x, y) => x + y, 0), 0);
+    sameCents(days, byTeam.totals.costUsd);
+  });
+
+  it('reports the same after a broker restart', async () => {
+    const before = costReport(entries, { by: ['team', 'pool'], since, until });
+    await system.broker.stop();
+    const second = createBroker({
+      transport: system.transport,
+      store: system.brokerStore,
+      platform: loadPlatform(['examples']).platform,
+      backends: await defaultBackends(),
+      heartbeatMs: 100,
+      ledgerTimeScale: SPEEDUP,
+    });
+    await second.start();
+    await eventually(() => second.isLeader(), 5000, 'the new broker leads');
+    await new Promise((r) => setTimeout(r, 500));
+    await second.state.writer.flush();
+    const after = costReport(await readLedger(system.brokerStore), { by: ['team', 'pool'], since, until });
+    await second.stop();
+    expect(after.rows.map((r) => [r.key, cents(r.costUsd)])).toEqual(
+      before.rows.map((r) => [r.key, cents(r.costUsd)]),
+    );
+    expect(cents(after.totals.costUsd)).toBe(cents(before.totals.costUsd));
+  });
+
+  it('renders the HTML page in Chromium with the totals of the JSON', async () => {
+    const report: CostReport = costReport(entries, { by: ['team'], since, until, platform });
+    const dir = 'test-artifacts';
+    mkdirSync(dir, { recursive: true });
+    const file = join(process.cwd(), dir, 'cost-report.html');
+    writeFileSync(file, reportHtml(report));
+    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+    try {
+      const page = await browser.newPage({ viewport: { width: 900, height: 1200 } });
+      await page.goto(`file://${file}`);
+      expect(await page.textContent('#total')).toBe(`$${report.totals.costUsd.toFixed(2)}`);
+      expect(await page.textContent('#idle')).toBe(`$${report.totals.idleUsd.toFixed(2)}`);
+      expect(await page.textContent('#savings')).toBe(`$${report.totals.spotSavingsUsd.toFixed(2)}`);
+      const rowCosts = await page.$$eval('#rows td[data-cost]', (tds) => tds.map((td) => td.textContent));
+      expect(rowCosts).toEqual(report.rows.map((r) => `$${r.costUsd.toFixed(2)}`));
+      // One bar segment per day and team that spent, as laid out in the browser.
+      const segments = await page.$$eval(
+        '#per-day rect',
+        (rects) => rects.filter((r) => r.getBoundingClientRect().height > 0).length,
+      );
+      expect(segments).toBe(
+        report.days.reduce((a, d) => a + Object.values(d.values).filter((v) => v > 0).length, 0),
+      );
+      const gpuL4 = await page.textContent('#by-gpu [data-gpu="L4"]');
+      expect(gpuL4).toBe(`$${report.byGpu.L4!.toFixed(2)}`);
+      await page.screenshot({ path: join(dir, 'cost-report.png'), fullPage: true });
+    } finally {
+      await browser.close();
+    }
+  }, 60_000);
+});
+
+describe('monthly budgets', () => {
+  let system: TestSystem;
+  afterAll(() => system?.stop());
+
+  it('holds the next request of a team at its cap, naming the budget, and alerts on the way', async () => {
+    system = await startSystem('embedded', { platformDir: 'test/fixtures/budget-platform', speedup: 1000 });
+    const client = new TestClient(system.transport);
+    // Six hours of a quarter of a $0.40/h node commit $0.60 against a $0.50 budget.
+    const first = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        client.request(`b-${i}`, {
+          resources: { cpu: 2, memory: '8Gi', duration: '1h' },
+          work: { kind: 'sim', durationMs: 3_600_000 },
+        }),
+      ),
+    );
+    expect(first.every((r) => r.ok)).toBe(true);
+    void client.request(
+      'b-over',
+      { resources: { cpu: 2, memory: '8Gi', duration: '1h' }, work: { kind: 'sim', durationMs: 1000 } },
+      60_000,
+    );
+    await eventually(
+      () => system.broker.state.requests.get('b-over')?.reason?.startsWith('budget:') === true,
+      5000,
+      'held',
+    );
+    expect(system.broker.state.requests.get('b-over')!.reason).toMatch(
+      /^budget: team ml has used its monthly budget of \$0\.50 \(policy ml-budget\): \$\d+\.\d\d spent and \$\d+\.\d\d committed this month$/,
+    );
+    expect(system.broker.state.requests.get('b-over')!.state).toBe('pending');
+    const reply = decodeJson(
+      (await system.transport.request(subjects.admin('budgets'), encodeJson({}))).data,
+    ) as {
+      budgets: {
+        team: string;
+        policy: string;
+        perMonth: { cap: number; remaining: number };
+        held?: string;
+      }[];
+    };
+    const ml = reply.budgets.find((b) => b.team === 'ml')!;
+    expect(ml).toMatchObject({ policy: 'ml-budget', perMonth: { cap: 0.5 } });
+    expect(ml.perMonth.remaining).toBeLessThan(0);
+    expect(ml.held).toMatch(/^budget: team ml/);
+    const metrics = await system.broker.metrics.registry.metrics();
+    expect(metrics).toMatch(/gantry_budget_alerts_total\{team="ml",policy="ml-budget",threshold="0.5"\} 1/);
+    expect(metrics).toMatch(/gantry_budget_alerts_total\{team="ml",policy="ml-budget",threshold="1"\} 1/);
+  }, 30_000);
+});
