@@ -85,6 +85,7 @@ export function createAgent(opts: AgentOptions): Agent {
   const leases = new Map<string, Held>();
   const waiting = new Map<string, string[]>(); // node name → leases waiting for it to come up
   const lastBusy = new Map<string, number>();
+  const readyAt = new Map<string, number>();
   const cancelled = new Set<string>();
   // Leases that ended, newest last, repeated in heartbeats for a while (see heartbeatMsg.finished).
   const finished: {
@@ -265,6 +266,7 @@ export function createAgent(opts: AgentOptions): Agent {
     });
     if (e.type === 'ready') {
       lastBusy.set(e.node.name, clock());
+      readyAt.set(e.node.name, clock());
       for (const key of [e.node.name, e.node.plannedId]) {
         if (!key) continue;
         for (const leaseId of waiting.get(key) ?? []) {
@@ -323,6 +325,7 @@ export function createAgent(opts: AgentOptions): Agent {
         memoryMiB: cap?.memoryMiB ?? pool.memoryMiB,
         gpuCount: cap?.gpuCount ?? pool.gpuCount,
         ready: n.ready && (executor.capacity ? cap?.ready === true : true),
+        ...(n.ready ? { readyAt: readyAt.get(n.name) ?? n.createdAt } : {}),
         capacityType: n.capacityType,
         ...(n.plannedId ? { plannedId: n.plannedId } : {}),
       };

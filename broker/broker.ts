@@ -118,7 +118,7 @@ export function createBroker(opts: BrokerOptions): Broker {
   const scale = opts.ledgerTimeScale ?? 1;
   const epoch = clock();
   const ledgerTime = (t: number) => (scale === 1 ? t : Math.round(epoch + (t - epoch) * scale));
-  const nodeLedger = new NodeLedger(poolOf);
+  const nodeLedger = new NodeLedger(poolOf, (t) => ledgerTime(t));
   const budgets = new Budgets(platform, scale);
   state.onLeaseEnd = (lease, request) => {
     const usage = usageOf(lease, request, poolOf(lease.cluster, lease.pool));
@@ -485,7 +485,9 @@ export function createBroker(opts: BrokerOptions): Broker {
       if (ev.type === 'node') {
         if (ev.state !== 'ready') {
           inventory.clusters.get(cluster)?.nodes.delete(ev.node);
-          for (const e of nodeLedger.end(cluster, ev.node, ev.state, ledgerTime(clock()))) writer.event(e);
+          // The agent's time of the end: a preempted task's end is stamped the same.
+          for (const e of nodeLedger.end(cluster, ev.node, ev.state, ledgerTime(Math.min(clock(), ev.at))))
+            writer.event(e);
         }
         state.release();
         schedule();

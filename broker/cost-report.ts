@@ -88,8 +88,8 @@ export function costReport(
   opts: { by: Dimension[]; since: number; until: number; platform?: Platform; backends?: LpBackends },
 ): CostReport {
   const { since, until } = opts;
-  const nodes = nodeLifetimes(entries, until);
   const usages = entries.filter((e): e is TaskUsage => e.kind === 'usage');
+  const nodes = coverTasks(nodeLifetimes(entries, until), usages);
   const onDemand = onDemandPrices(opts.platform);
   const charges: Charge[] = [];
 
@@ -262,6 +262,28 @@ function nodeLifetimes(
   }
   for (const start of open.values()) out.push({ ...start, start: start.at, end: Math.max(start.at, until) });
   return out;
+}
+
+/**
+ * A node existed at least while tasks ran on it: lifetimes are widened to cover their tasks (the
+ * broker stamps a node's start when it hears of it, a moment after the agent may have started work on
+ * it), so no task time falls outside a node.
+ */
+export function coverTasks<L extends { cluster: string; node: string; start: number; end: number }>(
+  lives: L[],
+  usages: readonly TaskUsage[],
+): L[] {
+  const byNode = new Map<string, L[]>();
+  for (const l of lives) push(byNode, `${l.cluster}|${l.node}`, l);
+  for (const u of usages) {
+    const candidates = byNode.get(`${u.cluster}|${u.node}`);
+    if (!candidates) continue;
+    const distance = (l: L) => (u.end < l.start ? l.start - u.end : u.start > l.end ? u.start - l.end : 0);
+    const life = candidates.reduce((best, l) => (distance(l) < distance(best) ? l : best));
+    life.start = Math.min(life.start, u.start);
+    life.end = Math.max(life.end, u.end);
+  }
+  return lives;
 }
 
 function group(

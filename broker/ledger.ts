@@ -108,7 +108,14 @@ export function usageOf(
 export class NodeLedger {
   readonly #open = new Map<string, NodeLife>();
 
-  constructor(private readonly pools: (cluster: string, pool: string) => Pool | undefined) {}
+  /**
+   * @param pools the declared pool of a node.
+   * @param time maps an agent's timestamp to ledger time (scaled in embedded mode).
+   */
+  constructor(
+    private readonly pools: (cluster: string, pool: string) => Pool | undefined,
+    private readonly time: (t: number) => number = (t) => t,
+  ) {}
 
   /** Entries for a heartbeat's nodes: starts for new ready nodes, ends for nodes no longer listed. */
   heartbeat(name: string, nodes: readonly NodeMsg[], now: number): NodeLife[] {
@@ -123,7 +130,8 @@ export class NodeLedger {
       if (!pool) continue;
       const start: NodeLife = {
         kind: 'node-start',
-        at: now,
+        // When the agent saw it ready (its tasks start after that), else now.
+        at: n.readyAt !== undefined ? Math.min(now, this.time(n.readyAt)) : now,
         cluster: name,
         pool: n.pool,
         node: n.name,

@@ -169,6 +169,8 @@ const nodeMsg = z.strictObject({
   /** The planned id the broker gave this node when it asked for it, if any. */
   plannedId: z.string().optional(),
   capacityType: z.enum(['spot', 'on-demand', 'reserved']),
+  /** When the node became ready, by the agent's clock (the cost ledger's node start). */
+  readyAt: z.number().optional(),
 });
 
 /** agent → broker: registration. */

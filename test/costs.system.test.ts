@@ -71,22 +71,38 @@ describe('a simulated week of work, and its cost report', () => {
   }, 120_000);
   afterAll(() => system?.stop());
 
-  /** Node lifetimes paired by hand: open ones end at `until`. */
+  /**
+   * Node lifetimes paired by hand (open ones end at `until`), each widened to cover the tasks that ran
+   * on it, as the report defines a node's time.
+   */
   function nodeCost(): number {
     const open = new Map<string, NodeLife>();
-    let total = 0;
+    const lives: { cluster: string; node: string; start: number; end: number; price: number }[] = [];
     for (const e of entries) {
       if (e.kind === 'usage') continue;
       const key = `${e.cluster}/${e.node}`;
       if (e.kind === 'node-start') {
         if (!open.has(key)) open.set(key, e);
       } else if (open.has(key)) {
-        total += (open.get(key)!.pricePerHour * (e.at - open.get(key)!.at)) / 3_600_000;
+        const s = open.get(key)!;
+        lives.push({ cluster: s.cluster, node: s.node, start: s.at, end: e.at, price: s.pricePerHour });
         open.delete(key);
       }
     }
-    for (const s of open.values()) total += (s.pricePerHour * (until - s.at)) / 3_600_000;
-    return total;
+    for (const s of open.values())
+      lives.push({ cluster: s.cluster, node: s.node, start: s.at, end: until, price: s.pricePerHour });
+    for (const u of usages()) {
+      const mine = lives.filter((l) => l.cluster === u.cluster && l.node === u.node);
+      if (mine.length === 0) continue;
+      const gap = (l: (typeof lives)[number]) => Math.max(0, l.start - u.end, u.start - l.end);
+      const life = mine.sort((a, b) => gap(a) - gap(b))[0]!;
+      life.start = Math.min(life.start, u.start);
+      life.end = Math.max(life.end, u.end);
+    }
+    return lives.reduce(
+      (a, l) => a + (l.price * (Math.min(l.end, until) - Math.max(l.start, since))) / 3_600_000,
+      0,
+    );
   }
   const usages = () => entries.filter((e): e is TaskUsage => e.kind === 'usage');
   const raw = (u: TaskUsage) => (u.nodePricePerHour * u.share * (u.end - u.start)) / 3_600_000;
