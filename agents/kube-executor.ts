@@ -5,7 +5,8 @@
  * listing again after `410 Gone`) turns pod phases into lease states: `OOMKilled` → an out-of-memory
  * failure, a pod lost with its node → preempted, image pull errors and pods that cannot be scheduled →
  * failures that say why. Workflow code (`task` and `worker` leases) runs in the Gantry image as
- * `gantry worker`, connecting to NATS with the credentials Secret named in the options.
+ * `gantry worker`, connecting to NATS with the credentials Secret named in the options. A run's pods are
+ * owned by one ConfigMap, `gantry-run-<run>`: deleting it cleans up the run.
  */
 import { createHash } from 'node:crypto';
 import {
@@ -362,6 +363,35 @@ export function createKubeExecutor(opts: KubeExecutorOptions): KubeExecutor {
     }
   }
 
+  /** The ConfigMap that owns a run's pods (created once per run): deleting it deletes them. */
+  const owners = new Map<string, Promise<string>>();
+  function runOwner(run: string): Promise<string> {
+    const name = `gantry-run-${labelValue(run)
+      .toLowerCase()
+      .replace(/[^a-z0-9-]/g, '-')}`
+      .slice(0, 63)
+      .replace(/-+$/, '');
+    let uid = owners.get(name);
+    if (!uid) {
+      uid = api
+        .createNamespacedConfigMap({
+          namespace,
+          body: {
+            metadata: { name, labels: { [MANAGED_BY]: 'gantry', 'gantry.dev/run': labelValue(run) } },
+            data: { run },
+          },
+        })
+        .catch((err: unknown) => {
+          if (statusCode(err) !== 409) throw err;
+          return api.readNamespacedConfigMap({ name, namespace });
+        })
+        .then((cm) => cm.metadata!.uid!);
+      uid.catch(() => owners.delete(name));
+      owners.set(name, uid);
+    }
+    return uid.then((u) => `${name}/${u}`);
+  }
+
   async function launch(lease: LeaseMsg, node: string, report: ExecutorReport): Promise<void> {
     const pool = pools.get(lease.pool);
     if (!pool) return report('failed', { reason: `no pool ${lease.pool} in cluster ${opts.cluster.name}` });
@@ -369,6 +399,20 @@ export function createKubeExecutor(opts: KubeExecutorOptions): KubeExecutor {
     const name = body.metadata!.name!;
     running.set(name, { lease, report });
     try {
+      if (lease.work.kind === 'task') {
+        // Without an owner the pod still runs; cleanup is then per pod.
+        const owner = await runOwner(lease.work.run).catch((err: unknown) => {
+          log.warn(
+            { run: lease.work.kind === 'task' ? lease.work.run : '', err: kubeMessage(err) },
+            'no run owner',
+          );
+          return undefined;
+        });
+        if (owner) {
+          const [ownerName, uid] = owner.split('/') as [string, string];
+          body.metadata!.ownerReferences = [{ apiVersion: 'v1', kind: 'ConfigMap', name: ownerName, uid }];
+        }
+      }
       await api.createNamespacedPod({ namespace, body });
     } catch (err) {
       // 409: the pod exists (a launch repeated after an agent restart); the watch reports its state.

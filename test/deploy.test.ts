@@ -378,11 +378,12 @@ describe('the agent of aws-use1', () => {
     expect(c.env?.map((e) => e.name)).not.toContain('AWS_SECRET_ACCESS_KEY');
   });
 
-  it('is granted exactly: pods in gantry-tasks, and nodes and pods read-only', () => {
+  it('is granted exactly: pods and run ConfigMaps in gantry-tasks, and nodes and pods read-only', () => {
     expect(grants(account)).toEqual(
       [
         ...['create', 'delete', 'get', 'list', 'watch'].map((v) => `gantry-tasks /pods ${v}`),
         'gantry-tasks /pods/log get',
+        ...['create', 'get'].map((v) => `gantry-tasks /configmaps ${v}`),
         ...['list', 'watch'].map((v) => `gantry-tasks /events ${v}`),
         ...['get', 'list', 'watch'].map((v) => `* /nodes ${v}`),
         // The capacity other workloads take on each node: every namespace's pods, read-only.

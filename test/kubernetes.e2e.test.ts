@@ -168,6 +168,14 @@ describe('a workflow on Kubernetes pods, on EC2 nodes Gantry added', () => {
     expect(made.placement!.node).toBe(
       pods.find((p) => p.metadata!.labels!['gantry.dev/task'] === 'make-big')!.spec!.nodeName,
     );
+    // One delete cleans up the run: its ConfigMap owns its pods.
+    const owner = pods[0]!.metadata!.ownerReferences![0]!;
+    expect(owner).toMatchObject({ kind: 'ConfigMap', name: expect.stringMatching(/^gantry-run-/) });
+    expect(new Set(pods.map((p) => p.metadata!.ownerReferences![0]!.uid))).toEqual(new Set([owner.uid]));
+    await kube.deleteConfigMap('gantry-tasks', owner.name);
+    expect(
+      kube.pods('gantry-tasks').filter((p) => p.metadata!.labels!['gantry.dev/run'] === r.runId),
+    ).toEqual([]);
   }, 90_000);
 
   it('a pod OOMKilled at its memory limit is retried with twice the memory until it fits', async () => {

@@ -9,7 +9,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { V1Node, V1Pod, V1Taint } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1Node, V1Pod, V1Taint } from '@kubernetes/client-node';
 
 /** How a container ended. */
 export interface RunOutcome {
@@ -70,6 +70,8 @@ export interface FakeKube {
   dropWatches(): void;
   /** Every request seen, as `METHOD path`. */
   requests: string[];
+  /** Deletes a ConfigMap as `kubectl delete` would, with the pods it owns. */
+  deleteConfigMap(namespace: string, name: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -128,6 +130,7 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
   let rv = 1;
   const nodes = new Map<string, V1Node>();
   const pods = new Map<string, V1Pod>(); // namespace/name
+  const configMaps = new Map<string, V1ConfigMap>();
   let history: Change[] = [];
   let oldest = 1;
   const watchers = new Set<Watcher>();
@@ -385,6 +388,31 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
         return pod ? json(res, 200, pod) : status(res, 404, 'NotFound', `pods "${m[2]}" not found`);
       }
     }
+    if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/configmaps$/.exec(path)) && req.method === 'POST') {
+      const ns = m[1]!;
+      return void body(req).then((raw) => {
+        const cm = raw as V1ConfigMap;
+        const name = cm.metadata?.name ?? '';
+        if (configMaps.has(`${ns}/${name}`))
+          return status(res, 409, 'AlreadyExists', `configmaps "${name}" already exists`);
+        cm.metadata = { ...cm.metadata, namespace: ns, uid: `uid-${++rv}`, resourceVersion: String(rv) };
+        configMaps.set(`${ns}/${name}`, cm);
+        json(res, 201, cm);
+      });
+    }
+    if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/configmaps\/([^/]+)$/.exec(path))) {
+      const k = `${m[1]}/${m[2]}`;
+      const cm = configMaps.get(k);
+      if (!cm) return status(res, 404, 'NotFound', `configmaps "${m[2]}" not found`);
+      if (req.method === 'GET') return json(res, 200, cm);
+      if (req.method === 'DELETE') {
+        configMaps.delete(k);
+        // The garbage collector: owned pods go with their owner.
+        for (const [pk, pod] of [...pods])
+          if (pod.metadata?.ownerReferences?.some((o) => o.uid === cm.metadata?.uid)) removePod(pk);
+        return json(res, 200, cm);
+      }
+    }
     status(res, 404, 'NotFound', `the server could not find the requested resource (${req.method} ${path})`);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -453,6 +481,9 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
       setPod(pod, 'ADDED');
     },
     badImage: (image) => void bad.add(image),
+    async deleteConfigMap(namespace, name) {
+      await fetch(`${url}/api/v1/namespaces/${namespace}/configmaps/${name}`, { method: 'DELETE' });
+    },
     compact() {
       oldest = rv + 1;
       history = [];
