@@ -9,18 +9,22 @@ import type { Pool } from '../policies/index.ts';
 import type { NodeMsg } from '../protocol/index.ts';
 import type { LeaseRecord, RequestRecord } from './records.ts';
 
-/** A task's use of a node, from when it started running to when it ended. */
-export interface TaskUsage {
-  kind: 'usage';
+/** Which node an entry is about, and what kind of node it is. */
+export interface NodeRef {
   at: number;
-  lease: string;
-  request: string;
   cluster: string;
   pool: string;
   node: string;
   instanceType: string;
   capacityType: string;
   gpuModel: string | null;
+}
+
+/** A task's use of a node, from when it started running to when it ended. */
+export interface TaskUsage extends NodeRef {
+  kind: 'usage';
+  lease: string;
+  request: string;
   /** GPUs the task held (fractions for shared devices). */
   gpus: number;
   cpuMilli: number;
@@ -40,15 +44,8 @@ export interface TaskUsage {
 }
 
 /** A node's lifetime starts (first seen ready) or ends (gone, reclaimed). */
-export interface NodeLife {
+export interface NodeLife extends NodeRef {
   kind: 'node-start' | 'node-end';
-  at: number;
-  cluster: string;
-  pool: string;
-  node: string;
-  instanceType: string;
-  capacityType: string;
-  gpuModel: string | null;
   gpuCount: number;
   pricePerHour: number;
   /** For ends: `gone` or `preempted`. */
