@@ -165,7 +165,9 @@ export function registerClusterCommands(program: Command): void {
     );
   }
 
-  const get = program.command('get').description('Requests, leases and nodes as the broker sees them');
+  const get = program
+    .command('get')
+    .description('Requests, leases, nodes and budgets as the broker sees them');
   for (const what of ['requests', 'leases', 'nodes'] as const) {
     natsOptions(
       get

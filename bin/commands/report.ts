@@ -80,10 +80,18 @@ export function reportTable(r: CostReport): string {
     head,
     `Spot and reserved capacity saved ${usd(t.spotSavingsUsd)} against all on-demand (${usd(t.onDemandUsd)}).`,
   ];
-  if (t.greedyUsd !== undefined && t.plannedUsd !== undefined)
+  if (t.greedyUsd !== undefined && t.plannedUsd !== undefined) {
+    const less = t.greedyUsd > 0 ? 100 * (1 - t.plannedUsd / t.greedyUsd) : 0;
+    const verdict =
+      Math.abs(less) < 0.05
+        ? 'the same'
+        : less > 0
+          ? `${less.toFixed(1)}% less`
+          : `${(-less).toFixed(1)}% more`;
     lines.push(
-      `Planned again on a fresh fleet: Gantry's placement ${usd(t.plannedUsd)}, a cheapest-first greedy ${usd(t.greedyUsd)} (${t.greedyUsd > 0 ? `${(100 * (1 - t.plannedUsd / t.greedyUsd)).toFixed(1)}% less` : 'n/a'}).`,
+      `Planned again on a fresh fleet: Gantry's placement ${usd(t.plannedUsd)}, a cheapest-first greedy ${usd(t.greedyUsd)} (${verdict}).`,
     );
+  }
   return `${lines.join('\n')}\n`;
 }
 

@@ -388,6 +388,10 @@ export function registerRunCommands(program: Command): void {
           }
         });
         process.exitCode = printResult(result, records, runFlags);
+        if (result.ok)
+          process.stdout.write(
+            `cost report of the clusters: node bin/gantry.js report cost --state ${flags.state} -f examples --by team pool\n`,
+          );
       } finally {
         await conn.close();
       }

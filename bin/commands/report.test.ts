@@ -1,0 +1,133 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { LedgerEntry } from '../../broker/ledger.ts';
+import { encodeJson, openLocalStore } from '../../protocol/index.ts';
+import { runGantry } from '../../test/cli.ts';
+
+const H = 3_600_000;
+const T0 = Date.UTC(2026, 10, 2);
+const ref = {
+  cluster: 'aws-use1',
+  pool: 'cpu-spot',
+  node: 'n1',
+  instanceType: 'm7i.2xlarge',
+  capacityType: 'spot',
+  gpuModel: null,
+};
+
+/** A broker state directory whose log holds a small ledger: one node for 10 h, two tasks on it. */
+async function ledgerDir(): Promise<string> {
+  const state = mkdtempSync(join(tmpdir(), 'gantry-report-'));
+  const store = await openLocalStore(join(state, 'broker'));
+  const task = (team: string, start: number, end: number) => ({
+    kind: 'usage',
+    at: end,
+    lease: `l-${team}`,
+    request: `r-${team}`,
+    ...ref,
+    gpus: 0,
+    cpuMilli: 4000,
+    memoryMiB: 16384,
+    share: 0.5,
+    nodePricePerHour: 0.4,
+    team,
+    workflow: 'nightly',
+    run: `run-${team}`,
+    task: 'prep',
+    attempt: 0,
+    start,
+    end,
+    ended: 'succeeded',
+  });
+  const entries: LedgerEntry[] = [
+    { kind: 'node-start', at: T0, ...ref, gpuCount: 0, pricePerHour: 0.4 },
+    task('research', T0, T0 + 4 * H) as LedgerEntry,
+    task('product', T0 + 2 * H, T0 + 3 * H) as LedgerEntry,
+    { kind: 'node-end', at: T0 + 10 * H, ...ref, gpuCount: 0, pricePerHour: 0.4, ended: 'gone' },
+  ];
+  await store.appendMany([encodeJson(entries)]);
+  await store.close();
+  return state;
+}
+
+const window = ['--since', '2026-11-01', '--until', '2026-11-03'];
+
+describe('gantry report cost', () => {
+  it('prints spend by team with idle apart, and the same numbers as CSV, JSON and HTML', async () => {
+    const state = await ledgerDir();
+    const table = await runGantry('report', 'cost', '--state', state, ...window, '-f', 'examples');
+    expect(table.code).toBe(0);
+    // Node $4.00: research 0.2 × 4 h = $0.80, product 0.2 × 1 h = $0.20, idle $3.00.
+    expect(table.out).toMatch(/^\(idle\) +\$3\.00 +\$3\.00 /m);
+    expect(table.out).toMatch(/^research +\$0\.80 /m);
+    expect(table.out).toMatch(/^product +\$0\.20 /m);
+    expect(table.out).toMatch(/^total +\$4\.00 +\$3\.00 /m);
+    expect(table.out).toContain('2 task executions on 1 nodes');
+
+    const csv = await runGantry(
+      'report',
+      'cost',
+      '--state',
+      state,
+      ...window,
+      '--by',
+      'team',
+      'pool',
+      '--format',
+      'csv',
+    );
+    expect(csv.out.split('\n').slice(0, 4)).toEqual([
+      'team,pool,spend_usd,idle_usd,on_demand_usd,gpu_hours',
+      '(idle),cpu-spot,3.00,3.00,3.00,0.000',
+      'research,cpu-spot,0.80,0.00,0.80,0.000',
+      'product,cpu-spot,0.20,0.00,0.20,0.000',
+    ]);
+    const json = JSON.parse(
+      (await runGantry('report', 'cost', '--state', state, ...window, '--format', 'json')).out,
+    );
+    expect(json.totals).toMatchObject({ executions: 2, nodes: 1 });
+    expect(json.totals.costUsd).toBeCloseTo(4, 9);
+
+    const out = join(state, 'cost.html');
+    const html = await runGantry(
+      'report',
+      'cost',
+      '--state',
+      state,
+      ...window,
+      '--format',
+      'html',
+      '--out',
+      out,
+    );
+    expect(html.out).toBe(`wrote ${out}\n`);
+    expect(readFileSync(out, 'utf8')).toContain('<b id="total">$4.00</b>');
+  });
+
+  it.each([
+    [
+      ['--by', 'colour'],
+      '--by colour: must be one of team, workflow, run, task, cluster, pool, gpu, capacity-type',
+    ],
+    [['--format', 'pdf'], "--format must be table, csv, json or html, not 'pdf'"],
+    [
+      ['--since', 'last week'],
+      "--since must be a duration back from now (7d, 12h) or a date (2026-11-01), not 'last week'",
+    ],
+    [['--since', '2026-11-03', '--until', '2026-11-02'], '--until must be after --since'],
+  ])('refuses %j with one line', async (flags, message) => {
+    const state = await ledgerDir();
+    const r = await runGantry('report', 'cost', '--state', state, ...flags);
+    expect(r).toMatchObject({ code: 2, err: `gantry: ${message}\n` });
+  });
+
+  it('says where it looked when there is no ledger', async () => {
+    const r = await runGantry('report', 'cost', '--state', '/nonexistent/state');
+    expect(r).toMatchObject({
+      code: 2,
+      err: 'gantry: no broker state in /nonexistent/state (pass --state, or --nats for a broker over NATS)\n',
+    });
+  });
+});
