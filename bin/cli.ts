@@ -7,6 +7,7 @@ import { registerClusterCommands } from './commands/cluster.ts';
 import { registerPlanCommand } from './commands/plan.ts';
 import { registerReportCommand } from './commands/report.ts';
 import { registerRunCommands } from './commands/run.ts';
+import { registerSpotPricesCommand } from './commands/spot-prices.ts';
 import { registerWorkerCommand } from './commands/worker.ts';
 import { registerServeCommands } from './commands/serve.ts';
 import { registerValidateCommand } from './commands/validate.ts';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerRunCommands(program);
   registerWorkerCommand(program);
   registerReportCommand(program);
+  registerSpotPricesCommand(program);
   return program;
 }
 
