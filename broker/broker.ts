@@ -133,6 +133,9 @@ export function createBroker(opts: BrokerOptions): Broker {
     budgets.record(entry);
   };
 
+  /** Dollars, with four decimals under $1 (so small amounts that differ look different). */
+  const usd = (v: number) => `$${v.toFixed(v < 1 ? 4 : 2)}`;
+
   /** Holds the requests of teams whose monthly budget is used; logs alerts. Returns the rest. */
   function withinBudgets(batch: RequestRecord[]): RequestRecord[] {
     const now = clock();
@@ -151,10 +154,27 @@ export function createBroker(opts: BrokerOptions): Broker {
       const policy = platform.policies.find((p) => p.teams.includes(team))?.name ?? '';
       if (ratio !== undefined) metrics.budgetUsed.set({ team, policy }, ratio);
     }
+    // Within what is left, requests go in order while their least possible cost fits.
+    const left = new Map<string, { left: number; cap: number; policy: string } | undefined>();
     return batch.filter((r) => {
       const held = verdicts.get(r.team);
-      if (held) state.hold(r, held);
-      return !held;
+      if (held) {
+        state.hold(r, held);
+        return false;
+      }
+      if (!left.has(r.team)) left.set(r.team, budgets.headroom(r.team, state.active(), state.requests, now));
+      const room = left.get(r.team);
+      if (!room) return true;
+      const cost = budgets.leastCost(r);
+      if (cost > room.left) {
+        state.hold(
+          r,
+          `budget: this request (at least ${usd(cost)}) would cross team ${r.team}'s monthly budget of $${room.cap.toFixed(2)} (policy ${room.policy}): ${usd(Math.max(0, room.left))} left`,
+        );
+        return false;
+      }
+      room.left -= cost;
+      return true;
     });
   }
   const inventory = new Inventory(platform.clusters);

@@ -1,9 +1,10 @@
 /**
  * Team budgets from ResourcePolicies. The $/hour cap is a constraint of the plan (the solver keeps a
  * team's running spend rate under it). The monthly cap is checked here before each plan: a team whose
- * spend this month (from the ledger) plus what its running work has committed (price × the time left of
- * its declared duration) has reached the cap gets its requests held, with a reason that names the
- * budget, until spend drops out of the month or the cap is raised. Crossing an alert threshold (80%,
+ * spend this month (from the ledger) plus what its running work has committed (price × its declared
+ * duration) has reached the cap gets its requests held, with a reason that names the
+ * budget, until spend drops out of the month or the cap is raised; so is a request whose least possible
+ * cost would cross the cap. Crossing an alert threshold (80%,
  * 100%) is logged once and shown as a metric.
  */
 import type { Platform, Policy } from '../policies/index.ts';
@@ -58,7 +59,7 @@ export class Budgets {
     return this.#spent.get(`${team}|${monthOf(now)}`) ?? 0;
   }
 
-  /** What a team's active leases will still cost, at their price, until their declared durations end. */
+  /** What a team's active leases cost, at their price, for their declared durations (or longer, if running longer). */
   committed(
     team: string,
     active: Iterable<LeaseRecord>,
@@ -69,9 +70,12 @@ export class Budgets {
     for (const l of active) {
       const r = requests.get(l.requestId);
       if (!r || r.team !== team) continue;
-      // Lease times are the broker's clock; declared durations are in (simulated) seconds.
-      const end = (l.startedAt ?? l.placedAt) + (r.resources.durationSeconds * 1000) / this.timeScale;
-      sum += (l.pricePerHour * Math.max(0, end - now) * this.timeScale) / HOUR;
+      // A running lease commits its price for its declared duration (or for as long as it has run,
+      // if longer): its spend moves from committed to spent when it ends. Lease times are the
+      // broker's clock; declared durations are in (simulated) seconds.
+      const start = l.startedAt ?? l.placedAt;
+      const end = Math.max(start + (r.resources.durationSeconds * 1000) / this.timeScale, now);
+      sum += (l.pricePerHour * (end - start) * this.timeScale) / HOUR;
     }
     return sum;
   }
@@ -141,6 +145,33 @@ export class Budgets {
     return { ...(held ? { held } : {}), alerts };
   }
 
+  /**
+   * The least a request can cost: its dominant share of the cheapest pool it fits, for its declared
+   * duration. A request whose least cost would cross the team's monthly cap is held.
+   */
+  leastCost(r: RequestRecord): number {
+    const res = r.resources;
+    const policy = this.platform.policies.find((p) => p.teams.includes(r.team));
+    const spot = res.spot ?? policy?.spot;
+    const clusters = policy?.allowed?.clusters;
+    let best = Infinity;
+    for (const p of this.platform.pools) {
+      if (spot === 'never' && p.capacityType === 'spot') continue;
+      if (spot === 'required' && p.capacityType !== 'spot') continue;
+      if (clusters && !clusters.includes(p.cluster)) continue;
+      let gpuShare = 0;
+      if (res.gpu.length > 0) {
+        const opt = res.gpu.find((g) => (g.model === '*' ? p.gpuCount > 0 : g.model === p.gpuModel));
+        if (!opt || p.gpuCount < opt.count) continue;
+        gpuShare = opt.count / p.gpuCount;
+      }
+      const share = Math.max(res.cpuMilli / p.cpuMilli, res.memoryMiB / p.memoryMiB, gpuShare);
+      if (share > 1) continue;
+      best = Math.min(best, share * p.price);
+    }
+    return Number.isFinite(best) ? (best * res.durationSeconds) / 3600 : 0;
+  }
+
   /** The ratio of a team's monthly budget used (spent + committed), for the metric. */
   usedRatio(
     team: string,
@@ -151,6 +182,23 @@ export class Budgets {
     const cap = this.platform.policies.find((p) => p.teams.includes(team))?.budget?.perMonth;
     if (cap === undefined || cap <= 0) return undefined;
     return (this.spent(team, now) + this.committed(team, active, requests, now)) / cap;
+  }
+
+  /** The monthly cap and what is left of it for a team, if it has one. */
+  headroom(
+    team: string,
+    active: Iterable<LeaseRecord>,
+    requests: ReadonlyMap<string, RequestRecord>,
+    now: number,
+  ): { left: number; cap: number; policy: string } | undefined {
+    const policy = this.platform.policies.find((p) => p.teams.includes(team));
+    const cap = policy?.budget?.perMonth;
+    if (!policy || cap === undefined) return undefined;
+    return {
+      left: cap - this.spent(team, now) - this.committed(team, active, requests, now),
+      cap,
+      policy: policy.name,
+    };
   }
 
   #heldReason(team: string, policy: Policy, spent: number, committed: number): string | undefined {

@@ -202,31 +202,21 @@ describe('monthly budgets', () => {
   let system: TestSystem;
   afterAll(() => system?.stop());
 
-  it('holds the next request of a team at its cap, naming the budget, and alerts on the way', async () => {
+  it("holds the request that would cross a team's monthly cap, naming the budget, and alerts on the way", async () => {
     system = await startSystem('embedded', { platformDir: 'test/fixtures/budget-platform', speedup: 1000 });
     const client = new TestClient(system.transport);
-    // Six hours of a quarter of a $0.40/h node commit $0.60 against a $0.50 budget.
-    const first = await Promise.all(
-      Array.from({ length: 6 }, (_, i) =>
-        client.request(`b-${i}`, {
-          resources: { cpu: 2, memory: '8Gi', duration: '1h' },
-          work: { kind: 'sim', durationMs: 3_600_000 },
-        }),
-      ),
-    );
+    // An hour of a quarter of a $0.40/h on-demand node is at least $0.10: four fit in $0.50.
+    const hour = {
+      resources: { cpu: 2, memory: '8Gi', duration: '1h' },
+      work: { kind: 'sim', durationMs: 3_600_000 },
+    };
+    const first = await Promise.all(Array.from({ length: 4 }, (_, i) => client.request(`b-${i}`, hour)));
     expect(first.every((r) => r.ok)).toBe(true);
-    void client.request(
-      'b-over',
-      { resources: { cpu: 2, memory: '8Gi', duration: '1h' }, work: { kind: 'sim', durationMs: 1000 } },
-      60_000,
-    );
-    await eventually(
-      () => system.broker.state.requests.get('b-over')?.reason?.startsWith('budget:') === true,
-      5000,
-      'held',
-    );
-    expect(system.broker.state.requests.get('b-over')!.reason).toMatch(
-      /^budget: team ml has used its monthly budget of \$0\.50 \(policy ml-budget\): \$\d+\.\d\d spent and \$\d+\.\d\d committed this month$/,
+    void client.request('b-over', hour, 60_000);
+    const reason = () => system.broker.state.requests.get('b-over')?.reason ?? '';
+    await eventually(() => reason().startsWith('budget:'), 5000, 'held');
+    expect(reason()).toMatch(
+      /^budget: this request \(at least \$0\.\d{4}\) would cross team ml's monthly budget of \$0\.50 \(policy ml-budget\): \$0\.\d{4} left$/,
     );
     expect(system.broker.state.requests.get('b-over')!.state).toBe('pending');
     const reply = decodeJson(
@@ -235,16 +225,17 @@ describe('monthly budgets', () => {
       budgets: {
         team: string;
         policy: string;
-        perMonth: { cap: number; remaining: number };
-        held?: string;
+        perMonth: { cap: number; committed: number; remaining: number };
       }[];
     };
     const ml = reply.budgets.find((b) => b.team === 'ml')!;
     expect(ml).toMatchObject({ policy: 'ml-budget', perMonth: { cap: 0.5 } });
-    expect(ml.perMonth.remaining).toBeLessThan(0);
-    expect(ml.held).toMatch(/^budget: team ml/);
+    expect(ml.perMonth.committed).toBeGreaterThan(0.39);
+    expect(ml.perMonth.remaining).toBeLessThan(0.11);
+    // 80% committed: the 50% alert fired once, the 100% one not.
     const metrics = await system.broker.metrics.registry.metrics();
     expect(metrics).toMatch(/gantry_budget_alerts_total\{team="ml",policy="ml-budget",threshold="0.5"\} 1/);
-    expect(metrics).toMatch(/gantry_budget_alerts_total\{team="ml",policy="ml-budget",threshold="1"\} 1/);
+    expect(metrics).not.toMatch(/threshold="1"/);
+    expect(metrics).toMatch(/gantry_budget_used_ratio\{team="ml",policy="ml-budget"\} 0\.[78]/);
   }, 30_000);
 });
