@@ -112,7 +112,10 @@ export function createAgent(opts: AgentOptions): Agent {
     held.state = state;
     if (held.node) lastBusy.set(held.node, clock());
     if (state === 'running') held.startedAt = clock();
-    const started = DONE.has(state) && held.startedAt !== undefined ? { startedAt: held.startedAt } : {};
+    const started =
+      (DONE.has(state) || state === 'running') && held.startedAt !== undefined
+        ? { startedAt: held.startedAt }
+        : {};
     if (DONE.has(state)) {
       held.endedAt = clock();
       finished.push({
@@ -212,6 +215,7 @@ export function createAgent(opts: AgentOptions): Agent {
         state: known.state,
         at: clock(),
         ...(known.node ? { node: known.node } : {}),
+        ...(known.startedAt !== undefined ? { startedAt: known.startedAt } : {}),
       });
       return;
     }
@@ -223,6 +227,8 @@ export function createAgent(opts: AgentOptions): Agent {
       const list = waiting.get(lease.node);
       if (list) list.push(lease.leaseId);
       else waiting.set(lease.node, [lease.leaseId]);
+      // Taken: it starts when its node is up (the broker stops sending it again).
+      report(lease.leaseId, 'launching');
     } else {
       // The node went away (consolidated, reclaimed) or could not be added: the broker places it again.
       report(lease.leaseId, 'lost', { reason: `node ${lease.node} is not in this cluster` });
@@ -271,7 +277,8 @@ export function createAgent(opts: AgentOptions): Agent {
         if (!key) continue;
         for (const leaseId of waiting.get(key) ?? []) {
           const held = leases.get(leaseId);
-          if (held && held.state === 'placed') run(held, e.node.name);
+          if (held && !held.node && (held.state === 'placed' || held.state === 'launching'))
+            run(held, e.node.name);
         }
         waiting.delete(key);
       }
@@ -318,14 +325,19 @@ export function createAgent(opts: AgentOptions): Agent {
       // An executor that sees the nodes (Kubernetes) says what is free on them, and whether they
       // have joined; otherwise a node offers its pool's shape.
       const cap = executor.capacity?.(n.name);
+      const ready = n.ready && (executor.capacity ? cap?.ready === true : true);
+      // A node that went not-ready starts a new ready period when it comes back.
+      if (!ready) readyAt.delete(n.name);
+      else if (!readyAt.has(n.name))
+        readyAt.set(n.name, n.ready && executor.capacity ? clock() : n.createdAt);
       return {
         name: n.name,
         pool: n.pool,
         cpuMilli: cap?.cpuMilli ?? pool.cpuMilli,
         memoryMiB: cap?.memoryMiB ?? pool.memoryMiB,
         gpuCount: cap?.gpuCount ?? pool.gpuCount,
-        ready: n.ready && (executor.capacity ? cap?.ready === true : true),
-        ...(n.ready ? { readyAt: readyAt.get(n.name) ?? n.createdAt } : {}),
+        ready,
+        ...(ready ? { readyAt: readyAt.get(n.name)! } : {}),
         capacityType: n.capacityType,
         ...(n.plannedId ? { plannedId: n.plannedId } : {}),
       };

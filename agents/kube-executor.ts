@@ -416,11 +416,17 @@ export function createKubeExecutor(opts: KubeExecutorOptions): KubeExecutor {
       await api.createNamespacedPod({ namespace, body });
     } catch (err) {
       // 409: the pod exists (a launch repeated after an agent restart); the watch reports its state.
-      if (statusCode(err) !== 409) {
+      const code = statusCode(err);
+      if (code !== 409) {
         running.delete(name);
-        return report('failed', { reason: `could not create pod ${name}: ${kubeMessage(err)}` });
+        const reason = `could not create pod ${name}: ${kubeMessage(err)}`;
+        // The API server busy or unreachable is not the task's fault: the broker places it again.
+        const transient = code === undefined || code === 429 || code >= 500;
+        return report(transient ? 'lost' : 'failed', { reason });
       }
     }
+    // Stopped while the pod was being created: it must not run.
+    if (!running.has(name)) return void deletePod(name);
     const existing = podInformer.get(name, namespace);
     if (existing) onPod(existing);
   }
@@ -441,9 +447,9 @@ export function createKubeExecutor(opts: KubeExecutorOptions): KubeExecutor {
       ).unref();
     },
     stop(leaseId: string) {
+      // Always delete: the pod may be an earlier agent's (a restart), or still being created.
       const name = podName(leaseId);
-      if (!running.delete(name)) return;
-      stopping.add(name);
+      if (running.delete(name)) stopping.add(name);
       void deletePod(name);
     },
     capacity(node: string): NodeCapacity | undefined {

@@ -66,6 +66,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
     backends: await defaultBackends(),
     heartbeatMs,
     ledgerTimeScale: opts.speedup ?? 1,
+    nodesStopWithBroker: true,
   });
   await broker.start();
   const clouds = new Map<string, SimProvisioner>();

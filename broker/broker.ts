@@ -26,7 +26,7 @@ import { handleAdmin } from './admin.ts';
 import { runCycle } from './cycle.ts';
 import { Inventory } from './inventory.ts';
 import { Budgets } from './budgets.ts';
-import { NodeLedger, type TaskUsage, usageOf } from './ledger.ts';
+import { type NodeLife, NodeLedger, type TaskUsage, usageOf } from './ledger.ts';
 import { Leadership } from './leader.ts';
 import { type BrokerMetrics, createBrokerMetrics } from './metrics.ts';
 import { loadRecords, readLifecycle, type RequestRecord } from './records.ts';
@@ -64,6 +64,11 @@ export interface BrokerOptions {
    * much faster than the clock from the broker's start, so reports show simulated hours. Default 1.
    */
   ledgerTimeScale?: number;
+  /**
+   * The clusters stop with the broker (embedded mode): their nodes' lifetimes end in the ledger when it
+   * stops. Otherwise open nodes stay open for the next leader to follow.
+   */
+  nodesStopWithBroker?: boolean;
   leaseTtlMs?: number;
   /** Time budget of the solver per cycle. */
   solveBudgetMs?: number;
@@ -109,6 +114,8 @@ export function createBroker(opts: BrokerOptions): Broker {
   const heartbeatMs = opts.heartbeatMs ?? 1000;
   const metrics = opts.metrics ?? createBrokerMetrics();
   const newId = opts.newId ?? (() => `l-${randomUUID()}`);
+  // Cycle numbers start again in every broker process; planned node names carry this token too.
+  const instance = randomUUID().slice(0, 4);
   const { transport, store, platform } = opts;
   const state = new BrokerState(store, clock);
   const writer = state.writer;
@@ -116,10 +123,12 @@ export function createBroker(opts: BrokerOptions): Broker {
   const poolOf = (cluster: string, pool: string) =>
     inventory.clusters.get(cluster)?.declared.pools.find((p) => p.name === pool);
   const scale = opts.ledgerTimeScale ?? 1;
-  const epoch = clock();
-  const ledgerTime = (t: number) => (scale === 1 ? t : Math.round(epoch + (t - epoch) * scale));
+  // Simulated time runs from when this broker started serving, on from where the ledger left off.
+  let epoch = clock();
+  let base = epoch;
+  const ledgerTime = (t: number) => (scale === 1 ? t : Math.round(base + (t - epoch) * scale));
   const nodeLedger = new NodeLedger(poolOf, (t) => ledgerTime(t));
-  const budgets = new Budgets(platform, scale);
+  const budgets = new Budgets(platform, scale, ledgerTime);
   state.onLeaseEnd = (lease, request) => {
     const usage = usageOf(lease, request, poolOf(lease.cluster, lease.pool));
     if (!usage) return;
@@ -257,6 +266,7 @@ export function createBroker(opts: BrokerOptions): Broker {
       leaseTtlMs: opts.leaseTtlMs ?? 3_600_000,
       timeBudgetMs: opts.solveBudgetMs ?? 2000,
       newId,
+      instance,
     });
     // Durable before anyone hears of the leases. The write runs while the next cycle plans (at most
     // two writes in flight), so the store's latency does not hold up placement.
@@ -685,11 +695,24 @@ export function createBroker(opts: BrokerOptions): Broker {
     if (serving) return;
     const { requests, leases } = await loadRecords(store);
     // This month's spend per team, from the ledger.
-    const spent = new Budgets(platform, scale);
-    for await (const e of readLifecycle(store)) if (e.kind === 'usage') spent.record(e as TaskUsage);
+    const spent = new Budgets(platform, scale, ledgerTime);
+    const lives: NodeLife[] = [];
+    let lastAt = 0;
+    for await (const e of readLifecycle(store)) {
+      if (e.kind === 'usage') spent.record(e as TaskUsage);
+      else if (e.kind === 'node-start' || e.kind === 'node-end') lives.push(e as NodeLife);
+      if (e.kind === 'usage' || e.kind === 'node-start' || e.kind === 'node-end')
+        lastAt = Math.max(lastAt, e.at);
+    }
+    if (scale !== 1) {
+      epoch = clock();
+      base = Math.max(epoch, lastAt);
+    }
     if (!leadership.leading || serving) return;
     state.load(requests, leases);
     budgets.replaceSpent(spent);
+    // Nodes the ledger has open stay open; the next heartbeats end those that are gone.
+    for (const e of lives) nodeLedger.replay(e);
     // Agents get a full grace period from now: this broker has not been listening.
     for (const c of inventory.clusters.values()) c.lastHeartbeat = clock();
     serving = true;
@@ -747,6 +770,7 @@ export function createBroker(opts: BrokerOptions): Broker {
   /** Forgets a removed cluster for good (it would come back from the store at the next start). */
   async function forget(name: string): Promise<void> {
     admitted.clear();
+    for (const e of nodeLedger.endCluster(name, 'removed', ledgerTime(clock()))) writer.event(e);
     platform.pools.splice(0, platform.pools.length, ...platform.clusters.flatMap((c) => c.pools));
     await store.delete(`cluster.${name}`);
   }
@@ -775,6 +799,10 @@ export function createBroker(opts: BrokerOptions): Broker {
       await leadership.start();
     },
     async stop() {
+      // Clusters that stop with the broker (embedded mode) end their nodes' lifetimes in the ledger.
+      if (opts.nodesStopWithBroker && leadership.leading)
+        for (const c of inventory.clusters.values())
+          for (const e of nodeLedger.endCluster(c.name, 'stopped', ledgerTime(clock()))) writer.event(e);
       // Write everything first, then step down, so a standby never loads stale state.
       await unserve(leadership.leading);
       await leadership.stop();

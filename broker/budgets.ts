@@ -31,10 +31,14 @@ export class Budgets {
   /** Alert thresholds already crossed, per `team|month|threshold`. */
   readonly #alerted = new Set<string>();
 
-  /** @param timeScale simulated seconds per second (embedded mode), as the ledger's times run. */
+  /**
+   * @param timeScale simulated seconds per second (embedded mode), as the ledger's times run.
+   * @param ledgerTime the broker clock's time on the ledger's clock (the month spend is counted in).
+   */
   constructor(
     private platform: Platform,
     private readonly timeScale = 1,
+    private readonly ledgerTime: (t: number) => number = (t) => t,
   ) {}
 
   /** Takes over the spend another instance counted (read from the ledger at start). */
@@ -55,8 +59,9 @@ export class Budgets {
     this.#spent.set(key, (this.#spent.get(key) ?? 0) + cost);
   }
 
+  /** Spent this month; `now` is the broker's clock. */
   spent(team: string, now: number): number {
-    return this.#spent.get(`${team}|${monthOf(now)}`) ?? 0;
+    return this.#spent.get(`${team}|${monthOf(this.ledgerTime(now))}`) ?? 0;
   }
 
   /** What a team's active leases cost, at their price, for their declared durations (or longer, if running longer). */
@@ -103,7 +108,7 @@ export class Budgets {
           const committed = this.committed(team, active, requests, now);
           s.perMonth = {
             cap: budget.perMonth,
-            month: monthOf(now),
+            month: monthOf(this.ledgerTime(now)),
             spent,
             committed,
             remaining: budget.perMonth - spent - committed,
@@ -135,7 +140,7 @@ export class Budgets {
     const ratio = cap > 0 ? (spent + committed) / cap : Infinity;
     const alerts = [];
     for (const threshold of policy.budget?.alertAt ?? [0.8, 1]) {
-      const key = `${team}|${monthOf(now)}|${threshold}`;
+      const key = `${team}|${monthOf(this.ledgerTime(now))}|${threshold}`;
       if (ratio >= threshold && !this.#alerted.has(key)) {
         this.#alerted.add(key);
         alerts.push({ threshold, ratio, policy: policy.name });

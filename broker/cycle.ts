@@ -33,6 +33,8 @@ export interface CycleInput {
   leaseTtlMs: number;
   timeBudgetMs: number;
   newId: () => string;
+  /** A token of this broker process: planned node ids stay unique across restarts and failovers. */
+  instance: string;
 }
 
 /** Plans a batch and records the outcome in the broker's state. */
@@ -58,7 +60,7 @@ export function runCycle(input: CycleInput): CycleResult {
   const scale = new Map<string, Map<string, string[]>>();
   for (const nn of result.newNodes) {
     nn.ids.forEach((id, k) => {
-      const planned = `${nn.pool}-c${input.number}n${k}`;
+      const planned = `${nn.pool}-${input.instance}c${input.number}n${k}`;
       plannedIds.set(id, planned);
       const byPool = scale.get(nn.cluster) ?? new Map<string, string[]>();
       const list = byPool.get(nn.pool);

@@ -104,6 +104,8 @@ export function usageOf(
  */
 export class NodeLedger {
   readonly #open = new Map<string, NodeLife>();
+  /** When each node's last lifetime ended: a new one never starts before it. */
+  readonly #lastEnd = new Map<string, number>();
 
   /**
    * @param pools the declared pool of a node.
@@ -127,8 +129,11 @@ export class NodeLedger {
       if (!pool) continue;
       const start: NodeLife = {
         kind: 'node-start',
-        // When the agent saw it ready (its tasks start after that), else now.
-        at: n.readyAt !== undefined ? Math.min(now, this.time(n.readyAt)) : now,
+        // When the agent saw it ready (its tasks start after that), else now; never before its last end.
+        at: Math.max(
+          n.readyAt !== undefined ? Math.min(now, this.time(n.readyAt)) : now,
+          this.#lastEnd.get(key) ?? -Infinity,
+        ),
         cluster: name,
         pool: n.pool,
         node: n.name,
@@ -154,6 +159,24 @@ export class NodeLedger {
     const life = this.#open.get(key);
     if (!life) return [];
     this.#open.delete(key);
-    return [{ ...life, kind: 'node-end', at: now, ended }];
+    const at = Math.max(now, life.at);
+    this.#lastEnd.set(key, at);
+    return [{ ...life, kind: 'node-end', at, ended }];
+  }
+
+  /** Takes up the ledger as written before (a restarted or new leader): open nodes stay open. */
+  replay(e: NodeLife): void {
+    const key = `${e.cluster}|${e.node}`;
+    if (e.kind === 'node-start') {
+      if (!this.#open.has(key)) this.#open.set(key, e);
+    } else if (this.#open.delete(key)) this.#lastEnd.set(key, e.at);
+  }
+
+  /** Ends every open node of a cluster (its agent is gone, or the cluster was removed). */
+  endCluster(cluster: string, ended: string, now: number): NodeLife[] {
+    const out: NodeLife[] = [];
+    for (const life of [...this.#open.values()])
+      if (life.cluster === cluster) out.push(...this.end(cluster, life.node, ended, now));
+    return out;
   }
 }

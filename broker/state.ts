@@ -154,12 +154,14 @@ export class BrokerState {
     lease.state = state;
     if (info.node) lease.actualNode = info.node;
     this.index(lease);
-    if (state === 'running') lease.startedAt = now;
+    // The agent says when the work started (it may fold `running` into the end, or repeat it after a
+    // broker restart); trusted only between the placement and now.
+    const reported =
+      info.startedAt !== undefined ? Math.min(now, Math.max(lease.placedAt, info.startedAt)) : undefined;
+    if (state === 'running') lease.startedAt = reported ?? now;
     if (ORDER[state] === 4) {
       lease.endedAt = now;
-      // The agent may fold `running` into the end: it says when the work started.
-      if (lease.startedAt === undefined && info.startedAt !== undefined)
-        lease.startedAt = Math.min(now, info.startedAt);
+      if (lease.startedAt === undefined && reported !== undefined) lease.startedAt = reported;
     }
     if (info.reason) lease.reason = info.reason;
     if (ORDER[state] === 4) this.onLeaseEnd?.(lease, r);

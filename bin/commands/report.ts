@@ -244,7 +244,7 @@ export function registerReportCommand(program: Command): void {
       const platform: Platform | undefined = flags.file ? loadPlatform(flags.file).platform : undefined;
       const entries = await withLedgerStore(flags, readLedger);
       // A ledger of simulated clusters runs ahead of the clock: "now" is then its latest entry.
-      const now = Math.max(Date.now(), ...entries.map((e) => e.at));
+      const now = entries.reduce((m, e) => Math.max(m, e.at), Date.now());
       const since = parseTime('--since', flags.since, now);
       const until = flags.until ? parseTime('--until', flags.until, now) : now;
       if (until <= since) throw new UsageError('--until must be after --since');
