@@ -252,6 +252,7 @@ export class Runtime implements Caller {
     resources: Resources,
   ): Promise<{ resources: Resources; why: string } | undefined> {
     if (attempt > policy.attempts) return undefined;
+    if (err instanceof NonRetriableError || err instanceof PolicyRefusedError) return undefined;
     if (err instanceof OutOfMemoryError) {
       const had = err.memoryMiB ?? (resources.memory !== undefined ? parseMemory(resources.memory) : 4096);
       const memory = `${had * 2}Mi`;
@@ -367,6 +368,9 @@ export class Runtime implements Caller {
           // The host publishes the result before the agent reports the end; a failure without a
           // result (a crash the host could not report) is synthesized after a grace period.
           failTimer = setTimeout(() => settle({ failed: s.reason ?? 'the task failed' }), 500);
+        } else if (s.state === 'succeeded') {
+          // A success whose result never came (lost in transit): tried again, after a longer grace.
+          failTimer = setTimeout(() => settle({ failed: 'the task ended but its result was lost' }), 5000);
         }
       }),
     ];
@@ -707,6 +711,8 @@ class WorkerPool {
   #started = 0;
   #inflight = 0;
   #refused: Error | undefined;
+  #failures = 0;
+  #lastFailure = '';
   readonly #workers = new Set<string>();
 
   constructor(
@@ -741,8 +747,10 @@ class WorkerPool {
       const deadline = Date.now() + 15 * 60_000;
       for (;;) {
         try {
+          // A chunk runs `concurrency` items at a time: allow each wave its own timeout.
+          const waves = Math.ceil(msg.executions.length / this.#concurrency);
           const reply = await t.request(subjects.invoke(this.id), data, {
-            timeoutMs: (msg.timeoutMs ?? 3_600_000) + 30_000,
+            timeoutMs: (msg.timeoutMs ?? 3_600_000) * waves + 30_000,
           });
           const p = parseMessage(invokeReply, reply.data);
           if (!p.ok) {
@@ -755,6 +763,9 @@ class WorkerPool {
         } catch (err) {
           if (!(err instanceof NoRespondersError)) throw err;
           if (this.#refused) throw this.#refused;
+          // Workers that keep failing (the module does not load there, say) are not asked for forever.
+          if (this.#failures >= Math.max(3, 2 * this.minReplicas))
+            throw new TaskError(`${this.task.taskName}: its warm workers keep failing: ${this.#lastFailure}`);
           while (this.#started < this.minReplicas) this.#startWorker();
           if (Date.now() > deadline)
             throw new TaskError(`${this.task.taskName}: no warm worker came up in 15 minutes`);
@@ -775,6 +786,10 @@ class WorkerPool {
     const ended = this.client.transport.subscribe(subjects.taskState(requestId), (msg) => {
       const p = parseMessage(taskStateMsg, msg.data);
       if (p.ok && (p.value.state === 'succeeded' || p.value.state === 'failed')) {
+        if (p.value.state === 'failed') {
+          this.#failures++;
+          this.#lastFailure = p.value.reason ?? 'no reason given';
+        }
         this.#started--;
         this.#workers.delete(requestId);
         ended.unsubscribe();

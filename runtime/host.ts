@@ -12,6 +12,7 @@ import {
   type InvokeReply,
   invokeMsg,
   type LeaseMsg,
+  type Msg,
   parseMessage,
   type ResultMsg,
   subjects,
@@ -53,6 +54,31 @@ export function loadModule(module: string): Promise<unknown> {
   return p;
 }
 
+/**
+ * Answers an invocation; a reply over the transport's message limit (a chunk of large outputs) is
+ * answered with a failure per execution instead, which the caller retries one by one.
+ */
+function respondSafely(t: Transport, msg: Msg, reply: InvokeReply): void {
+  try {
+    t.respond(msg, encodeJson(reply));
+  } catch (err) {
+    const message = `the results could not be sent together: ${(err as Error).message}`;
+    t.respond(
+      msg,
+      encodeJson({
+        ...reply,
+        results: reply.results.map((r) => ({
+          ok: false,
+          execution: r.execution,
+          error: { name: 'TaskError', message },
+          startedAt: r.startedAt,
+          endedAt: r.endedAt,
+        })),
+      }),
+    );
+  }
+}
+
 /** One execution to run. */
 export interface Execution {
   module: string;
@@ -76,6 +102,8 @@ export async function executeTask(
 ): Promise<ResultMsg> {
   const startedAt = Date.now();
   const lineage: LineageRecord[] = [];
+  let cleanup = () => {};
+  let onTimeout = () => {};
   try {
     await loadModule(x.module);
     const task = lookupTask(x.task);
@@ -87,14 +115,20 @@ export async function executeTask(
       task: x.task,
       side: 'input',
     });
+    // The task's signal aborts when the lease stops or the timeout passes.
+    const ac = new AbortController();
+    const abort = () => ac.abort();
+    x.signal.addEventListener('abort', abort);
+    cleanup = () => x.signal.removeEventListener('abort', abort);
     const ctx: TaskContext = {
       runId: x.run,
       execution: x.execution,
       task: x.task,
       attempt: x.attempt,
       placement: x.placement,
-      signal: x.signal,
+      signal: ac.signal,
     };
+    onTimeout = abort;
     const scope = {
       caller: runtime,
       runId: x.run,
@@ -105,7 +139,7 @@ export async function executeTask(
       record: (rec: LineageRecord) => lineage.push(rec),
     };
     const run = withScope(scope, () => Promise.resolve(task.fn(input, ctx)));
-    const raw = x.timeoutMs ? await withTimeout(run, x.timeoutMs, x.task) : await run;
+    const raw = x.timeoutMs ? await withTimeout(run, x.timeoutMs, x.task, onTimeout) : await run;
     const output = checkValue(task.options.output, raw, { task: x.task, side: 'output' });
     const value = await encodeValue(output, services.artifacts);
     return {
@@ -125,6 +159,8 @@ export async function executeTask(
       endedAt: Date.now(),
       ...withLineage(lineage),
     };
+  } finally {
+    cleanup();
   }
 }
 
@@ -132,10 +168,13 @@ function withLineage(lineage: LineageRecord[]): { lineage?: Record<string, unkno
   return lineage.length > 0 ? { lineage: lineage as unknown as Record<string, unknown>[] } : {};
 }
 
-function withTimeout<T>(p: Promise<T>, ms: number, task: string): Promise<T> {
+function withTimeout<T>(p: Promise<T>, ms: number, task: string, onTimeout: () => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new TimeoutError(`${task} ran longer than its timeout of ${ms} ms`)), ms);
+    timer = setTimeout(() => {
+      onTimeout();
+      reject(new TimeoutError(`${task} ran longer than its timeout of ${ms} ms`));
+    }, ms);
   });
   return Promise.race([p, limit]).finally(() => clearTimeout(timer));
 }
@@ -164,8 +203,21 @@ export async function runTaskLease(
   });
   // A lease stopped meanwhile (preempted, cancelled) reports nothing: the broker places it again.
   if (signal.aborted) return undefined;
-  services.transport.publish(subjects.result(work.execution), encodeJson(result));
-  return result;
+  try {
+    services.transport.publish(subjects.result(work.execution), encodeJson(result));
+    return result;
+  } catch (err) {
+    // Over the transport's message limit (a huge lineage): the result says so instead.
+    const failed: ResultMsg = {
+      ok: false,
+      execution: work.execution,
+      error: { name: 'TaskError', message: `the result could not be sent: ${(err as Error).message}` },
+      startedAt: result.startedAt,
+      endedAt: result.endedAt,
+    };
+    services.transport.publish(subjects.result(work.execution), encodeJson(failed));
+    return failed;
+  }
 }
 
 /**
@@ -245,10 +297,9 @@ export async function serveWorker(
             }
           }),
         ).then((results) => {
-          const reply: InvokeReply = { lease, node, results };
-          t.respond(msg, encodeJson(reply));
+          respondSafely(t, msg, { lease, node, results });
           busy--;
-          armIdle();
+          if (!finished) armIdle();
         });
       },
       { queue: work.pool },

@@ -64,6 +64,17 @@ export function relayForChild(
   const bytes = (d: Uint8Array) => (d instanceof Uint8Array ? d : new Uint8Array(d));
   const onMessage = (raw: unknown) => {
     const m = raw as Up;
+    try {
+      carryOut(m);
+    } catch (err) {
+      // A message the transport refuses (over its size limit, a bad subject) must not take the agent
+      // down: calls get the error, publishes are dropped.
+      const e = err as Error;
+      if ('id' in m) send({ t: 'err', id: m.id, name: e.name, message: e.message });
+      else process.emitWarning(`worker message not sent: ${e.message}`);
+    }
+  };
+  const carryOut = (m: Up) => {
     switch (m.t) {
       case 'pub':
         onPublish?.(m.subject, bytes(m.data));

@@ -75,10 +75,14 @@ export class LineageWriter {
     private readonly delayMs = 50,
   ) {}
 
+  /** The last write that failed, if any (records are kept and written again by the next flush). */
+  lastError: Error | undefined;
+
   record(rec: LineageRecord): void {
     this.#buffer.push(rec);
-    if (this.#buffer.length >= BATCH * 8) void this.flush();
-    else this.#timer ??= setTimeout(() => void this.flush(), this.delayMs);
+    const later = () => void this.flush().catch(() => undefined);
+    if (this.#buffer.length >= BATCH * 8) later();
+    else this.#timer ??= setTimeout(later, this.delayMs);
   }
 
   /** Resolves once every record so far is durable. */
@@ -91,7 +95,20 @@ export class LineageWriter {
       const events: Uint8Array[] = [];
       for (let i = 0; i < records.length; i += BATCH)
         events.push(encoder.encode(JSON.stringify(records.slice(i, i + BATCH))));
-      this.#writing = this.#writing.then(() => this.store.appendMany(events));
+      // One failed write must not stop the ones after it: failed batches go back in the buffer.
+      this.#writing = this.#writing
+        .catch(() => undefined)
+        .then(() => this.store.appendMany(events))
+        .then(
+          () => {
+            this.lastError = undefined;
+          },
+          (err: Error) => {
+            this.lastError = err;
+            this.#buffer.unshift(...records);
+            throw err;
+          },
+        );
     }
     return this.#writing;
   }

@@ -14,6 +14,7 @@ import {
   invokeMsg,
   type InvokeReply,
   type LeaseMsg,
+  type Msg,
   parseMessage,
   type ResultMsg,
   resultMsg,
@@ -98,6 +99,25 @@ export function createProcessHost(opts: ProcessHostOptions): Executor {
         }
       });
       const startedAt = Date.now();
+      const answerOrphans = (orphans: Msg[], error: ErrorMsg) => {
+        const endedAt = Date.now();
+        for (const msg of orphans) {
+          const p = parseMessage(invokeMsg, msg.data);
+          if (!p.ok) continue;
+          const reply: InvokeReply = {
+            lease,
+            node,
+            results: p.value.executions.map((e) => ({
+              ok: false,
+              execution: e.execution,
+              error,
+              startedAt,
+              endedAt,
+            })),
+          };
+          opts.transport.respond(msg, encodeJson(reply));
+        }
+      };
       const begin = () => {
         child.send({ t: 'start', payload: { lease, node } });
         report('running');
@@ -121,7 +141,14 @@ export function createProcessHost(opts: ProcessHostOptions): Executor {
         children.delete(lease.leaseId);
         const orphans = relay.orphans();
         relay.close();
-        if (stopped.delete(lease.leaseId)) return;
+        if (stopped.delete(lease.leaseId)) {
+          // Stopped (preempted, cancelled) while running invocations: they are tried again elsewhere.
+          answerOrphans(orphans, {
+            name: 'PreemptedError',
+            message: 'the worker was stopped while running this',
+          });
+          return;
+        }
         const oom =
           /heap out of memory|Allocation failed/i.test(tail) || signal === 'SIGKILL' || code === 137;
         const failure: ErrorMsg = oom
@@ -136,22 +163,7 @@ export function createProcessHost(opts: ProcessHostOptions): Executor {
             };
         const endedAt = Date.now();
         // Invocations the worker was running when it died get the failure as their result.
-        for (const msg of orphans) {
-          const p = parseMessage(invokeMsg, msg.data);
-          if (!p.ok) continue;
-          const reply: InvokeReply = {
-            lease,
-            node,
-            results: p.value.executions.map((e) => ({
-              ok: false,
-              execution: e.execution,
-              error: failure,
-              startedAt,
-              endedAt,
-            })),
-          };
-          opts.transport.respond(msg, encodeJson(reply));
-        }
+        answerOrphans(orphans, failure);
         if (execution && !result) {
           result = { ok: false, execution, error: failure, startedAt, endedAt };
           opts.transport.publish(subjects.result(execution), encodeJson(result));

@@ -25,9 +25,11 @@ if (lease.work.kind === 'task') {
   // The result has reached the parent's transport once this round trip returns.
   await transport.flush();
   process.disconnect?.();
-  process.exitCode = result?.ok ? 0 : 1;
+  // Work the task left running (a timeout does not stop a busy loop) must not keep the lease.
+  process.exit(result?.ok ? 0 : 1);
 } else {
   await serveWorker(services, runtime, lease, node, ac.signal);
   await transport.flush();
   process.disconnect?.();
+  process.exit(0);
 }

@@ -195,6 +195,20 @@ describe.each(['embedded', 'nats'] as const)('workflows (%s)', (mode) => {
     ]);
   });
 
+  it('a non-retriable failure on a warm worker is not run again', async () => {
+    suite.warmRuns.clear();
+    const r = await run(suite.warmPartial, { n: 8 });
+    expect(r.output).toEqual(['ok', 'error', 'ok', 'error', 'ok', 'error', 'ok', 'error']);
+    expect([...suite.warmRuns.values()]).toEqual(Array(8).fill(1));
+  });
+
+  it("a task's timeout aborts its signal, and the caller gets a TimeoutError", async () => {
+    const id = `t-${mode}`;
+    const r = await run(suite.sleepyPipeline, { id });
+    expect(r.output).toBe('TimeoutError');
+    expect(suite.timeoutsSeen).toContain(id);
+  });
+
   it('a cached task is not run again for the same input and code', async () => {
     const first = await run(suite.produceRun, { seed: 100 });
     expect(first.ok).toBe(true);
