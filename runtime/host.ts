@@ -115,20 +115,25 @@ export async function executeTask(
       task: x.task,
       side: 'input',
     });
-    // The task's signal aborts when the lease stops or the timeout passes.
-    const ac = new AbortController();
-    const abort = () => ac.abort();
-    x.signal.addEventListener('abort', abort);
-    cleanup = () => x.signal.removeEventListener('abort', abort);
+    // The task's signal aborts when the lease stops, or when its timeout passes (a signal of its own
+    // only then: most tasks have no timeout, and a `map` runs hundreds of thousands of them).
+    let signal = x.signal;
+    if (x.timeoutMs) {
+      const ac = new AbortController();
+      const abort = () => ac.abort();
+      x.signal.addEventListener('abort', abort);
+      cleanup = () => x.signal.removeEventListener('abort', abort);
+      onTimeout = abort;
+      signal = ac.signal;
+    }
     const ctx: TaskContext = {
       runId: x.run,
       execution: x.execution,
       task: x.task,
       attempt: x.attempt,
       placement: x.placement,
-      signal: ac.signal,
+      signal,
     };
-    onTimeout = abort;
     const scope = {
       caller: runtime,
       runId: x.run,

@@ -68,6 +68,8 @@ const decoder = new TextDecoder();
 export class LineageWriter {
   #buffer: LineageRecord[] = [];
   #writing: Promise<void> = Promise.resolve();
+  /** Encoded batches whose write failed, written first by the next flush. */
+  #failed: Uint8Array[] = [];
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -91,24 +93,29 @@ export class LineageWriter {
     this.#timer = undefined;
     const records = this.#buffer;
     this.#buffer = [];
+    const events: Uint8Array[] = [];
     if (records.length > 0) {
-      const events: Uint8Array[] = [];
       for (let i = 0; i < records.length; i += BATCH)
         events.push(encoder.encode(JSON.stringify(records.slice(i, i + BATCH))));
-      // One failed write must not stop the ones after it: failed batches go back in the buffer.
+    }
+    if (events.length > 0 || this.#failed.length > 0) {
+      // One failed write must not stop the ones after it: its batches are written with the next flush.
       this.#writing = this.#writing
         .catch(() => undefined)
-        .then(() => this.store.appendMany(events))
-        .then(
-          () => {
-            this.lastError = undefined;
-          },
-          (err: Error) => {
-            this.lastError = err;
-            this.#buffer.unshift(...records);
-            throw err;
-          },
-        );
+        .then(() => {
+          const batch = [...this.#failed, ...events];
+          this.#failed = [];
+          return this.store.appendMany(batch).then(
+            () => {
+              this.lastError = undefined;
+            },
+            (err: Error) => {
+              this.lastError = err;
+              this.#failed = [...batch, ...this.#failed];
+              throw err;
+            },
+          );
+        });
     }
     return this.#writing;
   }
