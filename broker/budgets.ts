@@ -8,7 +8,7 @@
  * 100%) is logged once and shown as a metric.
  */
 import type { Platform, Policy } from '../policies/index.ts';
-import type { TaskUsage } from './ledger.ts';
+import { type TaskUsage, usageCost } from './ledger.ts';
 import type { LeaseRecord, RequestRecord } from './records.ts';
 
 /** A team's budget as `gantry get budgets` shows it. */
@@ -55,8 +55,7 @@ export class Budgets {
   /** Counts a finished task's cost (its share of the node for as long as it ran). */
   record(u: TaskUsage): void {
     const key = `${u.team}|${monthOf(u.end)}`;
-    const cost = (u.nodePricePerHour * u.share * Math.max(0, u.end - u.start)) / HOUR;
-    this.#spent.set(key, (this.#spent.get(key) ?? 0) + cost);
+    this.#spent.set(key, (this.#spent.get(key) ?? 0) + usageCost(u));
   }
 
   /** Spent this month; `now` is the broker's clock. */

@@ -7,7 +7,7 @@
  */
 import type { Platform } from '../policies/index.ts';
 import { type LpBackends, plan, poolStates, type TaskRequest } from '../solver/index.ts';
-import type { LedgerEntry, NodeLife, TaskUsage } from './ledger.ts';
+import { type LedgerEntry, type NodeLife, type TaskUsage, usageCost } from './ledger.ts';
 
 /** What rows can be grouped by. */
 export const DIMENSIONS = [
@@ -109,7 +109,7 @@ export function costReport(
     const raw = tasks.map((u) => {
       const a = Math.max(u.start, from);
       const b = Math.min(u.end, to);
-      return { u, a, b, cost: b > a ? (u.nodePricePerHour * u.share * (b - a)) / HOUR : 0 };
+      return { u, a, b, cost: usageCost(u, a, b) };
     });
     const sum = raw.reduce((s, r) => s + r.cost, 0);
     const scale = sum > nodeCost && sum > 0 ? nodeCost / sum : 1;
@@ -149,7 +149,7 @@ export function costReport(
     const a = Math.max(u.start, since);
     const b = Math.min(u.end, until);
     if (b <= a) continue;
-    charges.push(taskCharge(u, (u.nodePricePerHour * u.share * (b - a)) / HOUR, onDemand, a, b, 1));
+    charges.push(taskCharge(u, usageCost(u, a, b), onDemand, a, b, 1));
   }
   // An execution counts once, in the window its end falls in.
   const executions = usages.filter((u) => u.end > since && u.end <= until);

@@ -54,6 +54,14 @@ export interface NodeLife extends NodeRef {
 
 export type LedgerEntry = TaskUsage | NodeLife;
 
+/**
+ * What a task's use of its node costs between `from` and `to` (default: all of it): the node's price
+ * times the task's dominant share, for that long.
+ */
+export function usageCost(u: TaskUsage, from = u.start, to = u.end): number {
+  return (u.nodePricePerHour * u.share * Math.max(0, to - from)) / 3_600_000;
+}
+
 /** The usage entry of a lease that ran; undefined for one that never started. */
 export function usageOf(
   lease: LeaseRecord,

@@ -3,7 +3,7 @@
  * failures (more memory after an OOM, backoff, RetryAfter), keeps warm worker pools, fans out `map`,
  * and records lineage. One client serves a whole run; hosts make their own for nested calls.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   decodeJson,
   encodeJson,
@@ -22,7 +22,7 @@ import {
   TransportTimeoutError,
   type ValueMsg,
 } from '../protocol/index.ts';
-import { parseMemory } from '../policies/quantities.ts';
+import { formatMemory, parseMemory } from '../policies/quantities.ts';
 import type { ArtifactStore } from './artifacts.ts';
 import {
   fromErrorMsg,
@@ -258,7 +258,7 @@ export class Runtime implements Caller {
       const memory = `${had * 2}Mi`;
       return {
         resources: { ...resources, memory },
-        why: `out of memory with ${fmtMiB(had)}; retrying with ${fmtMiB(had * 2)}`,
+        why: `out of memory with ${formatMemory(had)}; retrying with ${formatMemory(had * 2)}`,
       };
     }
     const name = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
@@ -729,7 +729,7 @@ class WorkerPool {
       throw new NonRetriableError(`${task.taskName}: reuse.replicas must be at least 1, with min ≤ max`);
     this.#concurrency = reuse.concurrency ?? 1;
     this.#idleTtlMs = timeoutMs(reuse.idleTtl ?? '10m')!;
-    this.id = `pool-${hashKey(key)}`;
+    this.id = `pool-${createHash('sha256').update(key).digest('base64url').slice(0, 16)}`;
   }
 
   async invoke(msg: InvokeMsg): Promise<InvokeReply> {
@@ -842,17 +842,6 @@ class WorkerPool {
   }
 }
 
-function hashKey(key: string): string {
-  let h1 = 0x811c9dc5;
-  let h2 = 0x01000193;
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    h1 = Math.imul(h1 ^ c, 0x01000193);
-    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
-  }
-  return (h1 >>> 0).toString(36) + (h2 >>> 0).toString(36);
-}
-
 function stripRuntime(override: Override | undefined): Resources {
   if (!override) return {};
   const { retries: _r, timeout: _t, ...resources } = override;
@@ -878,10 +867,6 @@ function describeResources(r: Resources): string {
 
 function policyName(message: string): string | undefined {
   return /policy '?([a-z0-9][a-z0-9-]*)'?/i.exec(message)?.[1];
-}
-
-function fmtMiB(mib: number): string {
-  return mib >= 1024 && mib % 1024 === 0 ? `${mib / 1024}Gi` : `${mib}Mi`;
 }
 
 /** Where a lease runs, and at what price; `node` once the agent named it. */
