@@ -68,6 +68,7 @@ describe('cost report', () => {
       ['research', 0.4],
     ]);
     expect(r.totals.executions).toBe(3);
+    expect(r.rows.map((x) => x.executions)).toEqual([0, 2, 1]);
   });
 
   it('totals equal the sum of the rows for every grouping', () => {

@@ -65,10 +65,10 @@ export interface CostReport {
 interface Charge {
   key: Record<Dimension, string>;
   costUsd: number;
-  idle: boolean;
   onDemandUsd: number;
   gpuHours: number;
-  execution: boolean;
+  /** The task execution the money is for (none for idle time). */
+  usage?: TaskUsage;
   /** The interval the money was spent over (for per-day splits). */
   from: number;
   to: number;
@@ -134,10 +134,8 @@ export function costReport(
           'capacity-type': life.capacityType,
         },
         costUsd: idle,
-        idle: true,
         onDemandUsd: idle * ratio,
         gpuHours: 0,
-        execution: false,
         from,
         to,
       });
@@ -155,9 +153,9 @@ export function costReport(
   const executions = usages.filter((u) => u.end > since && u.end <= until);
   const counted = new Set(executions);
 
-  const rows = group(charges, opts.by, counted, usages);
+  const rows = group(charges, opts.by, counted);
   const costUsd = sum(charges.map((c) => c.costUsd));
-  const idleUsd = sum(charges.filter((c) => c.idle).map((c) => c.costUsd));
+  const idleUsd = sum(charges.filter((c) => !c.usage).map((c) => c.costUsd));
   const onDemandUsd = sum(charges.map((c) => c.onDemandUsd));
   const report: CostReport = {
     since,
@@ -204,10 +202,9 @@ function taskCharge(
       'capacity-type': u.capacityType,
     },
     costUsd: cost,
-    idle: false,
     onDemandUsd: cost * ratio,
     gpuHours: (u.gpus * (to - from) * scale) / HOUR,
-    execution: true,
+    usage: u,
     from,
     to,
   };
@@ -286,27 +283,32 @@ export function coverTasks<L extends { cluster: string; node: string; start: num
   return lives;
 }
 
+/** Sums charges into rows by the grouping; an execution counts in a row once, if its end is in the window. */
 function group(
   charges: readonly Charge[],
   by: readonly Dimension[],
-  counted: Set<TaskUsage>,
-  _usages: readonly TaskUsage[],
+  counted: ReadonlySet<TaskUsage>,
 ): CostRow[] {
-  const rows = new Map<string, CostRow>();
+  const rows = new Map<string, CostRow & { seen: Set<TaskUsage> }>();
   for (const c of charges) {
-    const key: Partial<Record<Dimension, string>> = {};
-    for (const d of by) key[d] = c.key[d];
     const id = JSON.stringify(by.map((d) => c.key[d]));
     let row = rows.get(id);
-    if (!row)
-      rows.set(id, (row = { key, costUsd: 0, idleUsd: 0, onDemandUsd: 0, executions: 0, gpuHours: 0 }));
+    if (!row) {
+      const key: Partial<Record<Dimension, string>> = {};
+      for (const d of by) key[d] = c.key[d];
+      row = { key, costUsd: 0, idleUsd: 0, onDemandUsd: 0, executions: 0, gpuHours: 0, seen: new Set() };
+      rows.set(id, row);
+    }
     row.costUsd += c.costUsd;
-    if (c.idle) row.idleUsd += c.costUsd;
+    if (!c.usage) row.idleUsd += c.costUsd;
     row.onDemandUsd += c.onDemandUsd;
     row.gpuHours += c.gpuHours;
+    if (c.usage && counted.has(c.usage) && !row.seen.has(c.usage)) {
+      row.seen.add(c.usage);
+      row.executions++;
+    }
   }
-  void counted;
-  return [...rows.values()].sort((a, b) => b.costUsd - a.costUsd);
+  return [...rows.values()].map(({ seen: _seen, ...row }) => row).sort((a, b) => b.costUsd - a.costUsd);
 }
 
 /** Money per UTC day, split proportionally to time, by one dimension. */
