@@ -25,7 +25,7 @@ import { admit } from './admission.ts';
 import { handleAdmin } from './admin.ts';
 import { runCycle } from './cycle.ts';
 import { Inventory } from './inventory.ts';
-import { Budgets } from './budgets.ts';
+import { Budgets, type Monthly } from './budgets.ts';
 import { type NodeLife, NodeLedger, type TaskUsage, usageOf } from './ledger.ts';
 import { Leadership } from './leader.ts';
 import { type BrokerMetrics, createBrokerMetrics } from './metrics.ts';
@@ -145,44 +145,43 @@ export function createBroker(opts: BrokerOptions): Broker {
   /** Dollars, with four decimals under $1 (so small amounts that differ look different). */
   const usd = (v: number) => `$${v.toFixed(v < 1 ? 4 : 2)}`;
 
-  /** Holds the requests of teams whose monthly budget is used; logs alerts. Returns the rest. */
+  /**
+   * Holds the requests of teams whose monthly budget is used, or that would cross it; logs alerts.
+   * Returns the rest.
+   */
   function withinBudgets(batch: RequestRecord[]): RequestRecord[] {
+    const teams = new Set(batch.map((r) => r.team));
+    if (!budgets.anyMonthly(teams)) return batch;
     const now = clock();
-    const verdicts = new Map<string, string | undefined>();
-    for (const team of new Set(batch.map((r) => r.team))) {
-      const { held, alerts } = budgets.check(team, state.active(), state.requests, now);
-      verdicts.set(team, held);
-      for (const a of alerts) {
-        log.warn(
-          { team, policy: a.policy, threshold: a.threshold, used: Number(a.ratio.toFixed(3)) },
-          'budget alert',
-        );
-        metrics.budgetAlerts.inc({ team, policy: a.policy, threshold: String(a.threshold) });
+    const committed = budgets.committedByTeam(state.active(), state.requests, now);
+    const standing = new Map<string, Monthly | undefined>();
+    for (const team of teams) {
+      const m = budgets.monthly(team, committed.get(team) ?? 0, now);
+      standing.set(team, m);
+      if (!m) continue;
+      metrics.budgetUsed.set({ team, policy: m.policy }, m.ratio);
+      for (const threshold of budgets.newAlerts(team, m, now)) {
+        log.warn({ team, policy: m.policy, threshold, used: Number(m.ratio.toFixed(3)) }, 'budget alert');
+        metrics.budgetAlerts.inc({ team, policy: m.policy, threshold: String(threshold) });
       }
-      const ratio = budgets.usedRatio(team, state.active(), state.requests, now);
-      const policy = platform.policies.find((p) => p.teams.includes(team))?.name ?? '';
-      if (ratio !== undefined) metrics.budgetUsed.set({ team, policy }, ratio);
     }
     // Within what is left, requests go in order while their least possible cost fits.
-    const left = new Map<string, { left: number; cap: number; policy: string } | undefined>();
     return batch.filter((r) => {
-      const held = verdicts.get(r.team);
-      if (held) {
-        state.hold(r, held);
+      const m = standing.get(r.team);
+      if (!m) return true;
+      if (m.held) {
+        state.hold(r, m.held);
         return false;
       }
-      if (!left.has(r.team)) left.set(r.team, budgets.headroom(r.team, state.active(), state.requests, now));
-      const room = left.get(r.team);
-      if (!room) return true;
       const cost = budgets.leastCost(r);
-      if (cost > room.left) {
+      if (cost > m.left) {
         state.hold(
           r,
-          `budget: this request (at least ${usd(cost)}) would cross team ${r.team}'s monthly budget of $${room.cap.toFixed(2)} (policy ${room.policy}): ${usd(Math.max(0, room.left))} left`,
+          `budget: this request (at least ${usd(cost)}) would cross team ${r.team}'s monthly budget of $${m.cap.toFixed(2)} (policy ${m.policy}): ${usd(Math.max(0, m.left))} left`,
         );
         return false;
       }
-      room.left -= cost;
+      m.left -= cost;
       return true;
     });
   }

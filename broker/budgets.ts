@@ -1,11 +1,11 @@
 /**
  * Team budgets from ResourcePolicies. The $/hour cap is a constraint of the plan (the solver keeps a
- * team's running spend rate under it). The monthly cap is checked here before each plan: a team whose
- * spend this month (from the ledger) plus what its running work has committed (price × its declared
- * duration) has reached the cap gets its requests held, with a reason that names the
- * budget, until spend drops out of the month or the cap is raised; so is a request whose least possible
- * cost would cross the cap. Crossing an alert threshold (80%,
- * 100%) is logged once and shown as a metric.
+ * team's running spend rate under it). The monthly cap is checked here before each plan, against the
+ * team's spend this month (from the ledger) plus what its running work has committed (price × its
+ * declared duration): a request whose least possible cost would cross the cap is held, and once the
+ * cap is reached all the team's requests are, with a reason that names the budget, until spend drops
+ * out of the month or the cap is raised. Crossing an alert threshold (80%, 100%) is logged once and
+ * counted in a metric.
  */
 import type { Platform, Policy } from '../policies/index.ts';
 import { type TaskUsage, usageCost } from './ledger.ts';
@@ -24,6 +24,20 @@ export interface BudgetStatus {
 const HOUR = 3_600_000;
 const monthOf = (t: number) => new Date(t).toISOString().slice(0, 7);
 
+/** Where a team stands against its monthly cap. */
+export interface Monthly {
+  policy: string;
+  cap: number;
+  spent: number;
+  committed: number;
+  /** The cap minus spent and committed (negative when over). */
+  left: number;
+  /** Spent and committed over the cap. */
+  ratio: number;
+  /** Why its requests wait, when the cap is reached. */
+  held?: string;
+}
+
 /** Keeps each team's spend this month and says when a team's requests must wait. */
 export class Budgets {
   /** Dollars spent per `team|YYYY-MM`. */
@@ -36,7 +50,7 @@ export class Budgets {
    * @param ledgerTime the broker clock's time on the ledger's clock (the month spend is counted in).
    */
   constructor(
-    private platform: Platform,
+    private readonly platform: Platform,
     private readonly timeScale = 1,
     private readonly ledgerTime: (t: number) => number = (t) => t,
   ) {}
@@ -45,11 +59,6 @@ export class Budgets {
   replaceSpent(from: Budgets): void {
     this.#spent.clear();
     for (const [k, v] of from.#spent) this.#spent.set(k, v);
-  }
-
-  /** Uses another platform (policies changed). */
-  update(platform: Platform): void {
-    this.platform = platform;
   }
 
   /** Counts a finished task's cost (its share of the node for as long as it ran). */
@@ -63,25 +72,86 @@ export class Budgets {
     return this.#spent.get(`${team}|${monthOf(this.ledgerTime(now))}`) ?? 0;
   }
 
-  /** What a team's active leases cost, at their price, for their declared durations (or longer, if running longer). */
-  committed(
+  /** Whether any of these teams has a monthly budget (most cycles can skip the rest). */
+  anyMonthly(teams: Iterable<string>): boolean {
+    for (const team of teams) if (this.#policy(team)?.budget?.perMonth !== undefined) return true;
+    return false;
+  }
+
+  /**
+   * What each team's active leases commit, in one pass: a running lease commits its price for its
+   * declared duration (or for as long as it has run, if longer), until it ends and its actual cost
+   * moves to spent. Lease times are the broker's clock; declared durations are (simulated) seconds.
+   */
+  committedByTeam(
+    active: Iterable<LeaseRecord>,
+    requests: ReadonlyMap<string, RequestRecord>,
+    now: number,
+  ): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const l of active) {
+      const r = requests.get(l.requestId);
+      if (!r) continue;
+      const start = l.startedAt ?? l.placedAt;
+      const end = Math.max(start + (r.resources.durationSeconds * 1000) / this.timeScale, now);
+      out.set(r.team, (out.get(r.team) ?? 0) + (l.pricePerHour * (end - start) * this.timeScale) / HOUR);
+    }
+    return out;
+  }
+
+  /** Where a team stands against its monthly cap, given what its running work commits; undefined without one. */
+  monthly(team: string, committed: number, now: number): Monthly | undefined {
+    const policy = this.#policy(team);
+    const cap = policy?.budget?.perMonth;
+    if (!policy || cap === undefined) return undefined;
+    const spent = this.spent(team, now);
+    const used = spent + committed;
+    return {
+      policy: policy.name,
+      cap,
+      spent,
+      committed,
+      left: cap - used,
+      ratio: cap > 0 ? used / cap : Infinity,
+      ...(used >= cap
+        ? {
+            held: `budget: team ${team} has used its monthly budget of $${cap.toFixed(2)} (policy ${policy.name}): $${spent.toFixed(2)} spent and $${committed.toFixed(2)} committed this month`,
+          }
+        : {}),
+    };
+  }
+
+  /** Alert thresholds the team has crossed this month and not yet been alerted of (each once). */
+  newAlerts(team: string, m: Monthly, now: number): number[] {
+    const out: number[] = [];
+    for (const threshold of this.#policy(team)?.budget?.alertAt ?? [0.8, 1]) {
+      const key = `${team}|${monthOf(this.ledgerTime(now))}|${threshold}`;
+      if (m.ratio >= threshold && !this.#alerted.has(key)) {
+        this.#alerted.add(key);
+        out.push(threshold);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Why `team`'s requests must wait (its monthly budget is used), or undefined, and the alerts newly
+   * crossed.
+   */
+  check(
     team: string,
     active: Iterable<LeaseRecord>,
     requests: ReadonlyMap<string, RequestRecord>,
     now: number,
-  ): number {
-    let sum = 0;
-    for (const l of active) {
-      const r = requests.get(l.requestId);
-      if (!r || r.team !== team) continue;
-      // A running lease commits its price for its declared duration (or for as long as it has run,
-      // if longer): its spend moves from committed to spent when it ends. Lease times are the
-      // broker's clock; declared durations are in (simulated) seconds.
-      const start = l.startedAt ?? l.placedAt;
-      const end = Math.max(start + (r.resources.durationSeconds * 1000) / this.timeScale, now);
-      sum += (l.pricePerHour * (end - start) * this.timeScale) / HOUR;
-    }
-    return sum;
+  ): { held?: string; alerts: { threshold: number; ratio: number; policy: string }[] } {
+    const m = this.monthly(team, this.committedByTeam(active, requests, now).get(team) ?? 0, now);
+    if (!m) return { alerts: [] };
+    const alerts = this.newAlerts(team, m, now).map((threshold) => ({
+      threshold,
+      ratio: m.ratio,
+      policy: m.policy,
+    }));
+    return { ...(m.held ? { held: m.held } : {}), alerts };
   }
 
   /** Each team with a budget: its caps, spend and what is left. */
@@ -90,30 +160,30 @@ export class Budgets {
     requests: ReadonlyMap<string, RequestRecord>,
     now: number,
   ): BudgetStatus[] {
+    const committed = this.committedByTeam(active, requests, now);
+    const rates = new Map<string, number>();
+    for (const l of active) {
+      const team = requests.get(l.requestId)?.team;
+      if (team !== undefined) rates.set(team, (rates.get(team) ?? 0) + l.pricePerHour);
+    }
     const out: BudgetStatus[] = [];
     for (const policy of this.platform.policies) {
       const budget = policy.budget;
       if (!budget) continue;
       for (const team of policy.teams) {
         const s: BudgetStatus = { team, policy: policy.name };
-        if (budget.perHour !== undefined) {
-          const rate = active
-            .filter((l) => requests.get(l.requestId)?.team === team)
-            .reduce((a, l) => a + l.pricePerHour, 0);
-          s.perHour = { cap: budget.perHour, usedPerHour: rate };
-        }
-        if (budget.perMonth !== undefined) {
-          const spent = this.spent(team, now);
-          const committed = this.committed(team, active, requests, now);
+        if (budget.perHour !== undefined)
+          s.perHour = { cap: budget.perHour, usedPerHour: rates.get(team) ?? 0 };
+        const m = this.monthly(team, committed.get(team) ?? 0, now);
+        if (m) {
           s.perMonth = {
-            cap: budget.perMonth,
+            cap: m.cap,
             month: monthOf(this.ledgerTime(now)),
-            spent,
-            committed,
-            remaining: budget.perMonth - spent - committed,
+            spent: m.spent,
+            committed: m.committed,
+            remaining: m.left,
           };
-          const held = this.#heldReason(team, policy, spent, committed);
-          if (held) s.held = held;
+          if (m.held) s.held = m.held;
         }
         out.push(s);
       }
@@ -122,40 +192,12 @@ export class Budgets {
   }
 
   /**
-   * Why `team`'s requests must wait (its monthly budget is used), or undefined. Also returns alerts
-   * newly crossed, for the caller to log.
-   */
-  check(
-    team: string,
-    active: Iterable<LeaseRecord>,
-    requests: ReadonlyMap<string, RequestRecord>,
-    now: number,
-  ): { held?: string; alerts: { threshold: number; ratio: number; policy: string }[] } {
-    const policy = this.platform.policies.find((p) => p.teams.includes(team));
-    const cap = policy?.budget?.perMonth;
-    if (!policy || cap === undefined) return { alerts: [] };
-    const spent = this.spent(team, now);
-    const committed = this.committed(team, active, requests, now);
-    const ratio = cap > 0 ? (spent + committed) / cap : Infinity;
-    const alerts = [];
-    for (const threshold of policy.budget?.alertAt ?? [0.8, 1]) {
-      const key = `${team}|${monthOf(this.ledgerTime(now))}|${threshold}`;
-      if (ratio >= threshold && !this.#alerted.has(key)) {
-        this.#alerted.add(key);
-        alerts.push({ threshold, ratio, policy: policy.name });
-      }
-    }
-    const held = this.#heldReason(team, policy, spent, committed);
-    return { ...(held ? { held } : {}), alerts };
-  }
-
-  /**
    * The least a request can cost: its dominant share of the cheapest pool it fits, for its declared
    * duration. A request whose least cost would cross the team's monthly cap is held.
    */
   leastCost(r: RequestRecord): number {
     const res = r.resources;
-    const policy = this.platform.policies.find((p) => p.teams.includes(r.team));
+    const policy = this.#policy(r.team);
     const spot = res.spot ?? policy?.spot;
     const clusters = policy?.allowed?.clusters;
     let best = Infinity;
@@ -176,38 +218,7 @@ export class Budgets {
     return Number.isFinite(best) ? (best * res.durationSeconds) / 3600 : 0;
   }
 
-  /** The ratio of a team's monthly budget used (spent + committed), for the metric. */
-  usedRatio(
-    team: string,
-    active: Iterable<LeaseRecord>,
-    requests: ReadonlyMap<string, RequestRecord>,
-    now: number,
-  ): number | undefined {
-    const cap = this.platform.policies.find((p) => p.teams.includes(team))?.budget?.perMonth;
-    if (cap === undefined || cap <= 0) return undefined;
-    return (this.spent(team, now) + this.committed(team, active, requests, now)) / cap;
-  }
-
-  /** The monthly cap and what is left of it for a team, if it has one. */
-  headroom(
-    team: string,
-    active: Iterable<LeaseRecord>,
-    requests: ReadonlyMap<string, RequestRecord>,
-    now: number,
-  ): { left: number; cap: number; policy: string } | undefined {
-    const policy = this.platform.policies.find((p) => p.teams.includes(team));
-    const cap = policy?.budget?.perMonth;
-    if (!policy || cap === undefined) return undefined;
-    return {
-      left: cap - this.spent(team, now) - this.committed(team, active, requests, now),
-      cap,
-      policy: policy.name,
-    };
-  }
-
-  #heldReason(team: string, policy: Policy, spent: number, committed: number): string | undefined {
-    const cap = policy.budget?.perMonth;
-    if (cap === undefined || spent + committed < cap) return undefined;
-    return `budget: team ${team} has used its monthly budget of $${cap.toFixed(2)} (policy ${policy.name}): $${spent.toFixed(2)} spent and $${committed.toFixed(2)} committed this month`;
+  #policy(team: string): Policy | undefined {
+    return this.platform.policies.find((p) => p.teams.includes(team));
   }
 }
