@@ -30,3 +30,29 @@ export interface Executor {
    */
   capacity?(node: string): NodeCapacity | undefined;
 }
+
+/**
+ * An executor that runs workflow code (`task` and `worker` leases) in `tasks` — a task host, in this
+ * process or in worker processes — and every other lease in `executor`.
+ *
+ * @example
+ * const executor = withTaskHost(createSimExecutor({ speedup }), createTaskHost({ transport, artifacts }));
+ */
+export function withTaskHost(executor: Executor, tasks: Executor): Executor {
+  return {
+    kind: executor.kind,
+    start(lease, node, report) {
+      const kind = lease.work.kind;
+      (kind === 'task' || kind === 'worker' ? tasks : executor).start(lease, node, report);
+    },
+    stop(leaseId) {
+      // Each ignores leases it does not run.
+      executor.stop(leaseId);
+      tasks.stop(leaseId);
+    },
+    async close() {
+      await Promise.all([executor.close(), tasks.close()]);
+    },
+    ...(executor.capacity ? { capacity: executor.capacity.bind(executor) } : {}),
+  };
+}

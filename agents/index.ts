@@ -9,6 +9,7 @@
  */
 export { createAgent } from './agent.ts';
 export type { Agent, AgentOptions } from './agent.ts';
+export { withTaskHost } from './executor.ts';
 export type { Executor, ExecutorReport } from './executor.ts';
 export type { NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';
 export { createSimExecutor } from './sim-executor.ts';

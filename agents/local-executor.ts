@@ -26,10 +26,6 @@ export function createLocalExecutor(opts: LocalExecutorOptions = {}): Executor {
     kind: 'local',
     start(lease: LeaseMsg, node: string, report: ExecutorReport) {
       const work = lease.work;
-      if ((work.kind === 'task' || work.kind === 'worker') && opts.tasks) {
-        opts.tasks.start(lease, node, report);
-        return;
-      }
       if (work.kind !== 'process') {
         report('failed', { reason: `the local executor cannot run ${work.kind} work` });
         return;
@@ -59,12 +55,10 @@ export function createLocalExecutor(opts: LocalExecutorOptions = {}): Executor {
     },
     stop(leaseId: string) {
       children.get(leaseId)?.kill('SIGTERM');
-      opts.tasks?.stop(leaseId);
     },
     async close() {
       for (const c of children.values()) c.kill('SIGTERM');
       children.clear();
-      await opts.tasks?.close();
     },
   };
 }

@@ -1,7 +1,6 @@
 /**
  * The simulated executor: a lease's work is a timer; when it fires the lease ends with the outcome its
  * work spec names (`succeeded`, `failed`, or `oom`, reported as a failure with reason OOMKilled).
- * Workflow code (`task` and `worker` leases) runs in the task host it is given, on the simulated node.
  */
 import type { Executor, ExecutorReport } from './executor.ts';
 import type { LeaseMsg } from '../protocol/index.ts';
@@ -10,8 +9,6 @@ import type { LeaseMsg } from '../protocol/index.ts';
 export interface SimExecutorOptions {
   /** Divides every work duration (a time scale for demos and tests). Default 1. */
   speedup?: number;
-  /** Runs workflow code (`task` and `worker` leases); see runtime/host.ts. */
-  tasks?: Executor;
 }
 
 /**
@@ -25,12 +22,8 @@ export function createSimExecutor(opts: SimExecutorOptions = {}): Executor {
   const speedup = opts.speedup ?? 1;
   return {
     kind: 'sim',
-    start(lease: LeaseMsg, node: string, report: ExecutorReport) {
+    start(lease: LeaseMsg, _node: string, report: ExecutorReport) {
       const work = lease.work;
-      if ((work.kind === 'task' || work.kind === 'worker') && opts.tasks) {
-        opts.tasks.start(lease, node, report);
-        return;
-      }
       if (work.kind !== 'sim') {
         report('failed', { reason: `the sim executor cannot run ${work.kind} work` });
         return;
@@ -49,12 +42,10 @@ export function createSimExecutor(opts: SimExecutorOptions = {}): Executor {
     stop(leaseId: string) {
       clearTimeout(timers.get(leaseId));
       timers.delete(leaseId);
-      opts.tasks?.stop(leaseId);
     },
     async close() {
       for (const t of timers.values()) clearTimeout(t);
       timers.clear();
-      await opts.tasks?.close();
     },
   };
 }

@@ -9,6 +9,7 @@ import {
   createSimExecutor,
   createSimProvisioner,
   type SimProvisioner,
+  withTaskHost,
 } from '../agents/index.ts';
 import { type Broker, createBroker } from '../broker/index.ts';
 import { join } from 'node:path';
@@ -112,12 +113,15 @@ export function simAgent(
   services?: HostServices & { forwardStderr?: boolean },
 ): { agent: Agent; cloud: SimProvisioner } {
   const cloud = createSimProvisioner(cluster, { speedup });
-  const executor =
-    cluster.provider === 'local'
-      ? createLocalExecutor(services ? { tasks: createProcessHost(services) } : {})
-      : createSimExecutor({ speedup, ...(services ? { tasks: createTaskHost(services) } : {}) });
+  const executor = cluster.provider === 'local' ? createLocalExecutor() : createSimExecutor({ speedup });
+  const hosted = services
+    ? withTaskHost(
+        executor,
+        cluster.provider === 'local' ? createProcessHost(services) : createTaskHost(services),
+      )
+    : executor;
   return {
-    agent: createAgent({ transport, cluster, executor, provisioner: cloud, heartbeatMs, speedup }),
+    agent: createAgent({ transport, cluster, executor: hosted, provisioner: cloud, heartbeatMs, speedup }),
     cloud,
   };
 }

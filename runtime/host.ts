@@ -320,7 +320,7 @@ export async function serveWorker(
  * running real workflow code. Stopping a lease aborts its signal and drops its result.
  *
  * @example
- * const executor = createSimExecutor({ speedup, tasks: createTaskHost({ transport, artifacts }) });
+ * const executor = withTaskHost(createSimExecutor({ speedup }), createTaskHost({ transport, artifacts }));
  */
 export function createTaskHost(services: HostServices): Executor {
   const runtime = new Runtime({ ...services, progress: false });

@@ -47,7 +47,7 @@ const STDERR_TAIL = 8192;
  * Creates an executor that runs workflow code in worker processes.
  *
  * @example
- * const executor = createLocalExecutor({ tasks: createProcessHost({ transport, artifacts }) });
+ * const executor = withTaskHost(createLocalExecutor(), createProcessHost({ transport, artifacts }));
  */
 export function createProcessHost(opts: ProcessHostOptions): Executor {
   const children = new Map<string, ChildProcess>();

@@ -11,6 +11,7 @@ import {
   createSimProvisioner,
   type Executor,
   type NodeProvisioner,
+  withTaskHost,
 } from '../../agents/index.ts';
 import { createBroker, serveMetrics } from '../../broker/index.ts';
 import { type Cluster, loadPlatform } from '../../policies/index.ts';
@@ -57,8 +58,8 @@ async function backends(
   if (flags.executor !== 'kubernetes') {
     const executor =
       flags.executor === 'local'
-        ? createLocalExecutor({ tasks: createProcessHost(services) })
-        : createSimExecutor({ speedup, tasks: createTaskHost(services) });
+        ? withTaskHost(createLocalExecutor(), createProcessHost(services))
+        : withTaskHost(createSimExecutor({ speedup }), createTaskHost(services));
     return {
       executor,
       provisioner: await cloudProvisioner(flags, cluster, provisionerKind, speedup, logger),
