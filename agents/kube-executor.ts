@@ -246,30 +246,41 @@ export function podOutcome(
   return undefined;
 }
 
-/** What is free on a node for Gantry: allocatable minus every pod's requests, and whether it is Ready. */
-export function nodeCapacity(node: V1Node, pods: readonly V1Pod[]): NodeCapacity {
-  const alloc = node.status?.allocatable ?? {};
-  let cpu = quantityMilli(alloc.cpu ?? '0');
-  let mem = quantityMiB(alloc.memory ?? '0');
-  let gpu = Number(alloc[GPU] ?? 0);
+/** What other workloads' pods request, per node. */
+export type NodeRequests = ReadonlyMap<string, { cpuMilli: number; memoryMiB: number; gpus: number }>;
+
+/**
+ * What the pods that are not Gantry's request on each node (Gantry's own pods are the broker's
+ * leases: it counts them itself). Finished pods hold nothing.
+ */
+export function otherRequests(pods: readonly V1Pod[]): NodeRequests {
+  const out = new Map<string, { cpuMilli: number; memoryMiB: number; gpus: number }>();
   for (const p of pods) {
-    if (p.spec?.nodeName !== node.metadata?.name) continue;
-    if (p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') continue;
-    // Gantry's own pods are the broker's leases: it counts them itself.
+    const node = p.spec?.nodeName;
+    if (!node || p.status?.phase === 'Succeeded' || p.status?.phase === 'Failed') continue;
     if (p.metadata?.labels?.[MANAGED_BY] === 'gantry') continue;
+    let used = out.get(node);
+    if (!used) out.set(node, (used = { cpuMilli: 0, memoryMiB: 0, gpus: 0 }));
     for (const c of p.spec?.containers ?? []) {
       const r = c.resources?.requests ?? {};
-      cpu -= quantityMilli(r.cpu ?? '0');
-      mem -= quantityMiB(r.memory ?? '0');
-      gpu -= Number(r[GPU] ?? 0);
+      used.cpuMilli += quantityMilli(r.cpu ?? '0');
+      used.memoryMiB += quantityMiB(r.memory ?? '0');
+      used.gpus += Number(r[GPU] ?? 0);
     }
   }
+  return out;
+}
+
+/** What is free on a node for Gantry: allocatable minus other workloads' requests, and whether it is Ready. */
+export function nodeCapacity(node: V1Node, requests: NodeRequests): NodeCapacity {
+  const alloc = node.status?.allocatable ?? {};
+  const used = requests.get(node.metadata?.name ?? '') ?? { cpuMilli: 0, memoryMiB: 0, gpus: 0 };
   const ready = node.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
   const unschedulable = node.spec?.unschedulable === true;
   return {
-    cpuMilli: Math.max(0, cpu),
-    memoryMiB: Math.max(0, mem),
-    gpuCount: Math.max(0, Math.floor(gpu)),
+    cpuMilli: Math.max(0, quantityMilli(alloc.cpu ?? '0') - used.cpuMilli),
+    memoryMiB: Math.max(0, quantityMiB(alloc.memory ?? '0') - used.memoryMiB),
+    gpuCount: Math.max(0, Math.floor(Number(alloc[GPU] ?? 0) - used.gpus)),
     ready: ready && !unschedulable,
   };
 }
@@ -316,6 +327,13 @@ export function createKubeExecutor(opts: KubeExecutorOptions): KubeExecutor {
   const nodeInformer = makeInformer<V1Node>(opts.kubeConfig, '/api/v1/nodes', () => api.listNode());
   // Every pod, for the capacity other workloads take on each node (read on demand, cached).
   const allPods = makeInformer<V1Pod>(opts.kubeConfig, '/api/v1/pods', () => api.listPodForAllNamespaces());
+  // Summed once per change of the pods, not once per node and heartbeat.
+  let requested: NodeRequests | undefined;
+  const forget = () => {
+    requested = undefined;
+  };
+  for (const event of ['add', 'update', 'delete'] as const) allPods.on(event, forget);
+  const others = () => (requested ??= otherRequests(allPods.list()));
   let closed = false;
   let sweep: NodeJS.Timeout | undefined;
 
@@ -454,7 +472,7 @@ export function createKubeExecutor(opts: KubeExecutorOptions): KubeExecutor {
     },
     capacity(node: string): NodeCapacity | undefined {
       const n = nodeInformer.get(node);
-      return n ? nodeCapacity(n, allPods.list()) : undefined;
+      return n ? nodeCapacity(n, others()) : undefined;
     },
     kubeNodes(): KubeNode[] {
       return nodeInformer.list().flatMap((n) => {
@@ -465,7 +483,7 @@ export function createKubeExecutor(opts: KubeExecutorOptions): KubeExecutor {
                 name: n.metadata.name,
                 pool: pool.name,
                 capacityType: pool.capacityType,
-                ...nodeCapacity(n, allPods.list()),
+                ...nodeCapacity(n, others()),
               },
             ]
           : [];
