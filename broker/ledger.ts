@@ -111,8 +111,9 @@ export function usageOf(
  * start again for nodes it sees; reports ignore a start while the node is already open.
  */
 export class NodeLedger {
-  readonly #open = new Map<string, NodeLife>();
-  /** When each node's last lifetime ended: a new one never starts before it. */
+  /** Open lifetimes per cluster, by node name: a heartbeat looks at its own cluster's only. */
+  readonly #open = new Map<string, Map<string, NodeLife>>();
+  /** When each node's last lifetime ended (per `cluster|node`): a new one never starts before it. */
   readonly #lastEnd = new Map<string, number>();
 
   /**
@@ -124,15 +125,21 @@ export class NodeLedger {
     private readonly time: (t: number) => number = (t) => t,
   ) {}
 
+  #opened(cluster: string): Map<string, NodeLife> {
+    let open = this.#open.get(cluster);
+    if (!open) this.#open.set(cluster, (open = new Map()));
+    return open;
+  }
+
   /** Entries for a heartbeat's nodes: starts for new ready nodes, ends for nodes no longer listed. */
   heartbeat(name: string, nodes: readonly NodeMsg[], now: number): NodeLife[] {
     const out: NodeLife[] = [];
+    const open = this.#opened(name);
     const seen = new Set<string>();
     for (const n of nodes) {
       if (!n.ready) continue;
-      const key = `${name}|${n.name}`;
-      seen.add(key);
-      if (this.#open.has(key)) continue;
+      seen.add(n.name);
+      if (open.has(n.name)) continue;
       const pool = this.pools(name, n.pool);
       if (!pool) continue;
       const start: NodeLife = {
@@ -140,7 +147,7 @@ export class NodeLedger {
         // When the agent saw it ready (its tasks start after that), else now; never before its last end.
         at: Math.max(
           n.readyAt !== undefined ? Math.min(now, this.time(n.readyAt)) : now,
-          this.#lastEnd.get(key) ?? -Infinity,
+          this.#lastEnd.get(`${name}|${n.name}`) ?? -Infinity,
         ),
         cluster: name,
         pool: n.pool,
@@ -151,40 +158,34 @@ export class NodeLedger {
         gpuCount: pool.gpuCount,
         pricePerHour: pool.price,
       };
-      this.#open.set(key, start);
+      open.set(n.name, start);
       out.push(start);
     }
-    for (const [key, life] of this.#open) {
-      if (life.cluster !== name || seen.has(key)) continue;
-      out.push(...this.end(name, life.node, 'gone', now));
-    }
+    for (const node of [...open.keys()]) if (!seen.has(node)) out.push(...this.end(name, node, 'gone', now));
     return out;
   }
 
   /** The end entry of a node that went away, if it was open. */
   end(cluster: string, node: string, ended: string, now: number): NodeLife[] {
-    const key = `${cluster}|${node}`;
-    const life = this.#open.get(key);
+    const open = this.#opened(cluster);
+    const life = open.get(node);
     if (!life) return [];
-    this.#open.delete(key);
+    open.delete(node);
     const at = Math.max(now, life.at);
-    this.#lastEnd.set(key, at);
+    this.#lastEnd.set(`${cluster}|${node}`, at);
     return [{ ...life, kind: 'node-end', at, ended }];
   }
 
   /** Takes up the ledger as written before (a restarted or new leader): open nodes stay open. */
   replay(e: NodeLife): void {
-    const key = `${e.cluster}|${e.node}`;
+    const open = this.#opened(e.cluster);
     if (e.kind === 'node-start') {
-      if (!this.#open.has(key)) this.#open.set(key, e);
-    } else if (this.#open.delete(key)) this.#lastEnd.set(key, e.at);
+      if (!open.has(e.node)) open.set(e.node, e);
+    } else if (open.delete(e.node)) this.#lastEnd.set(`${e.cluster}|${e.node}`, e.at);
   }
 
   /** Ends every open node of a cluster (its agent is gone, or the cluster was removed). */
   endCluster(cluster: string, ended: string, now: number): NodeLife[] {
-    const out: NodeLife[] = [];
-    for (const life of [...this.#open.values()])
-      if (life.cluster === cluster) out.push(...this.end(cluster, life.node, ended, now));
-    return out;
+    return [...this.#opened(cluster).keys()].flatMap((node) => this.end(cluster, node, ended, now));
   }
 }

@@ -82,10 +82,12 @@ export class LineageWriter {
 
   record(rec: LineageRecord): void {
     this.#buffer.push(rec);
-    const later = () => void this.flush().catch(() => undefined);
-    if (this.#buffer.length >= BATCH * 8) later();
-    else this.#timer ??= setTimeout(later, this.delayMs);
+    if (this.#buffer.length >= BATCH * 8) this.#flushLater();
+    else this.#timer ??= setTimeout(this.#flushLater, this.delayMs);
   }
+
+  /** A flush nobody waits for: its failure is kept in `lastError` and the batch written next time. */
+  readonly #flushLater = () => void this.flush().catch(() => undefined);
 
   /** Resolves once every record so far is durable. */
   flush(): Promise<void> {
