@@ -170,7 +170,7 @@ export class Runtime implements Caller {
       const hit = await this.#opts.cache!.get(cacheKey);
       if (hit) {
         const now = this.#clock();
-        this.#emit(scope, { type: 'cached', execution, task: name, attempt: 0, at: now });
+        this.emit(scope, { type: 'cached', execution, task: name, attempt: 0, at: now });
         record(0, now, now, { hit });
         return checkValue(task.options.output, await decodeValue(hit, this.artifacts), {
           task: name,
@@ -186,7 +186,7 @@ export class Runtime implements Caller {
         const next = await this.#retryPlan(err, attempt, policy, resources);
         if (!next) throw err;
         resources = next.resources;
-        this.#emit(scope, {
+        this.emit(scope, {
           type: 'retry',
           execution,
           task: name,
@@ -221,7 +221,7 @@ export class Runtime implements Caller {
         costUsd,
         ...(result.ok ? { output: valueHash(result.output) } : { err }),
       });
-      this.#emit(scope, {
+      this.emit(scope, {
         type: err ? 'failed' : 'succeeded',
         execution,
         task: name,
@@ -337,7 +337,7 @@ export class Runtime implements Caller {
         const s = p.value;
         if (s.state === 'placed' && s.lease) {
           lease = s.lease;
-          this.#emit(scope, {
+          this.emit(scope, {
             ...base,
             type: 'placed',
             at: s.at,
@@ -346,7 +346,7 @@ export class Runtime implements Caller {
           });
         } else if (s.state === 'running') {
           runningAt ??= s.at;
-          this.#emit(scope, {
+          this.emit(scope, {
             ...base,
             type: 'running',
             at: s.at,
@@ -357,7 +357,7 @@ export class Runtime implements Caller {
           if (lease && runningAt !== undefined)
             lostCostUsd += this.#cost(lease.pricePerHour, runningAt, s.at);
           runningAt = undefined;
-          this.#emit(scope, {
+          this.emit(scope, {
             ...base,
             type: 'preempted',
             at: s.at,
@@ -376,7 +376,7 @@ export class Runtime implements Caller {
     ];
     try {
       await t.flush();
-      lease = await this.#ask(
+      lease = await this.ask(
         {
           requestId,
           team: scope.team,
@@ -399,7 +399,7 @@ export class Runtime implements Caller {
         },
         name,
       );
-      this.#emit(scope, {
+      this.emit(scope, {
         ...base,
         type: 'placed',
         at: this.#clock(),
@@ -424,8 +424,11 @@ export class Runtime implements Caller {
     }
   }
 
-  /** Asks the broker for a lease, asking again (same id: idempotent) while it does not answer. */
-  async #ask(body: Record<string, unknown>, task: string): Promise<LeaseMsg> {
+  /**
+   * Asks the broker for a lease, asking again (same id: idempotent) while it does not answer.
+   * @internal for calls and {@link WorkerPool}
+   */
+  async ask(body: Record<string, unknown>, task: string): Promise<LeaseMsg> {
     const data = encodeJson(body);
     let waitMs = 100;
     for (;;) {
@@ -674,7 +677,8 @@ export class Runtime implements Caller {
     };
   }
 
-  #emit(scope: Scope, event: Omit<RunEvent, 'run' | 'parent'> & { parent?: string }): void {
+  /** Publishes a run event (what `gantry run` prints). @internal for calls and {@link WorkerPool} */
+  emit(scope: Scope, event: Omit<RunEvent, 'run' | 'parent'> & { parent?: string }): void {
     const full: RunEvent = { run: scope.runId, parent: scope.execution, ...event };
     this.transport.publish(subjects.runEvents(scope.runId), encodeJson(full));
   }
@@ -683,16 +687,6 @@ export class Runtime implements Caller {
   stopWorkers(): void {
     for (const pool of this.#pools.values()) pool.stop();
     this.#pools.clear();
-  }
-
-  /** @internal used by {@link WorkerPool} */
-  ask(body: Record<string, unknown>, task: string): Promise<LeaseMsg> {
-    return this.#ask(body, task);
-  }
-
-  /** @internal used by {@link WorkerPool} */
-  emitFor(scope: Scope, event: Omit<RunEvent, 'run' | 'parent'>): void {
-    this.#emit(scope, event);
   }
 }
 
@@ -819,7 +813,7 @@ class WorkerPool {
       )
       .then(
         (lease) =>
-          this.client.emitFor(scope, {
+          this.client.emit(scope, {
             type: 'workers',
             execution: requestId,
             task: this.task.taskName,
