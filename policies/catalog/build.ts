@@ -1,5 +1,5 @@
 /**
- * Builds `cloud-prices.json` from the real AWS and GCP prices in `../shared/data/prices/cloud-prices.csv`
+ * Builds `cloud-prices.json` from the real AWS and GCP prices in `data/prices/cloud-prices.csv`
  * (skypilot-catalog v7, extracted 2026-11-25): `npm run catalog:build [csv] [out.json]`. The JSON is
  * committed and shipped; Gantry never reads the CSV at run time.
  *
@@ -275,7 +275,7 @@ export function summarize(entries: readonly CatalogEntry[]): string[] {
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const repoRoot = new URL('../../', import.meta.url);
   const csvPath =
-    process.argv[2] ?? fileURLToPath(new URL('../shared/data/prices/cloud-prices.csv', repoRoot));
+    process.argv[2] ?? fileURLToPath(new URL('data/prices/cloud-prices.csv', repoRoot));
   const outPath = process.argv[3] ?? fileURLToPath(new URL('./cloud-prices.json', import.meta.url));
   const { entries, warnings } = buildCatalogFile(csvPath, outPath);
   for (const line of summarize(entries)) console.log(line);

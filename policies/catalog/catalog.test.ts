@@ -242,8 +242,8 @@ describe('build from CSV', () => {
     expect(() => buildEntries(parsePriceCsv(csv))).toThrow(message);
   });
 
-  it('(shared data) rebuilds cloud-prices.json from ../shared/data/prices/cloud-prices.csv unchanged', () => {
-    const csv = fileURLToPath(new URL('../../../shared/data/prices/cloud-prices.csv', import.meta.url));
+  it('rebuilds cloud-prices.json from data/prices/cloud-prices.csv unchanged', () => {
+    const csv = fileURLToPath(new URL('../../data/prices/cloud-prices.csv', import.meta.url));
     const out = join(mkdtempSync(join(tmpdir(), 'gantry-catalog-')), 'cloud-prices.json');
     buildCatalogFile(csv, out);
     const committed = readFileSync(new URL('./cloud-prices.json', import.meta.url), 'utf8');

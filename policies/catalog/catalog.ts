@@ -63,8 +63,7 @@ export interface CatalogMeta {
 
 /** Metadata of the shipped catalog; `build.ts` writes it into `cloud-prices.json`. */
 export const BUILTIN_CATALOG_META: Readonly<CatalogMeta> = Object.freeze({
-  source:
-    'skypilot-org/skypilot-catalog v7 catalogs/v7/{aws,gcp}/vms.csv via shared/data/prices/cloud-prices.csv',
+  source: 'skypilot-org/skypilot-catalog v7 catalogs/v7/{aws,gcp}/vms.csv via data/prices/cloud-prices.csv',
   extracted: '2026-11-25',
   currency: 'USD',
 });

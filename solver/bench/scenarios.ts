@@ -1,5 +1,5 @@
 /**
- * Benchmark scenarios built from real data in `../shared/data/`: the Alibaba openb GPU cluster trace as
+ * Benchmark scenarios built from real data in `data/`: the Alibaba openb GPU cluster trace as
  * an on-prem cluster and its pods as the workload, cloud pools priced from real AWS and GCP prices, and
  * synthetic scale runs. Used by `npm run bench:plan`; never by the product.
  */
@@ -9,7 +9,7 @@ import { loadBuiltinCatalog, normalizeGpuModel, type Policy } from '../../polici
 import { mulberry32 } from '../../test/random.ts';
 import type { GpuAsk, PoolState, TaskRequest } from '../types.ts';
 
-export const DATA = join(import.meta.dirname, '../../../shared/data');
+export const DATA = join(import.meta.dirname, '../../data');
 
 export interface BenchScenario {
   name: string;
