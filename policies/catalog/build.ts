@@ -274,8 +274,7 @@ export function summarize(entries: readonly CatalogEntry[]): string[] {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const repoRoot = new URL('../../', import.meta.url);
-  const csvPath =
-    process.argv[2] ?? fileURLToPath(new URL('data/prices/cloud-prices.csv', repoRoot));
+  const csvPath = process.argv[2] ?? fileURLToPath(new URL('data/prices/cloud-prices.csv', repoRoot));
   const outPath = process.argv[3] ?? fileURLToPath(new URL('./cloud-prices.json', import.meta.url));
   const { entries, warnings } = buildCatalogFile(csvPath, outPath);
   for (const line of summarize(entries)) console.log(line);
