@@ -16,6 +16,7 @@ import { loadPlatform } from '../policies/index.ts';
 import { decodeJson, encodeJson, subjects } from '../protocol/index.ts';
 import { defaultBackends } from '../solver/index.ts';
 import { mulberry32 } from './random.ts';
+import { CHROMIUM, locate, notFound } from './requirements.ts';
 import { eventually, startSystem, TestClient, type TestSystem } from './system.ts';
 
 const SPEEDUP = 50_000; // a simulated day in 1.7 s
@@ -24,6 +25,7 @@ const cents = (v: number) => Math.round(v * 100);
 /** Equal to the cent: the difference is under half a cent (sums in another order differ in the last bits). */
 const sameCents = (a: number, b: number, what = '') => expect(Math.abs(a - b), what).toBeLessThan(0.005);
 const { platform } = loadPlatform(['examples']);
+const chromiumBinary = () => locate(CHROMIUM) ?? expect.fail(notFound([CHROMIUM]));
 
 describe('a simulated week of work, and its cost report', () => {
   let system: TestSystem;
@@ -172,7 +174,7 @@ describe('a simulated week of work, and its cost report', () => {
     mkdirSync(dir, { recursive: true });
     const file = join(process.cwd(), dir, 'cost-report.html');
     writeFileSync(file, reportHtml(report));
-    const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+    const browser = await chromium.launch({ executablePath: chromiumBinary(), args: ['--no-sandbox'] });
     try {
       const page = await browser.newPage({ viewport: { width: 900, height: 1200 } });
       await page.goto(`file://${file}`);

@@ -8,7 +8,8 @@ import { existsSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
+import { locate, NATS_SERVER, notFound } from '../requirements.ts';
 
 /** Options of {@link startNatsServer}. */
 export interface NatsServerOptions {
@@ -45,18 +46,10 @@ process.once('exit', () => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-/** Finds nats-server, or explains how to install it. */
+/** Finds nats-server (the global setup has made sure there is one, or stopped the run). */
 export function natsServerBinary(): string {
-  const candidates = ['/usr/sbin/nats-server', '/usr/bin/nats-server'];
-  for (const dir of (process.env.PATH ?? '').split(delimiter))
-    if (dir) candidates.push(join(dir, 'nats-server'));
-  const found = candidates.find((p) => existsSync(p));
-  if (found === undefined) {
-    throw new Error(
-      'nats-server not found (looked in /usr/sbin and PATH). Install the Debian package: ' +
-        '`sudo apt-get install nats-server`. Integration tests need a real server and are never skipped.',
-    );
-  }
+  const found = locate(NATS_SERVER);
+  if (found === undefined) throw new Error(notFound([NATS_SERVER]));
   return found;
 }
 

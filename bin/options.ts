@@ -1,0 +1,96 @@
+/**
+ * The flags every command spells the same way, kubectl's dialect: `-o table|wide|json|yaml` on commands
+ * that print objects (unknown values refused), `--nats`/`--creds` on commands that talk to a broker, and
+ * the printers behind `-o`.
+ *
+ * @example
+ * outputOption(program.command('get nodes')).action((flags: { output: Output }) =>
+ *   printObjects(flags.output, nodes, [column('NAME', (n) => n.name)]),
+ * );
+ */
+import { type Command, Option } from 'commander';
+import { stringify } from 'yaml';
+import { table } from './table.ts';
+
+/** What `-o` may say on a command that prints objects. */
+export const OUTPUTS = ['table', 'wide', 'json', 'yaml'] as const;
+/** One of {@link OUTPUTS}. */
+export type Output = (typeof OUTPUTS)[number];
+
+/**
+ * Adds `-o, --output <format>` with the formats this command can print (default `table`); commander
+ * refuses any other value with a usage error (exit code 2).
+ */
+export function outputOption(cmd: Command, formats: readonly string[] = OUTPUTS): Command {
+  return cmd.addOption(
+    new Option('-o, --output <format>', `output format: ${formats.join(', ')}`)
+      .choices(formats)
+      .default(formats[0]),
+  );
+}
+
+/** Adds `--nats <url>` and `--creds <file>`: the broker to ask, and the credentials to ask it with. */
+export function natsOptions(cmd: Command, what = 'NATS server the broker listens on'): Command {
+  return cmd
+    .option('--nats <url>', `${what}, e.g. nats://127.0.0.1:4222`)
+    .option('--creds <file>', 'NATS credentials (nkey seed .nk or .creds)');
+}
+
+/** A column of a table: its header, how a row's cell is made, and whether only `-o wide` shows it. */
+export interface Column<T> {
+  header: string;
+  cell: (item: T) => string;
+  wide?: boolean;
+}
+
+/** A column shown by `-o table` and `-o wide`. */
+export function column<T>(header: string, cell: (item: T) => string): Column<T> {
+  return { header, cell };
+}
+
+/** A column only `-o wide` shows. */
+export function wideColumn<T>(header: string, cell: (item: T) => string): Column<T> {
+  return { header, cell, wide: true };
+}
+
+/** `value` as JSON (two-space indent) or YAML, ending in a newline. */
+export function serialize(output: 'json' | 'yaml', value: unknown): string {
+  return output === 'json'
+    ? `${JSON.stringify(value, null, 2)}\n`
+    : stringify(value, { aliasDuplicateObjects: false });
+}
+
+/**
+ * Prints a list of objects as `-o` asks: a table of the columns (the wide ones too for `wide`), or
+ * `raw` (default: the items) as JSON or YAML.
+ */
+export function printObjects<T>(
+  output: Output,
+  items: readonly T[],
+  columns: readonly Column<T>[],
+  raw: unknown = items,
+  write: (s: string) => void = (s) => process.stdout.write(s),
+): void {
+  if (output === 'json' || output === 'yaml') return write(serialize(output, raw));
+  const shown = columns.filter((c) => output === 'wide' || !c.wide);
+  write(
+    table(
+      shown.map((c) => c.header),
+      items.map((item) => shown.map((c) => c.cell(item))),
+    ),
+  );
+}
+
+/**
+ * Prints one object as `-o` asks: `text` (the human-readable description, `describe`'s default) for
+ * table and wide, or `raw` as JSON or YAML.
+ */
+export function printObject(
+  output: Output,
+  raw: unknown,
+  text: (wide: boolean) => string,
+  write: (s: string) => void = (s) => process.stdout.write(s),
+): void {
+  if (output === 'json' || output === 'yaml') return write(serialize(output, raw));
+  write(text(output === 'wide'));
+}
