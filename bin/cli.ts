@@ -11,8 +11,21 @@ import { registerSpotPricesCommand } from './commands/spot-prices.ts';
 import { registerWorkerCommand } from './commands/worker.ts';
 import { registerServeCommands } from './commands/serve.ts';
 import { registerValidateCommand } from './commands/validate.ts';
+import { readFileSync } from 'node:fs';
 import { PolicyError, ValidationError } from '../policies/index.ts';
-import { UsageError } from './errors.ts';
+import { OperationalError, UsageError } from './errors.ts';
+
+/** Gantry's version, from package.json. */
+export const VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+/**
+ * Exit codes, as README.md documents them: 0 done; 1 failed (bad files, operational failures, a failed
+ * run, and unplaced or held work with `--fail-on-unplaced` / `--fail-on-held`); 2 a usage mistake (an
+ * unknown command or flag, a bad flag value).
+ */
+export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 
 /** Builds the command tree. Exported so tests can run commands in-process. */
 export function buildProgram(): Command {
@@ -20,7 +33,11 @@ export function buildProgram(): Command {
     .description(
       'Puts every task of an AI/ML workflow on the cheapest hardware that fits, across many clusters.',
     )
-    .showHelpAfterError()
+    .version(`gantry ${VERSION} (Node ${process.version})`, '--version', 'print the version and exit')
+    .configureOutput({
+      // One dialect for every error: `gantry: <what went wrong>`.
+      outputError: (text, write) => write(`gantry: ${text.replace(/^error: /, '')}`),
+    })
     .exitOverride();
   registerValidateCommand(program);
   registerCatalogCommand(program);
@@ -31,6 +48,11 @@ export function buildProgram(): Command {
   registerWorkerCommand(program);
   registerReportCommand(program);
   registerSpotPricesCommand(program);
+  const hint = (cmd: Command, path: string) => {
+    cmd.showHelpAfterError(`(gantry ${path}--help lists its flags)`);
+    for (const sub of cmd.commands) hint(sub, `${path}${sub.name()} `);
+  };
+  hint(program, '');
   return program;
 }
 
@@ -44,14 +66,18 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     if (err instanceof UsageError) {
       process.stderr.write(`gantry: ${err.message}\n`);
-      return 2;
+      return EXIT.usage;
+    }
+    if (err instanceof OperationalError) {
+      process.stderr.write(`gantry: ${err.message}\n`);
+      return EXIT.failed;
     }
     if (err instanceof PolicyError) {
       process.stderr.write(`gantry: ${err instanceof ValidationError ? `\n${err.message}` : err.message}\n`);
-      return 1;
+      return EXIT.failed;
     }
     throw err;
   }

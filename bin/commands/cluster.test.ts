@@ -57,7 +57,31 @@ describe('gantry cluster and gantry get', () => {
       const extra = validatePaths(['test/fixtures/platform']).platform.clusters[0]!;
       await broker.onboard({ ...extra, name: 'sim-extra' });
       const nodes = await runGantry('get', 'requests', ...as);
-      expect(nodes.out.split('\n')[0]).toMatch(/^REQUESTID\s+TEAM\s+STATE/);
+      expect(nodes.out.split('\n')[0]).toMatch(/^REQUEST\s+TEAM\s+PHASE\s+LEASE/);
+      // describe reads as text; -o yaml and -o json print what the broker answered.
+      const text = await runGantry('cluster', 'describe', 'sim-aws', ...as);
+      expect(text.code).toBe(0);
+      expect(text.out).toMatch(/^Name: +sim-aws$/m);
+      expect(text.out).toMatch(/^Health: +UNHEALTHY, no agent has registered$/m);
+      expect(text.out).toMatch(/^Pools \(\d+\):\n {2}NAME +INSTANCE TYPE +CAPACITY/m);
+      expect(text.out).toContain('Nodes (0):\n  none running');
+      const yaml = await runGantry('cluster', 'describe', 'sim-aws', ...as, '-o', 'yaml');
+      expect(yaml.out).toMatch(/^name: sim-aws$/m);
+      expect(
+        JSON.parse((await runGantry('cluster', 'describe', 'sim-aws', ...as, '-o', 'json')).out),
+      ).toMatchObject({ name: 'sim-aws', activeLeases: 0 });
+      const wide = await runGantry('cluster', 'list', ...as, '-o', 'wide');
+      expect(wide.out.split('\n')[0]).toMatch(/POOLS +AGENT +LAST HEARTBEAT$/);
+      const bad = await runGantry('cluster', 'list', ...as, '-o', 'xml');
+      expect([bad.code, bad.err.split('\n')[0]]).toEqual([
+        2,
+        "gantry: option '-o, --output <format>' argument 'xml' is invalid. Allowed choices are table, wide, json, yaml.",
+      ]);
+      const phase = await runGantry('get', 'requests', ...as, '--phase', 'waiting');
+      expect([phase.code, phase.err]).toEqual([
+        2,
+        "gantry: --phase must be one of pending, placed, launching, running, succeeded, failed, preempted, lost, not 'waiting'\n",
+      ]);
       const noNats = await runGantry('get', 'leases');
       expect(noNats.code).toBe(2);
       expect(noNats.err).toMatch(/pass --nats <url>/);

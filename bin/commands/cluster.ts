@@ -6,9 +6,9 @@ import type { BudgetStatus } from '../../broker/budgets.ts';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { formatProblem, validatePaths } from '../../policies/index.ts';
-import { decodeJson, encodeJson, subjects } from '../../protocol/index.ts';
-import { connectNats } from '../../protocol/nats-index.ts';
+import { formatCpu, formatMemory, formatProblem, validatePaths } from '../../policies/index.ts';
+import { taskState } from '../../protocol/index.ts';
+import { askBroker } from '../connect.ts';
 import {
   agentPermissions,
   authorizationBlock,
@@ -19,49 +19,30 @@ import {
   type NatsUser,
 } from '../credentials.ts';
 import { UsageError } from '../errors.ts';
-import { table } from '../table.ts';
+import {
+  type Column,
+  column,
+  natsOptions,
+  type Output,
+  outputOption,
+  printObject,
+  printObjects,
+  wideColumn,
+} from '../options.ts';
+import { describeCluster, type ClusterDescription, type ClusterSummary } from './describe.ts';
 
 interface NatsFlags {
   nats?: string;
   creds?: string;
-  output?: string;
 }
 
-/** Sends one admin request to the broker and returns its answer; a refusal becomes a UsageError. */
-async function admin(flags: NatsFlags, verb: string, body: unknown = {}): Promise<Record<string, unknown>> {
-  if (!flags.nats) {
-    throw new UsageError(
-      `this command asks a running broker: pass --nats <url> (an embedded broker lives inside 'gantry up')`,
-    );
-  }
-  const transport = await connectNats({
-    servers: flags.nats,
-    name: 'gantry-cli',
-    ...(flags.creds ? { creds: flags.creds } : {}),
-  });
-  try {
-    const reply = await transport.request(subjects.admin(verb), encodeJson(body), { timeoutMs: 5000 });
-    const answer = decodeJson(reply.data) as { ok: boolean; error?: { message: string } } & Record<
-      string,
-      unknown
-    >;
-    if (!answer.ok) throw new UsageError(answer.error?.message ?? 'the broker refused');
-    return answer;
-  } finally {
-    await transport.close();
-  }
+interface PrintFlags extends NatsFlags {
+  output: Output;
 }
 
-const natsOptions = (c: Command) =>
-  c
-    .option('--nats <url>', 'NATS server the broker listens on')
-    .option('--creds <file>', 'credentials (nkey seed .nk or .creds)')
-    .option('-o, --output <format>', 'table or json', 'table');
-
-function print(flags: NatsFlags, json: unknown, headers: string[], rows: string[][]): void {
-  if (flags.output === 'json') process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
-  else process.stdout.write(table(headers, rows));
-}
+/** `--nats`, `--creds` and `-o`: what every command that asks the broker and prints objects takes. */
+const brokerOptions = (c: Command) => outputOption(natsOptions(c));
+const admin = askBroker;
 
 /** Adds `gantry cluster …` and `gantry get …`. */
 export function registerClusterCommands(program: Command): void {
@@ -121,46 +102,35 @@ export function registerClusterCommands(program: Command): void {
     );
   });
 
-  natsOptions(cluster.command('list').description('Clusters, their health and nodes')).action(
-    async (flags: NatsFlags) => {
-      const a = (await admin(flags, 'clusters')) as {
-        clusters: {
-          name: string;
-          provider: string;
-          region?: string;
-          healthy: boolean;
-          draining: boolean;
-          nodes: number;
-          pools: string[];
-        }[];
-      };
-      print(
-        flags,
-        a.clusters,
-        ['NAME', 'PROVIDER', 'REGION', 'HEALTHY', 'DRAINING', 'NODES', 'POOLS'],
-        a.clusters.map((c) => [
-          c.name,
-          c.provider,
-          c.region ?? '',
-          String(c.healthy),
-          String(c.draining),
-          String(c.nodes),
-          c.pools.join(','),
-        ]),
-      );
+  brokerOptions(cluster.command('list').description('Clusters, their health and nodes')).action(
+    async (flags: PrintFlags) => {
+      const a = (await admin(flags, 'clusters')) as { clusters: ClusterSummary[] };
+      printObjects(flags.output, a.clusters, CLUSTER_COLUMNS);
     },
   );
 
-  for (const verb of ['describe', 'drain', 'remove'] as const) {
+  brokerOptions(
+    cluster
+      .command('describe <name>')
+      .description('Pools, nodes and work of a cluster, as the broker sees it'),
+  ).action(async (name: string, flags: PrintFlags) => {
+    const a = (await admin(flags, 'describe', { name })) as { cluster: ClusterDescription };
+    printObject(flags.output, a.cluster, (wide) => describeCluster(a.cluster, wide, Date.now()));
+  });
+
+  for (const verb of ['drain', 'remove'] as const) {
     const what = {
-      describe: 'Pools, nodes and work of a cluster',
       drain: 'Stop new placements on a cluster; running work finishes',
       remove: 'Forget a drained cluster',
     }[verb];
-    natsOptions(cluster.command(`${verb} <name>`).description(what)).action(
-      async (name: string, flags: NatsFlags) => {
+    brokerOptions(cluster.command(`${verb} <name>`).description(what)).action(
+      async (name: string, flags: PrintFlags) => {
         const a = await admin(flags, verb, { name });
-        process.stdout.write(`${JSON.stringify(a.cluster ?? a, null, 2)}\n`);
+        const line =
+          verb === 'drain'
+            ? `cluster ${name} draining: no new placements; running work finishes (gantry cluster describe ${name} shows what is left)\n`
+            : `cluster ${name} removed\n`;
+        printObject(flags.output, a.cluster ?? a, () => line);
       },
     );
   }
@@ -169,68 +139,96 @@ export function registerClusterCommands(program: Command): void {
     .command('get')
     .description('Requests, leases, nodes and budgets as the broker sees them');
   for (const what of ['requests', 'leases', 'nodes'] as const) {
-    natsOptions(
-      get
-        .command(what)
-        .description(`List ${what}`)
-        .option('--state <state>', 'only this state')
-        .option('--limit <n>', 'at most this many, newest', '50'),
-    ).action(async (flags: NatsFlags & { state?: string; limit: string }) => {
-      const limit = Number(flags.limit);
+    const cmd = brokerOptions(get.command(what).description(`List ${what}`));
+    if (what !== 'nodes')
+      cmd
+        .option('--phase <phase>', `only ${what} in this phase (${taskState.options.join(', ')})`)
+        .option('--limit <n>', 'at most this many, newest', '50');
+    cmd.action(async (flags: PrintFlags & { phase?: string; limit?: string }) => {
+      const limit = Number(flags.limit ?? 50);
       if (!Number.isInteger(limit) || limit < 1)
         throw new UsageError(`--limit must be a whole number of at least 1, not '${flags.limit}'`);
+      if (flags.phase !== undefined && !(taskState.options as readonly string[]).includes(flags.phase))
+        throw new UsageError(`--phase must be one of ${taskState.options.join(', ')}, not '${flags.phase}'`);
       const a = await admin(
         flags,
         what,
-        what === 'nodes' ? {} : { limit, ...(flags.state ? { state: flags.state } : {}) },
+        what === 'nodes' ? {} : { limit, ...(flags.phase ? { state: flags.phase } : {}) },
       );
       const rows = (a[what] as Record<string, unknown>[]) ?? [];
-      const cols: Record<typeof what, string[]> = {
-        requests: ['requestId', 'team', 'state', 'leaseId', 'attempt', 'reason'],
-        leases: ['leaseId', 'requestId', 'cluster', 'pool', 'node', 'state', 'pricePerHour'],
-        nodes: ['cluster', 'name', 'pool', 'capacityType', 'ready', 'cpuMilli', 'memoryMiB', 'gpuCount'],
-      };
-      print(
-        flags,
-        a,
-        cols[what].map((c) => c.toUpperCase()),
-        rows.map((r) => cols[what].map((c) => (r[c] === undefined ? '' : String(r[c])))),
-      );
+      printObjects(flags.output, rows, LIST_COLUMNS[what], a);
     });
   }
 
-  natsOptions(
+  brokerOptions(
     get.command('budgets').description("Each team's budgets: spent, committed and remaining"),
-  ).action(async (flags: NatsFlags) => {
+  ).action(async (flags: PrintFlags) => {
     const a = (await admin(flags, 'budgets')) as { budgets: BudgetStatus[] };
     const usd = (v: number | undefined) => (v === undefined ? '' : `$${v.toFixed(2)}`);
-    print(
-      flags,
-      a,
-      [
-        'TEAM',
-        'POLICY',
-        '$/HOUR CAP',
-        'USED $/HOUR',
-        'MONTH',
-        'MONTHLY CAP',
-        'SPENT',
-        'COMMITTED',
-        'REMAINING',
-        'HELD',
-      ],
-      a.budgets.map((b) => [
-        b.team,
-        b.policy,
-        usd(b.perHour?.cap),
-        usd(b.perHour?.usedPerHour),
-        b.perMonth?.month ?? '',
-        usd(b.perMonth?.cap),
-        usd(b.perMonth?.spent),
-        usd(b.perMonth?.committed),
-        usd(b.perMonth?.remaining),
-        b.held ? 'yes' : '',
-      ]),
-    );
+    printObjects(flags.output, a.budgets, BUDGET_COLUMNS, a);
   });
 }
+
+const cell = (v: unknown) => (v === undefined || v === null ? '' : String(v));
+const field = (name: string) => (r: Record<string, unknown>) => cell(r[name]);
+
+const CLUSTER_COLUMNS = [
+  column<ClusterSummary>('NAME', (c) => c.name),
+  column<ClusterSummary>('PROVIDER', (c) => c.provider),
+  column<ClusterSummary>('REGION', (c) => c.region ?? ''),
+  column<ClusterSummary>('HEALTHY', (c) => String(c.healthy)),
+  column<ClusterSummary>('DRAINING', (c) => String(c.draining)),
+  column<ClusterSummary>('NODES', (c) => String(c.nodes)),
+  column<ClusterSummary>('POOLS', (c) => c.pools.join(',')),
+  wideColumn<ClusterSummary>('AGENT', (c) => c.agentId ?? ''),
+  wideColumn<ClusterSummary>('LAST HEARTBEAT', (c) =>
+    c.lastHeartbeat ? new Date(c.lastHeartbeat).toISOString() : '',
+  ),
+];
+
+type Row = Record<string, unknown>;
+const LIST_COLUMNS: Record<'requests' | 'leases' | 'nodes', Column<Row>[]> = {
+  requests: [
+    column('REQUEST', field('requestId')),
+    column('TEAM', field('team')),
+    column('PHASE', field('state')),
+    column('LEASE', field('leaseId')),
+    column('ATTEMPT', field('attempt')),
+    column('REASON', field('reason')),
+  ],
+  leases: [
+    column('LEASE', field('leaseId')),
+    column('REQUEST', field('requestId')),
+    column('CLUSTER', field('cluster')),
+    column('POOL', field('pool')),
+    column('NODE', field('node')),
+    column('PHASE', field('state')),
+    column('$/HOUR', (r) => (typeof r.pricePerHour === 'number' ? `$${r.pricePerHour.toFixed(4)}` : '')),
+  ],
+  nodes: [
+    column('CLUSTER', field('cluster')),
+    column('NAME', field('name')),
+    column('POOL', field('pool')),
+    column('CAPACITY', field('capacityType')),
+    column('READY', field('ready')),
+    column('CPU', (r) => (typeof r.cpuMilli === 'number' ? formatCpu(r.cpuMilli) : '')),
+    column('MEMORY', (r) => (typeof r.memoryMiB === 'number' ? formatMemory(r.memoryMiB) : '')),
+    column('GPUS', field('gpuCount')),
+    wideColumn('PLANNED AS', field('plannedId')),
+    wideColumn('READY AT', (r) => (typeof r.readyAt === 'number' ? new Date(r.readyAt).toISOString() : '')),
+  ],
+};
+
+const usd = (v: number | undefined) => (v === undefined ? '' : `$${v.toFixed(2)}`);
+const BUDGET_COLUMNS = [
+  column<BudgetStatus>('TEAM', (b) => b.team),
+  column<BudgetStatus>('POLICY', (b) => b.policy),
+  column<BudgetStatus>('$/HOUR CAP', (b) => usd(b.perHour?.cap)),
+  column<BudgetStatus>('USED $/HOUR', (b) => usd(b.perHour?.usedPerHour)),
+  column<BudgetStatus>('MONTH', (b) => b.perMonth?.month ?? ''),
+  column<BudgetStatus>('MONTHLY CAP', (b) => usd(b.perMonth?.cap)),
+  column<BudgetStatus>('SPENT', (b) => usd(b.perMonth?.spent)),
+  column<BudgetStatus>('COMMITTED', (b) => usd(b.perMonth?.committed)),
+  column<BudgetStatus>('REMAINING', (b) => usd(b.perMonth?.remaining)),
+  column<BudgetStatus>('HELD', (b) => (b.held ? 'yes' : '')),
+];

@@ -1,0 +1,74 @@
+/**
+ * How commands reach NATS and the broker: connecting, opening JetStream state and asking the broker's
+ * admin subjects, with every operational failure (server down, no JetStream, no broker, credentials)
+ * turned into one line that says what to do.
+ */
+import { decodeJson, encodeJson, type Store, subjects } from '../protocol/index.ts';
+import {
+  connectNats,
+  type JetStreamStoreOptions,
+  type NatsTransport,
+  openJetStreamStore,
+} from '../protocol/nats-index.ts';
+import { natsProblem, type NatsTarget, UsageError } from './errors.ts';
+
+/** Runs `use`, turning known NATS failures into one line (an OperationalError). */
+export async function overNats<T>(target: NatsTarget, use: () => Promise<T>): Promise<T> {
+  try {
+    return await use();
+  } catch (err) {
+    throw natsProblem(err, target) ?? err;
+  }
+}
+
+/** Connects to `target.nats` as `name`. */
+export function connectCli(target: NatsTarget, name: string): Promise<NatsTransport> {
+  return overNats(target, () =>
+    connectNats({ servers: target.nats, name, ...(target.creds ? { creds: target.creds } : {}) }),
+  );
+}
+
+/** Opens a JetStream store on a connection made by {@link connectCli}. */
+export function openStoreCli(
+  transport: NatsTransport,
+  target: NatsTarget,
+  opts: JetStreamStoreOptions,
+): Promise<Store> {
+  return overNats(target, () => openJetStreamStore(transport.connection, opts));
+}
+
+/** The `--nats` a command that asks a running broker needs, or a usage error saying so. */
+export function brokerTarget(flags: { nats?: string; creds?: string }): NatsTarget {
+  if (!flags.nats)
+    throw new UsageError(
+      `this command asks a running broker: pass --nats <url> (an embedded broker lives inside 'gantry up')`,
+    );
+  return { nats: flags.nats, creds: flags.creds };
+}
+
+/**
+ * Sends one admin request to the broker and returns its answer; a refusal becomes a UsageError with the
+ * broker's message.
+ */
+export async function askBroker(
+  flags: { nats?: string; creds?: string },
+  verb: string,
+  body: unknown = {},
+  timeoutMs = 5000,
+): Promise<Record<string, unknown>> {
+  const target = brokerTarget(flags);
+  const transport = await connectCli(target, 'gantry-cli');
+  try {
+    const reply = await overNats(target, () =>
+      transport.request(subjects.admin(verb), encodeJson(body), { timeoutMs }),
+    );
+    const answer = decodeJson(reply.data) as { ok: boolean; error?: { message: string } } & Record<
+      string,
+      unknown
+    >;
+    if (!answer.ok) throw new UsageError(answer.error?.message ?? 'the broker refused');
+    return answer;
+  } finally {
+    await transport.close();
+  }
+}
