@@ -9,9 +9,9 @@ import type { LedgerEntry } from '../../broker/ledger.ts';
 import { readLifecycle } from '../../broker/records.ts';
 import { loadPlatform, type Platform } from '../../policies/index.ts';
 import { openLocalStore, type Store } from '../../protocol/index.ts';
-import { connectNats, openJetStreamStore } from '../../protocol/nats-index.ts';
 import { defaultBackends } from '../../solver/index.ts';
 import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
+import { connectCli, openStoreCli } from '../connect.ts';
 import { UsageError } from '../errors.ts';
 import { table } from '../table.ts';
 
@@ -275,12 +275,9 @@ export async function withLedgerStore<T>(
   use: (store: Store) => Promise<T>,
 ): Promise<T> {
   if (flags.nats) {
-    const nats = await connectNats({
-      servers: flags.nats,
-      name: 'gantry-report',
-      ...(flags.creds ? { creds: flags.creds } : {}),
-    });
-    const store = await openJetStreamStore(nats.connection, { bucket: BROKER_BUCKET, stream: BROKER_STREAM });
+    const target = { nats: flags.nats, creds: flags.creds };
+    const nats = await connectCli(target, 'gantry-report');
+    const store = await openStoreCli(nats, target, { bucket: BROKER_BUCKET, stream: BROKER_STREAM });
     try {
       return await use(store);
     } finally {

@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { stringify } from 'yaml';
 import { API_VERSION, loadPlatform } from '../../policies/index.ts';
-import { UsageError } from '../errors.ts';
+import { cloudProblem, UsageError } from '../errors.ts';
 
 interface SpotFlags {
   file: string[];
@@ -44,7 +44,10 @@ export function registerSpotPricesCommand(program: Command): void {
           region,
           ...(flags.ec2Endpoint ? { endpoint: flags.ec2Endpoint } : {}),
         });
-        const prices = await refreshSpotPrices(client, [...types].sort());
+        const prices = await refreshSpotPrices(client, [...types].sort()).catch((err: unknown) => {
+          client.destroy();
+          throw cloudProblem(err, flags.ec2Endpoint ?? `ec2.${region}.amazonaws.com`) ?? err;
+        });
         for (const [instanceType, spot] of [...prices].sort(([a], [b]) => a.localeCompare(b)))
           entries.push({ cloud: 'aws', instanceType, region, spot });
         client.destroy();
