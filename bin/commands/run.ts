@@ -394,7 +394,7 @@ export function registerRunCommands(program: Command): void {
       program
         .command('lineage <target>')
         .description(
-          'Provenance of a run or an artifact (a run id, a sha256: hash or its first 12+ hex digits): what produced it, from what, where, at what cost',
+          'Provenance of a run or an artifact (a run id, a sha256: hash, or the first hex digits of one as printed): what produced it, from what, where, at what cost',
         )
         .option('--downstream', 'follow consumers instead: what was made from it'),
       ['tree', 'dot', 'json', 'yaml'],
