@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { registerCatalogCommand } from './commands/catalog.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
 import { registerPlanCommand } from './commands/plan.ts';
+import { registerPlatformCommands } from './commands/platform.ts';
 import { registerReportCommand } from './commands/report.ts';
 import { registerRunCommands } from './commands/run.ts';
 import { registerSpotPricesCommand } from './commands/spot-prices.ts';
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerPlanCommand(program);
   registerServeCommands(program);
   registerClusterCommands(program);
+  registerPlatformCommands(program);
   registerRunCommands(program);
   registerWorkerCommand(program);
   registerReportCommand(program);
