@@ -11,6 +11,7 @@ import { registerRunCommands } from './commands/run.ts';
 import { registerSpotPricesCommand } from './commands/spot-prices.ts';
 import { registerWorkerCommand } from './commands/worker.ts';
 import { registerServeCommands } from './commands/serve.ts';
+import { registerUpCommand } from './commands/up.ts';
 import { registerValidateCommand } from './commands/validate.ts';
 import { readFileSync } from 'node:fs';
 import { PolicyError, ValidationError } from '../policies/index.ts';
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerCatalogCommand(program);
   registerPlanCommand(program);
   registerServeCommands(program);
+  registerUpCommand(program);
   registerClusterCommands(program);
   registerPlatformCommands(program);
   registerRunCommands(program);

@@ -58,3 +58,62 @@ export function spawnGantry(
     });
   });
 }
+
+/** A long-running `gantry` process (`up`, `broker`, `agent`) started by {@link startGantry}. */
+export interface GantryProcess {
+  /** What it printed so far on stdout and stderr. */
+  output(): string;
+  /** Resolves when its output matches, or rejects with what it printed after `timeoutMs`. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  /** SIGTERM, then its exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** Starts the real `gantry` binary in the background, as `gantry up` is started by a user. */
+export function startGantry(args: readonly string[], opts: SpawnOptions = {}): GantryProcess {
+  const child = spawn(process.execPath, [GANTRY_BIN, ...args], {
+    cwd: opts.cwd ?? fileURLToPath(new URL('..', import.meta.url)),
+    env: opts.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let text = '';
+  const listeners = new Set<() => void>();
+  const onData = (d: Buffer) => {
+    text += d.toString();
+    for (const l of listeners) l();
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+  process.once('exit', () => child.kill('SIGKILL'));
+  return {
+    output: () => text,
+    waitFor(pattern, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (!pattern.test(text)) return;
+          listeners.delete(check);
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`gantry ${args.join(' ')} never printed ${pattern}; it printed:\n${text}`));
+        }, timeoutMs);
+        listeners.add(check);
+        void exited.then(() => {
+          if (listeners.has(check)) {
+            listeners.delete(check);
+            clearTimeout(timer);
+            reject(new Error(`gantry ${args.join(' ')} exited; it printed:\n${text}`));
+          }
+        });
+        check();
+      });
+    },
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
+}

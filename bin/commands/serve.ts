@@ -1,5 +1,5 @@
 /**
- * `gantry broker`, `gantry agent` and `gantry up`: the long-running processes.
+ * `gantry broker` and `gantry agent`: the long-running processes (`gantry up`, both at once, is in up.ts).
  */
 import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
@@ -112,7 +112,8 @@ async function cloudProvisioner(
   });
 }
 
-interface ServeFlags {
+/** Flags of the long-running commands. */
+export interface ServeFlags {
   file: string[];
   nats?: string;
   creds?: string;
@@ -124,7 +125,7 @@ interface ServeFlags {
   heartbeat: string;
 }
 
-function number(flag: string, value: string, min = 0): number {
+export function number(flag: string, value: string, min = 0): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n < min)
     throw new UsageError(`${flag} must be a number of at least ${min}, not '${value}'`);
@@ -137,7 +138,7 @@ async function connect(flags: ServeFlags, name: string): Promise<NatsTransport> 
 }
 
 /** Serves the broker's metrics on `--metrics-port`, or says in one line why it cannot. */
-async function metricsServer(registry: Registry, flags: ServeFlags): Promise<Server | undefined> {
+export async function metricsServer(registry: Registry, flags: ServeFlags): Promise<Server | undefined> {
   if (!flags.metricsPort) return undefined;
   const port = number('--metrics-port', flags.metricsPort, 1);
   const host = flags.metricsHost ?? '127.0.0.1';
@@ -149,7 +150,7 @@ async function metricsServer(registry: Registry, flags: ServeFlags): Promise<Ser
 }
 
 /** Runs until SIGINT or SIGTERM, then stops cleanly. */
-function untilSignal(stop: () => Promise<void>): Promise<void> {
+export function untilSignal(stop: () => Promise<void>): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       void stop().then(resolve);
@@ -159,7 +160,7 @@ function untilSignal(stop: () => Promise<void>): Promise<void> {
   });
 }
 
-/** Adds `gantry broker`, `gantry agent` and `gantry up`. */
+/** Adds `gantry broker` and `gantry agent`. */
 export function registerServeCommands(program: Command): void {
   program
     .command('broker')
@@ -286,22 +287,13 @@ export function registerServeCommands(program: Command): void {
         await transport.close();
       });
     });
-
-  program
-    .command('up')
-    .description('Start an embedded broker with an agent for every Cluster: the quickest way to try Gantry')
-    .requiredOption('-f, --file <path...>', 'Cluster, ResourcePolicy and ResourceProfile YAML')
-    .option('--state <dir>', 'state directory', '.gantry/state')
-    .option('--metrics-port <n>', 'serve Prometheus metrics on this port')
-    .option('--speedup <n>', 'time scale of simulated clouds', '1')
-    .action((flags: ServeFlags) => runEmbedded(flags, 1000));
 }
 
 /**
  * `gantry up`, and `gantry broker` without `--nats`: a broker and an agent per cluster in this process,
  * until SIGINT or SIGTERM.
  */
-async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promise<void> {
+export async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promise<void> {
   const { platform } = loadPlatform(flags.file);
   mkdirSync(flags.state, { recursive: true });
   const embedded = await startEmbedded({
