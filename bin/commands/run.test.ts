@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -23,6 +23,9 @@ describe('gantry run and gantry lineage', () => {
     );
     expect(run.err).toBe('');
     expect(run.code).toBe(0);
+    expect(run.out.split('\n')[0]).toMatch(
+      /\(embedded, 2000× simulated time, platform from -f examples \(the default\)\)$/,
+    );
     expect(run.out).toMatch(/placed {5}preprocess {5}→ aws-use1\/cpu-spot spot \$0\.12\/h/);
     // Small data: one GPU, no override.
     expect(run.out).toMatch(/placed {5}train {10}→ [a-z0-9-]+\/h100-[a-z]+ /);
@@ -44,6 +47,19 @@ describe('gantry run and gantry lineage', () => {
     expect((await runGantry('lineage', runId, '--state', state, '-o', 'dot')).out).toMatch(
       /^digraph lineage/,
     );
+    // An artifact by the 12 hex digits the tree prints; nothing consumed an evaluation's score.
+    const score = /^ {2}evaluate \[.+\] ok {2}in [0-9a-f]{12} → out ([0-9a-f]{12}) /m.exec(text.out)![1]!;
+    const upstream = await runGantry('lineage', score, '--state', state);
+    expect(upstream.code).toBe(0);
+    expect(upstream.out).toMatch(new RegExp(`^evaluate \\[.+\\] ok .* → out ${score} `, 'm'));
+    const down = await runGantry('lineage', `sha256:${score}`, '--downstream', '--state', state);
+    expect(down).toMatchObject({ code: 0, out: '' });
+    expect(down.err).toMatch(
+      new RegExp(
+        `^nothing was made from sha256:${score}[0-9a-f]{52}: no recorded execution took it as input`,
+      ),
+    );
+    expect((await runGantry('lineage', 'abc', '--state', state)).code).toBe(2);
     expect(await runGantry('lineage', 'run-nope', '--state', state)).toMatchObject({
       code: 2,
       err: expect.stringContaining("no run or artifact 'run-nope' in the lineage (11 executions recorded)"),
@@ -98,6 +114,66 @@ describe('gantry demo', () => {
     expect(r.out).toMatch(/^train +aws-use1\/h100-od \(on-demand, 8× H100\) +1 +1 +\$\d+/m);
     expect(r.out).toMatch(/succeeded in [\d.]+s, cost \$\d+/);
   }, 60_000);
+});
+
+describe('gantry run, while nodes launch', () => {
+  it('says which placed task is waiting for its node', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gantry-slow-'));
+    writeFileSync(
+      join(dir, 'platform.yaml'),
+      `apiVersion: gantry.dev/v1alpha1
+kind: Cluster
+metadata: { name: slow }
+spec:
+  provider: sim
+  cloud: aws
+  region: us-east-1
+  pools:
+    - { name: cpu, instanceType: m7i.2xlarge, capacityType: on-demand, minNodes: 0, maxNodes: 2, launchDelay: 7s }
+---
+apiVersion: gantry.dev/v1alpha1
+kind: ResourcePolicy
+metadata: { name: ml }
+spec:
+  teams: [ml]
+  defaults: { cpu: 1, memory: 1Gi, duration: 10m }
+`,
+    );
+    const r = await runGantry(
+      'run',
+      'test/fixtures/workflows/suite.ts',
+      '--task',
+      'big-pipeline',
+      '--team',
+      'ml',
+      '--input',
+      '{"n":3}',
+      '-f',
+      dir,
+      '--state',
+      join(dir, 'state'),
+      '--speedup',
+      '1',
+    );
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^ {2}placed {5}make-big +→ slow\/cpu on-demand/m);
+    expect(r.out).toMatch(
+      /^ {2}waiting {4}make-big +for slow\/cpu: node launching or task starting, \d+ s$/m,
+    );
+    expect(r.out.indexOf('waiting')).toBeLessThan(r.out.indexOf('  done       make-big'));
+    expect(r.out.split('\n')[0]).toMatch(/\(embedded, 1× simulated time\)$/);
+
+    const defaulted = await runGantry(
+      'run',
+      'examples/workflows/nope.ts',
+      '--team',
+      'research',
+      '--state',
+      join(dir, 's2'),
+    );
+    expect(defaulted.code).toBe(2);
+    expect(defaulted.err).toBe('gantry: no workflow file examples/workflows/nope.ts\n');
+  }, 30_000);
 });
 
 describe('gantry run --nats', () => {

@@ -212,30 +212,34 @@ interface RunFlags extends ConnectFlags {
   progress: boolean;
 }
 
-/** Wall-clock seconds a placed task may wait to start before `gantry run` says it is waiting. */
-const WAIT_LINE_MS = 5000;
+/** Wall-clock milliseconds a placed task may wait to start before `gantry run` says so, then between lines. */
+const WAIT_FIRST_MS = 5000;
+const WAIT_EVERY_MS = 10_000;
 
 /**
- * Says which placed tasks have not started yet (a new node launching, a pod pulling its image), every
- * WAIT_LINE_MS while they wait, so a run on slow clusters never looks hung.
+ * Says which placed tasks have not started yet (a new node launching, a pod pulling its image): first
+ * after WAIT_FIRST_MS, then every WAIT_EVERY_MS while they wait, so a run on slow clusters never looks
+ * hung.
  */
-function waitWatch(display: Display, everyMs = WAIT_LINE_MS) {
-  const waiting = new Map<string, { ev: RunEvent; since: number }>();
+function waitWatch(display: Display) {
+  const waiting = new Map<string, { ev: RunEvent; since: number; next: number }>();
   const timer = setInterval(() => {
     const now = Date.now();
-    for (const { ev, since } of waiting.values()) {
-      const secs = Math.round((now - since) / 1000);
-      if (now - since < everyMs - 50) continue;
-      const p = ev.placement!;
+    for (const w of waiting.values()) {
+      if (now < w.next) continue;
+      w.next += WAIT_EVERY_MS;
+      const p = w.ev.placement!;
       display.event(
-        `  waiting    ${ev.task.padEnd(14)} for ${p.cluster}/${p.pool}: node launching or task starting, ${secs} s`,
+        `  waiting    ${w.ev.task.padEnd(14)} for ${p.cluster}/${p.pool}: node launching or task starting, ${Math.round((now - w.since) / 1000)} s`,
       );
     }
-  }, everyMs);
+  }, 250);
   timer.unref();
   return {
     seen(ev: RunEvent) {
-      if (ev.type === 'placed' && ev.placement) waiting.set(ev.execution, { ev, since: Date.now() });
+      const now = Date.now();
+      if (ev.type === 'placed' && ev.placement)
+        waiting.set(ev.execution, { ev, since: now, next: now + WAIT_FIRST_MS });
       else waiting.delete(ev.execution);
     },
     stop: () => clearInterval(timer),
@@ -419,7 +423,9 @@ export function registerRunCommands(program: Command): void {
         );
       if (graph.executions.length === 0) {
         process.stderr.write(
-          `nothing was made from ${resolved}: no recorded execution took it as input (${records.length} executions recorded)\n`,
+          flags.downstream
+            ? `nothing was made from ${resolved}: no recorded execution took it as input (${records.length} executions recorded)\n`
+            : `no recorded execution produced ${resolved}: the workflow's own code made it, or it was the run's input (${records.length} executions recorded)\n`,
         );
         return;
       }
