@@ -14,7 +14,9 @@ import { registerServeCommands } from './commands/serve.ts';
 import { registerUpCommand } from './commands/up.ts';
 import { registerValidateCommand } from './commands/validate.ts';
 import { readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { PolicyError, ValidationError } from '../policies/index.ts';
+import { StoreLockedError } from '../protocol/index.ts';
 import { OperationalError, UsageError } from './errors.ts';
 
 /** Gantry's version, from package.json. */
@@ -74,6 +76,14 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof UsageError) {
       process.stderr.write(`gantry: ${err.message}\n`);
       return EXIT.usage;
+    }
+    if (err instanceof StoreLockedError) {
+      // The state directory's store (`<state>/broker`, `<state>/runtime`) is held by a running process.
+      process.stderr.write(
+        `gantry: ${dirname(err.dir)} is in use by another Gantry process (pid ${err.pid}, a \`gantry up\` or a run?): ` +
+          `stop it, pass another --state, or reach a broker over NATS with --nats\n`,
+      );
+      return EXIT.failed;
     }
     if (err instanceof OperationalError) {
       process.stderr.write(`gantry: ${err.message}\n`);

@@ -8,6 +8,8 @@
  *   printObjects(flags.output, nodes, [column('NAME', (n) => n.name)]),
  * );
  */
+import { relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import { table } from './table.ts';
@@ -93,4 +95,15 @@ export function printObject(
 ): void {
   if (output === 'json' || output === 'yaml') return write(serialize(output, raw));
   write(text(output === 'wide'));
+}
+
+/** How to run this `gantry` from the current directory, for the commands it suggests: `node bin/gantry.js`. */
+export function gantryCommand(): string {
+  const bin = fileURLToPath(new URL('gantry.js', import.meta.url));
+  return `node ${relative(process.cwd(), bin) || bin}`;
+}
+
+/** The examples that ship with Gantry, as a path from the current directory (`examples` in the repository). */
+export function shippedExamples(): string {
+  return relative(process.cwd(), fileURLToPath(new URL('../examples', import.meta.url))) || '.';
 }

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createUser } from '@nats-io/nkeys';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnGantry } from './cli.ts';
+import { type GantryProcess, spawnGantry, startGantry } from './cli.ts';
 import { type FakeEc2, startFakeEc2 } from './fakes/ec2.ts';
 import { freePort, type NatsServer, startNatsServer } from './nats/server.ts';
 
@@ -26,6 +26,7 @@ let busy: Server;
 let busyPort: number;
 let deadPort: number;
 let strangerSeed: string;
+let holder: GantryProcess;
 const tmp = mkdtempSync(join(tmpdir(), 'gantry-oops-'));
 
 beforeAll(async () => {
@@ -39,12 +40,15 @@ beforeAll(async () => {
   await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
   busyPort = (busy.address() as { port: number }).port;
   deadPort = await freePort();
+  holder = startGantry(['up', '-f', 'examples', '--state', join(tmp, 'held')]);
+  await holder.waitFor(/Gantry is up/);
   strangerSeed = join(tmp, 'stranger.nk');
   writeFileSync(strangerSeed, `${new TextDecoder().decode(createUser().getSeed())}\n`);
 });
 
 afterAll(async () => {
   busy?.close();
+  await holder?.stop();
   await Promise.all([withJs?.stop(), noJs?.stop(), locked?.stop(), ec2?.close()]);
 });
 
@@ -171,6 +175,16 @@ const cases: Case[] = [
     name: 'the metrics port in use (embedded broker)',
     args: () => ['broker', '-f', 'examples', '--state', join(tmp, 'b'), '--metrics-port', String(busyPort)],
     line: /^gantry: port \d+ on 127\.0\.0\.1 is already in use: choose another --metrics-port/,
+  },
+  {
+    name: 'a state directory another gantry up holds (report cost)',
+    args: () => ['report', 'cost', '--state', join(tmp, 'held')],
+    line: /^gantry: .*held is in use by another Gantry process \(pid \d+, a `gantry up` or a run\?\): stop it, pass another --state, or reach a broker over NATS with --nats$/,
+  },
+  {
+    name: 'a state directory another gantry up holds (up)',
+    args: () => ['up', '-f', 'examples', '--state', join(tmp, 'held')],
+    line: /^gantry: .*held is in use by another Gantry process/,
   },
   {
     name: 'run from another directory, without -f',

@@ -32,7 +32,7 @@ import { type Embedded, startEmbedded } from '../embedded.ts';
 import { LINEAGE_STREAM, RUNTIME_BUCKET } from '../credentials.ts';
 import { connectCli, expectBroker, openStoreCli } from '../connect.ts';
 import { UsageError } from '../errors.ts';
-import { type Output, outputOption, serialize } from '../options.ts';
+import { gantryCommand, type Output, shippedExamples, outputOption, serialize } from '../options.ts';
 import { createDisplay, type Display } from '../progress.ts';
 import { table } from '../table.ts';
 import { resolveLineageTarget } from './lineage-target.ts';
@@ -345,7 +345,7 @@ function printResult(result: RunResult, records: LineageRecord[], flags: RunFlag
       : flags.state !== '.gantry/state'
         ? ` --state ${flags.state}`
         : '';
-    process.stdout.write(`lineage: node bin/gantry.js lineage ${result.runId}${where}\n`);
+    process.stdout.write(`lineage: ${gantryCommand()} lineage ${result.runId}${where}\n`);
     return 0;
   }
   process.stderr.write(
@@ -452,9 +452,11 @@ export function registerRunCommands(program: Command): void {
     .action(
       async (flags: { state: string; speedup: string; rows: string; quiet?: boolean; progress: boolean }) => {
         const rows = positive('--rows', flags.rows);
-        const file = 'examples/workflows/train.ts';
+        // The demo is about the examples that ship with Gantry, wherever it is run from.
+        const examples = shippedExamples();
+        const file = join(examples, 'workflows/train.ts');
         const runFlags: RunFlags = {
-          file: ['examples'],
+          file: [examples],
           state: flags.state,
           speedup: flags.speedup,
           team: 'research',
@@ -492,7 +494,7 @@ export function registerRunCommands(program: Command): void {
           process.exitCode = printResult(result, records, runFlags);
           if (result.ok)
             process.stdout.write(
-              `cost report of the clusters: node bin/gantry.js report cost --state ${flags.state} -f examples --by team pool\n`,
+              `cost report of the clusters: ${gantryCommand()} report cost --state ${flags.state} -f ${examples} --by team pool\n`,
             );
         } finally {
           await conn.close();

@@ -13,6 +13,8 @@ import { defaultBackends } from '../../solver/index.ts';
 import { connectCli, openStoreCli } from '../connect.ts';
 import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
 import { simAgent } from '../embedded.ts';
+import { join } from 'node:path';
+import { gantryCommand, shippedExamples } from '../options.ts';
 import { metricsServer, number, runEmbedded, type ServeFlags, untilSignal } from './serve.ts';
 
 /** Simulated seconds per second unless `--speedup` says otherwise: a 90 s node launch takes 1.5 s. */
@@ -92,7 +94,7 @@ async function runUpOverNats(flags: ServeFlags, nats: string): Promise<void> {
       `on simulated clouds at ${speedup}× (a node launches in ${Math.round(90 / speedup)} s)` +
       `${server ? `; metrics on http://127.0.0.1:${flags.metricsPort}/metrics` : ''}. Ctrl-C stops it.\n` +
       `Run a workflow on it:\n` +
-      `  node bin/gantry.js run examples/workflows/train.ts --team research --nats ${nats}${creds} --speedup ${speedup} \\\n` +
+      `  ${gantryCommand()} run ${join(shippedExamples(), 'workflows/train.ts')} --team research --nats ${nats}${creds} --speedup ${speedup} \\\n` +
       `    --input '{"source":"s3://bucket/clicks","rows":1000,"epochs":1}'\n`,
   );
   await untilSignal(async () => {
