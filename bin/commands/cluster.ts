@@ -137,7 +137,7 @@ export function registerClusterCommands(program: Command): void {
 
   const get = program
     .command('get')
-    .description('Requests, leases, nodes and budgets as the broker sees them');
+    .description('Requests, leases, nodes, budgets, clusters, policies and profiles as the broker sees them');
   for (const what of ['requests', 'leases', 'nodes'] as const) {
     const cmd = brokerOptions(get.command(what).description(`List ${what}`));
     if (what !== 'nodes')

@@ -274,7 +274,7 @@ async function runAndReport(
     throw new UsageError((err as Error).message);
   }
   const speedup = speedupOf(flags);
-  const printsEvents = flags.output === 'table' || flags.output === 'wide';
+  const printsEvents = flags.output === 'table';
   const display = createDisplay({ quiet: flags.quiet || !printsEvents, progress: flags.progress });
   const runtime = new Runtime({
     transport: conn.transport,
@@ -382,6 +382,7 @@ export function registerRunCommands(program: Command): void {
         .option('--team <team>', 'whose ResourcePolicy applies (default: $GANTRY_TEAM)')
         .option('-q, --quiet', 'print no events (placements, retries, waits), only the result')
         .option('--no-progress', 'show no progress bar for large maps'),
+      ['table', 'json', 'yaml'],
     ),
   ).action(async (file: string, flags: RunFlags) => {
     const conn = await connectRuntime(flags, 'gantry-run');
