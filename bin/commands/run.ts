@@ -6,8 +6,9 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadPlatform } from '../../policies/index.ts';
 import {
-  decodeJson,
   openLocalStore,
+  parseMessage,
+  runEvent,
   type Store,
   StoreLockedError,
   subjects,
@@ -231,7 +232,9 @@ async function runAndReport(
     `run ${runId}: ${loaded.workflow.taskName} from ${file} as team ${team}${conn.embedded ? ` (embedded, ${speedup}× simulated time)` : ''}`,
   );
   const sub = conn.transport.subscribe(subjects.runEvents(runId), (msg) => {
-    const ev = decodeJson(msg.data) as RunEvent;
+    const p = parseMessage(runEvent, msg.data);
+    if (!p.ok) return;
+    const ev = p.value;
     onEvent?.(ev);
     out(eventLine(ev));
   });
