@@ -24,6 +24,7 @@ export {
   TransportTimeoutError,
 } from './errors.ts';
 export { keyHasPrefix, validateKey, validatePrefix } from './keys.ts';
+export { acquireLock as lockDirectory } from './local-files.ts';
 export { openLocalStore } from './local-store.ts';
 export { createMemoryTransport } from './memory.ts';
 export {

@@ -42,8 +42,8 @@ export type { RunOptions, RunResult } from './run.ts';
 export { openLocalArtifacts } from './artifacts.ts';
 export type { ArtifactStore } from './artifacts.ts';
 export { createTaskHost } from './host.ts';
-export { lineageDot, lineageGraph, lineageText, readLineage } from './lineage.ts';
-export type { LineageGraph, LineageRecord, RunRecord } from './lineage.ts';
+export { edgesOf, inputsOf, lineageDot, lineageGraph, lineageText, outputsOf, readLineage } from './lineage.ts';
+export type { LineageEdge, LineageGraph, LineageRecord, RunRecord } from './lineage.ts';
 
 /**
  * Runs `task` over every item, at most `concurrency` at a time, and returns the outputs in the items'
