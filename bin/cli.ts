@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { registerCatalogCommand } from './commands/catalog.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
 import { registerPlanCommand } from './commands/plan.ts';
+import { registerHistoryCommands } from './commands/history.ts';
 import { registerReportCommand } from './commands/report.ts';
 import { registerRunCommands } from './commands/run.ts';
 import { registerSpotPricesCommand } from './commands/spot-prices.ts';
@@ -12,6 +13,7 @@ import { registerWorkerCommand } from './commands/worker.ts';
 import { registerServeCommands } from './commands/serve.ts';
 import { registerValidateCommand } from './commands/validate.ts';
 import { readFileSync } from 'node:fs';
+import { HistoryQueryError, HistoryUnavailableError, SchemaTooNewError } from '../history/index.ts';
 import { PolicyError, ValidationError } from '../policies/index.ts';
 import { OperationalError, UsageError } from './errors.ts';
 
@@ -48,6 +50,7 @@ export function buildProgram(): Command {
   registerWorkerCommand(program);
   registerReportCommand(program);
   registerSpotPricesCommand(program);
+  registerHistoryCommands(program);
   const hint = (cmd: Command, path: string) => {
     cmd.showHelpAfterError(`(gantry ${path}--help lists its flags)`);
     for (const sub of cmd.commands) hint(sub, `${path}${sub.name()} `);
@@ -71,7 +74,15 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`gantry: ${err.message}\n`);
       return EXIT.usage;
     }
-    if (err instanceof OperationalError) {
+    if (err instanceof HistoryQueryError) {
+      process.stderr.write(`gantry: ${err.message}\n`);
+      return EXIT.usage;
+    }
+    if (
+      err instanceof OperationalError ||
+      err instanceof HistoryUnavailableError ||
+      err instanceof SchemaTooNewError
+    ) {
       process.stderr.write(`gantry: ${err.message}\n`);
       return EXIT.failed;
     }

@@ -26,3 +26,8 @@ export { describeRun, listRuns } from './runs.ts';
 export type { PlacementRow, RunDetail, RunFilter, RunPage } from './runs.ts';
 export { openHistory } from './open.ts';
 export type { History, HistoryOptions } from './open.ts';
+export { historyApi } from './api.ts';
+export type { ApiOptions } from './api.ts';
+export { httpHistoryClient, localHistoryClient } from './client.ts';
+export type { HistoryClient } from './client.ts';
+export { BATCH, catchUp, serveHistoryApi } from './follow.ts';

@@ -46,34 +46,38 @@ export class Ingester {
     private readonly clock: () => number = Date.now,
   ) {}
 
-  /** The last sequence applied from `source` (0 when none). */
-  async offset(source: Source): Promise<number> {
-    const rows = await this.db.query<{ seq: number }>('select seq from ingest_offsets where source = $1', [
-      source,
-    ]);
-    return rows[0]?.seq ?? 0;
+  /** The last sequence applied from `source` (0 when none, or when `origin` is another log's). */
+  async offset(source: Source, origin = ''): Promise<number> {
+    const rows = await this.db.query<{ seq: number; origin: string }>(
+      'select seq, origin from ingest_offsets where source = $1',
+      [source],
+    );
+    return rows[0] && rows[0].origin === origin ? rows[0].seq : 0;
   }
 
-  /** Applies the entries past the source's offset, in one transaction. */
-  async apply(source: Source, entries: readonly LogEntry[]): Promise<IngestResult> {
+  /**
+   * Applies the entries past the source's offset, in one transaction. `origin` names the log they come
+   * from: entries of a log other than the one the offset is of start again from sequence 1.
+   */
+  async apply(source: Source, entries: readonly LogEntry[], origin = ''): Promise<IngestResult> {
     const fresh: Map<string, number> = new Map();
     const result = await this.db.transaction(async (tx) => {
-      const rows = await tx.query<{ seq: number }>(
-        'select seq from ingest_offsets where source = $1 for update',
+      const rows = await tx.query<{ seq: number; origin: string }>(
+        'select seq, origin from ingest_offsets where source = $1 for update',
         [source],
       );
-      const offset = rows[0]?.seq ?? 0;
+      const offset = rows[0] && rows[0].origin === origin ? rows[0].seq : 0;
       const todo = entries.filter((e) => e.seq > offset).sort((a, b) => a.seq - b.seq);
       if (todo.length === 0) return { entries: 0, records: 0, rejected: 0, offset };
       const rejects: { seq: number; idx: number; error: string; body: string }[] = [];
       let records = 0;
-      const broker: { seq: number; idx: number; r: UsageRecord | NodeLifeRecord | LifecycleRecord }[] = [];
+      const broker: { r: UsageRecord | NodeLifeRecord | LifecycleRecord }[] = [];
       const runtime: (LineageRecord | (RunRecord & { kind: 'run' }))[] = [];
       for (const e of todo) {
         parseEntry(source, e.data).forEach((p, idx) => {
           if (!p.ok) return void rejects.push({ seq: e.seq, idx, error: p.error, body: p.body });
           records++;
-          if (source === 'broker') broker.push({ seq: e.seq, idx, r: p.record as UsageRecord });
+          if (source === 'broker') broker.push({ r: p.record as UsageRecord });
           else runtime.push(p.record as LineageRecord);
         });
       }
@@ -95,10 +99,10 @@ export class Ingester {
         );
       const last = todo.at(-1)!.seq;
       await tx.query(
-        `insert into ingest_offsets (source, seq, records, updated_at) values ($1, $2, $3, $4)
-         on conflict (source) do update set seq = excluded.seq,
+        `insert into ingest_offsets (source, origin, seq, records, updated_at) values ($1, $5, $2, $3, $4)
+         on conflict (source) do update set seq = excluded.seq, origin = excluded.origin,
            records = ingest_offsets.records + excluded.records, updated_at = excluded.updated_at`,
-        [source, last, records, this.clock()],
+        [source, last, records, this.clock(), origin],
       );
       return { entries: todo.length, records, rejected: rejects.length, offset: last };
     });
@@ -111,17 +115,17 @@ export class Ingester {
   /** Broker records in log order: node lifetimes one by one, the usages between them set-wise. */
   async #broker(
     tx: Queryable,
-    records: { seq: number; idx: number; r: UsageRecord | NodeLifeRecord | LifecycleRecord }[],
+    records: { r: UsageRecord | NodeLifeRecord | LifecycleRecord }[],
     fresh: Map<string, number>,
   ): Promise<void> {
     const leases: LifecycleRecord[] = [];
-    let usages: { seq: number; idx: number; u: UsageRecord }[] = [];
+    let usages: { u: UsageRecord }[] = [];
     const flushUsages = async () => {
       if (usages.length > 0) await this.#usages(tx, usages, fresh);
       usages = [];
     };
-    for (const { seq, idx, r } of records) {
-      if (r.kind === 'usage') usages.push({ seq, idx, u: r });
+    for (const { r } of records) {
+      if (r.kind === 'usage') usages.push({ u: r });
       else if (r.kind === 'node-start' || r.kind === 'node-end') {
         await flushUsages();
         await nodeLife(tx, r);
@@ -131,11 +135,7 @@ export class Ingester {
     await applyLeases(tx, leases);
   }
 
-  async #usages(
-    tx: Queryable,
-    rows: { seq: number; idx: number; u: UsageRecord }[],
-    fresh: Map<string, number>,
-  ): Promise<void> {
+  async #usages(tx: Queryable, rows: { u: UsageRecord }[], fresh: Map<string, number>): Promise<void> {
     const keyOf = (u: UsageRecord) =>
       [
         u.team,
@@ -171,15 +171,12 @@ export class Ingester {
     for (const l of lives) lifeOf[l.i] = l.life;
     const cost = rows.map((r) => costOf(r.u));
     await tx.query(
-      `insert into usage (source_seq, idx, key_id, life_id, lease, request, cluster, node, gpus, cpu_milli,
+      `insert into usage (key_id, life_id, lease, request, cluster, node, gpus, cpu_milli,
          memory_mib, share, cost, attempt, start_at, end_at, ended, long)
-       select * from unnest($1::bigint[], $2::int[], $3::int[], $4::bigint[], $5::text[], $6::text[],
-         $7::text[], $8::text[], $9::float8[], $10::float8[], $11::float8[], $12::float8[], $13::float8[],
-         $14::int[], $15::bigint[], $16::bigint[], $17::text[], $18::boolean[])
-       on conflict do nothing`,
+       select * from unnest($1::int[], $2::bigint[], $3::text[], $4::text[],
+         $5::text[], $6::text[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
+         $12::int[], $13::bigint[], $14::bigint[], $15::text[], $16::boolean[])`,
       [
-        rows.map((r) => r.seq),
-        rows.map((r) => r.idx),
         ids,
         lifeOf,
         rows.map((r) => r.u.lease),

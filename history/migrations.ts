@@ -22,8 +22,10 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 1,
     name: 'runs, executions, lineage, placements, cost ledger',
     sql: `
+-- How far each log has been applied; origin names the log (a new one starts again from 1).
 create table ingest_offsets (
   source text primary key,
+  origin text not null default '',
   seq bigint not null,
   records bigint not null default 0,
   updated_at bigint not null
@@ -173,8 +175,6 @@ create table charge_keys (
 
 -- A task's use of a node (one per lease that ran).
 create table usage (
-  source_seq bigint not null,
-  idx int not null,
   key_id int not null references charge_keys (id),
   life_id bigint,
   lease text not null,
@@ -192,8 +192,7 @@ create table usage (
   end_at bigint not null,
   ended text not null,
   -- An hour or longer: read row by row; shorter ones are in cost_hourly.
-  long boolean not null,
-  primary key (source_seq, idx)
+  long boolean not null
 );
 create index usage_end on usage (end_at);
 create index usage_life on usage (life_id);

@@ -1,21 +1,17 @@
 /**
  * `gantry report cost`: spend from the ledger, grouped, as a table, CSV, JSON or an HTML page with charts.
  */
-import { existsSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { type CostReport, costReport, DIMENSIONS, type Dimension } from '../../broker/cost-report.ts';
+import { type CostReport, DIMENSIONS, type Dimension } from '../../broker/index.ts';
 import type { LedgerEntry } from '../../broker/ledger.ts';
 import { readLifecycle } from '../../broker/records.ts';
-import { loadPlatform, type Platform } from '../../policies/index.ts';
-import { openLocalStore, type Store } from '../../protocol/index.ts';
-import { connectNats, openJetStreamStore } from '../../protocol/nats-index.ts';
-import { defaultBackends } from '../../solver/index.ts';
-import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
+import type { Store } from '../../protocol/index.ts';
 import { UsageError } from '../errors.ts';
 import { table } from '../table.ts';
+import { type HistoryFlags, historyOptions, withHistory } from './history.ts';
 
-interface ReportFlags {
+interface ReportFlags extends HistoryFlags {
   by: string[];
   since: string;
   until?: string;
@@ -220,7 +216,7 @@ td,th{padding:.3em .6em;border-bottom:1px solid #eee;text-align:left}.n{text-ali
 /** Adds `gantry report cost`. */
 export function registerReportCommand(program: Command): void {
   const report = program.command('report').description('Reports from the ledger');
-  report
+  const cost = report
     .command('cost')
     .description(
       'Spend by team, workflow, run, cluster, pool, GPU or capacity type, with idle cost and savings',
@@ -232,71 +228,34 @@ export function registerReportCommand(program: Command): void {
     .option('--out <file>', 'write to this file instead of standard output')
     .option('-f, --file <path...>', 'the platform YAML (on-demand prices and the greedy comparison)')
     .option('--state <dir>', 'state directory of an embedded broker', '.gantry/state')
-    .option('--nats <url>', 'read the ledger from JetStream')
-    .option('--creds <file>', 'NATS credentials')
-    .action(async (flags: ReportFlags) => {
-      const by = flags.by.flatMap((b) => b.split(',')).filter(Boolean) as Dimension[];
-      for (const d of by)
-        if (!DIMENSIONS.includes(d))
-          throw new UsageError(`--by ${d}: must be one of ${DIMENSIONS.join(', ')}`);
-      if (!['table', 'csv', 'json', 'html'].includes(flags.format))
-        throw new UsageError(`--format must be table, csv, json or html, not '${flags.format}'`);
-      const platform: Platform | undefined = flags.file ? loadPlatform(flags.file).platform : undefined;
-      const entries = await withLedgerStore(flags, readLedger);
-      // A ledger of simulated clusters runs ahead of the clock: "now" is then its latest entry.
-      const now = entries.reduce((m, e) => Math.max(m, e.at), Date.now());
-      const since = parseTime('--since', flags.since, now);
-      const until = flags.until ? parseTime('--until', flags.until, now) : now;
-      if (until <= since) throw new UsageError('--until must be after --since');
-      const r = costReport(entries, {
-        by,
-        since,
-        until,
-        ...(platform ? { platform, backends: await defaultBackends() } : {}),
-      });
-      const text =
-        flags.format === 'json'
-          ? `${JSON.stringify(r, null, 2)}\n`
-          : flags.format === 'csv'
-            ? reportCsv(r)
-            : flags.format === 'html'
-              ? reportHtml(r)
-              : reportTable(r);
-      if (flags.out) {
-        writeFileSync(flags.out, text);
-        process.stdout.write(`wrote ${flags.out}\n`);
-      } else process.stdout.write(text);
-    });
-}
-
-/** Opens the broker's store (JetStream, or the embedded state directory) for reading. */
-export async function withLedgerStore<T>(
-  flags: { nats?: string; creds?: string; state: string },
-  use: (store: Store) => Promise<T>,
-): Promise<T> {
-  if (flags.nats) {
-    const nats = await connectNats({
-      servers: flags.nats,
-      name: 'gantry-report',
-      ...(flags.creds ? { creds: flags.creds } : {}),
-    });
-    const store = await openJetStreamStore(nats.connection, { bucket: BROKER_BUCKET, stream: BROKER_STREAM });
-    try {
-      return await use(store);
-    } finally {
-      await store.close();
-      await nats.close();
-    }
-  }
-  const dir = join(flags.state, 'broker');
-  if (!existsSync(dir))
-    throw new UsageError(
-      `no broker state in ${flags.state} (pass --state, or --nats for a broker over NATS)`,
+    .option('--nats <url>', 'catch up with the ledger in JetStream first')
+    .option('--creds <file>', 'NATS credentials');
+  historyOptions(cost).action(async (flags: ReportFlags) => {
+    const by = flags.by.flatMap((b) => b.split(',')).filter(Boolean) as Dimension[];
+    for (const d of by)
+      if (!DIMENSIONS.includes(d)) throw new UsageError(`--by ${d}: must be one of ${DIMENSIONS.join(', ')}`);
+    if (!['table', 'csv', 'json', 'html'].includes(flags.format))
+      throw new UsageError(`--format must be table, csv, json or html, not '${flags.format}'`);
+    // Checked here for a clear message; the history resolves durations against the ledger's clock.
+    const now = Date.now();
+    const since = parseTime('--since', flags.since, now);
+    if (flags.until && parseTime('--until', flags.until, now) <= since)
+      throw new UsageError('--until must be after --since');
+    const r = await withHistory(flags, (h) =>
+      h.cost({ by: by.join(','), since: flags.since, until: flags.until }),
     );
-  const store = await openLocalStore(dir);
-  try {
-    return await use(store);
-  } finally {
-    await store.close();
-  }
+    if (r.until <= r.since) throw new UsageError('--until must be after --since');
+    const text =
+      flags.format === 'json'
+        ? `${JSON.stringify(r, null, 2)}\n`
+        : flags.format === 'csv'
+          ? reportCsv(r)
+          : flags.format === 'html'
+            ? reportHtml(r)
+            : reportTable(r);
+    if (flags.out) {
+      writeFileSync(flags.out, text);
+      process.stdout.write(`wrote ${flags.out}\n`);
+    } else process.stdout.write(text);
+  });
 }

@@ -19,10 +19,8 @@ import type { ArtifactStore } from '../../runtime/artifacts.ts';
 import {
   type LineageRecord,
   lineageDot,
-  lineageGraph,
   lineageText,
   loadWorkflow,
-  readLineage,
   type RunEvent,
   Runtime,
   type RunResult,
@@ -34,6 +32,7 @@ import { type Embedded, startEmbedded } from '../embedded.ts';
 import { LINEAGE_STREAM, RUNTIME_BUCKET } from '../credentials.ts';
 import { UsageError } from '../errors.ts';
 import { table } from '../table.ts';
+import { type HistoryFlags, historyOptions, withHistory } from './history.ts';
 
 interface Connection {
   transport: Transport;
@@ -312,39 +311,35 @@ export function registerRunCommands(program: Command): void {
     }
   });
 
-  connection(
+  historyOptions(
     program
       .command('lineage <target>')
-      .description('Provenance of a run or an artifact: what produced it, from what, where, at what cost')
+      .description(
+        'Provenance of a run or an artifact (a hash, or a prefix of one): what produced it, from what, where, at what cost',
+      )
       .option('--downstream', 'follow consumers instead: what was made from it')
-      .option('--format <format>', 'text, dot or json', 'text'),
-  ).action(async (target: string, flags: ConnectFlags & { downstream?: boolean; format: string }) => {
-    if (!['text', 'dot', 'json'].includes(flags.format))
-      throw new UsageError(`--format must be text, dot or json, not '${flags.format}'`);
-    const store = flags.nats
-      ? undefined
-      : existsSync(join(flags.state, 'runtime'))
-        ? await openLocalStore(join(flags.state, 'runtime'))
-        : undefined;
-    const conn = store ? undefined : flags.nats ? await connectRuntime(flags, 'gantry-lineage') : undefined;
-    const source = store ?? conn?.store;
-    if (!source)
-      throw new UsageError(`no runs recorded in ${flags.state} (run a workflow first, or pass --nats)`);
-    try {
-      const { records } = await readLineage(source);
-      const graph = lineageGraph(records, target, { downstream: flags.downstream ?? false });
-      if (!graph)
-        throw new UsageError(
-          `no run or artifact '${target}' in the lineage (${records.length} executions recorded)`,
-        );
+      .option('--depth <n>', 'at most this many executions along a path')
+      .option('--format <format>', 'text, dot or json', 'text')
+      .option('--state <dir>', 'state directory (embedded mode)', '.gantry/state')
+      .option('--nats <url>', 'catch up with the lineage in JetStream first')
+      .option('--creds <file>', 'NATS credentials file'),
+  ).action(
+    async (
+      target: string,
+      flags: HistoryFlags & { downstream?: boolean; format: string; depth?: string },
+    ) => {
+      if (!['text', 'dot', 'json'].includes(flags.format))
+        throw new UsageError(`--format must be text, dot or json, not '${flags.format}'`);
+      const depth = flags.depth === undefined ? undefined : positive('--depth', flags.depth);
+      const graph = await withHistory(flags, (h) =>
+        h.lineage(target, { downstream: flags.downstream ?? false, ...(depth ? { depth } : {}) }),
+      );
+      if (!graph) throw new UsageError(`no run or artifact '${target}' in the lineage`);
       if (flags.format === 'json') process.stdout.write(`${JSON.stringify(graph, null, 2)}\n`);
       else if (flags.format === 'dot') process.stdout.write(`${lineageDot(graph)}\n`);
       else process.stdout.write(`${lineageText(graph)}\n`);
-    } finally {
-      await store?.close();
-      await conn?.close();
-    }
-  });
+    },
+  );
 
   program
     .command('demo')
