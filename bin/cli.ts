@@ -6,11 +6,13 @@ import { registerCatalogCommand } from './commands/catalog.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
 import { registerPlanCommand } from './commands/plan.ts';
 import { registerHistoryCommands } from './commands/history.ts';
+import { registerPlatformCommands } from './commands/platform.ts';
 import { registerReportCommand } from './commands/report.ts';
 import { registerRunCommands } from './commands/run.ts';
 import { registerSpotPricesCommand } from './commands/spot-prices.ts';
 import { registerWorkerCommand } from './commands/worker.ts';
 import { registerServeCommands } from './commands/serve.ts';
+import { registerUpCommand } from './commands/up.ts';
 import { registerValidateCommand } from './commands/validate.ts';
 import { readFileSync } from 'node:fs';
 import { HistoryQueryError, HistoryUnavailableError, SchemaTooNewError } from '../history/index.ts';
@@ -36,23 +38,25 @@ export function buildProgram(): Command {
       'Puts every task of an AI/ML workflow on the cheapest hardware that fits, across many clusters.',
     )
     .version(`gantry ${VERSION} (Node ${process.version})`, '--version', 'print the version and exit')
-    .configureOutput({
-      // One dialect for every error: `gantry: <what went wrong>`.
-      outputError: (text, write) => write(`gantry: ${text.replace(/^error: /, '')}`),
-    })
     .exitOverride();
   registerValidateCommand(program);
   registerCatalogCommand(program);
   registerPlanCommand(program);
   registerServeCommands(program);
+  registerUpCommand(program);
   registerClusterCommands(program);
+  registerPlatformCommands(program);
   registerRunCommands(program);
   registerWorkerCommand(program);
   registerReportCommand(program);
   registerSpotPricesCommand(program);
   registerHistoryCommands(program);
+  // A usage mistake is one line too: what was wrong, and where the command's flags are listed.
   const hint = (cmd: Command, path: string) => {
-    cmd.showHelpAfterError(`(gantry ${path}--help lists its flags)`);
+    cmd.configureOutput({
+      outputError: (text, write) =>
+        write(`gantry: ${text.replace(/^error: /, '').trimEnd()} (gantry ${path}--help lists them)\n`),
+    });
     for (const sub of cmd.commands) hint(sub, `${path}${sub.name()} `);
   };
   hint(program, '');

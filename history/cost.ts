@@ -394,6 +394,7 @@ function assemble(
   let idleUsd = 0;
   let onDemandUsd = 0;
   let executions = 0;
+  let unpricedUsd = 0;
   const first = dims[0] ?? 'team';
   for (const [list, isIdle] of [
     [tasks, false],
@@ -408,12 +409,14 @@ function assemble(
         for (const d of dims) key[d] = value(k, d);
         rows.set(id, (row = { key, costUsd: 0, idleUsd: 0, onDemandUsd: 0, executions: 0, gpuHours: 0 }));
       }
-      const ratio = onDemandRatio(
+      const known = onDemandRatio(
         String(k.instance_type),
         String(k.capacity_type),
         Number(k.node_price),
         onDemand,
       );
+      const ratio = known ?? 1;
+      if (known === undefined) unpricedUsd += acc.cost;
       row.costUsd += acc.cost;
       row.onDemandUsd += acc.cost * ratio;
       row.gpuHours += acc.gpuMs / HOUR;
@@ -447,6 +450,7 @@ function assemble(
       idleUsd,
       onDemandUsd,
       spotSavingsUsd: onDemandUsd - costUsd,
+      unpricedUsd,
       executions,
       nodes,
     },

@@ -1,9 +1,11 @@
 /**
- * `gantry broker`, `gantry agent` and `gantry up`: the long-running processes.
+ * `gantry broker` and `gantry agent`: the long-running processes (`gantry up`, both at once, is in up.ts).
  */
 import { mkdirSync } from 'node:fs';
+import type { Server } from 'node:http';
 import type { Command } from 'commander';
 import { type Logger, pino } from 'pino';
+import type { Registry } from 'prom-client';
 import {
   createAgent,
   createLocalExecutor,
@@ -15,15 +17,15 @@ import {
 } from '../../agents/index.ts';
 import { createBroker, serveMetrics } from '../../broker/index.ts';
 import { type Cluster, loadPlatform } from '../../policies/index.ts';
-import type { Transport } from '../../protocol/index.ts';
-import { connectNats, type NatsTransport, openJetStreamStore } from '../../protocol/nats-index.ts';
+import type { NatsTransport } from '../../protocol/nats-index.ts';
 import { createTaskHost } from '../../runtime/host.ts';
 import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
 import { createProcessHost } from '../../runtime/process-host.ts';
 import { defaultBackends } from '../../solver/index.ts';
 import { startEmbedded } from '../embedded.ts';
 import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
-import { UsageError } from '../errors.ts';
+import { connectCli, openStoreCli } from '../connect.ts';
+import { listenProblem, UsageError } from '../errors.ts';
 
 interface AgentFlags extends ServeFlags {
   cluster: string;
@@ -110,7 +112,8 @@ async function cloudProvisioner(
   });
 }
 
-interface ServeFlags {
+/** Flags of the long-running commands. */
+export interface ServeFlags {
   file: string[];
   nats?: string;
   creds?: string;
@@ -122,20 +125,32 @@ interface ServeFlags {
   heartbeat: string;
 }
 
-function number(flag: string, value: string, min = 0): number {
+export function number(flag: string, value: string, min = 0): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n < min)
     throw new UsageError(`${flag} must be a number of at least ${min}, not '${value}'`);
   return n;
 }
 
-async function connect(flags: ServeFlags, name: string): Promise<Transport & { connection?: unknown }> {
+async function connect(flags: ServeFlags, name: string): Promise<NatsTransport> {
   if (!flags.nats) throw new UsageError('--nats <url> is required here');
-  return connectNats({ servers: flags.nats, name, ...(flags.creds ? { creds: flags.creds } : {}) });
+  return connectCli({ nats: flags.nats, creds: flags.creds }, name);
+}
+
+/** Serves the broker's metrics on `--metrics-port`, or says in one line why it cannot. */
+export async function metricsServer(registry: Registry, flags: ServeFlags): Promise<Server | undefined> {
+  if (!flags.metricsPort) return undefined;
+  const port = number('--metrics-port', flags.metricsPort, 1);
+  const host = flags.metricsHost ?? '127.0.0.1';
+  try {
+    return await serveMetrics(registry, port, host);
+  } catch (err) {
+    throw listenProblem(err, '--metrics-port', host, port) ?? err;
+  }
 }
 
 /** Runs until SIGINT or SIGTERM, then stops cleanly. */
-function untilSignal(stop: () => Promise<void>): Promise<void> {
+export function untilSignal(stop: () => Promise<void>): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       void stop().then(resolve);
@@ -145,7 +160,7 @@ function untilSignal(stop: () => Promise<void>): Promise<void> {
   });
 }
 
-/** Adds `gantry broker`, `gantry agent` and `gantry up`. */
+/** Adds `gantry broker` and `gantry agent`. */
 export function registerServeCommands(program: Command): void {
   program
     .command('broker')
@@ -166,12 +181,9 @@ export function registerServeCommands(program: Command): void {
       if (!flags.nats) return runEmbedded(flags, heartbeatMs);
       const { platform } = loadPlatform(flags.file);
       const logger = pino({ level: process.env.GANTRY_LOG ?? 'info' });
-      const transport = await connectNats({
-        servers: flags.nats,
-        name: 'gantry-broker',
-        ...(flags.creds ? { creds: flags.creds } : {}),
-      });
-      const store = await openJetStreamStore(transport.connection, {
+      const target = { nats: flags.nats, creds: flags.creds };
+      const transport = await connectCli(target, 'gantry-broker');
+      const store = await openStoreCli(transport, target, {
         bucket: BROKER_BUCKET,
         stream: BROKER_STREAM,
         replicas: number('--replicas', flags.replicas, 1),
@@ -186,13 +198,12 @@ export function registerServeCommands(program: Command): void {
       });
       await broker.start();
       logger.info({ brokerId: broker.id, leader: broker.isLeader() }, 'broker started');
-      const server = flags.metricsPort
-        ? await serveMetrics(
-            broker.metrics.registry,
-            number('--metrics-port', flags.metricsPort, 1),
-            flags.metricsHost,
-          )
-        : undefined;
+      const server = await metricsServer(broker.metrics.registry, flags).catch(async (err: unknown) => {
+        await broker.stop();
+        await store.close();
+        await transport.close();
+        throw err;
+      });
       await untilSignal(async () => {
         server?.close();
         await broker.stop();
@@ -251,7 +262,7 @@ export function registerServeCommands(program: Command): void {
       const { executor, provisioner } = await backends(
         flags,
         cluster,
-        transport as NatsTransport,
+        transport,
         speedup,
         image,
         provisionerKind,
@@ -276,22 +287,13 @@ export function registerServeCommands(program: Command): void {
         await transport.close();
       });
     });
-
-  program
-    .command('up')
-    .description('Start an embedded broker with an agent for every Cluster: the quickest way to try Gantry')
-    .requiredOption('-f, --file <path...>', 'Cluster, ResourcePolicy and ResourceProfile YAML')
-    .option('--state <dir>', 'state directory', '.gantry/state')
-    .option('--metrics-port <n>', 'serve Prometheus metrics on this port')
-    .option('--speedup <n>', 'time scale of simulated clouds', '1')
-    .action((flags: ServeFlags) => runEmbedded(flags, 1000));
 }
 
 /**
  * `gantry up`, and `gantry broker` without `--nats`: a broker and an agent per cluster in this process,
  * until SIGINT or SIGTERM.
  */
-async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promise<void> {
+export async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promise<void> {
   const { platform } = loadPlatform(flags.file);
   mkdirSync(flags.state, { recursive: true });
   const embedded = await startEmbedded({
@@ -300,9 +302,10 @@ async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promise<void
     speedup: number('--speedup', flags.speedup, 0.001),
     heartbeatMs,
   });
-  const server = flags.metricsPort
-    ? await serveMetrics(embedded.broker.metrics.registry, number('--metrics-port', flags.metricsPort, 1))
-    : undefined;
+  const server = await metricsServer(embedded.broker.metrics.registry, flags).catch(async (err: unknown) => {
+    await embedded.stop();
+    throw err;
+  });
   process.stdout.write(
     `Gantry is up: broker ${embedded.broker.id}, agents for ${platform.clusters.map((c) => c.name).join(', ')}; state in ${flags.state}` +
       `${server ? `; metrics on http://127.0.0.1:${flags.metricsPort}/metrics` : ''}. Ctrl-C stops it.\n`,
