@@ -42,7 +42,15 @@ export type { RunOptions, RunResult } from './run.ts';
 export { openLocalArtifacts } from './artifacts.ts';
 export type { ArtifactStore } from './artifacts.ts';
 export { createTaskHost } from './host.ts';
-export { edgesOf, inputsOf, lineageDot, lineageGraph, lineageText, outputsOf, readLineage } from './lineage.ts';
+export {
+  edgesOf,
+  inputsOf,
+  lineageDot,
+  lineageGraph,
+  lineageText,
+  outputsOf,
+  readLineage,
+} from './lineage.ts';
 export type { LineageEdge, LineageGraph, LineageRecord, RunRecord } from './lineage.ts';
 export { progressLines } from './progress.ts';
 export type { Progress, ProgressFactory } from './progress.ts';
