@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { registerCatalogCommand } from './commands/catalog.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
 import { registerPlanCommand } from './commands/plan.ts';
+import { registerHistoryCommands } from './commands/history.ts';
 import { registerPlatformCommands } from './commands/platform.ts';
 import { registerReportCommand } from './commands/report.ts';
 import { registerRunCommands } from './commands/run.ts';
@@ -15,6 +16,7 @@ import { registerUpCommand } from './commands/up.ts';
 import { registerValidateCommand } from './commands/validate.ts';
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { HistoryQueryError, HistoryUnavailableError, SchemaTooNewError } from '../history/index.ts';
 import { PolicyError, ValidationError } from '../policies/index.ts';
 import { StoreLockedError } from '../protocol/index.ts';
 import { OperationalError, UsageError } from './errors.ts';
@@ -50,6 +52,7 @@ export function buildProgram(): Command {
   registerWorkerCommand(program);
   registerReportCommand(program);
   registerSpotPricesCommand(program);
+  registerHistoryCommands(program);
   // A usage mistake is one line too: what was wrong, and where the command's flags are listed.
   const hint = (cmd: Command, path: string) => {
     cmd.configureOutput({
@@ -85,7 +88,15 @@ export async function main(argv: string[]): Promise<number> {
       );
       return EXIT.failed;
     }
-    if (err instanceof OperationalError) {
+    if (err instanceof HistoryQueryError) {
+      process.stderr.write(`gantry: ${err.message}\n`);
+      return EXIT.usage;
+    }
+    if (
+      err instanceof OperationalError ||
+      err instanceof HistoryUnavailableError ||
+      err instanceof SchemaTooNewError
+    ) {
       process.stderr.write(`gantry: ${err.message}\n`);
       return EXIT.failed;
     }

@@ -51,7 +51,7 @@ describe('gantry run and gantry lineage', () => {
     const score = /^ {2}evaluate \[.+\] ok {2}in [0-9a-f]{12} → out ([0-9a-f]{12}) /m.exec(text.out)![1]!;
     const upstream = await runGantry('lineage', score, '--state', state);
     expect(upstream.code).toBe(0);
-    expect(upstream.out).toMatch(new RegExp(`^evaluate \\[.+\\] ok .* → out ${score} `, 'm'));
+    expect(upstream.out).toMatch(new RegExp(`^ *evaluate \\[.+\\] ok .* → out ${score} `, 'm'));
     const down = await runGantry('lineage', `sha256:${score}`, '--downstream', '--state', state);
     expect(down).toMatchObject({ code: 0, out: '' });
     expect(down.err).toMatch(
@@ -62,7 +62,7 @@ describe('gantry run and gantry lineage', () => {
     expect((await runGantry('lineage', 'abc', '--state', state)).code).toBe(2);
     expect(await runGantry('lineage', 'run-nope', '--state', state)).toMatchObject({
       code: 2,
-      err: expect.stringContaining("no run or artifact 'run-nope' in the lineage (11 executions recorded)"),
+      err: expect.stringContaining("no run or artifact 'run-nope' in the lineage"),
     });
   }, 60_000);
 
@@ -207,7 +207,8 @@ describe('gantry run --nats', () => {
         executions: number;
       };
       expect(result).toMatchObject({ ok: true, output: { count: 3000 }, executions: 3 });
-      const lineage = await runGantry('lineage', result.runId, '--nats', url);
+      const state = mkdtempSync(join(tmpdir(), 'gantry-lineage-'));
+      const lineage = await runGantry('lineage', result.runId, '--nats', url, '--state', state);
       expect(lineage.code).toBe(0);
       expect(lineage.out).toMatch(/^ {2}make-big \[/m);
       expect(lineage.out).toMatch(/^ {2}count-rows \[/m);

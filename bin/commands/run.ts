@@ -6,10 +6,10 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadPlatform } from '../../policies/index.ts';
 import {
-  decodeJson,
   openLocalStore,
+  parseMessage,
+  runEvent,
   type Store,
-  StoreLockedError,
   subjects,
   type Transport,
 } from '../../protocol/index.ts';
@@ -35,7 +35,7 @@ import { UsageError } from '../errors.ts';
 import { gantryCommand, type Output, shippedExamples, outputOption, serialize } from '../options.ts';
 import { createDisplay, type Display } from '../progress.ts';
 import { table } from '../table.ts';
-import { resolveLineageTarget } from './lineage-target.ts';
+import { type HistoryFlags, historyOptions, withHistory } from './history.ts';
 
 interface Connection {
   transport: Transport;
@@ -103,21 +103,13 @@ async function connectRuntime(flags: ConnectFlags, name: string): Promise<Connec
   }
   const { files, note } = platformFiles(flags, `gantry ${name.replace(/^gantry-/, '')}`);
   const { platform } = loadPlatform(files);
-  let embedded: Embedded;
-  try {
-    embedded = await startEmbedded({
-      platform,
-      stateDir: flags.state,
-      speedup: speedupOf(flags),
-      heartbeatMs: 500,
-    });
-  } catch (err) {
-    if (err instanceof StoreLockedError)
-      throw new UsageError(
-        `${flags.state} is in use by another Gantry process (a \`gantry up\`?): pass another --state, or --nats to use that one`,
-      );
-    throw err;
-  }
+  // A state directory another process holds is one line, from main().
+  const embedded = await startEmbedded({
+    platform,
+    stateDir: flags.state,
+    speedup: speedupOf(flags),
+    heartbeatMs: 500,
+  });
   return {
     transport: embedded.transport,
     artifacts: embedded.artifacts,
@@ -292,7 +284,9 @@ async function runAndReport(
   display.event(`run ${runId}: ${loaded.workflow.taskName} from ${file} as team ${team}${how}`);
   const watch = waitWatch(display);
   const sub = conn.transport.subscribe(subjects.runEvents(runId), (msg) => {
-    const ev = decodeJson(msg.data) as RunEvent;
+    const p = parseMessage(runEvent, msg.data);
+    if (!p.ok) return;
+    const ev = p.value;
     onEvent?.(ev, (line) => display.event(line));
     watch.seen(ev);
     display.event(eventLine(ev));
@@ -394,39 +388,34 @@ export function registerRunCommands(program: Command): void {
     }
   });
 
-  connection(
-    outputOption(
-      program
-        .command('lineage <target>')
-        .description(
-          'Provenance of a run or an artifact (a run id, a sha256: hash, or the first hex digits of one as printed): what produced it, from what, where, at what cost',
-        )
-        .option('--downstream', 'follow consumers instead: what was made from it'),
-      ['tree', 'dot', 'json', 'yaml'],
+  historyOptions(
+    connection(
+      outputOption(
+        program
+          .command('lineage <target>')
+          .description(
+            'Provenance of a run or an artifact (a run id, a sha256: hash, or the first hex digits of one as printed): what produced it, from what, where, at what cost',
+          )
+          .option('--downstream', 'follow consumers instead: what was made from it')
+          .option('--depth <n>', 'at most this many executions along a path'),
+        ['tree', 'dot', 'json', 'yaml'],
+      ),
     ),
-  ).action(async (target: string, flags: ConnectFlags & { downstream?: boolean; output: string }) => {
-    const store = flags.nats
-      ? undefined
-      : existsSync(join(flags.state, 'runtime'))
-        ? await openLocalStore(join(flags.state, 'runtime'))
-        : undefined;
-    const conn = store ? undefined : flags.nats ? await connectRuntime(flags, 'gantry-lineage') : undefined;
-    const source = store ?? conn?.store;
-    if (!source)
-      throw new UsageError(`no runs recorded in ${flags.state} (run a workflow first, or pass --nats)`);
-    try {
-      const { records } = await readLineage(source);
-      const resolved = resolveLineageTarget(records, target);
-      const graph = lineageGraph(records, resolved, { downstream: flags.downstream ?? false });
-      if (!graph)
-        throw new UsageError(
-          `no run or artifact '${target}' in the lineage (${records.length} executions recorded)`,
-        );
+  ).action(
+    async (
+      target: string,
+      flags: ConnectFlags & HistoryFlags & { downstream?: boolean; output: string; depth?: string },
+    ) => {
+      const depth = flags.depth === undefined ? undefined : positive('--depth', flags.depth);
+      const graph = await withHistory({ ...flags, file: undefined }, (h) =>
+        h.lineage(target, { downstream: flags.downstream ?? false, ...(depth ? { depth } : {}) }),
+      );
+      if (!graph) throw new UsageError(`no run or artifact '${target}' in the lineage`);
       if (graph.executions.length === 0) {
         process.stderr.write(
           flags.downstream
-            ? `nothing was made from ${resolved}: no recorded execution took it as input (${records.length} executions recorded)\n`
-            : `no recorded execution produced ${resolved}: the workflow's own code made it, or it was the run's input (${records.length} executions recorded)\n`,
+            ? `nothing was made from ${graph.root}: no recorded execution took it as input\n`
+            : `no recorded execution produced ${graph.root}: the workflow's own code made it, or it was the run's input\n`,
         );
         return;
       }
@@ -434,11 +423,8 @@ export function registerRunCommands(program: Command): void {
         process.stdout.write(serialize(flags.output, graph));
       else if (flags.output === 'dot') process.stdout.write(`${lineageDot(graph)}\n`);
       else process.stdout.write(`${lineageText(graph)}\n`);
-    } finally {
-      await store?.close();
-      await conn?.close();
-    }
-  });
+    },
+  );
 
   program
     .command('demo')
