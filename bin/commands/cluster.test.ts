@@ -57,7 +57,7 @@ describe('gantry cluster and gantry get', () => {
       const extra = validatePaths(['test/fixtures/platform']).platform.clusters[0]!;
       await broker.onboard({ ...extra, name: 'sim-extra' });
       const nodes = await runGantry('get', 'requests', ...as);
-      expect(nodes.out.split('\n')[0]).toMatch(/^REQUEST\s+TEAM\s+PHASE\s+LEASE/);
+      expect(nodes.out.split('\n')[0]).toMatch(/^REQUEST\s+TEAM\s+STATUS\s+LEASE/);
       // describe reads as text; -o yaml and -o json print what the broker answered.
       const text = await runGantry('cluster', 'describe', 'sim-aws', ...as);
       expect(text.code).toBe(0);
@@ -77,10 +77,10 @@ describe('gantry cluster and gantry get', () => {
         2,
         "gantry: option '-o, --output <format>' argument 'xml' is invalid. Allowed choices are table, wide, json, yaml. (gantry cluster list --help lists them)\n",
       ]);
-      const phase = await runGantry('get', 'requests', ...as, '--phase', 'waiting');
-      expect([phase.code, phase.err]).toEqual([
+      const status = await runGantry('get', 'requests', ...as, '--status', 'waiting');
+      expect([status.code, status.err]).toEqual([
         2,
-        "gantry: --phase must be one of pending, placed, launching, running, succeeded, failed, preempted, lost, not 'waiting'\n",
+        "gantry: --status must be one of pending, placed, launching, running, succeeded, failed, preempted, lost, not 'waiting'\n",
       ]);
       const noNats = await runGantry('get', 'leases');
       expect(noNats.code).toBe(2);

@@ -142,18 +142,20 @@ export function registerClusterCommands(program: Command): void {
     const cmd = brokerOptions(get.command(what).description(`List ${what}`));
     if (what !== 'nodes')
       cmd
-        .option('--phase <phase>', `only ${what} in this phase (${taskState.options.join(', ')})`)
+        .option('--status <status>', `only ${what} with this status (${taskState.options.join(', ')})`)
         .option('--limit <n>', 'at most this many, newest', '50');
-    cmd.action(async (flags: PrintFlags & { phase?: string; limit?: string }) => {
+    cmd.action(async (flags: PrintFlags & { status?: string; limit?: string }) => {
       const limit = Number(flags.limit ?? 50);
       if (!Number.isInteger(limit) || limit < 1)
         throw new UsageError(`--limit must be a whole number of at least 1, not '${flags.limit}'`);
-      if (flags.phase !== undefined && !(taskState.options as readonly string[]).includes(flags.phase))
-        throw new UsageError(`--phase must be one of ${taskState.options.join(', ')}, not '${flags.phase}'`);
+      if (flags.status !== undefined && !(taskState.options as readonly string[]).includes(flags.status))
+        throw new UsageError(
+          `--status must be one of ${taskState.options.join(', ')}, not '${flags.status}'`,
+        );
       const a = await admin(
         flags,
         what,
-        what === 'nodes' ? {} : { limit, ...(flags.phase ? { state: flags.phase } : {}) },
+        what === 'nodes' ? {} : { limit, ...(flags.status ? { state: flags.status } : {}) },
       );
       const rows = (a[what] as Record<string, unknown>[]) ?? [];
       printObjects(flags.output, rows, LIST_COLUMNS[what], a);
@@ -190,7 +192,7 @@ const LIST_COLUMNS: Record<'requests' | 'leases' | 'nodes', Column<Row>[]> = {
   requests: [
     column('REQUEST', field('requestId')),
     column('TEAM', field('team')),
-    column('PHASE', field('state')),
+    column('STATUS', field('state')),
     column('LEASE', field('leaseId')),
     column('ATTEMPT', field('attempt')),
     column('REASON', field('reason')),
@@ -201,7 +203,7 @@ const LIST_COLUMNS: Record<'requests' | 'leases' | 'nodes', Column<Row>[]> = {
     column('CLUSTER', field('cluster')),
     column('POOL', field('pool')),
     column('NODE', field('node')),
-    column('PHASE', field('state')),
+    column('STATUS', field('state')),
     column('$/HOUR', (r) => (typeof r.pricePerHour === 'number' ? `$${r.pricePerHour.toFixed(4)}` : '')),
   ],
   nodes: [
