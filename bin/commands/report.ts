@@ -183,9 +183,10 @@ export function reportHtml(r: CostReport, opts: { priced?: boolean } = {}): stri
       let y = H - 30;
       const x = 50 + i * (bw + 6);
       const parts = series
-        .filter((s) => d.values[s])
+        .filter((s) => (d.values[s] ?? 0) > 0)
         .map((s) => {
-          const h = ((d.values[s] ?? 0) / maxDay) * (H - 50);
+          // At least a pixel, so a team that spent a little that day still shows.
+          const h = Math.max(1, ((d.values[s] ?? 0) / maxDay) * (H - 50));
           y -= h;
           return `<rect x="${x}" y="${y.toFixed(1)}" width="${bw.toFixed(1)}" height="${h.toFixed(1)}" fill="${color(s)}"><title>${esc(d.day)} ${esc(s)}: ${usd(d.values[s] ?? 0)}</title></rect>`;
         })
