@@ -223,7 +223,7 @@ function onDemandRatio(
 }
 
 /** On-demand $/hour per instance type: the platform's on-demand pools, else the catalog. */
-function onDemandPrices(platform: Platform | undefined): Map<string, number> {
+export function onDemandPrices(platform: Platform | undefined): Map<string, number> {
   const out = new Map<string, number>();
   if (!platform) return out;
   for (const p of platform.pools) {
