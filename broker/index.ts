@@ -11,8 +11,9 @@ export { createBroker } from './broker.ts';
 export type { Broker, BrokerOptions } from './broker.ts';
 export { admit } from './admission.ts';
 export type { Refusal } from './admission.ts';
-export { createBrokerMetrics } from './metrics.ts';
-export type { BrokerMetrics } from './metrics.ts';
+export { collectProcessMetrics, createBrokerMetrics, HELD_REASONS, NODE_STATES } from './metrics.ts';
+export type { BrokerMetrics, HeldReason, MetricsLabels } from './metrics.ts';
+export { heldReason, nodeState } from './fleet-gauges.ts';
 export { Inventory } from './inventory.ts';
 export type { ClusterState } from './inventory.ts';
 export { BrokerState } from './state.ts';
@@ -20,3 +21,4 @@ export { loadRecords, readLifecycle, RecordWriter, requestKey } from './records.
 export type { LeaseRecord, LifecycleEvent, RequestRecord, StoredRequest } from './records.ts';
 export { Leadership } from './leader.ts';
 export { serveMetrics } from './metrics-http.ts';
+export type { Readiness, ServeMetricsOptions } from './metrics-http.ts';

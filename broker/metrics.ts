@@ -9,13 +9,18 @@
  * them (see {@link BrokerMetrics.clearFleet}), so summing over brokers never counts anything twice.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { Refusal } from './admission.ts';
 
 /** Why a request waits, as `gantry_requests_held{reason}` counts it. */
 export const HELD_REASONS = ['capacity', 'quota', 'budget', 'policy', 'other'] as const;
 export type HeldReason = (typeof HELD_REASONS)[number];
 
 /** The codes of `gantry_requests_refused_total` (the broker's admission codes and the solver's policy). */
-export const REFUSED_CODES = ['no-policy', 'bad-resources', 'policy'] as const;
+export const REFUSED_CODES = [
+  'no-policy',
+  'bad-resources',
+  'policy',
+] as const satisfies readonly Refusal['code'][];
 
 /** Node states of `gantry_nodes{state}`: asked for, starting, ready with work, ready and idle. */
 export const NODE_STATES = ['planned', 'launching', 'ready', 'idle'] as const;

@@ -13,7 +13,7 @@ import {
   type NodeProvisioner,
   withTaskHost,
 } from '../../agents/index.ts';
-import { createBroker, serveMetrics } from '../../broker/index.ts';
+import { collectProcessMetrics, createBroker, serveMetrics } from '../../broker/index.ts';
 import { type Cluster, loadPlatform } from '../../policies/index.ts';
 import type { Transport } from '../../protocol/index.ts';
 import { connectNats, type NatsTransport, openJetStreamStore } from '../../protocol/nats-index.ts';
@@ -21,7 +21,7 @@ import { createTaskHost } from '../../runtime/host.ts';
 import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
 import { createProcessHost } from '../../runtime/process-host.ts';
 import { defaultBackends } from '../../solver/index.ts';
-import { startEmbedded } from '../embedded.ts';
+import { type Embedded, startEmbedded } from '../embedded.ts';
 import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
 import { UsageError } from '../errors.ts';
 
@@ -184,15 +184,18 @@ export function registerServeCommands(program: Command): void {
         logger,
         heartbeatMs,
       });
-      await broker.start();
-      logger.info({ brokerId: broker.id, leader: broker.isLeader() }, 'broker started');
+      // Before start, so /healthz answers while the broker campaigns and loads its state.
       const server = flags.metricsPort
         ? await serveMetrics(
             broker.metrics.registry,
             number('--metrics-port', flags.metricsPort, 1),
             flags.metricsHost,
+            { ready: () => broker.readiness() },
           )
         : undefined;
+      collectProcessMetrics(broker.metrics.registry);
+      await broker.start();
+      logger.info({ brokerId: broker.id, leader: broker.isLeader() }, 'broker started');
       await untilSignal(async () => {
         server?.close();
         await broker.stop();
@@ -226,6 +229,8 @@ export function registerServeCommands(program: Command): void {
     .option('--zone <zone>', 'GCE zone of pools that name none')
     .option('--speedup <n>', 'time scale of the simulated cloud', '1')
     .option('--heartbeat <ms>', 'heartbeat interval until the broker says otherwise', '1000')
+    .option('--metrics-port <n>', 'serve Prometheus metrics, /healthz and /readyz on this port')
+    .option('--metrics-host <host>', 'address the metrics server listens on (0.0.0.0 in a pod)', '127.0.0.1')
     .action(async (flags: AgentFlags) => {
       const { platform } = loadPlatform(flags.file);
       const cluster = platform.clusters.find((c) => c.name === flags.cluster);
@@ -266,12 +271,23 @@ export function registerServeCommands(program: Command): void {
         logger,
         speedup,
       });
+      // Before start, which waits for the broker to accept the registration: /readyz says so meanwhile.
+      const server = flags.metricsPort
+        ? await serveMetrics(
+            agent.metrics.registry,
+            number('--metrics-port', flags.metricsPort, 1),
+            flags.metricsHost,
+            { ready: () => agent.readiness() },
+          )
+        : undefined;
+      collectProcessMetrics(agent.metrics.registry);
       await agent.start();
       logger.info(
         { cluster: cluster.name, agentId: agent.id, executor: executor.kind, provisioner: provisioner.kind },
         'agent started',
       );
       await untilSignal(async () => {
+        server?.close();
         await agent.stop();
         await transport.close();
       });
@@ -282,7 +298,7 @@ export function registerServeCommands(program: Command): void {
     .description('Start an embedded broker with an agent for every Cluster: the quickest way to try Gantry')
     .requiredOption('-f, --file <path...>', 'Cluster, ResourcePolicy and ResourceProfile YAML')
     .option('--state <dir>', 'state directory', '.gantry/state')
-    .option('--metrics-port <n>', 'serve Prometheus metrics on this port')
+    .option('--metrics-port <n>', 'serve Prometheus metrics, /healthz and /readyz on this port')
     .option('--speedup <n>', 'time scale of simulated clouds', '1')
     .action((flags: ServeFlags) => runEmbedded(flags, 1000));
 }
@@ -301,8 +317,14 @@ async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promise<void
     heartbeatMs,
   });
   const server = flags.metricsPort
-    ? await serveMetrics(embedded.broker.metrics.registry, number('--metrics-port', flags.metricsPort, 1))
+    ? await serveMetrics(
+        embedded.broker.metrics.registry,
+        number('--metrics-port', flags.metricsPort, 1),
+        undefined,
+        { ready: () => embeddedReadiness(embedded) },
+      )
     : undefined;
+  if (server) collectProcessMetrics(embedded.broker.metrics.registry);
   process.stdout.write(
     `Gantry is up: broker ${embedded.broker.id}, agents for ${platform.clusters.map((c) => c.name).join(', ')}; state in ${flags.state}` +
       `${server ? `; metrics on http://127.0.0.1:${flags.metricsPort}/metrics` : ''}. Ctrl-C stops it.\n`,
@@ -311,4 +333,16 @@ async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promise<void
     server?.close();
     await embedded.stop();
   });
+}
+
+/** The embedded broker's readiness, and every agent's: ready when all are. */
+async function embeddedReadiness(embedded: Embedded): Promise<{ ready: boolean; detail: string }> {
+  const all = [
+    embedded.broker.readiness(),
+    ...(await Promise.all(embedded.agents.map((a) => a.readiness()))),
+  ];
+  const waiting = all.filter((r) => !r.ready);
+  return waiting.length > 0
+    ? { ready: false, detail: waiting.map((r) => r.detail).join('; ') }
+    : { ready: true, detail: all.map((r) => r.detail).join('; ') };
 }
