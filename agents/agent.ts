@@ -22,7 +22,7 @@ import {
   type Transport,
 } from '../protocol/index.ts';
 import type { Executor } from './executor.ts';
-import { type AgentMetrics, createAgentMetrics } from './metrics.ts';
+import { AGENT_LEASE_STATES, AGENT_NODE_STATES, type AgentMetrics, createAgentMetrics } from './metrics.ts';
 import type { NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';
 
 /** Options of {@link createAgent}. */
@@ -97,7 +97,11 @@ export function createAgent(opts: AgentOptions): Agent {
   const clock = opts.clock ?? Date.now;
   const log = opts.logger ?? pino({ level: 'silent' });
   const speedup = opts.speedup ?? 1;
-  const metrics = opts.metrics ?? createAgentMetrics(name);
+  const metrics = opts.metrics ?? createAgentMetrics();
+  metrics.initialise(
+    name,
+    cluster.pools.map((p) => p.name),
+  );
   const pingTimeoutMs = opts.pingTimeoutMs ?? 5000;
   let registered = false;
   const pools = new Map<string, Pool>(cluster.pools.map((p) => [p.name, p]));
@@ -402,22 +406,21 @@ export function createAgent(opts: AgentOptions): Agent {
 
   /** The leases and nodes gauges, as of this heartbeat. */
   function observe(nodes: readonly { name: string; pool: string; ready: boolean }[]): void {
-    const states = { placed: 0, launching: 0, running: 0 };
+    const states = new Map<string, number>(AGENT_LEASE_STATES.map((s) => [s, 0]));
     const busy = new Set<string>();
     for (const h of leases.values()) {
       if (DONE.has(h.state)) continue;
-      if (h.state in states) states[h.state as keyof typeof states]++;
+      states.set(h.state, (states.get(h.state) ?? 0) + 1);
       if (h.node) busy.add(h.node);
     }
-    for (const [state, n] of Object.entries(states)) metrics.leases.set({ cluster: name, state }, n);
+    for (const [state, n] of states) metrics.leases.set({ cluster: name, state }, n);
+    // Every pool and state, so that a count that drops to zero is 0, not gone.
     const count = new Map<string, number>();
-    for (const p of pools.keys())
-      for (const state of ['launching', 'ready', 'idle']) count.set(`${p}|${state}`, 0);
+    for (const p of pools.keys()) for (const state of AGENT_NODE_STATES) count.set(`${p}|${state}`, 0);
     for (const n of nodes) {
       const state = !n.ready ? 'launching' : busy.has(n.name) ? 'ready' : 'idle';
       count.set(`${n.pool}|${state}`, (count.get(`${n.pool}|${state}`) ?? 0) + 1);
     }
-    metrics.nodes.reset();
     for (const [key, n] of count) {
       const [pool, state] = key.split('|') as [string, string];
       metrics.nodes.set({ cluster: name, pool, state }, n);

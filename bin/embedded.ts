@@ -4,7 +4,9 @@
  */
 import {
   type Agent,
+  type AgentMetrics,
   createAgent,
+  createAgentMetrics,
   createLocalExecutor,
   createSimExecutor,
   createSimProvisioner,
@@ -71,13 +73,17 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
   });
   await broker.start();
   const clouds = new Map<string, SimProvisioner>();
+  // The agents' metrics beside the broker's: one registry serves them all.
+  const metrics = createAgentMetrics(broker.metrics.registry);
   const agents = opts.platform.clusters.map((cluster) => {
-    const { agent, cloud } = simAgent(transport, cluster, opts.speedup ?? 1, heartbeatMs, {
+    const { agent, cloud } = simAgent(
       transport,
-      artifacts,
-      timeScale: opts.speedup ?? 1,
-      forwardStderr: opts.forwardStderr ?? true,
-    });
+      cluster,
+      opts.speedup ?? 1,
+      heartbeatMs,
+      { transport, artifacts, timeScale: opts.speedup ?? 1, forwardStderr: opts.forwardStderr ?? true },
+      metrics,
+    );
     clouds.set(cluster.name, cloud);
     return agent;
   });
@@ -111,6 +117,7 @@ export function simAgent(
   speedup: number,
   heartbeatMs: number,
   services?: HostServices & { forwardStderr?: boolean },
+  metrics?: AgentMetrics,
 ): { agent: Agent; cloud: SimProvisioner } {
   const cloud = createSimProvisioner(cluster, { speedup });
   const executor = cluster.provider === 'local' ? createLocalExecutor() : createSimExecutor({ speedup });
@@ -121,7 +128,15 @@ export function simAgent(
       )
     : executor;
   return {
-    agent: createAgent({ transport, cluster, executor: hosted, provisioner: cloud, heartbeatMs, speedup }),
+    agent: createAgent({
+      transport,
+      cluster,
+      executor: hosted,
+      provisioner: cloud,
+      heartbeatMs,
+      speedup,
+      ...(metrics ? { metrics } : {}),
+    }),
     cloud,
   };
 }

@@ -71,7 +71,8 @@ export interface MetricsLabels {
   budgets: readonly { team: string; policy: string; alertAt: readonly number[] }[];
 }
 
-const SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+// 1.5 and 2 around the default solve budget of 2 s, for the alert on solve time near it.
+const SECONDS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 2.5, 5, 10];
 /** How far a plan's objective is above its LP bound, as a share of the bound. */
 const GAP = [0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1];
 

@@ -1,5 +1,6 @@
 /**
- * Vitest's global setup: before any test file runs, finds the programs the integration tests need,
+ * Vitest's global setup: before any test file runs, finds the programs the integration tests need
+ * (nats-server, Chromium, promtool),
  * installs the missing ones when it may, or stops the run with one line naming what to install.
  */
 import { aptInstall, locate, mayInstall, notFound, REQUIREMENTS, remedy } from './requirements.ts';
