@@ -13,7 +13,14 @@ import {
   type SimProvisioner,
   withTaskHost,
 } from '../agents/index.ts';
-import { type Broker, createBroker } from '../broker/index.ts';
+import {
+  type Broker,
+  collectProcessMetrics,
+  createBroker,
+  type Readiness,
+  serveMetrics,
+} from '../broker/index.ts';
+import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { type ArtifactStore, openLocalArtifacts } from '../runtime/artifacts.ts';
 import { createTaskHost, type HostServices } from '../runtime/host.ts';
@@ -139,4 +146,32 @@ export function simAgent(
     }),
     cloud,
   };
+}
+
+/**
+ * Serves an embedded Gantry's metrics (the broker's and the agents', with the process's) on
+ * `http://<host>:<port>/metrics`, with `/healthz` and `/readyz`: ready when the broker and every agent
+ * are. What `gantry up --metrics-port` runs.
+ *
+ * @example
+ * const server = await serveEmbeddedMetrics(gantry, 9464);
+ */
+export async function serveEmbeddedMetrics(
+  embedded: Pick<Embedded, 'broker' | 'agents'>,
+  port: number,
+  host?: string,
+): Promise<Server> {
+  const { broker, agents } = embedded;
+  const server = await serveMetrics(broker.metrics.registry, port, host, {
+    ready: async (): Promise<Readiness> => {
+      const all = [broker.readiness(), ...(await Promise.all(agents.map((a) => a.readiness())))];
+      const waiting = all.filter((r) => !r.ready);
+      return waiting.length > 0
+        ? { ready: false, detail: waiting.map((r) => r.detail).join('; ') }
+        : { ready: true, detail: all.map((r) => r.detail).join('; ') };
+    },
+    refresh: () => broker.refreshGauges(),
+  });
+  collectProcessMetrics(broker.metrics.registry);
+  return server;
 }

@@ -100,6 +100,8 @@ export interface Broker {
    * (so it can take over with fresh state), and its transport is connected. What `/readyz` answers.
    */
   readiness(): Readiness;
+  /** Recomputes the fleet gauges now (a scrape is coming); they are also recomputed every 5 s. */
+  refreshGauges(): void;
   /** Adds or replaces a cluster (onboarding). */
   onboard(cluster: Cluster): Promise<void>;
   /** Resolves when no request is queued and no cycle runs. */
@@ -823,6 +825,9 @@ export function createBroker(opts: BrokerOptions): Broker {
       await leadership.stop();
     },
     isLeader: () => leadership.leading,
+    refreshGauges() {
+      if (serving) updateGauges();
+    },
     readiness() {
       if (!connected) return { ready: false, detail: 'not connected to NATS' };
       if (leadership.leading)

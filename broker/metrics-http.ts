@@ -15,6 +15,8 @@ export interface Readiness {
 export interface ServeMetricsOptions {
   /** What `/readyz` answers; without it, ready whenever the process answers. */
   ready?: () => Readiness | Promise<Readiness>;
+  /** Called before each scrape, to bring gauges up to date. */
+  refresh?: () => void;
 }
 
 /**
@@ -43,6 +45,11 @@ export function serveMetrics(
       return;
     }
     if (path !== '/metrics') return text(res, 404, 'see /metrics, /healthz or /readyz');
+    try {
+      opts.refresh?.();
+    } catch (err) {
+      return text(res, 500, `could not compute the metrics: ${(err as Error).message}`);
+    }
     registry
       .metrics()
       .then((body) => res.writeHead(200, { 'content-type': registry.contentType }).end(body))

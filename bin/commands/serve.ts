@@ -21,7 +21,7 @@ import { createTaskHost } from '../../runtime/host.ts';
 import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
 import { createProcessHost } from '../../runtime/process-host.ts';
 import { defaultBackends } from '../../solver/index.ts';
-import { type Embedded, startEmbedded } from '../embedded.ts';
+import { serveEmbeddedMetrics, startEmbedded } from '../embedded.ts';
 import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
 import { UsageError } from '../errors.ts';
 
@@ -190,7 +190,7 @@ export function registerServeCommands(program: Command): void {
             broker.metrics.registry,
             number('--metrics-port', flags.metricsPort, 1),
             flags.metricsHost,
-            { ready: () => broker.readiness() },
+            { ready: () => broker.readiness(), refresh: () => broker.refreshGauges() },
           )
         : undefined;
       collectProcessMetrics(broker.metrics.registry);
@@ -317,14 +317,8 @@ async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promise<void
     heartbeatMs,
   });
   const server = flags.metricsPort
-    ? await serveMetrics(
-        embedded.broker.metrics.registry,
-        number('--metrics-port', flags.metricsPort, 1),
-        undefined,
-        { ready: () => embeddedReadiness(embedded) },
-      )
+    ? await serveEmbeddedMetrics(embedded, number('--metrics-port', flags.metricsPort, 1))
     : undefined;
-  if (server) collectProcessMetrics(embedded.broker.metrics.registry);
   process.stdout.write(
     `Gantry is up: broker ${embedded.broker.id}, agents for ${platform.clusters.map((c) => c.name).join(', ')}; state in ${flags.state}` +
       `${server ? `; metrics on http://127.0.0.1:${flags.metricsPort}/metrics` : ''}. Ctrl-C stops it.\n`,
@@ -333,16 +327,4 @@ async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promise<void
     server?.close();
     await embedded.stop();
   });
-}
-
-/** The embedded broker's readiness, and every agent's: ready when all are. */
-async function embeddedReadiness(embedded: Embedded): Promise<{ ready: boolean; detail: string }> {
-  const all = [
-    embedded.broker.readiness(),
-    ...(await Promise.all(embedded.agents.map((a) => a.readiness()))),
-  ];
-  const waiting = all.filter((r) => !r.ready);
-  return waiting.length > 0
-    ? { ready: false, detail: waiting.map((r) => r.detail).join('; ') }
-    : { ready: true, detail: all.map((r) => r.detail).join('; ') };
 }
