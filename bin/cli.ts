@@ -34,10 +34,6 @@ export function buildProgram(): Command {
       'Puts every task of an AI/ML workflow on the cheapest hardware that fits, across many clusters.',
     )
     .version(`gantry ${VERSION} (Node ${process.version})`, '--version', 'print the version and exit')
-    .configureOutput({
-      // One dialect for every error: `gantry: <what went wrong>`.
-      outputError: (text, write) => write(`gantry: ${text.replace(/^error: /, '')}`),
-    })
     .exitOverride();
   registerValidateCommand(program);
   registerCatalogCommand(program);
@@ -48,8 +44,12 @@ export function buildProgram(): Command {
   registerWorkerCommand(program);
   registerReportCommand(program);
   registerSpotPricesCommand(program);
+  // A usage mistake is one line too: what was wrong, and where the command's flags are listed.
   const hint = (cmd: Command, path: string) => {
-    cmd.showHelpAfterError(`(gantry ${path}--help lists its flags)`);
+    cmd.configureOutput({
+      outputError: (text, write) =>
+        write(`gantry: ${text.replace(/^error: /, '').trimEnd()} (gantry ${path}--help lists them)\n`),
+    });
     for (const sub of cmd.commands) hint(sub, `${path}${sub.name()} `);
   };
   hint(program, '');

@@ -28,13 +28,18 @@ export function connectCli(target: NatsTarget, name: string): Promise<NatsTransp
   );
 }
 
-/** Opens a JetStream store on a connection made by {@link connectCli}. */
-export function openStoreCli(
+/** Opens a JetStream store on a connection made by {@link connectCli}; closes the connection if it cannot. */
+export async function openStoreCli(
   transport: NatsTransport,
   target: NatsTarget,
   opts: JetStreamStoreOptions,
 ): Promise<Store> {
-  return overNats(target, () => openJetStreamStore(transport.connection, opts));
+  try {
+    return await overNats(target, () => openJetStreamStore(transport.connection, opts));
+  } catch (err) {
+    await transport.close();
+    throw err;
+  }
 }
 
 /** The `--nats` a command that asks a running broker needs, or a usage error saying so. */
@@ -70,5 +75,22 @@ export async function askBroker(
     return answer;
   } finally {
     await transport.close();
+  }
+}
+
+/**
+ * Fails in one line when no broker listens on `target.nats` — asked only of servers without
+ * credentials: a workflow runtime's credentials may not send admin requests, and a runtime waits for a
+ * broker that is starting or failing over anyway.
+ */
+export async function expectBroker(transport: NatsTransport, target: NatsTarget): Promise<void> {
+  if (target.creds) return;
+  try {
+    await transport.request(subjects.admin('stats'), encodeJson({}), { timeoutMs: 2000 });
+  } catch (err) {
+    if (err instanceof Error && err.name === 'NoRespondersError') {
+      await transport.close();
+      throw natsProblem(err, target)!;
+    }
   }
 }

@@ -4,10 +4,17 @@
 import { register } from 'tsx/esm/api';
 
 register();
+// Gantry supports Node 20, 22 and 24; the AWS SDK's notice that its releases after January 2027 will need
+// Node 22 is not something a user of this release can act on, and would otherwise print on every EC2 call.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 // `gantry … | head` closes the pipe early: that is not an error.
 process.stdout.on('error', (err) => {
   if (err.code === 'EPIPE') process.exit(0);
   throw err;
 });
 const { main } = await import('./cli.ts');
-process.exitCode = await main(process.argv);
+const code = await main(process.argv);
+process.exitCode = code;
+// A command that failed has finished its cleanup; nothing it left open (a reconnecting client, a timer)
+// should keep it alive.
+if (code !== 0) process.exit(code);

@@ -48,6 +48,11 @@ export interface CostReport {
     onDemandUsd: number;
     /** `onDemandUsd − costUsd`: what spot (and reserved) capacity saved. */
     spotSavingsUsd: number;
+    /**
+     * Spot and reserved spend whose instance type has no on-demand price in the platform (all of it
+     * without a platform): it counts at its own price in `onDemandUsd`, so the savings leave it out.
+     */
+    unpricedUsd: number;
     /** A cheapest-first greedy placement of the same tasks, when the platform was given. */
     greedyUsd?: number;
     /** Gantry's placement of the same tasks on a fresh fleet (LP), for comparison with `greedyUsd`. */
@@ -72,6 +77,8 @@ interface Charge {
   /** The interval the money was spent over (for per-day splits). */
   from: number;
   to: number;
+  /** Spot or reserved money with no on-demand price to compare with. */
+  unpriced?: boolean;
 }
 
 const HOUR = 3_600_000;
@@ -134,10 +141,11 @@ export function costReport(
           'capacity-type': life.capacityType,
         },
         costUsd: idle,
-        onDemandUsd: idle * ratio,
+        onDemandUsd: idle * (ratio ?? 1),
         gpuHours: 0,
         from,
         to,
+        ...(ratio === undefined ? { unpriced: true } : {}),
       });
     }
   }
@@ -168,6 +176,7 @@ export function costReport(
       idleUsd,
       onDemandUsd,
       spotSavingsUsd: onDemandUsd - costUsd,
+      unpricedUsd: sum(charges.filter((c) => c.unpriced).map((c) => c.costUsd)),
       executions: executions.length,
       nodes: nodes.filter((n) => n.end > since && n.start < until).length,
     },
@@ -202,7 +211,8 @@ function taskCharge(
       'capacity-type': u.capacityType,
     },
     costUsd: cost,
-    onDemandUsd: cost * ratio,
+    onDemandUsd: cost * (ratio ?? 1),
+    ...(ratio === undefined ? { unpriced: true } : {}),
     gpuHours: (u.gpus * (to - from) * scale) / HOUR,
     usage: u,
     from,
@@ -210,16 +220,16 @@ function taskCharge(
   };
 }
 
-/** On-demand price ÷ actual price for an instance type (1 when on-demand or unknown). */
+/** On-demand price ÷ actual price for an instance type: 1 when on-demand or free, undefined when unknown. */
 function onDemandRatio(
   instanceType: string,
   capacityType: string,
   price: number,
   onDemand: Map<string, number>,
-): number {
+): number | undefined {
   if (capacityType === 'on-demand' || price <= 0) return 1;
   const od = onDemand.get(instanceType);
-  return od !== undefined ? od / price : 1;
+  return od !== undefined ? od / price : undefined;
 }
 
 /** On-demand $/hour per instance type: the platform's on-demand pools, else the catalog. */

@@ -44,6 +44,8 @@ export type { ArtifactStore } from './artifacts.ts';
 export { createTaskHost } from './host.ts';
 export { lineageDot, lineageGraph, lineageText, readLineage } from './lineage.ts';
 export type { LineageGraph, LineageRecord, RunRecord } from './lineage.ts';
+export { progressLines } from './progress.ts';
+export type { Progress, ProgressFactory } from './progress.ts';
 
 /**
  * Runs `task` over every item, at most `concurrency` at a time, and returns the outputs in the items'

@@ -82,7 +82,7 @@ describe('gantry catalog', () => {
     [['--min-gpus', '-1'], /--min-gpus must be a whole number of at least 1, not '-1'/],
     [['--max-price', '-3'], /--max-price must be a price in \$\/hour, 0 or more, not '-3'/],
     [['--limit', 'ten'], /--limit must be a whole number of at least 1, not 'ten'/],
-    [['--output', 'yaml'], /--output must be table or json, not 'yaml'/],
+    [['--output', 'xml'], /argument 'xml' is invalid\. Allowed choices are table, wide, json, yaml\./],
     [['--cloud', 'azure'], /unknown cloud 'azure' \(known: aws, gcp\)/],
     [['--cloud', 'gcp', '--region', 'us-east-1'], /unknown gcp region 'us-east-1' \(did you mean us-east4\?/],
     [['--spot', '--on-demand'], /--spot and --on-demand exclude each other/],

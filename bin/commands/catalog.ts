@@ -15,6 +15,7 @@ import {
   type PriceCatalog,
 } from '../../policies/index.ts';
 import { UsageError } from '../errors.ts';
+import { type Output, outputOption, serialize } from '../options.ts';
 import { table } from '../table.ts';
 
 /** Flags as commander hands them over: every value still a string. */
@@ -27,12 +28,12 @@ interface CatalogFlags {
   minGpus?: string;
   maxPrice?: string;
   limit: string;
-  output: string;
+  output: Output;
 }
 
 /** Adds `gantry catalog` to the program. */
 export function registerCatalogCommand(program: Command): void {
-  program
+  const cmd = program
     .command('catalog')
     .description('List instance types with their on-demand and spot $/hour, cheapest first')
     .option('--gpu <model>', `only this GPU model (${gpuModelNames.join(', ')})`)
@@ -42,30 +43,41 @@ export function registerCatalogCommand(program: Command): void {
     .option('--region <region>', 'only this region, e.g. us-east-1')
     .option('--min-gpus <n>', 'at least this many GPUs per node')
     .option('--max-price <usd>', 'at most this many $/hour per node')
-    .option('--limit <n>', 'show at most this many offers', '20')
-    .option('-o, --output <format>', 'table or json', 'table')
-    .action((flags: CatalogFlags) => {
-      const catalog = loadBuiltinCatalog();
-      const { filter, limit, output } = parseFlags(flags, catalog);
-      const offers = catalog.find(filter);
-      const shown = offers.slice(0, limit);
-      const write = (s: string) => process.stdout.write(s);
-      if (output === 'json') {
-        const rows = shown.map((o) => ({ ...o, pricePerGpu: perGpu(o) }));
-        write(`${JSON.stringify({ ...catalog.meta, total: offers.length, offers: rows }, null, 2)}\n`);
-        return;
-      }
-      if (shown.length === 0) write('No offers match these filters.\n');
-      else write(table(HEADERS, rightAlign(shown.map(row), NUMERIC)));
-      write(footer(shown.length, offers.length, catalog));
-    });
+    .option('--limit <n>', 'show at most this many offers', '20');
+  outputOption(cmd).action((flags: CatalogFlags) => {
+    const catalog = loadBuiltinCatalog();
+    const { filter, limit, output } = parseFlags(flags, catalog);
+    const offers = catalog.find(filter);
+    const shown = offers.slice(0, limit);
+    const write = (s: string) => process.stdout.write(s);
+    if (output === 'json' || output === 'yaml') {
+      const rows = shown.map((o) => ({ ...o, pricePerGpu: perGpu(o) }));
+      write(serialize(output, { ...catalog.meta, total: offers.length, offers: rows }));
+      return;
+    }
+    const wide = output === 'wide';
+    const headers = wide ? [...HEADERS, ...WIDE_HEADERS] : HEADERS;
+    if (shown.length === 0) write('No offers match these filters.\n');
+    else
+      write(
+        table(
+          headers,
+          rightAlign(
+            headers,
+            shown.map((o) => row(o, wide)),
+            NUMERIC,
+          ),
+        ),
+      );
+    write(footer(shown.length, offers.length, catalog));
+  });
 }
 
 /** The validated query behind a `gantry catalog` call. */
 interface CatalogQuery {
   filter: CatalogFilter;
   limit: number;
-  output: 'table' | 'json';
+  output: Output;
 }
 
 /** Checks every flag against what the catalog knows; throws `UsageError` with a one-line message. */
@@ -89,9 +101,6 @@ function parseFlags(flags: CatalogFlags, catalog: PriceCatalog): CatalogQuery {
   if (flags.minGpus !== undefined) filter.minGpus = wholeNumber('--min-gpus', flags.minGpus);
   if (flags.maxPrice !== undefined) filter.maxPrice = dollars('--max-price', flags.maxPrice);
   const limit = wholeNumber('--limit', flags.limit);
-  if (flags.output !== 'table' && flags.output !== 'json') {
-    throw new UsageError(`--output must be table or json, not '${flags.output}'`);
-  }
   return { filter, limit, output: flags.output };
 }
 
@@ -129,10 +138,12 @@ const HEADERS = [
   '$/HOUR',
   '$/GPU-HOUR',
 ];
+/** What `-o wide` adds: the on-demand price beside a spot one, and the zones that sell the type. */
+const WIDE_HEADERS = ['ON-DEMAND $/HOUR', 'ZONES'];
 // Columns whose cells are numbers, right-aligned so that the digits line up.
-const NUMERIC = new Set([3, 4, 7, 8]);
+const NUMERIC = new Set([3, 4, 7, 8, 9]);
 
-function row(o: CatalogOffer): string[] {
+function row(o: CatalogOffer, wide: boolean): string[] {
   const gpuPrice = perGpu(o);
   return [
     o.cloud,
@@ -144,6 +155,7 @@ function row(o: CatalogOffer): string[] {
     o.capacityType,
     usd(o.price),
     gpuPrice === null ? '-' : usd(gpuPrice),
+    ...(wide ? [usd(o.onDemand), o.zones.join(',') || '-'] : []),
   ];
 }
 
@@ -157,8 +169,8 @@ function perGpu(o: CatalogOffer): number | null {
 }
 
 /** Pads the numeric columns on the left to the width of their widest cell or header. */
-function rightAlign(rows: string[][], columns: ReadonlySet<number>): string[][] {
-  const widths = HEADERS.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+function rightAlign(headers: readonly string[], rows: string[][], columns: ReadonlySet<number>): string[][] {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   return rows.map((r) => r.map((cell, i) => (columns.has(i) ? cell.padStart(widths[i] ?? 0) : cell)));
 }
 

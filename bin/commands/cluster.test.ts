@@ -73,9 +73,9 @@ describe('gantry cluster and gantry get', () => {
       const wide = await runGantry('cluster', 'list', ...as, '-o', 'wide');
       expect(wide.out.split('\n')[0]).toMatch(/POOLS +AGENT +LAST HEARTBEAT$/);
       const bad = await runGantry('cluster', 'list', ...as, '-o', 'xml');
-      expect([bad.code, bad.err.split('\n')[0]]).toEqual([
+      expect([bad.code, bad.err]).toEqual([
         2,
-        "gantry: option '-o, --output <format>' argument 'xml' is invalid. Allowed choices are table, wide, json, yaml.",
+        "gantry: option '-o, --output <format>' argument 'xml' is invalid. Allowed choices are table, wide, json, yaml. (gantry cluster list --help lists them)\n",
       ]);
       const phase = await runGantry('get', 'requests', ...as, '--phase', 'waiting');
       expect([phase.code, phase.err]).toEqual([

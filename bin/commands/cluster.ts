@@ -164,7 +164,6 @@ export function registerClusterCommands(program: Command): void {
     get.command('budgets').description("Each team's budgets: spent, committed and remaining"),
   ).action(async (flags: PrintFlags) => {
     const a = (await admin(flags, 'budgets')) as { budgets: BudgetStatus[] };
-    const usd = (v: number | undefined) => (v === undefined ? '' : `$${v.toFixed(2)}`);
     printObjects(flags.output, a.budgets, BUDGET_COLUMNS, a);
   });
 }

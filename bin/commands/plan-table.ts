@@ -4,8 +4,15 @@ import { table } from '../table.ts';
 
 const money = (n: number) => (Number.isFinite(n) ? `$${n.toFixed(n < 10 ? 4 : 2)}` : '—');
 
-/** Writes the plan as aligned text. */
-export function printPlanTable(p: Plan, write: (s: string) => void): void {
+/**
+ * Writes the plan as aligned text; `wide` adds each group's next-best pool and lists every unplaced
+ * task. Nodes of reserved (owned) pools are never listed as something to buy.
+ */
+export function printPlanTable(
+  p: Plan,
+  write: (s: string) => void,
+  opts: { wide?: boolean; failOnUnplaced?: boolean } = {},
+): void {
   const tasks = p.placements.length + p.unplaced.length;
   write(
     `Plan: ${tasks} tasks in ${p.solver.groups} groups over ${p.solver.pools} pools — ${p.solver.backend} ${p.solver.status}, ` +
@@ -25,27 +32,40 @@ export function printPlanTable(p: Plan, write: (s: string) => void): void {
       : g.binding === 'none'
         ? g.detail
         : `[${g.binding}] ${g.detail}`,
+    ...(opts.wide
+      ? [g.nextBest ? `${g.nextBest.poolId} ${money(g.nextBest.costPerTask)}: ${g.nextBest.whyNot}` : '—']
+      : []),
   ]);
-  write(table(['GROUP', 'TEAM', 'TASKS', 'SHAPE', 'WHERE', '$/TASK', 'WHY'], rows));
-  if (p.newNodes.length > 0) {
-    write('\nNew nodes:\n');
+  write(
+    table(
+      ['GROUP', 'TEAM', 'TASKS', 'SHAPE', 'WHERE', '$/TASK', 'WHY', ...(opts.wide ? ['NEXT BEST'] : [])],
+      rows,
+    ),
+  );
+  const toBuy = p.newNodes.filter((n) => n.capacityType !== 'reserved');
+  const owned = p.newNodes.filter((n) => n.capacityType === 'reserved');
+  if (toBuy.length > 0) {
+    write('\nNew nodes to buy:\n');
     write(
       table(
         ['POOL', 'INSTANCE TYPE', 'CAPACITY', 'COUNT', '$/HOUR EACH'],
-        p.newNodes.map((n) => [
-          n.poolId,
-          n.instanceType,
-          n.capacityType,
-          String(n.count),
-          money(n.pricePerHour),
-        ]),
+        toBuy.map((n) => [n.poolId, n.instanceType, n.capacityType, String(n.count), money(n.pricePerHour)]),
       ),
     );
   }
+  if (owned.length > 0)
+    write(
+      `\nOwned nodes the plan also counts on (reserved, not running or in --nodes; nothing to buy): ` +
+        `${owned.map((n) => `${n.poolId} ×${n.count}`).join(', ')}\n`,
+    );
   if (p.unplaced.length > 0) {
-    write(`\nUnplaced: ${p.unplaced.length} task(s)\n`);
-    for (const u of p.unplaced.slice(0, 10)) write(`  ${u.taskId}: ${u.reason}\n`);
-    if (p.unplaced.length > 10) write(`  … and ${p.unplaced.length - 10} more (see --output json)\n`);
+    write(
+      `\nUnplaced: ${p.unplaced.length} task(s)${opts.failOnUnplaced ? ' (exit code 1)' : ' (exit code 0; --fail-on-unplaced makes it 1)'}\n`,
+    );
+    const shown = opts.wide ? p.unplaced : p.unplaced.slice(0, 10);
+    for (const u of shown) write(`  ${u.taskId}: ${u.reason}\n`);
+    if (p.unplaced.length > shown.length)
+      write(`  … and ${p.unplaced.length - shown.length} more (-o wide lists them all)\n`);
   }
   const ratio = p.bound > 1e-9 ? ` (plan/bound ${(p.cost.objective / p.bound).toFixed(3)})` : '';
   const vsGreedy =

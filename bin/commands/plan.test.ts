@@ -1,3 +1,6 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runGantry } from '../../test/cli.ts';
 
@@ -71,6 +74,53 @@ describe('gantry plan', () => {
       expect.stringMatching(/^test\/fixtures\/bad-requests\.jsonl:2:1  \(document\)  not JSON: /),
       "test/fixtures/bad-requests.jsonl:3:1  team  team 'nobody' has no ResourcePolicy",
     ]);
+  });
+
+  it('lists owned servers apart from nodes to buy, and says how unplaced work sets the exit code', async () => {
+    const args = [
+      'plan',
+      '-f',
+      'examples',
+      '-w',
+      'examples/workloads/nightly.yaml',
+      '--nodes',
+      'test/fixtures/nodes.csv',
+    ];
+    const r = await runGantry(...args);
+    expect(r.code).toBe(0);
+    const toBuy = r.out.slice(
+      r.out.indexOf('New nodes to buy:'),
+      r.out.indexOf('\n\n', r.out.indexOf('New nodes to buy:')),
+    );
+    expect(toBuy).toMatch(/gcp-usc1\/h100-spot/);
+    expect(toBuy).not.toMatch(/onprem|reserved/);
+    expect(r.out).toContain(
+      'Owned nodes the plan also counts on (reserved, not running or in --nodes; nothing to buy): onprem/dgx-a100 ×2',
+    );
+    expect(r.out).toMatch(/^Unplaced: 14 task\(s\) \(exit code 0; --fail-on-unplaced makes it 1\)$/m);
+    expect(r.out).toContain('… and 4 more (-o wide lists them all)');
+
+    const failing = await runGantry(...args, '--fail-on-unplaced', '-o', 'wide');
+    expect(failing.code).toBe(1);
+    expect(failing.out).toMatch(/^Unplaced: 14 task\(s\) \(exit code 1\)$/m);
+    expect(failing.out.match(/^ {2}nightly\/eval-\d+: quota/gm)).toHaveLength(14);
+    expect(failing.out.split('\n')[2]).toMatch(/WHY +NEXT BEST$/);
+
+    const yaml = await runGantry(...args, '-o', 'yaml');
+    expect(yaml.code).toBe(0);
+    expect(yaml.out).toMatch(/^placements:\n {2}- taskId: /m);
+    expect(yaml.out).toMatch(/^unplaced:$/m);
+  });
+
+  it('refuses an empty workload file instead of planning nothing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gantry-plan-'));
+    const file = join(dir, 'empty.jsonl');
+    writeFileSync(file, '\n');
+    const r = await runGantry('plan', '-f', 'examples', '-w', file);
+    expect(r.code).toBe(1);
+    expect(r.out).toBe(
+      `${file}:1:1  (document)  no tasks to plan: write a Workload document with spec.groups, or JSON lines with one request each\n`,
+    );
   });
 
   it('refuses a bad flag with one line and exit 2', async () => {

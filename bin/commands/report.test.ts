@@ -65,6 +65,25 @@ describe('gantry report cost', () => {
     expect(table.out).toMatch(/^product +\$0\.20 /m);
     expect(table.out).toMatch(/^total +\$4\.00 +\$3\.00 /m);
     expect(table.out).toContain('2 task executions on 1 nodes');
+    // m7i.2xlarge on-demand is $0.4032/h in us-east-1 (the example pool's price): spot at $0.40 saved ~$0.03.
+    expect(table.out).toContain(
+      'Actual spend $4.00: $1.00 for tasks, $3.00 for nodes while no task used them.',
+    );
+    expect(table.out).toMatch(
+      /^All on-demand, the same work \(idle time included\) would have cost \$4\.03: spot and reserved capacity saved \$0\.03\.$/m,
+    );
+    expect(table.out).toMatch(/^Replanned: the same 2 tasks placed again on an empty fleet, task time only/m);
+    expect(table.out).toMatch(/Compare these two with each other, not with the actual spend\.$/m);
+
+    // Without the platform the report does not pretend spot was on-demand.
+    const bare = await runGantry('report', 'cost', '--state', state, ...window, '-o', 'wide');
+    expect(bare.out).toMatch(/^total +\$4\.00 +\$3\.00 +- +2$/m);
+    expect(bare.out).toMatch(/^All on-demand: not priced — /m);
+    expect(bare.out).toContain('pass -f <dir> with the platform YAML');
+    expect(bare.out).not.toContain('saved');
+    expect(bare.out).not.toContain('Replanned');
+    const yaml = await runGantry('report', 'cost', '--state', state, ...window, '-o', 'yaml');
+    expect(yaml.out).toMatch(/^ {2}unpricedUsd: 4$/m);
 
     const csv = await runGantry(
       'report',
@@ -75,7 +94,7 @@ describe('gantry report cost', () => {
       '--by',
       'team',
       'pool',
-      '--format',
+      '-o',
       'csv',
     );
     expect(csv.out.split('\n').slice(0, 4)).toEqual([
@@ -85,25 +104,24 @@ describe('gantry report cost', () => {
       'product,cpu-spot,0.20,0.00,0.20,0.000',
     ]);
     const json = JSON.parse(
-      (await runGantry('report', 'cost', '--state', state, ...window, '--format', 'json')).out,
+      (await runGantry('report', 'cost', '--state', state, ...window, '-o', 'json')).out,
     );
     expect(json.totals).toMatchObject({ executions: 2, nodes: 1 });
     expect(json.totals.costUsd).toBeCloseTo(4, 9);
 
     const out = join(state, 'cost.html');
-    const html = await runGantry(
-      'report',
-      'cost',
-      '--state',
-      state,
-      ...window,
-      '--format',
-      'html',
-      '--out',
-      out,
-    );
+    const html = await runGantry('report', 'cost', '--state', state, ...window, '-o', 'html', '--out', out);
     expect(html.out).toBe(`wrote ${out}\n`);
     expect(readFileSync(out, 'utf8')).toContain('<b id="total">$4.00</b>');
+  });
+
+  it('refuses an unknown -o with the formats it knows', async () => {
+    const state = await ledgerDir();
+    const r = await runGantry('report', 'cost', '--state', state, '-o', 'pdf');
+    expect(r.code).toBe(2);
+    expect(r.err).toContain(
+      "gantry: option '-o, --output <format>' argument 'pdf' is invalid. Allowed choices are table, wide, json, yaml, csv, html.",
+    );
   });
 
   it.each([
@@ -111,7 +129,6 @@ describe('gantry report cost', () => {
       ['--by', 'colour'],
       '--by colour: must be one of team, workflow, run, task, cluster, pool, gpu, capacity-type',
     ],
-    [['--format', 'pdf'], "--format must be table, csv, json or html, not 'pdf'"],
     [
       ['--since', 'last week'],
       "--since must be a duration back from now (7d, 12h) or a date (2026-11-01), not 'last week'",

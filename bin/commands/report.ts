@@ -3,23 +3,27 @@
  */
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { type Command, Option } from 'commander';
 import { type CostReport, costReport, DIMENSIONS, type Dimension } from '../../broker/cost-report.ts';
 import type { LedgerEntry } from '../../broker/ledger.ts';
 import { readLifecycle } from '../../broker/records.ts';
 import { loadPlatform, type Platform } from '../../policies/index.ts';
 import { openLocalStore, type Store } from '../../protocol/index.ts';
-import { connectNats, openJetStreamStore } from '../../protocol/nats-index.ts';
 import { defaultBackends } from '../../solver/index.ts';
 import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
+import { connectCli, openStoreCli } from '../connect.ts';
 import { UsageError } from '../errors.ts';
+import { OUTPUTS, serialize } from '../options.ts';
+
+/** What `gantry report cost -o` prints: the shared formats, CSV and an HTML page. */
+const REPORT_OUTPUTS = [...OUTPUTS, 'csv', 'html'];
 import { table } from '../table.ts';
 
 interface ReportFlags {
   by: string[];
   since: string;
   until?: string;
-  format: string;
+  output: string;
   out?: string;
   file?: string[];
   state: string;
@@ -53,46 +57,82 @@ export function parseTime(flag: string, value: string, now: number): number {
 
 const usd = (v: number) => `$${v.toFixed(2)}`;
 
-/** The report as an aligned table. */
-export function reportTable(r: CostReport): string {
+/** The report as an aligned table; `wide` adds executions per row. `priced`: on-demand prices were known. */
+export function reportTable(r: CostReport, opts: { wide?: boolean; priced?: boolean } = {}): string {
+  const priced = opts.priced ?? true;
+  const onDemand = (v: number) => (priced ? usd(v) : '-');
   const rows = r.rows.map((row) => [
     ...r.by.map((d) => row.key[d] ?? ''),
     usd(row.costUsd),
     row.idleUsd > 0 ? usd(row.idleUsd) : '',
-    usd(row.onDemandUsd),
+    onDemand(row.onDemandUsd),
     row.gpuHours > 0 ? row.gpuHours.toFixed(1) : '',
+    ...(opts.wide ? [String(row.executions)] : []),
   ]);
   const t = r.totals;
   rows.push([
     ...r.by.map((_, i) => (i === 0 ? 'total' : '')),
     usd(t.costUsd),
     usd(t.idleUsd),
-    usd(t.onDemandUsd),
+    onDemand(t.onDemandUsd),
     '',
+    ...(opts.wide ? [String(t.executions)] : []),
   ]);
   const head = table(
-    [...r.by.map((d) => d.toUpperCase()), 'SPEND', 'OF WHICH IDLE', 'ALL ON-DEMAND', 'GPU-HOURS'],
+    [
+      ...r.by.map((d) => d.toUpperCase()),
+      'SPEND',
+      'OF WHICH IDLE',
+      'ALL ON-DEMAND',
+      'GPU-HOURS',
+      ...(opts.wide ? ['EXECUTIONS'] : []),
+    ],
     rows,
   );
   const lines = [
     `${new Date(r.since).toISOString().slice(0, 16)}Z – ${new Date(r.until).toISOString().slice(0, 16)}Z: ${t.executions} task executions on ${t.nodes} nodes`,
     '',
     head,
-    `Spot and reserved capacity saved ${usd(t.spotSavingsUsd)} against all on-demand (${usd(t.onDemandUsd)}).`,
+    `Actual spend ${usd(t.costUsd)}: ${usd(t.taskUsd)} for tasks, ${usd(t.idleUsd)} for nodes while no task used them.`,
+    ...savingsLines(r, priced),
+    ...replanLines(r),
   ];
-  if (t.greedyUsd !== undefined && t.plannedUsd !== undefined) {
-    const less = t.greedyUsd > 0 ? 100 * (1 - t.plannedUsd / t.greedyUsd) : 0;
-    const verdict =
-      Math.abs(less) < 0.05
-        ? 'the same'
-        : less > 0
-          ? `${less.toFixed(1)}% less`
-          : `${(-less).toFixed(1)}% more`;
-    lines.push(
-      `Planned again on a fresh fleet: Gantry's placement ${usd(t.plannedUsd)}, a cheapest-first greedy ${usd(t.greedyUsd)} (${verdict}).`,
-    );
-  }
   return `${lines.join('\n')}\n`;
+}
+
+/** What on-demand prices say about the spend, or why they cannot say it. */
+function savingsLines(r: CostReport, priced: boolean): string[] {
+  const t = r.totals;
+  if (!priced)
+    return [
+      'All on-demand: not priced — the ledger names instance types, not the regions whose on-demand prices they',
+      'would have paid; pass -f <dir> with the platform YAML to price the same work on-demand.',
+    ];
+  const lines = [
+    `All on-demand, the same work (idle time included) would have cost ${usd(t.onDemandUsd)}: spot and reserved capacity saved ${usd(t.spotSavingsUsd)}.`,
+  ];
+  if (t.unpricedUsd >= 0.005)
+    lines.push(
+      `(${usd(t.unpricedUsd)} of spot and reserved spend is on instance types with no on-demand price in the platform, such as owned servers: it counts at its own price.)`,
+    );
+  return lines;
+}
+
+/** Gantry's plan and a greedy one of the same tasks, said as what they are: a replan, not the bill. */
+function replanLines(r: CostReport): string[] {
+  const t = r.totals;
+  if (t.greedyUsd === undefined || t.plannedUsd === undefined) return [];
+  const less = t.greedyUsd > 0 ? 100 * (1 - t.plannedUsd / t.greedyUsd) : 0;
+  const verdict =
+    Math.abs(less) < 0.05
+      ? 'the same'
+      : less > 0
+        ? `${less.toFixed(1)}% less`
+        : `${(-less).toFixed(1)}% more`;
+  return [
+    `Replanned: the same ${t.executions} tasks placed again on an empty fleet, task time only (no idle, launch or preempted time):`,
+    `Gantry's plan ${usd(t.plannedUsd)}, a cheapest-first greedy ${usd(t.greedyUsd)} (${verdict}). Compare these two with each other, not with the actual spend.`,
+  ];
 }
 
 /** The report as CSV: one line per row, money in dollars with cents. */
@@ -127,7 +167,8 @@ const PALETTE = [
 ];
 
 /** A self-contained HTML page: totals, spend per day stacked by the first grouping, spend by GPU, savings. */
-export function reportHtml(r: CostReport): string {
+export function reportHtml(r: CostReport, opts: { priced?: boolean } = {}): string {
+  const priced = opts.priced ?? true;
   const t = r.totals;
   const first = r.by[0] ?? 'team';
   const series = [...new Set(r.days.flatMap((d) => Object.keys(d.values)))];
@@ -165,20 +206,25 @@ export function reportHtml(r: CostReport): string {
         `<text x="0" y="${22 + i * 26}" font-size="12">${esc(g)}</text><rect x="90" y="${10 + i * 26}" width="${((v / maxGpu) * 560).toFixed(1)}" height="16" fill="#4e79a7"></rect><text x="${96 + (v / maxGpu) * 560}" y="${22 + i * 26}" font-size="12" data-gpu="${esc(g)}">${usd(v)}</text>`,
     )
     .join('');
-  const compare: [string, number | undefined][] = [
-    ['Actual spend', t.costUsd],
-    ['All on-demand', t.onDemandUsd],
-    ['Greedy placement', t.greedyUsd],
+  const compareBars = (compare: [string, number | undefined][]) => {
+    const shown = compare.filter((c): c is [string, number] => c[1] !== undefined);
+    const max = Math.max(1e-9, ...shown.map(([, v]) => v));
+    return shown
+      .map(
+        ([label, v], i) =>
+          `<text x="0" y="${22 + i * 26}" font-size="12">${esc(label)}</text><rect x="200" y="${10 + i * 26}" width="${((v / max) * 460).toFixed(1)}" height="16" fill="${i === 0 ? '#59a14f' : '#bab0ac'}"></rect><text x="${206 + (v / max) * 460}" y="${22 + i * 26}" font-size="12">${usd(v)}</text>`,
+      )
+      .join('');
+  };
+  const spendBars = compareBars([
+    ['Actual spend (incl. idle)', t.costUsd],
+    ['The same work all on-demand', priced ? t.onDemandUsd : undefined],
+  ]);
+  const replanned = t.plannedUsd !== undefined && t.greedyUsd !== undefined;
+  const replanBars = compareBars([
     ["Gantry's plan", t.plannedUsd],
-  ];
-  const maxCmp = Math.max(1e-9, ...compare.map(([, v]) => v ?? 0));
-  const cmpBars = compare
-    .filter(([, v]) => v !== undefined)
-    .map(
-      ([label, v], i) =>
-        `<text x="0" y="${22 + i * 26}" font-size="12">${esc(label)}</text><rect x="130" y="${10 + i * 26}" width="${((v! / maxCmp) * 520).toFixed(1)}" height="16" fill="${i === 0 ? '#59a14f' : '#bab0ac'}"></rect><text x="${136 + (v! / maxCmp) * 520}" y="${22 + i * 26}" font-size="12">${usd(v!)}</text>`,
-    )
-    .join('');
+    ['Cheapest-first greedy', t.greedyUsd],
+  ]);
   const rows = r.rows
     .map(
       (row) =>
@@ -200,15 +246,23 @@ td,th{padding:.3em .6em;border-bottom:1px solid #eee;text-align:left}.n{text-ali
 <div class="cards">
 <div class="card">Spend<b id="total">${usd(t.costUsd)}</b></div>
 <div class="card">Of which idle<b id="idle">${usd(t.idleUsd)}</b></div>
-<div class="card">Saved against on-demand<b id="savings">${usd(t.spotSavingsUsd)}</b></div>
+<div class="card">Saved against on-demand<b id="savings">${priced ? usd(t.spotSavingsUsd) : 'not priced'}</b></div>
 </div>
 <h2>Spend per day by ${esc(first)}</h2>
 <svg id="per-day" width="${W}" height="${H}" role="img" aria-label="spend per day">${bars}</svg>
 <div>${legend}</div>
 <h2>Spend by GPU model</h2>
 <svg id="by-gpu" width="${W}" height="${20 + gpus.length * 26}" role="img" aria-label="spend by GPU model">${gpuBars}</svg>
-<h2>What the placement saved</h2>
-<svg id="savings-chart" width="${W}" height="${20 + compare.length * 26}" role="img" aria-label="spend compared">${cmpBars}</svg>
+<h2>Spend against on-demand</h2>
+<svg id="savings-chart" width="${W}" height="${priced ? 72 : 46}" role="img" aria-label="spend compared">${spendBars}</svg>
+${priced ? '' : '<p>On-demand prices need the platform: run the report with <code>-f &lt;dir&gt;</code>.</p>'}
+${
+  replanned
+    ? `<h2>The same tasks replanned</h2>
+<p>The period's ${t.executions} tasks placed again on an empty fleet, task time only (no idle, launch or preempted time): compare these with each other, not with the actual spend.</p>
+<svg id="replan-chart" width="${W}" height="72" role="img" aria-label="replanned">${replanBars}</svg>`
+    : ''
+}
 <h2>By ${esc(r.by.join(', '))}</h2>
 <table id="rows"><thead><tr>${r.by.map((d) => `<th>${esc(d)}</th>`).join('')}<th class="n">Spend</th><th class="n">Idle</th><th class="n">All on-demand</th></tr></thead>
 <tbody>${rows}</tbody></table>
@@ -228,7 +282,11 @@ export function registerReportCommand(program: Command): void {
     .option('--by <dims...>', `group by (${DIMENSIONS.join(', ')}); several make nested groups`, ['team'])
     .option('--since <when>', 'start: a duration back from now (7d, 12h) or a date', '30d')
     .option('--until <when>', 'end: a duration back from now or a date (default: now)')
-    .option('--format <format>', 'table, csv, json or html', 'table')
+    .addOption(
+      new Option('-o, --output <format>', `output format: ${REPORT_OUTPUTS.join(', ')}`)
+        .choices(REPORT_OUTPUTS)
+        .default('table'),
+    )
     .option('--out <file>', 'write to this file instead of standard output')
     .option('-f, --file <path...>', 'the platform YAML (on-demand prices and the greedy comparison)')
     .option('--state <dir>', 'state directory of an embedded broker', '.gantry/state')
@@ -239,8 +297,6 @@ export function registerReportCommand(program: Command): void {
       for (const d of by)
         if (!DIMENSIONS.includes(d))
           throw new UsageError(`--by ${d}: must be one of ${DIMENSIONS.join(', ')}`);
-      if (!['table', 'csv', 'json', 'html'].includes(flags.format))
-        throw new UsageError(`--format must be table, csv, json or html, not '${flags.format}'`);
       const platform: Platform | undefined = flags.file ? loadPlatform(flags.file).platform : undefined;
       const entries = await withLedgerStore(flags, readLedger);
       // A ledger of simulated clusters runs ahead of the clock: "now" is then its latest entry.
@@ -254,14 +310,15 @@ export function registerReportCommand(program: Command): void {
         until,
         ...(platform ? { platform, backends: await defaultBackends() } : {}),
       });
+      const priced = platform !== undefined;
       const text =
-        flags.format === 'json'
-          ? `${JSON.stringify(r, null, 2)}\n`
-          : flags.format === 'csv'
+        flags.output === 'json' || flags.output === 'yaml'
+          ? serialize(flags.output, r)
+          : flags.output === 'csv'
             ? reportCsv(r)
-            : flags.format === 'html'
-              ? reportHtml(r)
-              : reportTable(r);
+            : flags.output === 'html'
+              ? reportHtml(r, { priced })
+              : reportTable(r, { wide: flags.output === 'wide', priced });
       if (flags.out) {
         writeFileSync(flags.out, text);
         process.stdout.write(`wrote ${flags.out}\n`);
@@ -275,12 +332,9 @@ export async function withLedgerStore<T>(
   use: (store: Store) => Promise<T>,
 ): Promise<T> {
   if (flags.nats) {
-    const nats = await connectNats({
-      servers: flags.nats,
-      name: 'gantry-report',
-      ...(flags.creds ? { creds: flags.creds } : {}),
-    });
-    const store = await openJetStreamStore(nats.connection, { bucket: BROKER_BUCKET, stream: BROKER_STREAM });
+    const target = { nats: flags.nats, creds: flags.creds };
+    const nats = await connectCli(target, 'gantry-report');
+    const store = await openStoreCli(nats, target, { bucket: BROKER_BUCKET, stream: BROKER_STREAM });
     try {
       return await use(store);
     } finally {

@@ -37,11 +37,11 @@ describe('gantry run and gantry lineage', () => {
     expect(text.out).toMatch(/^ {2}train \[.+\] ok .*h100/m);
     expect(text.out.match(/^ {2}evaluate \[/gm)).toHaveLength(8);
 
-    const json = await runGantry('lineage', runId, '--state', state, '--format', 'json');
+    const json = await runGantry('lineage', runId, '--state', state, '-o', 'json');
     const graph = JSON.parse(json.out) as { executions: { task: string; run: string }[] };
     expect(graph.executions).toHaveLength(11);
     expect(new Set(graph.executions.map((e) => e.run))).toEqual(new Set([runId]));
-    expect((await runGantry('lineage', runId, '--state', state, '--format', 'dot')).out).toMatch(
+    expect((await runGantry('lineage', runId, '--state', state, '-o', 'dot')).out).toMatch(
       /^digraph lineage/,
     );
     expect(await runGantry('lineage', 'run-nope', '--state', state)).toMatchObject({
@@ -120,7 +120,8 @@ describe('gantry run --nats', () => {
         '{"n":3000}',
         '--nats',
         url,
-        '--json',
+        '-o',
+        'json',
       );
       expect(run.err).toBe('');
       const result = JSON.parse(run.out) as {

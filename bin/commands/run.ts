@@ -13,7 +13,6 @@ import {
   subjects,
   type Transport,
 } from '../../protocol/index.ts';
-import { connectNats, openJetStreamStore } from '../../protocol/nats-index.ts';
 import type { ArtifactStore } from '../../runtime/artifacts.ts';
 import {
   type LineageRecord,
@@ -31,14 +30,20 @@ import {
 import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
 import { type Embedded, startEmbedded } from '../embedded.ts';
 import { LINEAGE_STREAM, RUNTIME_BUCKET } from '../credentials.ts';
+import { connectCli, expectBroker, openStoreCli } from '../connect.ts';
 import { UsageError } from '../errors.ts';
+import { type Output, outputOption, serialize } from '../options.ts';
+import { createDisplay, type Display } from '../progress.ts';
 import { table } from '../table.ts';
+import { resolveLineageTarget } from './lineage-target.ts';
 
 interface Connection {
   transport: Transport;
   artifacts: ArtifactStore;
   store: Store;
   embedded?: Embedded;
+  /** How the platform was found, when `-f` was not given. */
+  platformNote?: string;
   close(): Promise<void>;
 }
 
@@ -47,7 +52,29 @@ interface ConnectFlags {
   nats?: string;
   creds?: string;
   state: string;
-  speedup: string;
+  speedup?: string;
+}
+
+/** `-f` when given; else `./examples` when it exists, said so; else a usage error saying where it looked. */
+export function platformFiles(
+  flags: { file?: string[] },
+  command: string,
+): { files: string[]; note: string } {
+  if (flags.file) return { files: flags.file, note: '' };
+  if (existsSync(DEFAULT_PLATFORM))
+    return { files: [DEFAULT_PLATFORM], note: `platform from -f ${DEFAULT_PLATFORM} (the default)` };
+  throw new UsageError(
+    `${command} needs the platform's YAML: pass -f <dir> (without -f it reads ./${DEFAULT_PLATFORM}, ` +
+      `and there is no ${resolve(DEFAULT_PLATFORM)}), or --nats <url> to use a running broker`,
+  );
+}
+
+const DEFAULT_PLATFORM = 'examples';
+
+/** Simulated seconds per second: `--speedup`, else 60 embedded and 1 over NATS (real clusters). */
+function speedupOf(flags: ConnectFlags): number {
+  if (flags.speedup !== undefined) return positive('--speedup', flags.speedup);
+  return flags.nats ? 1 : 60;
 }
 
 function positive(flag: string, value: string): number {
@@ -60,15 +87,10 @@ function positive(flag: string, value: string): number {
 /** Connects to a running Gantry over NATS, or starts one in this process. */
 async function connectRuntime(flags: ConnectFlags, name: string): Promise<Connection> {
   if (flags.nats) {
-    const nats = await connectNats({
-      servers: flags.nats,
-      name,
-      ...(flags.creds ? { creds: flags.creds } : {}),
-    });
-    const store = await openJetStreamStore(nats.connection, {
-      bucket: RUNTIME_BUCKET,
-      stream: LINEAGE_STREAM,
-    });
+    const target = { nats: flags.nats, creds: flags.creds };
+    const nats = await connectCli(target, name);
+    await expectBroker(nats, target);
+    const store = await openStoreCli(nats, target, { bucket: RUNTIME_BUCKET, stream: LINEAGE_STREAM });
     return {
       transport: nats,
       artifacts: await openJetStreamArtifacts(nats.connection),
@@ -79,14 +101,14 @@ async function connectRuntime(flags: ConnectFlags, name: string): Promise<Connec
       },
     };
   }
-  const files = flags.file ?? ['examples'];
+  const { files, note } = platformFiles(flags, `gantry ${name.replace(/^gantry-/, '')}`);
   const { platform } = loadPlatform(files);
   let embedded: Embedded;
   try {
     embedded = await startEmbedded({
       platform,
       stateDir: flags.state,
-      speedup: positive('--speedup', flags.speedup),
+      speedup: speedupOf(flags),
       heartbeatMs: 500,
     });
   } catch (err) {
@@ -101,6 +123,7 @@ async function connectRuntime(flags: ConnectFlags, name: string): Promise<Connec
     artifacts: embedded.artifacts,
     store: embedded.runtimeStore,
     embedded,
+    platformNote: note,
     close: () => embedded.stop(),
   };
 }
@@ -184,8 +207,39 @@ interface RunFlags extends ConnectFlags {
   input?: string;
   task?: string;
   team?: string;
-  json?: boolean;
+  output: Output;
   quiet?: boolean;
+  progress: boolean;
+}
+
+/** Wall-clock seconds a placed task may wait to start before `gantry run` says it is waiting. */
+const WAIT_LINE_MS = 5000;
+
+/**
+ * Says which placed tasks have not started yet (a new node launching, a pod pulling its image), every
+ * WAIT_LINE_MS while they wait, so a run on slow clusters never looks hung.
+ */
+function waitWatch(display: Display, everyMs = WAIT_LINE_MS) {
+  const waiting = new Map<string, { ev: RunEvent; since: number }>();
+  const timer = setInterval(() => {
+    const now = Date.now();
+    for (const { ev, since } of waiting.values()) {
+      const secs = Math.round((now - since) / 1000);
+      if (now - since < everyMs - 50) continue;
+      const p = ev.placement!;
+      display.event(
+        `  waiting    ${ev.task.padEnd(14)} for ${p.cluster}/${p.pool}: node launching or task starting, ${secs} s`,
+      );
+    }
+  }, everyMs);
+  timer.unref();
+  return {
+    seen(ev: RunEvent) {
+      if (ev.type === 'placed' && ev.placement) waiting.set(ev.execution, { ev, since: Date.now() });
+      else waiting.delete(ev.execution);
+    },
+    stop: () => clearInterval(timer),
+  };
 }
 
 function parseInput(text: string | undefined): unknown {
@@ -202,7 +256,7 @@ async function runAndReport(
   conn: Connection,
   file: string,
   flags: RunFlags,
-  onEvent?: (ev: RunEvent) => void,
+  onEvent?: (ev: RunEvent, say: (line: string) => void) => void,
 ): Promise<{ result: RunResult; records: LineageRecord[] }> {
   const module = resolve(file);
   if (!existsSync(module)) throw new UsageError(`no workflow file ${file}`);
@@ -215,45 +269,64 @@ async function runAndReport(
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const speedup = conn.embedded ? positive('--speedup', flags.speedup) : 1;
+  const speedup = speedupOf(flags);
+  const printsEvents = flags.output === 'table' || flags.output === 'wide';
+  const display = createDisplay({ quiet: flags.quiet || !printsEvents, progress: flags.progress });
   const runtime = new Runtime({
     transport: conn.transport,
     artifacts: conn.artifacts,
     timeScale: speedup,
     cache: storeCache(conn.store),
-    progress: flags.quiet ? false : undefined,
+    progress: display.progress,
   });
   const runId = `run-${new Date().toISOString().slice(0, 19).replace(/[-:T]/g, '')}-${Math.random().toString(36).slice(2, 6)}`;
-  const out = (line: string) => {
-    if (!flags.quiet && !flags.json && line) process.stdout.write(`${line}\n`);
-  };
-  out(
-    `run ${runId}: ${loaded.workflow.taskName} from ${file} as team ${team}${conn.embedded ? ` (embedded, ${speedup}× simulated time)` : ''}`,
-  );
+  const how = conn.embedded
+    ? ` (embedded, ${speedup}× simulated time${conn.platformNote ? `, ${conn.platformNote}` : ''})`
+    : speedup !== 1
+      ? ` (${speedup}× simulated time)`
+      : '';
+  display.event(`run ${runId}: ${loaded.workflow.taskName} from ${file} as team ${team}${how}`);
+  const watch = waitWatch(display);
   const sub = conn.transport.subscribe(subjects.runEvents(runId), (msg) => {
     const ev = decodeJson(msg.data) as RunEvent;
-    onEvent?.(ev);
-    out(eventLine(ev));
+    onEvent?.(ev, (line) => display.event(line));
+    watch.seen(ev);
+    display.event(eventLine(ev));
   });
   await conn.transport.flush();
   const records: LineageRecord[] = [];
-  const result = await runWorkflow(loaded.workflow, input, {
-    runtime,
-    team,
-    module,
-    store: conn.store,
-    runId,
-    onRecord: (r) => records.push(r),
-  });
+  let result: RunResult;
+  try {
+    result = await runWorkflow(loaded.workflow, input, {
+      runtime,
+      team,
+      module,
+      store: conn.store,
+      runId,
+      onRecord: (r) => records.push(r),
+    });
+  } finally {
+    watch.stop();
+    display.close();
+  }
   sub.unsubscribe();
   runtime.stopWorkers();
   return { result, records };
 }
 
 function printResult(result: RunResult, records: LineageRecord[], flags: RunFlags): number {
-  if (flags.json) {
+  const error = result.error as Error | undefined;
+  if (flags.output === 'json' || flags.output === 'yaml') {
+    const summary = {
+      runId: result.runId,
+      ok: result.ok,
+      output: result.output,
+      error: error ? String(error.message ?? error) : undefined,
+      costUsd: result.costUsd,
+      executions: result.executions,
+    };
     process.stdout.write(
-      `${JSON.stringify({ runId: result.runId, ok: result.ok, output: result.output, error: result.error ? String((result.error as Error).message ?? result.error) : undefined, costUsd: result.costUsd, executions: result.executions })}\n`,
+      flags.output === 'json' ? `${JSON.stringify(summary)}\n` : serialize('yaml', summary),
     );
     return result.ok ? 0 : 1;
   }
@@ -263,13 +336,16 @@ function printResult(result: RunResult, records: LineageRecord[], flags: RunFlag
     process.stdout.write(
       `run ${result.runId} succeeded in ${secs}s, cost ${money(result.costUsd)}\noutput: ${JSON.stringify(result.output)}\n`,
     );
-    const state = flags.state !== '.gantry/state' ? ` --state ${flags.state}` : '';
-    process.stdout.write(`lineage: node bin/gantry.js lineage ${result.runId}${state}\n`);
+    const where = flags.nats
+      ? ` --nats ${flags.nats}`
+      : flags.state !== '.gantry/state'
+        ? ` --state ${flags.state}`
+        : '';
+    process.stdout.write(`lineage: node bin/gantry.js lineage ${result.runId}${where}\n`);
     return 0;
   }
-  const err = result.error as Error;
   process.stderr.write(
-    `run ${result.runId} failed after ${secs}s (cost ${money(result.costUsd)}): ${err?.name ?? 'Error'}: ${err?.message ?? String(result.error)}\n`,
+    `run ${result.runId} failed after ${secs}s (cost ${money(result.costUsd)}): ${error?.name ?? 'Error'}: ${error?.message ?? String(result.error)}\n`,
   );
   return 1;
 }
@@ -280,25 +356,29 @@ export function registerRunCommands(program: Command): void {
     cmd
       .option(
         '-f, --file <path...>',
-        'platform YAML for embedded mode (Clusters, ResourcePolicies, Profiles)',
-        ['examples'],
+        'platform YAML for embedded mode (Clusters, ResourcePolicies, Profiles); default ./examples, said when used',
       )
       .option('--nats <url>', 'run against a broker over NATS instead of embedded')
       .option('--creds <file>', 'NATS credentials file')
       .option('--state <dir>', 'state directory (embedded mode)', '.gantry/state')
-      .option('--speedup <n>', 'simulated seconds per second of the embedded clusters', '60');
+      .option(
+        '--speedup <n>',
+        "simulated seconds per second of the clusters: 60 embedded; over NATS 1, or the agents' --speedup",
+      );
 
   connection(
-    program
-      .command('run <file>')
-      .description(
-        'Run a workflow: embedded by default (broker, simulated and local clusters here), or over NATS',
-      )
-      .option('--input <json>', 'the workflow input, as JSON')
-      .option('--task <name>', 'the workflow to run, if the file does not export one as default')
-      .option('--team <team>', 'whose ResourcePolicy applies (default: $GANTRY_TEAM)')
-      .option('--json', 'print only the result as JSON')
-      .option('-q, --quiet', 'print no events or progress'),
+    outputOption(
+      program
+        .command('run <file>')
+        .description(
+          'Run a workflow: embedded by default (broker, simulated and local clusters here), or over NATS',
+        )
+        .option('--input <json>', 'the workflow input, as JSON')
+        .option('--task <name>', 'the workflow to run, if the file does not export one as default')
+        .option('--team <team>', 'whose ResourcePolicy applies (default: $GANTRY_TEAM)')
+        .option('-q, --quiet', 'print no events (placements, retries, waits), only the result')
+        .option('--no-progress', 'show no progress bar for large maps'),
+    ),
   ).action(async (file: string, flags: RunFlags) => {
     const conn = await connectRuntime(flags, 'gantry-run');
     try {
@@ -310,14 +390,16 @@ export function registerRunCommands(program: Command): void {
   });
 
   connection(
-    program
-      .command('lineage <target>')
-      .description('Provenance of a run or an artifact: what produced it, from what, where, at what cost')
-      .option('--downstream', 'follow consumers instead: what was made from it')
-      .option('--format <format>', 'text, dot or json', 'text'),
-  ).action(async (target: string, flags: ConnectFlags & { downstream?: boolean; format: string }) => {
-    if (!['text', 'dot', 'json'].includes(flags.format))
-      throw new UsageError(`--format must be text, dot or json, not '${flags.format}'`);
+    outputOption(
+      program
+        .command('lineage <target>')
+        .description(
+          'Provenance of a run or an artifact (a run id, a sha256: hash, or the first hex digits of one as printed): what produced it, from what, where, at what cost',
+        )
+        .option('--downstream', 'follow consumers instead: what was made from it'),
+      ['tree', 'dot', 'json', 'yaml'],
+    ),
+  ).action(async (target: string, flags: ConnectFlags & { downstream?: boolean; output: string }) => {
     const store = flags.nats
       ? undefined
       : existsSync(join(flags.state, 'runtime'))
@@ -329,13 +411,21 @@ export function registerRunCommands(program: Command): void {
       throw new UsageError(`no runs recorded in ${flags.state} (run a workflow first, or pass --nats)`);
     try {
       const { records } = await readLineage(source);
-      const graph = lineageGraph(records, target, { downstream: flags.downstream ?? false });
+      const resolved = resolveLineageTarget(records, target);
+      const graph = lineageGraph(records, resolved, { downstream: flags.downstream ?? false });
       if (!graph)
         throw new UsageError(
           `no run or artifact '${target}' in the lineage (${records.length} executions recorded)`,
         );
-      if (flags.format === 'json') process.stdout.write(`${JSON.stringify(graph, null, 2)}\n`);
-      else if (flags.format === 'dot') process.stdout.write(`${lineageDot(graph)}\n`);
+      if (graph.executions.length === 0) {
+        process.stderr.write(
+          `nothing was made from ${resolved}: no recorded execution took it as input (${records.length} executions recorded)\n`,
+        );
+        return;
+      }
+      if (flags.output === 'json' || flags.output === 'yaml')
+        process.stdout.write(serialize(flags.output, graph));
+      else if (flags.output === 'dot') process.stdout.write(`${lineageDot(graph)}\n`);
       else process.stdout.write(`${lineageText(graph)}\n`);
     } finally {
       await store?.close();
@@ -351,49 +441,56 @@ export function registerRunCommands(program: Command): void {
     .option('--state <dir>', 'state directory', '.gantry/demo')
     .option('--speedup <n>', 'simulated seconds per second', '1200')
     .option('--rows <n>', 'rows of data the workflow preprocesses (over 50M trains on 8 GPUs)', '80000000')
-    .action(async (flags: { state: string; speedup: string; rows: string }) => {
-      const rows = positive('--rows', flags.rows);
-      const file = 'examples/workflows/train.ts';
-      const runFlags: RunFlags = {
-        file: ['examples'],
-        state: flags.state,
-        speedup: flags.speedup,
-        team: 'research',
-        input: JSON.stringify({ source: 's3://gantry-demo/clickstream', rows, epochs: 3 }),
-      };
-      const { platform } = loadPlatform(runFlags.file!);
-      // Each demo starts with fresh clusters; runs and lineage from earlier demos are kept.
-      rmSync(join(flags.state, 'broker'), { recursive: true, force: true });
-      process.stdout.write(
-        `Gantry demo: ${platform.clusters.length} simulated clusters (${platform.clusters.map((c) => `${c.name}: ${c.pools.map((p) => p.name).join(', ')}`).join('; ')}), ` +
-          `policies for ${platform.policies.map((p) => p.name).join(', ')}.\n`,
-      );
-      const conn = await connectRuntime(runFlags, 'gantry-demo');
-      let preempted = false;
-      try {
-        const { result, records } = await runAndReport(conn, file, runFlags, (ev) => {
-          // Reclaim the training node once, to show recovery from a spot preemption.
-          if (
-            !preempted &&
-            ev.type === 'running' &&
-            ev.task === 'train' &&
-            ev.placement?.capacityType === 'spot'
-          ) {
-            preempted = true;
-            const cloud = conn.embedded!.clouds.get(ev.placement.cluster);
-            setTimeout(() => {
-              process.stdout.write(`  !! the cloud reclaims spot node ${ev.placement!.node} under train\n`);
-              cloud?.reclaimNode(ev.placement!.node);
-            }, 300);
-          }
-        });
-        process.exitCode = printResult(result, records, runFlags);
-        if (result.ok)
-          process.stdout.write(
-            `cost report of the clusters: node bin/gantry.js report cost --state ${flags.state} -f examples --by team pool\n`,
-          );
-      } finally {
-        await conn.close();
-      }
-    });
+    .option('-q, --quiet', 'print no events, only the result')
+    .option('--no-progress', 'show no progress bar for large maps')
+    .action(
+      async (flags: { state: string; speedup: string; rows: string; quiet?: boolean; progress: boolean }) => {
+        const rows = positive('--rows', flags.rows);
+        const file = 'examples/workflows/train.ts';
+        const runFlags: RunFlags = {
+          file: ['examples'],
+          state: flags.state,
+          speedup: flags.speedup,
+          team: 'research',
+          input: JSON.stringify({ source: 's3://gantry-demo/clickstream', rows, epochs: 3 }),
+          output: 'table',
+          progress: flags.progress,
+          ...(flags.quiet ? { quiet: true } : {}),
+        };
+        const { platform } = loadPlatform(runFlags.file!);
+        // Each demo starts with fresh clusters; runs and lineage from earlier demos are kept.
+        rmSync(join(flags.state, 'broker'), { recursive: true, force: true });
+        process.stdout.write(
+          `Gantry demo: ${platform.clusters.length} simulated clusters (${platform.clusters.map((c) => `${c.name}: ${c.pools.map((p) => p.name).join(', ')}`).join('; ')}), ` +
+            `policies for ${platform.policies.map((p) => p.name).join(', ')}.\n`,
+        );
+        const conn = await connectRuntime(runFlags, 'gantry-demo');
+        let preempted = false;
+        try {
+          const { result, records } = await runAndReport(conn, file, runFlags, (ev, say) => {
+            // Reclaim the training node once, to show recovery from a spot preemption.
+            if (
+              !preempted &&
+              ev.type === 'running' &&
+              ev.task === 'train' &&
+              ev.placement?.capacityType === 'spot'
+            ) {
+              preempted = true;
+              const cloud = conn.embedded!.clouds.get(ev.placement.cluster);
+              setTimeout(() => {
+                say(`  !! the cloud reclaims spot node ${ev.placement!.node} under train`);
+                cloud?.reclaimNode(ev.placement!.node);
+              }, 300);
+            }
+          });
+          process.exitCode = printResult(result, records, runFlags);
+          if (result.ok)
+            process.stdout.write(
+              `cost report of the clusters: node bin/gantry.js report cost --state ${flags.state} -f examples --by team pool\n`,
+            );
+        } finally {
+          await conn.close();
+        }
+      },
+    );
 }

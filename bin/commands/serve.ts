@@ -2,8 +2,10 @@
  * `gantry broker`, `gantry agent` and `gantry up`: the long-running processes.
  */
 import { mkdirSync } from 'node:fs';
+import type { Server } from 'node:http';
 import type { Command } from 'commander';
 import { type Logger, pino } from 'pino';
+import type { Registry } from 'prom-client';
 import {
   createAgent,
   createLocalExecutor,
@@ -13,17 +15,22 @@ import {
   type NodeProvisioner,
   withTaskHost,
 } from '../../agents/index.ts';
-import { collectProcessMetrics, createBroker, serveMetrics } from '../../broker/index.ts';
+import {
+  collectProcessMetrics,
+  createBroker,
+  serveMetrics,
+  type ServeMetricsOptions,
+} from '../../broker/index.ts';
 import { type Cluster, loadPlatform } from '../../policies/index.ts';
-import type { Transport } from '../../protocol/index.ts';
-import { connectNats, type NatsTransport, openJetStreamStore } from '../../protocol/nats-index.ts';
+import type { NatsTransport } from '../../protocol/nats-index.ts';
 import { createTaskHost } from '../../runtime/host.ts';
 import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
 import { createProcessHost } from '../../runtime/process-host.ts';
 import { defaultBackends } from '../../solver/index.ts';
 import { serveEmbeddedMetrics, startEmbedded } from '../embedded.ts';
 import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
-import { UsageError } from '../errors.ts';
+import { connectCli, openStoreCli } from '../connect.ts';
+import { listenProblem, UsageError } from '../errors.ts';
 
 interface AgentFlags extends ServeFlags {
   cluster: string;
@@ -129,9 +136,40 @@ function number(flag: string, value: string, min = 0): number {
   return n;
 }
 
-async function connect(flags: ServeFlags, name: string): Promise<Transport & { connection?: unknown }> {
+async function connect(flags: ServeFlags, name: string): Promise<NatsTransport> {
   if (!flags.nats) throw new UsageError('--nats <url> is required here');
-  return connectNats({ servers: flags.nats, name, ...(flags.creds ? { creds: flags.creds } : {}) });
+  return connectCli({ nats: flags.nats, creds: flags.creds }, name);
+}
+
+/**
+ * Serves metrics, `/healthz` and `/readyz` on `--metrics-port` (with the process's own metrics), or says
+ * in one line why it cannot.
+ */
+async function metricsServer(
+  registry: Registry,
+  flags: ServeFlags,
+  probes: ServeMetricsOptions,
+): Promise<Server | undefined> {
+  return listening(flags, async (port, host) => {
+    const server = await serveMetrics(registry, port, host, probes);
+    collectProcessMetrics(registry);
+    return server;
+  });
+}
+
+/** Runs `serve` on `--metrics-port` and `--metrics-host`, turning a port in use into one line. */
+async function listening(
+  flags: ServeFlags,
+  serve: (port: number, host: string) => Promise<Server>,
+): Promise<Server | undefined> {
+  if (!flags.metricsPort) return undefined;
+  const port = number('--metrics-port', flags.metricsPort, 1);
+  const host = flags.metricsHost ?? '127.0.0.1';
+  try {
+    return await serve(port, host);
+  } catch (err) {
+    throw listenProblem(err, '--metrics-port', host, port) ?? err;
+  }
 }
 
 /** Runs until SIGINT or SIGTERM, then stops cleanly. */
@@ -166,12 +204,9 @@ export function registerServeCommands(program: Command): void {
       if (!flags.nats) return runEmbedded(flags, heartbeatMs);
       const { platform } = loadPlatform(flags.file);
       const logger = pino({ level: process.env.GANTRY_LOG ?? 'info' });
-      const transport = await connectNats({
-        servers: flags.nats,
-        name: 'gantry-broker',
-        ...(flags.creds ? { creds: flags.creds } : {}),
-      });
-      const store = await openJetStreamStore(transport.connection, {
+      const target = { nats: flags.nats, creds: flags.creds };
+      const transport = await connectCli(target, 'gantry-broker');
+      const store = await openStoreCli(transport, target, {
         bucket: BROKER_BUCKET,
         stream: BROKER_STREAM,
         replicas: number('--replicas', flags.replicas, 1),
@@ -185,15 +220,14 @@ export function registerServeCommands(program: Command): void {
         heartbeatMs,
       });
       // Before start, so /healthz answers while the broker campaigns and loads its state.
-      const server = flags.metricsPort
-        ? await serveMetrics(
-            broker.metrics.registry,
-            number('--metrics-port', flags.metricsPort, 1),
-            flags.metricsHost,
-            { ready: () => broker.readiness(), refresh: () => broker.refreshGauges() },
-          )
-        : undefined;
-      collectProcessMetrics(broker.metrics.registry);
+      const server = await metricsServer(broker.metrics.registry, flags, {
+        ready: () => broker.readiness(),
+        refresh: () => broker.refreshGauges(),
+      }).catch(async (err: unknown) => {
+        await store.close();
+        await transport.close();
+        throw err;
+      });
       await broker.start();
       logger.info({ brokerId: broker.id, leader: broker.isLeader() }, 'broker started');
       await untilSignal(async () => {
@@ -256,7 +290,7 @@ export function registerServeCommands(program: Command): void {
       const { executor, provisioner } = await backends(
         flags,
         cluster,
-        transport as NatsTransport,
+        transport,
         speedup,
         image,
         provisionerKind,
@@ -272,15 +306,14 @@ export function registerServeCommands(program: Command): void {
         speedup,
       });
       // Before start, which waits for the broker to accept the registration: /readyz says so meanwhile.
-      const server = flags.metricsPort
-        ? await serveMetrics(
-            agent.metrics.registry,
-            number('--metrics-port', flags.metricsPort, 1),
-            flags.metricsHost,
-            { ready: () => agent.readiness() },
-          )
-        : undefined;
-      collectProcessMetrics(agent.metrics.registry);
+      const server = await metricsServer(agent.metrics.registry, flags, {
+        ready: () => agent.readiness(),
+      }).catch(async (err: unknown) => {
+        await executor.close();
+        await provisioner.close();
+        await transport.close();
+        throw err;
+      });
       await agent.start();
       logger.info(
         { cluster: cluster.name, agentId: agent.id, executor: executor.kind, provisioner: provisioner.kind },
@@ -316,9 +349,12 @@ async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promise<void
     speedup: number('--speedup', flags.speedup, 0.001),
     heartbeatMs,
   });
-  const server = flags.metricsPort
-    ? await serveEmbeddedMetrics(embedded, number('--metrics-port', flags.metricsPort, 1))
-    : undefined;
+  const server = await listening(flags, (port, host) => serveEmbeddedMetrics(embedded, port, host)).catch(
+    async (err: unknown) => {
+      await embedded.stop();
+      throw err;
+    },
+  );
   process.stdout.write(
     `Gantry is up: broker ${embedded.broker.id}, agents for ${platform.clusters.map((c) => c.name).join(', ')}; state in ${flags.state}` +
       `${server ? `; metrics on http://127.0.0.1:${flags.metricsPort}/metrics` : ''}. Ctrl-C stops it.\n`,

@@ -4,10 +4,10 @@
  */
 import type { Command } from 'commander';
 import { leaseMsg, parseMessage } from '../../protocol/index.ts';
-import { connectNats } from '../../protocol/nats-index.ts';
 import { Runtime } from '../../runtime/client.ts';
 import { runTaskLease, serveWorker } from '../../runtime/host.ts';
 import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
+import { connectCli } from '../connect.ts';
 import { UsageError } from '../errors.ts';
 
 /** Adds `gantry worker`. */
@@ -28,11 +28,7 @@ export function registerWorkerCommand(program: Command): void {
       const servers = flags.nats ?? process.env.GANTRY_NATS_URL;
       if (!servers) throw new UsageError('--nats (or GANTRY_NATS_URL) is required');
       const creds = flags.creds ?? process.env.GANTRY_NATS_CREDS;
-      const transport = await connectNats({
-        servers,
-        name: `gantry-worker-${lease.leaseId}`,
-        ...(creds ? { creds } : {}),
-      });
+      const transport = await connectCli({ nats: servers, creds }, `gantry-worker-${lease.leaseId}`);
       const services = { transport, artifacts: await openJetStreamArtifacts(transport.connection) };
       const runtime = new Runtime({ ...services, progress: false });
       const node = process.env.GANTRY_NODE ?? lease.node;
