@@ -59,8 +59,8 @@ export interface Agent {
   active(): string[];
   readonly metrics: AgentMetrics;
   /**
-   * Ready once the broker accepted its registration and while its executor and provisioner answer
-   * (each within `pingTimeoutMs`). What `/readyz` answers.
+   * Ready once the broker accepted its registration, while NATS is connected and its executor and
+   * provisioner answer (each within `pingTimeoutMs`). What `/readyz` answers.
    */
   readiness(): Promise<AgentReadiness>;
 }
@@ -104,6 +104,12 @@ export function createAgent(opts: AgentOptions): Agent {
   );
   const pingTimeoutMs = opts.pingTimeoutMs ?? 5000;
   let registered = false;
+  // Without NATS the agent can neither hear launches nor send heartbeats.
+  let connected = true;
+  transport.onEvent((e) => {
+    if (e === 'disconnected' || e === 'reconnecting' || e === 'closed') connected = false;
+    if (e === 'reconnected') connected = true;
+  });
   const pools = new Map<string, Pool>(cluster.pools.map((p) => [p.name, p]));
   const leases = new Map<string, Held>();
   const waiting = new Map<string, string[]>(); // node name → leases waiting for it to come up
@@ -500,6 +506,7 @@ export function createAgent(opts: AgentOptions): Agent {
     metrics,
     async readiness() {
       if (stopped) return { ready: false, detail: 'stopping' };
+      if (!connected) return { ready: false, detail: 'not connected to NATS' };
       if (!registered) return { ready: false, detail: `registering cluster ${name} with the broker` };
       const problems = (
         await Promise.all([

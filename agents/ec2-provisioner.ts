@@ -267,7 +267,7 @@ export function createEc2Provisioner(cluster: Cluster, opts: Ec2ProvisionerOptio
 
   function refresh(): Promise<void> {
     const next = polls.then(pollOnce);
-    polls = next.catch(() => undefined);
+    polls = next.catch((err: unknown) => health.failed(err));
     return next;
   }
 
@@ -275,10 +275,7 @@ export function createEc2Provisioner(cluster: Cluster, opts: Ec2ProvisionerOptio
     if (closed) return;
     timer = setTimeout(() => {
       refresh()
-        .catch((err: Error) => {
-          health.failed(err);
-          log.warn({ cluster: cluster.name, err: err.message }, 'could not poll EC2');
-        })
+        .catch((err: Error) => log.warn({ cluster: cluster.name, err: err.message }, 'could not poll EC2'))
         .finally(() => schedule(pollMs));
     }, delayMs);
     timer.unref();
