@@ -410,8 +410,14 @@ export function createAgent(opts: AgentOptions): Agent {
     observe(nodes);
   }
 
-  /** The leases and nodes gauges, as of this heartbeat. */
+  let observedAt = -Infinity;
+  /**
+   * The leases and nodes gauges, as of this heartbeat; at most once per heartbeat interval (a node
+   * coming up sends a heartbeat at once, and a pool scaling up brings many).
+   */
   function observe(nodes: readonly { name: string; pool: string; ready: boolean }[]): void {
+    if (clock() - observedAt < heartbeatMs / 2) return;
+    observedAt = clock();
     const states = new Map<string, number>(AGENT_LEASE_STATES.map((s) => [s, 0]));
     const busy = new Set<string>();
     for (const h of leases.values()) {

@@ -684,21 +684,23 @@ export function createBroker(opts: BrokerOptions): Broker {
 
   const onDemand = onDemandPrices(platform);
   const teams = [...new Set(platform.policies.flatMap((p) => p.teams))];
+  const anyMonthly = budgets.anyMonthly(teams);
   /** The fleet's gauges (spend, nodes, budgets, holds, capacity), for dashboards and alerts. */
   function updateGauges(): void {
     const now = clock();
+    const active = [...state.active()];
     gauges.update({
       now,
       clusters: inventory.clusters.values(),
       nodeUse: state.nodeUse,
-      active: state.active(),
+      active,
       requests: state.requests,
       pending: [...state.queue, ...state.held],
       pool: poolOf,
       onDemand,
       teams,
       spentThisMonth: (team) => budgets.spent(team, now),
-      budgets: budgets.status([...state.active()], state.requests, now),
+      budgets: anyMonthly ? budgets.status(active, state.requests, now) : [],
       timeScale: scale,
     });
   }

@@ -29,7 +29,8 @@ export interface Fleet {
   clusters: Iterable<ClusterState>;
   /** What active leases use, per `cluster|node` (a node with an entry has work). */
   nodeUse: ReadonlyMap<string, unknown>;
-  active: Iterable<LeaseRecord>;
+  /** Every active lease (an array: it is read more than once). */
+  active: readonly LeaseRecord[];
   requests: ReadonlyMap<string, RequestRecord>;
   /** Ids of the pending requests: queued for the next cycle, or held. */
   pending: Iterable<string>;
@@ -40,6 +41,7 @@ export interface Fleet {
   teams: Iterable<string>;
   /** What a team's work that ended this month cost. */
   spentThisMonth(team: string): number;
+  /** The teams' budgets (empty when no policy has a monthly one). */
   budgets: readonly BudgetStatus[];
   /** Simulated seconds per second (embedded mode): running work's cost so far is scaled by it. */
   timeScale: number;
@@ -71,7 +73,7 @@ export class FleetGauges {
 
   update(f: Fleet): void {
     this.#clusters(f);
-    this.#spend(f);
+    this.#leases(f);
     this.#budgets(f);
     this.#held(f);
   }
@@ -147,14 +149,12 @@ export class FleetGauges {
     for (const key of this.#notReadySince.keys()) if (!seen.has(key)) this.#notReadySince.delete(key);
   }
 
-  #spend(f: Fleet): void {
+  /** One pass over the active leases: spend by team and pool, its on-demand price, running cost so far. */
+  #leases(f: Fleet): void {
     const m = this.metrics;
-    m.spendPerHour.reset();
-    m.onDemandPerHour.reset();
     const rate = new Map<string, { labels: Record<string, string>; spend: number; onDemand: number }>();
-    let active = 0;
+    const running = new Map<string, number>();
     for (const l of f.active) {
-      active++;
       const team = f.requests.get(l.requestId)?.team ?? '';
       const key = `${team}|${l.cluster}|${l.pool}|${l.capacityType}`;
       let r = rate.get(key);
@@ -164,27 +164,25 @@ export class FleetGauges {
       }
       r.spend += l.pricePerHour;
       r.onDemand += l.pricePerHour * onDemandRatio(f.pool(l.cluster, l.pool), f.onDemand);
+      if (l.startedAt !== undefined) {
+        const cost = (l.pricePerHour * Math.max(0, f.now - l.startedAt) * f.timeScale) / HOUR;
+        running.set(team, (running.get(team) ?? 0) + cost);
+      }
     }
+    m.spendPerHour.reset();
+    m.onDemandPerHour.reset();
     for (const r of rate.values()) {
       m.spendPerHour.set(r.labels, r.spend);
       m.onDemandPerHour.set(r.labels, r.onDemand);
     }
-    m.activeLeases.set(active);
+    m.activeLeases.set(f.active.length);
+    m.teamSpendMonth.reset();
+    for (const team of f.teams)
+      m.teamSpendMonth.set({ team }, f.spentThisMonth(team) + (running.get(team) ?? 0));
   }
 
   #budgets(f: Fleet): void {
     const m = this.metrics;
-    const running = new Map<string, number>();
-    for (const l of f.active) {
-      if (l.startedAt === undefined) continue;
-      const team = f.requests.get(l.requestId)?.team;
-      if (team === undefined) continue;
-      const cost = (l.pricePerHour * Math.max(0, f.now - l.startedAt) * f.timeScale) / HOUR;
-      running.set(team, (running.get(team) ?? 0) + cost);
-    }
-    m.teamSpendMonth.reset();
-    for (const team of f.teams)
-      m.teamSpendMonth.set({ team }, f.spentThisMonth(team) + (running.get(team) ?? 0));
     m.teamBudgetMonth.reset();
     for (const b of f.budgets) {
       if (!b.perMonth) continue;

@@ -360,6 +360,8 @@ describe('a scrape of a running embedded Gantry', () => {
     expect(sum('gantry_spend_dollars_per_hour')).toBeCloseTo(leasedPerHour, 9);
     expect(sum('gantry_spend_on_demand_dollars_per_hour')).toBeCloseTo(leasedPerHour, 9);
     expect(value('gantry_team_budget_month_dollars{team="ml",policy="ml-budget"}')).toBe(0.5);
+    // The running work has cost something so far this month (simulated time runs 1000 times faster).
+    expect(value('gantry_team_spend_month_dollars{team="ml"}')).toBeGreaterThan(0);
     expect(value('gantry_budget_used_ratio{team="ml",policy="ml-budget"}')).toBeGreaterThan(0.7);
     expect(value('gantry_requests_held{reason="budget"}')).toBe(1);
     expect(value('gantry_requests_held{reason="capacity"}')).toBe(0);

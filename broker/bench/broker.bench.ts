@@ -99,14 +99,13 @@ async function run(mode: 'embedded' | 'nats', n: number): Promise<string> {
       },
     );
     metricsText = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    for (let i = 0; i < 100; i++) {
-      if (
-        await metricsText().then(
-          () => true,
-          () => false,
-        )
-      )
-        break;
+    // Ready: it leads and has loaded its state (the metrics port answers before that).
+    for (let i = 0; i < 300; i++) {
+      const ready = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      if (ready) break;
       await new Promise((r) => setTimeout(r, 100));
     }
     measured.push({ name: 'broker', pid: child.pid! });
