@@ -41,9 +41,16 @@ function usage(pid: number): { peakMiB: number; cpuSeconds: number } {
   return { peakMiB: peakKiB / 1024, cpuSeconds: (Number(fields[11]) + Number(fields[12])) / TICKS };
 }
 
+/** The processes this run started: killed when it exits, however it ends. */
+const spawned = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of spawned) if (child.exitCode === null) child.kill('SIGKILL');
+});
+
 /** Starts a child process and resolves once it prints a line on stdout, or rejects when it exits. */
 function spawnReady(args: string[], env: NodeJS.ProcessEnv): Promise<ChildProcess> {
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env });
+  spawned.add(child);
   return new Promise((resolve, reject) => {
     child.stdout!.once('data', () => resolve(child));
     child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}`)));
@@ -108,6 +115,7 @@ async function run(mode: 'embedded' | 'nats', n: number): Promise<string> {
       if (ready) break;
       await new Promise((r) => setTimeout(r, 100));
     }
+    spawned.add(child);
     measured.push({ name: 'broker', pid: child.pid! });
     stopBroker = () => stopChild(child);
   } else {
