@@ -179,6 +179,9 @@ describe('deploy/kubernetes', () => {
         });
         expect(c.resources?.requests).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) });
         expect(c.resources?.limits).toMatchObject({ memory: expect.any(String) });
+        const mib = (q: unknown) =>
+          Number(/^(\d+)Mi$/.exec(String(q))?.[1] ?? Number(/^(\d+)Gi$/.exec(String(q))?.[1]) * 1024);
+        expect(mib(c.resources?.requests?.memory)).toBeLessThanOrEqual(mib(c.resources?.limits?.memory));
         for (const m of c.volumeMounts ?? []) expect(volumes.has(m.name), `volume ${m.name}`).toBe(true);
         // tsx writes its transpile cache to $TMPDIR: on a read-only root it needs an emptyDir there.
         const tmp = c.volumeMounts?.find((m) => m.mountPath === '/tmp');
