@@ -5,13 +5,17 @@ import { Command, CommanderError } from 'commander';
 import { registerCatalogCommand } from './commands/catalog.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
 import { registerPlanCommand } from './commands/plan.ts';
+import { registerHistoryCommands } from './commands/history.ts';
+import { registerPlatformCommands } from './commands/platform.ts';
 import { registerReportCommand } from './commands/report.ts';
 import { registerRunCommands } from './commands/run.ts';
 import { registerSpotPricesCommand } from './commands/spot-prices.ts';
 import { registerWorkerCommand } from './commands/worker.ts';
 import { registerServeCommands } from './commands/serve.ts';
+import { registerUpCommand } from './commands/up.ts';
 import { registerValidateCommand } from './commands/validate.ts';
 import { readFileSync } from 'node:fs';
+import { HistoryQueryError, HistoryUnavailableError, SchemaTooNewError } from '../history/index.ts';
 import { PolicyError, ValidationError } from '../policies/index.ts';
 import { OperationalError, UsageError } from './errors.ts';
 
@@ -39,11 +43,14 @@ export function buildProgram(): Command {
   registerCatalogCommand(program);
   registerPlanCommand(program);
   registerServeCommands(program);
+  registerUpCommand(program);
   registerClusterCommands(program);
+  registerPlatformCommands(program);
   registerRunCommands(program);
   registerWorkerCommand(program);
   registerReportCommand(program);
   registerSpotPricesCommand(program);
+  registerHistoryCommands(program);
   // A usage mistake is one line too: what was wrong, and where the command's flags are listed.
   const hint = (cmd: Command, path: string) => {
     cmd.configureOutput({
@@ -71,7 +78,15 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`gantry: ${err.message}\n`);
       return EXIT.usage;
     }
-    if (err instanceof OperationalError) {
+    if (err instanceof HistoryQueryError) {
+      process.stderr.write(`gantry: ${err.message}\n`);
+      return EXIT.usage;
+    }
+    if (
+      err instanceof OperationalError ||
+      err instanceof HistoryUnavailableError ||
+      err instanceof SchemaTooNewError
+    ) {
       process.stderr.write(`gantry: ${err.message}\n`);
       return EXIT.failed;
     }

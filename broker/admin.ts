@@ -1,11 +1,13 @@
 /**
  * Operator requests on `gantry.v1.broker.admin.<verb>`: list and describe clusters, drain and remove
- * them, and list requests, leases and nodes. What `gantry cluster` and `gantry get` call.
+ * them, list requests, leases and nodes, show the platform the broker plans with, and apply changes to
+ * it. What `gantry cluster`, `gantry get` and `gantry apply` call.
  */
 import type { BudgetStatus } from './budgets.ts';
 import { z } from 'zod';
 import type { Cluster, Platform } from '../policies/index.ts';
-import { encodeJson, type Msg, parseMessage, type Transport } from '../protocol/index.ts';
+import { encodeJson, type Msg, parseMessage, type Store, type Transport } from '../protocol/index.ts';
+import { ApplyRefused, applyMsg, applyObjects } from './apply.ts';
 import type { Inventory } from './inventory.ts';
 import type { BrokerMetrics } from './metrics.ts';
 import type { BrokerState } from './state.ts';
@@ -22,6 +24,10 @@ export interface AdminContext {
   bad(msg: Msg, subject: string, error: { code: string; message: string; field?: string }): void;
   /** Every team budget: caps, spend, committed and what is left. */
   budgets(): BudgetStatus[];
+  /** The broker's store, where applied objects are kept. */
+  store: Store;
+  /** Policies or profiles changed (`apply`): caches go, a cycle is scheduled. */
+  reconfigured(): void;
 }
 
 const byName = z.strictObject({ name: z.string().min(1) });
@@ -135,6 +141,29 @@ export function handleAdmin(msg: Msg, ctx: AdminContext): void {
       });
     case 'budgets':
       return reply({ budgets: ctx.budgets() });
+    case 'platform':
+      return reply({
+        clusters: [...ctx.inventory.clusters.values()].map((c) => c.declared),
+        policies: ctx.platform.policies,
+        profiles: [...ctx.platform.profiles.values()],
+      });
+    case 'apply': {
+      const p = parseMessage(applyMsg, msg.data);
+      if (!p.ok) return ctx.bad(msg, msg.subject, p.error);
+      void applyObjects(ctx.platform, ctx.store, p.value, {
+        onboard: ctx.onboard,
+        reconfigured: ctx.reconfigured,
+      })
+        .then((applied) => reply({ applied, dryRun: p.value.dryRun }))
+        .catch((err: Error) =>
+          ctx.bad(msg, msg.subject, {
+            code: err instanceof ApplyRefused ? 'refused' : 'store',
+            message: err instanceof ApplyRefused ? err.message : `could not apply: ${err.message}`,
+            ...(err instanceof ApplyRefused ? { field: err.field } : {}),
+          }),
+        );
+      return;
+    }
     case 'stats':
       return reply({
         counts: ctx.state.counts(),

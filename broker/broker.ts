@@ -23,6 +23,7 @@ import {
 import type { LpBackends } from '../solver/index.ts';
 import { admit } from './admission.ts';
 import { handleAdmin } from './admin.ts';
+import { appliedClusterKey, restoreApplied } from './apply.ts';
 import { runCycle } from './cycle.ts';
 import { Inventory } from './inventory.ts';
 import { Budgets, type Monthly } from './budgets.ts';
@@ -749,6 +750,11 @@ export function createBroker(opts: BrokerOptions): Broker {
           schedule,
           bad,
           budgets: () => budgets.status([...state.active()], state.requests, clock()),
+          store,
+          reconfigured: () => {
+            admitted.clear();
+            schedule();
+          },
         }),
       ),
     );
@@ -791,6 +797,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     for (const e of nodeLedger.endCluster(name, 'removed', ledgerTime(clock()))) writer.event(e);
     platform.pools.splice(0, platform.pools.length, ...platform.clusters.flatMap((c) => c.pools));
     await store.delete(`cluster.${name}`);
+    await store.delete(appliedClusterKey(name));
   }
 
   async function onboard(cluster: Cluster): Promise<void> {
@@ -815,6 +822,16 @@ export function createBroker(opts: BrokerOptions): Broker {
         const c = JSON.parse(new TextDecoder().decode(e.value)) as Cluster;
         if (!platform.clusters.some((p) => p.name === c.name)) await onboard(c);
       }
+      // What `gantry apply` changed since the files were written wins over them.
+      const restored = await restoreApplied(platform, store, {
+        onboard,
+        reconfigured: () => admitted.clear(),
+      });
+      if (restored.some((r) => r.action !== 'unchanged'))
+        log.info(
+          { applied: restored.filter((r) => r.action !== 'unchanged').map((r) => `${r.kind}/${r.name}`) },
+          'platform changes made by gantry apply restored over the files',
+        );
       await leadership.start();
     },
     async stop() {

@@ -79,6 +79,39 @@ interface Charge {
   to: number;
   /** Spot or reserved money with no on-demand price to compare with. */
   unpriced?: boolean;
+  /** Money per UTC day (its start), when not spread evenly over the interval. */
+  perDay?: Map<number, number>;
+}
+
+const DAY = 86_400_000;
+
+/** Each day's part of [from, to). */
+function daySlices(from: number, to: number): { day: number; a: number; b: number }[] {
+  const out: { day: number; a: number; b: number }[] = [];
+  for (let t = Math.floor(from / DAY) * DAY; t < to; t += DAY) {
+    const a = Math.max(t, from);
+    const b = Math.min(t + DAY, to);
+    if (b > a) out.push({ day: t, a, b });
+  }
+  return out;
+}
+
+/** A node's idle cost per day: what it cost that day, less what its tasks were charged that day. */
+function idlePerDay(
+  price: number,
+  from: number,
+  to: number,
+  tasks: readonly { a: number; b: number; cost: number }[],
+  scale: number,
+): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const d of daySlices(from, to)) out.set(d.day, (price * (d.b - d.a)) / HOUR);
+  for (const t of tasks) {
+    if (t.b <= t.a) continue;
+    for (const d of daySlices(t.a, t.b))
+      out.set(d.day, (out.get(d.day) ?? 0) - (t.cost * scale * (d.b - d.a)) / (t.b - t.a));
+  }
+  return out;
 }
 
 const HOUR = 3_600_000;
@@ -96,23 +129,23 @@ export function costReport(
 ): CostReport {
   const { since, until } = opts;
   const usages = entries.filter((e): e is TaskUsage => e.kind === 'usage');
-  const nodes = coverTasks(nodeLifetimes(entries, until), usages);
+  const lives = nodeLifetimes(entries, until);
+  const assigned = assignLives(lives, usages);
+  const nodes = coverTasks(lives, usages, assigned);
   const onDemand = onDemandPrices(opts.platform);
   const charges: Charge[] = [];
 
   // Task charges, clipped to the window and to their node's lifetime, scaled so a node's tasks never
   // cost more than the node.
-  const byNode = new Map<string, TaskUsage[]>();
-  for (const u of usages) push(byNode, `${u.cluster}|${u.node}`, u);
+  const byLife = new Map<object, TaskUsage[]>();
+  for (const [u, life] of assigned) push(byLife, life, u);
   const charged = new Set<TaskUsage>();
   for (const life of nodes) {
     const from = Math.max(life.start, since);
     const to = Math.min(life.end, until);
     if (to <= from) continue;
     const nodeCost = (life.pricePerHour * (to - from)) / HOUR;
-    const tasks = (byNode.get(`${life.cluster}|${life.node}`) ?? []).filter(
-      (u) => u.end > life.start && u.start < life.end,
-    );
+    const tasks = byLife.get(life) ?? [];
     const raw = tasks.map((u) => {
       const a = Math.max(u.start, from);
       const b = Math.min(u.end, to);
@@ -126,8 +159,9 @@ export function costReport(
       const cost = r.cost * scale;
       charges.push(taskCharge(r.u, cost, onDemand, r.a, r.b, scale));
     }
-    const idle = nodeCost - sum * scale;
-    if (idle > 0) {
+    // A node its tasks used whole has no idle cost, yet idle days when its tasks ran on others.
+    const idle = Math.max(0, nodeCost - sum * scale);
+    if (nodeCost > 0) {
       const ratio = onDemandRatio(life.instanceType, life.capacityType, life.pricePerHour, onDemand);
       charges.push({
         key: {
@@ -145,6 +179,8 @@ export function costReport(
         gpuHours: 0,
         from,
         to,
+        // A node is idle when its tasks are not running: per day, its cost that day less theirs.
+        perDay: idlePerDay(life.pricePerHour, from, to, raw, scale),
         ...(ratio === undefined ? { unpriced: true } : {}),
       });
     }
@@ -221,7 +257,7 @@ function taskCharge(
 }
 
 /** On-demand price ÷ actual price for an instance type: 1 when on-demand or free, undefined when unknown. */
-function onDemandRatio(
+export function onDemandRatio(
   instanceType: string,
   capacityType: string,
   price: number,
@@ -248,13 +284,13 @@ export function onDemandPrices(platform: Platform | undefined): Map<string, numb
   return out;
 }
 
+/** A lifetime: from start to end, `open` while the node is still up (it then ends at `until`). */
+type Life = NodeLife & { start: number; end: number; open: boolean };
+
 /** Node lifetimes from start/end entries; a node still up ends at `until`. */
-function nodeLifetimes(
-  entries: readonly LedgerEntry[],
-  until: number,
-): (NodeLife & { start: number; end: number })[] {
+function nodeLifetimes(entries: readonly LedgerEntry[], until: number): Life[] {
   const open = new Map<string, NodeLife>();
-  const out: (NodeLife & { start: number; end: number })[] = [];
+  const out: Life[] = [];
   for (const e of entries) {
     if (e.kind !== 'node-start' && e.kind !== 'node-end') continue;
     const key = `${e.cluster}|${e.node}`;
@@ -265,9 +301,36 @@ function nodeLifetimes(
     const start = open.get(key);
     if (!start) continue;
     open.delete(key);
-    out.push({ ...start, start: start.at, end: e.at, ...(e.ended ? { ended: e.ended } : {}) });
+    out.push({ ...start, start: start.at, end: e.at, open: false, ...(e.ended ? { ended: e.ended } : {}) });
   }
-  for (const start of open.values()) out.push({ ...start, start: start.at, end: Math.max(start.at, until) });
+  for (const start of open.values())
+    out.push({ ...start, start: start.at, end: Math.max(start.at, until), open: true });
+  return out;
+}
+
+/**
+ * The lifetime of its node each task ran in: the nearest (a lifetime still open reaches on without
+ * end), the earliest-starting of equally near ones. Tasks on nodes the ledger has no lifetime of are
+ * left out. The history store attaches usages the same way as it ingests them.
+ */
+export function assignLives<
+  L extends { cluster: string; node: string; start: number; end: number; open?: boolean },
+>(lives: readonly L[], usages: readonly TaskUsage[]): Map<TaskUsage, L> {
+  const byNode = new Map<string, L[]>();
+  for (const l of lives) push(byNode, `${l.cluster}|${l.node}`, l);
+  const out = new Map<TaskUsage, L>();
+  for (const u of usages) {
+    const candidates = byNode.get(`${u.cluster}|${u.node}`);
+    if (!candidates) continue;
+    const distance = (l: L) => Math.max(0, l.start - u.end, u.start - (l.open ? Infinity : l.end));
+    let best = candidates[0]!;
+    for (const l of candidates) {
+      const d = distance(l);
+      const b = distance(best);
+      if (d < b || (d === b && l.start < best.start)) best = l;
+    }
+    out.set(u, best);
+  }
   return out;
 }
 
@@ -279,14 +342,11 @@ function nodeLifetimes(
 export function coverTasks<L extends { cluster: string; node: string; start: number; end: number }>(
   lives: L[],
   usages: readonly TaskUsage[],
+  assigned: Map<TaskUsage, L> = assignLives(lives, usages),
 ): L[] {
-  const byNode = new Map<string, L[]>();
-  for (const l of lives) push(byNode, `${l.cluster}|${l.node}`, l);
   for (const u of usages) {
-    const candidates = byNode.get(`${u.cluster}|${u.node}`);
-    if (!candidates) continue;
-    const distance = (l: L) => (u.end < l.start ? l.start - u.end : u.start > l.end ? u.start - l.end : 0);
-    const life = candidates.reduce((best, l) => (distance(l) < distance(best) ? l : best));
+    const life = assigned.get(u);
+    if (!life) continue;
     life.start = Math.min(life.start, u.start);
     life.end = Math.max(life.end, u.end);
   }
@@ -318,14 +378,25 @@ function group(
       row.executions++;
     }
   }
-  return [...rows.values()].map(({ seen: _seen, ...row }) => row).sort((a, b) => b.costUsd - a.costUsd);
+  return [...rows.values()]
+    .map(({ seen: _seen, ...row }) => row)
+    .filter((row) => Math.abs(row.costUsd) > 1e-9 || row.executions > 0)
+    .sort((a, b) => b.costUsd - a.costUsd);
 }
 
 /** Money per UTC day, split proportionally to time, by one dimension. */
 function perDay(charges: readonly Charge[], dim: Dimension): CostReport['days'] {
   const days = new Map<string, Record<string, number>>();
-  const DAY = 86_400_000;
   for (const c of charges) {
+    if (c.perDay) {
+      for (const [t, v] of c.perDay) {
+        const day = new Date(t).toISOString().slice(0, 10);
+        const values = days.get(day) ?? {};
+        values[c.key[dim]] = (values[c.key[dim]] ?? 0) + v;
+        days.set(day, values);
+      }
+      continue;
+    }
     const span = c.to - c.from;
     for (let t = Math.floor(c.from / DAY) * DAY; t < c.to; t += DAY) {
       const a = Math.max(t, c.from);
@@ -350,7 +421,7 @@ function totalsBy(charges: readonly Charge[], key: (c: Charge) => string): Recor
  * Plans the period's tasks again on an empty fleet: the solver's cheapest-first greedy baseline and
  * its own plan, both in expected dollars for the tasks' actual durations.
  */
-function greedyComparison(
+export function greedyComparison(
   usages: readonly TaskUsage[],
   platform: Platform,
   backends: LpBackends | undefined,

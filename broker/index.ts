@@ -22,3 +22,7 @@ export type { LeaseRecord, LifecycleEvent, RequestRecord, StoredRequest } from '
 export { Leadership } from './leader.ts';
 export { serveMetrics } from './metrics-http.ts';
 export type { Readiness, ServeMetricsOptions } from './metrics-http.ts';
+export { costReport, DIMENSIONS, greedyComparison, onDemandPrices, onDemandRatio } from './cost-report.ts';
+export type { CostReport, CostRow, Dimension } from './cost-report.ts';
+export { usageCost } from './ledger.ts';
+export type { LedgerEntry, NodeLife, NodeRef, TaskUsage } from './ledger.ts';

@@ -52,6 +52,9 @@ export interface LifecycleEvent {
   team?: string | undefined;
   pricePerHour?: number | undefined;
   reason?: string | undefined;
+  /** For leases: the request placed, and why the solver chose there. */
+  request?: string | undefined;
+  why?: string | undefined;
 }
 
 const safe = (id: string) =>

@@ -108,6 +108,8 @@ export class BrokerState {
       node: lease.node,
       team: r.team,
       pricePerHour: lease.pricePerHour,
+      request: r.requestId,
+      why: lease.why,
     });
     return record;
   }

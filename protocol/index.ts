@@ -24,6 +24,7 @@ export {
   TransportTimeoutError,
 } from './errors.ts';
 export { keyHasPrefix, validateKey, validatePrefix } from './keys.ts';
+export { acquireLock as lockDirectory } from './local-files.ts';
 export { openLocalStore } from './local-store.ts';
 export { createMemoryTransport } from './memory.ts';
 export {
@@ -40,12 +41,17 @@ export {
   launchMsg,
   MAX_FINISHED_IN_HEARTBEAT,
   leaseMsg,
+  lineageRecord,
   parseMessage,
+  placementMsg,
   registerMsg,
   requestMsg,
   requestReply,
   resourcesMsg,
   resultMsg,
+  runEvent,
+  runRecord,
+  runtimeLogRecord,
   scaleMsg,
   subjects,
   taskState,
@@ -68,12 +74,17 @@ export type {
   InvokeReply,
   LaunchMsg,
   LeaseMsg,
+  LineageRecord,
   NodeMsg,
+  PlacementMsg,
   RegisterMsg,
   RequestMsg,
   RequestReply,
   ResourcesMsg,
   ResultMsg,
+  RunEvent,
+  RunRecord,
+  RuntimeLogRecord,
   ScaleMsg,
   TaskState,
   TaskStateMsg,

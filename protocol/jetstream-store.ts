@@ -169,6 +169,11 @@ class JetStreamStore implements Store {
     for await (const m of drain(consumer, (m) => m.seq >= last)) yield { seq: m.seq, data: m.data };
   }
 
+  async logOrigin(): Promise<string> {
+    const info = await this.jsm.streams.info(this.stream);
+    return `${this.stream}@${info.created}`;
+  }
+
   async close(): Promise<void> {
     this.#closed = true;
   }

@@ -5,7 +5,7 @@
  * Every mutation resolves only after its record is fsynced; concurrent mutations share fsyncs.
  * Reads see a mutation as soon as it is called (before it is durable), like a database's own session.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { StoreClosedError, StoreConflictError } from './errors.ts';
 import { compareKeys, keyHasPrefix, validateKey, validatePrefix } from './keys.ts';
@@ -32,7 +32,8 @@ export async function openLocalStore(dir: string): Promise<Store> {
     const kv = await KvFile.open(join(abs, 'kv.log'));
     try {
       const events = await EventFile.open(join(abs, 'events.log'));
-      return new LocalStore(kv, events, release);
+      const origin = `${abs}#${(await stat(join(abs, 'events.log'))).ino}`;
+      return new LocalStore(kv, events, release, origin);
     } catch (err) {
       await kv.close();
       throw err;
@@ -51,7 +52,12 @@ class LocalStore implements Store {
     private readonly kv: KvFile,
     private readonly events: EventFile,
     private readonly release: () => Promise<void>,
+    private readonly origin: string,
   ) {}
+
+  async logOrigin(): Promise<string> {
+    return this.origin;
+  }
 
   async get(key: string): Promise<KvEntry | undefined> {
     this.#assertOpen();

@@ -276,12 +276,117 @@ export const errorMsg = z.strictObject({
   stack: z.string().max(100_000).optional(),
 });
 
+/** A content hash: `sha256:<64 hex digits>` (the `none` of a run that failed before its input). */
+const hash = z.string().min(1).max(200);
+
+/**
+ * One execution (one attempt of one task call) as lineage keeps it: the task and its code hash, the
+ * content hashes of its input and output, the resources asked and granted, placement, attempt, cost and
+ * the calling execution. `refs` are the artifacts found *inside* the input and output (a dataset passed
+ * as `{ data, lr }`): the data-flow edges beside the whole values. `stored` are the values that went by
+ * reference to the artifact store, with their size.
+ */
+export const lineageRecord = z.object({
+  run: z.string().min(1).max(200),
+  execution: z.string().min(1).max(300),
+  parent: z.string().max(300).optional(),
+  task: z.string().min(1).max(200),
+  codeHash: z.string().max(200),
+  attempt: z.int().nonnegative(),
+  input: hash,
+  output: hash.optional(),
+  refs: z
+    .strictObject({
+      input: z.array(hash).max(1000).optional(),
+      output: z.array(hash).max(1000).optional(),
+    })
+    .optional(),
+  stored: z
+    .array(z.strictObject({ hash, bytes: z.int().nonnegative() }))
+    .max(1000)
+    .optional(),
+  error: z.object({ name: z.string(), message: z.string() }).optional(),
+  asked: resourcesMsg,
+  override: z.boolean(),
+  placement: z
+    .object({
+      cluster: z.string(),
+      pool: z.string(),
+      node: z.string(),
+      capacityType: z.string(),
+      pricePerHour: z.number(),
+      cpuMilli: z.number(),
+      memoryMiB: z.number(),
+      gpuMilli: z.number(),
+      gpuModel: z.string().nullable(),
+    })
+    .optional(),
+  /** Times the spot node under this execution was reclaimed and the broker placed it again. */
+  preemptions: z.int().nonnegative(),
+  startedAt: z.number(),
+  endedAt: z.number(),
+  costUsd: z.number().nonnegative(),
+  cached: z.boolean(),
+  /** Ran on a warm worker (no solve cycle). */
+  warm: z.boolean(),
+});
+
+/** A run's summary: written when it starts and again when it ends. */
+export const runRecord = z.object({
+  run: z.string().min(1).max(200),
+  workflow: z.string().min(1).max(200),
+  module: z.string().max(4096),
+  team: z.string().min(1),
+  status: z.enum(['running', 'succeeded', 'failed']),
+  startedAt: z.number(),
+  endedAt: z.number().optional(),
+  input: z.string(),
+  output: z.string().optional(),
+  error: z.string().optional(),
+  costUsd: z.number(),
+  executions: z.int().nonnegative(),
+});
+
+/**
+ * One entry of the runtime's log (the `gantry-lineage` stream, or the state directory embedded): a
+ * JSON array of lineage records and run summaries (`kind: 'run'`), in the order they happened.
+ */
+export const runtimeLogRecord = z.union([runRecord.extend({ kind: z.literal('run') }), lineageRecord]);
+
+/** Where an execution runs, as run events carry it. */
+export const placementMsg = z.object({
+  cluster: z.string(),
+  pool: z.string(),
+  node: z.string(),
+  capacityType: z.string(),
+  pricePerHour: z.number(),
+  cpuMilli: z.number(),
+  memoryMiB: z.number(),
+  gpuMilli: z.number(),
+  gpuModel: z.string().nullable(),
+  why: z.string(),
+});
+
+/** runtime → anyone watching a run (`subjects.runEvents`): what `gantry run` prints. */
+export const runEvent = z.strictObject({
+  type: z.enum(['placed', 'running', 'preempted', 'retry', 'succeeded', 'failed', 'cached', 'workers']),
+  run: z.string().min(1),
+  execution: z.string().min(1),
+  task: z.string().min(1),
+  parent: z.string().optional(),
+  attempt: z.int().nonnegative(),
+  at: z.number(),
+  placement: placementMsg.optional(),
+  message: z.string().optional(),
+  costUsd: z.number().optional(),
+});
+
 const ended = {
   execution: id,
   startedAt: z.number(),
   endedAt: z.number(),
   /** Lineage records of the tasks this execution called (the root runtime stores them). */
-  lineage: z.array(z.record(z.string(), z.unknown())).max(100_000).optional(),
+  lineage: z.array(lineageRecord).max(100_000).optional(),
 };
 
 /** task host → runtime: how an execution ended. */
@@ -338,6 +443,11 @@ export type ErrorMsg = z.output<typeof errorMsg>;
 export type ResultMsg = z.output<typeof resultMsg>;
 export type InvokeMsg = z.output<typeof invokeMsg>;
 export type InvokeReply = z.output<typeof invokeReply>;
+export type LineageRecord = z.output<typeof lineageRecord>;
+export type RunRecord = z.output<typeof runRecord>;
+export type RuntimeLogRecord = z.output<typeof runtimeLogRecord>;
+export type PlacementMsg = z.output<typeof placementMsg>;
+export type RunEvent = z.output<typeof runEvent>;
 
 /** Terminal states: the task will not change state again. */
 export const TERMINAL: ReadonlySet<TaskState> = new Set(['succeeded', 'failed']);

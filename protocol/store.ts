@@ -53,6 +53,12 @@ export interface Store {
    * starts; events appended meanwhile are left for the next read.
    */
   readLog(fromSeq?: number): AsyncIterable<LogEvent>;
+  /**
+   * Which log this is: it changes when the log is made anew (a state directory removed, a stream
+   * deleted and created again), when its sequence numbers start from 1 again. History keys its
+   * offsets on it.
+   */
+  logOrigin(): Promise<string>;
   /** Waits for writes in progress, then releases the store (JetStream: not the connection). */
   close(): Promise<void>;
 }

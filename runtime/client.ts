@@ -16,6 +16,7 @@ import {
   requestReply,
   type ResultMsg,
   resultMsg,
+  type RunEvent as RunEventMsg,
   subjects,
   taskStateMsg,
   type Transport,
@@ -23,7 +24,7 @@ import {
   type ValueMsg,
 } from '../protocol/index.ts';
 import { formatMemory, parseMemory } from '../policies/quantities.ts';
-import type { ArtifactStore } from './artifacts.ts';
+import { ArtifactMissingError, type ArtifactStore } from './artifacts.ts';
 import {
   fromErrorMsg,
   NonRetriableError,
@@ -45,21 +46,11 @@ import {
   type Task,
   timeoutMs,
 } from './task.ts';
+import { KnownValues, nestedValues, refsOf } from './refs.ts';
 import { checkValue, decodeValue, encodeValue, valueHash } from './values.ts';
 
 /** What `gantry run` prints as a run goes: placements, retries, ends. Published on the run's subject. */
-export interface RunEvent {
-  type: 'placed' | 'running' | 'preempted' | 'retry' | 'succeeded' | 'failed' | 'cached' | 'workers';
-  run: string;
-  execution: string;
-  task: string;
-  parent?: string;
-  attempt: number;
-  at: number;
-  placement?: Placement;
-  message?: string;
-  costUsd?: number;
-}
+export type RunEvent = RunEventMsg;
 
 /** Options of {@link Runtime}. */
 export interface RuntimeOptions {
@@ -88,7 +79,9 @@ export interface OutputCache {
 interface RecordDetail {
   outcome?: Outcome;
   costUsd?: number;
-  output?: string;
+  output?: ValueMsg;
+  /** Artifacts inside the output. */
+  outputRefs?: string[];
   err?: unknown;
   hit?: ValueMsg;
 }
@@ -118,6 +111,8 @@ export class Runtime implements Caller {
   readonly #opts: RuntimeOptions;
   readonly #clock: () => number;
   readonly #pools = new Map<string, WorkerPool>();
+  /** Values task calls returned, so that lineage finds them inside later inputs. */
+  readonly known = new KnownValues();
   #seq = 0;
 
   constructor(opts: RuntimeOptions) {
@@ -136,13 +131,27 @@ export class Runtime implements Caller {
     const execution = this.nextExecution(scope.runId);
     const checked = checkValue(task.options.input, input, { task: task.taskName, side: 'input' });
     const value = await encodeValue(checked, this.artifacts, this.#opts.inlineLimit);
-    return this.#execute(task, value, override, scope, execution, 0);
+    const refs = refsOf(this.known, input, checked, valueHash(value));
+    return this.#execute(task, value, refs, override, scope, execution, 0);
+  }
+
+  /** Checks an output against the task's schema and remembers it (and what is inside) for lineage. */
+  async #output(task: Task, value: ValueMsg): Promise<{ output: unknown; refs: string[] }> {
+    const output = checkValue(task.options.output, await decodeValue(value, this.artifacts), {
+      task: task.taskName,
+      side: 'output',
+    });
+    const whole = valueHash(value);
+    const nested = nestedValues(output);
+    this.known.remember(output, whole, nested);
+    return { output, refs: [...new Set(nested.map((n) => n.hash))].filter((h) => h !== whole) };
   }
 
   /** Sends a call and its retries; resolves with the checked output. */
   async #execute(
     task: Task,
     input: ValueMsg,
+    inputRefs: string[],
     override: Override | undefined,
     scope: Scope,
     execution: string,
@@ -159,7 +168,7 @@ export class Runtime implements Caller {
     const record = (attempt: number, startedAt: number, endedAt: number, how: RecordDetail) =>
       scope.record(
         this.#record(
-          { task, scope, execution, input, asked: resources, override: overridden },
+          { task, scope, execution, input, inputRefs, asked: resources, override: overridden },
           attempt,
           startedAt,
           endedAt,
@@ -170,12 +179,16 @@ export class Runtime implements Caller {
       const hit = await this.#opts.cache!.get(cacheKey);
       if (hit) {
         const now = this.#clock();
-        this.emit(scope, { type: 'cached', execution, task: name, attempt: 0, at: now });
-        record(0, now, now, { hit });
-        return checkValue(task.options.output, await decodeValue(hit, this.artifacts), {
-          task: name,
-          side: 'output',
+        // A value the artifact store no longer keeps (collected) is a miss: the task runs again.
+        const decoded = await this.#output(task, hit).catch((err: unknown) => {
+          if (err instanceof ArtifactMissingError) return undefined;
+          throw err;
         });
+        if (decoded) {
+          this.emit(scope, { type: 'cached', execution, task: name, attempt: 0, at: now });
+          record(0, now, now, { hit, outputRefs: decoded.refs });
+          return decoded.output;
+        }
       }
     }
     let pending = firstError;
@@ -210,16 +223,20 @@ export class Runtime implements Caller {
         continue;
       }
       const { result } = outcome;
-      for (const rec of result.lineage ?? []) scope.record(rec as LineageRecord);
+      for (const rec of result.lineage ?? []) scope.record(rec);
       const costUsd =
         outcome.lostCostUsd + this.#cost(outcome.lease.pricePerHour, result.startedAt, result.endedAt);
       const err = result.ok ? undefined : fromErrorMsg(result.error, { task: name, execution });
       if (err instanceof OutOfMemoryError && err.memoryMiB === undefined)
         err.data.memoryMiB = outcome.lease.memoryMiB;
+      let checked: { output: unknown; refs: string[] } | undefined;
+      let invalid: unknown;
+      if (result.ok)
+        checked = await this.#output(task, result.output).catch((e: unknown) => void (invalid = e));
       record(attempt, result.startedAt, result.endedAt, {
         outcome,
         costUsd,
-        ...(result.ok ? { output: valueHash(result.output) } : { err }),
+        ...(result.ok ? { output: result.output, outputRefs: checked?.refs ?? [] } : { err }),
       });
       this.emit(scope, {
         type: err ? 'failed' : 'succeeded',
@@ -232,12 +249,9 @@ export class Runtime implements Caller {
         ...(err ? { message: `${err.name}: ${err.message}` } : {}),
       });
       if (result.ok) {
-        const output = checkValue(task.options.output, await decodeValue(result.output, this.artifacts), {
-          task: name,
-          side: 'output',
-        });
+        if (!checked) throw invalid;
         if (cacheKey) await this.#opts.cache!.put(cacheKey, result.output);
-        return output;
+        return checked.output;
       }
       if (err instanceof NonRetriableError || err instanceof PolicyRefusedError) throw err;
       pending = err;
@@ -536,14 +550,14 @@ export class Runtime implements Caller {
         next = to;
         const executions: InvokeMsg['executions'] = [];
         const ids: string[] = [];
+        const inputRefs: string[][] = [];
         for (let i = from; i < to; i++) {
           const id = this.nextExecution(scope.runId);
           ids.push(id);
           const checked = checkValue(task.options.input, items[i], { task: name, side: 'input' });
-          executions.push({
-            execution: id,
-            input: await encodeValue(checked, this.artifacts, this.#opts.inlineLimit),
-          });
+          const input = await encodeValue(checked, this.artifacts, this.#opts.inlineLimit);
+          executions.push({ execution: id, input });
+          inputRefs.push(refsOf(this.known, items[i], checked, valueHash(input)));
         }
         let reply: InvokeReply;
         try {
@@ -573,36 +587,43 @@ export class Runtime implements Caller {
           };
           const costUsd =
             this.#cost(reply.lease.pricePerHour, r.startedAt, r.endedAt) / (reuse.concurrency ?? 1);
-          for (const rec of r.lineage ?? []) scope.record(rec as LineageRecord);
+          for (const rec of r.lineage ?? []) scope.record(rec);
           const err = r.ok ? undefined : fromErrorMsg(r.error, { task: name, execution: ids[k]! });
           const call = {
             task,
             scope,
             execution: ids[k]!,
             input: executions[k]!.input,
+            inputRefs: inputRefs[k]!,
             asked: resources,
             override: !!opts.override,
           };
+          let checked: { output: unknown; refs: string[] } | undefined;
+          let invalid: unknown;
+          if (r.ok) checked = await this.#output(task, r.output).catch((e: unknown) => void (invalid = e));
           scope.record(
             this.#record(call, 0, r.startedAt, r.endedAt, {
               outcome,
               costUsd,
-              ...(r.ok ? { output: valueHash(r.output) } : { err }),
+              ...(r.ok ? { output: r.output, outputRefs: checked?.refs ?? [] } : { err }),
             }),
           );
           if (r.ok) {
-            try {
-              results[i] = checkValue(task.options.output, await decodeValue(r.output, this.artifacts), {
-                task: name,
-                side: 'output',
-              });
-            } catch (e) {
-              fail(i, e);
-            }
+            if (checked) results[i] = checked.output;
+            else fail(i, invalid);
             continue;
           }
           retries.push(
-            this.#execute(task, executions[k]!.input, opts.override, scope, ids[k]!, 1, err).then(
+            this.#execute(
+              task,
+              executions[k]!.input,
+              inputRefs[k]!,
+              opts.override,
+              scope,
+              ids[k]!,
+              1,
+              err,
+            ).then(
               (v) => void (results[i] = v),
               (e) => fail(i, e),
             ),
@@ -638,6 +659,7 @@ export class Runtime implements Caller {
       scope: Scope;
       execution: string;
       input: ValueMsg;
+      inputRefs: string[];
       asked: Resources;
       override: boolean;
     },
@@ -648,6 +670,11 @@ export class Runtime implements Caller {
   ): LineageRecord {
     const lease = how.outcome?.lease;
     const err = how.err;
+    const output = how.output ?? how.hit;
+    const outputRefs = how.outputRefs ?? [];
+    const stored = [call.input, ...(output ? [output] : [])].flatMap((v) =>
+      'ref' in v ? [{ hash: v.ref, bytes: v.bytes }] : [],
+    );
     return {
       run: call.scope.runId,
       execution: call.execution,
@@ -656,7 +683,16 @@ export class Runtime implements Caller {
       codeHash: call.task.codeHash,
       attempt,
       input: valueHash(call.input),
-      ...(how.output ? { output: how.output } : how.hit ? { output: valueHash(how.hit) } : {}),
+      ...(output ? { output: valueHash(output) } : {}),
+      ...(call.inputRefs.length > 0 || outputRefs.length > 0
+        ? {
+            refs: {
+              ...(call.inputRefs.length > 0 ? { input: call.inputRefs } : {}),
+              ...(outputRefs.length > 0 ? { output: outputRefs } : {}),
+            },
+          }
+        : {}),
+      ...(stored.length > 0 ? { stored } : {}),
       ...(err !== undefined
         ? {
             error:

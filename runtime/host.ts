@@ -169,8 +169,8 @@ export async function executeTask(
   }
 }
 
-function withLineage(lineage: LineageRecord[]): { lineage?: Record<string, unknown>[] } {
-  return lineage.length > 0 ? { lineage: lineage as unknown as Record<string, unknown>[] } : {};
+function withLineage(lineage: LineageRecord[]): { lineage?: LineageRecord[] } {
+  return lineage.length > 0 ? { lineage } : {};
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, task: string, onTimeout: () => void): Promise<T> {

@@ -42,8 +42,16 @@ export type { RunOptions, RunResult } from './run.ts';
 export { openLocalArtifacts } from './artifacts.ts';
 export type { ArtifactStore } from './artifacts.ts';
 export { createTaskHost } from './host.ts';
-export { lineageDot, lineageGraph, lineageText, readLineage } from './lineage.ts';
-export type { LineageGraph, LineageRecord, RunRecord } from './lineage.ts';
+export {
+  edgesOf,
+  inputsOf,
+  lineageDot,
+  lineageGraph,
+  lineageText,
+  outputsOf,
+  readLineage,
+} from './lineage.ts';
+export type { LineageEdge, LineageGraph, LineageRecord, RunRecord } from './lineage.ts';
 export { progressLines } from './progress.ts';
 export type { Progress, ProgressFactory } from './progress.ts';
 

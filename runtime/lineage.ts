@@ -3,62 +3,18 @@
  * granted, placement, attempt, cost and parent. Records go to the runtime store's log in batches (one
  * log entry holds up to `BATCH` records); `gantry lineage` reads them back into a provenance graph.
  */
-import { z } from 'zod';
-import { resourcesMsg, type Store } from '../protocol/index.ts';
+import {
+  type LineageRecord,
+  lineageRecord,
+  type RunRecord,
+  runRecord,
+  runtimeLogRecord,
+  type RuntimeLogRecord,
+  type Store,
+} from '../protocol/index.ts';
 
-/** One execution (one attempt of one task call). */
-export const lineageRecord = z.object({
-  run: z.string(),
-  execution: z.string(),
-  parent: z.string().optional(),
-  task: z.string(),
-  codeHash: z.string(),
-  attempt: z.int().nonnegative(),
-  input: z.string(),
-  output: z.string().optional(),
-  error: z.object({ name: z.string(), message: z.string() }).optional(),
-  asked: resourcesMsg,
-  override: z.boolean(),
-  placement: z
-    .object({
-      cluster: z.string(),
-      pool: z.string(),
-      node: z.string(),
-      capacityType: z.string(),
-      pricePerHour: z.number(),
-      cpuMilli: z.number(),
-      memoryMiB: z.number(),
-      gpuMilli: z.number(),
-      gpuModel: z.string().nullable(),
-    })
-    .optional(),
-  /** Times the spot node under this execution was reclaimed and the broker placed it again. */
-  preemptions: z.int().nonnegative(),
-  startedAt: z.number(),
-  endedAt: z.number(),
-  costUsd: z.number().nonnegative(),
-  cached: z.boolean(),
-  /** Ran on a warm worker (no solve cycle). */
-  warm: z.boolean(),
-});
-export type LineageRecord = z.output<typeof lineageRecord>;
-
-/** A run's summary, kept in the runtime store under `run.<id>`. */
-export const runRecord = z.object({
-  run: z.string(),
-  workflow: z.string(),
-  module: z.string(),
-  team: z.string(),
-  status: z.enum(['running', 'succeeded', 'failed']),
-  startedAt: z.number(),
-  endedAt: z.number().optional(),
-  input: z.string(),
-  output: z.string().optional(),
-  error: z.string().optional(),
-  costUsd: z.number(),
-  executions: z.int().nonnegative(),
-});
-export type RunRecord = z.output<typeof runRecord>;
+export { lineageRecord, runRecord };
+export type { LineageRecord, RunRecord };
 
 const BATCH = 512;
 const encoder = new TextEncoder();
@@ -66,7 +22,7 @@ const decoder = new TextDecoder();
 
 /** Buffers lineage records and appends them in batches; `flush` makes what was recorded durable. */
 export class LineageWriter {
-  #buffer: LineageRecord[] = [];
+  #buffer: RuntimeLogRecord[] = [];
   #writing: Promise<void> = Promise.resolve();
   /** Encoded batches whose write failed, written first by the next flush. */
   #failed: Uint8Array[] = [];
@@ -81,6 +37,15 @@ export class LineageWriter {
   lastError: Error | undefined;
 
   record(rec: LineageRecord): void {
+    this.#push(rec);
+  }
+
+  /** A run's summary, in the same log (history reads runs from it). */
+  run(summary: RunRecord): void {
+    this.#push({ kind: 'run', ...summary });
+  }
+
+  #push(rec: RuntimeLogRecord): void {
     this.#buffer.push(rec);
     if (this.#buffer.length >= BATCH * 8) this.#flushLater();
     else this.#timer ??= setTimeout(this.#flushLater, this.delayMs);
@@ -123,9 +88,15 @@ export class LineageWriter {
   }
 }
 
-/** Every lineage record in the store, oldest first; malformed entries are skipped and counted. */
-export async function readLineage(store: Store): Promise<{ records: LineageRecord[]; skipped: number }> {
+/**
+ * Every lineage record in the store, oldest first, and the runs' summaries (the last one written for
+ * each run); entries that are not schema-checked records are skipped and counted.
+ */
+export async function readLineage(
+  store: Store,
+): Promise<{ records: LineageRecord[]; runs: RunRecord[]; skipped: number }> {
   const records: LineageRecord[] = [];
+  const runs = new Map<string, RunRecord>();
   let skipped = 0;
   for await (const ev of store.readLog()) {
     let batch: unknown;
@@ -136,12 +107,28 @@ export async function readLineage(store: Store): Promise<{ records: LineageRecor
       continue;
     }
     for (const raw of Array.isArray(batch) ? batch : [batch]) {
-      const r = lineageRecord.safeParse(raw);
-      if (r.success) records.push(r.data);
-      else skipped++;
+      const r = runtimeLogRecord.safeParse(raw);
+      if (!r.success) skipped++;
+      else if ('kind' in r.data) {
+        const { kind: _kind, ...run } = r.data;
+        runs.set(run.run, run);
+      } else records.push(r.data);
     }
   }
-  return { records, skipped };
+  return { records, runs: [...runs.values()], skipped };
+}
+
+/** An edge of the provenance graph. */
+export interface LineageEdge {
+  from: string;
+  to: string;
+  /**
+   * `input`: artifact → execution that read it; `output`: execution → artifact it wrote; `call`:
+   * parent execution → the task call it made.
+   */
+  kind: 'input' | 'output' | 'call';
+  /** For input and output edges: false when the artifact is inside the value, not the whole of it. */
+  whole?: boolean;
 }
 
 /** The provenance graph around a run or an artifact. */
@@ -149,19 +136,30 @@ export interface LineageGraph {
   /** What was asked for: a run id or an artifact hash. */
   root: string;
   executions: LineageRecord[];
-  /** Edges artifact → execution (consumed) and execution → artifact (produced). */
-  edges: { from: string; to: string; kind: 'input' | 'output' }[];
+  edges: LineageEdge[];
+}
+
+/** The artifacts an execution read: its whole input, and the artifacts found inside it. */
+export function inputsOf(r: LineageRecord): string[] {
+  return r.input === 'none' ? [...(r.refs?.input ?? [])] : [r.input, ...(r.refs?.input ?? [])];
+}
+
+/** The artifacts an execution wrote: its whole output, and the artifacts found inside it. */
+export function outputsOf(r: LineageRecord): string[] {
+  return r.output ? [r.output, ...(r.refs?.output ?? [])] : [...(r.refs?.output ?? [])];
 }
 
 /**
- * Builds the graph for `target`: a run id (its executions, and upstream of its inputs), or an artifact
- * hash (what produced it, and what produced their inputs, across runs). With `downstream`, follows
- * consumers instead: executions that read the artifact, what they wrote, and so on.
+ * Builds the graph for `target` from lineage records (the replay that the history store's recursive
+ * queries answer without reading every record): a run id (its executions, and upstream of their
+ * inputs), or an artifact hash (what produced it, and what produced their inputs, across runs). Data
+ * flows through every artifact referenced anywhere inside an input or output. With `downstream`,
+ * follows consumers instead; `depth` stops after that many executions along a path.
  */
 export function lineageGraph(
   records: readonly LineageRecord[],
   target: string,
-  opts: { downstream?: boolean } = {},
+  opts: { downstream?: boolean; depth?: number } = {},
 ): LineageGraph | undefined {
   // The final attempt of each execution speaks for it; earlier attempts stay in the records.
   const finals = new Map<string, LineageRecord>();
@@ -173,40 +171,52 @@ export function lineageGraph(
   const producers = new Map<string, LineageRecord[]>();
   const consumers = new Map<string, LineageRecord[]>();
   for (const r of all) {
-    if (r.output) push(producers, r.output, r);
-    push(consumers, r.input, r);
+    for (const h of new Set(outputsOf(r))) push(producers, h, r);
+    for (const h of new Set(inputsOf(r))) push(consumers, h, r);
   }
+  const down = opts.downstream ?? false;
+  const maxDepth = opts.depth ?? Infinity;
   const picked = new Map<string, LineageRecord>();
-  const seenArtifacts = new Set<string>();
-  const walk = (artifact: string) => {
-    if (seenArtifacts.has(artifact)) return;
-    seenArtifacts.add(artifact);
-    const next = (opts.downstream ? consumers : producers).get(artifact) ?? [];
-    for (const r of next) {
-      if (picked.has(r.execution)) continue;
-      picked.set(r.execution, r);
-      walk(opts.downstream ? (r.output ?? '') : r.input);
-    }
-  };
+  // Breadth-first, so that `depth` counts the shortest path to each execution.
+  let frontier: string[] = [];
+  const seen = new Set<string>();
   const runExecs = all.filter((r) => r.run === target);
   if (runExecs.length > 0) {
     for (const r of runExecs) picked.set(r.execution, r);
-    for (const r of runExecs) {
-      if (opts.downstream) {
-        if (r.output) walk(r.output);
-      } else walk(r.input);
+    frontier = runExecs.flatMap((r) => (down ? outputsOf(r) : inputsOf(r)));
+  } else if (producers.has(target) || consumers.has(target)) frontier = [target];
+  else return undefined;
+  for (let depth = 0; frontier.length > 0 && depth < maxDepth; depth++) {
+    const next: string[] = [];
+    for (const artifact of frontier) {
+      if (seen.has(artifact)) continue;
+      seen.add(artifact);
+      for (const r of (down ? consumers : producers).get(artifact) ?? []) {
+        if (picked.has(r.execution)) continue;
+        picked.set(r.execution, r);
+        next.push(...(down ? outputsOf(r) : inputsOf(r)));
+      }
     }
-  } else if (producers.has(target) || consumers.has(target)) {
-    walk(target);
-  } else return undefined;
-  seenArtifacts.delete('');
-  const executions = [...picked.values()].sort((a, b) => a.startedAt - b.startedAt);
-  const edges: LineageGraph['edges'] = [];
-  for (const r of executions) {
-    edges.push({ from: r.input, to: r.execution, kind: 'input' });
-    if (r.output) edges.push({ from: r.execution, to: r.output, kind: 'output' });
+    frontier = next;
   }
-  return { root: target, executions, edges };
+  const executions = [...picked.values()].sort(
+    (a, b) => a.startedAt - b.startedAt || a.execution.localeCompare(b.execution),
+  );
+  return { root: target, executions, edges: edgesOf(executions) };
+}
+
+/** Data-flow edges of these executions, and call edges between those of them that called each other. */
+export function edgesOf(executions: readonly LineageRecord[]): LineageEdge[] {
+  const ids = new Set(executions.map((r) => r.execution));
+  const edges: LineageEdge[] = [];
+  for (const r of executions) {
+    if (r.parent && ids.has(r.parent)) edges.push({ from: r.parent, to: r.execution, kind: 'call' });
+    for (const h of new Set(inputsOf(r)))
+      edges.push({ from: h, to: r.execution, kind: 'input', whole: h === r.input });
+    for (const h of new Set(outputsOf(r)))
+      edges.push({ from: r.execution, to: h, kind: 'output', whole: h === r.output });
+  }
+  return edges;
 }
 
 function push<K, V>(map: Map<K, V[]>, key: K, value: V): void {
@@ -241,20 +251,28 @@ export function lineageText(graph: LineageGraph): string {
   return lines.join('\n');
 }
 
-/** The graph in Graphviz DOT: executions as boxes, artifacts as ellipses. */
+/**
+ * The graph in Graphviz DOT: executions as boxes, artifacts as ellipses, data flow as solid edges
+ * (dotted for an artifact inside a value), parent → child calls as dashed edges.
+ */
 export function lineageDot(graph: LineageGraph): string {
   const q = (s: string) => JSON.stringify(s);
   const out = ['digraph lineage {', '  rankdir=LR;'];
   const artifacts = new Set<string>();
-  for (const r of graph.executions) {
+  for (const r of graph.executions)
     out.push(
       `  ${q(r.execution)} [shape=box,label=${q(`${r.task}\n${r.execution}${r.error ? '\nFAILED' : ''}`)}];`,
     );
-    artifacts.add(r.input);
-    if (r.output) artifacts.add(r.output);
+  for (const e of graph.edges) {
+    if (e.kind === 'input') artifacts.add(e.from);
+    if (e.kind === 'output') artifacts.add(e.to);
   }
   for (const a of artifacts) out.push(`  ${q(a)} [shape=ellipse,label=${q(short(a))}];`);
-  for (const e of graph.edges) out.push(`  ${q(e.from)} -> ${q(e.to)};`);
+  for (const e of graph.edges) {
+    const style =
+      e.kind === 'call' ? ' [style=dashed,label="calls"]' : e.whole === false ? ' [style=dotted]' : '';
+    out.push(`  ${q(e.from)} -> ${q(e.to)}${style};`);
+  }
   out.push('}');
   return out.join('\n');
 }

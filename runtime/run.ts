@@ -8,6 +8,7 @@ import { newId, type OutputCache, type Runtime } from './client.ts';
 import { toErrorMsg } from './errors.ts';
 import { type LineageRecord, LineageWriter, type RunRecord, runRecord } from './lineage.ts';
 import { type Task, type TaskContext, withScope } from './task.ts';
+import { refsOf } from './refs.ts';
 import { checkValue, encodeValue, valueHash } from './values.ts';
 
 /** Options of {@link runWorkflow}. */
@@ -72,12 +73,18 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
     executions: 0,
   };
   let inputValue: ValueMsg | undefined;
+  let outValue: ValueMsg | undefined;
+  let inputRefs: string[] = [];
+  let outputRefs: string[] = [];
   let result: RunResult;
   try {
     const checked = checkValue(workflow.options.input, input, { task: workflow.taskName, side: 'input' });
     inputValue = await encodeValue(checked, runtime.artifacts);
     summary.input = valueHash(inputValue);
+    // What the run was given may hold other runs' outputs: found by content.
+    inputRefs = refsOf(runtime.known, input, checked, summary.input);
     if (store) await store.put(runKey(runId), encoder.encode(JSON.stringify(summary)));
+    writer?.run({ ...summary });
     const ctx: TaskContext = {
       runId,
       execution,
@@ -108,8 +115,9 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
     };
     const raw = await withScope(scope, () => Promise.resolve(workflow.fn(checked, ctx)));
     const output = checkValue(workflow.options.output, raw, { task: workflow.taskName, side: 'output' });
-    const outValue = await encodeValue(output, runtime.artifacts);
+    outValue = await encodeValue(output, runtime.artifacts);
     summary.output = valueHash(outValue);
+    outputRefs = refsOf(runtime.known, raw, output, summary.output);
     result = { runId, ok: true, output, costUsd: 0, executions: 0, startedAt, endedAt: Date.now() };
   } catch (error) {
     summary.error = `${toErrorMsg(error).name}: ${toErrorMsg(error).message}`;
@@ -123,6 +131,15 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
     attempt: 0,
     input: summary.input || 'none',
     ...(summary.output ? { output: summary.output } : {}),
+    ...(inputRefs.length > 0 || outputRefs.length > 0
+      ? {
+          refs: {
+            ...(inputRefs.length > 0 ? { input: inputRefs } : {}),
+            ...(outputRefs.length > 0 ? { output: outputRefs } : {}),
+          },
+        }
+      : {}),
+    ...storedOf(inputValue, outValue),
     ...(summary.error ? { error: { name: 'WorkflowError', message: summary.error } } : {}),
     asked: {},
     override: false,
@@ -136,16 +153,23 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
   result.costUsd = costUsd;
   result.executions = executions;
   if (store) {
-    await writer!.flush();
     Object.assign(summary, {
       status: result.ok ? 'succeeded' : 'failed',
       endedAt: result.endedAt,
       costUsd,
       executions,
     });
+    writer!.run({ ...summary });
+    await writer!.flush();
     await store.put(runKey(runId), encoder.encode(JSON.stringify(summary)));
   }
   return result;
+}
+
+/** The values of a run that went by reference to the artifact store, for lineage. */
+function storedOf(...values: (ValueMsg | undefined)[]): { stored?: { hash: string; bytes: number }[] } {
+  const stored = values.flatMap((v) => (v && 'ref' in v ? [{ hash: v.ref, bytes: v.bytes }] : []));
+  return stored.length > 0 ? { stored } : {};
 }
 
 /** Store key of a run's summary. */

@@ -158,7 +158,51 @@ describe('lineage graph', () => {
       'r1:clean:1',
       'r2:train:0',
     ]);
-    expect(g.edges).toContainEqual({ from: 'sha256:raw', to: 'b', kind: 'input' });
+    expect(g.edges).toContainEqual({ from: 'sha256:raw', to: 'b', kind: 'input', whole: true });
+  });
+
+  it('data flows through artifacts inside inputs and outputs, and calls are edges', () => {
+    const nested = [
+      rec({ run: 'r1', execution: 'w', task: 'pipeline', input: 'sha256:args', output: 'sha256:result' }),
+      rec({
+        run: 'r1',
+        execution: 'ds',
+        parent: 'w',
+        task: 'dataset',
+        input: 'sha256:q',
+        output: 'sha256:ds',
+        startedAt: 1,
+      }),
+      // train({ data, lr }): its input is a new value with the dataset inside.
+      rec({
+        run: 'r1',
+        execution: 'tr',
+        parent: 'w',
+        task: 'train',
+        input: 'sha256:data-lr',
+        refs: { input: ['sha256:ds'], output: ['sha256:weights'] },
+        output: 'sha256:model',
+        startedAt: 2,
+      }),
+      rec({
+        run: 'r2',
+        execution: 'ev',
+        task: 'evaluate',
+        input: 'sha256:weights',
+        output: 'sha256:score',
+        startedAt: 3,
+      }),
+    ];
+    const down = lineageGraph(nested, 'sha256:ds', { downstream: true })!;
+    expect(down.executions.map((e) => e.task)).toEqual(['train', 'evaluate']);
+    expect(down.edges).toContainEqual({ from: 'sha256:ds', to: 'tr', kind: 'input', whole: false });
+    expect(lineageGraph(nested, 'sha256:ds', { downstream: true, depth: 1 })!.executions).toHaveLength(1);
+    const up = lineageGraph(nested, 'sha256:score')!;
+    expect(up.executions.map((e) => e.task)).toEqual(['dataset', 'train', 'evaluate']);
+    const run = lineageGraph(nested, 'r1')!;
+    expect(run.edges).toContainEqual({ from: 'w', to: 'tr', kind: 'call' });
+    expect(lineageDot(run)).toContain('"w" -> "tr" [style=dashed,label="calls"];');
+    expect(lineageDot(run)).toContain('"sha256:ds" -> "tr" [style=dotted];');
   });
 
   it('downstream follows consumers', () => {

@@ -1,4 +1,6 @@
-/** Runs `gantry` commands in-process for tests, capturing what they print. */
+/** Runs `gantry` commands for tests, in-process or as the real binary, capturing what they print. */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { vi } from 'vitest';
 import { main } from '../bin/cli.ts';
 
@@ -15,4 +17,103 @@ export async function runGantry(...args: string[]): Promise<{ code: number; out:
     vi.restoreAllMocks();
     process.exitCode = undefined;
   }
+}
+
+/** Options of {@link spawnGantry}. */
+export interface SpawnOptions {
+  /** Working directory; default this repository. */
+  cwd?: string;
+  /** The environment; default this process's. */
+  env?: NodeJS.ProcessEnv;
+  /** Kill the command after this long; default 30 s. */
+  timeoutMs?: number;
+}
+
+const GANTRY_BIN = fileURLToPath(new URL('../bin/gantry.js', import.meta.url));
+
+/**
+ * Runs the real `gantry` binary (`node bin/gantry.js …`) as its own process, as a user would, and
+ * returns its exit code and what it printed. What a command prints when it dies — a stack trace from an
+ * uncaught error — shows only this way.
+ */
+export function spawnGantry(
+  args: readonly string[],
+  opts: SpawnOptions = {},
+): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [GANTRY_BIN, ...args], {
+      cwd: opts.cwd ?? fileURLToPath(new URL('..', import.meta.url)),
+      env: opts.env ?? process.env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, err });
+    });
+  });
+}
+
+/** A long-running `gantry` process (`up`, `broker`, `agent`) started by {@link startGantry}. */
+export interface GantryProcess {
+  /** What it printed so far on stdout and stderr. */
+  output(): string;
+  /** Resolves when its output matches, or rejects with what it printed after `timeoutMs`. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  /** SIGTERM, then its exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** Starts the real `gantry` binary in the background, as `gantry up` is started by a user. */
+export function startGantry(args: readonly string[], opts: SpawnOptions = {}): GantryProcess {
+  const child = spawn(process.execPath, [GANTRY_BIN, ...args], {
+    cwd: opts.cwd ?? fileURLToPath(new URL('..', import.meta.url)),
+    env: opts.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let text = '';
+  const listeners = new Set<() => void>();
+  const onData = (d: Buffer) => {
+    text += d.toString();
+    for (const l of listeners) l();
+  };
+  child.stdout.on('data', onData);
+  child.stderr.on('data', onData);
+  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+  process.once('exit', () => child.kill('SIGKILL'));
+  return {
+    output: () => text,
+    waitFor(pattern, timeoutMs = 30_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          if (!pattern.test(text)) return;
+          listeners.delete(check);
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          listeners.delete(check);
+          reject(new Error(`gantry ${args.join(' ')} never printed ${pattern}; it printed:\n${text}`));
+        }, timeoutMs);
+        listeners.add(check);
+        void exited.then(() => {
+          if (listeners.has(check)) {
+            listeners.delete(check);
+            clearTimeout(timer);
+            reject(new Error(`gantry ${args.join(' ')} exited; it printed:\n${text}`));
+          }
+        });
+        check();
+      });
+    },
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+  };
 }

@@ -1,8 +1,8 @@
 /**
  * The programs the integration tests run for real — nats-server, a Chromium for the cost report's page,
- * and promtool for the alert rules — where to find them, and what to do when one is missing: install the Debian package when this
- * process may (root with apt-get), or stop with one line naming what to install. Tests are never skipped
- * for want of a server.
+ * and promtool for the alert rules — where to find them, and what to do when one is missing: install
+ * the Debian package when this process may (root with apt-get), or stop with one line naming what to
+ * install. Tests are never skipped for want of a server.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';

@@ -144,7 +144,7 @@ describe('gantry report cost', () => {
     const r = await runGantry('report', 'cost', '--state', '/nonexistent/state');
     expect(r).toMatchObject({
       code: 2,
-      err: 'gantry: no broker state in /nonexistent/state (pass --state, or --nats for a broker over NATS)\n',
+      err: 'gantry: no Gantry state in /nonexistent/state: pass --state <dir>, --history <url> of a running history, --postgres <url>, or --nats\n',
     });
   });
 });

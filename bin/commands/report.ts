@@ -14,12 +14,13 @@ import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
 import { connectCli, openStoreCli } from '../connect.ts';
 import { UsageError } from '../errors.ts';
 import { OUTPUTS, serialize } from '../options.ts';
+import { type HistoryFlags, historyOptions, withHistory } from './history.ts';
 
 /** What `gantry report cost -o` prints: the shared formats, CSV and an HTML page. */
 const REPORT_OUTPUTS = [...OUTPUTS, 'csv', 'html'];
 import { table } from '../table.ts';
 
-interface ReportFlags {
+interface ReportFlags extends HistoryFlags {
   by: string[];
   since: string;
   until?: string;
@@ -274,7 +275,7 @@ ${
 /** Adds `gantry report cost`. */
 export function registerReportCommand(program: Command): void {
   const report = program.command('report').description('Reports from the ledger');
-  report
+  const cost = report
     .command('cost')
     .description(
       'Spend by team, workflow, run, cluster, pool, GPU or capacity type, with idle cost and savings',
@@ -290,67 +291,33 @@ export function registerReportCommand(program: Command): void {
     .option('--out <file>', 'write to this file instead of standard output')
     .option('-f, --file <path...>', 'the platform YAML (on-demand prices and the greedy comparison)')
     .option('--state <dir>', 'state directory of an embedded broker', '.gantry/state')
-    .option('--nats <url>', 'read the ledger from JetStream')
-    .option('--creds <file>', 'NATS credentials')
-    .action(async (flags: ReportFlags) => {
-      const by = flags.by.flatMap((b) => b.split(',')).filter(Boolean) as Dimension[];
-      for (const d of by)
-        if (!DIMENSIONS.includes(d))
-          throw new UsageError(`--by ${d}: must be one of ${DIMENSIONS.join(', ')}`);
-      const platform: Platform | undefined = flags.file ? loadPlatform(flags.file).platform : undefined;
-      const entries = await withLedgerStore(flags, readLedger);
-      // A ledger of simulated clusters runs ahead of the clock: "now" is then its latest entry.
-      const now = entries.reduce((m, e) => Math.max(m, e.at), Date.now());
-      const since = parseTime('--since', flags.since, now);
-      const until = flags.until ? parseTime('--until', flags.until, now) : now;
-      if (until <= since) throw new UsageError('--until must be after --since');
-      const r = costReport(entries, {
-        by,
-        since,
-        until,
-        ...(platform ? { platform, backends: await defaultBackends() } : {}),
-      });
-      const priced = platform !== undefined;
-      const text =
-        flags.output === 'json' || flags.output === 'yaml'
-          ? serialize(flags.output, r)
-          : flags.output === 'csv'
-            ? reportCsv(r)
-            : flags.output === 'html'
-              ? reportHtml(r, { priced })
-              : reportTable(r, { wide: flags.output === 'wide', priced });
-      if (flags.out) {
-        writeFileSync(flags.out, text);
-        process.stdout.write(`wrote ${flags.out}\n`);
-      } else process.stdout.write(text);
-    });
-}
-
-/** Opens the broker's store (JetStream, or the embedded state directory) for reading. */
-export async function withLedgerStore<T>(
-  flags: { nats?: string; creds?: string; state: string },
-  use: (store: Store) => Promise<T>,
-): Promise<T> {
-  if (flags.nats) {
-    const target = { nats: flags.nats, creds: flags.creds };
-    const nats = await connectCli(target, 'gantry-report');
-    const store = await openStoreCli(nats, target, { bucket: BROKER_BUCKET, stream: BROKER_STREAM });
-    try {
-      return await use(store);
-    } finally {
-      await store.close();
-      await nats.close();
-    }
-  }
-  const dir = join(flags.state, 'broker');
-  if (!existsSync(dir))
-    throw new UsageError(
-      `no broker state in ${flags.state} (pass --state, or --nats for a broker over NATS)`,
+    .option('--nats <url>', 'catch up with the ledger in JetStream first')
+    .option('--creds <file>', 'NATS credentials');
+  historyOptions(cost).action(async (flags: ReportFlags) => {
+    const by = flags.by.flatMap((b) => b.split(',')).filter(Boolean) as Dimension[];
+    for (const d of by)
+      if (!DIMENSIONS.includes(d)) throw new UsageError(`--by ${d}: must be one of ${DIMENSIONS.join(', ')}`);
+    // Checked here for a clear message; the history resolves durations against the ledger's clock.
+    const now = Date.now();
+    const since = parseTime('--since', flags.since, now);
+    if (flags.until && parseTime('--until', flags.until, now) <= since)
+      throw new UsageError('--until must be after --since');
+    const r = await withHistory(flags, (h) =>
+      h.cost({ by: by.join(','), since: flags.since, until: flags.until }),
     );
-  const store = await openLocalStore(dir);
-  try {
-    return await use(store);
-  } finally {
-    await store.close();
-  }
+    // Over a running history API, its platform prices on-demand; here, -f does.
+    const priced = flags.file !== undefined || r.totals.onDemandUsd !== r.totals.costUsd;
+    const text =
+      flags.output === 'json' || flags.output === 'yaml'
+        ? serialize(flags.output, r)
+        : flags.output === 'csv'
+          ? reportCsv(r)
+          : flags.output === 'html'
+            ? reportHtml(r, { priced })
+            : reportTable(r, { wide: flags.output === 'wide', priced });
+    if (flags.out) {
+      writeFileSync(flags.out, text);
+      process.stdout.write(`wrote ${flags.out}\n`);
+    } else process.stdout.write(text);
+  });
 }

@@ -6,8 +6,9 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadPlatform } from '../../policies/index.ts';
 import {
-  decodeJson,
   openLocalStore,
+  parseMessage,
+  runEvent,
   type Store,
   StoreLockedError,
   subjects,
@@ -35,6 +36,7 @@ import { UsageError } from '../errors.ts';
 import { type Output, outputOption, serialize } from '../options.ts';
 import { createDisplay, type Display } from '../progress.ts';
 import { table } from '../table.ts';
+import { type HistoryFlags, historyOptions, withHistory } from './history.ts';
 import { resolveLineageTarget } from './lineage-target.ts';
 
 interface Connection {
@@ -288,7 +290,9 @@ async function runAndReport(
   display.event(`run ${runId}: ${loaded.workflow.taskName} from ${file} as team ${team}${how}`);
   const watch = waitWatch(display);
   const sub = conn.transport.subscribe(subjects.runEvents(runId), (msg) => {
-    const ev = decodeJson(msg.data) as RunEvent;
+    const p = parseMessage(runEvent, msg.data);
+    if (!p.ok) return;
+    const ev = p.value;
     onEvent?.(ev, (line) => display.event(line));
     watch.seen(ev);
     display.event(eventLine(ev));
@@ -389,49 +393,39 @@ export function registerRunCommands(program: Command): void {
     }
   });
 
-  connection(
-    outputOption(
-      program
-        .command('lineage <target>')
-        .description(
-          'Provenance of a run or an artifact (a run id, a sha256: hash, or the first hex digits of one as printed): what produced it, from what, where, at what cost',
-        )
-        .option('--downstream', 'follow consumers instead: what was made from it'),
-      ['tree', 'dot', 'json', 'yaml'],
+  historyOptions(
+    connection(
+      outputOption(
+        program
+          .command('lineage <target>')
+          .description(
+            'Provenance of a run or an artifact (a run id, a sha256: hash, or the first hex digits of one as printed): what produced it, from what, where, at what cost',
+          )
+          .option('--downstream', 'follow consumers instead: what was made from it')
+          .option('--depth <n>', 'at most this many executions along a path'),
+        ['tree', 'dot', 'json', 'yaml'],
+      ),
     ),
-  ).action(async (target: string, flags: ConnectFlags & { downstream?: boolean; output: string }) => {
-    const store = flags.nats
-      ? undefined
-      : existsSync(join(flags.state, 'runtime'))
-        ? await openLocalStore(join(flags.state, 'runtime'))
-        : undefined;
-    const conn = store ? undefined : flags.nats ? await connectRuntime(flags, 'gantry-lineage') : undefined;
-    const source = store ?? conn?.store;
-    if (!source)
-      throw new UsageError(`no runs recorded in ${flags.state} (run a workflow first, or pass --nats)`);
-    try {
-      const { records } = await readLineage(source);
-      const resolved = resolveLineageTarget(records, target);
-      const graph = lineageGraph(records, resolved, { downstream: flags.downstream ?? false });
-      if (!graph)
-        throw new UsageError(
-          `no run or artifact '${target}' in the lineage (${records.length} executions recorded)`,
-        );
+  ).action(
+    async (
+      target: string,
+      flags: ConnectFlags & HistoryFlags & { downstream?: boolean; output: string; depth?: string },
+    ) => {
+      const depth = flags.depth === undefined ? undefined : positive('--depth', flags.depth);
+      const graph = await withHistory({ ...flags, file: undefined }, (h) =>
+        h.lineage(target, { downstream: flags.downstream ?? false, ...(depth ? { depth } : {}) }),
+      );
+      if (!graph) throw new UsageError(`no run or artifact '${target}' in the lineage`);
       if (graph.executions.length === 0) {
-        process.stderr.write(
-          `nothing was made from ${resolved}: no recorded execution took it as input (${records.length} executions recorded)\n`,
-        );
+        process.stderr.write(`nothing was made from ${graph.root}: no recorded execution took it as input\n`);
         return;
       }
       if (flags.output === 'json' || flags.output === 'yaml')
         process.stdout.write(serialize(flags.output, graph));
       else if (flags.output === 'dot') process.stdout.write(`${lineageDot(graph)}\n`);
       else process.stdout.write(`${lineageText(graph)}\n`);
-    } finally {
-      await store?.close();
-      await conn?.close();
-    }
-  });
+    },
+  );
 
   program
     .command('demo')

@@ -1,5 +1,5 @@
 /**
- * `gantry broker`, `gantry agent` and `gantry up`: the long-running processes.
+ * `gantry broker` and `gantry agent`: the long-running processes (`gantry up`, both at once, is in up.ts).
  */
 import { mkdirSync } from 'node:fs';
 import type { Server } from 'node:http';
@@ -117,7 +117,8 @@ async function cloudProvisioner(
   });
 }
 
-interface ServeFlags {
+/** Flags of the long-running commands. */
+export interface ServeFlags {
   file: string[];
   nats?: string;
   creds?: string;
@@ -129,7 +130,7 @@ interface ServeFlags {
   heartbeat: string;
 }
 
-function number(flag: string, value: string, min = 0): number {
+export function number(flag: string, value: string, min = 0): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n < min)
     throw new UsageError(`${flag} must be a number of at least ${min}, not '${value}'`);
@@ -145,7 +146,7 @@ async function connect(flags: ServeFlags, name: string): Promise<NatsTransport> 
  * Serves metrics, `/healthz` and `/readyz` on `--metrics-port` (with the process's own metrics), or says
  * in one line why it cannot.
  */
-async function metricsServer(
+export async function metricsServer(
   registry: Registry,
   flags: ServeFlags,
   probes: ServeMetricsOptions,
@@ -158,7 +159,7 @@ async function metricsServer(
 }
 
 /** Runs `serve` on `--metrics-port` and `--metrics-host`, turning a port in use into one line. */
-async function listening(
+export async function listening(
   flags: ServeFlags,
   serve: (port: number, host: string) => Promise<Server>,
 ): Promise<Server | undefined> {
@@ -173,7 +174,7 @@ async function listening(
 }
 
 /** Runs until SIGINT or SIGTERM, then stops cleanly. */
-function untilSignal(stop: () => Promise<void>): Promise<void> {
+export function untilSignal(stop: () => Promise<void>): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
       void stop().then(resolve);
@@ -183,7 +184,7 @@ function untilSignal(stop: () => Promise<void>): Promise<void> {
   });
 }
 
-/** Adds `gantry broker`, `gantry agent` and `gantry up`. */
+/** Adds `gantry broker` and `gantry agent`. */
 export function registerServeCommands(program: Command): void {
   program
     .command('broker')
@@ -325,22 +326,13 @@ export function registerServeCommands(program: Command): void {
         await transport.close();
       });
     });
-
-  program
-    .command('up')
-    .description('Start an embedded broker with an agent for every Cluster: the quickest way to try Gantry')
-    .requiredOption('-f, --file <path...>', 'Cluster, ResourcePolicy and ResourceProfile YAML')
-    .option('--state <dir>', 'state directory', '.gantry/state')
-    .option('--metrics-port <n>', 'serve Prometheus metrics, /healthz and /readyz on this port')
-    .option('--speedup <n>', 'time scale of simulated clouds', '1')
-    .action((flags: ServeFlags) => runEmbedded(flags, 1000));
 }
 
 /**
  * `gantry up`, and `gantry broker` without `--nats`: a broker and an agent per cluster in this process,
  * until SIGINT or SIGTERM.
  */
-async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promise<void> {
+export async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promise<void> {
   const { platform } = loadPlatform(flags.file);
   mkdirSync(flags.state, { recursive: true });
   const embedded = await startEmbedded({

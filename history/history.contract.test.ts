@@ -1,0 +1,224 @@
+/**
+ * One contract suite for both history backends: the embedded PGlite and a real PostgreSQL server give
+ * the same answers to the same SQL, and those answers are the ones the replay of the logs gives.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { costReport, type CostReport, type Dimension, type LedgerEntry } from '../broker/index.ts';
+import type { RunRecord } from '../protocol/index.ts';
+import { lineageGraph } from '../runtime/index.ts';
+import { asLog, lineage, lineageChains, randomLedger } from '../test/history-data.ts';
+import { createTestDatabase } from '../test/postgres.ts';
+import {
+  DAY,
+  describeRun,
+  type History,
+  HistoryQueryError,
+  HOUR,
+  listRuns,
+  migrate,
+  openHistory,
+  SCHEMA_VERSION,
+  sqlCostReport,
+  sqlLineage,
+} from './index.ts';
+
+const T0 = Date.UTC(2026, 10, 2, 0, 0, 0);
+
+const backends: [string, () => Promise<{ history: History; dispose(): Promise<void> }>][] = [
+  [
+    'PGlite',
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'gantry-history-'));
+      const history = await openHistory({ dir });
+      return { history, dispose: async () => rmSync(dir, { recursive: true, force: true }) };
+    },
+  ],
+  [
+    'PostgreSQL',
+    async () => {
+      const db = await createTestDatabase();
+      const history = await openHistory({ dir: '', postgres: db.url });
+      return { history, dispose: () => db.drop() };
+    },
+  ],
+];
+
+/** The report's numbers, rounded, keyed for comparison. */
+function digest(r: CostReport) {
+  const round = (v: number) => Math.round(v * 1e4) / 1e4;
+  const rows = Object.fromEntries(
+    r.rows
+      .filter((row) => Math.abs(row.costUsd) > 1e-9 || row.executions > 0)
+      .map((row) => [
+        JSON.stringify(r.by.map((d) => row.key[d])),
+        [round(row.costUsd), round(row.idleUsd), round(row.onDemandUsd), row.executions, round(row.gpuHours)],
+      ]),
+  );
+  const t = r.totals;
+  return {
+    rows,
+    totals: [round(t.costUsd), round(t.idleUsd), round(t.onDemandUsd), t.executions, t.nodes],
+    byGpu: Object.fromEntries(
+      Object.entries(r.byGpu)
+        .filter(([, v]) => Math.abs(v) > 1e-9)
+        .map(([k, v]) => [k, round(v)]),
+    ),
+    perDay: r.days.map((d) => round(Object.values(d.values).reduce((a, b) => a + b, 0))),
+  };
+}
+
+describe.each(backends)('history on %s', (_name, open) => {
+  let history: History;
+  let dispose: () => Promise<void>;
+  const ledger: LedgerEntry[] = randomLedger(7, 400, T0);
+  const onDemand = new Map([
+    ['m7i.2xlarge', 0.4032],
+    ['g2-standard-8', 0.85],
+  ]);
+
+  beforeAll(async () => {
+    ({ history, dispose } = await open());
+    const log = asLog(ledger, 50);
+    // Ingested in uneven batches, one of them twice: exactly once all the same.
+    await history.ingester.apply('broker', log.slice(0, 3));
+    await history.ingester.apply('broker', log.slice(0, 7));
+    await history.ingester.apply('broker', log.slice(7));
+  }, 120_000);
+  afterAll(async () => {
+    await history?.close();
+    await dispose?.();
+  });
+
+  it('migrates once, to the version this code knows', async () => {
+    expect(await migrate(history.db)).toEqual([]);
+    const rows = await history.db.query<{ v: number }>('select max(version) as v from schema_migrations');
+    expect(rows[0]!.v).toBe(SCHEMA_VERSION);
+  });
+
+  it('ingests every record once, whatever the batches', async () => {
+    const [row] = await history.db.query<{ n: number }>('select count(*)::int as n from usage');
+    const n = row!.n;
+    expect(n).toBe(ledger.filter((e) => e.kind === 'usage').length);
+    expect(await history.ingester.offset('broker')).toBe(asLog(ledger, 50).length);
+    const again = await history.ingester.apply('broker', asLog(ledger, 50));
+    expect(again.entries).toBe(0);
+  });
+
+  const windows: [string, number, number][] = [
+    ['everything', T0 - DAY, T0 + 3 * DAY],
+    ['cut mid-hour at both ends', T0 + 5 * HOUR + 1234, T0 + 27 * HOUR + 777_000],
+    ['whole hours', T0 + 2 * HOUR, T0 + 20 * HOUR],
+    ['within one hour', T0 + 10 * HOUR + 60_000, T0 + 10 * HOUR + 1_800_000],
+    ['across an hour boundary only', T0 + 10 * HOUR - 600_000, T0 + 10 * HOUR + 600_000],
+  ];
+  const groupings: Dimension[][] = [
+    ['team', 'pool'],
+    ['gpu', 'capacity-type'],
+    ['run', 'task'],
+    ['workflow', 'cluster'],
+  ];
+
+  it.each(windows)('the cost report equals the replay of the ledger: %s', async (_w, since, until) => {
+    for (const by of groupings) {
+      const replay = costReport(ledger, { by, since, until });
+      const sql = await sqlCostReport(history.db, { by, since, until });
+      expect(digest(sql)).toEqual(digest(replay));
+      // The all-on-demand comparison uses the same prices.
+      const withPrices = await sqlCostReport(history.db, { by, since, until, onDemand });
+      expect(withPrices.totals.onDemandUsd).toBeGreaterThan(sql.totals.onDemandUsd);
+    }
+  });
+
+  it('buckets spend by any whole number of hours', async () => {
+    const r = await sqlCostReport(history.db, { by: ['team'], since: T0, until: T0 + DAY, stepMs: 6 * HOUR });
+    expect(r.buckets.map((b) => b.start)).toEqual([0, 1, 2, 3].map((i) => T0 + i * 6 * HOUR));
+    const sum = r.buckets.reduce((s, b) => s + Object.values(b.values).reduce((a, c) => a + c, 0), 0);
+    expect(sum).toBeCloseTo(r.totals.costUsd, 6);
+    await expect(
+      sqlCostReport(history.db, { by: ['team'], since: T0, until: T0 + DAY, stepMs: 90_000 }),
+    ).rejects.toThrow(HistoryQueryError);
+  });
+
+  describe('lineage and runs', () => {
+    const chains = lineageChains(6, 5);
+    const runs: (RunRecord & { kind: 'run' })[] = Array.from({ length: 6 }, (_, r) => ({
+      kind: 'run',
+      run: `run-${r}`,
+      workflow: r % 2 === 0 ? 'pipeline' : 'other',
+      module: '/w.ts',
+      team: r < 3 ? 'research' : 'product',
+      status: r === 4 ? 'failed' : 'succeeded',
+      startedAt: T0 + r * 1000,
+      endedAt: T0 + r * 1000 + 500,
+      input: 'sha256:x',
+      costUsd: r,
+      executions: 6,
+    }));
+    beforeAll(async () => {
+      await history.ingester.apply('runtime', asLog([...runs, ...chains, { not: 'a record' }], 7));
+    });
+
+    it.each([
+      ['downstream of the source', chains[1]!.refs!.input![0]!, { downstream: true }],
+      ['downstream, 5 hops', chains[1]!.refs!.input![0]!, { downstream: true, depth: 5 }],
+      ['upstream of the last output', chains.at(-1)!.output!, {}],
+      ['upstream, 3 hops', chains.at(-1)!.output!, { depth: 3 }],
+      ['a run, upstream', 'run-3', {}],
+      ['a run, downstream', 'run-2', { downstream: true }],
+    ] as const)('%s equals the replay', async (_what, target, opts) => {
+      const sql = await sqlLineage(history.db, target, opts);
+      const replay = lineageGraph(chains, target, opts)!;
+      expect(sql!.executions.map((e) => e.execution)).toEqual(replay.executions.map((e) => e.execution));
+      expect(new Set(sql!.edges.map((e) => JSON.stringify(e)))).toEqual(
+        new Set(replay.edges.map((e) => JSON.stringify(e))),
+      );
+    });
+
+    it('takes hash prefixes, and says when one is ambiguous', async () => {
+      const out = chains[3]!.output!;
+      const g = await sqlLineage(history.db, out.slice(7, 40), { downstream: true, depth: 1 });
+      expect(g?.root).toBe(out);
+      await expect(sqlLineage(history.db, 'sha256:72756e')).rejects.toThrow(/matches more than 10/);
+      expect(await sqlLineage(history.db, 'sha256:ffff')).toBeUndefined();
+    });
+
+    it('lists runs by team, workflow, status and time, a page at a time', async () => {
+      const page1 = await listRuns(history.db, { team: 'research', limit: 2 });
+      expect(page1.runs.map((r) => r.run)).toEqual(['run-2', 'run-1']);
+      const page2 = await listRuns(history.db, { team: 'research', limit: 2, cursor: page1.next! });
+      expect(page2.runs.map((r) => r.run)).toEqual(['run-0']);
+      expect(page2.next).toBeUndefined();
+      expect((await listRuns(history.db, { status: 'failed' })).runs.map((r) => r.run)).toEqual(['run-4']);
+      expect(
+        (await listRuns(history.db, { workflow: 'other', since: T0 + 2000 })).runs.map((r) => r.run),
+      ).toEqual(['run-5', 'run-3']);
+    });
+
+    it('describes a run with its executions', async () => {
+      const d = (await describeRun(history.db, 'run-1'))!;
+      expect(d.run.team).toBe('research');
+      expect(d.executions.map((e) => e.task)).toEqual([
+        'pipeline',
+        'step0',
+        'step1',
+        'step2',
+        'step3',
+        'step4',
+      ]);
+      expect(await describeRun(history.db, 'run-404')).toBeUndefined();
+    });
+
+    it('keeps records that are not schema-checked apart, with the reason', async () => {
+      const rows = await history.db.query<{ error: string }>(
+        "select error from ingest_rejects where source = 'runtime'",
+      );
+      expect(rows).toHaveLength(1);
+      expect(rows[0]!.error).toMatch(/Invalid input/);
+    });
+  });
+});
+
+void lineage;

@@ -1,0 +1,559 @@
+/**
+ * Ingest: applies log entries to the history tables, exactly once. Each call applies a batch of entries
+ * of one source in one transaction that also moves the source's offset (`ingest_offsets`) to the last
+ * sequence applied; entries at or below the offset are skipped. A process killed mid-batch leaves
+ * nothing of the batch behind, and the next one starts from the offset: every record once, no gaps.
+ *
+ * Records are applied set-wise (one statement per table per batch, arrays as parameters), except node
+ * lifetimes, whose order against the usages around them matters.
+ */
+import type { RunRecord } from '../protocol/index.ts';
+import type { Db, Queryable } from './db.ts';
+import {
+  type LifecycleRecord,
+  type NodeLifeRecord,
+  parseEntry,
+  type Source,
+  type UsageRecord,
+} from './records.ts';
+import type { LineageRecord } from '../protocol/index.ts';
+
+/** An entry of a log: its sequence number in the stream and its bytes. */
+export interface LogEntry {
+  seq: number;
+  data: Uint8Array;
+}
+
+/** What one batch did. */
+export interface IngestResult {
+  /** Entries applied (past the offset). */
+  entries: number;
+  records: number;
+  rejected: number;
+  /** The source's offset after the batch. */
+  offset: number;
+}
+
+export const HOUR = 3_600_000;
+
+/** Applies log entries to a history database. */
+export class Ingester {
+  /** Charge key → id, for keys known to be committed. Bounded: cleared when it grows past the cap. */
+  readonly #keys = new Map<string, number>();
+
+  constructor(
+    readonly db: Db,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  /** The last sequence applied from `source` (0 when none, or when `origin` is another log's). */
+  async offset(source: Source, origin = ''): Promise<number> {
+    const rows = await this.db.query<{ seq: number; origin: string }>(
+      'select seq, origin from ingest_offsets where source = $1',
+      [source],
+    );
+    return rows[0] && rows[0].origin === origin ? rows[0].seq : 0;
+  }
+
+  /**
+   * Applies the entries past the source's offset, in one transaction. `origin` names the log they come
+   * from: entries of a log other than the one the offset is of start again from sequence 1.
+   */
+  async apply(source: Source, entries: readonly LogEntry[], origin = ''): Promise<IngestResult> {
+    const fresh: Map<string, number> = new Map();
+    const result = await this.db.transaction(async (tx) => {
+      const rows = await tx.query<{ seq: number; origin: string }>(
+        'select seq, origin from ingest_offsets where source = $1 for update',
+        [source],
+      );
+      const offset = rows[0] && rows[0].origin === origin ? rows[0].seq : 0;
+      const todo = entries.filter((e) => e.seq > offset).sort((a, b) => a.seq - b.seq);
+      if (todo.length === 0) return { entries: 0, records: 0, rejected: 0, offset };
+      const rejects: { seq: number; idx: number; error: string; body: string }[] = [];
+      let records = 0;
+      const broker: { r: UsageRecord | NodeLifeRecord | LifecycleRecord }[] = [];
+      const runtime: (LineageRecord | (RunRecord & { kind: 'run' }))[] = [];
+      for (const e of todo) {
+        parseEntry(source, e.data).forEach((p, idx) => {
+          if (!p.ok) return void rejects.push({ seq: e.seq, idx, error: p.error, body: p.body });
+          records++;
+          if (source === 'broker') broker.push({ r: p.record as UsageRecord });
+          else runtime.push(p.record as LineageRecord);
+        });
+      }
+      if (source === 'broker') await this.#broker(tx, broker, fresh);
+      else await applyRuntime(tx, runtime);
+      if (rejects.length > 0)
+        await tx.query(
+          `insert into ingest_rejects (source, seq, idx, error, body, at)
+           select $1, * , $6 from unnest($2::bigint[], $3::int[], $4::text[], $5::text[])
+           on conflict do nothing`,
+          [
+            source,
+            rejects.map((r) => r.seq),
+            rejects.map((r) => r.idx),
+            rejects.map((r) => r.error),
+            rejects.map((r) => r.body),
+            this.clock(),
+          ],
+        );
+      const last = todo.at(-1)!.seq;
+      await tx.query(
+        `insert into ingest_offsets (source, origin, seq, records, updated_at) values ($1, $5, $2, $3, $4)
+         on conflict (source) do update set seq = excluded.seq, origin = excluded.origin,
+           records = ingest_offsets.records + excluded.records, updated_at = excluded.updated_at`,
+        [source, last, records, this.clock(), origin],
+      );
+      return { entries: todo.length, records, rejected: rejects.length, offset: last };
+    });
+    // Only keys of a committed batch may be reused by the next one.
+    if (this.#keys.size + fresh.size > 200_000) this.#keys.clear();
+    for (const [k, v] of fresh) this.#keys.set(k, v);
+    return result;
+  }
+
+  /** Broker records in log order: node lifetimes one by one, the usages between them set-wise. */
+  async #broker(
+    tx: Queryable,
+    records: { r: UsageRecord | NodeLifeRecord | LifecycleRecord }[],
+    fresh: Map<string, number>,
+  ): Promise<void> {
+    const leases: LifecycleRecord[] = [];
+    let usages: { u: UsageRecord }[] = [];
+    const flushUsages = async () => {
+      if (usages.length > 0) await this.#usages(tx, usages, fresh);
+      usages = [];
+    };
+    for (const { r } of records) {
+      if (r.kind === 'usage') usages.push({ u: r });
+      else if (r.kind === 'node-start' || r.kind === 'node-end') {
+        await flushUsages();
+        await nodeLife(tx, r);
+      } else if (r.kind === 'lease') leases.push(r);
+    }
+    await flushUsages();
+    await applyLeases(tx, leases);
+  }
+
+  async #usages(tx: Queryable, rows: { u: UsageRecord }[], fresh: Map<string, number>): Promise<void> {
+    const keyOf = (u: UsageRecord) =>
+      [
+        u.team,
+        u.workflow ?? '',
+        u.run ?? '',
+        u.task ?? '',
+        u.cluster,
+        u.pool,
+        u.gpuModel ?? '',
+        u.capacityType,
+        u.instanceType,
+        u.nodePricePerHour,
+      ] as const;
+    const ids = await this.#keyIds(
+      tx,
+      rows.map((r) => keyOf(r.u)),
+      fresh,
+    );
+    const lives = await tx.query<{ i: number; life: number | null }>(
+      `select b.i, (select l.id from node_lives l where l.cluster = b.cluster and l.node = b.node
+                     order by greatest(0, l.start_at - b.end_at, b.start_at - coalesce(l.end_at, b.start_at)), l.start_at
+                     limit 1) as life
+       from unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) as b(i, cluster, node, start_at, end_at)`,
+      [
+        rows.map((_, i) => i),
+        rows.map((r) => r.u.cluster),
+        rows.map((r) => r.u.node),
+        rows.map((r) => r.u.start),
+        rows.map((r) => r.u.end),
+      ],
+    );
+    const lifeOf = new Array<number | null>(rows.length).fill(null);
+    for (const l of lives) lifeOf[l.i] = l.life;
+    const cost = rows.map((r) => costOf(r.u));
+    await tx.query(
+      `insert into usage (key_id, life_id, lease, request, cluster, node, gpus, cpu_milli,
+         memory_mib, share, cost, attempt, start_at, end_at, ended, long)
+       select * from unnest($1::int[], $2::bigint[], $3::text[], $4::text[],
+         $5::text[], $6::text[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
+         $12::int[], $13::bigint[], $14::bigint[], $15::text[], $16::boolean[])`,
+      [
+        ids,
+        lifeOf,
+        rows.map((r) => r.u.lease),
+        rows.map((r) => r.u.request),
+        rows.map((r) => r.u.cluster),
+        rows.map((r) => r.u.node),
+        rows.map((r) => r.u.gpus),
+        rows.map((r) => r.u.cpuMilli),
+        rows.map((r) => r.u.memoryMiB),
+        rows.map((r) => r.u.share),
+        cost,
+        rows.map((r) => r.u.attempt),
+        rows.map((r) => r.u.start),
+        rows.map((r) => r.u.end),
+        rows.map((r) => r.u.ended),
+        rows.map((r) => isLong(r.u)),
+      ],
+    );
+    // Lifetimes widen to cover their tasks, and sum what their tasks cost.
+    const perLife = new Map<number, { s: number; e: number; c: number }>();
+    rows.forEach((r, i) => {
+      const life = lifeOf[i];
+      if (life === null || life === undefined) return;
+      const agg = perLife.get(life);
+      if (agg) {
+        agg.s = Math.min(agg.s, r.u.start);
+        agg.e = Math.max(agg.e, r.u.end);
+        agg.c += cost[i]!;
+      } else perLife.set(life, { s: r.u.start, e: r.u.end, c: cost[i]! });
+    });
+    if (perLife.size > 0) await widenLives(tx, perLife);
+    // Shorter usages go to the hourly rollup, split at the hour.
+    const pieces = new Map<string, { key: number; hour: number; cost: number; gpuMs: number; n: number }>();
+    rows.forEach((r, i) => {
+      if (isLong(r.u)) return;
+      for (const p of hourPieces(r.u.start, r.u.end)) {
+        const id = `${ids[i]}|${p.hour}`;
+        const len = r.u.end - r.u.start;
+        const part = len > 0 ? (p.to - p.from) / len : 1;
+        const agg = pieces.get(id) ?? { key: ids[i]!, hour: p.hour, cost: 0, gpuMs: 0, n: 0 };
+        agg.cost += cost[i]! * part;
+        agg.gpuMs += r.u.gpus * (p.to - p.from);
+        if (p.ends) agg.n++;
+        pieces.set(id, agg);
+      }
+    });
+    const ps = [...pieces.values()];
+    await tx.query(
+      `insert into cost_hourly (key_id, hour, cost, gpu_ms, executions)
+       select * from unnest($1::int[], $2::bigint[], $3::float8[], $4::float8[], $5::int[])
+       on conflict (key_id, hour) do update set cost = cost_hourly.cost + excluded.cost,
+         gpu_ms = cost_hourly.gpu_ms + excluded.gpu_ms, executions = cost_hourly.executions + excluded.executions`,
+      [
+        ps.map((p) => p.key),
+        ps.map((p) => p.hour),
+        ps.map((p) => p.cost),
+        ps.map((p) => p.gpuMs),
+        ps.map((p) => p.n),
+      ],
+    );
+  }
+
+  /** Ids of charge keys, inserting the new ones. */
+  async #keyIds(
+    tx: Queryable,
+    keys: readonly (readonly [
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      string,
+      number,
+    ])[],
+    fresh: Map<string, number>,
+  ): Promise<number[]> {
+    const names = keys.map((k) => JSON.stringify(k));
+    const missing = new Map<string, (typeof keys)[number]>();
+    names.forEach((n, i) => {
+      if (!this.#keys.has(n) && !fresh.has(n)) missing.set(n, keys[i]!);
+    });
+    if (missing.size > 0) {
+      const ks = [...missing.values()];
+      const cols = (j: number) => ks.map((k) => k[j]);
+      const params = [
+        cols(0),
+        cols(1),
+        cols(2),
+        cols(3),
+        cols(4),
+        cols(5),
+        cols(6),
+        cols(7),
+        cols(8),
+        cols(9),
+      ];
+      const unnest = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $8::text[], $9::text[], $10::float8[]) as k(team, workflow, run_id, task, cluster, pool, gpu_model,
+        capacity_type, instance_type, node_price)`;
+      await tx.query(
+        `insert into charge_keys (team, workflow, run_id, task, cluster, pool, gpu_model, capacity_type,
+           instance_type, node_price) select * from ${unnest} on conflict do nothing`,
+        params,
+      );
+      const found = await tx.query<Record<string, string | number>>(
+        `select c.* from charge_keys c join ${unnest}
+           using (team, workflow, run_id, task, cluster, pool, gpu_model, capacity_type, instance_type, node_price)`,
+        params,
+      );
+      for (const f of found)
+        fresh.set(
+          JSON.stringify([
+            f.team,
+            f.workflow,
+            f.run_id,
+            f.task,
+            f.cluster,
+            f.pool,
+            f.gpu_model,
+            f.capacity_type,
+            f.instance_type,
+            f.node_price,
+          ]),
+          f.id as number,
+        );
+    }
+    return names.map((n) => (this.#keys.get(n) ?? fresh.get(n))!);
+  }
+}
+
+/** What a usage costs at its share, unscaled (broker/ledger.ts `usageCost`). */
+const costOf = (u: UsageRecord) => (u.nodePricePerHour * u.share * Math.max(0, u.end - u.start)) / HOUR;
+
+/** An hour or longer: not in the hourly rollup. */
+export const isLong = (u: { start: number; end: number }) => u.end - u.start >= HOUR;
+
+/**
+ * The parts of [from, to) in each clock hour (at most two for a usage shorter than an hour), and which
+ * part holds its end (where the execution counts).
+ */
+export function hourPieces(
+  from: number,
+  to: number,
+): { hour: number; from: number; to: number; ends: boolean }[] {
+  const endHour = Math.floor((to - 1) / HOUR) * HOUR;
+  if (to <= from) return [{ hour: endHour, from, to: from, ends: true }];
+  const out: { hour: number; from: number; to: number; ends: boolean }[] = [];
+  for (let h = Math.floor(from / HOUR) * HOUR; h < to; h += HOUR) {
+    const a = Math.max(from, h);
+    const b = Math.min(to, h + HOUR);
+    if (b > a) out.push({ hour: h, from: a, to: b, ends: h === endHour });
+  }
+  return out;
+}
+
+async function widenLives(
+  tx: Queryable,
+  perLife: Map<number, { s: number; e: number; c: number }>,
+): Promise<void> {
+  const ls = [...perLife.entries()];
+  await tx.query(
+    `update node_lives l set task_start = least(coalesce(l.task_start, v.s), v.s),
+       task_end = greatest(coalesce(l.task_end, v.e), v.e), task_cost = l.task_cost + v.c
+     from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[]) as v(id, s, e, c) where l.id = v.id`,
+    [ls.map(([id]) => id), ls.map(([, a]) => a.s), ls.map(([, a]) => a.e), ls.map(([, a]) => a.c)],
+  );
+}
+
+/**
+ * A node lifetime starts (unless one is open: a restarted broker writes starts again) or ends; a new
+ * lifetime takes the usages of its node that had none.
+ */
+async function nodeLife(tx: Queryable, r: NodeLifeRecord): Promise<void> {
+  if (r.kind === 'node-end') {
+    await tx.query(
+      `update node_lives set end_at = $3, ended = $4 where cluster = $1 and node = $2 and end_at is null`,
+      [r.cluster, r.node, r.at, r.ended ?? 'gone'],
+    );
+    return;
+  }
+  const [row] = await tx.query<{ id: number }>(
+    `insert into node_lives (cluster, node, pool, instance_type, capacity_type, gpu_model, gpu_count, price, start_at)
+     select $1, $2, $3, $4, $5, $6, $7, $8, $9
+     where not exists (select 1 from node_lives where cluster = $1 and node = $2 and end_at is null)
+     returning id`,
+    [
+      r.cluster,
+      r.node,
+      r.pool,
+      r.instanceType,
+      r.capacityType,
+      r.gpuModel ?? '',
+      r.gpuCount,
+      r.pricePerHour,
+      r.at,
+    ],
+  );
+  if (!row) return;
+  const [adopted] = await tx.query<{ s: number | null; e: number | null; c: number | null }>(
+    `with a as (update usage set life_id = $3 where cluster = $1 and node = $2 and life_id is null
+                returning start_at, end_at, cost)
+     select min(start_at) as s, max(end_at) as e, sum(cost) as c from a`,
+    [r.cluster, r.node, row.id],
+  );
+  if (adopted && adopted.s !== null)
+    await widenLives(tx, new Map([[row.id, { s: adopted.s, e: adopted.e!, c: adopted.c ?? 0 }]]));
+}
+
+/** Lease events become placements: where, at what price, why, and the state they reached. */
+async function applyLeases(tx: Queryable, events: readonly LifecycleRecord[]): Promise<void> {
+  if (events.length === 0) return;
+  const merged = new Map<string, Record<string, unknown>>();
+  for (const e of events) {
+    const m = merged.get(e.id) ?? { lease_id: e.id, placed_at: e.at };
+    if (e.state === 'placed') Object.assign(m, { placed_at: e.at });
+    for (const [col, v] of [
+      ['request_id', e.request],
+      ['team', e.team],
+      ['cluster', e.cluster],
+      ['pool', e.pool],
+      ['node', e.node],
+      ['price_per_hour', e.pricePerHour],
+      ['why', e.why],
+      ['reason', e.reason],
+    ] as const)
+      if (v !== undefined && v !== null) m[col] = v;
+    m.state = e.state;
+    m.state_at = e.at;
+    merged.set(e.id, m);
+  }
+  const ms = [...merged.values()];
+  const col = (c: string) => ms.map((m) => m[c] ?? null);
+  await tx.query(
+    `insert into placements (lease_id, request_id, team, cluster, pool, node, price_per_hour, why, placed_at, state, state_at, reason)
+     select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::float8[],
+       $8::text[], $9::bigint[], $10::text[], $11::bigint[], $12::text[])
+     on conflict (lease_id) do update set
+       request_id = coalesce(excluded.request_id, placements.request_id),
+       team = coalesce(excluded.team, placements.team),
+       node = coalesce(excluded.node, placements.node),
+       price_per_hour = coalesce(excluded.price_per_hour, placements.price_per_hour),
+       why = coalesce(excluded.why, placements.why),
+       reason = coalesce(excluded.reason, placements.reason),
+       state = excluded.state, state_at = excluded.state_at`,
+    [
+      col('lease_id'),
+      col('request_id'),
+      col('team'),
+      ms.map((m) => m.cluster ?? ''),
+      ms.map((m) => m.pool ?? ''),
+      col('node'),
+      col('price_per_hour'),
+      col('why'),
+      col('placed_at'),
+      col('state'),
+      col('state_at'),
+      col('reason'),
+    ],
+  );
+}
+
+/** Runtime records: runs (the last summary wins), executions, their data-flow refs, stored values. */
+async function applyRuntime(
+  tx: Queryable,
+  records: readonly (LineageRecord | (RunRecord & { kind: 'run' }))[],
+): Promise<void> {
+  const runs = new Map<string, RunRecord>();
+  const execs: LineageRecord[] = [];
+  for (const r of records) {
+    if ('kind' in r) runs.set(r.run, r);
+    else execs.push(r);
+  }
+  if (runs.size > 0) {
+    const rs = [...runs.values()];
+    await tx.query(
+      `insert into runs (run_id, workflow, module, team, status, started_at, ended_at, input, output, error, cost_usd, executions)
+       select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+         $8::text[], $9::text[], $10::text[], $11::float8[], $12::int[])
+       on conflict (run_id) do update set status = excluded.status, ended_at = excluded.ended_at,
+         input = excluded.input, output = excluded.output, error = excluded.error,
+         cost_usd = excluded.cost_usd, executions = excluded.executions`,
+      [
+        rs.map((r) => r.run),
+        rs.map((r) => r.workflow),
+        rs.map((r) => r.module),
+        rs.map((r) => r.team),
+        rs.map((r) => r.status),
+        rs.map((r) => r.startedAt),
+        rs.map((r) => r.endedAt ?? null),
+        rs.map((r) => r.input),
+        rs.map((r) => r.output ?? null),
+        rs.map((r) => r.error ?? null),
+        rs.map((r) => r.costUsd),
+        rs.map((r) => r.executions),
+      ],
+    );
+  }
+  if (execs.length === 0) return;
+  const p = (r: LineageRecord) => r.placement;
+  await tx.query(
+    `insert into executions (execution, attempt, run_id, parent, task, code_hash, request_id, input, output,
+       error_name, error_message, asked, override, cluster, pool, node, capacity_type, price_per_hour,
+       cpu_milli, memory_mib, gpu_milli, gpu_model, preemptions, started_at, ended_at, cost_usd, cached, warm)
+     select * from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+       $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::boolean[], $14::text[], $15::text[],
+       $16::text[], $17::text[], $18::float8[], $19::float8[], $20::float8[], $21::float8[], $22::text[],
+       $23::int[], $24::bigint[], $25::bigint[], $26::float8[], $27::boolean[], $28::boolean[])
+     on conflict do nothing`,
+    [
+      execs.map((r) => r.execution),
+      execs.map((r) => r.attempt),
+      execs.map((r) => r.run),
+      execs.map((r) => r.parent ?? null),
+      execs.map((r) => r.task),
+      execs.map((r) => r.codeHash),
+      execs.map((r) => (r.attempt === 0 ? r.execution : `${r.execution}-a${r.attempt}`)),
+      execs.map((r) => r.input),
+      execs.map((r) => r.output ?? null),
+      execs.map((r) => r.error?.name ?? null),
+      execs.map((r) => r.error?.message ?? null),
+      execs.map((r) => JSON.stringify(r.asked)),
+      execs.map((r) => r.override),
+      execs.map((r) => p(r)?.cluster ?? null),
+      execs.map((r) => p(r)?.pool ?? null),
+      execs.map((r) => p(r)?.node ?? null),
+      execs.map((r) => p(r)?.capacityType ?? null),
+      execs.map((r) => p(r)?.pricePerHour ?? null),
+      execs.map((r) => p(r)?.cpuMilli ?? null),
+      execs.map((r) => p(r)?.memoryMiB ?? null),
+      execs.map((r) => p(r)?.gpuMilli ?? null),
+      execs.map((r) => p(r)?.gpuModel ?? null),
+      execs.map((r) => r.preemptions),
+      execs.map((r) => r.startedAt),
+      execs.map((r) => r.endedAt),
+      execs.map((r) => r.costUsd),
+      execs.map((r) => r.cached),
+      execs.map((r) => r.warm),
+    ],
+  );
+  const refs = new Map<string, { hash: string; role: string; execution: string; whole: boolean }>();
+  const ref = (hash: string, role: 'i' | 'o', execution: string, whole: boolean) => {
+    if (hash === 'none' || hash === '') return;
+    const id = `${hash}|${role}|${execution}`;
+    if (!refs.has(id) || whole) refs.set(id, { hash, role, execution, whole });
+  };
+  const stored = new Map<string, { bytes: number; first: number; last: number }>();
+  for (const r of execs) {
+    ref(r.input, 'i', r.execution, true);
+    if (r.output) ref(r.output, 'o', r.execution, true);
+    for (const h of r.refs?.input ?? []) ref(h, 'i', r.execution, false);
+    for (const h of r.refs?.output ?? []) ref(h, 'o', r.execution, false);
+    for (const s of r.stored ?? []) {
+      const a = stored.get(s.hash);
+      stored.set(s.hash, {
+        bytes: s.bytes,
+        first: Math.min(a?.first ?? r.startedAt, r.startedAt),
+        last: Math.max(a?.last ?? r.endedAt, r.endedAt),
+      });
+    }
+  }
+  const rs = [...refs.values()];
+  await tx.query(
+    `insert into lineage_refs (hash, role, execution, whole)
+     select * from unnest($1::text[], $2::"char"[], $3::text[], $4::boolean[]) on conflict do nothing`,
+    [rs.map((r) => r.hash), rs.map((r) => r.role), rs.map((r) => r.execution), rs.map((r) => r.whole)],
+  );
+  if (stored.size > 0) {
+    const ss = [...stored.entries()];
+    await tx.query(
+      `insert into artifacts (hash, bytes, first_seen, last_seen)
+       select * from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
+       on conflict (hash) do update set first_seen = least(artifacts.first_seen, excluded.first_seen),
+         last_seen = greatest(artifacts.last_seen, excluded.last_seen), deleted_at = null`,
+      [ss.map(([h]) => h), ss.map(([, s]) => s.bytes), ss.map(([, s]) => s.first), ss.map(([, s]) => s.last)],
+    );
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * What the history store reads, schema-checked: the broker's log (lifecycle events and the cost
+ * ledger: `gantry-events`, or `<state>/broker` embedded) and the runtime's log (lineage records and
+ * run summaries: `gantry-lineage`, or `<state>/runtime`). Each log entry is a JSON array of records.
+ * A record that does not parse is kept in `ingest_rejects` with the reason, never applied.
+ */
+import { z } from 'zod';
+import type { LifecycleEvent, NodeLife, TaskUsage } from '../broker/index.ts';
+import { runtimeLogRecord, type RuntimeLogRecord } from '../protocol/index.ts';
+
+const opt = <T extends z.ZodType>(t: T) => t.optional().nullable();
+
+const nodeRef = {
+  at: z.number(),
+  cluster: z.string().min(1),
+  pool: z.string().min(1),
+  node: z.string().min(1),
+  instanceType: z.string(),
+  capacityType: z.string(),
+  gpuModel: z.string().nullable(),
+};
+
+/** A task's use of a node (broker/ledger.ts `TaskUsage`). */
+export const usageRecord = z.object({
+  kind: z.literal('usage'),
+  ...nodeRef,
+  lease: z.string(),
+  request: z.string(),
+  gpus: z.number().nonnegative(),
+  cpuMilli: z.number().nonnegative(),
+  memoryMiB: z.number().nonnegative(),
+  share: z.number().nonnegative(),
+  nodePricePerHour: z.number().nonnegative(),
+  team: z.string(),
+  workflow: opt(z.string()),
+  run: opt(z.string()),
+  task: opt(z.string()),
+  attempt: z.int().nonnegative(),
+  start: z.number(),
+  end: z.number(),
+  ended: z.string(),
+});
+
+/** A node's lifetime starts or ends (broker/ledger.ts `NodeLife`). */
+export const nodeLifeRecord = z.object({
+  kind: z.enum(['node-start', 'node-end']),
+  ...nodeRef,
+  gpuCount: z.number().nonnegative(),
+  pricePerHour: z.number().nonnegative(),
+  ended: opt(z.string()),
+});
+
+/** A lifecycle event (broker/records.ts `LifecycleEvent`): leases become placements. */
+export const lifecycleRecord = z.object({
+  at: z.number(),
+  kind: z.enum(['request', 'lease', 'node', 'cluster']),
+  id: z.string(),
+  state: z.string(),
+  cluster: opt(z.string()),
+  pool: opt(z.string()),
+  node: opt(z.string()),
+  team: opt(z.string()),
+  pricePerHour: opt(z.number()),
+  reason: opt(z.string()),
+  request: opt(z.string()),
+  why: opt(z.string()),
+});
+
+export const brokerLogRecord = z.union([usageRecord, nodeLifeRecord, lifecycleRecord]);
+
+export type UsageRecord = z.output<typeof usageRecord>;
+export type NodeLifeRecord = z.output<typeof nodeLifeRecord>;
+export type LifecycleRecord = z.output<typeof lifecycleRecord>;
+export type BrokerLogRecord = z.output<typeof brokerLogRecord>;
+
+// The broker writes what these schemas read: a change to its records that they would refuse fails here.
+const _usage: z.input<typeof usageRecord> = {} as TaskUsage;
+const _life: z.input<typeof nodeLifeRecord> = {} as NodeLife;
+const _event: z.input<typeof lifecycleRecord> = {} as LifecycleEvent;
+void [_usage, _life, _event];
+
+/** The two logs history follows. */
+export const SOURCES = ['broker', 'runtime'] as const;
+export type Source = (typeof SOURCES)[number];
+
+/** A record of one source, or why it was refused. */
+export type Parsed<S extends Source> =
+  | { ok: true; record: S extends 'broker' ? BrokerLogRecord : RuntimeLogRecord }
+  | { ok: false; error: string; body: string };
+
+const decoder = new TextDecoder();
+
+/** The records of one log entry, each parsed (or refused with the field at fault). */
+export function parseEntry<S extends Source>(source: S, data: Uint8Array): Parsed<S>[] {
+  let raw: unknown;
+  const text = decoder.decode(data);
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    return [{ ok: false, error: `not JSON: ${(err as Error).message}`, body: text.slice(0, 4096) }];
+  }
+  const schema = source === 'broker' ? brokerLogRecord : runtimeLogRecord;
+  return (Array.isArray(raw) ? raw : [raw]).map((r): Parsed<S> => {
+    const p = schema.safeParse(r);
+    if (p.success) return { ok: true, record: p.data } as Parsed<S>;
+    const issue = p.error.issues[0]!;
+    const field = issue.path.map(String).join('.');
+    return {
+      ok: false,
+      error: `${field || '(record)'}: ${issue.message.replace(/^Invalid input: /, '')}`,
+      body: JSON.stringify(r).slice(0, 4096),
+    };
+  });
+}
