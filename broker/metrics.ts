@@ -13,6 +13,7 @@ import type { Refusal } from './admission.ts';
 
 /** Why a request waits, as `gantry_requests_held{reason}` counts it. */
 export const HELD_REASONS = ['capacity', 'quota', 'budget', 'policy', 'other'] as const;
+/** One of {@link HELD_REASONS}. */
 export type HeldReason = (typeof HELD_REASONS)[number];
 
 /** The codes of `gantry_requests_refused_total` (the broker's admission codes and the solver's policy). */
@@ -24,6 +25,7 @@ export const REFUSED_CODES = [
 
 /** Node states of `gantry_nodes{state}`: asked for, starting, ready with work, ready and idle. */
 export const NODE_STATES = ['planned', 'launching', 'ready', 'idle'] as const;
+/** One of {@link NODE_STATES}. */
 export type NodeState = (typeof NODE_STATES)[number];
 
 /** What `gantry_plan_cost_dollars{kind}` reports of the last cycle's plan. */
