@@ -100,10 +100,18 @@ describe('health and readiness probes of gantry broker and gantry agent', () => 
         '--heartbeat',
         '200',
       );
-    const a = await until(ports.brokerA, '/readyz', 200);
-    const b = await until(ports.brokerB, '/readyz', 200);
-    expect([a.status, b.status]).toEqual([200, 200]);
-    expect([a.body, b.body].map((d) => d.split(' ')[0]).sort()).toEqual(['leading', 'standby']);
+    // Until the election settles, a broker about to win can still say it stands by: wait for one leader.
+    const roles = async () => {
+      const answers = await Promise.all([ports.brokerA, ports.brokerB].map((p) => get(p, '/readyz')));
+      return answers.map((r) => `${r.status} ${r.body.split(' ')[0]}`).sort();
+    };
+    const end = Date.now() + 20_000;
+    let seen = await roles();
+    while (seen.join() !== '200 leading,200 standby' && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 100));
+      seen = await roles();
+    }
+    expect(seen).toEqual(['200 leading', '200 standby']);
     const ready = await until(ports.agent, '/readyz', 200);
     expect(ready, agentLog()).toEqual({
       status: 200,
