@@ -84,6 +84,9 @@ export async function withHistory<T>(
       `no Gantry state in ${flags.state}: pass --state <dir>, --history <url> of a running history, --postgres <url>, or --nats`,
     );
   const platform: Platform | undefined = flags.file ? loadPlatform(flags.file).platform : undefined;
+  // Reach NATS before creating or opening the database: a server that is down is the one line to print,
+  // and nothing is created for a question that cannot be answered.
+  const logs = flags.nats ? await openNatsLogs({ nats: flags.nats, creds: flags.creds }) : undefined;
   const history = await openHistory({
     postgres,
     dir: join(flags.state, 'history'),
@@ -91,7 +94,7 @@ export async function withHistory<T>(
       process.stderr.write(`creating the history database in ${dir} (once; a few seconds)\n`),
   });
   try {
-    await catchUpFrom(history, flags);
+    await catchUpFrom(history, flags, logs);
     const app = historyApi({
       db: history.db,
       ...(platform
@@ -101,26 +104,39 @@ export async function withHistory<T>(
     return await use(localHistoryClient(app, history.db.where));
   } finally {
     await history.close();
+    await logs?.close();
   }
 }
 
+/** The broker's and the runtime's logs in JetStream, opened before any database is touched. */
+async function openNatsLogs(target: { nats: string; creds: string | undefined }) {
+  const nats = await connectCli(target, 'gantry-history-cli');
+  const stores: [source: 'broker' | 'runtime', store: Store][] = [];
+  const close = async () => {
+    for (const [, store] of stores) await store.close();
+    await nats.close();
+  };
+  try {
+    for (const [source, bucket, stream] of [
+      ['broker', BROKER_BUCKET, BROKER_STREAM],
+      ['runtime', RUNTIME_BUCKET, LINEAGE_STREAM],
+    ] as const)
+      stores.push([source, await openStoreCli(nats, target, { bucket, stream })]);
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { stores, close };
+}
+
 /** Ingests what the logs hold that the history does not: JetStream with --nats, else the state directory. */
-async function catchUpFrom(history: History, flags: HistoryFlags): Promise<void> {
-  if (flags.nats) {
-    const target = { nats: flags.nats, creds: flags.creds };
-    const nats = await connectCli(target, 'gantry-history-cli');
-    try {
-      for (const [source, bucket, stream] of [
-        ['broker', BROKER_BUCKET, BROKER_STREAM],
-        ['runtime', RUNTIME_BUCKET, LINEAGE_STREAM],
-      ] as const) {
-        const store = await openStoreCli(nats, target, { bucket, stream });
-        await catchUp(history.ingester, source, store);
-        await store.close();
-      }
-    } finally {
-      await nats.close();
-    }
+async function catchUpFrom(
+  history: History,
+  flags: HistoryFlags,
+  logs: Awaited<ReturnType<typeof openNatsLogs>> | undefined,
+): Promise<void> {
+  if (logs) {
+    for (const [source, store] of logs.stores) await catchUp(history.ingester, source, store);
     return;
   }
   for (const source of ['broker', 'runtime'] as const) {
