@@ -5,7 +5,7 @@ export default defineConfig({
     include: ['**/*.test.ts'],
     exclude: ['node_modules/**'],
     testTimeout: 30_000,
-    // Finds (or installs) nats-server and Chromium, or stops in one line naming what to install.
+    // Finds (or installs) nats-server, Chromium and promtool, or stops in one line naming what to install.
     globalSetup: ['test/global-setup.ts'],
   },
 });

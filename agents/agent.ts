@@ -22,6 +22,7 @@ import {
   type Transport,
 } from '../protocol/index.ts';
 import type { Executor } from './executor.ts';
+import { AGENT_LEASE_STATES, AGENT_NODE_STATES, type AgentMetrics, createAgentMetrics } from './metrics.ts';
 import type { NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';
 
 /** Options of {@link createAgent}. */
@@ -37,6 +38,15 @@ export interface AgentOptions {
   logger?: Logger;
   /** Divides pools' idle TTLs (a time scale for demos and tests). Default 1. */
   speedup?: number;
+  metrics?: AgentMetrics;
+  /** How long `readiness()` waits for the executor and the provisioner to answer. Default 5000. */
+  pingTimeoutMs?: number;
+}
+
+/** Whether the agent can do its job now, and what it waits for. */
+export interface AgentReadiness {
+  ready: boolean;
+  detail: string;
 }
 
 /** A running agent. */
@@ -47,6 +57,12 @@ export interface Agent {
   stop(): Promise<void>;
   /** Leases this agent runs now. */
   active(): string[];
+  readonly metrics: AgentMetrics;
+  /**
+   * Ready once the broker accepted its registration, while NATS is connected and its executor and
+   * provisioner answer (each within `pingTimeoutMs`). What `/readyz` answers.
+   */
+  readiness(): Promise<AgentReadiness>;
 }
 
 interface Held {
@@ -81,6 +97,19 @@ export function createAgent(opts: AgentOptions): Agent {
   const clock = opts.clock ?? Date.now;
   const log = opts.logger ?? pino({ level: 'silent' });
   const speedup = opts.speedup ?? 1;
+  const metrics = opts.metrics ?? createAgentMetrics();
+  metrics.initialise(
+    name,
+    cluster.pools.map((p) => p.name),
+  );
+  const pingTimeoutMs = opts.pingTimeoutMs ?? 5000;
+  let registered = false;
+  // Without NATS the agent can neither hear launches nor send heartbeats.
+  let connected = true;
+  transport.onEvent((e) => {
+    if (e === 'disconnected' || e === 'reconnecting' || e === 'closed') connected = false;
+    if (e === 'reconnected') connected = true;
+  });
   const pools = new Map<string, Pool>(cluster.pools.map((p) => [p.name, p]));
   const leases = new Map<string, Held>();
   const waiting = new Map<string, string[]>(); // node name → leases waiting for it to come up
@@ -117,6 +146,7 @@ export function createAgent(opts: AgentOptions): Agent {
         ? { startedAt: held.startedAt }
         : {};
     if (DONE.has(state)) {
+      metrics.ends.inc({ cluster: name, state });
       held.endedAt = clock();
       finished.push({
         leaseId,
@@ -169,6 +199,7 @@ export function createAgent(opts: AgentOptions): Agent {
 
   function run(held: Held, node: string): void {
     held.node = node;
+    metrics.launches.inc({ cluster: name });
     report(held.lease.leaseId, 'launching');
     executor.start(held.lease, node, (state, info) => report(held.lease.leaseId, state, info));
   }
@@ -365,15 +396,47 @@ export function createAgent(opts: AgentOptions): Agent {
     while (finished.length > 0 && (finished[0]!.at < since || finished.length > MAX_FINISHED))
       finished.shift();
     const recent = finished.map(({ at: _at, ...f }) => f);
+    const nodes = nodesMsg();
     const hb = {
       cluster: name,
       agentId: id,
       seq: seq++,
-      nodes: nodesMsg(),
+      nodes,
       activeCount: active().length,
       finished: recent,
     };
     transport.publish(subjects.heartbeat(name), encodeJson(hb));
+    metrics.heartbeats.inc({ cluster: name });
+    observe(nodes);
+  }
+
+  let observedAt = -Infinity;
+  /**
+   * The leases and nodes gauges, as of this heartbeat; at most once per heartbeat interval (a node
+   * coming up sends a heartbeat at once, and a pool scaling up brings many).
+   */
+  function observe(nodes: readonly { name: string; pool: string; ready: boolean }[]): void {
+    if (clock() - observedAt < heartbeatMs / 2) return;
+    observedAt = clock();
+    const states = new Map<string, number>(AGENT_LEASE_STATES.map((s) => [s, 0]));
+    const busy = new Set<string>();
+    for (const h of leases.values()) {
+      if (DONE.has(h.state)) continue;
+      states.set(h.state, (states.get(h.state) ?? 0) + 1);
+      if (h.node) busy.add(h.node);
+    }
+    for (const [state, n] of states) metrics.leases.set({ cluster: name, state }, n);
+    // Every pool and state, so that a count that drops to zero is 0, not gone.
+    const count = new Map<string, number>();
+    for (const p of pools.keys()) for (const state of AGENT_NODE_STATES) count.set(`${p}|${state}`, 0);
+    for (const n of nodes) {
+      const state = !n.ready ? 'launching' : busy.has(n.name) ? 'ready' : 'idle';
+      count.set(`${n.pool}|${state}`, (count.get(`${n.pool}|${state}`) ?? 0) + 1);
+    }
+    for (const [key, n] of count) {
+      const [pool, state] = key.split('|') as [string, string];
+      metrics.nodes.set({ cluster: name, pool, state }, n);
+    }
   }
 
   /** Consolidation: nodes idle past their pool's TTL go away, never below the pool's minimum. */
@@ -412,6 +475,8 @@ export function createAgent(opts: AgentOptions): Agent {
         };
         if (!body.ok) throw new Error(body.error?.message ?? 'registration refused');
         heartbeatMs = body.heartbeatMs ?? heartbeatMs;
+        registered = true;
+        metrics.registered.set({ cluster: name }, 1);
         return;
       } catch (err) {
         log.warn({ cluster: name, attempt, err: (err as Error).message }, 'registration failed; retrying');
@@ -444,5 +509,45 @@ export function createAgent(opts: AgentOptions): Agent {
       await provisioner.close();
     },
     active,
+    metrics,
+    async readiness() {
+      if (stopped) return { ready: false, detail: 'stopping' };
+      if (!connected) return { ready: false, detail: 'not connected to NATS' };
+      if (!registered) return { ready: false, detail: `registering cluster ${name} with the broker` };
+      const problems = (
+        await Promise.all([
+          answers(`executor ${executor.kind}`, executor.ping?.bind(executor)),
+          answers(`provisioner ${provisioner.kind}`, provisioner.ping?.bind(provisioner)),
+        ])
+      ).filter((p): p is string => p !== undefined);
+      if (problems.length > 0) return { ready: false, detail: problems.join('; ') };
+      return {
+        ready: true,
+        detail: `cluster ${name}: registered; executor ${executor.kind} and provisioner ${provisioner.kind} answer`,
+      };
+    },
   };
+
+  /** Undefined when `ping` (if any) resolves within the timeout, else what went wrong. */
+  async function answers(what: string, ping: (() => Promise<void>) | undefined): Promise<string | undefined> {
+    if (!ping) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<string>((resolve) => {
+      timer = setTimeout(
+        () => resolve(`${what} did not answer within ${pingTimeoutMs / 1000}s`),
+        pingTimeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([
+        ping().then(
+          () => undefined,
+          (err: Error) => `${what}: ${err.message}`,
+        ),
+        late,
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 }

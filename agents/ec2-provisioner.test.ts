@@ -454,3 +454,19 @@ describe('refreshSpotPrices', () => {
     expect(ec2.requests()).toEqual([]);
   });
 });
+
+describe('ping (the agent’s /readyz)', () => {
+  it('answers from its last successful poll, and says why once EC2 has stopped answering', async () => {
+    let now = 1_000_000;
+    const provisioner = createEc2Provisioner(cluster, { client, pollMs: 20, clock: () => now });
+    provisioners.push(provisioner);
+    await waitUntil(() => expect(provisioner.ping!()).resolves.toBeUndefined());
+    for (let i = 0; i < 1000; i++) ec2.failNext('UnauthorizedOperation', 'You are not authorized', 403);
+    await provisioner.refresh().catch(() => undefined);
+    // Three polls' worth and more without an answer.
+    now += 6000;
+    await expect(provisioner.ping!()).rejects.toThrow(
+      /^EC2 DescribeInstances: no poll has succeeded for 6s \(last error: .*not authorized/,
+    );
+  });
+});

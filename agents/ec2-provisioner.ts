@@ -20,7 +20,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import { pino, type Logger } from 'pino';
 import type { Cluster, Pool } from '../policies/index.ts';
-import type { NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';
+import { type NodeEvent, type NodeProvisioner, PollHealth, type ProvisionedNode } from './provisioner.ts';
 
 /** The tags that mark an instance as a node of a Gantry cluster and pool, and the plan it came for. */
 export const EC2_TAGS = {
@@ -146,6 +146,8 @@ export function createEc2Provisioner(cluster: Cluster, opts: Ec2ProvisionerOptio
   const listeners: ((e: NodeEvent) => void)[] = [];
   const warned = new Set<string>();
   let synced = false;
+  // Three polls missed in a row, and EC2 is taken not to answer.
+  const health = new PollHealth('EC2 DescribeInstances', 3 * pollMs + 5000, clock);
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
   let polls: Promise<void> = Promise.resolve();
@@ -253,6 +255,7 @@ export function createEc2Provisioner(cluster: Cluster, opts: Ec2ProvisionerOptio
     }
     forgetTerminated(instances);
     synced = true;
+    health.ok();
   }
 
   /** Our terminations end once EC2 says `terminated` (or after it stopped listing them for long). */
@@ -264,7 +267,7 @@ export function createEc2Provisioner(cluster: Cluster, opts: Ec2ProvisionerOptio
 
   function refresh(): Promise<void> {
     const next = polls.then(pollOnce);
-    polls = next.catch(() => undefined);
+    polls = next.catch((err: unknown) => health.failed(err));
     return next;
   }
 
@@ -450,6 +453,9 @@ export function createEc2Provisioner(cluster: Cluster, opts: Ec2ProvisionerOptio
     },
     onEvent(listener) {
       listeners.push(listener);
+    },
+    async ping() {
+      health.check();
     },
     async close() {
       closed = true;

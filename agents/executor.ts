@@ -24,6 +24,8 @@ export interface Executor {
   stop(leaseId: string): void;
   /** Stops everything (agent shutdown). */
   close(): Promise<void>;
+  /** Resolves when what the executor runs work on answers now; rejects saying why not (`/readyz`). */
+  ping?(): Promise<void>;
   /**
    * What is free on `node` for Gantry (allocatable minus other workloads), when the executor knows
    * better than the pool's shape; the agent reports it in heartbeats.
@@ -54,5 +56,6 @@ export function withTaskHost(executor: Executor, tasks: Executor): Executor {
       await Promise.all([executor.close(), tasks.close()]);
     },
     ...(executor.capacity ? { capacity: executor.capacity.bind(executor) } : {}),
+    ...(executor.ping ? { ping: executor.ping.bind(executor) } : {}),
   };
 }

@@ -17,7 +17,7 @@ import type { InstancesClient, protos, ZoneOperationsClient } from '@google-clou
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import type { Cluster, Pool } from '../policies/index.ts';
-import type { NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';
+import { type NodeEvent, type NodeProvisioner, PollHealth, type ProvisionedNode } from './provisioner.ts';
 
 type Instance = protos.google.cloud.compute.v1.IInstance;
 type Operation = protos.google.cloud.compute.v1.IOperation;
@@ -390,6 +390,7 @@ class GceTracker {
   private readonly clock: () => number;
   private readonly log: Logger;
   private readonly pollMs: number;
+  private readonly health: PollHealth;
 
   constructor(
     private readonly cluster: Cluster,
@@ -402,6 +403,8 @@ class GceTracker {
     this.clock = opts.clock ?? Date.now;
     this.log = opts.logger ?? pino({ level: 'silent' });
     this.pollMs = opts.pollMs ?? 5000;
+    // Three polls missed in a row, and Compute Engine is taken not to answer.
+    this.health = new PollHealth('Compute Engine instances.list', 3 * this.pollMs + 5000, this.clock);
     this.firstSync = this.poll().then(() => this.schedule());
     this.provisioner = {
       kind: 'gce',
@@ -409,6 +412,7 @@ class GceTracker {
       add: (pool, plannedIds) => this.add(pool, plannedIds),
       remove: (name) => this.remove(name),
       onEvent: (listener) => void this.listeners.push(listener),
+      ping: async () => this.health.check(),
       sync: () => this.poll(),
       close: () => this.close(),
     };
@@ -446,6 +450,7 @@ class GceTracker {
     try {
       instances = (await Promise.all(this.zones.map((zone) => this.api.list(zone, filter)))).flat();
     } catch (err) {
+      this.health.failed(new Error(apiErrorDetails(err).message));
       // One zone unlisted would make its nodes look gone: keep the view as it is until the next poll.
       this.log.warn(
         { cluster: this.cluster.name, err: apiErrorDetails(err).message },
@@ -454,6 +459,7 @@ class GceTracker {
       return;
     }
     if (this.closed) return;
+    this.health.ok();
     this.reconcile(instances, n);
     for (const [name, at] of this.changedAt) if (at < n) this.changedAt.delete(name);
   }

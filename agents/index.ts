@@ -8,7 +8,9 @@
  * await agent.start();
  */
 export { createAgent } from './agent.ts';
-export type { Agent, AgentOptions } from './agent.ts';
+export type { Agent, AgentOptions, AgentReadiness } from './agent.ts';
+export { createAgentMetrics } from './metrics.ts';
+export type { AgentMetrics } from './metrics.ts';
 export { withTaskHost } from './executor.ts';
 export type { Executor, ExecutorReport } from './executor.ts';
 export type { NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';

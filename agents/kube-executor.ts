@@ -474,6 +474,13 @@ export function createKubeExecutor(opts: KubeExecutorOptions): KubeExecutor {
       const n = nodeInformer.get(node);
       return n ? nodeCapacity(n, others()) : undefined;
     },
+    async ping(): Promise<void> {
+      try {
+        await api.listNamespacedPod({ namespace, labelSelector: selector, limit: 1 });
+      } catch (err) {
+        throw new Error(`the Kubernetes API does not answer: ${kubeMessage(err)}`, { cause: err });
+      }
+    },
     kubeNodes(): KubeNode[] {
       return nodeInformer.list().flatMap((n) => {
         const pool = poolOf(opts.cluster, n.metadata?.labels);

@@ -70,6 +70,8 @@ export function createKubeNodeProvisioner(
     async remove() {
       // Not Gantry's to remove.
     },
+    // The nodes come from the executor's watch of the Kubernetes API.
+    ping: () => executor.ping?.() ?? Promise.resolve(),
     onEvent(listener) {
       listeners.push(listener);
     },

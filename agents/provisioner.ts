@@ -32,5 +32,42 @@ export interface NodeProvisioner {
   add(pool: Pool, plannedIds: readonly string[]): Promise<void>;
   remove(nodeName: string): Promise<void>;
   onEvent(listener: (event: NodeEvent) => void): void;
+  /** Resolves when the provisioner's cloud answers now; rejects saying why not (the agent's `/readyz`). */
+  ping?(): Promise<void>;
   close(): Promise<void>;
+}
+
+/**
+ * How a provisioner's polls of its cloud went, so that `ping` answers from them without calling the
+ * cloud again: it answers while a poll succeeded within `maxAgeMs`.
+ */
+export class PollHealth {
+  #okAt: number | undefined;
+  #error: string | undefined;
+
+  constructor(
+    private readonly what: string,
+    private readonly maxAgeMs: number,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  ok(): void {
+    this.#okAt = this.clock();
+    this.#error = undefined;
+  }
+
+  failed(err: unknown): void {
+    this.#error = err instanceof Error ? err.message : String(err);
+  }
+
+  /** Throws, saying why, unless a poll succeeded within `maxAgeMs`. */
+  check(): void {
+    const age = this.#okAt === undefined ? undefined : this.clock() - this.#okAt;
+    if (age !== undefined && age <= this.maxAgeMs) return;
+    const since =
+      age === undefined
+        ? 'no poll has succeeded yet'
+        : `no poll has succeeded for ${Math.round(age / 1000)}s`;
+    throw new Error(`${this.what}: ${since}${this.#error ? ` (last error: ${this.#error})` : ''}`);
+  }
 }

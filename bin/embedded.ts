@@ -4,14 +4,23 @@
  */
 import {
   type Agent,
+  type AgentMetrics,
   createAgent,
+  createAgentMetrics,
   createLocalExecutor,
   createSimExecutor,
   createSimProvisioner,
   type SimProvisioner,
   withTaskHost,
 } from '../agents/index.ts';
-import { type Broker, createBroker } from '../broker/index.ts';
+import {
+  type Broker,
+  collectProcessMetrics,
+  createBroker,
+  type Readiness,
+  serveMetrics,
+} from '../broker/index.ts';
+import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { type ArtifactStore, openLocalArtifacts } from '../runtime/artifacts.ts';
 import { createTaskHost, type HostServices } from '../runtime/host.ts';
@@ -71,13 +80,17 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
   });
   await broker.start();
   const clouds = new Map<string, SimProvisioner>();
+  // The agents' metrics beside the broker's: one registry serves them all.
+  const metrics = createAgentMetrics(broker.metrics.registry);
   const agents = opts.platform.clusters.map((cluster) => {
-    const { agent, cloud } = simAgent(transport, cluster, opts.speedup ?? 1, heartbeatMs, {
+    const { agent, cloud } = simAgent(
       transport,
-      artifacts,
-      timeScale: opts.speedup ?? 1,
-      forwardStderr: opts.forwardStderr ?? true,
-    });
+      cluster,
+      opts.speedup ?? 1,
+      heartbeatMs,
+      { transport, artifacts, timeScale: opts.speedup ?? 1, forwardStderr: opts.forwardStderr ?? true },
+      metrics,
+    );
     clouds.set(cluster.name, cloud);
     return agent;
   });
@@ -111,6 +124,7 @@ export function simAgent(
   speedup: number,
   heartbeatMs: number,
   services?: HostServices & { forwardStderr?: boolean },
+  metrics?: AgentMetrics,
 ): { agent: Agent; cloud: SimProvisioner } {
   const cloud = createSimProvisioner(cluster, { speedup });
   const executor = cluster.provider === 'local' ? createLocalExecutor() : createSimExecutor({ speedup });
@@ -121,7 +135,43 @@ export function simAgent(
       )
     : executor;
   return {
-    agent: createAgent({ transport, cluster, executor: hosted, provisioner: cloud, heartbeatMs, speedup }),
+    agent: createAgent({
+      transport,
+      cluster,
+      executor: hosted,
+      provisioner: cloud,
+      heartbeatMs,
+      speedup,
+      ...(metrics ? { metrics } : {}),
+    }),
     cloud,
   };
+}
+
+/**
+ * Serves an embedded Gantry's metrics (the broker's and the agents', with the process's) on
+ * `http://<host>:<port>/metrics`, with `/healthz` and `/readyz`: ready when the broker and every agent
+ * are. What `gantry up --metrics-port` runs.
+ *
+ * @example
+ * const server = await serveEmbeddedMetrics(gantry, 9464);
+ */
+export async function serveEmbeddedMetrics(
+  embedded: Pick<Embedded, 'broker' | 'agents'>,
+  port: number,
+  host?: string,
+): Promise<Server> {
+  const { broker, agents } = embedded;
+  const server = await serveMetrics(broker.metrics.registry, port, host, {
+    ready: async (): Promise<Readiness> => {
+      const all = [broker.readiness(), ...(await Promise.all(agents.map((a) => a.readiness())))];
+      const waiting = all.filter((r) => !r.ready);
+      return waiting.length > 0
+        ? { ready: false, detail: waiting.map((r) => r.detail).join('; ') }
+        : { ready: true, detail: all.map((r) => r.detail).join('; ') };
+    },
+    refresh: () => broker.refreshGauges(),
+  });
+  collectProcessMetrics(broker.metrics.registry);
+  return server;
 }

@@ -27,9 +27,12 @@ import { appliedClusterKey, restoreApplied } from './apply.ts';
 import { runCycle } from './cycle.ts';
 import { Inventory } from './inventory.ts';
 import { Budgets, type Monthly } from './budgets.ts';
+import { onDemandPrices } from './cost-report.ts';
+import { FleetGauges, observePlan } from './fleet-gauges.ts';
 import { type NodeLife, NodeLedger, type TaskUsage, usageOf } from './ledger.ts';
 import { Leadership } from './leader.ts';
-import { type BrokerMetrics, createBrokerMetrics } from './metrics.ts';
+import { type BrokerMetrics, createBrokerMetrics, type MetricsLabels } from './metrics.ts';
+import type { Readiness } from './metrics-http.ts';
 import { loadRecords, readLifecycle, type RequestRecord } from './records.ts';
 import { BrokerState } from './state.ts';
 
@@ -93,6 +96,13 @@ export interface Broker {
   /** Stops serving and writes what is buffered. */
   stop(): Promise<void>;
   isLeader(): boolean;
+  /**
+   * Ready when it leads and serves, or stands by and reached the store within the leadership TTL
+   * (so it can take over with fresh state), and its transport is connected. What `/readyz` answers.
+   */
+  readiness(): Readiness;
+  /** Recomputes the fleet gauges now (a scrape is coming); they are also recomputed every 5 s. */
+  refreshGauges(): void;
   /** Adds or replaces a cluster (onboarding). */
   onboard(cluster: Cluster): Promise<void>;
   /** Resolves when no request is queued and no cycle runs. */
@@ -114,6 +124,11 @@ export function createBroker(opts: BrokerOptions): Broker {
   const maxBatch = opts.maxBatch ?? 5000;
   const heartbeatMs = opts.heartbeatMs ?? 1000;
   const metrics = opts.metrics ?? createBrokerMetrics();
+  const leaderTtlMs = opts.leaderTtlMs ?? 3000;
+  const solveBudgetMs = opts.solveBudgetMs ?? 2000;
+  metrics.initialise(metricLabels(opts.platform));
+  metrics.solveBudgetSeconds.set(solveBudgetMs / 1000);
+  const gauges = new FleetGauges(metrics);
   const newId = opts.newId ?? (() => `l-${randomUUID()}`);
   // Cycle numbers start again in every broker process; planned node names carry this token too.
   const instance = randomUUID().slice(0, 4);
@@ -197,7 +212,7 @@ export function createBroker(opts: BrokerOptions): Broker {
   let serving = false;
   let idleWaiters: (() => void)[] = [];
 
-  const leadership = new Leadership(store, id, clock, opts.leaderTtlMs ?? 3000, {
+  const leadership = new Leadership(store, id, clock, leaderTtlMs, {
     onElected: () =>
       void serve().catch((err: Error) => {
         // Could not load the state: let another broker try.
@@ -264,7 +279,7 @@ export function createBroker(opts: BrokerOptions): Broker {
       backends: opts.backends,
       now: clock(),
       leaseTtlMs: opts.leaseTtlMs ?? 3_600_000,
-      timeBudgetMs: opts.solveBudgetMs ?? 2000,
+      timeBudgetMs: solveBudgetMs,
       newId,
       instance,
     });
@@ -285,6 +300,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     metrics.solveSeconds.observe(result.solveMs / 1000);
     metrics.cycleSeconds.observe((clock() - started) / 1000);
     metrics.activeLeases.set(state.activeLeases());
+    observePlan(metrics, result.plan);
     log.info(
       {
         cycle: number,
@@ -667,28 +683,27 @@ export function createBroker(opts: BrokerOptions): Broker {
     );
   }
 
-  /** Per-cluster free capacity and spend rate, for dashboards. */
+  const onDemand = onDemandPrices(platform);
+  const teams = [...new Set(platform.policies.flatMap((p) => p.teams))];
+  const anyMonthly = budgets.anyMonthly(teams);
+  /** The fleet's gauges (spend, nodes, budgets, holds, capacity), for dashboards and alerts. */
   function updateGauges(): void {
-    metrics.spendPerHour.reset();
-    for (const c of inventory.clusters.values()) {
-      let cpu = 0;
-      let gpus = 0;
-      for (const n of c.nodes.values()) {
-        if (!n.ready) continue;
-        const used = state.nodeUse.get(`${c.name}|${n.name}`);
-        cpu += (n.cpuMilli - (used?.cpu ?? 0)) / 1000;
-        gpus += n.gpuCount - (used?.gpu ?? 0) / 1000;
-      }
-      metrics.clusterFreeCpu.set({ cluster: c.name }, cpu);
-      metrics.clusterFreeGpus.set({ cluster: c.name }, gpus);
-      const spend = new Map<string, number>();
-      for (const l of state.activeOn(c.name)) {
-        const team = state.requests.get(l.requestId)?.team ?? '';
-        spend.set(team, (spend.get(team) ?? 0) + l.pricePerHour);
-      }
-      for (const [team, rate] of spend) metrics.spendPerHour.set({ cluster: c.name, team }, rate);
-    }
-    metrics.activeLeases.set(state.activeLeases());
+    const now = clock();
+    const active = [...state.active()];
+    gauges.update({
+      now,
+      clusters: inventory.clusters.values(),
+      nodeUse: state.nodeUse,
+      active,
+      requests: state.requests,
+      pending: [...state.queue, ...state.held],
+      pool: poolOf,
+      onDemand,
+      teams,
+      spentThisMonth: (team) => budgets.spent(team, now),
+      budgets: anyMonthly ? budgets.status(active, state.requests, now) : [],
+      timeScale: scale,
+    });
   }
 
   async function serve(): Promise<void> {
@@ -716,6 +731,8 @@ export function createBroker(opts: BrokerOptions): Broker {
     // Agents get a full grace period from now: this broker has not been listening.
     for (const c of inventory.clusters.values()) c.lastHeartbeat = clock();
     serving = true;
+    metrics.leader.set(1);
+    updateGauges();
     subs.push(transport.subscribe(subjects.request, onRequest, { queue: 'gantry-broker' }));
     subs.push(transport.subscribe(subjects.heartbeat('*'), onHeartbeat));
     subs.push(transport.subscribe(subjects.events('*'), onEvents));
@@ -763,6 +780,8 @@ export function createBroker(opts: BrokerOptions): Broker {
   async function unserve(stillLeading: boolean): Promise<void> {
     const wasServing = serving;
     serving = false;
+    metrics.leader.set(0);
+    gauges.clear();
     for (const s of subs.splice(0)) s.unsubscribe();
     for (const t of timers.splice(0)) clearInterval(t);
     if (cycleTimer) clearTimeout(cycleTimer);
@@ -788,6 +807,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     else platform.clusters.push(cluster);
     platform.pools.splice(0, platform.pools.length, ...platform.clusters.flatMap((c) => c.pools));
     inventory.add(cluster);
+    metrics.initialise(metricLabels(platform));
     await store.put(`cluster.${cluster.name}`, encodeJson(cluster));
   }
 
@@ -824,11 +844,41 @@ export function createBroker(opts: BrokerOptions): Broker {
       await leadership.stop();
     },
     isLeader: () => leadership.leading,
+    refreshGauges() {
+      if (serving) updateGauges();
+    },
+    readiness() {
+      if (!connected) return { ready: false, detail: 'not connected to NATS' };
+      if (leadership.leading)
+        return serving
+          ? { ready: true, detail: `leading (${id})` }
+          : { ready: false, detail: 'elected leader, loading the state' };
+      const last = leadership.lastContact;
+      if (last === undefined) return { ready: false, detail: 'has not reached the state store yet' };
+      if (clock() - last > leaderTtlMs)
+        return {
+          ready: false,
+          detail: `standby: no answer from the state store for ${Math.round((clock() - last) / 1000)}s`,
+        };
+      return { ready: true, detail: `standby (${id}), the state store answers` };
+    },
     onboard,
     idle() {
       if (state.queue.length === 0 && !running) return Promise.all(inflight).then(() => undefined);
       return new Promise((resolve) => idleWaiters.push(resolve));
     },
+  };
+}
+
+/** The counters' label values known from the platform: its clusters, and every monthly budget's alerts. */
+function metricLabels(platform: Platform): MetricsLabels {
+  return {
+    clusters: platform.clusters.map((c) => c.name),
+    budgets: platform.policies.flatMap((p) =>
+      p.budget?.perMonth === undefined
+        ? []
+        : p.teams.map((team) => ({ team, policy: p.name, alertAt: p.budget?.alertAt ?? [0.8, 1] })),
+    ),
   };
 }
 

@@ -4,7 +4,14 @@
  */
 import type { Platform } from '../policies/index.ts';
 import type { LeaseMsg } from '../protocol/index.ts';
-import { plan, type LpBackends, type PoolState, type TaskRequest, taskRequest } from '../solver/index.ts';
+import {
+  plan,
+  type LpBackends,
+  type Plan,
+  type PoolState,
+  type TaskRequest,
+  taskRequest,
+} from '../solver/index.ts';
 import type { Inventory } from './inventory.ts';
 import type { RequestRecord } from './records.ts';
 import type { BrokerState } from './state.ts';
@@ -20,6 +27,8 @@ export interface CycleResult {
   held: number;
   solveMs: number;
   backend: string;
+  /** What the plan costs, its LP lower bound and the greedy baseline, for the metrics. */
+  plan: Pick<Plan, 'cost' | 'bound' | 'baseline'>;
 }
 
 export interface CycleInput {
@@ -126,5 +135,6 @@ export function runCycle(input: CycleInput): CycleResult {
     held,
     solveMs: result.solver.ms,
     backend: result.solver.backend,
+    plan: { cost: result.cost, bound: result.bound, baseline: result.baseline },
   };
 }

@@ -15,6 +15,8 @@ interface Lease {
 /** Campaigns for leadership and keeps it; calls back when it is won or lost. */
 export class Leadership {
   leading = false;
+  /** When a campaign last read the store: a standby that has is ready to take over with fresh state. */
+  lastContact: number | undefined;
   private timer: NodeJS.Timeout | undefined;
   private revision = 0;
   /** Until when the last successful renewal lets this broker lead. */
@@ -55,6 +57,7 @@ export class Leadership {
     const value = encodeJson({ holder: this.id, expiresAt } satisfies Lease);
     try {
       const current = await this.store.get(KEY);
+      this.lastContact = this.clock();
       if (!current) this.revision = await this.store.create(KEY, value);
       else {
         const lease = decodeJson(current.value) as Lease;

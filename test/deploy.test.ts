@@ -179,6 +179,9 @@ describe('deploy/kubernetes', () => {
         });
         expect(c.resources?.requests).toMatchObject({ cpu: expect.any(String), memory: expect.any(String) });
         expect(c.resources?.limits).toMatchObject({ memory: expect.any(String) });
+        const mib = (q: unknown) =>
+          Number(/^(\d+)Mi$/.exec(String(q))?.[1] ?? Number(/^(\d+)Gi$/.exec(String(q))?.[1]) * 1024);
+        expect(mib(c.resources?.requests?.memory)).toBeLessThanOrEqual(mib(c.resources?.limits?.memory));
         for (const m of c.volumeMounts ?? []) expect(volumes.has(m.name), `volume ${m.name}`).toBe(true);
         // tsx writes its transpile cache to $TMPDIR: on a read-only root it needs an emptyDir there.
         const tmp = c.volumeMounts?.find((m) => m.mountPath === '/tmp');
@@ -217,6 +220,29 @@ describe('deploy/kubernetes', () => {
       },
     ]);
   });
+
+  it.each(deployments.map((d) => [d.metadata.name, d] as const))(
+    '%s serves /metrics where Prometheus looks, and has liveness on /healthz and readiness on /readyz',
+    (_, d) => {
+      const c = mainContainer(d);
+      const port = Number(argAfter(c, '--metrics-port'));
+      expect(argAfter(c, '--metrics-host')).toBe('0.0.0.0');
+      expect(c.ports).toEqual([{ name: 'metrics', containerPort: port, protocol: 'TCP' }]);
+      expect(d.spec!.template.metadata?.annotations).toMatchObject({
+        'prometheus.io/scrape': 'true',
+        'prometheus.io/port': String(port),
+        'prometheus.io/path': '/metrics',
+      });
+      // deploy/prometheus/podmonitor.yaml selects Gantry's pods by this label and scrapes this port.
+      expect(d.spec!.template.metadata?.labels?.['app.kubernetes.io/part-of']).toBe('gantry');
+      expect(c.startupProbe?.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
+      expect(c.livenessProbe?.httpGet).toEqual({ path: '/healthz', port: 'metrics' });
+      expect(c.readinessProbe?.httpGet).toEqual({ path: '/readyz', port: 'metrics' });
+      // A slow readiness check must not look like a dead process: liveness gives it longer.
+      const patience = (p: typeof c.livenessProbe) => (p?.periodSeconds ?? 10) * (p?.failureThreshold ?? 3);
+      expect(patience(c.livenessProbe)).toBeGreaterThanOrEqual(60);
+    },
+  );
 
   it.each(deployments.map((d) => [d.metadata.name, d] as const))(
     '%s reads the platform ConfigMap and its own nkey seed from where its flags say',
@@ -296,8 +322,6 @@ describe('the broker', () => {
       ...['--replicas', '3'],
     ]);
     expect(c.ports).toEqual([{ name: 'metrics', containerPort: 9464, protocol: 'TCP' }]);
-    for (const probe of [c.startupProbe, c.readinessProbe, c.livenessProbe])
-      expect(probe?.httpGet).toEqual({ path: '/metrics', port: 'metrics' });
     const service = find<IService>('Service', 'gantry-broker-metrics');
     expect(labels).toMatchObject(service.spec!.selector!);
     expect(service.spec!.ports).toEqual([
@@ -350,6 +374,7 @@ describe('the agent of aws-use1', () => {
   });
 
   it('runs `gantry agent` for its cluster with the Kubernetes executor', () => {
+    expect(argAfter(c, '--metrics-host')).toBe('0.0.0.0');
     expect(c.args?.slice(0, 5)).toEqual(['agent', '-f', '/etc/gantry', '--cluster', 'aws-use1']);
     expect(argAfter(c, '--executor')).toBe('kubernetes');
     expect(argAfter(c, '--provisioner')).toBe('ec2');

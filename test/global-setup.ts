@@ -1,7 +1,7 @@
 /**
- * Vitest's global setup: before any test file runs, finds the programs and the PostgreSQL server the
- * integration tests need, installs or starts the missing ones when it may, or stops the run with one
- * line naming what to do.
+ * Vitest's global setup: before any test file runs, finds the programs (nats-server, Chromium, promtool)
+ * and the PostgreSQL server the integration tests need, installs or starts the missing ones when it may,
+ * or stops the run with one line naming what to do.
  */
 import { ensurePostgres } from './postgres-server.ts';
 import { aptInstall, locate, mayInstall, notFound, REQUIREMENTS, remedy } from './requirements.ts';

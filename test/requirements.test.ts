@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CHROMIUM, locate, NATS_SERVER, remedy } from './requirements.ts';
+import { CHROMIUM, locate, NATS_SERVER, PROMTOOL, remedy } from './requirements.ts';
 
 describe('what the tests need', () => {
   const on =
@@ -44,6 +44,14 @@ describe('what the tests need', () => {
       undefined,
     ],
     ['nowhere', NATS_SERVER, { PATH: '/usr/bin' }, on(), undefined],
+    ['promtool where Debian puts it', PROMTOOL, {}, on('/usr/bin/promtool'), '/usr/bin/promtool'],
+    [
+      'promtool on PATH',
+      PROMTOOL,
+      { PATH: '/opt/prometheus' },
+      on('/opt/prometheus/promtool'),
+      '/opt/prometheus/promtool',
+    ],
   ])('finds %s', (_, req, env, exists, found) => {
     expect(locate(req, env, exists)).toBe(found);
   });
@@ -61,6 +69,11 @@ describe('what the tests need', () => {
     });
     expect(remedy([NATS_SERVER, CHROMIUM], false)).toMatchObject({
       line: expect.stringContaining('sudo apt-get install nats-server chromium'),
+    });
+    // promtool comes in Debian's prometheus package.
+    expect(remedy([PROMTOOL], true)).toMatchObject({ kind: 'install', packages: ['prometheus'] });
+    expect(remedy([PROMTOOL], false)).toMatchObject({
+      line: expect.stringContaining('install it (sudo apt-get install prometheus) or point PROMTOOL at it'),
     });
   });
 });

@@ -1,8 +1,8 @@
 /**
- * The programs the integration tests run for real — nats-server and a Chromium for the cost report's
- * page — where to find them, and what to do when one is missing: install the Debian package when this
- * process may (root with apt-get), or stop with one line naming what to install. Tests are never skipped
- * for want of a server.
+ * The programs the integration tests run for real — nats-server, a Chromium for the cost report's page,
+ * and promtool for the alert rules — where to find them, and what to do when one is missing: install
+ * the Debian package when this process may (root with apt-get), or stop with one line naming what to
+ * install. Tests are never skipped for want of a server.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -37,7 +37,16 @@ export const CHROMIUM: Requirement = {
   env: 'CHROMIUM',
 };
 
-export const REQUIREMENTS: readonly Requirement[] = [NATS_SERVER, CHROMIUM];
+/** Prometheus's own rule checker and unit tester, from Debian's `prometheus` package. */
+export const PROMTOOL: Requirement = {
+  name: 'promtool',
+  debianPackage: 'prometheus',
+  paths: ['/usr/bin/promtool'],
+  commands: ['promtool'],
+  env: 'PROMTOOL',
+};
+
+export const REQUIREMENTS: readonly Requirement[] = [NATS_SERVER, CHROMIUM, PROMTOOL];
 
 /** Where the program is, or undefined. */
 export function locate(

@@ -15,14 +15,19 @@ import {
   type NodeProvisioner,
   withTaskHost,
 } from '../../agents/index.ts';
-import { createBroker, serveMetrics } from '../../broker/index.ts';
+import {
+  collectProcessMetrics,
+  createBroker,
+  serveMetrics,
+  type ServeMetricsOptions,
+} from '../../broker/index.ts';
 import { type Cluster, loadPlatform } from '../../policies/index.ts';
 import type { NatsTransport } from '../../protocol/nats-index.ts';
 import { createTaskHost } from '../../runtime/host.ts';
 import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
 import { createProcessHost } from '../../runtime/process-host.ts';
 import { defaultBackends } from '../../solver/index.ts';
-import { startEmbedded } from '../embedded.ts';
+import { serveEmbeddedMetrics, startEmbedded } from '../embedded.ts';
 import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
 import { connectCli, openStoreCli } from '../connect.ts';
 import { listenProblem, UsageError } from '../errors.ts';
@@ -137,13 +142,32 @@ async function connect(flags: ServeFlags, name: string): Promise<NatsTransport> 
   return connectCli({ nats: flags.nats, creds: flags.creds }, name);
 }
 
-/** Serves the broker's metrics on `--metrics-port`, or says in one line why it cannot. */
-export async function metricsServer(registry: Registry, flags: ServeFlags): Promise<Server | undefined> {
+/**
+ * Serves metrics, `/healthz` and `/readyz` on `--metrics-port` (with the process's own metrics), or says
+ * in one line why it cannot.
+ */
+export async function metricsServer(
+  registry: Registry,
+  flags: ServeFlags,
+  probes: ServeMetricsOptions,
+): Promise<Server | undefined> {
+  return listening(flags, async (port, host) => {
+    const server = await serveMetrics(registry, port, host, probes);
+    collectProcessMetrics(registry);
+    return server;
+  });
+}
+
+/** Runs `serve` on `--metrics-port` and `--metrics-host`, turning a port in use into one line. */
+export async function listening(
+  flags: ServeFlags,
+  serve: (port: number, host: string) => Promise<Server>,
+): Promise<Server | undefined> {
   if (!flags.metricsPort) return undefined;
   const port = number('--metrics-port', flags.metricsPort, 1);
   const host = flags.metricsHost ?? '127.0.0.1';
   try {
-    return await serveMetrics(registry, port, host);
+    return await serve(port, host);
   } catch (err) {
     throw listenProblem(err, '--metrics-port', host, port) ?? err;
   }
@@ -196,14 +220,17 @@ export function registerServeCommands(program: Command): void {
         logger,
         heartbeatMs,
       });
-      await broker.start();
-      logger.info({ brokerId: broker.id, leader: broker.isLeader() }, 'broker started');
-      const server = await metricsServer(broker.metrics.registry, flags).catch(async (err: unknown) => {
-        await broker.stop();
+      // Before start, so /healthz answers while the broker campaigns and loads its state.
+      const server = await metricsServer(broker.metrics.registry, flags, {
+        ready: () => broker.readiness(),
+        refresh: () => broker.refreshGauges(),
+      }).catch(async (err: unknown) => {
         await store.close();
         await transport.close();
         throw err;
       });
+      await broker.start();
+      logger.info({ brokerId: broker.id, leader: broker.isLeader() }, 'broker started');
       await untilSignal(async () => {
         server?.close();
         await broker.stop();
@@ -237,6 +264,8 @@ export function registerServeCommands(program: Command): void {
     .option('--zone <zone>', 'GCE zone of pools that name none')
     .option('--speedup <n>', 'time scale of the simulated cloud', '1')
     .option('--heartbeat <ms>', 'heartbeat interval until the broker says otherwise', '1000')
+    .option('--metrics-port <n>', 'serve Prometheus metrics, /healthz and /readyz on this port')
+    .option('--metrics-host <host>', 'address the metrics server listens on (0.0.0.0 in a pod)', '127.0.0.1')
     .action(async (flags: AgentFlags) => {
       const { platform } = loadPlatform(flags.file);
       const cluster = platform.clusters.find((c) => c.name === flags.cluster);
@@ -277,12 +306,22 @@ export function registerServeCommands(program: Command): void {
         logger,
         speedup,
       });
+      // Before start, which waits for the broker to accept the registration: /readyz says so meanwhile.
+      const server = await metricsServer(agent.metrics.registry, flags, {
+        ready: () => agent.readiness(),
+      }).catch(async (err: unknown) => {
+        await executor.close();
+        await provisioner.close();
+        await transport.close();
+        throw err;
+      });
       await agent.start();
       logger.info(
         { cluster: cluster.name, agentId: agent.id, executor: executor.kind, provisioner: provisioner.kind },
         'agent started',
       );
       await untilSignal(async () => {
+        server?.close();
         await agent.stop();
         await transport.close();
       });
@@ -302,10 +341,12 @@ export async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promi
     speedup: number('--speedup', flags.speedup, 0.001),
     heartbeatMs,
   });
-  const server = await metricsServer(embedded.broker.metrics.registry, flags).catch(async (err: unknown) => {
-    await embedded.stop();
-    throw err;
-  });
+  const server = await listening(flags, (port, host) => serveEmbeddedMetrics(embedded, port, host)).catch(
+    async (err: unknown) => {
+      await embedded.stop();
+      throw err;
+    },
+  );
   process.stdout.write(
     `Gantry is up: broker ${embedded.broker.id}, agents for ${platform.clusters.map((c) => c.name).join(', ')}; state in ${flags.state}` +
       `${server ? `; metrics on http://127.0.0.1:${flags.metricsPort}/metrics` : ''}. Ctrl-C stops it.\n`,

@@ -4,7 +4,7 @@
  * --nats`, `gantry get` and `gantry apply` reach it as they would a real deployment.
  */
 import type { Command } from 'commander';
-import type { Agent } from '../../agents/index.ts';
+import { type Agent, createAgentMetrics } from '../../agents/index.ts';
 import { createBroker } from '../../broker/index.ts';
 import { loadPlatform } from '../../policies/index.ts';
 import type { NatsTransport } from '../../protocol/nats-index.ts';
@@ -12,10 +12,10 @@ import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
 import { defaultBackends } from '../../solver/index.ts';
 import { connectCli, openStoreCli } from '../connect.ts';
 import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
-import { simAgent } from '../embedded.ts';
 import { join } from 'node:path';
+import { serveEmbeddedMetrics, simAgent } from '../embedded.ts';
 import { gantryCommand, shippedExamples } from '../options.ts';
-import { metricsServer, number, runEmbedded, type ServeFlags, untilSignal } from './serve.ts';
+import { listening, number, runEmbedded, type ServeFlags, untilSignal } from './serve.ts';
 
 /** Simulated seconds per second unless `--speedup` says otherwise: a 90 s node launch takes 1.5 s. */
 export const UP_SPEEDUP = '60';
@@ -31,7 +31,7 @@ export function registerUpCommand(program: Command): void {
     .option('--nats <url>', 'run over this NATS server (JetStream enabled), reachable by gantry run --nats')
     .option('--creds <file>', 'NATS credentials (an operator’s: the broker and the agents use them)')
     .option('--state <dir>', 'state directory (embedded)', '.gantry/state')
-    .option('--metrics-port <n>', 'serve Prometheus metrics on this port')
+    .option('--metrics-port <n>', 'serve Prometheus metrics, /healthz and /readyz on this port')
     .option('--speedup <n>', 'simulated seconds per second of the clouds', UP_SPEEDUP)
     .action((flags: ServeFlags) =>
       flags.nats ? runUpOverNats(flags, flags.nats) : runEmbedded(flags, 1000),
@@ -62,6 +62,8 @@ async function runUpOverNats(flags: ServeFlags, nats: string): Promise<void> {
     nodesStopWithBroker: true,
   });
   const agents: Agent[] = [];
+  // The agents' metrics beside the broker's, on one port.
+  const metrics = createAgentMetrics(broker.metrics.registry);
   const stop = async () => {
     await Promise.all(agents.map((a) => a.stop()));
     await broker.stop();
@@ -77,14 +79,16 @@ async function runUpOverNats(flags: ServeFlags, nats: string): Promise<void> {
         artifacts: await openJetStreamArtifacts(conn.connection),
         timeScale: speedup,
       };
-      agents.push(simAgent(conn, cluster, speedup, heartbeatMs, services).agent);
+      agents.push(simAgent(conn, cluster, speedup, heartbeatMs, services, metrics).agent);
     }
     await Promise.all(agents.map((a) => a.start()));
   } catch (err) {
     await stop();
     throw err;
   }
-  const server = await metricsServer(broker.metrics.registry, flags).catch(async (err: unknown) => {
+  const server = await listening(flags, (port, host) =>
+    serveEmbeddedMetrics({ broker, agents }, port, host),
+  ).catch(async (err: unknown) => {
     await stop();
     throw err;
   });
