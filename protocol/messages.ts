@@ -92,6 +92,8 @@ export const workSpec = z.discriminatedUnion('kind', [
     input: valueMsg,
     /** The host stops the execution after this long and reports a TimeoutError. */
     timeoutMs: z.number().positive().optional(),
+    /** The runtime's attempt of the call (0 first, 1 for the first retry): the task's `ctx.attempt`. */
+    attempt: z.int().nonnegative().max(1000).optional(),
   }),
   /** A warm worker: loads `module` and serves invocations on `subjects.invoke(pool)` until idle. */
   z.strictObject({
@@ -273,6 +275,8 @@ export const errorMsg = z.strictObject({
   name: z.string().min(1).max(200),
   message: z.string().max(100_000),
   data: z.record(z.string(), z.unknown()).optional(),
+  /** The thrown error's classes, its own first (`['DataQualityError', 'NonRetriableError', 'TaskError']`). */
+  classes: z.array(z.string().min(1).max(200)).max(20).optional(),
   stack: z.string().max(100_000).optional(),
 });
 
@@ -387,6 +391,8 @@ const ended = {
   endedAt: z.number(),
   /** Lineage records of the tasks this execution called (the root runtime stores them). */
   lineage: z.array(lineageRecord).max(100_000).optional(),
+  /** The same records as one artifact (a JSON array), when too many to travel in the message. */
+  lineageRef: z.string().min(1).max(200).optional(),
 };
 
 /** task host → runtime: how an execution ended. */
@@ -403,7 +409,9 @@ export const invokeMsg = z.strictObject({
   /** The worker stops an invocation after this long (TimeoutError). */
   timeoutMs: z.number().positive().optional(),
   executions: z
-    .array(z.strictObject({ execution: id, input: valueMsg }))
+    .array(
+      z.strictObject({ execution: id, input: valueMsg, attempt: z.int().nonnegative().max(1000).optional() }),
+    )
     .min(1)
     .max(10_000),
 });

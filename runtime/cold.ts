@@ -111,6 +111,7 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
           ...(scope.workflow ? { workflow: scope.workflow } : {}),
           input,
           ...(limitMs ? { timeoutMs: limitMs } : {}),
+          ...(attempt > 0 ? { attempt } : {}),
         },
       },
       name,

@@ -23,7 +23,7 @@ import {
 import type { ArtifactStore } from './artifacts.ts';
 import { Runtime } from './client.ts';
 import { placementOf } from './ids.ts';
-import { NonRetriableError, TimeoutError, toErrorMsg } from './errors.ts';
+import { NonRetriableError, registerErrorClasses, TimeoutError, toErrorMsg } from './errors.ts';
 import type { LineageRecord } from './lineage.ts';
 import { lookupTask, type Placement, type TaskContext, taskNames, withScope } from './task.ts';
 import { checkValue, decodeValue, encodeValue } from './values.ts';
@@ -46,10 +46,16 @@ export function loadModule(module: string): Promise<unknown> {
   let p = loaded.get(module);
   if (!p) {
     const url = module.startsWith('file:') ? module : pathToFileURL(module).href;
-    p = import(url).catch((err: Error) => {
-      loaded.delete(module);
-      throw new NonRetriableError(`cannot load workflow module ${module}: ${err.message}`);
-    });
+    p = import(url).then(
+      (mod: Record<string, unknown>) => {
+        registerErrorClasses(mod);
+        return mod;
+      },
+      (err: Error) => {
+        loaded.delete(module);
+        throw new NonRetriableError(`cannot load workflow module ${module}: ${err.message}`);
+      },
+    );
     loaded.set(module, p);
   }
   return p;
@@ -154,7 +160,7 @@ export async function executeTask(
       output: value,
       startedAt,
       endedAt: Date.now(),
-      ...withLineage(lineage),
+      ...(await withLineage(lineage, services.artifacts)),
     };
   } catch (err) {
     return {
@@ -163,15 +169,25 @@ export async function executeTask(
       error: toErrorMsg(err),
       startedAt,
       endedAt: Date.now(),
-      ...withLineage(lineage),
+      ...(await withLineage(lineage, services.artifacts)),
     };
   } finally {
     cleanup();
   }
 }
 
-function withLineage(lineage: LineageRecord[]): { lineage?: LineageRecord[] } {
-  return lineage.length > 0 ? { lineage } : {};
+/** Nested lineage past this many bytes of JSON goes to the artifact store (a message is at most 1 MiB). */
+const LINEAGE_INLINE_BYTES = 64 * 1024;
+
+/** The lineage of the calls an execution made, inline or (when large) by reference. */
+async function withLineage(
+  lineage: LineageRecord[],
+  artifacts: ArtifactStore,
+): Promise<{ lineage?: LineageRecord[]; lineageRef?: string }> {
+  if (lineage.length === 0) return {};
+  const json = JSON.stringify(lineage);
+  if (json.length <= LINEAGE_INLINE_BYTES) return { lineage };
+  return { lineageRef: await artifacts.put(new TextEncoder().encode(json)) };
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, task: string, onTimeout: () => void): Promise<T> {
@@ -202,7 +218,7 @@ export async function runTaskLease(
     team: work.team,
     workflow: work.workflow,
     input: work.input,
-    attempt: lease.attempt,
+    attempt: work.attempt ?? 0,
     placement: placementOf(lease, node),
     timeoutMs: work.timeoutMs,
     signal,
@@ -293,7 +309,7 @@ export async function serveWorker(
                 run: inv.run,
                 team: inv.team,
                 input: e.input,
-                attempt: 0,
+                attempt: e.attempt ?? 0,
                 placement,
                 timeoutMs: inv.timeoutMs,
                 signal,

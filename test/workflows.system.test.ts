@@ -183,6 +183,36 @@ describe.each(['embedded', 'nats'] as const)('workflows (%s)', (mode) => {
     expect(mine.filter((x) => x.task === 'cube' && !x.warm)).toHaveLength(200);
   }, 60_000);
 
+  it('a nested fan-out of 3,000 returns with all its lineage', async () => {
+    const r = await run(suite.nestedPipeline, { n: 3000 });
+    expect(r.error).toBeUndefined();
+    expect(r.output).toBe(Array.from({ length: 3000 }, (_, i) => i * i).reduce((a, b) => a + b, 0));
+    const { records } = await readLineage(system.runtimeStore);
+    const mine = records.filter((x) => x.run === r.runId);
+    const parent = mine.find((x) => x.task === 'nested-fanout')!;
+    const squares = mine.filter((x) => x.task === 'square');
+    expect(squares).toHaveLength(3000);
+    expect(new Set(squares.map((x) => x.parent))).toEqual(new Set([parent.execution]));
+  }, 60_000);
+
+  it("a user's error class comes back as itself and is not retried", async () => {
+    const r = await run(suite.qualityPipeline, { id: `${mode}-dq` });
+    expect(r.output).toEqual({
+      isOwnClass: true,
+      nonRetriable: true,
+      name: 'DataQualityError',
+      column: 'price',
+    });
+    expect(suite.qualityRuns.filter((id) => id === `${mode}-dq`)).toHaveLength(1);
+  });
+
+  it('ctx.attempt counts the runtime retries, cold and warm', async () => {
+    const r = await run(suite.attemptsPipeline, { id: mode });
+    expect(r.output).toEqual([2, 2]);
+    expect(suite.attemptsSeen.get(`${mode}-cold`)).toEqual([0, 1, 2]);
+    expect(suite.attemptsSeen.get(`${mode}-warm`)).toEqual([0, 1, 2]);
+  });
+
   it('returnExceptions puts each failure in its item’s place', async () => {
     const r = await run(suite.partial, { n: 6 });
     expect(r.output).toEqual([
