@@ -85,6 +85,7 @@ export function attemptRecord(
     override: call.override,
     ...(lease ? { placement: lineagePlacement(lease) } : {}),
     preemptions: how.outcome?.preemptions ?? 0,
+    ...(how.outcome?.result.logs ? { logs: how.outcome.result.logs } : {}),
     startedAt,
     endedAt,
     costUsd: how.costUsd ?? 0,

@@ -112,6 +112,7 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
           input,
           ...(limitMs ? { timeoutMs: limitMs } : {}),
           ...(attempt > 0 ? { attempt } : {}),
+          ...(task.options.program ? { program: task.options.program } : {}),
         },
       },
       name,

@@ -21,6 +21,7 @@ import {
   type WorkSpec,
 } from '../protocol/index.ts';
 import type { ArtifactStore } from './artifacts.ts';
+import { executionLog } from './command-run.ts';
 import { Runtime } from './client.ts';
 import { placementOf } from './ids.ts';
 import { NonRetriableError, registerErrorClasses, TimeoutError, toErrorMsg } from './errors.ts';
@@ -111,6 +112,12 @@ export async function executeTask(
   const lineage: LineageRecord[] = [];
   let cleanup = () => {};
   let onTimeout = () => {};
+  let ctx: TaskContext | undefined;
+  // The log of the program a container or command task ran, when it ran one.
+  const logs = (): { logs?: string } => {
+    const ref = ctx && executionLog(ctx);
+    return ref ? { logs: ref } : {};
+  };
   try {
     await loadModule(x.module);
     const task = lookupTask(x.task);
@@ -133,13 +140,14 @@ export async function executeTask(
       onTimeout = abort;
       signal = ac.signal;
     }
-    const ctx: TaskContext = {
+    ctx = {
       runId: x.run,
       execution: x.execution,
       task: x.task,
       attempt: x.attempt,
       placement: x.placement,
       signal,
+      artifacts: services.artifacts,
     };
     const scope = {
       caller: runtime,
@@ -150,7 +158,7 @@ export async function executeTask(
       workflow: x.workflow,
       record: (rec: LineageRecord) => lineage.push(rec),
     };
-    const run = withScope(scope, () => Promise.resolve(task.fn(input, ctx)));
+    const run = withScope(scope, () => Promise.resolve(task.fn(input, ctx!)));
     const raw = x.timeoutMs ? await withTimeout(run, x.timeoutMs, x.task, onTimeout) : await run;
     const output = checkValue(task.options.output, raw, { task: x.task, side: 'output' });
     const value = await encodeValue(output, services.artifacts);
@@ -161,6 +169,7 @@ export async function executeTask(
       startedAt,
       endedAt: Date.now(),
       ...(await withLineage(lineage, services.artifacts)),
+      ...logs(),
     };
   } catch (err) {
     return {
@@ -170,6 +179,7 @@ export async function executeTask(
       startedAt,
       endedAt: Date.now(),
       ...(await withLineage(lineage, services.artifacts)),
+      ...logs(),
     };
   } finally {
     cleanup();

@@ -104,6 +104,7 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
         why: 'the workflow itself runs in the driver',
       },
       signal: new AbortController().signal,
+      artifacts: runtime.artifacts,
     };
     const scope = {
       caller: runtime,
