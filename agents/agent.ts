@@ -23,6 +23,7 @@ import {
 } from '../protocol/index.ts';
 import type { Executor } from './executor.ts';
 import { AGENT_LEASE_STATES, AGENT_NODE_STATES, type AgentMetrics, createAgentMetrics } from './metrics.ts';
+import { createProvisionerCore } from './node-core.ts';
 import type { NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';
 
 /** Options of {@link createAgent}. */
@@ -91,7 +92,12 @@ const MAX_FINISHED = MAX_FINISHED_IN_HEARTBEAT;
  * await agent.start();
  */
 export function createAgent(opts: AgentOptions): Agent {
-  const { transport, cluster, executor, provisioner } = opts;
+  const { transport, cluster, executor } = opts;
+  // Planned nodes, the pools' maximums and give-ups are the core's, whatever the cloud.
+  const provisioner = createProvisionerCore(opts.provisioner, {
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    speedup: opts.speedup ?? 1,
+  });
   const name = cluster.name;
   const id = opts.agentId ?? `agent-${name}-${randomUUID().slice(0, 8)}`;
   const clock = opts.clock ?? Date.now;
@@ -332,12 +338,13 @@ export function createAgent(opts: AgentOptions): Agent {
 
   /** The cloud could not add nodes: tell the broker, and give back the leases that waited for them. */
   function onExhausted(e: Extract<NodeEvent, { type: 'exhausted' }>): void {
-    log.warn({ pool: e.pool, reason: e.reason, nodes: e.plannedIds.length }, 'pool exhausted');
+    log.warn({ pool: e.pool, kind: e.kind, reason: e.reason, nodes: e.plannedIds.length }, 'pool exhausted');
     emit({
       type: 'pool',
       cluster: name,
       pool: e.pool,
       state: 'exhausted',
+      kind: e.kind,
       reason: e.reason.slice(0, 2000),
       retryAfterMs: e.retryAfterMs,
       plannedIds: e.plannedIds,

@@ -231,6 +231,8 @@ export const agentEvent = z.discriminatedUnion('type', [
     cluster: name,
     pool: name,
     state: z.literal('exhausted'),
+    /** Why, as data (see the agents' ExhaustedKind); absent from agents that predate it. */
+    kind: z.enum(['max-nodes', 'capacity', 'quota', 'throttled', 'managed', 'error']).optional(),
     reason: z.string().max(2000),
     retryAfterMs: z.number().nonnegative().max(86_400_000),
     /** Planned nodes that will not come. */
