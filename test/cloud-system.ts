@@ -9,8 +9,14 @@ import { join } from 'node:path';
 import { EC2Client } from '@aws-sdk/client-ec2';
 import { InstancesClient, ZoneOperationsClient } from '@google-cloud/compute';
 import { OAuth2Client } from 'google-auth-library';
-import { type Agent, createAgent, createSimExecutor, type NodeProvisioner } from '../agents/index.ts';
-import { createEc2Provisioner, createGceProvisioner } from '../agents/cloud-index.ts';
+import {
+  type Agent,
+  createAgent,
+  createProvisioner,
+  createSimExecutor,
+  type NodeProvisioner,
+  resolveProvisionerKind,
+} from '../agents/index.ts';
 import { type Broker, createBroker } from '../broker/index.ts';
 import { type Cluster, loadPlatform, type Platform } from '../policies/index.ts';
 import { createMemoryTransport, openLocalStore, type Store, type Transport } from '../protocol/index.ts';
@@ -113,19 +119,18 @@ export async function startCloudSystem(
   const gcp = await gceTestCloud(opts.launchDelayMs);
   const provisioners = new Map<string, NodeProvisioner>();
   const agents = new Map<string, Agent>();
-  const provisionerOf = (cluster: Cluster): NodeProvisioner => {
-    if (cluster.provider === 'aws') return createEc2Provisioner(cluster, { client: aws.client, pollMs: 50 });
-    if (cluster.provider === 'gcp')
-      return createGceProvisioner(cluster, {
-        project: gcp.gce.project,
-        pollMs: 50,
-        backoffMs: 5,
-        ...gcp.clients,
-      });
-    throw new Error(`cluster ${cluster.name}: provider ${cluster.provider} is not a test cloud`);
+  /** What `gantry agent --provisioner cloud` makes: the registry picks the adapter from the provider. */
+  const provisionerOf = async (cluster: Cluster): Promise<NodeProvisioner> => {
+    const kind = resolveProvisionerKind(cluster, 'cloud');
+    if (!kind.ok) throw new Error(kind.message);
+    return createProvisioner(cluster, kind.kind, {
+      speedup,
+      ec2: { client: aws.client, pollMs: 50 },
+      gce: { project: gcp.gce.project, pollMs: 50, backoffMs: 5, ...gcp.clients },
+    });
   };
   for (const cluster of platform.clusters) {
-    const provisioner = provisionerOf(cluster);
+    const provisioner = await provisionerOf(cluster);
     provisioners.set(cluster.name, provisioner);
     const agent = createAgent({
       transport,
