@@ -310,6 +310,11 @@ export function registerServeCommands(program: Command): void {
         heartbeatMs: number('--heartbeat', flags.heartbeat, 50),
         logger,
         speedup,
+        // `gantry cluster remove`: the nodes are terminated and the agent stopped; the process ends.
+        onRemoved: () => {
+          server?.close();
+          void transport.close().then(() => process.exit(0));
+        },
       });
       // Before start, which waits for the broker to accept the registration: /readyz says so meanwhile.
       const server = await metricsServer(agent.metrics.registry, flags, {
