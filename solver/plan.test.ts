@@ -99,7 +99,8 @@ const SCENARIOS: Scenario[] = [
       );
       expect(where(p, 'prep')).toEqual(['c/cpu', 'c/cpu']);
       expect(p.cost.expected).toBeCloseTo(1, 9);
-      expect(p.baseline.expected).toBeCloseTo(4, 9); // greedy gives the free node's cpu to the first tasks
+      // FFD takes the GPU tasks first and keeps the CPU tasks off the GPU node, as the LP does.
+      expect(p.baseline.expected).toBeCloseTo(1, 9);
     },
   },
   {
@@ -166,7 +167,9 @@ describe.each(Object.keys(backends))('plan on %s', (name) => {
     assertFeasible(p, s.pools, s.tasks);
     if (p.unplaced.length === 0 && p.baseline.unplaced === 0)
       expect(p.cost.objective).toBeLessThanOrEqual(p.baseline.objective + 1e-9);
-    if (Number.isFinite(p.bound)) expect(p.bound).toBeLessThanOrEqual(p.cost.objective + 1e-6);
+    // The bound is on the whole batch: it holds for every plan that places as many tasks as the LP does.
+    if (Number.isFinite(p.bound) && p.unplaced.length <= Math.floor(p.bounds.lpUnplaced + 1e-6))
+      expect(p.bound).toBeLessThanOrEqual(p.cost.objective + 1e-6);
   });
 });
 
