@@ -25,6 +25,7 @@ import {
   toPlacements,
   unplacedIn,
 } from './outcome.ts';
+import { nodeLevelPlan } from './nodeplan.ts';
 import { finishPacking, Packer, type Packing, type PackContext, packIntents } from './pack.ts';
 import type { Plan, PlanCost, Snapshot, TaskRequest } from './types.ts';
 
@@ -188,6 +189,35 @@ export function plan(
     if (outOfTime) fallback = `the time budget ran out during the residual rounds: ${method} plan`;
   }
 
+  // The node-level model: columns are node contents, generated from the best packing so far.
+  let nodeBound: number | undefined;
+  let nodeNote: string | undefined;
+  if ((backends.js || backends.highs) && left() > 0) {
+    const np = nodeLevelPlan({
+      ctx: context,
+      groups,
+      pools,
+      options: all,
+      classes,
+      seed: chosen,
+      penalty: model.unplacedPenalty,
+      backends,
+      timeLeft: left,
+    });
+    phase('node-model');
+    if (np) {
+      nodeBound = np.bound;
+      nodeNote = np.note;
+      const c = costOf(np.packing, all, pools);
+      if (better({ packing: np.packing, cost: c }, { packing: chosen, cost: chosenCost }, model)) {
+        chosen = np.packing;
+        chosenCost = c;
+        method = 'node-model';
+        fallback = undefined;
+      }
+    } else nodeNote = 'the node-level model had no answer in the time budget';
+  }
+
   const diagnostics: Plan['diagnostics'] = options.diagnostics
     ? {
         ffd: { ...ffdCost, unplaced: countUnplaced(ffd) },
@@ -227,7 +257,13 @@ export function plan(
     unplaced,
     cost,
     bound: lpBound,
-    bounds: { lp: lpBound, lpUnplaced },
+    bounds: {
+      lp: lpBound,
+      lpUnplaced,
+      ...(nodeBound !== undefined
+        ? { node: Number.isFinite(lpBound) ? Math.max(lpBound, nodeBound) : nodeBound }
+        : {}),
+    },
     baseline: { ...ffdCost, unplaced: countUnplaced(ffd) },
     ...(diagnostics ? { diagnostics } : {}),
     groups: explainGroups({
@@ -252,6 +288,7 @@ export function plan(
       groups: groups.length,
       pools: pools.length,
       ...(fallback ? { fallback } : {}),
+      ...(nodeNote ? { nodeModel: nodeNote } : {}),
     },
   };
 }

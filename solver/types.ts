@@ -168,6 +168,8 @@ export interface Plan {
     pools: number;
     /** Set when the plan is not the rounded LP's: what was used instead and why. */
     fallback?: string;
+    /** Set when the node-level model gave no proven bound: why (time budget, search limit). */
+    nodeModel?: string;
   };
 }
 

@@ -68,7 +68,7 @@ function row(s: BenchScenario, p: Plan, ms: number, heapMiB: number): string[] {
     ratio(p.cost.objective, ffd?.objective),
     fmt(ms, 0),
     fmt(heapMiB, 0),
-    p.solver.method + (p.solver.fallback ? ` (${p.solver.fallback})` : ''),
+    p.solver.method + (p.solver.nodeModel ? ` (${p.solver.nodeModel})` : ''),
   ];
 }
 
