@@ -256,8 +256,6 @@ export function solveNodeModel(input: {
       break;
     }
     const pi = s.values.subarray(0, groups.length);
-    if ((globalThis as { NM_DEBUG?: boolean }).NM_DEBUG)
-      console.error(
         'round',
         rounds,
         'cols',
