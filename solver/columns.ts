@@ -256,18 +256,6 @@ export function solveNodeModel(input: {
       break;
     }
     const pi = s.values.subarray(0, groups.length);
-        'round',
-        rounds,
-        'cols',
-        columns.length,
-        'types',
-        types.length,
-        'dual',
-        -s.objective,
-        'ms',
-        s.ms,
-        s.backend,
-      );
     let added = 0;
     let allExact = true;
     types.forEach((t, ti) => {
