@@ -125,8 +125,9 @@ export async function startCloudSystem(
     if (!kind.ok) throw new Error(kind.message);
     return createProvisioner(cluster, kind.kind, {
       speedup,
-      ec2: { client: aws.client, pollMs: 50 },
-      gce: { project: gcp.gce.project, pollMs: 50, backoffMs: 5, ...gcp.clients },
+      // Pools that name no launch template or zone (the examples) get these, as the flags would.
+      ec2: { client: aws.client, pollMs: 50, launchTemplate: 'gantry-node' },
+      gce: { project: gcp.gce.project, zone: 'us-central1-a', pollMs: 50, backoffMs: 5, ...gcp.clients },
     });
   };
   for (const cluster of platform.clusters) {
