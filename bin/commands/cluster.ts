@@ -118,9 +118,10 @@ export function registerClusterCommands(program: Command): void {
     printObject(flags.output, a.cluster, (wide) => describeCluster(a.cluster, wide, Date.now()));
   });
 
-  for (const verb of ['drain', 'remove'] as const) {
+  for (const verb of ['drain', 'undrain', 'remove'] as const) {
     const what = {
       drain: 'Stop new placements on a cluster; running work finishes',
+      undrain: 'Place new work on a drained cluster again',
       remove: 'Forget a drained cluster',
     }[verb];
     brokerOptions(cluster.command(`${verb} <name>`).description(what)).action(
@@ -129,7 +130,9 @@ export function registerClusterCommands(program: Command): void {
         const line =
           verb === 'drain'
             ? `cluster ${name} draining: no new placements; running work finishes (gantry cluster describe ${name} shows what is left)\n`
-            : `cluster ${name} removed\n`;
+            : verb === 'undrain'
+              ? `cluster ${name} takes new placements again\n`
+              : `cluster ${name} removed\n`;
         printObject(flags.output, a.cluster ?? a, () => line);
       },
     );
