@@ -176,14 +176,16 @@ export function consoleApp(opts: ConsoleOptions): Hono {
     }),
   );
 
-  if (existsSync(join(dist, 'index.html'))) {
-    app.use('/assets/*', serveStatic({ root: dist }));
-    const index = readFileSync(join(dist, 'index.html'), 'utf8');
-    app.get('*', (c) => c.html(index));
-  } else
-    app.get('*', (c) =>
-      c.text(`The console's pages are not built: run npm run console:build (npm ci builds them).\n`, 503),
-    );
+  // Read per request: a rebuild (npm run console:build) is served without a restart.
+  app.use('/assets/*', serveStatic({ root: dist }));
+  app.get('/assets/*', (c) =>
+    c.json({ ok: false, error: { code: 'not-found', message: 'no such asset' } }, 404),
+  );
+  app.get('*', (c) =>
+    existsSync(join(dist, 'index.html'))
+      ? c.html(readFileSync(join(dist, 'index.html'), 'utf8'))
+      : c.text(`The console's pages are not built: run npm run console:build (npm ci builds them).\n`, 503),
+  );
   return app;
 }
 

@@ -4,9 +4,10 @@
  */
 import { useState } from 'react';
 import { useApi } from '../api.ts';
+import { MonthBudgets } from '../budgets.tsx';
 import { Bars, StackedSpend } from '../charts.tsx';
 import { money } from '../format.ts';
-import type { Budget, CostReport } from '../types.ts';
+import type { CostReport, LiveBudget } from '../types.ts';
 import { Figure, Frame, Table } from '../ui.tsx';
 
 const DIMENSIONS = ['team', 'workflow', 'run', 'task', 'cluster', 'pool', 'gpu', 'capacity-type'] as const;
@@ -33,21 +34,12 @@ function download(name: string, text: string) {
   URL.revokeObjectURL(a.href);
 }
 
-/** Month-end forecast: the month's spend so far, at the same rate for the rest of the month. */
-function forecast(spent: number, at: number): number {
-  const d = new Date(at);
-  const from = Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1);
-  const to = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
-  const elapsed = Math.max(HOUR, at - from);
-  return (spent * (to - from)) / elapsed;
-}
-
 export function CostsPage() {
   const [by, setBy] = useState<string[]>(['team']);
   const [since, setSince] = useState('30d');
   const [step, setStep] = useState(String(24 * HOUR));
   const report = useApi<{ report: CostReport }>(`/v1/cost?by=${by.join(',')}&since=${since}&step=${step}`);
-  const budgets = useApi<{ month: string; budgets: Budget[] }>('/v1/budgets');
+  const live = useApi<{ budgets: LiveBudget[] }>('/v1/live/overview');
   const toggle = (d: string) =>
     setBy((b) => (b.includes(d) ? (b.length > 1 ? b.filter((x) => x !== d) : b) : [...b, d]));
   return (
@@ -172,54 +164,7 @@ export function CostsPage() {
         }}
       </Frame>
       <h2>Budgets this month</h2>
-      <Frame loaded={budgets}>
-        {({ month, budgets }) => {
-          const at = Math.min(Date.now(), Date.parse(`${month}-01T00:00:00Z`) + 31 * 24 * HOUR);
-          return (
-            <>
-              <Bars
-                data={budgets.map((b) => ({
-                  label: b.team,
-                  spent: b.spent,
-                  forecast: forecast(b.spent, at),
-                  budget: b.perMonth ?? 0,
-                }))}
-                keys={[
-                  { key: 'spent', name: 'spent' },
-                  { key: 'forecast', name: 'month-end forecast' },
-                  { key: 'budget', name: 'budget' },
-                ]}
-              />
-              <Table
-                testId="budget-rows"
-                head={['team', 'policy', 'spent', 'forecast', 'budget', 'forecast vs budget']}
-                rows={budgets.map((b) => {
-                  const f = forecast(b.spent, at);
-                  return {
-                    key: b.team,
-                    cells: [
-                      b.team,
-                      b.policy,
-                      money(b.spent),
-                      money(f),
-                      b.perMonth ? money(b.perMonth) : 'none',
-                      b.perMonth ? (
-                        f > b.perMonth ? (
-                          <span className="error">over by {money(f - b.perMonth)}</span>
-                        ) : (
-                          'within'
-                        )
-                      ) : (
-                        ''
-                      ),
-                    ],
-                  };
-                })}
-              />
-            </>
-          );
-        }}
-      </Frame>
+      <MonthBudgets budgets={live.data?.budgets} />
     </>
   );
 }

@@ -1,6 +1,6 @@
 /** Overview: spend now, month to date per team against budget, savings, clusters, queue, recent runs. */
 import { useApi } from '../api.ts';
-import { Bars } from '../charts.tsx';
+import { MonthBudgets } from '../budgets.tsx';
 import { money, when } from '../format.ts';
 import type { ClusterSummary, CostReport, LiveBudget, RunRecord } from '../types.ts';
 import { Figure, Frame, Status, Table } from '../ui.tsx';
@@ -68,32 +68,7 @@ export function OverviewPage() {
         </Frame>
       </section>
       <h2>Month to date per team</h2>
-      <Frame loaded={month}>
-        {(m) => (
-          <>
-            <Bars
-              data={m.budgets.map((b) => ({ label: b.team, spent: b.spent, budget: b.perMonth ?? 0 }))}
-              keys={[
-                { key: 'spent', name: `spent in ${m.month}` },
-                { key: 'budget', name: 'monthly budget' },
-              ]}
-            />
-            <Table
-              testId="budgets"
-              head={['team', 'spent', 'budget', 'used']}
-              rows={m.budgets.map((b) => ({
-                key: b.team,
-                cells: [
-                  b.team,
-                  money(b.spent),
-                  b.perMonth ? money(b.perMonth) : 'none',
-                  b.perMonth ? `${((100 * b.spent) / b.perMonth).toFixed(1)}%` : '',
-                ],
-              }))}
-            />
-          </>
-        )}
-      </Frame>
+      <MonthBudgets budgets={live.data?.budgets} />
       <h2>Recent runs</h2>
       <Frame loaded={runs}>
         {({ runs }) => (
