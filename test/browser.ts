@@ -47,7 +47,8 @@ export function pageProblems(page: Page): string[] {
   page.on('pageerror', (e) => problems.push(`exception: ${e.message}`));
   page.on('requestfailed', (r) => {
     // An event stream the page leaves is aborted by the browser, not failed by the server.
-    if (!r.url().endsWith('/v1/events')) problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
+    if (!r.url().endsWith('/v1/events'))
+      problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
   });
   page.on('response', (r) => {
     if (r.status() >= 400) problems.push(`HTTP ${r.status()}: ${r.url()}`);

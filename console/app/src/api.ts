@@ -84,7 +84,8 @@ export function useApi<T>(path: string | undefined, live = true): Loaded<T> {
     );
   }, [path]);
   useEffect(() => {
-    setState((s) => ({ ...s, loading: true }));
+    // Another path: what the last one gave is not shown meanwhile (live refetches keep it).
+    setState({ loading: true });
     load();
   }, [load]);
   useEffect(() => (live ? subscribe(load) : undefined), [live, load]);

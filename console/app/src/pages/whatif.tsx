@@ -14,25 +14,38 @@ spec:
 `;
 
 interface Plan {
-  placements: { task: string; cluster: string; pool: string; node: string }[];
-  newNodes: { pool: string; instanceType?: string; count: number; pricePerHour?: number }[];
-  unplaced: { task: string; reason: string }[];
-  cost: { perHour: number; expected: number; objective: number };
-  bound?: { objective?: number; perHour?: number } | number;
-  baseline?: { cost?: { perHour: number; expected: number }; unplaced?: unknown[] };
-  groups?: {
-    name?: string;
-    count?: number;
-    cluster?: string;
-    pool?: string;
-    why?: string;
-    nextBest?: string;
-    binding?: string;
+  placements: {
+    taskId: string;
+    cluster: string;
+    pool: string;
+    node: string;
+    newNode: boolean;
+    pricePerHour: number;
   }[];
-  solver?: { backend?: string; status?: string };
+  newNodes: {
+    cluster: string;
+    pool: string;
+    instanceType: string;
+    capacityType: string;
+    count: number;
+    pricePerHour: number;
+  }[];
+  unplaced: { taskId: string; reason: string }[];
+  cost: { perHour: number; expected: number; objective: number };
+  bound: number;
+  baseline: { perHour: number; expected: number; objective: number; unplaced: number };
+  groups: {
+    group: string;
+    team: string;
+    tasks: number;
+    shape: string;
+    chosen: { poolId: string; tasks: number; costPerTask: number }[];
+    nextBest?: { poolId: string; costPerTask: number; whyNot: string };
+    binding: string;
+    detail: string;
+  }[];
+  solver: { backend: string; status: string; ms: number };
 }
-
-const num = (v: unknown) => (typeof v === 'number' ? v : undefined);
 
 export function WhatIfPage() {
   const [text, setText] = useState(EXAMPLE);
@@ -46,7 +59,6 @@ export function WhatIfPage() {
       },
       (e: Error) => setError(e.message),
     );
-  const bound = plan ? (typeof plan.bound === 'number' ? plan.bound : num(plan.bound?.objective)) : undefined;
   const byPool = new Map<string, number>();
   for (const p of plan?.placements ?? [])
     byPool.set(`${p.cluster}/${p.pool}`, (byPool.get(`${p.cluster}/${p.pool}`) ?? 0) + 1);
@@ -80,16 +92,20 @@ export function WhatIfPage() {
               value={money(plan.cost.expected)}
               note={`${money(plan.cost.perHour)}/h · objective ${money(plan.cost.objective)}`}
             />
-            <Figure label="LP lower bound" value={money(bound)} />
+            <Figure
+              label="LP lower bound"
+              value={money(plan.bound)}
+              note={`gap ${plan.bound > 0 ? (((plan.cost.objective - plan.bound) / plan.bound) * 100).toFixed(2) : '0'}%`}
+            />
             <Figure
               label="greedy baseline"
-              value={money(plan.baseline?.cost?.expected)}
-              note={plan.baseline?.cost ? `${money(plan.baseline.cost.perHour)}/h` : ''}
+              value={money(plan.baseline.expected)}
+              note={`${money(plan.baseline.perHour)}/h · ${plan.baseline.unplaced} unplaced`}
             />
             <Figure
               label="placed / unplaced"
               value={`${plan.placements.length} / ${plan.unplaced.length}`}
-              note={plan.solver?.backend ?? ''}
+              note={`${plan.solver.backend} ${plan.solver.status} in ${plan.solver.ms.toFixed(0)} ms`}
             />
           </section>
           <h2>Where</h2>
@@ -97,18 +113,24 @@ export function WhatIfPage() {
             head={['pool', 'tasks']}
             rows={[...byPool].map(([pool, n]) => ({ key: pool, cells: [pool, n] }))}
           />
-          {plan.groups?.length ? (
-            <>
-              <h2>Why</h2>
-              <Table
-                head={['group', 'why', 'next best', 'binding']}
-                rows={plan.groups.map((g, i) => ({
-                  key: String(i),
-                  cells: [g.name ?? '', g.why ?? '', g.nextBest ?? '', g.binding ?? ''],
-                }))}
-              />
-            </>
-          ) : null}
+          <h2>Why</h2>
+          <Table
+            head={['group', 'team', 'tasks', 'shape', 'chosen', 'next best and why not', 'binding']}
+            rows={plan.groups.map((g) => ({
+              key: g.group,
+              cells: [
+                g.group,
+                g.team,
+                g.tasks,
+                g.shape,
+                g.chosen.map((c) => `${c.poolId} ×${c.tasks} at ${money(c.costPerTask)}`).join(', '),
+                g.nextBest
+                  ? `${g.nextBest.poolId} at ${money(g.nextBest.costPerTask)}: ${g.nextBest.whyNot}`
+                  : '',
+                `${g.binding}: ${g.detail}`,
+              ],
+            }))}
+          />
           <h2>New nodes</h2>
           <Table
             head={['pool', 'instance type', 'count', '$/hour']}
@@ -122,7 +144,7 @@ export function WhatIfPage() {
               <h2>Unplaced</h2>
               <Table
                 head={['task', 'reason']}
-                rows={plan.unplaced.map((u) => ({ key: u.task, cells: [u.task, u.reason] }))}
+                rows={plan.unplaced.map((u) => ({ key: u.taskId, cells: [u.taskId, u.reason] }))}
               />
             </>
           ) : null}
