@@ -1,6 +1,6 @@
 /**
- * Operator requests on `gantry.v1.broker.admin.<verb>`: list and describe clusters, drain and remove
- * them, list requests, leases and nodes, show the platform the broker plans with, and apply changes to
+ * Operator requests on `gantry.v1.broker.admin.<verb>`: list and describe clusters, drain, undrain and
+ * remove them, list requests, leases and nodes, show the platform the broker plans with, and apply changes to
  * it. What `gantry cluster`, `gantry get` and `gantry apply` call.
  */
 import type { BudgetStatus } from './budgets.ts';
@@ -92,10 +92,13 @@ export function handleAdmin(msg: Msg, ctx: AdminContext): void {
         },
       });
     }
-    case 'drain': {
+    case 'drain':
+    case 'undrain': {
       const c = named();
       if (!c) return;
-      c.draining = true;
+      c.draining = verb === 'drain';
+      // Undrained: what waited for this cluster may go there now.
+      if (!c.draining) ctx.schedule();
       return reply({ cluster: summary(c) });
     }
     case 'remove':

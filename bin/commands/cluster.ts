@@ -127,6 +127,13 @@ export function registerClusterCommands(program: Command): void {
   });
 
   brokerOptions(
+    cluster.command('undrain <name>').description('Place new work on a drained cluster again'),
+  ).action(async (name: string, flags: PrintFlags) => {
+    const a = await admin(flags, 'undrain', { name });
+    printObject(flags.output, a.cluster ?? a, () => `cluster ${name} takes new placements again\n`);
+  });
+
+  brokerOptions(
     cluster
       .command('remove <name>')
       .description(
