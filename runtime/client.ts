@@ -62,6 +62,11 @@ export interface RuntimeOptions {
   inlineLimit?: number;
   /** Wait this long for the broker's answer before asking again with the same request id. */
   replyTimeoutMs?: number;
+  /**
+   * Set when this runtime runs inside a cluster's task host (nested calls): requests go through the
+   * cluster's agent subject, which its credential may use, instead of the team's.
+   */
+  cluster?: string;
   /** Remembers outputs of tasks with `cache` set; without it nothing is cached. */
   cache?: OutputCache;
   /** Progress display for `map`; `false` for none. Default: a bar on a TTY, lines otherwise. */
@@ -340,17 +345,28 @@ export class Runtime implements Caller {
     let settle!: (v: { result: ResultMsg } | { failed: string }) => void;
     const ended = new Promise<{ result: ResultMsg } | { failed: string }>((r) => (settle = r));
     const base = { execution, task: name, attempt, parent: scope.execution };
+    // A result counts only from the cluster holding the lease (the subject's last token, which only
+    // that cluster's credentials may publish) and only for this execution; one that comes before the
+    // lease is known waits for it.
+    let early: { cluster: string; result: ResultMsg }[] = [];
+    const accept = (cluster: string, result: ResultMsg) => {
+      if (result.execution !== requestId) return;
+      if (lease === undefined) early.push({ cluster, result });
+      else if (cluster === lease.cluster) settle({ result });
+    };
+    const resultSubject = subjects.result(scope.team, requestId, '*');
     const subs = [
-      t.subscribe(subjects.result(requestId), (msg) => {
+      t.subscribe(resultSubject, (msg) => {
         const p = parseMessage(resultMsg, msg.data);
-        if (p.ok) settle({ result: p.value });
+        if (p.ok) accept(msg.subject.slice(msg.subject.lastIndexOf('.') + 1), p.value);
       }),
-      t.subscribe(subjects.taskState(requestId), (msg) => {
+      t.subscribe(subjects.taskState(scope.team, requestId), (msg) => {
         const p = parseMessage(taskStateMsg, msg.data);
         if (!p.ok) return;
         const s = p.value;
         if (s.state === 'placed' && s.lease) {
           lease = s.lease;
+          early = [];
           this.emit(scope, {
             ...base,
             type: 'placed',
@@ -413,6 +429,8 @@ export class Runtime implements Caller {
         },
         name,
       );
+      for (const e of early) accept(e.cluster, e.result);
+      early = [];
       this.emit(scope, {
         ...base,
         type: 'placed',
@@ -442,13 +460,17 @@ export class Runtime implements Caller {
    * Asks the broker for a lease, asking again (same id: idempotent) while it does not answer.
    * @internal for calls and {@link WorkerPool}
    */
-  async ask(body: Record<string, unknown>, task: string): Promise<LeaseMsg> {
+  async ask(body: Record<string, unknown> & { team: string }, task: string): Promise<LeaseMsg> {
     const data = encodeJson(body);
+    const subject =
+      this.#opts.cluster === undefined
+        ? subjects.request(body.team)
+        : subjects.agentRequest(this.#opts.cluster);
     let waitMs = 100;
     for (;;) {
       let reply;
       try {
-        reply = await this.transport.request(subjects.request, data, {
+        reply = await this.transport.request(subject, data, {
           timeoutMs: this.#opts.replyTimeoutMs ?? 30_000,
         });
       } catch (err) {
@@ -716,7 +738,7 @@ export class Runtime implements Caller {
   /** Publishes a run event (what `gantry run` prints). @internal for calls and {@link WorkerPool} */
   emit(scope: Scope, event: Omit<RunEvent, 'run' | 'parent'> & { parent?: string }): void {
     const full: RunEvent = { run: scope.runId, parent: scope.execution, ...event };
-    this.transport.publish(subjects.runEvents(scope.runId), encodeJson(full));
+    this.transport.publish(subjects.runEvents(scope.team, scope.runId), encodeJson(full));
   }
 
   /** Asks every warm worker this client started to stop (they stop by themselves when idle, too). */
@@ -779,7 +801,7 @@ class WorkerPool {
         try {
           // A chunk runs `concurrency` items at a time: allow each wave its own timeout.
           const waves = Math.ceil(msg.executions.length / this.#concurrency);
-          const reply = await t.request(subjects.invoke(this.id), data, {
+          const reply = await t.request(subjects.invoke(this.scope.team, this.id), data, {
             timeoutMs: (msg.timeoutMs ?? 3_600_000) * waves + 30_000,
           });
           const p = parseMessage(invokeReply, reply.data);
@@ -813,7 +835,7 @@ class WorkerPool {
     const requestId = newId(`${this.id}-`);
     this.#workers.add(requestId);
     const scope = this.scope;
-    const ended = this.client.transport.subscribe(subjects.taskState(requestId), (msg) => {
+    const ended = this.client.transport.subscribe(subjects.taskState(scope.team, requestId), (msg) => {
       const p = parseMessage(taskStateMsg, msg.data);
       if (p.ok && (p.value.state === 'succeeded' || p.value.state === 'failed')) {
         if (p.value.state === 'failed') {
@@ -841,6 +863,7 @@ class WorkerPool {
             kind: 'worker',
             module: scope.module,
             pool: this.id,
+            team: scope.team,
             idleTtlMs: this.#idleTtlMs,
             concurrency: this.#concurrency,
           },
@@ -868,7 +891,7 @@ class WorkerPool {
   }
 
   stop(): void {
-    this.client.transport.publish(subjects.stopWorkers(this.id), new Uint8Array());
+    this.client.transport.publish(subjects.stopWorkers(this.scope.team, this.id), new Uint8Array());
   }
 }
 
