@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Command } from 'commander';
 import { formatCpu, formatMemory, formatProblem, validatePaths } from '../../policies/index.ts';
 import { PROTOCOL, taskState } from '../../protocol/index.ts';
-import { askBroker } from '../connect.ts';
+import { askBroker, askBrokerPages } from '../connect.ts';
 import { authorizationBlock, credentialName } from '../credentials.ts';
 import { onboardingUsers } from '../onboarding.ts';
 import { UsageError } from '../errors.ts';
@@ -144,11 +144,10 @@ export function registerClusterCommands(program: Command): void {
         throw new UsageError(
           `--status must be one of ${taskState.options.join(', ')}, not '${flags.status}'`,
         );
-      const a = await admin(
-        flags,
-        what,
-        what === 'nodes' ? {} : { limit, ...(flags.status ? { state: flags.status } : {}) },
-      );
+      const a =
+        what === 'nodes'
+          ? await admin(flags, what, {})
+          : await askBrokerPages(flags, what, { limit, ...(flags.status ? { state: flags.status } : {}) });
       const rows = (a[what] as Record<string, unknown>[]) ?? [];
       printObjects(flags.output, rows, LIST_COLUMNS[what], a);
     });
