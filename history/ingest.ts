@@ -4,11 +4,13 @@
  * sequence applied; entries at or below the offset are skipped. A process killed mid-batch leaves
  * nothing of the batch behind, and the next one starts from the offset: every record once, no gaps.
  *
- * Records are applied set-wise (one statement per table per batch, arrays as parameters), except node
- * lifetimes, whose order against the usages around them matters.
+ * Records are applied set-wise: one statement per table per batch, arrays as parameters (`unnest`);
+ * node lifetimes are matched with the usages around them in memory first (ingest-ledger.ts).
  */
 import type { RunRecord } from '../protocol/index.ts';
 import type { Db, Queryable } from './db.ts';
+import { IngestGapError } from './errors.ts';
+import { matchLives, widenLives } from './ingest-ledger.ts';
 import {
   type LifecycleRecord,
   type NodeLifeRecord,
@@ -36,6 +38,24 @@ export interface IngestResult {
 
 export const HOUR = 3_600_000;
 
+/** Options of {@link Ingester.apply}. */
+export interface ApplyOptions {
+  /**
+   * The entries must continue the offset without a gap (from `logStart` when the log no longer holds
+   * the entry after the offset): a follower that reads every entry passes it, so that a batch of
+   * another process that read further is refused (`IngestGapError`) instead of skipping entries.
+   */
+  gapless?: { logStart: number };
+}
+
+function checkGapless(source: Source, todo: readonly LogEntry[], expected: number): void {
+  let next = expected;
+  for (const e of todo) {
+    if (e.seq !== next) throw new IngestGapError(source, next, e.seq);
+    next++;
+  }
+}
+
 /** Applies log entries to a history database. */
 export class Ingester {
   /** Charge key → id, for keys known to be committed. Bounded: cleared when it grows past the cap. */
@@ -59,7 +79,12 @@ export class Ingester {
    * Applies the entries past the source's offset, in one transaction. `origin` names the log they come
    * from: entries of a log other than the one the offset is of start again from sequence 1.
    */
-  async apply(source: Source, entries: readonly LogEntry[], origin = ''): Promise<IngestResult> {
+  async apply(
+    source: Source,
+    entries: readonly LogEntry[],
+    origin = '',
+    opts: ApplyOptions = {},
+  ): Promise<IngestResult> {
     const fresh: Map<string, number> = new Map();
     const result = await this.db.transaction(async (tx) => {
       const rows = await tx.query<{ seq: number; origin: string }>(
@@ -69,6 +94,7 @@ export class Ingester {
       const offset = rows[0] && rows[0].origin === origin ? rows[0].seq : 0;
       const todo = entries.filter((e) => e.seq > offset).sort((a, b) => a.seq - b.seq);
       if (todo.length === 0) return { entries: 0, records: 0, rejected: 0, offset };
+      if (opts.gapless) checkGapless(source, todo, Math.max(offset + 1, opts.gapless.logStart));
       const rejects: { seq: number; idx: number; error: string; body: string }[] = [];
       let records = 0;
       const broker: { r: UsageRecord | NodeLifeRecord | LifecycleRecord }[] = [];
@@ -112,30 +138,37 @@ export class Ingester {
     return result;
   }
 
-  /** Broker records in log order: node lifetimes one by one, the usages between them set-wise. */
+  /** Broker records: lifetimes matched with usages in memory, then each table written set-wise. */
   async #broker(
     tx: Queryable,
     records: { r: UsageRecord | NodeLifeRecord | LifecycleRecord }[],
     fresh: Map<string, number>,
   ): Promise<void> {
     const leases: LifecycleRecord[] = [];
-    let usages: { u: UsageRecord }[] = [];
-    const flushUsages = async () => {
-      if (usages.length > 0) await this.#usages(tx, usages, fresh);
-      usages = [];
-    };
+    const ledger: (UsageRecord | NodeLifeRecord)[] = [];
     for (const { r } of records) {
-      if (r.kind === 'usage') usages.push({ u: r });
-      else if (r.kind === 'node-start' || r.kind === 'node-end') {
-        await flushUsages();
-        await nodeLife(tx, r);
-      } else if (r.kind === 'lease') leases.push(r);
+      if (r.kind === 'usage' || r.kind === 'node-start' || r.kind === 'node-end') ledger.push(r);
+      else if (r.kind === 'lease') leases.push(r);
     }
-    await flushUsages();
+    if (ledger.length > 0) {
+      const { usages, lifeOf } = await matchLives(tx, ledger);
+      if (usages.length > 0)
+        await this.#usages(
+          tx,
+          usages.map((u) => ({ u })),
+          lifeOf,
+          fresh,
+        );
+    }
     await applyLeases(tx, leases);
   }
 
-  async #usages(tx: Queryable, rows: { u: UsageRecord }[], fresh: Map<string, number>): Promise<void> {
+  async #usages(
+    tx: Queryable,
+    rows: { u: UsageRecord }[],
+    lifeOf: readonly (number | null)[],
+    fresh: Map<string, number>,
+  ): Promise<void> {
     const keyOf = (u: UsageRecord) =>
       [
         u.team,
@@ -154,21 +187,6 @@ export class Ingester {
       rows.map((r) => keyOf(r.u)),
       fresh,
     );
-    const lives = await tx.query<{ i: number; life: number | null }>(
-      `select b.i, (select l.id from node_lives l where l.cluster = b.cluster and l.node = b.node
-                     order by greatest(0, l.start_at - b.end_at, b.start_at - coalesce(l.end_at, b.start_at)), l.start_at
-                     limit 1) as life
-       from unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) as b(i, cluster, node, start_at, end_at)`,
-      [
-        rows.map((_, i) => i),
-        rows.map((r) => r.u.cluster),
-        rows.map((r) => r.u.node),
-        rows.map((r) => r.u.start),
-        rows.map((r) => r.u.end),
-      ],
-    );
-    const lifeOf = new Array<number | null>(rows.length).fill(null);
-    for (const l of lives) lifeOf[l.i] = l.life;
     const cost = rows.map((r) => costOf(r.u));
     await tx.query(
       `insert into usage (key_id, life_id, lease, request, cluster, node, gpus, cpu_milli,
@@ -207,7 +225,7 @@ export class Ingester {
         agg.c += cost[i]!;
       } else perLife.set(life, { s: r.u.start, e: r.u.end, c: cost[i]! });
     });
-    if (perLife.size > 0) await widenLives(tx, perLife);
+    await widenLives(tx, perLife);
     // Shorter usages go to the hourly rollup, split at the hour.
     const pieces = new Map<string, { key: number; hour: number; cost: number; gpuMs: number; n: number }>();
     rows.forEach((r, i) => {
@@ -333,59 +351,6 @@ export function hourPieces(
     if (b > a) out.push({ hour: h, from: a, to: b, ends: h === endHour });
   }
   return out;
-}
-
-async function widenLives(
-  tx: Queryable,
-  perLife: Map<number, { s: number; e: number; c: number }>,
-): Promise<void> {
-  const ls = [...perLife.entries()];
-  await tx.query(
-    `update node_lives l set task_start = least(coalesce(l.task_start, v.s), v.s),
-       task_end = greatest(coalesce(l.task_end, v.e), v.e), task_cost = l.task_cost + v.c
-     from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[]) as v(id, s, e, c) where l.id = v.id`,
-    [ls.map(([id]) => id), ls.map(([, a]) => a.s), ls.map(([, a]) => a.e), ls.map(([, a]) => a.c)],
-  );
-}
-
-/**
- * A node lifetime starts (unless one is open: a restarted broker writes starts again) or ends; a new
- * lifetime takes the usages of its node that had none.
- */
-async function nodeLife(tx: Queryable, r: NodeLifeRecord): Promise<void> {
-  if (r.kind === 'node-end') {
-    await tx.query(
-      `update node_lives set end_at = $3, ended = $4 where cluster = $1 and node = $2 and end_at is null`,
-      [r.cluster, r.node, r.at, r.ended ?? 'gone'],
-    );
-    return;
-  }
-  const [row] = await tx.query<{ id: number }>(
-    `insert into node_lives (cluster, node, pool, instance_type, capacity_type, gpu_model, gpu_count, price, start_at)
-     select $1, $2, $3, $4, $5, $6, $7, $8, $9
-     where not exists (select 1 from node_lives where cluster = $1 and node = $2 and end_at is null)
-     returning id`,
-    [
-      r.cluster,
-      r.node,
-      r.pool,
-      r.instanceType,
-      r.capacityType,
-      r.gpuModel ?? '',
-      r.gpuCount,
-      r.pricePerHour,
-      r.at,
-    ],
-  );
-  if (!row) return;
-  const [adopted] = await tx.query<{ s: number | null; e: number | null; c: number | null }>(
-    `with a as (update usage set life_id = $3 where cluster = $1 and node = $2 and life_id is null
-                returning start_at, end_at, cost)
-     select min(start_at) as s, max(end_at) as e, sum(cost) as c from a`,
-    [r.cluster, r.node, row.id],
-  );
-  if (adopted && adopted.s !== null)
-    await widenLives(tx, new Map([[row.id, { s: adopted.s, e: adopted.e!, c: adopted.c ?? 0 }]]));
 }
 
 /** Lease events become placements: where, at what price, why, and the state they reached. */
