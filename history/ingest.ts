@@ -59,7 +59,7 @@ function checkGapless(source: Source, todo: readonly LogEntry[], expected: numbe
 /** Applies log entries to a history database. */
 export class Ingester {
   /** Charge key → id, for keys known to be committed. Bounded: cleared when it grows past the cap. */
-  readonly #keys = new Map<string, number>();
+  readonly #keys = new Map<string, KeyId>();
 
   constructor(
     readonly db: Db,
@@ -85,7 +85,7 @@ export class Ingester {
     origin = '',
     opts: ApplyOptions = {},
   ): Promise<IngestResult> {
-    const fresh: Map<string, number> = new Map();
+    const fresh: Map<string, KeyId> = new Map();
     const result = await this.db.transaction(async (tx) => {
       const rows = await tx.query<{ seq: number; origin: string }>(
         'select seq, origin from ingest_offsets where source = $1 for update',
@@ -142,7 +142,7 @@ export class Ingester {
   async #broker(
     tx: Queryable,
     records: { r: UsageRecord | NodeLifeRecord | LifecycleRecord }[],
-    fresh: Map<string, number>,
+    fresh: Map<string, KeyId>,
   ): Promise<void> {
     const leases: LifecycleRecord[] = [];
     const ledger: (UsageRecord | NodeLifeRecord)[] = [];
@@ -167,7 +167,7 @@ export class Ingester {
     tx: Queryable,
     rows: { u: UsageRecord }[],
     lifeOf: readonly (number | null)[],
-    fresh: Map<string, number>,
+    fresh: Map<string, KeyId>,
   ): Promise<void> {
     const keyOf = (u: UsageRecord) =>
       [
@@ -182,11 +182,12 @@ export class Ingester {
         u.instanceType,
         u.nodePricePerHour,
       ] as const;
-    const ids = await this.#keyIds(
+    const keyIds = await this.#keyIds(
       tx,
       rows.map((r) => keyOf(r.u)),
       fresh,
     );
+    const ids = keyIds.map((k) => k.id);
     const cost = rows.map((r) => costOf(r.u));
     await tx.query(
       `insert into usage (key_id, life_id, lease, request, cluster, node, gpus, cpu_milli,
@@ -226,80 +227,60 @@ export class Ingester {
       } else perLife.set(life, { s: r.u.start, e: r.u.end, c: cost[i]! });
     });
     await widenLives(tx, perLife);
-    // Shorter usages go to the hourly rollup, split at the hour.
-    const pieces = new Map<string, { key: number; hour: number; cost: number; gpuMs: number; n: number }>();
+    // Every usage goes to the hourly rollups, split at the hour: per charge key, and per group.
+    const fine = new Map<string, Piece>();
+    const coarse = new Map<string, Piece>();
+    const add = (
+      into: Map<string, Piece>,
+      key: number,
+      p: ReturnType<typeof hourPieces>[number],
+      c: number,
+      g: number,
+    ) => {
+      const id = `${key}|${p.hour}`;
+      const agg = into.get(id) ?? { key, hour: p.hour, cost: 0, gpuMs: 0, n: 0 };
+      agg.cost += c;
+      agg.gpuMs += g;
+      if (p.ends) agg.n++;
+      into.set(id, agg);
+    };
     rows.forEach((r, i) => {
-      if (isLong(r.u)) return;
+      const len = r.u.end - r.u.start;
       for (const p of hourPieces(r.u.start, r.u.end)) {
-        const id = `${ids[i]}|${p.hour}`;
-        const len = r.u.end - r.u.start;
-        const part = len > 0 ? (p.to - p.from) / len : 1;
-        const agg = pieces.get(id) ?? { key: ids[i]!, hour: p.hour, cost: 0, gpuMs: 0, n: 0 };
-        agg.cost += cost[i]! * part;
-        agg.gpuMs += r.u.gpus * (p.to - p.from);
-        if (p.ends) agg.n++;
-        pieces.set(id, agg);
+        const c = cost[i]! * (len > 0 ? (p.to - p.from) / len : 1);
+        const g = r.u.gpus * (p.to - p.from);
+        add(fine, keyIds[i]!.id, p, c, g);
+        add(coarse, keyIds[i]!.group, p, c, g);
       }
     });
-    const ps = [...pieces.values()];
-    await tx.query(
-      `insert into cost_hourly (key_id, hour, cost, gpu_ms, executions)
-       select * from unnest($1::int[], $2::bigint[], $3::float8[], $4::float8[], $5::int[])
-       on conflict (key_id, hour) do update set cost = cost_hourly.cost + excluded.cost,
-         gpu_ms = cost_hourly.gpu_ms + excluded.gpu_ms, executions = cost_hourly.executions + excluded.executions`,
-      [
-        ps.map((p) => p.key),
-        ps.map((p) => p.hour),
-        ps.map((p) => p.cost),
-        ps.map((p) => p.gpuMs),
-        ps.map((p) => p.n),
-      ],
-    );
+    await upsertPieces(tx, 'cost_hourly', 'key_id', [...fine.values()]);
+    await upsertPieces(tx, 'cost_hourly_groups', 'group_id', [...coarse.values()]);
   }
 
-  /** Ids of charge keys, inserting the new ones. */
-  async #keyIds(
-    tx: Queryable,
-    keys: readonly (readonly [
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-      number,
-    ])[],
-    fresh: Map<string, number>,
-  ): Promise<number[]> {
+  /** Ids of charge keys (and of their groups), inserting the new ones. */
+  async #keyIds(tx: Queryable, keys: readonly ChargeKey[], fresh: Map<string, KeyId>): Promise<KeyId[]> {
     const names = keys.map((k) => JSON.stringify(k));
-    const missing = new Map<string, (typeof keys)[number]>();
+    const missing = new Map<string, ChargeKey>();
     names.forEach((n, i) => {
       if (!this.#keys.has(n) && !fresh.has(n)) missing.set(n, keys[i]!);
     });
     if (missing.size > 0) {
       const ks = [...missing.values()];
-      const cols = (j: number) => ks.map((k) => k[j]);
-      const params = [
-        cols(0),
-        cols(1),
-        cols(2),
-        cols(3),
-        cols(4),
-        cols(5),
-        cols(6),
-        cols(7),
-        cols(8),
-        cols(9),
-      ];
+      const params = Array.from({ length: 10 }, (_, j) => ks.map((k) => k[j]));
       const unnest = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
         $8::text[], $9::text[], $10::float8[]) as k(team, workflow, run_id, task, cluster, pool, gpu_model,
         capacity_type, instance_type, node_price)`;
+      const group = 'team, workflow, cluster, pool, gpu_model, capacity_type, instance_type, node_price';
+      await tx.query(
+        `insert into group_keys (${group}) select distinct ${group} from ${unnest} on conflict do nothing`,
+        params,
+      );
       await tx.query(
         `insert into charge_keys (team, workflow, run_id, task, cluster, pool, gpu_model, capacity_type,
-           instance_type, node_price) select * from ${unnest} on conflict do nothing`,
+           instance_type, node_price, group_id)
+         select k.team, k.workflow, k.run_id, k.task, k.cluster, k.pool, k.gpu_model, k.capacity_type,
+           k.instance_type, k.node_price, g.id
+         from ${unnest} join group_keys g using (${group}) on conflict do nothing`,
         params,
       );
       const found = await tx.query<Record<string, string | number>>(
@@ -309,23 +290,65 @@ export class Ingester {
       );
       for (const f of found)
         fresh.set(
-          JSON.stringify([
-            f.team,
-            f.workflow,
-            f.run_id,
-            f.task,
-            f.cluster,
-            f.pool,
-            f.gpu_model,
-            f.capacity_type,
-            f.instance_type,
-            f.node_price,
-          ]),
-          f.id as number,
+          JSON.stringify(
+            [
+              'team',
+              'workflow',
+              'run_id',
+              'task',
+              'cluster',
+              'pool',
+              'gpu_model',
+              'capacity_type',
+              'instance_type',
+              'node_price',
+            ].map((c) => f[c]),
+          ),
+          { id: f.id as number, group: f.group_id as number },
         );
     }
     return names.map((n) => (this.#keys.get(n) ?? fresh.get(n))!);
   }
+}
+
+/** What a charge is grouped by, as `charge_keys` holds it. */
+type ChargeKey = readonly [string, string, string, string, string, string, string, string, string, number];
+
+/** A charge key's id and its group's. */
+interface KeyId {
+  id: number;
+  group: number;
+}
+
+/** An hour of a rollup. */
+interface Piece {
+  key: number;
+  hour: number;
+  cost: number;
+  gpuMs: number;
+  n: number;
+}
+
+async function upsertPieces(
+  tx: Queryable,
+  table: string,
+  keyCol: string,
+  ps: readonly Piece[],
+): Promise<void> {
+  if (ps.length === 0) return;
+  await tx.query(
+    `insert into ${table} (${keyCol}, hour, cost, gpu_ms, executions)
+     select * from unnest($1::int[], $2::bigint[], $3::float8[], $4::float8[], $5::int[])
+     on conflict (${keyCol}, hour) do update set cost = ${table}.cost + excluded.cost,
+       gpu_ms = ${table}.gpu_ms + excluded.gpu_ms, executions = ${table}.executions + excluded.executions`,
+    [
+      ps.map((p) => p.key),
+      ps.map((p) => p.hour),
+      ps.map((p) => p.cost),
+      ps.map((p) => p.gpuMs),
+      ps.map((p) => p.n),
+    ],
+  );
 }
 
 /** What a usage costs at its share, unscaled (broker/ledger.ts `usageCost`). */
