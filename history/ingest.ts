@@ -257,6 +257,35 @@ export class Ingester {
     await upsertPieces(tx, 'cost_hourly_groups', 'group_id', [...coarse.values()]);
   }
 
+  /** Ids of the groups of charge keys, inserting the new ones (kept in `fresh` as `g:<name>`). */
+  async #groupIds(tx: Queryable, keys: readonly ChargeKey[], fresh: Map<string, KeyId>): Promise<number[]> {
+    const names = keys.map((k) => `g:${JSON.stringify(GROUP_OF.map((j) => k[j]))}`);
+    const missing = new Map<string, unknown[]>();
+    names.forEach((n, i) => {
+      if (!this.#keys.has(n) && !fresh.has(n))
+        missing.set(
+          n,
+          GROUP_OF.map((j) => keys[i]![j]),
+        );
+    });
+    if (missing.size > 0) {
+      const gs = [...missing.values()];
+      const found = await tx.query<Record<string, string | number>>(
+        `insert into group_keys (${GROUP_COLS.join(', ')})
+         select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+           $8::float8[])
+         on conflict (${GROUP_COLS.join(', ')}) do update set team = excluded.team
+         returning *`,
+        GROUP_COLS.map((_, j) => gs.map((g) => g[j])),
+      );
+      for (const f of found) {
+        const id = f.id as number;
+        fresh.set(`g:${JSON.stringify(GROUP_COLS.map((c) => f[c]))}`, { id, group: id });
+      }
+    }
+    return names.map((n) => (this.#keys.get(n) ?? fresh.get(n))!.id);
+  }
+
   /** Ids of charge keys (and of their groups), inserting the new ones. */
   async #keyIds(tx: Queryable, keys: readonly ChargeKey[], fresh: Map<string, KeyId>): Promise<KeyId[]> {
     const names = keys.map((k) => JSON.stringify(k));
@@ -266,50 +295,42 @@ export class Ingester {
     });
     if (missing.size > 0) {
       const ks = [...missing.values()];
-      const params = Array.from({ length: 10 }, (_, j) => ks.map((k) => k[j]));
-      const unnest = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-        $8::text[], $9::text[], $10::float8[]) as k(team, workflow, run_id, task, cluster, pool, gpu_model,
-        capacity_type, instance_type, node_price)`;
-      const group = 'team, workflow, cluster, pool, gpu_model, capacity_type, instance_type, node_price';
-      await tx.query(
-        `insert into group_keys (${group}) select distinct ${group} from ${unnest} on conflict do nothing`,
-        params,
-      );
-      await tx.query(
-        `insert into charge_keys (team, workflow, run_id, task, cluster, pool, gpu_model, capacity_type,
-           instance_type, node_price, group_id)
-         select k.team, k.workflow, k.run_id, k.task, k.cluster, k.pool, k.gpu_model, k.capacity_type,
-           k.instance_type, k.node_price, g.id
-         from ${unnest} join group_keys g using (${group}) on conflict do nothing`,
-        params,
-      );
+      const groups = await this.#groupIds(tx, ks, fresh);
+      const params = [...Array.from({ length: 10 }, (_, j) => ks.map((k) => k[j])), groups];
+      // One statement: new keys inserted, known ones returned too (the update changes nothing).
       const found = await tx.query<Record<string, string | number>>(
-        `select c.* from charge_keys c join ${unnest}
-           using (team, workflow, run_id, task, cluster, pool, gpu_model, capacity_type, instance_type, node_price)`,
+        `insert into charge_keys (${KEY_COLS.join(', ')}, group_id)
+         select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+           $8::text[], $9::text[], $10::float8[], $11::int[])
+         on conflict (${KEY_COLS.join(', ')}) do update set group_id = excluded.group_id
+         returning *`,
         params,
       );
       for (const f of found)
-        fresh.set(
-          JSON.stringify(
-            [
-              'team',
-              'workflow',
-              'run_id',
-              'task',
-              'cluster',
-              'pool',
-              'gpu_model',
-              'capacity_type',
-              'instance_type',
-              'node_price',
-            ].map((c) => f[c]),
-          ),
-          { id: f.id as number, group: f.group_id as number },
-        );
+        fresh.set(JSON.stringify(KEY_COLS.map((c) => f[c])), {
+          id: f.id as number,
+          group: f.group_id as number,
+        });
     }
     return names.map((n) => (this.#keys.get(n) ?? fresh.get(n))!);
   }
 }
+
+const KEY_COLS = [
+  'team',
+  'workflow',
+  'run_id',
+  'task',
+  'cluster',
+  'pool',
+  'gpu_model',
+  'capacity_type',
+  'instance_type',
+  'node_price',
+] as const;
+/** A charge key's columns without its run and task: its group (`group_keys`). */
+const GROUP_COLS = KEY_COLS.filter((c) => c !== 'run_id' && c !== 'task');
+const GROUP_OF = KEY_COLS.flatMap((c, j) => (c === 'run_id' || c === 'task' ? [] : [j]));
 
 /** What a charge is grouped by, as `charge_keys` holds it. */
 type ChargeKey = readonly [string, string, string, string, string, string, string, string, string, number];

@@ -153,10 +153,12 @@ async function main(): Promise<void> {
     const sqlMs = await median(3, async () => {
       sqlTotal = (await sqlCostReport(pg.db, { by: ['team', 'pool'], ...window })).totals.costUsd;
     });
+    const sqlMiB = Math.max(0, mib() - before);
     const replayN = Math.min(ROWS, REPLAY_MAX);
     const ledger: LedgerEntry[] = [...take(ledgerStream(SEED, T0), replayN)];
     const last = ledger.at(-1)!.at;
     const heldMiB = mib();
+    const replayBase = before + sqlMiB;
     let replayTotal = 0;
     const replayMs = await median(1, () => {
       replayTotal = costReport(ledger, { by: ['team', 'pool'], since: window.since, until: last + 1 }).totals
@@ -169,14 +171,14 @@ async function main(): Promise<void> {
       `${ROWS.toLocaleString('en-US')} rows`,
       secs(sqlMs),
       `$${Math.round(sqlTotal).toLocaleString('en-US')}`,
-      `rss +${Math.max(0, mib() - before)} MiB`,
+      `rss +${sqlMiB} MiB`,
     ]);
     rows.push([
       'cost report by team, pool (replay)',
       `${replayN.toLocaleString('en-US')} rows`,
       scaled ? `${secs((replayMs * ROWS) / replayN)} scaled (${secs(replayMs)} measured)` : secs(replayMs),
       `$${Math.round(replayTotal).toLocaleString('en-US')}${scaled ? ' (first rows)' : ''}`,
-      `holds ${heldMiB - before} MiB${scaled ? ` (≈${Math.round(((heldMiB - before) * ROWS) / replayN)} MiB for all)` : ''}`,
+      `holds ${heldMiB - replayBase} MiB${scaled ? ` (≈${Math.round(((heldMiB - replayBase) * ROWS) / replayN)} MiB for all)` : ''}`,
     ]);
 
     // Lineage downstream 5 hops from an artifact in the middle of history.
