@@ -276,6 +276,10 @@ create index cost_hourly_groups_hour on cost_hourly_groups (hour);
 
 -- The longer usages over an edge hour of a report, found by their span.
 create index usage_long_span on usage using gist (int8range(start_at, end_at)) where long;
+
+-- Garbage collection asks which runs used a value.
+create index runs_input on runs (input);
+create index runs_output on runs (output);
 `,
   },
 ];
