@@ -27,6 +27,8 @@ export const subjects = {
   scale: (cluster: string) => `${PROTOCOL}.agent.${cluster}.scale`,
   /** broker → agent: stop a lease's work (drain, cancel). */
   cancel: (cluster: string) => `${PROTOCOL}.agent.${cluster}.cancel`,
+  /** broker → agent, request/reply: the cluster is removed; terminate these nodes, then stop. */
+  stop: (cluster: string) => `${PROTOCOL}.agent.${cluster}.stop`,
   /** task host → runtime: the outcome of one task execution (`resultMsg`). */
   result: (execution: string) => `${PROTOCOL}.exec.${execution}.result`,
   /** runtime → warm workers, request/reply in a queue group: run invocations (`invokeMsg`). */
@@ -231,6 +233,8 @@ export const agentEvent = z.discriminatedUnion('type', [
     cluster: name,
     pool: name,
     state: z.literal('exhausted'),
+    /** Why, as data (see the agents' ExhaustedKind); absent from agents that predate it. */
+    kind: z.enum(['max-nodes', 'capacity', 'quota', 'throttled', 'managed', 'error']).optional(),
     reason: z.string().max(2000),
     retryAfterMs: z.number().nonnegative().max(86_400_000),
     /** Planned nodes that will not come. */
@@ -252,6 +256,22 @@ export const scaleMsg = z.strictObject({
   add: z.array(z.string().min(1)).default([]),
   /** Names of nodes to remove. */
   remove: z.array(z.string().min(1)).default([]),
+});
+
+/**
+ * broker → agent: the cluster was removed (`gantry cluster remove`). The agent terminates `terminate`
+ * (nodes Gantry bought, by name), answers with what it terminated and what it could not, and stops.
+ */
+export const stopMsg = z.strictObject({
+  reason: z.string().max(500),
+  terminate: z.array(z.string().min(1)).max(10_000).default([]),
+});
+
+/** agent → broker: the answer to {@link stopMsg}. */
+export const stopReply = z.strictObject({
+  ok: z.literal(true),
+  terminated: z.array(z.string()),
+  failed: z.array(z.strictObject({ node: z.string(), reason: z.string() })).default([]),
 });
 
 /** broker → agent: stop a lease's work. */
@@ -436,6 +456,8 @@ export type LaunchMsg = z.output<typeof launchMsg>;
 export type AgentEvents = z.output<typeof agentEvents>;
 export type ScaleMsg = z.output<typeof scaleMsg>;
 export type CancelMsg = z.output<typeof cancelMsg>;
+export type StopMsg = z.output<typeof stopMsg>;
+export type StopReply = z.output<typeof stopReply>;
 export type TaskStateMsg = z.output<typeof taskStateMsg>;
 export type ErrorReply = z.output<typeof errorReply>;
 export type ValueMsg = z.output<typeof valueMsg>;
