@@ -14,6 +14,7 @@ import {
   authorizationBlock,
   BROKER_PERMISSIONS,
   ensureUser,
+  HISTORY_PERMISSIONS,
   RUNTIME_PERMISSIONS,
   TASK_PERMISSIONS,
   type NatsUser,
@@ -75,6 +76,7 @@ export function registerClusterCommands(program: Command): void {
       ensureUser(flags.credsDir, 'gantry-broker', BROKER_PERMISSIONS),
       ensureUser(flags.credsDir, 'gantry-runtime', RUNTIME_PERMISSIONS),
       ensureUser(flags.credsDir, 'gantry-tasks', TASK_PERMISSIONS),
+      ensureUser(flags.credsDir, 'gantry-history', HISTORY_PERMISSIONS),
     ];
     for (const c of onboarded) ensureUser(flags.credsDir, `agent-${c.name}`, agentPermissions(c.name));
     // Every agent onboarded so far, so the block can replace the previous one.
