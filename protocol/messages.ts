@@ -94,6 +94,17 @@ export const workSpec = z.discriminatedUnion('kind', [
     input: valueMsg,
     /** The host stops the execution after this long and reports a TimeoutError. */
     timeoutMs: z.number().positive().optional(),
+    /** The runtime's attempt of the call (0 first, 1 for the first retry): the task's `ctx.attempt`. */
+    attempt: z.int().nonnegative().max(1000).optional(),
+    /** A container or command task's program: on Kubernetes the pod runs `image` (when set). */
+    program: z
+      .strictObject({
+        image: z.string().min(1).max(1000).optional(),
+        command: z.string().min(1).max(4096),
+        args: z.array(z.string().max(100_000)).max(10_000),
+        env: z.record(z.string(), z.string()),
+      })
+      .optional(),
   }),
   /** A warm worker: loads `module` and serves invocations on `subjects.invoke(pool)` until idle. */
   z.strictObject({
@@ -293,6 +304,8 @@ export const errorMsg = z.strictObject({
   name: z.string().min(1).max(200),
   message: z.string().max(100_000),
   data: z.record(z.string(), z.unknown()).optional(),
+  /** The thrown error's classes, its own first (`['DataQualityError', 'NonRetriableError', 'TaskError']`). */
+  classes: z.array(z.string().min(1).max(200)).max(20).optional(),
   stack: z.string().max(100_000).optional(),
 });
 
@@ -343,6 +356,8 @@ export const lineageRecord = z.object({
     .optional(),
   /** Times the spot node under this execution was reclaimed and the broker placed it again. */
   preemptions: z.int().nonnegative(),
+  /** The artifact holding the execution's log (container and command tasks): `gantry logs`. */
+  logs: z.string().max(200).optional(),
   startedAt: z.number(),
   endedAt: z.number(),
   costUsd: z.number().nonnegative(),
@@ -407,6 +422,10 @@ const ended = {
   endedAt: z.number(),
   /** Lineage records of the tasks this execution called (the root runtime stores them). */
   lineage: z.array(lineageRecord).max(100_000).optional(),
+  /** The same records as one artifact (a JSON array), when too many to travel in the message. */
+  lineageRef: z.string().min(1).max(200).optional(),
+  /** The artifact holding the log of the program a container or command task ran. */
+  logs: z.string().min(1).max(200).optional(),
 };
 
 /** task host → runtime: how an execution ended. */
@@ -423,7 +442,9 @@ export const invokeMsg = z.strictObject({
   /** The worker stops an invocation after this long (TimeoutError). */
   timeoutMs: z.number().positive().optional(),
   executions: z
-    .array(z.strictObject({ execution: id, input: valueMsg }))
+    .array(
+      z.strictObject({ execution: id, input: valueMsg, attempt: z.int().nonnegative().max(1000).optional() }),
+    )
     .min(1)
     .max(10_000),
 });
