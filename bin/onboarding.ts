@@ -9,6 +9,7 @@ import {
   BROKER_PERMISSIONS,
   credentialName,
   ensureUser,
+  HISTORY_PERMISSIONS,
   type NatsUser,
   runtimePermissions,
   taskPermissions,
@@ -26,7 +27,10 @@ export function onboardingUsers(
   teams: readonly string[],
   clusters: readonly { name: string }[],
 ): NatsUser[] {
-  const users: NatsUser[] = [ensureUser(dir, credentialName.broker, BROKER_PERMISSIONS)];
+  const users: NatsUser[] = [
+    ensureUser(dir, credentialName.broker, BROKER_PERMISSIONS),
+    ensureUser(dir, credentialName.history, HISTORY_PERMISSIONS),
+  ];
   const known = new Set(clusters.map((c) => c.name));
   const previous = (prefix: string) => {
     try {
