@@ -143,3 +143,28 @@ export const RUNTIME_PERMISSIONS = {
   ],
   subscribe: [...WORKLOAD.subscribe, '_INBOX.>'],
 };
+
+/** The durable consumer `gantry history` reads each stream by. */
+export const HISTORY_CONSUMER = 'gantry-history';
+
+/**
+ * `gantry history --nats`: read the broker's and the runtime's streams through its own durable consumer
+ * (make it, read it, acknowledge, make it anew), and nothing else: it cannot publish to a Gantry
+ * subject, write to a stream, or read another consumer's.
+ */
+export const HISTORY_PERMISSIONS = {
+  publish: [
+    '$JS.API.INFO',
+    ...[BROKER_STREAM, LINEAGE_STREAM].flatMap((s) => [
+      `$JS.API.STREAM.INFO.${s}`,
+      `$JS.API.CONSUMER.INFO.${s}.${HISTORY_CONSUMER}`,
+      `$JS.API.CONSUMER.CREATE.${s}.${HISTORY_CONSUMER}`,
+      `$JS.API.CONSUMER.CREATE.${s}.${HISTORY_CONSUMER}.>`,
+      `$JS.API.CONSUMER.DURABLE.CREATE.${s}.${HISTORY_CONSUMER}`,
+      `$JS.API.CONSUMER.DELETE.${s}.${HISTORY_CONSUMER}`,
+      `$JS.API.CONSUMER.MSG.NEXT.${s}.${HISTORY_CONSUMER}`,
+      `$JS.ACK.${s}.${HISTORY_CONSUMER}.>`,
+    ]),
+  ],
+  subscribe: ['_INBOX.>'],
+};

@@ -26,6 +26,8 @@ export {
 export { keyHasPrefix, validateKey, validatePrefix } from './keys.ts';
 export { acquireLock as lockDirectory } from './local-files.ts';
 export { openLocalStore } from './local-store.ts';
+export { openLogReader } from './local-log-reader.ts';
+export type { LogReader } from './local-log-reader.ts';
 export { createMemoryTransport } from './memory.ts';
 export {
   PROTOCOL,
@@ -53,6 +55,8 @@ export {
   runRecord,
   runtimeLogRecord,
   scaleMsg,
+  stopMsg,
+  stopReply,
   subjects,
   taskState,
   taskStateMsg,
@@ -67,6 +71,8 @@ export type {
   AgentEvent,
   AgentEvents,
   CancelMsg,
+  StopMsg,
+  StopReply,
   ErrorMsg,
   ErrorReply,
   HeartbeatMsg,

@@ -27,6 +27,8 @@ export const subjects = {
   scale: (cluster: string) => `${PROTOCOL}.agent.${cluster}.scale`,
   /** broker → agent: stop a lease's work (drain, cancel). */
   cancel: (cluster: string) => `${PROTOCOL}.agent.${cluster}.cancel`,
+  /** broker → agent, request/reply: the cluster is removed; terminate these nodes, then stop. */
+  stop: (cluster: string) => `${PROTOCOL}.agent.${cluster}.stop`,
   /** task host → runtime: the outcome of one task execution (`resultMsg`). */
   result: (execution: string) => `${PROTOCOL}.exec.${execution}.result`,
   /** runtime → warm workers, request/reply in a queue group: run invocations (`invokeMsg`). */
@@ -92,6 +94,17 @@ export const workSpec = z.discriminatedUnion('kind', [
     input: valueMsg,
     /** The host stops the execution after this long and reports a TimeoutError. */
     timeoutMs: z.number().positive().optional(),
+    /** The runtime's attempt of the call (0 first, 1 for the first retry): the task's `ctx.attempt`. */
+    attempt: z.int().nonnegative().max(1000).optional(),
+    /** A container or command task's program: on Kubernetes the pod runs `image` (when set). */
+    program: z
+      .strictObject({
+        image: z.string().min(1).max(1000).optional(),
+        command: z.string().min(1).max(4096),
+        args: z.array(z.string().max(100_000)).max(10_000),
+        env: z.record(z.string(), z.string()),
+      })
+      .optional(),
   }),
   /** A warm worker: loads `module` and serves invocations on `subjects.invoke(pool)` until idle. */
   z.strictObject({
@@ -231,6 +244,8 @@ export const agentEvent = z.discriminatedUnion('type', [
     cluster: name,
     pool: name,
     state: z.literal('exhausted'),
+    /** Why, as data (see the agents' ExhaustedKind); absent from agents that predate it. */
+    kind: z.enum(['max-nodes', 'capacity', 'quota', 'throttled', 'managed', 'error']).optional(),
     reason: z.string().max(2000),
     retryAfterMs: z.number().nonnegative().max(86_400_000),
     /** Planned nodes that will not come. */
@@ -254,6 +269,22 @@ export const scaleMsg = z.strictObject({
   remove: z.array(z.string().min(1)).default([]),
 });
 
+/**
+ * broker → agent: the cluster was removed (`gantry cluster remove`). The agent terminates `terminate`
+ * (nodes Gantry bought, by name), answers with what it terminated and what it could not, and stops.
+ */
+export const stopMsg = z.strictObject({
+  reason: z.string().max(500),
+  terminate: z.array(z.string().min(1)).max(10_000).default([]),
+});
+
+/** agent → broker: the answer to {@link stopMsg}. */
+export const stopReply = z.strictObject({
+  ok: z.literal(true),
+  terminated: z.array(z.string()),
+  failed: z.array(z.strictObject({ node: z.string(), reason: z.string() })).default([]),
+});
+
 /** broker → agent: stop a lease's work. */
 export const cancelMsg = z.strictObject({ leaseId: id, reason: z.string() });
 
@@ -273,6 +304,8 @@ export const errorMsg = z.strictObject({
   name: z.string().min(1).max(200),
   message: z.string().max(100_000),
   data: z.record(z.string(), z.unknown()).optional(),
+  /** The thrown error's classes, its own first (`['DataQualityError', 'NonRetriableError', 'TaskError']`). */
+  classes: z.array(z.string().min(1).max(200)).max(20).optional(),
   stack: z.string().max(100_000).optional(),
 });
 
@@ -323,6 +356,8 @@ export const lineageRecord = z.object({
     .optional(),
   /** Times the spot node under this execution was reclaimed and the broker placed it again. */
   preemptions: z.int().nonnegative(),
+  /** The artifact holding the execution's log (container and command tasks): `gantry logs`. */
+  logs: z.string().max(200).optional(),
   startedAt: z.number(),
   endedAt: z.number(),
   costUsd: z.number().nonnegative(),
@@ -387,6 +422,10 @@ const ended = {
   endedAt: z.number(),
   /** Lineage records of the tasks this execution called (the root runtime stores them). */
   lineage: z.array(lineageRecord).max(100_000).optional(),
+  /** The same records as one artifact (a JSON array), when too many to travel in the message. */
+  lineageRef: z.string().min(1).max(200).optional(),
+  /** The artifact holding the log of the program a container or command task ran. */
+  logs: z.string().min(1).max(200).optional(),
 };
 
 /** task host → runtime: how an execution ended. */
@@ -403,7 +442,9 @@ export const invokeMsg = z.strictObject({
   /** The worker stops an invocation after this long (TimeoutError). */
   timeoutMs: z.number().positive().optional(),
   executions: z
-    .array(z.strictObject({ execution: id, input: valueMsg }))
+    .array(
+      z.strictObject({ execution: id, input: valueMsg, attempt: z.int().nonnegative().max(1000).optional() }),
+    )
     .min(1)
     .max(10_000),
 });
@@ -436,6 +477,8 @@ export type LaunchMsg = z.output<typeof launchMsg>;
 export type AgentEvents = z.output<typeof agentEvents>;
 export type ScaleMsg = z.output<typeof scaleMsg>;
 export type CancelMsg = z.output<typeof cancelMsg>;
+export type StopMsg = z.output<typeof stopMsg>;
+export type StopReply = z.output<typeof stopReply>;
 export type TaskStateMsg = z.output<typeof taskStateMsg>;
 export type ErrorReply = z.output<typeof errorReply>;
 export type ValueMsg = z.output<typeof valueMsg>;

@@ -14,7 +14,7 @@ import {
   type ValueMsg,
 } from '../protocol/index.ts';
 import { ArtifactMissingError, type ArtifactStore } from './artifacts.ts';
-import { attemptRecord, type Outcome, type RecordDetail } from './attempt-record.ts';
+import { attemptRecord, nestedLineage, type Outcome, type RecordDetail } from './attempt-record.ts';
 import { askBroker } from './broker-request.ts';
 import { coldAttempt } from './cold.ts';
 import { costUsd } from './cost.ts';
@@ -195,7 +195,7 @@ export class Runtime implements Caller {
         continue;
       }
       const { result } = outcome;
-      for (const rec of result.lineage ?? []) scope.record(rec);
+      for (const rec of await nestedLineage(result, this.artifacts)) scope.record(rec);
       const costUsd =
         outcome.lostCostUsd + this.costOf(outcome.lease.pricePerHour, result.startedAt, result.endedAt);
       const err = result.ok ? undefined : fromErrorMsg(result.error, { task: name, execution });
@@ -248,7 +248,7 @@ export class Runtime implements Caller {
           task: task.taskName,
           run: scope.runId,
           team: scope.team,
-          executions: [{ execution: requestId, input }],
+          executions: [{ execution: requestId, input, ...(attempt > 0 ? { attempt } : {}) }],
           ...(limitMs ? { timeoutMs: limitMs } : {}),
         })
         .then((reply) => ({

@@ -111,6 +111,8 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
           ...(scope.workflow ? { workflow: scope.workflow } : {}),
           input,
           ...(limitMs ? { timeoutMs: limitMs } : {}),
+          ...(attempt > 0 ? { attempt } : {}),
+          ...(task.options.program ? { program: task.options.program } : {}),
         },
       },
       name,

@@ -67,6 +67,8 @@ export interface GantryProcess {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
   /** SIGTERM, then its exit code. */
   stop(): Promise<number | null>;
+  /** Resolves with its exit code once it has ended by itself. */
+  exited: Promise<number | null>;
 }
 
 /** Starts the real `gantry` binary in the background, as `gantry up` is started by a user. */
@@ -115,5 +117,6 @@ export function startGantry(args: readonly string[], opts: SpawnOptions = {}): G
       if (child.exitCode === null) child.kill('SIGTERM');
       return exited;
     },
+    exited,
   };
 }

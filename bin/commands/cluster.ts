@@ -14,6 +14,7 @@ import {
   authorizationBlock,
   BROKER_PERMISSIONS,
   ensureUser,
+  HISTORY_PERMISSIONS,
   RUNTIME_PERMISSIONS,
   TASK_PERMISSIONS,
   type NatsUser,
@@ -75,6 +76,7 @@ export function registerClusterCommands(program: Command): void {
       ensureUser(flags.credsDir, 'gantry-broker', BROKER_PERMISSIONS),
       ensureUser(flags.credsDir, 'gantry-runtime', RUNTIME_PERMISSIONS),
       ensureUser(flags.credsDir, 'gantry-tasks', TASK_PERMISSIONS),
+      ensureUser(flags.credsDir, 'gantry-history', HISTORY_PERMISSIONS),
     ];
     for (const c of onboarded) ensureUser(flags.credsDir, `agent-${c.name}`, agentPermissions(c.name));
     // Every agent onboarded so far, so the block can replace the previous one.
@@ -118,25 +120,42 @@ export function registerClusterCommands(program: Command): void {
     printObject(flags.output, a.cluster, (wide) => describeCluster(a.cluster, wide, Date.now()));
   });
 
-  for (const verb of ['drain', 'undrain', 'remove'] as const) {
-    const what = {
-      drain: 'Stop new placements on a cluster; running work finishes',
-      undrain: 'Place new work on a drained cluster again',
-      remove: 'Forget a drained cluster',
-    }[verb];
-    brokerOptions(cluster.command(`${verb} <name>`).description(what)).action(
-      async (name: string, flags: PrintFlags) => {
-        const a = await admin(flags, verb, { name });
-        const line =
-          verb === 'drain'
-            ? `cluster ${name} draining: no new placements; running work finishes (gantry cluster describe ${name} shows what is left)\n`
-            : verb === 'undrain'
-              ? `cluster ${name} takes new placements again\n`
-              : `cluster ${name} removed\n`;
-        printObject(flags.output, a.cluster ?? a, () => line);
-      },
-    );
-  }
+  brokerOptions(
+    cluster.command('drain <name>').description('Stop new placements on a cluster; running work finishes'),
+  ).action(async (name: string, flags: PrintFlags) => {
+    const a = await admin(flags, 'drain', { name });
+    const line = `cluster ${name} draining: no new placements; running work finishes (gantry cluster describe ${name} shows what is left)\n`;
+    printObject(flags.output, a.cluster ?? a, () => line);
+  });
+
+  brokerOptions(
+    cluster.command('undrain <name>').description('Place new work on a drained cluster again'),
+  ).action(async (name: string, flags: PrintFlags) => {
+    const a = await admin(flags, 'undrain', { name });
+    printObject(flags.output, a.cluster ?? a, () => `cluster ${name} takes new placements again\n`);
+  });
+
+  brokerOptions(
+    cluster
+      .command('remove <name>')
+      .description(
+        'Forget a drained cluster whose nodes Gantry bought are gone, and stop its agent (--force terminates them first)',
+      )
+      .option('--force', 'terminate the nodes Gantry bought for the cluster first'),
+  ).action(async (name: string, flags: PrintFlags & { force?: boolean }) => {
+    // Terminating nodes takes the cloud a while: wait as long as the broker waits for the agent.
+    const a = (await admin(flags, 'remove', { name, force: flags.force === true }, 70_000)) as {
+      terminated?: string[];
+      agentStopped?: boolean;
+    };
+    const terminated = a.terminated ?? [];
+    const line =
+      `cluster ${name} removed` +
+      (terminated.length > 0 ? `; terminated ${terminated.length} node(s): ${terminated.join(', ')}` : '') +
+      (a.agentStopped ? '; its agent stopped' : '; its agent did not answer (stop it yourself)') +
+      '\n';
+    printObject(flags.output, a, () => line);
+  });
 
   const get = program
     .command('get')

@@ -310,7 +310,9 @@ async function runAndReport(
     display.close();
   }
   sub.unsubscribe();
-  runtime.stopWorkers();
+  // Over NATS, warm workers outlive the run (the next run of the same module finds them warm) and stop
+  // when idle for their `idleTtl`; embedded, they end with this process's clusters.
+  if (conn.embedded) runtime.stopWorkers();
   return { result, records };
 }
 

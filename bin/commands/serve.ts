@@ -10,11 +10,14 @@ import {
   createAgent,
   createLocalExecutor,
   createSimExecutor,
-  createSimProvisioner,
+  createProvisioner,
   type Executor,
   type NodeProvisioner,
+  type ProvisionerKind,
+  resolveProvisionerKind,
   withTaskHost,
 } from '../../agents/index.ts';
+import type { KubeExecutor } from '../../agents/cloud-index.ts';
 import {
   collectProcessMetrics,
   createBroker,
@@ -55,7 +58,7 @@ async function backends(
   transport: NatsTransport,
   speedup: number,
   image: string | undefined,
-  provisionerKind: string,
+  provisionerKind: Exclude<ProvisionerKind, 'cloud'>,
   logger: Logger,
 ): Promise<{ executor: Executor; provisioner: NodeProvisioner }> {
   // Workflow tasks that run in this process read and write large values in the JetStream object store.
@@ -91,31 +94,30 @@ async function backends(
     logger,
   });
   await executor.watch();
-  const provisioner =
-    provisionerKind === 'kubernetes'
-      ? cloud.createKubeNodeProvisioner(executor)
-      : await cloudProvisioner(flags, cluster, provisionerKind, speedup, logger);
-  return { executor, provisioner };
+  return {
+    executor,
+    provisioner: await cloudProvisioner(flags, cluster, provisionerKind, speedup, logger, executor),
+  };
 }
 
-async function cloudProvisioner(
+/** The cluster's provisioner, through the one registry (agents/provisioner-registry.ts). */
+function cloudProvisioner(
   flags: AgentFlags,
   cluster: Cluster,
-  kind: string,
+  kind: Exclude<ProvisionerKind, 'cloud'>,
   speedup: number,
   logger: Logger,
+  kubeExecutor?: KubeExecutor,
 ): Promise<NodeProvisioner> {
-  if (kind === 'sim') return createSimProvisioner(cluster, { speedup });
-  const cloud = await import('../../agents/cloud-index.ts');
-  if (kind === 'ec2')
-    return cloud.createEc2Provisioner(cluster, {
-      ...(flags.launchTemplate ? { launchTemplate: flags.launchTemplate } : {}),
-      logger,
-    });
-  return cloud.createGceProvisioner(cluster, {
-    ...(flags.project ? { project: flags.project } : {}),
-    ...(flags.zone ? { zone: flags.zone } : {}),
+  return createProvisioner(cluster, kind, {
+    speedup,
     logger,
+    ec2: flags.launchTemplate ? { launchTemplate: flags.launchTemplate } : {},
+    gce: {
+      ...(flags.project ? { project: flags.project } : {}),
+      ...(flags.zone ? { zone: flags.zone } : {}),
+    },
+    ...(kubeExecutor ? { kubeExecutor } : {}),
   });
 }
 
@@ -275,7 +277,7 @@ export function registerServeCommands(program: Command): void {
     .option('--executor <kind>', 'sim, local or kubernetes', 'sim')
     .option(
       '--provisioner <kind>',
-      'sim, ec2, gce or kubernetes (nodes managed outside Gantry); default: kubernetes with --executor kubernetes, else sim',
+      "sim, ec2, gce, cloud (the cluster provider's: aws → ec2, gcp → gce) or kubernetes (nodes managed outside Gantry); default: kubernetes with --executor kubernetes, else sim",
     )
     .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)')
     .option('--namespace <ns>', 'namespace of task pods', 'gantry-tasks')
@@ -301,9 +303,12 @@ export function registerServeCommands(program: Command): void {
         );
       if (!['sim', 'local', 'kubernetes'].includes(flags.executor))
         throw new UsageError(`--executor must be sim, local or kubernetes, not '${flags.executor}'`);
-      const provisionerKind = flags.provisioner ?? (flags.executor === 'kubernetes' ? 'kubernetes' : 'sim');
-      if (!['sim', 'ec2', 'gce', 'kubernetes'].includes(provisionerKind))
-        throw new UsageError(`--provisioner must be sim, ec2, gce or kubernetes, not '${provisionerKind}'`);
+      const resolved = resolveProvisionerKind(
+        cluster,
+        flags.provisioner ?? (flags.executor === 'kubernetes' ? 'kubernetes' : 'sim'),
+      );
+      if (!resolved.ok) throw new UsageError(resolved.message);
+      const provisionerKind = resolved.kind;
       if (provisionerKind === 'kubernetes' && flags.executor !== 'kubernetes')
         throw new UsageError('--provisioner kubernetes goes with --executor kubernetes');
       const image = flags.image ?? process.env.GANTRY_IMAGE;
@@ -331,6 +336,11 @@ export function registerServeCommands(program: Command): void {
         heartbeatMs: number('--heartbeat', flags.heartbeat, 50),
         logger,
         speedup,
+        // `gantry cluster remove`: the nodes are terminated and the agent stopped; the process ends.
+        onRemoved: () => {
+          server?.close();
+          void transport.close().then(() => process.exit(0));
+        },
       });
       // Before start, which waits for the broker to accept the registration: /readyz says so meanwhile.
       const server = await metricsServer(agent.metrics.registry, flags, {
