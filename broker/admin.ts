@@ -1,10 +1,11 @@
 /**
- * Operator requests on `gantry.v1.broker.admin.<verb>`: list and describe clusters, drain and remove
- * them, list requests, leases and nodes, show the platform the broker plans with, and apply changes to
+ * Operator requests on `gantry.v1.broker.admin.<verb>`: list and describe clusters, drain, undrain and
+ * remove them, list requests, leases and nodes, show the platform the broker plans with, and apply changes to
  * it. What `gantry cluster`, `gantry get` and `gantry apply` call.
  */
 import type { BudgetStatus } from './budgets.ts';
 import { z } from 'zod';
+import { pageOf } from './admin-page.ts';
 import type { Cluster, Platform } from '../policies/index.ts';
 import {
   decodeJson,
@@ -52,8 +53,10 @@ const onboardMsg = z.strictObject({
   }),
 });
 const listing = z.strictObject({
-  limit: z.int().positive().max(100_000).default(1000),
+  limit: z.int().positive().max(1_000_000).default(1000),
   state: z.string().optional(),
+  /** Newest rows to skip: where the page starts (the previous answer's `next`). */
+  offset: z.int().nonnegative().default(0),
 });
 
 /** Answers one admin request. */
@@ -92,10 +95,13 @@ export function handleAdmin(msg: Msg, ctx: AdminContext): void {
         },
       });
     }
-    case 'drain': {
+    case 'drain':
+    case 'undrain': {
       const c = named();
       if (!c) return;
-      c.draining = true;
+      c.draining = verb === 'drain';
+      // Undrained: what waited for this cluster may go there now.
+      if (!c.draining) ctx.schedule();
       return reply({ cluster: summary(c) });
     }
     case 'remove':
@@ -106,7 +112,15 @@ export function handleAdmin(msg: Msg, ctx: AdminContext): void {
       if (!p.ok) return ctx.bad(msg, msg.subject, p.error);
       const rows = verb === 'requests' ? [...ctx.state.requests.values()] : [...ctx.state.leases.values()];
       const filtered = rows.filter((r) => !p.value.state || r.state === p.value.state);
-      return reply({ total: filtered.length, [verb]: filtered.slice(-p.value.limit) });
+      // Answers stay under the payload limit: the caller asks again from `next`.
+      const page = pageOf(filtered, p.value);
+      const next = page.next === undefined ? '' : `,"next":${page.next}`;
+      return ctx.transport.respond(
+        msg,
+        new TextEncoder().encode(
+          `{"ok":true,"total":${filtered.length}${next},"${verb}":[${page.json.join(',')}]}`,
+        ),
+      );
     }
     case 'onboard': {
       const p = parseMessage(onboardMsg, msg.data);
