@@ -50,6 +50,11 @@ export interface RuntimeOptions {
   inlineLimit?: number;
   /** Wait this long for the broker's answer before asking again with the same request id. */
   replyTimeoutMs?: number;
+  /**
+   * Set when this runtime runs inside a cluster's task host (nested calls): requests go through the
+   * cluster's agent subject, which its credential may use, instead of the team's.
+   */
+  cluster?: string;
   /** Remembers outputs of tasks with `cache` set; without it nothing is cached. */
   cache?: OutputCache;
   /** Progress display for `map`; `false` for none. Default: a bar on a TTY, lines otherwise. */
@@ -276,8 +281,8 @@ export class Runtime implements Caller {
    * Asks the broker for a lease, asking again (same id: idempotent) while it does not answer.
    * @internal for cold.ts and {@link WorkerPool}
    */
-  ask(body: Record<string, unknown>, task: string): Promise<LeaseMsg> {
-    return askBroker(this.transport, body, task, this.#opts.replyTimeoutMs);
+  ask(body: Record<string, unknown> & { team: string }, task: string): Promise<LeaseMsg> {
+    return askBroker(this.transport, body, task, this.#opts.replyTimeoutMs, this.#opts.cluster);
   }
 
   /** The warm worker pool for a reusable task with these resources. @internal for map.ts */
@@ -321,7 +326,7 @@ export class Runtime implements Caller {
   /** Publishes a run event (what `gantry run` prints). @internal for calls and {@link WorkerPool} */
   emit(scope: Scope, event: Omit<RunEvent, 'run' | 'parent'> & { parent?: string }): void {
     const full: RunEvent = { run: scope.runId, parent: scope.execution, ...event };
-    this.transport.publish(subjects.runEvents(scope.runId), encodeJson(full));
+    this.transport.publish(subjects.runEvents(scope.team, scope.runId), encodeJson(full));
   }
 
   /** Asks every warm worker this client started to stop (they stop by themselves when idle, too). */

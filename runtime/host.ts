@@ -35,6 +35,8 @@ export interface HostServices {
   artifacts: ArtifactStore;
   /** Simulated seconds per wall-clock second, for the cost of nested calls. Default 1. */
   timeScale?: number;
+  /** The cluster this host runs on: its tasks' nested calls go through that cluster's agent subject. */
+  cluster?: string;
 }
 
 export type TaskWork = Extract<WorkSpec, { kind: 'task' }>;
@@ -236,7 +238,7 @@ export async function runTaskLease(
   // A lease stopped meanwhile (preempted, cancelled) reports nothing: the broker places it again.
   if (signal.aborted) return undefined;
   try {
-    services.transport.publish(subjects.result(work.execution), encodeJson(result));
+    services.transport.publish(subjects.result(work.team, work.execution, lease.cluster), encodeJson(result));
     return result;
   } catch (err) {
     // Over the transport's message limit (a huge lineage): the result says so instead.
@@ -247,7 +249,7 @@ export async function runTaskLease(
       startedAt: result.startedAt,
       endedAt: result.endedAt,
     };
-    services.transport.publish(subjects.result(work.execution), encodeJson(failed));
+    services.transport.publish(subjects.result(work.team, work.execution, lease.cluster), encodeJson(failed));
     return failed;
   }
 }
@@ -298,7 +300,7 @@ export async function serveWorker(
       idle = setTimeout(() => (busy === 0 ? finish() : armIdle()), work.idleTtlMs);
     };
     const sub = t.subscribe(
-      subjects.invoke(work.pool),
+      subjects.invoke(work.team, work.pool),
       (msg) => {
         const p = parseMessage(invokeMsg, msg.data);
         if (!p.ok) {
@@ -336,7 +338,7 @@ export async function serveWorker(
       },
       { queue: work.pool },
     );
-    const stop = t.subscribe(subjects.stopWorkers(work.pool), finish);
+    const stop = t.subscribe(subjects.stopWorkers(work.team, work.pool), finish);
     signal.addEventListener('abort', finish);
     armIdle();
   });

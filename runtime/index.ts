@@ -44,7 +44,7 @@ export type { OutputCache, RunEvent, RuntimeOptions } from './client.ts';
 export { runWorkflow, listRuns, loadWorkflow, storeCache } from './run.ts';
 export type { RunOptions, RunResult } from './run.ts';
 export { openLocalArtifacts } from './artifacts.ts';
-export type { ArtifactStore } from './artifacts.ts';
+export type { ArtifactStore, CollectableArtifactStore, StoredArtifact } from './artifacts.ts';
 export { createTaskHost } from './host.ts';
 export {
   edgesOf,

@@ -108,7 +108,7 @@ describe.each(['embedded', 'nats'] as const)('workflows (%s)', (mode) => {
   it('a task whose spot node is reclaimed finishes on another pool', async () => {
     const events: RunEvent[] = [];
     const runId = `run-spot-${mode}`;
-    const sub = system.transport.subscribe(subjects.runEvents(runId), (msg) => {
+    const sub = system.transport.subscribe(subjects.runEvents('ml', runId), (msg) => {
       const ev = decodeJson(msg.data) as RunEvent;
       events.push(ev);
       if (ev.type === 'running' && ev.task === 'long-spot' && ev.placement?.capacityType === 'spot')

@@ -285,7 +285,7 @@ async function runAndReport(
       : '';
   display.event(`run ${runId}: ${loaded.workflow.taskName} from ${file} as team ${team}${how}`);
   const watch = waitWatch(display);
-  const sub = conn.transport.subscribe(subjects.runEvents(runId), (msg) => {
+  const sub = conn.transport.subscribe(subjects.runEvents(team, runId), (msg) => {
     const p = parseMessage(runEvent, msg.data);
     if (!p.ok) return;
     const ev = p.value;
