@@ -15,6 +15,7 @@ import {
   followSource,
   historyApi,
   openHistory,
+  recordBudgets,
   serveHistoryApi,
   SOURCES,
   type Source,
@@ -91,6 +92,7 @@ async function runHistory(flags: HistoryServeFlags): Promise<void> {
     await nats?.close();
     throw err;
   });
+  if (platform) await recordBudgets(history.db, platform, Date.now());
   const app = historyApi({
     db: history.db,
     ...(platform ? { platform, onDemand: onDemandPrices(platform), backends: await defaultBackends() } : {}),

@@ -17,6 +17,7 @@ import {
   httpHistoryClient,
   localHistoryClient,
   openHistory,
+  recordBudgets,
   type RunDetail,
 } from '../../history/index.ts';
 import { loadPlatform, type Platform } from '../../policies/index.ts';
@@ -85,6 +86,7 @@ export async function withHistory<T>(
     );
   const platform: Platform | undefined = flags.file ? loadPlatform(flags.file).platform : undefined;
   return withCaughtUpHistory(flags, async (history) => {
+    if (platform) await recordBudgets(history.db, platform, Date.now());
     const app = historyApi({
       db: history.db,
       ...(platform
