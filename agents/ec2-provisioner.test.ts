@@ -414,6 +414,8 @@ describe('restart', () => {
   });
 
   it('reports an adopted node when it comes up', async () => {
+    // Pending until the test says so: with the suite's 30 ms, a slow refresh could see it running.
+    await restartEc2({ launchDelayMs: 3_600_000 });
     const first = start();
     await first.provisioner.add(onDemandPool, ['p1']);
     await first.provisioner.close();
@@ -422,6 +424,7 @@ describe('restart', () => {
     await second.provisioner.refresh();
     expect(second.provisioner.list()).toMatchObject([{ plannedId: 'p1', ready: false }]);
 
+    ec2.runPending();
     await waitUntil(() => expect(changes(second.events, 'ready')).toHaveLength(1));
     expect(changes(second.events, 'ready')[0]!.node).toMatchObject({
       name: ec2.instances()[0]!.privateDnsName,

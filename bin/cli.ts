@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 import { registerCatalogCommand } from './commands/catalog.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
+import { registerLogsCommand } from './commands/logs.ts';
 import { registerPlanCommand } from './commands/plan.ts';
 import { registerHistoryCommands } from './commands/history.ts';
 import { registerHistoryServeCommand } from './commands/history-serve.ts';
@@ -52,6 +53,7 @@ export function buildProgram(): Command {
   registerPlatformCommands(program);
   registerRunCommands(program);
   registerWorkerCommand(program);
+  registerLogsCommand(program);
   registerReportCommand(program);
   registerSpotPricesCommand(program);
   registerHistoryCommands(program);

@@ -5,6 +5,7 @@
  */
 import type { BudgetStatus } from './budgets.ts';
 import { z } from 'zod';
+import { pageOf } from './admin-page.ts';
 import type { Cluster, Platform } from '../policies/index.ts';
 import {
   decodeJson,
@@ -52,8 +53,10 @@ const onboardMsg = z.strictObject({
   }),
 });
 const listing = z.strictObject({
-  limit: z.int().positive().max(100_000).default(1000),
+  limit: z.int().positive().max(1_000_000).default(1000),
   state: z.string().optional(),
+  /** Newest rows to skip: where the page starts (the previous answer's `next`). */
+  offset: z.int().nonnegative().default(0),
 });
 
 /** Answers one admin request. */
@@ -109,7 +112,15 @@ export function handleAdmin(msg: Msg, ctx: AdminContext): void {
       if (!p.ok) return ctx.bad(msg, msg.subject, p.error);
       const rows = verb === 'requests' ? [...ctx.state.requests.values()] : [...ctx.state.leases.values()];
       const filtered = rows.filter((r) => !p.value.state || r.state === p.value.state);
-      return reply({ total: filtered.length, [verb]: filtered.slice(-p.value.limit) });
+      // Answers stay under the payload limit: the caller asks again from `next`.
+      const page = pageOf(filtered, p.value);
+      const next = page.next === undefined ? '' : `,"next":${page.next}`;
+      return ctx.transport.respond(
+        msg,
+        new TextEncoder().encode(
+          `{"ok":true,"total":${filtered.length}${next},"${verb}":[${page.json.join(',')}]}`,
+        ),
+      );
     }
     case 'onboard': {
       const p = parseMessage(onboardMsg, msg.data);

@@ -8,7 +8,7 @@
  *
  * const transport = createMemoryTransport();
  * const store = await openLocalStore('.gantry/state');
- * transport.subscribe(subjects.request, (msg) => transport.respond(msg, encodeJson({ ok: true })));
+ * transport.subscribe(subjects.request('ml'), (msg) => transport.respond(msg, encodeJson({ ok: true })));
  * await store.append(encodeJson({ type: 'started' }));
  */
 export {

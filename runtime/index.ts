@@ -24,10 +24,14 @@ export {
   ValidationError,
 } from './errors.ts';
 export { task } from './task.ts';
+export { commandTask, containerTask } from './container-task.ts';
+export type { ContainerTaskOptions, ProgramTaskOptions } from './container-task.ts';
+export { Artifact } from './command-run.ts';
 export type {
   MapOptions,
   Override,
   Placement,
+  ProgramSpec,
   Resources,
   RetryPolicy,
   ReusePolicy,

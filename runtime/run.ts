@@ -6,7 +6,7 @@ import { pathToFileURL } from 'node:url';
 import type { Store, ValueMsg } from '../protocol/index.ts';
 import type { OutputCache, Runtime } from './client.ts';
 import { newId } from './ids.ts';
-import { toErrorMsg } from './errors.ts';
+import { registerErrorClasses, toErrorMsg } from './errors.ts';
 import { type LineageRecord, LineageWriter, type RunRecord, runRecord } from './lineage.ts';
 import { type Task, type TaskContext, withScope } from './task.ts';
 import { refsOf } from './refs.ts';
@@ -104,6 +104,7 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
         why: 'the workflow itself runs in the driver',
       },
       signal: new AbortController().signal,
+      artifacts: runtime.artifacts,
     };
     const scope = {
       caller: runtime,
@@ -206,6 +207,7 @@ export function storeCache(store: Store): OutputCache {
  */
 export async function loadWorkflow(file: string, name?: string): Promise<{ workflow: Task; module: string }> {
   const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  registerErrorClasses(mod);
   const isTask = (v: unknown): v is Task =>
     typeof v === 'function' && typeof (v as Task).taskName === 'string';
   const tasks = Object.entries(mod).filter(([, v]) => isTask(v)) as [string, Task][];

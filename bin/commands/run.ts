@@ -285,7 +285,7 @@ async function runAndReport(
       : '';
   display.event(`run ${runId}: ${loaded.workflow.taskName} from ${file} as team ${team}${how}`);
   const watch = waitWatch(display);
-  const sub = conn.transport.subscribe(subjects.runEvents(runId), (msg) => {
+  const sub = conn.transport.subscribe(subjects.runEvents(team, runId), (msg) => {
     const p = parseMessage(runEvent, msg.data);
     if (!p.ok) return;
     const ev = p.value;
@@ -310,7 +310,9 @@ async function runAndReport(
     display.close();
   }
   sub.unsubscribe();
-  runtime.stopWorkers();
+  // Over NATS, warm workers outlive the run (the next run of the same module finds them warm) and stop
+  // when idle for their `idleTtl`; embedded, they end with this process's clusters.
+  if (conn.embedded) runtime.stopWorkers();
   return { result, records };
 }
 

@@ -66,6 +66,7 @@ async function backends(
     transport,
     artifacts: await openJetStreamArtifacts(transport.connection),
     timeScale: speedup,
+    cluster: cluster.name,
   };
   if (flags.executor !== 'kubernetes') {
     const executor =
