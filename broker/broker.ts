@@ -18,7 +18,9 @@ import {
   type Store,
   type Subscription,
   subjects,
+  type TaskStateMsg,
   type Transport,
+  type BrokerFailureKind,
 } from '../protocol/index.ts';
 import type { LpBackends } from '../solver/index.ts';
 import { admit } from './admission.ts';
@@ -31,6 +33,7 @@ import { onDemandPrices } from './cost-report.ts';
 import { FleetGauges, observePlan } from './fleet-gauges.ts';
 import { type NodeLife, NodeLedger, type TaskUsage, usageOf } from './ledger.ts';
 import { Leadership } from './leader.ts';
+import { overrunActions } from './overrun.ts';
 import { type BrokerMetrics, createBrokerMetrics, type MetricsLabels } from './metrics.ts';
 import type { Readiness } from './metrics-http.ts';
 import { loadRecords, readLifecycle, type RequestRecord } from './records.ts';
@@ -381,11 +384,45 @@ export function createBroker(opts: BrokerOptions): Broker {
     s: string,
     reason?: string,
     node?: string,
+    extra?: Pick<TaskStateMsg, 'hold' | 'failure'>,
   ): void {
     transport.publish(
       subjects.taskState(requestId),
-      encodeJson({ requestId, leaseId, state: s, at: clock(), reason, node }),
+      encodeJson({ requestId, leaseId, state: s, at: clock(), reason, node, ...extra }),
     );
+  }
+
+  /**
+   * Ends a lease the broker decided to stop (budget, cancelled or abandoned run): failed with a typed
+   * reason for its requester, and its work stopped on the agent.
+   */
+  function stopLease(leaseId: string, failure: { kind: BrokerFailureKind; detail: string }): boolean {
+    const lease = state.leases.get(leaseId);
+    const r = lease && state.transition(leaseId, 'failed', { reason: `${failure.kind}: ${failure.detail}` });
+    if (!lease || !r) return false;
+    transport.publish(subjects.cancel(lease.cluster), encodeJson({ leaseId, reason: failure.detail }));
+    log.warn({ leaseId, requestId: r.requestId, ...failure }, 'lease stopped');
+    publishState(r.requestId, leaseId, 'failed', r.reason, undefined, { failure });
+    state.release();
+    flushSoon();
+    return true;
+  }
+
+  /** Extends or stops leases past their committed duration under a monthly budget. */
+  function checkOverruns(now: number): void {
+    if (!anyMonthly) return;
+    const actions = overrunActions({
+      active: state.active(),
+      requests: state.requests,
+      budgets,
+      now,
+      lookaheadMs: Math.max(50, heartbeatMs / 2) * 2,
+      timeScale: scale,
+    });
+    for (const a of actions) {
+      if (a.kind === 'extend') a.lease.committedUntil = a.until;
+      else stopLease(a.lease.leaseId, { kind: 'budget-overrun', detail: a.detail });
+    }
   }
 
   /**
@@ -657,6 +694,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     const now = clock();
     if (!connected) return;
     inventory.expirePlanned(now, PLANNED_MAX_AGE_MS);
+    checkOverruns(now);
     for (const c of inventory.checkHealth(now, 1.5 * heartbeatMs, 0.5 * heartbeatMs)) {
       metrics.clusterHealthy.set({ cluster: c.name }, 0);
       for (const l of state.activeOn(c.name)) lose(l.leaseId, `cluster ${c.name} stopped sending heartbeats`);
@@ -883,7 +921,16 @@ function metricLabels(platform: Platform): MetricsLabels {
 }
 
 function toLeaseMsg(l: import('./records.ts').LeaseRecord) {
-  const { state: _s, actualNode: _a, startedAt: _st, endedAt: _e, reason: _r, placedAt: _p, ...msg } = l;
+  const {
+    state: _s,
+    actualNode: _a,
+    startedAt: _st,
+    endedAt: _e,
+    reason: _r,
+    placedAt: _p,
+    committedUntil: _c,
+    ...msg
+  } = l;
   return msg;
 }
 

@@ -2,7 +2,7 @@
  * Team budgets from ResourcePolicies. The $/hour cap is a constraint of the plan (the solver keeps a
  * team's running spend rate under it). The monthly cap is checked here before each plan, against the
  * team's spend this month (from the ledger) plus what its running work has committed (price × its
- * declared duration): a request whose least possible cost would cross the cap is held, and once the
+ * declared duration, extended while it overruns): a request whose least possible cost would cross the cap is held, and once the
  * cap is reached all the team's requests are, with a reason that names the budget, until spend drops
  * out of the month or the cap is raised. Crossing an alert threshold (80%, 100%) is logged once and
  * counted in a metric.
@@ -92,11 +92,27 @@ export class Budgets {
     for (const l of active) {
       const r = requests.get(l.requestId);
       if (!r) continue;
+      const end = Math.max(this.committedUntil(l, r), now);
       const start = l.startedAt ?? l.placedAt;
-      const end = Math.max(start + (r.resources.durationSeconds * 1000) / this.timeScale, now);
       out.set(r.team, (out.get(r.team) ?? 0) + (l.pricePerHour * (end - start) * this.timeScale) / HOUR);
     }
     return out;
+  }
+
+  /**
+   * Until when (broker clock) a lease's cost is committed: its declared duration from its start, or
+   * later once the broker extended it (see `enforceOverruns`).
+   */
+  committedUntil(l: LeaseRecord, r: RequestRecord): number {
+    return (
+      l.committedUntil ?? (l.startedAt ?? l.placedAt) + (r.resources.durationSeconds * 1000) / this.timeScale
+    );
+  }
+
+  /** The team's policy, when it has a monthly budget. */
+  monthlyPolicy(team: string): Policy | undefined {
+    const p = this.#policy(team);
+    return p?.budget?.perMonth === undefined ? undefined : p;
   }
 
   /** Where a team stands against its monthly cap, given what its running work commits; undefined without one. */

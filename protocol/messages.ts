@@ -257,7 +257,33 @@ export const scaleMsg = z.strictObject({
 /** broker → agent: stop a lease's work. */
 export const cancelMsg = z.strictObject({ leaseId: id, reason: z.string() });
 
-/** broker → runtime: a task's state changed. `lease` is set when the broker placed it again. */
+/**
+ * Why the broker itself ended a request or a lease (the runtime turns each into its error class):
+ * a lease past its declared duration with no budget left (`budget-overrun`), a request that waited
+ * longer than its policy's `maxQueueTime`, a run cancelled by `gantry run cancel` or Ctrl-C, a run whose
+ * driver stopped sending heartbeats (`run-abandoned`).
+ */
+export const brokerFailureKind = z.enum([
+  'budget-overrun',
+  'max-queue-time',
+  'run-cancelled',
+  'run-abandoned',
+]);
+/** One of {@link brokerFailureKind}. */
+export type BrokerFailureKind = z.infer<typeof brokerFailureKind>;
+
+/** Why a pending request waits: the kind is for programs, the detail for people. */
+export const holdKind = z.enum(['capacity', 'quota', 'budget', 'policy', 'other']);
+/** One of {@link holdKind}. */
+export type HoldKind = z.infer<typeof holdKind>;
+
+/** A typed reason: `{ kind, detail }`. */
+const reasonOf = <K extends z.ZodType>(kind: K) => z.strictObject({ kind, detail: z.string().max(2000) });
+
+/**
+ * broker → runtime: a task's state changed. `lease` is set when the broker placed it again; `hold`
+ * says why a pending request waits (each time that changes); `failure` why the broker ended it.
+ */
 export const taskStateMsg = z.strictObject({
   requestId: id,
   leaseId: id.optional(),
@@ -266,6 +292,8 @@ export const taskStateMsg = z.strictObject({
   node: z.string().optional(),
   reason: z.string().optional(),
   lease: leaseMsg.optional(),
+  hold: reasonOf(holdKind).optional(),
+  failure: reasonOf(brokerFailureKind).optional(),
 });
 
 /** A typed failure on the wire; the runtime turns `name` back into its error class. */
@@ -369,7 +397,17 @@ export const placementMsg = z.object({
 
 /** runtime → anyone watching a run (`subjects.runEvents`): what `gantry run` prints. */
 export const runEvent = z.strictObject({
-  type: z.enum(['placed', 'running', 'preempted', 'retry', 'succeeded', 'failed', 'cached', 'workers']),
+  type: z.enum([
+    'placed',
+    'running',
+    'preempted',
+    'retry',
+    'succeeded',
+    'failed',
+    'cached',
+    'workers',
+    'held',
+  ]),
   run: z.string().min(1),
   execution: z.string().min(1),
   task: z.string().min(1),
@@ -379,6 +417,8 @@ export const runEvent = z.strictObject({
   placement: placementMsg.optional(),
   message: z.string().optional(),
   costUsd: z.number().optional(),
+  /** For `held`: why the broker holds it, as it said. */
+  hold: reasonOf(holdKind).optional(),
 });
 
 const ended = {

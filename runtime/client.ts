@@ -5,6 +5,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import {
+  brokerFailureKind,
+  type BrokerFailureKind,
   decodeJson,
   encodeJson,
   invokeReply,
@@ -26,6 +28,7 @@ import {
 import { formatMemory, parseMemory } from '../policies/quantities.ts';
 import { ArtifactMissingError, type ArtifactStore } from './artifacts.ts';
 import {
+  BROKER_FAILURES,
   fromErrorMsg,
   NonRetriableError,
   OutOfMemoryError,
@@ -337,8 +340,9 @@ export class Runtime implements Caller {
     let preemptions = 0;
     let lostCostUsd = 0;
     let failTimer: NodeJS.Timeout | undefined;
-    let settle!: (v: { result: ResultMsg } | { failed: string }) => void;
-    const ended = new Promise<{ result: ResultMsg } | { failed: string }>((r) => (settle = r));
+    type End = { result: ResultMsg } | { failed: string } | { error: TaskError };
+    let settle!: (v: End) => void;
+    const ended = new Promise<End>((r) => (settle = r));
     const base = { execution, task: name, attempt, parent: scope.execution };
     const subs = [
       t.subscribe(subjects.result(requestId), (msg) => {
@@ -378,6 +382,11 @@ export class Runtime implements Caller {
             ...(lease ? { placement: placementOf(lease, s.node) } : {}),
             message: `${s.state}: ${s.reason ?? ''}; the broker places it again`,
           });
+        } else if (s.state === 'pending' && s.hold) {
+          this.emit(scope, { ...base, type: 'held', at: s.at, hold: s.hold, message: s.hold.detail });
+        } else if (s.state === 'failed' && s.failure) {
+          // The broker stopped it (budget, cancelled run): no result will come.
+          settle({ error: brokerError(s.failure, name) });
         } else if (s.state === 'failed') {
           // The host publishes the result before the agent reports the end; a failure without a
           // result (a crash the host could not report) is synthesized after a grace period.
@@ -421,6 +430,7 @@ export class Runtime implements Caller {
         ...(overridden ? { message: `override ${describeResources(resources)}` } : {}),
       });
       const end = await ended;
+      if ('error' in end) throw end.error;
       const result: ResultMsg =
         'result' in end
           ? end.result
@@ -465,6 +475,8 @@ export class Runtime implements Caller {
       if (!p.ok) throw new TaskError(`the broker sent a bad reply: ${p.error.message}`);
       if (p.value.ok) return p.value.lease;
       const { code, message, field } = p.value.error;
+      const failure = brokerFailureKind.safeParse(code);
+      if (failure.success) throw brokerError({ kind: failure.data, detail: message }, task);
       const info = {
         code,
         ...(field ? { field } : {}),
@@ -879,6 +891,11 @@ function stripRuntime(override: Override | undefined): Resources {
 }
 
 /** The typed error for a failure the host could not report itself (the process died). */
+/** The typed error of a request or lease the broker ended itself. */
+function brokerError(f: { kind: BrokerFailureKind; detail: string }, task: string): TaskError {
+  return new BROKER_FAILURES[f.kind](`${task}: ${f.detail}`, { kind: f.kind });
+}
+
 function failureFromReason(
   reason: string,
   memoryMiB: number,

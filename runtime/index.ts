@@ -14,11 +14,14 @@ import { currentScope, type MapOptions, type Task } from './task.ts';
 
 export { z };
 export {
+  BudgetExceededError,
+  MaxQueuedTimeExceededError,
   NonRetriableError,
   OutOfMemoryError,
   PolicyRefusedError,
   PreemptedError,
   RetryAfterError,
+  RunCancelledError,
   TaskError,
   TimeoutError,
   ValidationError,
