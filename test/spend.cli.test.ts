@@ -84,3 +84,23 @@ describe('monthly budgets on actual spend', () => {
     expect(spent).toBeGreaterThan(0.5);
   }, 60_000);
 });
+
+describe('fractional GPUs', () => {
+  it('refuses a GPU fraction below the smallest slice, naming the field', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'gantry-spend-'));
+    const r = await run(state, 'fractions', 'shared', { gpu: 'L4:0.0000001', ms: 100 });
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(
+      /PolicyRefusedError: slice: resources\.gpu: 'L4:0\.0000001' asks for 1e-7 of a GPU: a shared device is sliced in tenths/,
+    );
+  }, 60_000);
+
+  it('counts each half GPU against a 2-GPU quota: at most four of twelve run at once', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'gantry-spend-'));
+    const r = await run(state, 'fractions', 'shared', { gpu: 'L4:0.5', ms: 1500 }, '60');
+    expect(r.code).toBe(0);
+    const most = Number(/output: (\d+)/.exec(r.out)![1]);
+    expect(most).toBeGreaterThan(1);
+    expect(most).toBeLessThanOrEqual(4);
+  }, 90_000);
+});
