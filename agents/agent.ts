@@ -20,6 +20,7 @@ import {
   subjects,
   type TaskState,
   type Transport,
+  TransportClosedError,
 } from '../protocol/index.ts';
 import type { Executor } from './executor.ts';
 import { AGENT_LEASE_STATES, AGENT_NODE_STATES, type AgentMetrics, createAgentMetrics } from './metrics.ts';
@@ -130,6 +131,9 @@ export function createAgent(opts: AgentOptions): Agent {
   let heartbeat: NodeJS.Timeout | undefined;
   let seq = 0;
   let stopped = false;
+  // Set once `stop()` sent the last events: an executor's processes can still exit after that, and
+  // nothing may publish on a transport that may be closed by then.
+  let silent = false;
 
   function report(
     leaseId: string,
@@ -174,6 +178,7 @@ export function createAgent(opts: AgentOptions): Agent {
   const outboxByLease = new Map<string, number>();
   let outboxTimer: NodeJS.Timeout | undefined;
   function emit(event: AgentEvent): void {
+    if (silent) return;
     // A lease that moved on within one batch is reported once, in its latest state (the broker accepts
     // a jump from placed to running, or straight to the end).
     if (event.type === 'lease') {
@@ -192,9 +197,16 @@ export function createAgent(opts: AgentOptions): Agent {
     if (outboxTimer) clearTimeout(outboxTimer);
     outboxTimer = undefined;
     if (outbox.length === 0) return;
-    transport.publish(subjects.events(name), encodeJson({ events: outbox }));
+    const events = outbox;
     outbox = [];
     outboxByLease.clear();
+    try {
+      transport.publish(subjects.events(name), encodeJson({ events }));
+    } catch (err) {
+      // Closed under a stopping agent: the next agent's registration and heartbeats settle these leases.
+      if (!(err instanceof TransportClosedError)) throw err;
+      log.warn({ cluster: name, events: events.length }, 'transport closed; events not sent');
+    }
   }
 
   function run(held: Held, node: string): void {
@@ -502,11 +514,13 @@ export function createAgent(opts: AgentOptions): Agent {
     },
     async stop() {
       stopped = true;
-      flushEvents();
       if (heartbeat) clearInterval(heartbeat);
       for (const s of subs.splice(0)) s.unsubscribe();
+      // Stopping the executor and the provisioner reports ends too: they go out with the last batch.
       await executor.close();
       await provisioner.close();
+      flushEvents();
+      silent = true;
     },
     active,
     metrics,

@@ -21,7 +21,8 @@ import {
   type WorkSpec,
 } from '../protocol/index.ts';
 import type { ArtifactStore } from './artifacts.ts';
-import { placementOf, Runtime } from './client.ts';
+import { Runtime } from './client.ts';
+import { placementOf } from './ids.ts';
 import { NonRetriableError, TimeoutError, toErrorMsg } from './errors.ts';
 import type { LineageRecord } from './lineage.ts';
 import { lookupTask, type Placement, type TaskContext, taskNames, withScope } from './task.ts';

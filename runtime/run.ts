@@ -4,7 +4,8 @@
  */
 import { pathToFileURL } from 'node:url';
 import type { Store, ValueMsg } from '../protocol/index.ts';
-import { newId, type OutputCache, type Runtime } from './client.ts';
+import type { OutputCache, Runtime } from './client.ts';
+import { newId } from './ids.ts';
 import { toErrorMsg } from './errors.ts';
 import { type LineageRecord, LineageWriter, type RunRecord, runRecord } from './lineage.ts';
 import { type Task, type TaskContext, withScope } from './task.ts';

@@ -1,0 +1,223 @@
+/**
+ * Intake and dispatch: requests come in (checked, admitted, queued); what a cycle decided goes out —
+ * launches to the agents, leases to the requesters, task states to whoever follows a task.
+ */
+import {
+  encodeJson,
+  type Msg,
+  parseMessage,
+  requestMsg,
+  type RequestMsg,
+  subjects,
+  type TaskStateMsg,
+} from '../protocol/index.ts';
+import { admit } from './admission.ts';
+import { append, type BrokerContext } from './context.ts';
+import type { runCycle } from './cycle.ts';
+import type { LeaseRecord } from './records.ts';
+
+/** Leases per launch message (a lease is about 600 bytes of JSON; NATS's default limit is 1 MiB). */
+const LAUNCH_CHUNK = 1000;
+
+/** Intake and dispatch of a broker; see {@link createDispatch}. */
+export interface Dispatch {
+  onRequest(msg: Msg): void;
+  /** Tells agents and requesters what a cycle decided, once it is durable. */
+  announceCycle(result: ReturnType<typeof runCycle>): void;
+  publishState(
+    requestId: string,
+    leaseId: string | undefined,
+    s: string,
+    reason?: string,
+    node?: string,
+    extra?: Pick<TaskStateMsg, 'hold' | 'failure'>,
+  ): void;
+  /** Sends launches to a cluster's agent in chunks. */
+  dispatch(cluster: string, leaseIds: readonly string[], encoded?: ReadonlyMap<string, string>): void;
+}
+
+/** Intake and dispatch over the context's transport; `schedule` starts a cycle when one is due. */
+export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): Dispatch {
+  const { transport, state, metrics, log, clock, platform, waiters, admitted } = ctx;
+  const { schedule } = deps;
+  const bad = ctx.bad;
+
+  /** Tells agents and requesters what a cycle decided, once it is durable. */
+  function announceCycle(result: ReturnType<typeof runCycle>): void {
+    for (const [cluster, pools] of result.scale) {
+      for (const [pool, add] of pools)
+        transport.publish(subjects.scale(cluster), encodeJson({ pool, add, remove: [] }));
+    }
+    const byCluster = new Map<string, string[]>();
+    const encoded = new Map<string, string>();
+    for (const { lease } of result.leases) {
+      append(byCluster, lease.cluster, lease.leaseId);
+      encoded.set(lease.leaseId, JSON.stringify(lease));
+    }
+    for (const [cluster, ids] of byCluster) dispatch(cluster, ids, encoded);
+    for (const { lease, request } of result.leases) {
+      if (log.isLevelEnabled('debug')) {
+        const { requestId, runId, taskId } = request;
+        log.debug(
+          {
+            requestId,
+            runId,
+            taskId,
+            leaseId: lease.leaseId,
+            cluster: lease.cluster,
+            pool: lease.pool,
+            node: lease.node,
+          },
+          'placed',
+        );
+      }
+      const text = encoded.get(lease.leaseId)!;
+      // Nobody waits for a reply when the broker placed a request again (after a preemption or a
+      // lost cluster): the requester hears of the new lease on the task's state subject.
+      if (!answerRaw(request.requestId, `{"ok":true,"lease":${text}}`))
+        transport.publish(
+          subjects.taskState(request.requestId),
+          new TextEncoder().encode(
+            `{"requestId":${JSON.stringify(request.requestId)},"leaseId":${JSON.stringify(lease.leaseId)},"state":"placed","at":${clock()},"lease":${text}}`,
+          ),
+        );
+    }
+    for (const { request, reason } of result.refused) {
+      metrics.refused.inc({ code: 'policy' });
+      answer(request.requestId, { ok: false, error: { code: 'policy', message: reason } });
+      publishState(request.requestId, undefined, 'failed', reason);
+    }
+  }
+
+  function answer(requestId: string, body: unknown): void {
+    answerRaw(requestId, JSON.stringify(body));
+  }
+
+  /** Answers everyone waiting for `requestId`; false when nobody was. */
+  function answerRaw(requestId: string, json: string): boolean {
+    const ws = waiters.get(requestId);
+    if (!ws) return false;
+    waiters.delete(requestId);
+    const data = new TextEncoder().encode(json);
+    for (const w of ws) transport.respond(w, data);
+    return true;
+  }
+
+  function publishState(
+    requestId: string,
+    leaseId: string | undefined,
+    s: string,
+    reason?: string,
+    node?: string,
+    extra?: Pick<TaskStateMsg, 'hold' | 'failure'>,
+  ): void {
+    transport.publish(
+      subjects.taskState(requestId),
+      encodeJson({ requestId, leaseId, state: s, at: clock(), reason, node, ...extra }),
+    );
+  }
+
+  /**
+   * Sends launches to a cluster's agent in chunks; the agent launches each lease once. `encoded` holds
+   * leases already turned into JSON (a cycle encodes each once, for the reply and the launch).
+   */
+  function dispatch(
+    cluster: string,
+    leaseIds: readonly string[],
+    encoded?: ReadonlyMap<string, string>,
+  ): void {
+    const json: string[] = [];
+    for (const id of leaseIds) {
+      const text = encoded?.get(id);
+      if (text) json.push(text);
+      else {
+        const l = state.leases.get(id);
+        if (l) json.push(JSON.stringify(toLeaseMsg(l)));
+      }
+    }
+    for (let i = 0; i < json.length; i += LAUNCH_CHUNK) {
+      const chunk = json.slice(i, i + LAUNCH_CHUNK);
+      const body = new TextEncoder().encode(`{"leases":[${chunk.join(',')}]}`);
+      transport.request(subjects.launch(cluster), body, { timeoutMs: 5000 }).catch((err: Error) => {
+        // The redispatch loop sends them again.
+        log.warn({ cluster, leases: chunk.length, err: err.message }, 'launch not acknowledged');
+      });
+    }
+  }
+
+  // Most requests repeat a handful of shapes: their admission is computed once. The platform's policies
+  // do not change while the broker runs; onboarding clears the cache anyway.
+  function admitCached(m: RequestMsg): ReturnType<typeof admit> {
+    const key = `${m.team}\u0000${m.override}\u0000${JSON.stringify(m.resources)}`;
+    let result = admitted.get(key);
+    if (!result) {
+      if (admitted.size >= 10_000) admitted.clear();
+      result = admit(m, platform);
+      admitted.set(key, result);
+    }
+    return result;
+  }
+
+  function onRequest(msg: Msg): void {
+    const parsed = parseMessage(requestMsg, msg.data);
+    if (!parsed.ok) return bad(msg, subjects.request, parsed.error);
+    const m = parsed.value;
+    const known = state.requests.get(m.requestId);
+    if (known) {
+      // Idempotent: a retried request gets the lease it already has, or waits for it.
+      const lease = known.leaseId ? state.leases.get(known.leaseId) : undefined;
+      if (lease) return transport.respond(msg, encodeJson({ ok: true, lease: toLeaseMsg(lease) }));
+      if (known.state === 'failed')
+        return transport.respond(
+          msg,
+          encodeJson({ ok: false, error: { code: 'policy', message: known.reason ?? 'failed' } }),
+        );
+      waiters.set(m.requestId, [...(waiters.get(m.requestId) ?? []), msg]);
+      return;
+    }
+    const resources = admitCached(m);
+    if ('code' in resources) {
+      metrics.refused.inc({ code: resources.code });
+      log.info(
+        { requestId: m.requestId, runId: m.runId, taskId: m.taskId, error: resources.message },
+        'request refused',
+      );
+      return transport.respond(msg, encodeJson({ ok: false, error: resources }));
+    }
+    const now = clock();
+    state.addRequest({
+      requestId: m.requestId,
+      team: m.team,
+      runId: m.runId,
+      taskId: m.taskId,
+      workflow: m.workflow,
+      resources,
+      priority: m.priority,
+      override: m.override,
+      work: m.work,
+      state: 'pending',
+      attempt: 0,
+      createdAt: now,
+      updatedAt: now,
+    });
+    waiters.set(m.requestId, [msg]);
+    schedule();
+  }
+
+  return { onRequest, announceCycle, publishState, dispatch };
+}
+
+/** A lease as agents and requesters see it: the record without the broker's bookkeeping. */
+export function toLeaseMsg(l: LeaseRecord) {
+  const {
+    state: _s,
+    actualNode: _a,
+    startedAt: _st,
+    endedAt: _e,
+    reason: _r,
+    placedAt: _p,
+    committedUntil: _c,
+    ...msg
+  } = l;
+  return msg;
+}

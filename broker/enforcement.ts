@@ -1,0 +1,83 @@
+/**
+ * What the broker stops on its own: leases past their commitment under a monthly budget (see
+ * {@link overrunActions}). A stopped lease fails with a typed reason its requester turns into an error
+ * class, and its agent is told to stop the work.
+ */
+import { type BrokerFailureKind, encodeJson, subjects, type TaskStateMsg } from '../protocol/index.ts';
+import type { BrokerContext } from './context.ts';
+import { overrunActions } from './overrun.ts';
+
+/** A typed reason the broker ends something for. */
+export interface BrokerFailure {
+  kind: BrokerFailureKind;
+  detail: string;
+}
+
+/** The broker's own stops; see {@link createEnforcement}. */
+export interface Enforcement {
+  /** Fails an active lease with a typed reason and stops its work; false when it was not active. */
+  stopLease(leaseId: string, failure: BrokerFailure): boolean;
+  /** The periodic check (every health tick). */
+  tick(): void;
+}
+
+type PublishState = (
+  requestId: string,
+  leaseId: string | undefined,
+  s: string,
+  reason?: string,
+  node?: string,
+  extra?: Pick<TaskStateMsg, 'hold' | 'failure'>,
+) => void;
+
+/** The broker's enforcement over the context. */
+export function createEnforcement(
+  ctx: BrokerContext,
+  deps: { schedule(): void; publishState: PublishState; flush(): void },
+): Enforcement {
+  const { state, transport, log, clock, budgets, platform } = ctx;
+  const tickMs = Math.max(50, ctx.heartbeatMs / 2);
+
+  function stopLease(leaseId: string, failure: BrokerFailure): boolean {
+    const lease = state.leases.get(leaseId);
+    const r = lease && state.transition(leaseId, 'failed', { reason: `${failure.kind}: ${failure.detail}` });
+    if (!lease || !r) return false;
+    transport.publish(subjects.cancel(lease.cluster), encodeJson({ leaseId, reason: failure.detail }));
+    log.warn({ leaseId, requestId: r.requestId, ...failure }, 'lease stopped');
+    deps.publishState(r.requestId, leaseId, 'failed', r.reason, undefined, { failure });
+    state.release();
+    deps.flush();
+    deps.schedule();
+    return true;
+  }
+
+  const teams = [...new Set(platform.policies.flatMap((p) => p.teams))];
+  function checkOverruns(now: number): void {
+    if (!budgets.anyMonthly(teams)) return;
+    const actions = overrunActions({
+      active: state.active(),
+      requests: state.requests,
+      budgets,
+      now,
+      // Commit as far as the next check, and one more tick for a late timer.
+      lookaheadMs: 2 * tickMs,
+      timeScale: ctx.scale,
+    });
+    for (const a of actions) {
+      if (a.kind === 'extend') a.lease.committedUntil = a.until;
+      else stopLease(a.lease.leaseId, { kind: 'budget-overrun', detail: a.detail });
+    }
+  }
+
+  return {
+    stopLease,
+    tick() {
+      if (!ctx.serving || !ctx.connected) return;
+      try {
+        checkOverruns(clock());
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'enforcement check failed');
+      }
+    },
+  };
+}

@@ -1,0 +1,91 @@
+/** The lineage record of one attempt of a task call: what it was given, where it ran, how it ended. */
+import type { LeaseMsg, ResultMsg, ValueMsg } from '../protocol/index.ts';
+import { lineagePlacement } from './ids.ts';
+import type { LineageRecord } from './lineage.ts';
+import type { Resources, Scope, Task } from './task.ts';
+import { valueHash } from './values.ts';
+
+/** How an attempt that reached a host ended. */
+export interface Outcome {
+  result: ResultMsg;
+  lease: LeaseMsg;
+  preemptions: number;
+  /** Cost of the segments cut short by preemptions. */
+  lostCostUsd: number;
+  warm: boolean;
+}
+
+/** How an attempt ended, for its lineage record. */
+export interface RecordDetail {
+  outcome?: Outcome;
+  costUsd?: number;
+  output?: ValueMsg;
+  /** Artifacts inside the output. */
+  outputRefs?: string[];
+  err?: unknown;
+  hit?: ValueMsg;
+}
+
+/** The call an attempt belongs to. */
+export interface CallInfo {
+  task: Task;
+  scope: Scope;
+  execution: string;
+  input: ValueMsg;
+  inputRefs: string[];
+  asked: Resources;
+  override: boolean;
+}
+
+/** The lineage record of attempt `attempt` of `call`. */
+export function attemptRecord(
+  call: CallInfo,
+  attempt: number,
+  startedAt: number,
+  endedAt: number,
+  how: RecordDetail,
+): LineageRecord {
+  const lease = how.outcome?.lease;
+  const err = how.err;
+  const output = how.output ?? how.hit;
+  const outputRefs = how.outputRefs ?? [];
+  const stored = [call.input, ...(output ? [output] : [])].flatMap((v) =>
+    'ref' in v ? [{ hash: v.ref, bytes: v.bytes }] : [],
+  );
+  return {
+    run: call.scope.runId,
+    execution: call.execution,
+    parent: call.scope.execution,
+    task: call.task.taskName,
+    codeHash: call.task.codeHash,
+    attempt,
+    input: valueHash(call.input),
+    ...(output ? { output: valueHash(output) } : {}),
+    ...(call.inputRefs.length > 0 || outputRefs.length > 0
+      ? {
+          refs: {
+            ...(call.inputRefs.length > 0 ? { input: call.inputRefs } : {}),
+            ...(outputRefs.length > 0 ? { output: outputRefs } : {}),
+          },
+        }
+      : {}),
+    ...(stored.length > 0 ? { stored } : {}),
+    ...(err !== undefined
+      ? {
+          error:
+            err instanceof Error
+              ? { name: err.name, message: err.message }
+              : { name: 'Error', message: String(err) },
+        }
+      : {}),
+    asked: call.asked,
+    override: call.override,
+    ...(lease ? { placement: lineagePlacement(lease) } : {}),
+    preemptions: how.outcome?.preemptions ?? 0,
+    startedAt,
+    endedAt,
+    costUsd: how.costUsd ?? 0,
+    cached: how.hit !== undefined,
+    warm: how.outcome?.warm ?? false,
+  };
+}

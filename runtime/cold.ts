@@ -1,0 +1,167 @@
+/**
+ * A cold attempt: a broker request, a lease, a task host, a result. Follows the request's state
+ * (placed again, running, preempted) and turns a failure the host could not report into a typed error.
+ */
+import {
+  type LeaseMsg,
+  parseMessage,
+  type ResultMsg,
+  resultMsg,
+  subjects,
+  taskStateMsg,
+  type ValueMsg,
+} from '../protocol/index.ts';
+import type { Outcome } from './attempt-record.ts';
+import { brokerError } from './broker-request.ts';
+import type { TaskError } from './errors.ts';
+import type { Runtime } from './client.ts';
+import { placementOf } from './ids.ts';
+import type { Resources, Scope, Task } from './task.ts';
+
+/** One cold attempt of a call. */
+export interface ColdAttempt {
+  task: Task;
+  input: ValueMsg;
+  resources: Resources;
+  overridden: boolean;
+  scope: Scope;
+  execution: string;
+  /** The broker request's id: the execution for the first attempt, `<execution>-a<n>` after. */
+  requestId: string;
+  attempt: number;
+  limitMs: number | undefined;
+}
+
+/** Runs a cold attempt through the broker; resolves with how it ended. */
+export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome> {
+  const { task, input, resources, overridden, scope, execution, requestId, attempt, limitMs } = a;
+  const name = task.taskName;
+  const t = rt.transport;
+  let lease: LeaseMsg | undefined;
+  let runningAt: number | undefined;
+  let preemptions = 0;
+  let lostCostUsd = 0;
+  let failTimer: NodeJS.Timeout | undefined;
+  type End = { result: ResultMsg } | { failed: string } | { error: TaskError };
+  let settle!: (v: End) => void;
+  const ended = new Promise<End>((r) => (settle = r));
+  const base = { execution, task: name, attempt, parent: scope.execution };
+  const subs = [
+    t.subscribe(subjects.result(requestId), (msg) => {
+      const p = parseMessage(resultMsg, msg.data);
+      if (p.ok) settle({ result: p.value });
+    }),
+    t.subscribe(subjects.taskState(requestId), (msg) => {
+      const p = parseMessage(taskStateMsg, msg.data);
+      if (!p.ok) return;
+      const s = p.value;
+      if (s.state === 'placed' && s.lease) {
+        lease = s.lease;
+        rt.emit(scope, {
+          ...base,
+          type: 'placed',
+          at: s.at,
+          placement: placementOf(s.lease),
+          message: 'placed again',
+        });
+      } else if (s.state === 'running') {
+        runningAt ??= s.at;
+        rt.emit(scope, {
+          ...base,
+          type: 'running',
+          at: s.at,
+          ...(lease ? { placement: placementOf(lease, s.node) } : {}),
+        });
+      } else if (s.state === 'preempted' || s.state === 'lost') {
+        preemptions++;
+        if (lease && runningAt !== undefined) lostCostUsd += rt.costOf(lease.pricePerHour, runningAt, s.at);
+        runningAt = undefined;
+        rt.emit(scope, {
+          ...base,
+          type: 'preempted',
+          at: s.at,
+          ...(lease ? { placement: placementOf(lease, s.node) } : {}),
+          message: `${s.state}: ${s.reason ?? ''}; the broker places it again`,
+        });
+      } else if (s.state === 'pending' && s.hold) {
+        rt.emit(scope, { ...base, type: 'held', at: s.at, hold: s.hold, message: s.hold.detail });
+      } else if (s.state === 'failed' && s.failure) {
+        // The broker stopped it (budget, cancelled run): no result will come.
+        settle({ error: brokerError(s.failure, name) });
+      } else if (s.state === 'failed') {
+        // The host publishes the result before the agent reports the end; a failure without a
+        // result (a crash the host could not report) is synthesized after a grace period.
+        failTimer = setTimeout(() => settle({ failed: s.reason ?? 'the task failed' }), 500);
+      } else if (s.state === 'succeeded') {
+        // A success whose result never came (lost in transit): tried again, after a longer grace.
+        failTimer = setTimeout(() => settle({ failed: 'the task ended but its result was lost' }), 5000);
+      }
+    }),
+  ];
+  try {
+    await t.flush();
+    lease = await rt.ask(
+      {
+        requestId,
+        team: scope.team,
+        runId: scope.runId,
+        taskId: name,
+        ...(scope.workflow ? { workflow: scope.workflow } : {}),
+        resources,
+        override: overridden,
+        work: {
+          kind: 'task',
+          module: scope.module,
+          task: name,
+          execution: requestId,
+          run: scope.runId,
+          team: scope.team,
+          ...(scope.workflow ? { workflow: scope.workflow } : {}),
+          input,
+          ...(limitMs ? { timeoutMs: limitMs } : {}),
+        },
+      },
+      name,
+    );
+    rt.emit(scope, {
+      ...base,
+      type: 'placed',
+      at: rt.now(),
+      placement: placementOf(lease),
+      ...(overridden ? { message: `override ${describeResources(resources)}` } : {}),
+    });
+    const end = await ended;
+    if ('error' in end) throw end.error;
+    const result: ResultMsg =
+      'result' in end
+        ? end.result
+        : {
+            ok: false,
+            execution: requestId,
+            error: failureFromReason(end.failed, lease.memoryMiB),
+            startedAt: runningAt ?? rt.now(),
+            endedAt: rt.now(),
+          };
+    return { result, lease: lease!, preemptions, lostCostUsd, warm: false };
+  } finally {
+    clearTimeout(failTimer);
+    for (const s of subs) s.unsubscribe();
+  }
+}
+
+/** The typed error for a failure the host could not report itself (the process died). */
+function failureFromReason(
+  reason: string,
+  memoryMiB: number,
+): { name: string; message: string; data?: Record<string, unknown> } {
+  if (/OOMKilled|out of memory/i.test(reason))
+    return { name: 'OutOfMemoryError', message: `out of memory (${reason})`, data: { memoryMiB } };
+  if (/preempt|reclaim/i.test(reason)) return { name: 'PreemptedError', message: reason };
+  return { name: 'TaskError', message: reason };
+}
+
+function describeResources(r: Resources): string {
+  return Object.entries(r)
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('|') : v}`)
+    .join(' ');
+}
