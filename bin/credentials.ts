@@ -131,11 +131,13 @@ export const TASK_PERMISSIONS = {
 
 /**
  * A workflow runtime (`gantry run --nats`): what workflow code may do, plus its lineage and run records
- * (KV bucket `gantry-runtime`, stream `gantry-lineage`).
+ * (KV bucket `gantry-runtime`, stream `gantry-lineage`), and its runs' heartbeats and cancels (tasks
+ * cannot cancel runs).
  */
 export const RUNTIME_PERMISSIONS = {
   publish: [
     ...WORKLOAD.publish,
+    `${PROTOCOL}.run.*.control`,
     ...streamUse(`KV_${RUNTIME_BUCKET}`),
     `$KV.${RUNTIME_BUCKET}.>`,
     ...streamUse(LINEAGE_STREAM),

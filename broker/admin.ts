@@ -6,7 +6,14 @@
 import type { BudgetStatus } from './budgets.ts';
 import { z } from 'zod';
 import type { Cluster, Platform } from '../policies/index.ts';
-import { encodeJson, type Msg, parseMessage, type Store, type Transport } from '../protocol/index.ts';
+import {
+  encodeJson,
+  type Msg,
+  parseMessage,
+  type RunCancelReply,
+  type Store,
+  type Transport,
+} from '../protocol/index.ts';
 import { ApplyRefused, applyMsg, applyObjects } from './apply.ts';
 import type { Inventory } from './inventory.ts';
 import type { BrokerMetrics } from './metrics.ts';
@@ -22,6 +29,8 @@ export interface AdminContext {
   forget(name: string): Promise<void>;
   schedule(): void;
   bad(msg: Msg, subject: string, error: { code: string; message: string; field?: string }): void;
+  /** Cancels a run: withdraws its pending requests, stops its leases, says which. */
+  cancelRun(runId: string, reason?: string): RunCancelReply;
   /** Every team budget: caps, spend, committed and what is left. */
   budgets(): BudgetStatus[];
   /** The broker's store, where applied objects are kept. */
@@ -31,6 +40,10 @@ export interface AdminContext {
 }
 
 const byName = z.strictObject({ name: z.string().min(1) });
+const cancelRunMsg = z.strictObject({
+  run: z.string().min(1).max(200),
+  reason: z.string().max(500).optional(),
+});
 // The resolved cluster made by `gantry cluster onboard` (which validated the YAML); only operators may
 // publish admin subjects, by NATS permissions.
 const onboardMsg = z.strictObject({
@@ -163,6 +176,11 @@ export function handleAdmin(msg: Msg, ctx: AdminContext): void {
           }),
         );
       return;
+    }
+    case 'cancel-run': {
+      const p = parseMessage(cancelRunMsg, msg.data);
+      if (!p.ok) return ctx.bad(msg, msg.subject, p.error);
+      return reply(ctx.cancelRun(p.value.run, p.value.reason));
     }
     case 'stats':
       return reply({

@@ -17,6 +17,7 @@ import { append, type BrokerOptions, createContext, metricLabels } from './conte
 import { onDemandPrices } from './cost-report.ts';
 import { createDispatch } from './dispatch.ts';
 import { createEnforcement } from './enforcement.ts';
+import { createRunControl } from './runs.ts';
 import { FleetGauges } from './fleet-gauges.ts';
 import type { Inventory } from './inventory.ts';
 import type { NodeLife, TaskUsage } from './ledger.ts';
@@ -83,6 +84,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     flush: () =>
       void writer.flush().catch((err: Error) => log.warn({ err: err.message }, 'state write failed')),
   });
+  const runs = createRunControl(ctx, { enforcement, publishState: outbox.publishState }, opts.runGraceMs);
   const subs: Subscription[] = [];
   const timers: NodeJS.Timeout[] = [];
 
@@ -162,6 +164,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     subs.push(transport.subscribe(subjects.heartbeat('*'), agents.onHeartbeat));
     subs.push(transport.subscribe(subjects.events('*'), agents.onEvents));
     subs.push(transport.subscribe(subjects.register('*'), agents.onRegister));
+    subs.push(transport.subscribe(subjects.runControl('*'), runs.onControl));
     subs.push(
       transport.subscribe(subjects.admin('>'), (msg) =>
         handleAdmin(msg, {
@@ -175,6 +178,11 @@ export function createBroker(opts: BrokerOptions): Broker {
           schedule,
           bad: ctx.bad,
           budgets: () => budgets.status([...state.active()], state.requests, clock()),
+          cancelRun: (runId, reason) =>
+            runs.cancel(runId, {
+              kind: 'run-cancelled',
+              detail: `run ${runId} was cancelled${reason ? ` (${reason})` : ''}`,
+            }),
           store,
           reconfigured: () => {
             admitted.clear();
@@ -188,6 +196,7 @@ export function createBroker(opts: BrokerOptions): Broker {
         () => {
           agents.tick();
           enforcement.tick();
+          runs.tick();
         },
         Math.max(50, ctx.heartbeatMs / 2),
       ),

@@ -21,7 +21,8 @@ export interface Enforcement {
   tick(): void;
 }
 
-type PublishState = (
+/** How the broker tells a task's followers of its state (the dispatch's `publishState`). */
+export type PublishState = (
   requestId: string,
   leaseId: string | undefined,
   s: string,

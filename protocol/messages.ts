@@ -35,6 +35,11 @@ export const subjects = {
   stopWorkers: (pool: string) => `${PROTOCOL}.worker.${pool}.stop`,
   /** runtime → anyone watching a run (`gantry run` prints them): placements, retries, ends. */
   runEvents: (runId: string) => `${PROTOCOL}.run.${runId}.events`,
+  /**
+   * run driver → broker (`runControlMsg`): the run's liveness heartbeat, its end, or a cancel
+   * (request/reply: the answer says what was stopped).
+   */
+  runControl: (runId: string) => `${PROTOCOL}.run.${runId}.control`,
 } as const;
 
 // Ids end up in subjects (`gantry.v1.task.<requestId>.state`) and store keys: no dots, spaces or wildcards.
@@ -365,7 +370,7 @@ export const runRecord = z.object({
   workflow: z.string().min(1).max(200),
   module: z.string().max(4096),
   team: z.string().min(1),
-  status: z.enum(['running', 'succeeded', 'failed']),
+  status: z.enum(['running', 'succeeded', 'failed', 'cancelled']),
   startedAt: z.number(),
   endedAt: z.number().optional(),
   input: z.string(),
@@ -523,3 +528,34 @@ export function parseMessage<T extends z.ZodType>(
     },
   };
 }
+
+/**
+ * run driver → broker: `heartbeat` while the driver lives (a run that stops sending them is abandoned
+ * after the broker's grace period: its pending requests withdrawn, its leases stopped), `end` when it
+ * ended on its own, `cancel` to stop it now.
+ */
+export const runControlMsg = z.strictObject({
+  type: z.enum(['heartbeat', 'end', 'cancel']),
+  /** For `cancel`: who or what cancelled it, for the record. */
+  reason: z.string().max(500).optional(),
+});
+/** A run control message. */
+export type RunControlMsg = z.output<typeof runControlMsg>;
+
+/** broker → whoever cancelled a run: what was withdrawn (pending) and stopped (running leases). */
+export const runCancelReply = z.strictObject({
+  ok: z.literal(true),
+  run: z.string(),
+  withdrawn: z.array(z.strictObject({ requestId: z.string(), task: z.string().optional() })),
+  stopped: z.array(
+    z.strictObject({
+      requestId: z.string(),
+      leaseId: z.string(),
+      task: z.string().optional(),
+      cluster: z.string(),
+      node: z.string(),
+    }),
+  ),
+});
+/** What a cancel stopped. */
+export type RunCancelReply = z.output<typeof runCancelReply>;

@@ -87,7 +87,10 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
         rt.emit(scope, { ...base, type: 'held', at: s.at, hold: s.hold, message: s.hold.detail });
       } else if (s.state === 'failed' && s.failure) {
         // The broker stopped it (budget, cancelled run): no result will come.
-        settle({ error: brokerError(s.failure, name) });
+        const err = brokerError(s.failure, name);
+        if (s.failure.kind === 'run-cancelled' || s.failure.kind === 'run-abandoned')
+          rt.cancelledRuns.set(scope.runId, err);
+        settle({ error: err });
       } else if (s.state === 'failed') {
         // The host publishes the result before the agent reports the end; a failure without a
         // result (a crash the host could not report) is synthesized after a grace period.

@@ -40,7 +40,7 @@ export type {
 } from './task.ts';
 export { Runtime } from './client.ts';
 export type { OutputCache, RunEvent, RuntimeOptions } from './client.ts';
-export { runWorkflow, listRuns, loadWorkflow, storeCache } from './run.ts';
+export { cancelRun, listRuns, loadWorkflow, RUN_HEARTBEAT_MS, runWorkflow, storeCache } from './run.ts';
 export type { RunOptions, RunResult } from './run.ts';
 export { openLocalArtifacts } from './artifacts.ts';
 export type { ArtifactStore } from './artifacts.ts';
