@@ -84,6 +84,9 @@ export function createBroker(opts: BrokerOptions): Broker {
     flush: () =>
       void writer.flush().catch((err: Error) => log.warn({ err: err.message }, 'state write failed')),
   });
+  // Each new reason a request is held for goes to its requester (`gantry run` prints it).
+  state.onHold = (r, hold) =>
+    outbox.publishState(r.requestId, undefined, 'pending', hold.detail, undefined, { hold });
   const runs = createRunControl(ctx, { enforcement, publishState: outbox.publishState }, opts.runGraceMs);
   const subs: Subscription[] = [];
   const timers: NodeJS.Timeout[] = [];

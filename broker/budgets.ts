@@ -8,6 +8,7 @@
  * counted in a metric.
  */
 import type { Platform, Policy } from '../policies/index.ts';
+import { shareOf } from './feasible.ts';
 import { type TaskUsage, usageCost } from './ledger.ts';
 import type { LeaseRecord, RequestRecord } from './records.ts';
 
@@ -212,26 +213,13 @@ export class Budgets {
    * duration. A request whose least cost would cross the team's monthly cap is held.
    */
   leastCost(r: RequestRecord): number {
-    const res = r.resources;
     const policy = this.#policy(r.team);
-    const spot = res.spot ?? policy?.spot;
-    const clusters = policy?.allowed?.clusters;
     let best = Infinity;
     for (const p of this.platform.pools) {
-      if (spot === 'never' && p.capacityType === 'spot') continue;
-      if (spot === 'required' && p.capacityType !== 'spot') continue;
-      if (clusters && !clusters.includes(p.cluster)) continue;
-      let gpuShare = 0;
-      if (res.gpu.length > 0) {
-        const opt = res.gpu.find((g) => (g.model === '*' ? p.gpuCount > 0 : g.model === p.gpuModel));
-        if (!opt || p.gpuCount < opt.count) continue;
-        gpuShare = opt.count / p.gpuCount;
-      }
-      const share = Math.max(res.cpuMilli / p.cpuMilli, res.memoryMiB / p.memoryMiB, gpuShare);
-      if (share > 1) continue;
-      best = Math.min(best, share * p.price);
+      const share = shareOf(r.resources, p, policy);
+      if (share !== undefined) best = Math.min(best, share * p.price);
     }
-    return Number.isFinite(best) ? (best * res.durationSeconds) / 3600 : 0;
+    return Number.isFinite(best) ? (best * r.resources.durationSeconds) / 3600 : 0;
   }
 
   #policy(team: string): Policy | undefined {

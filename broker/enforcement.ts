@@ -1,10 +1,11 @@
 /**
  * What the broker stops on its own: leases past their commitment under a monthly budget (see
- * {@link overrunActions}). A stopped lease fails with a typed reason its requester turns into an error
+ * {@link overrunActions}), requests that waited past their policy's `maxQueueTime`. A stopped lease fails with a typed reason its requester turns into an error
  * class, and its agent is told to stop the work.
  */
 import { type BrokerFailureKind, encodeJson, subjects, type TaskStateMsg } from '../protocol/index.ts';
 import type { BrokerContext } from './context.ts';
+import type { RequestRecord } from './records.ts';
 import { overrunActions } from './overrun.ts';
 
 /** A typed reason the broker ends something for. */
@@ -17,6 +18,8 @@ export interface BrokerFailure {
 export interface Enforcement {
   /** Fails an active lease with a typed reason and stops its work; false when it was not active. */
   stopLease(leaseId: string, failure: BrokerFailure): boolean;
+  /** Fails a pending request with a typed reason, answering whoever waits for its lease. */
+  withdraw(r: RequestRecord, failure: BrokerFailure): void;
   /** The periodic check (every health tick). */
   tick(): void;
 }
@@ -52,6 +55,33 @@ export function createEnforcement(
     return true;
   }
 
+  function withdraw(r: RequestRecord, failure: BrokerFailure): void {
+    state.refuse(r, `${failure.kind}: ${failure.detail}`);
+    const ws = ctx.waiters.get(r.requestId);
+    ctx.waiters.delete(r.requestId);
+    const body = encodeJson({ ok: false, error: { code: failure.kind, message: failure.detail } });
+    for (const w of ws ?? []) transport.respond(w, body);
+    deps.publishState(r.requestId, undefined, 'failed', r.reason, undefined, { failure });
+    deps.flush();
+  }
+
+  /** Fails the pending requests that waited longer than their policy's `maxQueueTime`. */
+  function checkQueueTimes(now: number): void {
+    if (!platform.policies.some((p) => p.maxQueueTime !== undefined)) return;
+    for (const id of [...state.held, ...state.queue]) {
+      const r = state.requests.get(id);
+      if (!r || r.state !== 'pending') continue;
+      const limit = platform.policyFor(r.team)?.maxQueueTime;
+      if (limit === undefined) continue;
+      const waitedMs = now - r.createdAt;
+      if (waitedMs * ctx.scale < limit * 1000) continue;
+      withdraw(r, {
+        kind: 'max-queue-time',
+        detail: `waited ${Math.round((waitedMs * ctx.scale) / 1000)} s to be placed, past the maxQueueTime of ${limit} s of policy ${platform.policyFor(r.team)!.name}${r.reason ? ` (${r.reason})` : ''}`,
+      });
+    }
+  }
+
   const teams = [...new Set(platform.policies.flatMap((p) => p.teams))];
   function checkOverruns(now: number): void {
     if (!budgets.anyMonthly(teams)) return;
@@ -72,10 +102,12 @@ export function createEnforcement(
 
   return {
     stopLease,
+    withdraw,
     tick() {
       if (!ctx.serving || !ctx.connected) return;
       try {
         checkOverruns(clock());
+        checkQueueTimes(clock());
       } catch (err) {
         log.error({ err: (err as Error).message }, 'enforcement check failed');
       }

@@ -35,7 +35,7 @@ export function createRunControl(
   deps: { enforcement: Enforcement; publishState: PublishState },
   graceMs = RUN_GRACE_MS,
 ): RunControl {
-  const { state, transport, log, clock, waiters } = ctx;
+  const { state, transport, log, clock } = ctx;
   /** Last heartbeat per live run. */
   const lastSeen = new Map<string, number>();
 
@@ -56,12 +56,7 @@ export function createRunControl(
         continue;
       }
       if (r.state !== 'pending') continue;
-      state.refuse(r, `${failure.kind}: ${failure.detail}`);
-      const ws = waiters.get(r.requestId);
-      waiters.delete(r.requestId);
-      const body = encodeJson({ ok: false, error: { code: failure.kind, message: failure.detail } });
-      for (const w of ws ?? []) transport.respond(w, body);
-      deps.publishState(r.requestId, undefined, 'failed', r.reason, undefined, { failure });
+      deps.enforcement.withdraw(r, failure);
       out.withdrawn.push({ requestId: r.requestId, ...(r.taskId ? { task: r.taskId } : {}) });
     }
     if (out.withdrawn.length + out.stopped.length > 0)

@@ -130,7 +130,7 @@ const SCENARIOS: Scenario[] = [
     check(p) {
       expect(p.placements).toHaveLength(1);
       expect(p.unplaced).toEqual([
-        { taskId: 'big-1', reason: 'budget: policy b: budget $50/hour is reached' },
+        { taskId: 'big-1', kind: 'budget', reason: 'budget: policy b: budget $50/hour is reached' },
       ]);
       expect(p.cost.expected).toBeCloseTo(40, 9);
     },

@@ -104,3 +104,41 @@ describe('fractional GPUs', () => {
     expect(most).toBeLessThanOrEqual(4);
   }, 90_000);
 });
+
+describe('holds say why and end', () => {
+  it('prints each hold with its reason, and fails a task held past maxQueueTime with a typed error', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'gantry-spend-'));
+    const r = await run(state, 'queue', 'impatient', { ms: 8000 }, '60');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^ {2}held {7}long {11}\(quota\) quota: .+$/m);
+    const out = JSON.parse(/output: (.*)/.exec(r.out)![1]!) as { ok?: number; error?: string }[];
+    expect(out.map((o) => o.error ?? 'ok').sort()).toEqual(['MaxQueuedTimeExceededError', 'ok']);
+  }, 60_000);
+
+  it('--fail-on-held cancels the run at the first hold and exits 1', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'gantry-spend-'));
+    const r = await runGantry(
+      'run',
+      WORKFLOWS,
+      '--task',
+      'queue',
+      '--team',
+      'impatient',
+      '--input',
+      '{"ms":20000}',
+      '-f',
+      PLATFORM,
+      '--state',
+      state,
+      '--fail-on-held',
+    );
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/^ {2}held {7}long {11}\(quota\) /m);
+    expect(r.out).toMatch(
+      /^run run-\S+ cancelled: 1 running lease\(s\) stopped, 1 pending request\(s\) withdrawn$/m,
+    );
+    expect(r.err).toMatch(
+      /RunCancelledError: long: run run-\S+ was cancelled \(--fail-on-held: long held \(quota\)\)/,
+    );
+  }, 60_000);
+});

@@ -73,3 +73,30 @@ describe('a simulated month under a monthly budget', () => {
     expect(stopped).toBeGreaterThan(0);
   }, 120_000);
 });
+
+describe('holds end', () => {
+  let system: TestSystem;
+  afterAll(() => system?.stop());
+
+  it('refuses a request no cluster could take while one drains; holds one the draining cluster could', async () => {
+    system = await startSystem('embedded', { speedup: 1000 });
+    const client = new TestClient(system.transport);
+    const { decodeJson, encodeJson, subjects } = await import('../protocol/index.ts');
+    const drained = await system.transport.request(subjects.admin('drain'), encodeJson({ name: 'sim-gcp' }));
+    expect(decodeJson(drained.data)).toMatchObject({ ok: true });
+    // No pool anywhere has an H200: refused with the reason, not held until the drain ends.
+    const never = await client.request(
+      'never',
+      { resources: { cpu: 2, memory: '4Gi', gpu: 'H200:1' } },
+      10_000,
+    );
+    expect(never).toMatchObject({ ok: false, error: { code: 'policy' } });
+    expect(never.ok ? '' : never.error.message).toMatch(/^policy: no compatible pool \(/);
+    // Only the draining cluster has L4s: it waits for it.
+    void client.request('later', { resources: { cpu: 2, memory: '4Gi', gpu: 'L4:1' } }, 60_000);
+    const later = () => system.broker.state.requests.get('later');
+    await eventually(() => later()?.reason !== undefined, 5000, 'held');
+    expect(later()).toMatchObject({ state: 'pending' });
+    expect(later()!.reason).toMatch(/^policy: /);
+  }, 30_000);
+});

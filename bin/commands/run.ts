@@ -144,6 +144,8 @@ export function eventLine(ev: RunEvent): string {
       return `  failed     ${task} on ${where}: ${ev.message ?? ''}`;
     case 'succeeded':
       return `  done       ${task} on ${where}  ${money(ev.costUsd ?? 0)}`;
+    case 'held':
+      return `  held       ${task} ${ev.hold ? `(${ev.hold.kind}) ${ev.hold.detail}` : (ev.message ?? '')}`;
     case 'cached':
       return `  cached     ${task} (output reused, nothing ran)`;
     default:
@@ -205,6 +207,7 @@ interface RunFlags extends ConnectFlags {
   output: Output;
   quiet?: boolean;
   progress: boolean;
+  failOnHeld?: boolean;
 }
 
 /** Wall-clock milliseconds a placed task may wait to start before `gantry run` says so, then between lines. */
@@ -286,10 +289,22 @@ async function runAndReport(
       : '';
   display.event(`run ${runId}: ${loaded.workflow.taskName} from ${file} as team ${team}${how}`);
   const watch = waitWatch(display);
+  let failedOnHold = false;
   const sub = conn.transport.subscribe(subjects.runEvents(runId), (msg) => {
     const p = parseMessage(runEvent, msg.data);
     if (!p.ok) return;
     const ev = p.value;
+    // --fail-on-held: the first hold the broker reports ends the run (CI that must not wait).
+    if (ev.type === 'held' && ev.hold && flags.failOnHeld && !failedOnHold) {
+      failedOnHold = true;
+      cancelledByUser.add(runId);
+      void cancelRun(conn.transport, runId, `--fail-on-held: ${ev.task} held (${ev.hold.kind})`).then(
+        (reply) => {
+          for (const line of cancelLines(reply)) display.event(line);
+        },
+        (err: Error) => display.event(`could not cancel run ${runId}: ${err.message}`),
+      );
+    }
     onEvent?.(ev, (line) => display.event(line));
     watch.seen(ev);
     display.event(eventLine(ev));
@@ -431,7 +446,11 @@ export function registerRunCommands(program: Command): void {
         .option('--task <name>', 'the workflow to run, if the file does not export one as default')
         .option('--team <team>', 'whose ResourcePolicy applies (default: $GANTRY_TEAM)')
         .option('-q, --quiet', 'print no events (placements, retries, waits), only the result')
-        .option('--no-progress', 'show no progress bar for large maps'),
+        .option('--no-progress', 'show no progress bar for large maps')
+        .option(
+          '--fail-on-held',
+          'cancel the run and exit 1 as soon as the broker holds one of its tasks (quota, budget, capacity)',
+        ),
       ['table', 'json', 'yaml'],
     ),
   ).action(async (file: string, run: string | undefined, flags: RunFlags) => {
@@ -441,8 +460,8 @@ export function registerRunCommands(program: Command): void {
     try {
       const { result, records } = await runAndReport(conn, file, flags);
       const code = printResult(result, records, flags);
-      // Ctrl-C: 130, as a shell reports a command stopped by SIGINT.
-      process.exitCode = cancelledByUser.has(result.runId) ? 130 : code;
+      // Ctrl-C: 130, as a shell reports a command stopped by SIGINT; --fail-on-held: 1.
+      process.exitCode = cancelledByUser.has(result.runId) ? (flags.failOnHeld ? 1 : 130) : code;
     } finally {
       await conn.close();
     }
