@@ -16,6 +16,7 @@ import {
   type Msg,
   parseMessage,
   scaleMsg,
+  stopMsg,
   type Subscription,
   subjects,
   type TaskState,
@@ -24,6 +25,7 @@ import {
 } from '../protocol/index.ts';
 import type { Executor } from './executor.ts';
 import { AGENT_LEASE_STATES, AGENT_NODE_STATES, type AgentMetrics, createAgentMetrics } from './metrics.ts';
+import { createProvisionerCore } from './node-core.ts';
 import type { NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';
 
 /** Options of {@link createAgent}. */
@@ -42,6 +44,11 @@ export interface AgentOptions {
   metrics?: AgentMetrics;
   /** How long `readiness()` waits for the executor and the provisioner to answer. Default 5000. */
   pingTimeoutMs?: number;
+  /**
+   * Called once the broker removed the cluster (`gantry cluster remove`) and the agent has terminated
+   * the nodes it was told to and stopped: `gantry agent` exits.
+   */
+  onRemoved?: (reason: string) => void;
 }
 
 /** Whether the agent can do its job now, and what it waits for. */
@@ -92,7 +99,12 @@ const MAX_FINISHED = MAX_FINISHED_IN_HEARTBEAT;
  * await agent.start();
  */
 export function createAgent(opts: AgentOptions): Agent {
-  const { transport, cluster, executor, provisioner } = opts;
+  const { transport, cluster, executor } = opts;
+  // Planned nodes, the pools' maximums and give-ups are the core's, whatever the cloud.
+  const provisioner = createProvisionerCore(opts.provisioner, {
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    speedup: opts.speedup ?? 1,
+  });
   const name = cluster.name;
   const id = opts.agentId ?? `agent-${name}-${randomUUID().slice(0, 8)}`;
   const clock = opts.clock ?? Date.now;
@@ -293,6 +305,30 @@ export function createAgent(opts: AgentOptions): Agent {
     }
   }
 
+  /** The cluster was removed: terminate the nodes the broker names, answer, and stop. */
+  function onStop(msg: Msg): void {
+    const parsed = parseMessage(stopMsg, msg.data);
+    if (!parsed.ok) return transport.respond(msg, encodeJson(parsed));
+    const { terminate, reason } = parsed.value;
+    void (async () => {
+      const results = await Promise.allSettled(terminate.map((n) => provisioner.remove(n)));
+      const terminated = terminate.filter((_, i) => results[i]!.status === 'fulfilled');
+      const failed = results.flatMap((r, i) =>
+        r.status === 'rejected'
+          ? [{ node: terminate[i]!, reason: String((r.reason as Error).message ?? r.reason) }]
+          : [],
+      );
+      transport.respond(msg, encodeJson({ ok: true, terminated, failed }));
+      log.info(
+        { cluster: name, reason, terminated, failed },
+        'cluster removed by the broker; agent stopping',
+      );
+      if (failed.length > 0) return; // the broker refuses the removal: keep serving
+      await agent.stop();
+      opts.onRemoved?.(reason);
+    })();
+  }
+
   function onCancel(msg: Msg): void {
     const parsed = parseMessage(cancelMsg, msg.data);
     if (!parsed.ok) return;
@@ -344,12 +380,13 @@ export function createAgent(opts: AgentOptions): Agent {
 
   /** The cloud could not add nodes: tell the broker, and give back the leases that waited for them. */
   function onExhausted(e: Extract<NodeEvent, { type: 'exhausted' }>): void {
-    log.warn({ pool: e.pool, reason: e.reason, nodes: e.plannedIds.length }, 'pool exhausted');
+    log.warn({ pool: e.pool, kind: e.kind, reason: e.reason, nodes: e.plannedIds.length }, 'pool exhausted');
     emit({
       type: 'pool',
       cluster: name,
       pool: e.pool,
       state: 'exhausted',
+      kind: e.kind,
       reason: e.reason.slice(0, 2000),
       retryAfterMs: e.retryAfterMs,
       plannedIds: e.plannedIds,
@@ -497,13 +534,14 @@ export function createAgent(opts: AgentOptions): Agent {
     }
   }
 
-  return {
+  const agent: Agent = {
     id,
     cluster: name,
     async start() {
       subs.push(transport.subscribe(subjects.launch(name), onLaunch));
       subs.push(transport.subscribe(subjects.scale(name), onScale));
       subs.push(transport.subscribe(subjects.cancel(name), onCancel));
+      subs.push(transport.subscribe(subjects.stop(name), onStop));
       await register();
       sendHeartbeat();
       heartbeat = setInterval(() => {
@@ -513,6 +551,7 @@ export function createAgent(opts: AgentOptions): Agent {
       }, heartbeatMs);
     },
     async stop() {
+      if (stopped) return;
       stopped = true;
       if (heartbeat) clearInterval(heartbeat);
       for (const s of subs.splice(0)) s.unsubscribe();
@@ -541,6 +580,7 @@ export function createAgent(opts: AgentOptions): Agent {
       };
     },
   };
+  return agent;
 
   /** Undefined when `ping` (if any) resolves within the timeout, else what went wrong. */
   async function answers(what: string, ping: (() => Promise<void>) | undefined): Promise<string | undefined> {

@@ -20,7 +20,14 @@ import {
 } from '@aws-sdk/client-ec2';
 import { pino, type Logger } from 'pino';
 import type { Cluster, Pool } from '../policies/index.ts';
-import { type NodeEvent, type NodeProvisioner, PollHealth, type ProvisionedNode } from './provisioner.ts';
+import { atMaximum } from './node-core.ts';
+import {
+  type ExhaustedKind,
+  type NodeEvent,
+  type NodeProvisioner,
+  PollHealth,
+  type ProvisionedNode,
+} from './provisioner.ts';
 
 /** The tags that mark an instance as a node of a Gantry cluster and pool, and the plan it came for. */
 export const EC2_TAGS = {
@@ -86,6 +93,12 @@ export class Ec2ProvisionerError extends Error {
 }
 
 type FailureKind = keyof Ec2RetryAfter;
+
+const EXHAUSTED_KIND: Record<FailureKind, ExhaustedKind> = {
+  capacityMs: 'capacity',
+  limitMs: 'quota',
+  throttledMs: 'throttled',
+};
 
 const FAILURE_KINDS: Record<string, FailureKind> = {
   InsufficientInstanceCapacity: 'capacityMs',
@@ -301,14 +314,15 @@ export function createEc2Provisioner(cluster: Cluster, opts: Ec2ProvisionerOptio
     return false;
   }
 
-  function exhausted(pool: Pool, plannedIds: string[], reason: string, kind: FailureKind | 'none'): void {
+  function exhausted(pool: Pool, plannedIds: string[], reason: string, kind: FailureKind): void {
     log.warn({ pool: pool.name, nodes: plannedIds.length, reason }, 'pool exhausted');
     emit({
       type: 'exhausted',
       pool: pool.name,
       plannedIds,
+      kind: EXHAUSTED_KIND[kind],
       reason,
-      retryAfterMs: kind === 'none' ? 0 : retryAfter[kind],
+      retryAfterMs: retryAfter[kind],
     });
   }
 
@@ -404,6 +418,7 @@ export function createEc2Provisioner(cluster: Cluster, opts: Ec2ProvisionerOptio
     kind: 'ec2',
     list: () => [...tracked.values()].map((t) => t.node),
     refresh,
+    whenListed: () => (synced ? Promise.resolve() : refresh()),
     async add(pool: Pool, plannedIds: readonly string[]) {
       if (!templates.has(pool.name))
         throw fail(undefined, `pool ${pool.name} is not in cluster ${cluster.name}`, { pool: pool.name });
@@ -411,15 +426,8 @@ export function createEc2Provisioner(cluster: Cluster, opts: Ec2ProvisionerOptio
       const fresh = [...new Set(plannedIds)].filter((id) => !isKnown(id));
       const room = Math.max(0, pool.maxNodes - countIn(pool.name));
       const over = fresh.slice(room);
-      if (over.length > 0) {
-        // Not a cloud failure: the pool is full. Retry at once, but do not wait for these nodes.
-        exhausted(
-          pool,
-          over,
-          `MaxNodes: pool ${pool.name} is at its maximum of ${pool.maxNodes} nodes`,
-          'none',
-        );
-      }
+      // Not a cloud failure: the pool is full (the agent's core counts first; this covers direct use).
+      if (over.length > 0) emit(atMaximum(pool, over));
       const wanted = fresh.slice(0, room);
       if (wanted.length === 0) return;
       const inFlight = launching.get(pool.name) ?? new Set<string>();

@@ -17,6 +17,7 @@ import type { InstancesClient, protos, ZoneOperationsClient } from '@google-clou
 import { pino, type Logger } from 'pino';
 import { z } from 'zod';
 import type { Cluster, Pool } from '../policies/index.ts';
+import { atMaximum } from './node-core.ts';
 import { type NodeEvent, type NodeProvisioner, PollHealth, type ProvisionedNode } from './provisioner.ts';
 
 type Instance = protos.google.cloud.compute.v1.IInstance;
@@ -413,6 +414,7 @@ class GceTracker {
       remove: (name) => this.remove(name),
       onEvent: (listener) => void this.listeners.push(listener),
       ping: async () => this.health.check(),
+      whenListed: () => this.firstSync,
       sync: () => this.poll(),
       close: () => this.close(),
     };
@@ -534,11 +536,8 @@ class GceTracker {
     const nodes = [...this.nodes.values()].map((t) => t.node);
     const fresh = plannedIds.filter((id) => !nodes.some((n) => n.plannedId === id));
     const room = Math.max(0, pool.maxNodes - nodes.filter((n) => n.pool === pool.name).length);
-    if (fresh.length > room)
-      this.log.warn(
-        { pool: pool.name, asked: fresh.length, room },
-        'pool at its maximum; not adding the rest',
-      );
+    // The agent's core counts first; this covers direct use, with the same answer.
+    if (fresh.length > room) this.emit(atMaximum(pool, fresh.slice(room)));
     const outcomes = await Promise.all(fresh.slice(0, room).map((id) => this.launch(pool, zone, id)));
     this.report(
       pool,
@@ -624,6 +623,7 @@ class GceTracker {
         type: 'exhausted',
         pool: pool.name,
         plannedIds: these.map((f) => f.plannedId),
+        kind: kind === 'stockout' ? 'capacity' : 'quota',
         reason: `${first.code}: ${first.message}`,
         retryAfterMs: GCE_RETRY_AFTER_MS[kind],
       });

@@ -63,6 +63,7 @@ export function createKubeNodeProvisioner(
         type: 'exhausted',
         pool: pool.name,
         plannedIds: [...plannedIds],
+        kind: 'managed',
         reason: `the nodes of cluster ${pool.cluster} are managed outside Gantry: it cannot add to pool ${pool.name}`,
         retryAfterMs: 10 * 60_000,
       });

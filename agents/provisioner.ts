@@ -15,13 +15,28 @@ export interface ProvisionedNode {
 }
 
 /**
+ * Why a pool cannot add nodes now: `max-nodes` (it is at its maximum), `capacity` (the cloud has none of
+ * the type, or the spot price is above the maximum), `quota` (an account limit), `throttled` (the API
+ * kept refusing calls), `managed` (the nodes are not Gantry's to add: Kubernetes-managed pools),
+ * `error` (anything else; the reason says what).
+ */
+export type ExhaustedKind = 'max-nodes' | 'capacity' | 'quota' | 'throttled' | 'managed' | 'error';
+
+/**
  * Something that happened to a node — or to a pool: `exhausted` when the cloud cannot add nodes to it
- * now (no capacity, quota, spot price), so that the broker plans on other pools until `retryAfterMs`
- * has passed. `plannedIds` are the nodes asked for that will not come.
+ * now, so that the broker plans on other pools until `retryAfterMs` has passed. `plannedIds` are the
+ * nodes asked for that will not come; `kind` says why as data, `reason` in words.
  */
 export type NodeEvent =
   | { type: 'ready' | 'gone' | 'preempted'; node: ProvisionedNode }
-  | { type: 'exhausted'; pool: string; plannedIds: string[]; reason: string; retryAfterMs: number };
+  | {
+      type: 'exhausted';
+      pool: string;
+      plannedIds: string[];
+      kind: ExhaustedKind;
+      reason: string;
+      retryAfterMs: number;
+    };
 
 /** Adds and removes nodes; reports when they come up and when they disappear. */
 export interface NodeProvisioner {
@@ -32,6 +47,11 @@ export interface NodeProvisioner {
   add(pool: Pool, plannedIds: readonly string[]): Promise<void>;
   remove(nodeName: string): Promise<void>;
   onEvent(listener: (event: NodeEvent) => void): void;
+  /**
+   * Resolves once the cluster's instances have been listed (and adopted) since start, so that they count
+   * against pools' maximums. Providers without a first listing leave it out.
+   */
+  whenListed?(): Promise<void>;
   /** Resolves when the provisioner's cloud answers now; rejects saying why not (the agent's `/readyz`). */
   ping?(): Promise<void>;
   close(): Promise<void>;

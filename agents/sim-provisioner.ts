@@ -4,6 +4,7 @@
  * the pool's interruption rate — or on demand, for tests.
  */
 import type { Cluster, Pool } from '../policies/index.ts';
+import { atMaximum } from './node-core.ts';
 import type { NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';
 
 /** Options of {@link createSimProvisioner}. */
@@ -85,15 +86,17 @@ export function createSimProvisioner(cluster: Cluster, opts: SimProvisionerOptio
             type: 'exhausted',
             pool: pool.name,
             plannedIds: fresh,
+            kind: 'capacity',
             reason: outOfStock,
             retryAfterMs: 600_000 / speedup,
           });
         return;
       }
       const count = [...nodes.values()].filter((n) => n.pool === pool.name).length;
+      const fresh = [...new Set(plannedIds)].filter((id) => !nodes.has(id));
       const room = Math.max(0, pool.maxNodes - count);
-      for (const plannedId of plannedIds.slice(0, room)) {
-        if (nodes.has(plannedId)) continue;
+      if (fresh.length > room) emit(atMaximum(pool, fresh.slice(room)));
+      for (const plannedId of fresh.slice(0, room)) {
         const node: ProvisionedNode = {
           name: plannedId,
           pool: pool.name,

@@ -4,8 +4,11 @@
 import { Command, CommanderError } from 'commander';
 import { registerCatalogCommand } from './commands/catalog.ts';
 import { registerClusterCommands } from './commands/cluster.ts';
+import { registerLogsCommand } from './commands/logs.ts';
 import { registerPlanCommand } from './commands/plan.ts';
 import { registerHistoryCommands } from './commands/history.ts';
+import { registerHistoryServeCommand } from './commands/history-serve.ts';
+import { registerArtifactsCommands } from './commands/artifacts.ts';
 import { registerPlatformCommands } from './commands/platform.ts';
 import { registerReportCommand } from './commands/report.ts';
 import { registerRunCommands } from './commands/run.ts';
@@ -50,9 +53,12 @@ export function buildProgram(): Command {
   registerPlatformCommands(program);
   registerRunCommands(program);
   registerWorkerCommand(program);
+  registerLogsCommand(program);
   registerReportCommand(program);
   registerSpotPricesCommand(program);
   registerHistoryCommands(program);
+  registerHistoryServeCommand(program);
+  registerArtifactsCommands(program);
   // A usage mistake is one line too: what was wrong, and where the command's flags are listed.
   const hint = (cmd: Command, path: string) => {
     cmd.configureOutput({

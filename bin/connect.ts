@@ -79,6 +79,43 @@ export async function askBroker(
 }
 
 /**
+ * Asks for a listing page after page on one connection (each answer stays under the NATS payload
+ * limit) until `limit` rows or the last page; returns the last answer with every row, oldest first.
+ */
+export async function askBrokerPages(
+  flags: { nats?: string; creds?: string },
+  verb: string,
+  body: { limit: number } & Record<string, unknown>,
+  timeoutMs = 5000,
+): Promise<Record<string, unknown>> {
+  const target = brokerTarget(flags);
+  const transport = await connectCli(target, 'gantry-cli');
+  try {
+    const pages: unknown[][] = [];
+    let offset = 0;
+    for (;;) {
+      const reply = await overNats(target, () =>
+        transport.request(subjects.admin(verb), encodeJson({ ...body, offset }), { timeoutMs }),
+      );
+      const answer = decodeJson(reply.data) as {
+        ok: boolean;
+        next?: number;
+        error?: { message: string };
+      } & Record<string, unknown>;
+      if (!answer.ok) throw new UsageError(answer.error?.message ?? 'the broker refused');
+      pages.unshift((answer[verb] as unknown[]) ?? []);
+      if (answer.next === undefined || answer.next >= body.limit) {
+        const { next: _next, ...rest } = answer;
+        return { ...rest, [verb]: pages.flat() };
+      }
+      offset = answer.next;
+    }
+  } finally {
+    await transport.close();
+  }
+}
+
+/**
  * Fails in one line when no broker listens on `target.nats` — asked only of servers without
  * credentials: a workflow runtime's credentials may not send admin requests, and a runtime waits for a
  * broker that is starting or failing over anyway.

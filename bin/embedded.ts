@@ -131,7 +131,9 @@ export function simAgent(
   const hosted = services
     ? withTaskHost(
         executor,
-        cluster.provider === 'local' ? createProcessHost(services) : createTaskHost(services),
+        cluster.provider === 'local'
+          ? createProcessHost({ ...services, cluster: cluster.name })
+          : createTaskHost({ ...services, cluster: cluster.name }),
       )
     : executor;
   return {

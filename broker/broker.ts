@@ -163,11 +163,12 @@ export function createBroker(opts: BrokerOptions): Broker {
     ctx.serving = true;
     metrics.leader.set(1);
     updateGauges();
-    subs.push(transport.subscribe(subjects.request, outbox.onRequest, { queue: 'gantry-broker' }));
+    subs.push(transport.subscribe(subjects.request('*'), outbox.onRequest, { queue: 'gantry-broker' }));
+    subs.push(transport.subscribe(subjects.agentRequest('*'), outbox.onRequest, { queue: 'gantry-broker' }));
     subs.push(transport.subscribe(subjects.heartbeat('*'), agents.onHeartbeat));
     subs.push(transport.subscribe(subjects.events('*'), agents.onEvents));
     subs.push(transport.subscribe(subjects.register('*'), agents.onRegister));
-    subs.push(transport.subscribe(subjects.runControl('*'), runs.onControl));
+    subs.push(transport.subscribe(subjects.runControl('*', '*'), runs.onControl));
     subs.push(
       transport.subscribe(subjects.admin('>'), (msg) =>
         handleAdmin(msg, {

@@ -439,8 +439,10 @@ export function greedyComparison(
     const result = plan({ pools }, requests, platform.policies, {
       ...(backends ? { backends } : {}),
       timeBudgetMs: 5000,
+      diagnostics: true,
     });
-    return { greedyUsd: result.baseline.expected, plannedUsd: result.cost.expected };
+    const greedy = result.diagnostics?.greedy ?? result.baseline;
+    return { greedyUsd: greedy.expected, plannedUsd: result.cost.expected };
   } catch {
     return undefined;
   }

@@ -12,6 +12,7 @@ import {
   type TaskStateMsg,
 } from '../protocol/index.ts';
 import { admit } from './admission.ts';
+import { authorizeRequest, requestOrigin } from './origin.ts';
 import { append, type BrokerContext } from './context.ts';
 import type { runCycle } from './cycle.ts';
 import type { LeaseRecord } from './records.ts';
@@ -76,7 +77,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       // lost cluster): the requester hears of the new lease on the task's state subject.
       if (!answerRaw(request.requestId, `{"ok":true,"lease":${text}}`))
         transport.publish(
-          subjects.taskState(request.requestId),
+          subjects.taskState(request.team, request.requestId),
           new TextEncoder().encode(
             `{"requestId":${JSON.stringify(request.requestId)},"leaseId":${JSON.stringify(lease.leaseId)},"state":"placed","at":${clock()},"lease":${text}}`,
           ),
@@ -111,8 +112,10 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     node?: string,
     extra?: Pick<TaskStateMsg, 'hold' | 'failure'>,
   ): void {
+    const team = state.requests.get(requestId)?.team;
+    if (team === undefined) return;
     transport.publish(
-      subjects.taskState(requestId),
+      subjects.taskState(team, requestId),
       encodeJson({ requestId, leaseId, state: s, at: clock(), reason, node, ...extra }),
     );
   }
@@ -158,10 +161,30 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     return result;
   }
 
+  function teamRunsOn(team: string, cluster: string): boolean {
+    for (const l of state.activeOn(cluster))
+      if (
+        (l.work.kind === 'task' || l.work.kind === 'worker') &&
+        state.requests.get(l.requestId)?.team === team
+      )
+        return true;
+    return false;
+  }
+
   function onRequest(msg: Msg): void {
     const parsed = parseMessage(requestMsg, msg.data);
-    if (!parsed.ok) return bad(msg, subjects.request, parsed.error);
+    if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
     const m = parsed.value;
+    // The team is the one the subject names (its credential's), never only the message's.
+    const forbidden = authorizeRequest(requestOrigin(msg.subject), m, { platform, teamRunsOn });
+    if (forbidden) {
+      metrics.refused.inc({ code: forbidden.code });
+      log.warn(
+        { requestId: m.requestId, subject: msg.subject, error: forbidden.message },
+        'request forbidden',
+      );
+      return transport.respond(msg, encodeJson({ ok: false, error: forbidden }));
+    }
     const known = state.requests.get(m.requestId);
     if (known) {
       // Idempotent: a retried request gets the lease it already has, or waits for it.

@@ -21,7 +21,8 @@ export const REFUSED_CODES = [
   'no-policy',
   'bad-resources',
   'policy',
-] as const satisfies readonly Refusal['code'][];
+  'forbidden',
+] as const satisfies readonly (Refusal['code'] | 'forbidden')[];
 
 /** Node states of `gantry_nodes{state}`: asked for, starting, ready with work, ready and idle. */
 export const NODE_STATES = ['planned', 'launching', 'ready', 'idle'] as const;

@@ -21,10 +21,13 @@ export const RUN_GRACE_MS = 15_000;
 
 /** The run-control side of a broker; see {@link createRunControl}. */
 export interface RunControl {
-  /** Handles a message on `gantry.v1.run.<run>.control`. */
+  /** Handles a message on `gantry.v1.team.<team>.run.<run>.control`. */
   onControl(msg: Msg): void;
-  /** Withdraws a run's pending requests and stops its leases; says what it stopped. */
-  cancel(runId: string, failure: BrokerFailure): RunCancelReply;
+  /**
+   * Withdraws a run's pending requests and stops its leases; says what it stopped. With `team`, only
+   * that team's (a runtime cancels its own team's runs; operators any).
+   */
+  cancel(runId: string, failure: BrokerFailure, team?: string): RunCancelReply;
   /** Abandons runs gone quiet past the grace period (every health tick). */
   tick(): void;
 }
@@ -39,11 +42,12 @@ export function createRunControl(
   /** Last heartbeat per live run. */
   const lastSeen = new Map<string, number>();
 
-  function cancel(runId: string, failure: BrokerFailure): RunCancelReply {
+  function cancel(runId: string, failure: BrokerFailure, team?: string): RunCancelReply {
     lastSeen.delete(runId);
     const out: RunCancelReply = { ok: true, run: runId, withdrawn: [], stopped: [] };
     for (const r of state.requests.values()) {
       if (r.runId !== runId || TERMINAL.has(r.state)) continue;
+      if (team !== undefined && r.team !== team) continue;
       const lease = r.leaseId ? state.leases.get(r.leaseId) : undefined;
       if (lease && deps.enforcement.stopLease(lease.leaseId, failure)) {
         out.stopped.push({
@@ -69,16 +73,20 @@ export function createRunControl(
 
   return {
     onControl(msg) {
-      const runId = msg.subject.split('.')[3] ?? '';
+      const [, , , team = '', , runId = ''] = msg.subject.split('.');
       const p = parseMessage(runControlMsg, msg.data);
       if (!p.ok) return ctx.bad(msg, msg.subject, p.error);
       if (p.value.type === 'heartbeat') lastSeen.set(runId, clock());
       else if (p.value.type === 'end') lastSeen.delete(runId);
       else {
-        const reply = cancel(runId, {
-          kind: 'run-cancelled',
-          detail: `run ${runId} was cancelled${p.value.reason ? ` (${p.value.reason})` : ''}`,
-        });
+        const reply = cancel(
+          runId,
+          {
+            kind: 'run-cancelled',
+            detail: `run ${runId} was cancelled${p.value.reason ? ` (${p.value.reason})` : ''}`,
+          },
+          team,
+        );
         if (msg.reply) transport.respond(msg, encodeJson(reply));
       }
     },

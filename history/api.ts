@@ -11,6 +11,7 @@ import { Hono } from 'hono';
 import { type Dimension, DIMENSIONS } from '../broker/index.ts';
 import type { Platform } from '../policies/index.ts';
 import type { LpBackends } from '../solver/index.ts';
+import { listArtifacts } from './artifacts.ts';
 import { sqlCostReport } from './cost.ts';
 import type { Db } from './db.ts';
 import { HistoryQueryError, HistoryUnavailableError } from './errors.ts';
@@ -154,6 +155,16 @@ export function historyApi(opts: ApiOptions): Hono {
       ...(opts.backends ? { backends: opts.backends } : {}),
     });
     return c.json({ ok: true, report });
+  });
+  app.get('/v1/artifacts', async (c) => {
+    const q = c.req.query();
+    const limit = int('limit', q.limit);
+    const unusedSince = time('unusedFor', q.unusedFor);
+    const artifacts = await listArtifacts(db, {
+      ...(unusedSince !== undefined ? { unusedSince } : {}),
+      ...(limit !== undefined ? { limit: Math.min(limit, 10_000) } : {}),
+    });
+    return c.json({ ok: true, artifacts });
   });
   app.get('/v1/budgets', async (c) => {
     const at = time('at', c.req.query('at')) ?? (await latest(db));

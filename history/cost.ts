@@ -3,9 +3,10 @@
  * read from the history tables instead of every ledger entry. Its cost grows with the hours in the
  * window, not with the executions:
  *
- * - whole hours inside the window come from `cost_hourly` (usages shorter than an hour, summed per
- *   charge key and hour at ingest);
- * - the two partial hours at the window's edges, and usages of an hour or longer, are read row by row;
+ * - whole hours inside the window come from the hourly rollups (every usage split at the hour and
+ *   summed at ingest): `cost_hourly_groups` (per team, workflow, cluster, pool, GPU, capacity type)
+ *   unless the report groups by run or task, then `cost_hourly` (per charge key);
+ * - the two partial hours at the window's edges are read row by row;
  * - node lifetimes give node cost and so idle cost; the few whose tasks' shares overlap beyond the
  *   node, or that cross the window's edges (or are still up), are scaled exactly from their usages.
  */
@@ -100,13 +101,17 @@ export async function sqlCostReport(db: Queryable, q: CostQuery): Promise<Histor
   const h1 = Math.ceil(since / HOUR) * HOUR;
   const h2 = Math.floor(until / HOUR) * HOUR;
   if (h1 < h2) {
+    const fine = cols.includes('run_id') || cols.includes('task');
+    const [rollup, id, keys] = fine
+      ? ['cost_hourly', 'key_id', 'charge_keys']
+      : ['cost_hourly_groups', 'group_id', 'group_keys'];
     const rows = await db.query<KeyRow & { bucket: number; cost: number; gpu_ms: number; n: number }>(
       `select ${cols.map((c) => `k.${c}`).join(', ')}, h.bucket, sum(h.cost) as cost, sum(h.gpu_ms) as gpu_ms,
          sum(h.n)::int as n
-       from (select key_id, (hour / $3) * $3 as bucket, sum(cost) as cost, sum(gpu_ms) as gpu_ms,
+       from (select ${id} as id, (hour / $3) * $3 as bucket, sum(cost) as cost, sum(gpu_ms) as gpu_ms,
                sum(executions) as n
-             from cost_hourly where hour >= $1 and hour < $2 group by 1, 2) h
-       join charge_keys k on k.id = h.key_id
+             from ${rollup} where hour >= $1 and hour < $2 group by 1, 2) h
+       join ${keys} k on k.id = h.id
        group by ${cols.map((c) => `k.${c}`).join(', ')}, h.bucket`,
       [h1, h2, step],
     );
@@ -119,24 +124,24 @@ export async function sqlCostReport(db: Queryable, q: CostQuery): Promise<Histor
     }
   }
 
-  // Row by row: the edge hours' shorter usages, and every longer one, clipped.
+  // Row by row: the usages in the edge hours, clipped to them.
   const raw: UsageRow[] = [];
   const edges = edgeHours(since, until);
-  for (const e of edges)
+  for (const e of edges) {
+    const lohi = [Math.max(e, since), Math.min(e + HOUR, until)];
     raw.push(
       ...(await db.query<UsageRow>(
         `select ${USAGE_COLS}, $1::bigint as lo, $2::bigint as hi from usage
          where not long and end_at > $1 and end_at < $2::bigint + ${HOUR} and start_at < $2`,
-        [Math.max(e, since), Math.min(e + HOUR, until)],
+        lohi,
+      )),
+      ...(await db.query<UsageRow>(
+        `select ${USAGE_COLS}, $1::bigint as lo, $2::bigint as hi from usage
+         where long and int8range(start_at, end_at) && int8range($1, $2)`,
+        lohi,
       )),
     );
-  raw.push(
-    ...(await db.query<UsageRow>(
-      `select ${USAGE_COLS}, $1::bigint as lo, $2::bigint as hi from usage
-       where long and end_at > $1 and start_at < $2`,
-      [since, until],
-    )),
-  );
+  }
   const keys = await keyRows(
     db,
     raw.map((r) => r.key_id),

@@ -29,7 +29,20 @@ export interface Db extends Queryable {
   exec(sql: string): Promise<void>;
   /** Runs `fn` in a transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Takes the session-level advisory lock `key` unless another session holds it (then `undefined`):
+   * one process at a time ingests a source, however many serve queries. The lock goes with its
+   * session: `lost` settles when that connection ends.
+   */
+  tryLock(key: number): Promise<DbLock | undefined>;
   close(): Promise<void>;
+}
+
+/** A held advisory lock. */
+export interface DbLock {
+  /** Resolves when the lock's session ended other than by `release` (the server went away). */
+  readonly lost: Promise<void>;
+  release(): Promise<void>;
 }
 
 const int8 = (v: string) => Number(v);
@@ -78,6 +91,15 @@ export async function openPglite(dir: string, onCreate?: (dir: string) => void):
       await db.exec(sql);
     },
     transaction: (fn) => db.transaction((tx) => fn(run(tx))),
+    // One process holds the directory, so its one session stands for the process.
+    async tryLock(key) {
+      const [row] = (await db.query<{ ok: boolean }>('select pg_try_advisory_lock($1) as ok', [key])).rows;
+      if (!row?.ok) return undefined;
+      return {
+        lost: new Promise<void>(() => undefined),
+        release: async () => void (await db.query('select pg_advisory_unlock($1)', [key])),
+      };
+    },
     async close() {
       try {
         await db.close();
@@ -157,6 +179,35 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
       } finally {
         client.release();
       }
+    },
+    async tryLock(key) {
+      // A connection of its own, apart from the pool: the lock lives as long as this session.
+      const client = new pg.Client({ connectionString: url });
+      let released = false;
+      const lost = new Promise<void>((resolve) => {
+        client.on('error', () => resolve());
+        client.on('end', () => void (released || resolve()));
+      });
+      try {
+        await client.connect();
+        const { rows } = await client.query<{ ok: boolean }>('select pg_try_advisory_lock($1) as ok', [key]);
+        if (rows[0]?.ok) {
+          return {
+            lost,
+            async release() {
+              released = true;
+              await client.end().catch(() => undefined);
+            },
+          };
+        }
+      } catch (err) {
+        released = true;
+        await client.end().catch(() => undefined);
+        throw postgresProblem(err, where);
+      }
+      released = true;
+      await client.end().catch(() => undefined);
+      return undefined;
     },
     close: () => pool.end(),
   };

@@ -45,3 +45,19 @@ export class SchemaTooNewError extends HistoryError {
     );
   }
 }
+
+/**
+ * A batch given as gapless does not continue the source's offset: another process ingests the same
+ * source, or the consumer skipped entries. Nothing of the batch was applied.
+ */
+export class IngestGapError extends HistoryError {
+  override name = 'IngestGapError';
+  constructor(
+    readonly source: string,
+    /** The sequence the batch had to start with. */
+    readonly expected: number,
+    readonly got: number,
+  ) {
+    super(`${source} log: expected entry ${expected} next, got ${got}; nothing of the batch was applied`);
+  }
+}

@@ -4,11 +4,13 @@
  * sequence applied; entries at or below the offset are skipped. A process killed mid-batch leaves
  * nothing of the batch behind, and the next one starts from the offset: every record once, no gaps.
  *
- * Records are applied set-wise (one statement per table per batch, arrays as parameters), except node
- * lifetimes, whose order against the usages around them matters.
+ * Records are applied set-wise: one statement per table per batch, arrays as parameters (`unnest`);
+ * node lifetimes are matched with the usages around them in memory first (ingest-ledger.ts).
  */
 import type { RunRecord } from '../protocol/index.ts';
 import type { Db, Queryable } from './db.ts';
+import { IngestGapError } from './errors.ts';
+import { matchLives, widenLives } from './ingest-ledger.ts';
 import {
   type LifecycleRecord,
   type NodeLifeRecord,
@@ -36,10 +38,28 @@ export interface IngestResult {
 
 export const HOUR = 3_600_000;
 
+/** Options of {@link Ingester.apply}. */
+export interface ApplyOptions {
+  /**
+   * The entries must continue the offset without a gap (from `logStart` when the log no longer holds
+   * the entry after the offset): a follower that reads every entry passes it, so that a batch of
+   * another process that read further is refused (`IngestGapError`) instead of skipping entries.
+   */
+  gapless?: { logStart: number };
+}
+
+function checkGapless(source: Source, todo: readonly LogEntry[], expected: number): void {
+  let next = expected;
+  for (const e of todo) {
+    if (e.seq !== next) throw new IngestGapError(source, next, e.seq);
+    next++;
+  }
+}
+
 /** Applies log entries to a history database. */
 export class Ingester {
   /** Charge key → id, for keys known to be committed. Bounded: cleared when it grows past the cap. */
-  readonly #keys = new Map<string, number>();
+  readonly #keys = new Map<string, KeyId>();
 
   constructor(
     readonly db: Db,
@@ -59,8 +79,13 @@ export class Ingester {
    * Applies the entries past the source's offset, in one transaction. `origin` names the log they come
    * from: entries of a log other than the one the offset is of start again from sequence 1.
    */
-  async apply(source: Source, entries: readonly LogEntry[], origin = ''): Promise<IngestResult> {
-    const fresh: Map<string, number> = new Map();
+  async apply(
+    source: Source,
+    entries: readonly LogEntry[],
+    origin = '',
+    opts: ApplyOptions = {},
+  ): Promise<IngestResult> {
+    const fresh: Map<string, KeyId> = new Map();
     const result = await this.db.transaction(async (tx) => {
       const rows = await tx.query<{ seq: number; origin: string }>(
         'select seq, origin from ingest_offsets where source = $1 for update',
@@ -69,6 +94,7 @@ export class Ingester {
       const offset = rows[0] && rows[0].origin === origin ? rows[0].seq : 0;
       const todo = entries.filter((e) => e.seq > offset).sort((a, b) => a.seq - b.seq);
       if (todo.length === 0) return { entries: 0, records: 0, rejected: 0, offset };
+      if (opts.gapless) checkGapless(source, todo, Math.max(offset + 1, opts.gapless.logStart));
       const rejects: { seq: number; idx: number; error: string; body: string }[] = [];
       let records = 0;
       const broker: { r: UsageRecord | NodeLifeRecord | LifecycleRecord }[] = [];
@@ -112,30 +138,37 @@ export class Ingester {
     return result;
   }
 
-  /** Broker records in log order: node lifetimes one by one, the usages between them set-wise. */
+  /** Broker records: lifetimes matched with usages in memory, then each table written set-wise. */
   async #broker(
     tx: Queryable,
     records: { r: UsageRecord | NodeLifeRecord | LifecycleRecord }[],
-    fresh: Map<string, number>,
+    fresh: Map<string, KeyId>,
   ): Promise<void> {
     const leases: LifecycleRecord[] = [];
-    let usages: { u: UsageRecord }[] = [];
-    const flushUsages = async () => {
-      if (usages.length > 0) await this.#usages(tx, usages, fresh);
-      usages = [];
-    };
+    const ledger: (UsageRecord | NodeLifeRecord)[] = [];
     for (const { r } of records) {
-      if (r.kind === 'usage') usages.push({ u: r });
-      else if (r.kind === 'node-start' || r.kind === 'node-end') {
-        await flushUsages();
-        await nodeLife(tx, r);
-      } else if (r.kind === 'lease') leases.push(r);
+      if (r.kind === 'usage' || r.kind === 'node-start' || r.kind === 'node-end') ledger.push(r);
+      else if (r.kind === 'lease') leases.push(r);
     }
-    await flushUsages();
+    if (ledger.length > 0) {
+      const { usages, lifeOf } = await matchLives(tx, ledger);
+      if (usages.length > 0)
+        await this.#usages(
+          tx,
+          usages.map((u) => ({ u })),
+          lifeOf,
+          fresh,
+        );
+    }
     await applyLeases(tx, leases);
   }
 
-  async #usages(tx: Queryable, rows: { u: UsageRecord }[], fresh: Map<string, number>): Promise<void> {
+  async #usages(
+    tx: Queryable,
+    rows: { u: UsageRecord }[],
+    lifeOf: readonly (number | null)[],
+    fresh: Map<string, KeyId>,
+  ): Promise<void> {
     const keyOf = (u: UsageRecord) =>
       [
         u.team,
@@ -149,26 +182,12 @@ export class Ingester {
         u.instanceType,
         u.nodePricePerHour,
       ] as const;
-    const ids = await this.#keyIds(
+    const keyIds = await this.#keyIds(
       tx,
       rows.map((r) => keyOf(r.u)),
       fresh,
     );
-    const lives = await tx.query<{ i: number; life: number | null }>(
-      `select b.i, (select l.id from node_lives l where l.cluster = b.cluster and l.node = b.node
-                     order by greatest(0, l.start_at - b.end_at, b.start_at - coalesce(l.end_at, b.start_at)), l.start_at
-                     limit 1) as life
-       from unnest($1::int[], $2::text[], $3::text[], $4::bigint[], $5::bigint[]) as b(i, cluster, node, start_at, end_at)`,
-      [
-        rows.map((_, i) => i),
-        rows.map((r) => r.u.cluster),
-        rows.map((r) => r.u.node),
-        rows.map((r) => r.u.start),
-        rows.map((r) => r.u.end),
-      ],
-    );
-    const lifeOf = new Array<number | null>(rows.length).fill(null);
-    for (const l of lives) lifeOf[l.i] = l.life;
+    const ids = keyIds.map((k) => k.id);
     const cost = rows.map((r) => costOf(r.u));
     await tx.query(
       `insert into usage (key_id, life_id, lease, request, cluster, node, gpus, cpu_milli,
@@ -207,107 +226,150 @@ export class Ingester {
         agg.c += cost[i]!;
       } else perLife.set(life, { s: r.u.start, e: r.u.end, c: cost[i]! });
     });
-    if (perLife.size > 0) await widenLives(tx, perLife);
-    // Shorter usages go to the hourly rollup, split at the hour.
-    const pieces = new Map<string, { key: number; hour: number; cost: number; gpuMs: number; n: number }>();
+    await widenLives(tx, perLife);
+    // Every usage goes to the hourly rollups, split at the hour: per charge key, and per group.
+    const fine = new Map<string, Piece>();
+    const coarse = new Map<string, Piece>();
+    const add = (
+      into: Map<string, Piece>,
+      key: number,
+      p: ReturnType<typeof hourPieces>[number],
+      c: number,
+      g: number,
+    ) => {
+      const id = `${key}|${p.hour}`;
+      const agg = into.get(id) ?? { key, hour: p.hour, cost: 0, gpuMs: 0, n: 0 };
+      agg.cost += c;
+      agg.gpuMs += g;
+      if (p.ends) agg.n++;
+      into.set(id, agg);
+    };
     rows.forEach((r, i) => {
-      if (isLong(r.u)) return;
+      const len = r.u.end - r.u.start;
       for (const p of hourPieces(r.u.start, r.u.end)) {
-        const id = `${ids[i]}|${p.hour}`;
-        const len = r.u.end - r.u.start;
-        const part = len > 0 ? (p.to - p.from) / len : 1;
-        const agg = pieces.get(id) ?? { key: ids[i]!, hour: p.hour, cost: 0, gpuMs: 0, n: 0 };
-        agg.cost += cost[i]! * part;
-        agg.gpuMs += r.u.gpus * (p.to - p.from);
-        if (p.ends) agg.n++;
-        pieces.set(id, agg);
+        const c = cost[i]! * (len > 0 ? (p.to - p.from) / len : 1);
+        const g = r.u.gpus * (p.to - p.from);
+        add(fine, keyIds[i]!.id, p, c, g);
+        add(coarse, keyIds[i]!.group, p, c, g);
       }
     });
-    const ps = [...pieces.values()];
-    await tx.query(
-      `insert into cost_hourly (key_id, hour, cost, gpu_ms, executions)
-       select * from unnest($1::int[], $2::bigint[], $3::float8[], $4::float8[], $5::int[])
-       on conflict (key_id, hour) do update set cost = cost_hourly.cost + excluded.cost,
-         gpu_ms = cost_hourly.gpu_ms + excluded.gpu_ms, executions = cost_hourly.executions + excluded.executions`,
-      [
-        ps.map((p) => p.key),
-        ps.map((p) => p.hour),
-        ps.map((p) => p.cost),
-        ps.map((p) => p.gpuMs),
-        ps.map((p) => p.n),
-      ],
-    );
+    await upsertPieces(tx, 'cost_hourly', 'key_id', [...fine.values()]);
+    await upsertPieces(tx, 'cost_hourly_groups', 'group_id', [...coarse.values()]);
   }
 
-  /** Ids of charge keys, inserting the new ones. */
-  async #keyIds(
-    tx: Queryable,
-    keys: readonly (readonly [
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-      string,
-      number,
-    ])[],
-    fresh: Map<string, number>,
-  ): Promise<number[]> {
+  /** Ids of the groups of charge keys, inserting the new ones (kept in `fresh` as `g:<name>`). */
+  async #groupIds(tx: Queryable, keys: readonly ChargeKey[], fresh: Map<string, KeyId>): Promise<number[]> {
+    const names = keys.map((k) => `g:${JSON.stringify(GROUP_OF.map((j) => k[j]))}`);
+    const missing = new Map<string, unknown[]>();
+    names.forEach((n, i) => {
+      if (!this.#keys.has(n) && !fresh.has(n))
+        missing.set(
+          n,
+          GROUP_OF.map((j) => keys[i]![j]),
+        );
+    });
+    if (missing.size > 0) {
+      const gs = [...missing.values()];
+      const found = await tx.query<Record<string, string | number>>(
+        `insert into group_keys (${GROUP_COLS.join(', ')})
+         select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+           $8::float8[])
+         on conflict (${GROUP_COLS.join(', ')}) do update set team = excluded.team
+         returning *`,
+        GROUP_COLS.map((_, j) => gs.map((g) => g[j])),
+      );
+      for (const f of found) {
+        const id = f.id as number;
+        fresh.set(`g:${JSON.stringify(GROUP_COLS.map((c) => f[c]))}`, { id, group: id });
+      }
+    }
+    return names.map((n) => (this.#keys.get(n) ?? fresh.get(n))!.id);
+  }
+
+  /** Ids of charge keys (and of their groups), inserting the new ones. */
+  async #keyIds(tx: Queryable, keys: readonly ChargeKey[], fresh: Map<string, KeyId>): Promise<KeyId[]> {
     const names = keys.map((k) => JSON.stringify(k));
-    const missing = new Map<string, (typeof keys)[number]>();
+    const missing = new Map<string, ChargeKey>();
     names.forEach((n, i) => {
       if (!this.#keys.has(n) && !fresh.has(n)) missing.set(n, keys[i]!);
     });
     if (missing.size > 0) {
       const ks = [...missing.values()];
-      const cols = (j: number) => ks.map((k) => k[j]);
-      const params = [
-        cols(0),
-        cols(1),
-        cols(2),
-        cols(3),
-        cols(4),
-        cols(5),
-        cols(6),
-        cols(7),
-        cols(8),
-        cols(9),
-      ];
-      const unnest = `unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-        $8::text[], $9::text[], $10::float8[]) as k(team, workflow, run_id, task, cluster, pool, gpu_model,
-        capacity_type, instance_type, node_price)`;
-      await tx.query(
-        `insert into charge_keys (team, workflow, run_id, task, cluster, pool, gpu_model, capacity_type,
-           instance_type, node_price) select * from ${unnest} on conflict do nothing`,
-        params,
-      );
+      const groups = await this.#groupIds(tx, ks, fresh);
+      const params = [...Array.from({ length: 10 }, (_, j) => ks.map((k) => k[j])), groups];
+      // One statement: new keys inserted, known ones returned too (the update changes nothing).
       const found = await tx.query<Record<string, string | number>>(
-        `select c.* from charge_keys c join ${unnest}
-           using (team, workflow, run_id, task, cluster, pool, gpu_model, capacity_type, instance_type, node_price)`,
+        `insert into charge_keys (${KEY_COLS.join(', ')}, group_id)
+         select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+           $8::text[], $9::text[], $10::float8[], $11::int[])
+         on conflict (${KEY_COLS.join(', ')}) do update set group_id = excluded.group_id
+         returning *`,
         params,
       );
       for (const f of found)
-        fresh.set(
-          JSON.stringify([
-            f.team,
-            f.workflow,
-            f.run_id,
-            f.task,
-            f.cluster,
-            f.pool,
-            f.gpu_model,
-            f.capacity_type,
-            f.instance_type,
-            f.node_price,
-          ]),
-          f.id as number,
-        );
+        fresh.set(JSON.stringify(KEY_COLS.map((c) => f[c])), {
+          id: f.id as number,
+          group: f.group_id as number,
+        });
     }
     return names.map((n) => (this.#keys.get(n) ?? fresh.get(n))!);
   }
+}
+
+const KEY_COLS = [
+  'team',
+  'workflow',
+  'run_id',
+  'task',
+  'cluster',
+  'pool',
+  'gpu_model',
+  'capacity_type',
+  'instance_type',
+  'node_price',
+] as const;
+/** A charge key's columns without its run and task: its group (`group_keys`). */
+const GROUP_COLS = KEY_COLS.filter((c) => c !== 'run_id' && c !== 'task');
+const GROUP_OF = KEY_COLS.flatMap((c, j) => (c === 'run_id' || c === 'task' ? [] : [j]));
+
+/** What a charge is grouped by, as `charge_keys` holds it. */
+type ChargeKey = readonly [string, string, string, string, string, string, string, string, string, number];
+
+/** A charge key's id and its group's. */
+interface KeyId {
+  id: number;
+  group: number;
+}
+
+/** An hour of a rollup. */
+interface Piece {
+  key: number;
+  hour: number;
+  cost: number;
+  gpuMs: number;
+  n: number;
+}
+
+async function upsertPieces(
+  tx: Queryable,
+  table: string,
+  keyCol: string,
+  ps: readonly Piece[],
+): Promise<void> {
+  if (ps.length === 0) return;
+  await tx.query(
+    `insert into ${table} (${keyCol}, hour, cost, gpu_ms, executions)
+     select * from unnest($1::int[], $2::bigint[], $3::float8[], $4::float8[], $5::int[])
+     on conflict (${keyCol}, hour) do update set cost = ${table}.cost + excluded.cost,
+       gpu_ms = ${table}.gpu_ms + excluded.gpu_ms, executions = ${table}.executions + excluded.executions`,
+    [
+      ps.map((p) => p.key),
+      ps.map((p) => p.hour),
+      ps.map((p) => p.cost),
+      ps.map((p) => p.gpuMs),
+      ps.map((p) => p.n),
+    ],
+  );
 }
 
 /** What a usage costs at its share, unscaled (broker/ledger.ts `usageCost`). */
@@ -333,59 +395,6 @@ export function hourPieces(
     if (b > a) out.push({ hour: h, from: a, to: b, ends: h === endHour });
   }
   return out;
-}
-
-async function widenLives(
-  tx: Queryable,
-  perLife: Map<number, { s: number; e: number; c: number }>,
-): Promise<void> {
-  const ls = [...perLife.entries()];
-  await tx.query(
-    `update node_lives l set task_start = least(coalesce(l.task_start, v.s), v.s),
-       task_end = greatest(coalesce(l.task_end, v.e), v.e), task_cost = l.task_cost + v.c
-     from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[]) as v(id, s, e, c) where l.id = v.id`,
-    [ls.map(([id]) => id), ls.map(([, a]) => a.s), ls.map(([, a]) => a.e), ls.map(([, a]) => a.c)],
-  );
-}
-
-/**
- * A node lifetime starts (unless one is open: a restarted broker writes starts again) or ends; a new
- * lifetime takes the usages of its node that had none.
- */
-async function nodeLife(tx: Queryable, r: NodeLifeRecord): Promise<void> {
-  if (r.kind === 'node-end') {
-    await tx.query(
-      `update node_lives set end_at = $3, ended = $4 where cluster = $1 and node = $2 and end_at is null`,
-      [r.cluster, r.node, r.at, r.ended ?? 'gone'],
-    );
-    return;
-  }
-  const [row] = await tx.query<{ id: number }>(
-    `insert into node_lives (cluster, node, pool, instance_type, capacity_type, gpu_model, gpu_count, price, start_at)
-     select $1, $2, $3, $4, $5, $6, $7, $8, $9
-     where not exists (select 1 from node_lives where cluster = $1 and node = $2 and end_at is null)
-     returning id`,
-    [
-      r.cluster,
-      r.node,
-      r.pool,
-      r.instanceType,
-      r.capacityType,
-      r.gpuModel ?? '',
-      r.gpuCount,
-      r.pricePerHour,
-      r.at,
-    ],
-  );
-  if (!row) return;
-  const [adopted] = await tx.query<{ s: number | null; e: number | null; c: number | null }>(
-    `with a as (update usage set life_id = $3 where cluster = $1 and node = $2 and life_id is null
-                returning start_at, end_at, cost)
-     select min(start_at) as s, max(end_at) as e, sum(cost) as c from a`,
-    [r.cluster, r.node, row.id],
-  );
-  if (adopted && adopted.s !== null)
-    await widenLives(tx, new Map([[row.id, { s: adopted.s, e: adopted.e!, c: adopted.c ?? 0 }]]));
 }
 
 /** Lease events become placements: where, at what price, why, and the state they reached. */

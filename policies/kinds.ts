@@ -169,8 +169,22 @@ const fallback = z.strictObject({
 export const resourcePolicyKind = kind(
   'ResourcePolicy',
   z.strictObject({
-    teams: z.array(z.string().min(1)).min(1, 'name at least one team'),
+    teams: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^[A-Za-z0-9_-]{1,100}$/,
+            'a team is 1–100 letters, digits, _ or - (it is part of NATS subjects and credential names)',
+          ),
+      )
+      .min(1, 'name at least one team'),
     priority: z.int().default(0),
+    /**
+     * What the team's runtimes may ask to run. `process` (a command on a cluster's host) only when
+     * listed here; agents and tasks can never ask for it (docs/security.md).
+     */
+    workKinds: z.array(z.enum(['task', 'worker', 'sim', 'process'])).optional(),
     quotas: z.array(quota).default([]),
     budget: z
       .strictObject({

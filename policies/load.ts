@@ -4,7 +4,17 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { isMap, isPair, isScalar, LineCounter, parseAllDocuments, type Document, type Node } from 'yaml';
+import {
+  isMap,
+  isPair,
+  isScalar,
+  LineCounter,
+  parseAllDocuments,
+  visit,
+  type Alias,
+  type Document,
+  type Node,
+} from 'yaml';
 import type { z } from 'zod';
 import type { Problem } from './errors.ts';
 import { API_VERSION, KINDS, type KindName } from './kinds.ts';
@@ -114,7 +124,14 @@ export function parseDocuments(text: string, file: string): { docs: LoadedDoc[];
       path: formatPath(path),
       message,
     });
-    const raw: unknown = doc.toJS();
+    let raw: unknown;
+    try {
+      // Aliases are resolved, at most MAX_ALIASES of them: more is an alias bomb, not configuration.
+      raw = doc.toJS({ maxAliasCount: MAX_ALIASES });
+    } catch (err) {
+      problems.push(aliasProblem(doc, err, file, at));
+      return;
+    }
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
       problems.push(problem([], 'a document must be a mapping with apiVersion, kind, metadata and spec'));
       return;
@@ -152,6 +169,50 @@ export function parseDocuments(text: string, file: string): { docs: LoadedDoc[];
     });
   });
   return { docs, problems };
+}
+
+/** Most aliases one document may expand (the yaml library's `maxAliasCount`). */
+const MAX_ALIASES = 100;
+
+/**
+ * The problem of a document whose aliases cannot be resolved: one naming an anchor never set (at the
+ * alias), or too many expansions (at the first alias). Anything else `toJS` throws is reported as is.
+ */
+function aliasProblem(
+  doc: Document.Parsed,
+  err: unknown,
+  file: string,
+  at: (offset: number) => { line: number; col: number },
+): Problem {
+  let unresolved: Alias | undefined;
+  let first: Alias | undefined;
+  visit(doc, {
+    Alias(_, node) {
+      first ??= node;
+      if (!unresolved && node.resolve(doc) === undefined) unresolved = node;
+    },
+  });
+  const where = (node: Alias | undefined) => (node?.range ? at(node.range[0]) : { line: 1, col: 1 });
+  if (unresolved)
+    return {
+      file,
+      ...where(unresolved),
+      path: '',
+      message: `YAML: alias *${unresolved.source} refers to no anchor &${unresolved.source} before it`,
+    };
+  if (err instanceof Error && /alias count/i.test(err.message))
+    return {
+      file,
+      ...where(first),
+      path: '',
+      message: `YAML: aliases expand to more than ${MAX_ALIASES} nodes (an alias bomb?); write the values out`,
+    };
+  return {
+    file,
+    ...where(first),
+    path: '',
+    message: `YAML: ${err instanceof Error ? err.message : String(err)}`,
+  };
 }
 
 type MakeProblem = (path: readonly PathKey[], message: string) => Problem;

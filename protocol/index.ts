@@ -8,7 +8,7 @@
  *
  * const transport = createMemoryTransport();
  * const store = await openLocalStore('.gantry/state');
- * transport.subscribe(subjects.request, (msg) => transport.respond(msg, encodeJson({ ok: true })));
+ * transport.subscribe(subjects.request('ml'), (msg) => transport.respond(msg, encodeJson({ ok: true })));
  * await store.append(encodeJson({ type: 'started' }));
  */
 export {
@@ -26,6 +26,8 @@ export {
 export { keyHasPrefix, validateKey, validatePrefix } from './keys.ts';
 export { acquireLock as lockDirectory } from './local-files.ts';
 export { openLocalStore } from './local-store.ts';
+export { openLogReader } from './local-log-reader.ts';
+export type { LogReader } from './local-log-reader.ts';
 export { createMemoryTransport } from './memory.ts';
 export {
   PROTOCOL,
@@ -57,6 +59,8 @@ export {
   runRecord,
   runtimeLogRecord,
   scaleMsg,
+  stopMsg,
+  stopReply,
   subjects,
   taskState,
   taskStateMsg,
@@ -72,6 +76,8 @@ export type {
   AgentEvents,
   BrokerFailureKind,
   CancelMsg,
+  StopMsg,
+  StopReply,
   ErrorMsg,
   ErrorReply,
   HeartbeatMsg,

@@ -7,14 +7,25 @@ import { z } from 'zod';
 /** Subject prefix; bumped when a message changes incompatibly. */
 export const PROTOCOL = 'gantry.v1';
 
-/** Subjects, by who listens. `<cluster>` is the Cluster's metadata.name. */
+/**
+ * Subjects, by who listens. `<cluster>` is the Cluster's metadata.name, `<team>` a ResourcePolicy team.
+ * Everything a team's runtime sends or reads is under `gantry.v1.team.<team>.`, and everything an agent
+ * sends under `gantry.v1.agent.<cluster>.`, so that NATS permissions (docs/security.md) give each
+ * credential its own subjects: the broker takes the team or the cluster from the subject, never from
+ * the message.
+ */
 export const subjects = {
-  /** runtime → broker, request/reply: ask for resources; the reply is the lease (or the refusal). */
-  request: `${PROTOCOL}.broker.request`,
+  /** a team's runtime → broker, request/reply: ask for resources; the reply is the lease (or the refusal). */
+  request: (team: string) => `${PROTOCOL}.team.${team}.request`,
+  /**
+   * a cluster's agent (its task hosts' nested calls) → broker, request/reply: as `request`, for a team
+   * that has work on the cluster, never for `process` work.
+   */
+  agentRequest: (cluster: string) => `${PROTOCOL}.agent.${cluster}.request`,
   /** anyone → broker, request/reply: operator queries and commands (`gantry get`, `gantry cluster`). */
   admin: (verb: string) => `${PROTOCOL}.broker.admin.${verb}`,
-  /** broker → anyone: a task's lifecycle, for the runtime that asked for it. */
-  taskState: (requestId: string) => `${PROTOCOL}.task.${requestId}.state`,
+  /** broker → the team's runtime: a task's lifecycle. */
+  taskState: (team: string, requestId: string) => `${PROTOCOL}.team.${team}.task.${requestId}.state`,
   /** agent → broker, request/reply. */
   register: (cluster: string) => `${PROTOCOL}.agent.${cluster}.register`,
   /** agent → broker: capacity, every heartbeat interval. */
@@ -27,19 +38,26 @@ export const subjects = {
   scale: (cluster: string) => `${PROTOCOL}.agent.${cluster}.scale`,
   /** broker → agent: stop a lease's work (drain, cancel). */
   cancel: (cluster: string) => `${PROTOCOL}.agent.${cluster}.cancel`,
-  /** task host → runtime: the outcome of one task execution (`resultMsg`). */
-  result: (execution: string) => `${PROTOCOL}.exec.${execution}.result`,
-  /** runtime → warm workers, request/reply in a queue group: run invocations (`invokeMsg`). */
-  invoke: (pool: string) => `${PROTOCOL}.worker.${pool}.invoke`,
-  /** runtime → warm workers: stop now (empty body). */
-  stopWorkers: (pool: string) => `${PROTOCOL}.worker.${pool}.stop`,
-  /** runtime → anyone watching a run (`gantry run` prints them): placements, retries, ends. */
-  runEvents: (runId: string) => `${PROTOCOL}.run.${runId}.events`,
+  /** broker → agent, request/reply: the cluster is removed; terminate these nodes, then stop. */
+  stop: (cluster: string) => `${PROTOCOL}.agent.${cluster}.stop`,
+  /**
+   * task host on `cluster` → the team's runtime: the outcome of one task execution (`resultMsg`). The
+   * last token names the cluster that sent it (its credential may publish no other), so the runtime
+   * takes a result only from the cluster holding the lease.
+   */
+  result: (team: string, execution: string, cluster: string) =>
+    `${PROTOCOL}.team.${team}.exec.${execution}.result.${cluster}`,
+  /** runtime → the team's warm workers, request/reply in a queue group: run invocations (`invokeMsg`). */
+  invoke: (team: string, pool: string) => `${PROTOCOL}.team.${team}.worker.${pool}.invoke`,
+  /** runtime → the team's warm workers: stop now (empty body). */
+  stopWorkers: (team: string, pool: string) => `${PROTOCOL}.team.${team}.worker.${pool}.stop`,
+  /** runtime → anyone of the team watching a run (`gantry run` prints them): placements, retries, ends. */
+  runEvents: (team: string, runId: string) => `${PROTOCOL}.team.${team}.run.${runId}.events`,
   /**
    * run driver → broker (`runControlMsg`): the run's liveness heartbeat, its end, or a cancel
    * (request/reply: the answer says what was stopped).
    */
-  runControl: (runId: string) => `${PROTOCOL}.run.${runId}.control`,
+  runControl: (team: string, runId: string) => `${PROTOCOL}.team.${team}.run.${runId}.control`,
 } as const;
 
 // Ids end up in subjects (`gantry.v1.task.<requestId>.state`) and store keys: no dots, spaces or wildcards.
@@ -49,6 +67,10 @@ const id = z
     /^[A-Za-z0-9_=:@+\-]{1,200}$/,
     'must be 1–200 letters, digits or _=:@+- (no dots, spaces or wildcards)',
   );
+/** A team name: it is a subject token (`gantry.v1.team.<team>.request`). */
+const team = z
+  .string()
+  .regex(/^[A-Za-z0-9_\-]{1,100}$/, 'must be 1–100 letters, digits, _ or - (it is part of NATS subjects)');
 const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'must be a lower-case name');
 
 /** Resources as the runtime writes them (quantity strings or numbers), validated by the broker. */
@@ -92,17 +114,30 @@ export const workSpec = z.discriminatedUnion('kind', [
     task: z.string().min(1).max(200),
     execution: id,
     run: id,
-    team: z.string().min(1),
+    team,
     workflow: z.string().max(200).optional(),
     input: valueMsg,
     /** The host stops the execution after this long and reports a TimeoutError. */
     timeoutMs: z.number().positive().optional(),
+    /** The runtime's attempt of the call (0 first, 1 for the first retry): the task's `ctx.attempt`. */
+    attempt: z.int().nonnegative().max(1000).optional(),
+    /** A container or command task's program: on Kubernetes the pod runs `image` (when set). */
+    program: z
+      .strictObject({
+        image: z.string().min(1).max(1000).optional(),
+        command: z.string().min(1).max(4096),
+        args: z.array(z.string().max(100_000)).max(10_000),
+        env: z.record(z.string(), z.string()),
+      })
+      .optional(),
   }),
   /** A warm worker: loads `module` and serves invocations on `subjects.invoke(pool)` until idle. */
   z.strictObject({
     kind: z.literal('worker'),
     module: modulePath,
     pool: id,
+    /** The team whose runtime invokes it: its invocations come on that team's subjects. */
+    team,
     idleTtlMs: z.number().positive().max(86_400_000),
     concurrency: z.int().positive().max(10_000).default(1),
   }),
@@ -111,7 +146,7 @@ export const workSpec = z.discriminatedUnion('kind', [
 /** runtime → broker: a resource request. Resent with the same `requestId` after a failure: idempotent. */
 export const requestMsg = z.strictObject({
   requestId: id,
-  team: z.string().min(1),
+  team,
   runId: id.optional(),
   taskId: id.optional(),
   /** The workflow the run is of, for cost reports. */
@@ -236,6 +271,8 @@ export const agentEvent = z.discriminatedUnion('type', [
     cluster: name,
     pool: name,
     state: z.literal('exhausted'),
+    /** Why, as data (see the agents' ExhaustedKind); absent from agents that predate it. */
+    kind: z.enum(['max-nodes', 'capacity', 'quota', 'throttled', 'managed', 'error']).optional(),
     reason: z.string().max(2000),
     retryAfterMs: z.number().nonnegative().max(86_400_000),
     /** Planned nodes that will not come. */
@@ -257,6 +294,22 @@ export const scaleMsg = z.strictObject({
   add: z.array(z.string().min(1)).default([]),
   /** Names of nodes to remove. */
   remove: z.array(z.string().min(1)).default([]),
+});
+
+/**
+ * broker → agent: the cluster was removed (`gantry cluster remove`). The agent terminates `terminate`
+ * (nodes Gantry bought, by name), answers with what it terminated and what it could not, and stops.
+ */
+export const stopMsg = z.strictObject({
+  reason: z.string().max(500),
+  terminate: z.array(z.string().min(1)).max(10_000).default([]),
+});
+
+/** agent → broker: the answer to {@link stopMsg}. */
+export const stopReply = z.strictObject({
+  ok: z.literal(true),
+  terminated: z.array(z.string()),
+  failed: z.array(z.strictObject({ node: z.string(), reason: z.string() })).default([]),
 });
 
 /** broker → agent: stop a lease's work. */
@@ -306,6 +359,8 @@ export const errorMsg = z.strictObject({
   name: z.string().min(1).max(200),
   message: z.string().max(100_000),
   data: z.record(z.string(), z.unknown()).optional(),
+  /** The thrown error's classes, its own first (`['DataQualityError', 'NonRetriableError', 'TaskError']`). */
+  classes: z.array(z.string().min(1).max(200)).max(20).optional(),
   stack: z.string().max(100_000).optional(),
 });
 
@@ -356,6 +411,8 @@ export const lineageRecord = z.object({
     .optional(),
   /** Times the spot node under this execution was reclaimed and the broker placed it again. */
   preemptions: z.int().nonnegative(),
+  /** The artifact holding the execution's log (container and command tasks): `gantry logs`. */
+  logs: z.string().max(200).optional(),
   startedAt: z.number(),
   endedAt: z.number(),
   costUsd: z.number().nonnegative(),
@@ -432,6 +489,10 @@ const ended = {
   endedAt: z.number(),
   /** Lineage records of the tasks this execution called (the root runtime stores them). */
   lineage: z.array(lineageRecord).max(100_000).optional(),
+  /** The same records as one artifact (a JSON array), when too many to travel in the message. */
+  lineageRef: z.string().min(1).max(200).optional(),
+  /** The artifact holding the log of the program a container or command task ran. */
+  logs: z.string().min(1).max(200).optional(),
 };
 
 /** task host → runtime: how an execution ended. */
@@ -448,7 +509,9 @@ export const invokeMsg = z.strictObject({
   /** The worker stops an invocation after this long (TimeoutError). */
   timeoutMs: z.number().positive().optional(),
   executions: z
-    .array(z.strictObject({ execution: id, input: valueMsg }))
+    .array(
+      z.strictObject({ execution: id, input: valueMsg, attempt: z.int().nonnegative().max(1000).optional() }),
+    )
     .min(1)
     .max(10_000),
 });
@@ -481,6 +544,8 @@ export type LaunchMsg = z.output<typeof launchMsg>;
 export type AgentEvents = z.output<typeof agentEvents>;
 export type ScaleMsg = z.output<typeof scaleMsg>;
 export type CancelMsg = z.output<typeof cancelMsg>;
+export type StopMsg = z.output<typeof stopMsg>;
+export type StopReply = z.output<typeof stopReply>;
 export type TaskStateMsg = z.output<typeof taskStateMsg>;
 export type ErrorReply = z.output<typeof errorReply>;
 export type ValueMsg = z.output<typeof valueMsg>;

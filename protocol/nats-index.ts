@@ -9,7 +9,7 @@
  * const store = await openJetStreamStore(transport.connection, { bucket: 'gantry', stream: 'GANTRY' });
  */
 export { openJetStreamStore } from './jetstream-store.ts';
-export { connectNats } from './nats.ts';
+export { connectNats, inboxPrefix } from './nats.ts';
 
 export type { JetStreamStoreOptions } from './jetstream-store.ts';
 export type { NatsOptions, NatsTransport } from './nats.ts';

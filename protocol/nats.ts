@@ -4,6 +4,7 @@
  * re-established by nats.js after each reconnection.
  */
 import { readFile } from 'node:fs/promises';
+import { fromSeed } from '@nats-io/nkeys';
 import {
   ClosedConnectionError,
   connect,
@@ -59,6 +60,17 @@ export interface NatsTransport extends Transport {
 const DEFAULT_TIMEOUT_MS = 5000;
 
 /**
+ * The reply-inbox prefix of an nkey identity: `_INBOX_<public key>`. The credentials `gantry cluster
+ * onboard` writes let each identity subscribe to its own inboxes only, so no one reads another's replies.
+ *
+ * @example
+ * inboxPrefix('UABC…'); // '_INBOX_UABC…'
+ */
+export function inboxPrefix(publicKey: string): string {
+  return `_INBOX_${publicKey}`;
+}
+
+/**
  * Connects to NATS. Rejects if no server answers the first time; after that, it reconnects forever
  * and reports `disconnected` / `reconnecting` / `reconnected` through `onEvent`.
  *
@@ -78,9 +90,12 @@ export async function connectNats(opts: NatsOptions): Promise<NatsTransport> {
   if (opts.name !== undefined) options.name = opts.name;
   if (opts.creds !== undefined) {
     const text = await readFile(opts.creds);
-    options.authenticator = opts.creds.endsWith('.nk')
-      ? nkeyAuthenticator(new TextEncoder().encode(new TextDecoder().decode(text).trim()))
-      : credsAuthenticator(text);
+    if (opts.creds.endsWith('.nk')) {
+      const seed = new TextEncoder().encode(new TextDecoder().decode(text).trim());
+      options.authenticator = nkeyAuthenticator(seed);
+      // Replies come to this identity's own inboxes, which only it may read (docs/security.md).
+      options.inboxPrefix = inboxPrefix(fromSeed(seed).getPublicKey());
+    } else options.authenticator = credsAuthenticator(text);
   }
   if (opts.token !== undefined) options.token = opts.token;
   if (opts.user !== undefined) options.user = opts.user;

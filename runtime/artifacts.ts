@@ -4,7 +4,7 @@
  * sha256 of its bytes, so writing the same value twice stores it once and a reader can check what it got.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Stores and fetches immutable byte strings by content hash (`sha256:<hex>`). */
@@ -15,6 +15,22 @@ export interface ArtifactStore {
   put(data: Uint8Array): Promise<string>;
   /** The bytes of `ref`; rejects with `ArtifactMissingError` when absent. */
   get(ref: string): Promise<Uint8Array>;
+}
+
+/** A value in a store, as garbage collection sees it. */
+export interface StoredArtifact {
+  ref: string;
+  bytes: number;
+  /** When it was written (epoch ms). */
+  storedAt: number;
+}
+
+/** A store whose values can be listed and deleted (`gantry artifacts gc`). */
+export interface CollectableArtifactStore extends ArtifactStore {
+  /** Every value held now. */
+  list(): AsyncIterable<StoredArtifact>;
+  /** Deletes `ref` (absent is fine). */
+  delete(ref: string): Promise<void>;
 }
 
 /** An artifact that is not in the store (deleted, or written to another store). */
@@ -47,7 +63,7 @@ export function refDigest(ref: string): string {
  * const artifacts = await openLocalArtifacts('.gantry/artifacts');
  * const ref = await artifacts.put(new TextEncoder().encode('{"rows":1}'));
  */
-export async function openLocalArtifacts(dir: string): Promise<ArtifactStore> {
+export async function openLocalArtifacts(dir: string): Promise<CollectableArtifactStore> {
   await mkdir(dir, { recursive: true });
   const pathOf = (ref: string) => {
     const hex = refDigest(ref);
@@ -77,6 +93,17 @@ export async function openLocalArtifacts(dir: string): Promise<ArtifactStore> {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new ArtifactMissingError(ref);
         throw err;
       }
+    },
+    async *list() {
+      for (const sub of (await readdir(dir)).filter((d) => /^[0-9a-f]{2}$/.test(d)).sort())
+        for (const name of (await readdir(join(dir, sub))).sort()) {
+          if (!/^[0-9a-f]{64}$/.test(name)) continue;
+          const s = await stat(join(dir, sub, name)).catch(() => undefined);
+          if (s) yield { ref: `sha256:${name}`, bytes: s.size, storedAt: s.mtimeMs };
+        }
+    },
+    async delete(ref) {
+      await rm(pathOf(ref), { force: true });
     },
   };
 }

@@ -1,5 +1,8 @@
 /** The lineage record of one attempt of a task call: what it was given, where it ran, how it ended. */
-import type { LeaseMsg, ResultMsg, ValueMsg } from '../protocol/index.ts';
+import { z } from 'zod';
+import { lineageRecord, type LeaseMsg, type ResultMsg, type ValueMsg } from '../protocol/index.ts';
+import type { ArtifactStore } from './artifacts.ts';
+import { TaskError } from './errors.ts';
 import { lineagePlacement } from './ids.ts';
 import type { LineageRecord } from './lineage.ts';
 import type { Resources, Scope, Task } from './task.ts';
@@ -82,10 +85,24 @@ export function attemptRecord(
     override: call.override,
     ...(lease ? { placement: lineagePlacement(lease) } : {}),
     preemptions: how.outcome?.preemptions ?? 0,
+    ...(how.outcome?.result.logs ? { logs: how.outcome.result.logs } : {}),
     startedAt,
     endedAt,
     costUsd: how.costUsd ?? 0,
     cached: how.hit !== undefined,
     warm: how.outcome?.warm ?? false,
   };
+}
+
+const lineageArray = z.array(lineageRecord);
+
+/** The lineage records of the calls an execution made: inline in its result, or in the artifact store. */
+export async function nestedLineage(result: ResultMsg, artifacts: ArtifactStore): Promise<LineageRecord[]> {
+  if (!result.lineageRef) return result.lineage ?? [];
+  const parsed = lineageArray.safeParse(
+    JSON.parse(new TextDecoder().decode(await artifacts.get(result.lineageRef))),
+  );
+  if (!parsed.success)
+    throw new TaskError(`the lineage in ${result.lineageRef} is not valid: ${parsed.error.message}`);
+  return [...(result.lineage ?? []), ...parsed.data];
 }

@@ -21,16 +21,19 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
  */
 export async function askBroker(
   transport: Transport,
-  body: Record<string, unknown>,
+  body: Record<string, unknown> & { team: string },
   task: string,
   replyTimeoutMs = 30_000,
+  cluster?: string,
 ): Promise<LeaseMsg> {
   const data = encodeJson(body);
+  // A team's runtime asks on its team's subject; a task host's nested calls through its cluster's.
+  const subject = cluster === undefined ? subjects.request(body.team) : subjects.agentRequest(cluster);
   let waitMs = 100;
   for (;;) {
     let reply;
     try {
-      reply = await transport.request(subjects.request, data, { timeoutMs: replyTimeoutMs });
+      reply = await transport.request(subject, data, { timeoutMs: replyTimeoutMs });
     } catch (err) {
       if (err instanceof TransportTimeoutError) continue;
       if (err instanceof NoRespondersError) {

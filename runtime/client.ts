@@ -14,7 +14,7 @@ import {
   type ValueMsg,
 } from '../protocol/index.ts';
 import { ArtifactMissingError, type ArtifactStore } from './artifacts.ts';
-import { attemptRecord, type Outcome, type RecordDetail } from './attempt-record.ts';
+import { attemptRecord, nestedLineage, type Outcome, type RecordDetail } from './attempt-record.ts';
 import { askBroker } from './broker-request.ts';
 import { coldAttempt } from './cold.ts';
 import { costUsd } from './cost.ts';
@@ -50,6 +50,11 @@ export interface RuntimeOptions {
   inlineLimit?: number;
   /** Wait this long for the broker's answer before asking again with the same request id. */
   replyTimeoutMs?: number;
+  /**
+   * Set when this runtime runs inside a cluster's task host (nested calls): requests go through the
+   * cluster's agent subject, which its credential may use, instead of the team's.
+   */
+  cluster?: string;
   /** Remembers outputs of tasks with `cache` set; without it nothing is cached. */
   cache?: OutputCache;
   /** Progress display for `map`; `false` for none. Default: a bar on a TTY, lines otherwise. */
@@ -197,7 +202,7 @@ export class Runtime implements Caller {
         continue;
       }
       const { result } = outcome;
-      for (const rec of result.lineage ?? []) scope.record(rec);
+      for (const rec of await nestedLineage(result, this.artifacts)) scope.record(rec);
       const costUsd =
         outcome.lostCostUsd + this.costOf(outcome.lease.pricePerHour, result.startedAt, result.endedAt);
       const err = result.ok ? undefined : fromErrorMsg(result.error, { task: name, execution });
@@ -250,7 +255,7 @@ export class Runtime implements Caller {
           task: task.taskName,
           run: scope.runId,
           team: scope.team,
-          executions: [{ execution: requestId, input }],
+          executions: [{ execution: requestId, input, ...(attempt > 0 ? { attempt } : {}) }],
           ...(limitMs ? { timeoutMs: limitMs } : {}),
         })
         .then((reply) => ({
@@ -278,8 +283,8 @@ export class Runtime implements Caller {
    * Asks the broker for a lease, asking again (same id: idempotent) while it does not answer.
    * @internal for cold.ts and {@link WorkerPool}
    */
-  ask(body: Record<string, unknown>, task: string): Promise<LeaseMsg> {
-    return askBroker(this.transport, body, task, this.#opts.replyTimeoutMs);
+  ask(body: Record<string, unknown> & { team: string }, task: string): Promise<LeaseMsg> {
+    return askBroker(this.transport, body, task, this.#opts.replyTimeoutMs, this.#opts.cluster);
   }
 
   /** The warm worker pool for a reusable task with these resources. @internal for map.ts */
@@ -323,7 +328,7 @@ export class Runtime implements Caller {
   /** Publishes a run event (what `gantry run` prints). @internal for calls and {@link WorkerPool} */
   emit(scope: Scope, event: Omit<RunEvent, 'run' | 'parent'> & { parent?: string }): void {
     const full: RunEvent = { run: scope.runId, parent: scope.execution, ...event };
-    this.transport.publish(subjects.runEvents(scope.runId), encodeJson(full));
+    this.transport.publish(subjects.runEvents(scope.team, scope.runId), encodeJson(full));
   }
 
   /** Asks every warm worker this client started to stop (they stop by themselves when idle, too). */

@@ -46,17 +46,27 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
   let settle!: (v: End) => void;
   const ended = new Promise<End>((r) => (settle = r));
   const base = { execution, task: name, attempt, parent: scope.execution };
+  // A result counts only from the cluster holding the lease (the subject's last token, which only
+  // that cluster's credentials may publish) and only for this execution; one that comes before the
+  // lease is known waits for it.
+  let early: { cluster: string; result: ResultMsg }[] = [];
+  const accept = (cluster: string, result: ResultMsg) => {
+    if (result.execution !== requestId) return;
+    if (lease === undefined) early.push({ cluster, result });
+    else if (cluster === lease.cluster) settle({ result });
+  };
   const subs = [
-    t.subscribe(subjects.result(requestId), (msg) => {
+    t.subscribe(subjects.result(scope.team, requestId, '*'), (msg) => {
       const p = parseMessage(resultMsg, msg.data);
-      if (p.ok) settle({ result: p.value });
+      if (p.ok) accept(msg.subject.slice(msg.subject.lastIndexOf('.') + 1), p.value);
     }),
-    t.subscribe(subjects.taskState(requestId), (msg) => {
+    t.subscribe(subjects.taskState(scope.team, requestId), (msg) => {
       const p = parseMessage(taskStateMsg, msg.data);
       if (!p.ok) return;
       const s = p.value;
       if (s.state === 'placed' && s.lease) {
         lease = s.lease;
+        early = [];
         rt.emit(scope, {
           ...base,
           type: 'placed',
@@ -66,6 +76,8 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
         });
       } else if (s.state === 'running') {
         runningAt ??= s.at;
+        // A lease on a planned node runs on the node the cloud gave it: the lineage names that node.
+        if (lease && s.node) lease = { ...lease, node: s.node };
         rt.emit(scope, {
           ...base,
           type: 'running',
@@ -122,10 +134,14 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
           ...(scope.workflow ? { workflow: scope.workflow } : {}),
           input,
           ...(limitMs ? { timeoutMs: limitMs } : {}),
+          ...(attempt > 0 ? { attempt } : {}),
+          ...(task.options.program ? { program: task.options.program } : {}),
         },
       },
       name,
     );
+    for (const e of early) accept(e.cluster, e.result);
+    early = [];
     rt.emit(scope, {
       ...base,
       type: 'placed',

@@ -123,14 +123,46 @@ const classes: Record<string, new (message: string, data: Record<string, unknown
   RunCancelledError,
 };
 
+// Error classes a loaded workflow module exports, by name: a failure comes back as its own class.
+// Shared by every copy of this module in the process (a test runner may load it twice).
+const USER_KEY = Symbol.for('gantry.runtime.errorClasses');
+const userClasses: Map<string, abstract new (...args: never[]) => Error> = ((
+  globalThis as Record<symbol, unknown>
+)[USER_KEY] ??= new Map()) as Map<string, abstract new (...args: never[]) => Error>;
+
+/**
+ * Registers the error classes among a module's exports (`export class DataQualityError extends
+ * NonRetriableError {}`), so that a failure thrown as one comes back to the caller as that class.
+ * The runtime does this for every workflow module it loads.
+ */
+export function registerErrorClasses(exports: Record<string, unknown>): void {
+  for (const value of Object.values(exports))
+    if (typeof value === 'function' && value.prototype instanceof Error)
+      userClasses.set(value.name, value as abstract new (...args: never[]) => Error);
+}
+
+/** The names of an error's classes, its own first, up to (not including) `Error`. */
+function classChain(err: Error): string[] {
+  const chain: string[] = [];
+  for (
+    let p = Object.getPrototypeOf(err) as object | null;
+    p && p !== Error.prototype;
+    p = Object.getPrototypeOf(p)
+  )
+    chain.push((p.constructor as { name?: string }).name || 'Error');
+  return chain.slice(0, 20);
+}
+
 /** Turns anything a task threw into its wire form; plain errors keep their name and message. */
 export function toErrorMsg(err: unknown): ErrorMsg {
   if (err instanceof Error) {
     const data = err instanceof TaskError ? plainData(err.data) : undefined;
+    const chain = classChain(err);
     return {
       name: err.name || 'Error',
       message: err.message.slice(0, 100_000),
       ...(data && Object.keys(data).length > 0 ? { data } : {}),
+      ...(chain.length > 1 || (chain[0] !== undefined && chain[0] !== err.name) ? { classes: chain } : {}),
       ...(err.stack ? { stack: err.stack.slice(0, 100_000) } : {}),
     };
   }
@@ -138,12 +170,24 @@ export function toErrorMsg(err: unknown): ErrorMsg {
 }
 
 /**
- * Turns a wire error back into its class. Names the runtime does not know (a user's `TypeError`,
- * `MyError`) become a `TaskError` that keeps the original name, message and remote stack.
+ * Turns a wire error back into its class: a class a loaded workflow module exports (see
+ * {@link registerErrorClasses}), else the nearest runtime class it extends (so a user's
+ * `DataQualityError extends NonRetriableError` is never retried, exported or not). Names the runtime
+ * does not know (a user's `TypeError`, `MyError`) become a `TaskError` that keeps the original name,
+ * message and remote stack.
  */
 export function fromErrorMsg(msg: ErrorMsg, context: { task?: string; execution?: string } = {}): TaskError {
-  const Cls = classes[msg.name] ?? TaskError;
-  const err = new Cls(msg.message, msg.data ?? {});
+  const names = [msg.name, ...(msg.classes ?? [])];
+  const own = userClasses.get(msg.name) ?? userClasses.get(msg.classes?.[0] ?? '');
+  const base = names.map((n) => classes[n]).find((c) => c !== undefined) ?? TaskError;
+  let err: TaskError;
+  if (own && own.prototype instanceof TaskError) {
+    // A user's constructor may take other arguments: the instance is built without calling it.
+    err = Object.create(own.prototype as object) as TaskError;
+    Object.defineProperty(err, 'data', { value: msg.data ?? {}, enumerable: true });
+    err.message = msg.message;
+    err.name = msg.name;
+  } else err = new base(msg.message, msg.data ?? {});
   if (!(msg.name in classes)) err.name = msg.name;
   if (msg.stack)
     err.stack = `${err.name}: ${msg.message}\n    (remote) ${msg.stack.split('\n').slice(1).join('\n')}`;

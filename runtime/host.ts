@@ -21,9 +21,10 @@ import {
   type WorkSpec,
 } from '../protocol/index.ts';
 import type { ArtifactStore } from './artifacts.ts';
+import { executionLog } from './command-run.ts';
 import { Runtime } from './client.ts';
 import { placementOf } from './ids.ts';
-import { NonRetriableError, TimeoutError, toErrorMsg } from './errors.ts';
+import { NonRetriableError, registerErrorClasses, TimeoutError, toErrorMsg } from './errors.ts';
 import type { LineageRecord } from './lineage.ts';
 import { lookupTask, type Placement, type TaskContext, taskNames, withScope } from './task.ts';
 import { checkValue, decodeValue, encodeValue } from './values.ts';
@@ -34,6 +35,8 @@ export interface HostServices {
   artifacts: ArtifactStore;
   /** Simulated seconds per wall-clock second, for the cost of nested calls. Default 1. */
   timeScale?: number;
+  /** The cluster this host runs on: its tasks' nested calls go through that cluster's agent subject. */
+  cluster?: string;
 }
 
 export type TaskWork = Extract<WorkSpec, { kind: 'task' }>;
@@ -46,10 +49,16 @@ export function loadModule(module: string): Promise<unknown> {
   let p = loaded.get(module);
   if (!p) {
     const url = module.startsWith('file:') ? module : pathToFileURL(module).href;
-    p = import(url).catch((err: Error) => {
-      loaded.delete(module);
-      throw new NonRetriableError(`cannot load workflow module ${module}: ${err.message}`);
-    });
+    p = import(url).then(
+      (mod: Record<string, unknown>) => {
+        registerErrorClasses(mod);
+        return mod;
+      },
+      (err: Error) => {
+        loaded.delete(module);
+        throw new NonRetriableError(`cannot load workflow module ${module}: ${err.message}`);
+      },
+    );
     loaded.set(module, p);
   }
   return p;
@@ -105,6 +114,12 @@ export async function executeTask(
   const lineage: LineageRecord[] = [];
   let cleanup = () => {};
   let onTimeout = () => {};
+  let ctx: TaskContext | undefined;
+  // The log of the program a container or command task ran, when it ran one.
+  const logs = (): { logs?: string } => {
+    const ref = ctx && executionLog(ctx);
+    return ref ? { logs: ref } : {};
+  };
   try {
     await loadModule(x.module);
     const task = lookupTask(x.task);
@@ -127,13 +142,14 @@ export async function executeTask(
       onTimeout = abort;
       signal = ac.signal;
     }
-    const ctx: TaskContext = {
+    ctx = {
       runId: x.run,
       execution: x.execution,
       task: x.task,
       attempt: x.attempt,
       placement: x.placement,
       signal,
+      artifacts: services.artifacts,
     };
     const scope = {
       caller: runtime,
@@ -144,7 +160,7 @@ export async function executeTask(
       workflow: x.workflow,
       record: (rec: LineageRecord) => lineage.push(rec),
     };
-    const run = withScope(scope, () => Promise.resolve(task.fn(input, ctx)));
+    const run = withScope(scope, () => Promise.resolve(task.fn(input, ctx!)));
     const raw = x.timeoutMs ? await withTimeout(run, x.timeoutMs, x.task, onTimeout) : await run;
     const output = checkValue(task.options.output, raw, { task: x.task, side: 'output' });
     const value = await encodeValue(output, services.artifacts);
@@ -154,7 +170,8 @@ export async function executeTask(
       output: value,
       startedAt,
       endedAt: Date.now(),
-      ...withLineage(lineage),
+      ...(await withLineage(lineage, services.artifacts)),
+      ...logs(),
     };
   } catch (err) {
     return {
@@ -163,15 +180,26 @@ export async function executeTask(
       error: toErrorMsg(err),
       startedAt,
       endedAt: Date.now(),
-      ...withLineage(lineage),
+      ...(await withLineage(lineage, services.artifacts)),
+      ...logs(),
     };
   } finally {
     cleanup();
   }
 }
 
-function withLineage(lineage: LineageRecord[]): { lineage?: LineageRecord[] } {
-  return lineage.length > 0 ? { lineage } : {};
+/** Nested lineage past this many bytes of JSON goes to the artifact store (a message is at most 1 MiB). */
+const LINEAGE_INLINE_BYTES = 64 * 1024;
+
+/** The lineage of the calls an execution made, inline or (when large) by reference. */
+async function withLineage(
+  lineage: LineageRecord[],
+  artifacts: ArtifactStore,
+): Promise<{ lineage?: LineageRecord[]; lineageRef?: string }> {
+  if (lineage.length === 0) return {};
+  const json = JSON.stringify(lineage);
+  if (json.length <= LINEAGE_INLINE_BYTES) return { lineage };
+  return { lineageRef: await artifacts.put(new TextEncoder().encode(json)) };
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, task: string, onTimeout: () => void): Promise<T> {
@@ -202,7 +230,7 @@ export async function runTaskLease(
     team: work.team,
     workflow: work.workflow,
     input: work.input,
-    attempt: lease.attempt,
+    attempt: work.attempt ?? 0,
     placement: placementOf(lease, node),
     timeoutMs: work.timeoutMs,
     signal,
@@ -210,7 +238,7 @@ export async function runTaskLease(
   // A lease stopped meanwhile (preempted, cancelled) reports nothing: the broker places it again.
   if (signal.aborted) return undefined;
   try {
-    services.transport.publish(subjects.result(work.execution), encodeJson(result));
+    services.transport.publish(subjects.result(work.team, work.execution, lease.cluster), encodeJson(result));
     return result;
   } catch (err) {
     // Over the transport's message limit (a huge lineage): the result says so instead.
@@ -221,7 +249,7 @@ export async function runTaskLease(
       startedAt: result.startedAt,
       endedAt: result.endedAt,
     };
-    services.transport.publish(subjects.result(work.execution), encodeJson(failed));
+    services.transport.publish(subjects.result(work.team, work.execution, lease.cluster), encodeJson(failed));
     return failed;
   }
 }
@@ -272,7 +300,7 @@ export async function serveWorker(
       idle = setTimeout(() => (busy === 0 ? finish() : armIdle()), work.idleTtlMs);
     };
     const sub = t.subscribe(
-      subjects.invoke(work.pool),
+      subjects.invoke(work.team, work.pool),
       (msg) => {
         const p = parseMessage(invokeMsg, msg.data);
         if (!p.ok) {
@@ -293,7 +321,7 @@ export async function serveWorker(
                 run: inv.run,
                 team: inv.team,
                 input: e.input,
-                attempt: 0,
+                attempt: e.attempt ?? 0,
                 placement,
                 timeoutMs: inv.timeoutMs,
                 signal,
@@ -310,7 +338,7 @@ export async function serveWorker(
       },
       { queue: work.pool },
     );
-    const stop = t.subscribe(subjects.stopWorkers(work.pool), finish);
+    const stop = t.subscribe(subjects.stopWorkers(work.team, work.pool), finish);
     signal.addEventListener('abort', finish);
     armIdle();
   });

@@ -27,10 +27,14 @@ export {
   ValidationError,
 } from './errors.ts';
 export { task } from './task.ts';
+export { commandTask, containerTask } from './container-task.ts';
+export type { ContainerTaskOptions, ProgramTaskOptions } from './container-task.ts';
+export { Artifact } from './command-run.ts';
 export type {
   MapOptions,
   Override,
   Placement,
+  ProgramSpec,
   Resources,
   RetryPolicy,
   ReusePolicy,
@@ -43,7 +47,7 @@ export type { OutputCache, RunEvent, RuntimeOptions } from './client.ts';
 export { cancelRun, listRuns, loadWorkflow, RUN_HEARTBEAT_MS, runWorkflow, storeCache } from './run.ts';
 export type { RunOptions, RunResult } from './run.ts';
 export { openLocalArtifacts } from './artifacts.ts';
-export type { ArtifactStore } from './artifacts.ts';
+export type { ArtifactStore, CollectableArtifactStore, StoredArtifact } from './artifacts.ts';
 export { createTaskHost } from './host.ts';
 export {
   edgesOf,

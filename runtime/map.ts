@@ -1,6 +1,6 @@
 /** `map`: a task over many items, cold through the broker or in chunks over warm workers. */
 import type { InvokeMsg, InvokeReply } from '../protocol/index.ts';
-import { attemptRecord, type Outcome } from './attempt-record.ts';
+import { attemptRecord, nestedLineage, type Outcome } from './attempt-record.ts';
 import type { Runtime } from './client.ts';
 import { fromErrorMsg } from './errors.ts';
 import type { Progress } from './progress.ts';
@@ -122,7 +122,7 @@ async function mapWarm(
         };
         const costUsd =
           rt.costOf(reply.lease.pricePerHour, r.startedAt, r.endedAt) / (reuse.concurrency ?? 1);
-        for (const rec of r.lineage ?? []) scope.record(rec);
+        for (const rec of await nestedLineage(r, rt.artifacts)) scope.record(rec);
         const err = r.ok ? undefined : fromErrorMsg(r.error, { task: name, execution: ids[k]! });
         const call = {
           task,

@@ -4,7 +4,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Objm } from '@nats-io/obj';
-import { type ArtifactStore, ArtifactMissingError, contentRef, refDigest } from './artifacts.ts';
+import { ArtifactMissingError, type CollectableArtifactStore, contentRef, refDigest } from './artifacts.ts';
 
 /**
  * Opens (creating when missing) the object store bucket `bucket`.
@@ -15,7 +15,7 @@ import { type ArtifactStore, ArtifactMissingError, contentRef, refDigest } from 
 export async function openJetStreamArtifacts(
   nc: NatsConnection,
   bucket = 'gantry-artifacts',
-): Promise<ArtifactStore> {
+): Promise<CollectableArtifactStore> {
   const os = await new Objm(nc).create(bucket);
   return {
     kind: 'jetstream',
@@ -30,6 +30,16 @@ export async function openJetStreamArtifacts(
       const data = await os.getBlob(refDigest(ref));
       if (!data) throw new ArtifactMissingError(ref);
       return data;
+    },
+    async *list() {
+      for (const o of await os.list())
+        if (!o.deleted && /^[0-9a-f]{64}$/.test(o.name))
+          yield { ref: `sha256:${o.name}`, bytes: o.size, storedAt: Date.parse(o.mtime) };
+    },
+    async delete(ref) {
+      const name = refDigest(ref);
+      const info = await os.info(name);
+      if (info && !info.deleted) await os.delete(name);
     },
   };
 }

@@ -91,9 +91,11 @@ export function createProcessHost(opts: ProcessHostOptions): Executor {
       });
       const work = lease.work;
       const execution = work.kind === 'task' ? work.execution : undefined;
+      const resultSubject =
+        work.kind === 'task' ? subjects.result(work.team, work.execution, lease.cluster) : undefined;
       let result: ResultMsg | undefined;
       const relay = relayForChild(child, opts.transport, opts.artifacts, (subject, data) => {
-        if (execution && subject === subjects.result(execution)) {
+        if (subject === resultSubject) {
           const p = parseMessage(resultMsg, data);
           if (p.ok) result = p.value;
         }
@@ -166,7 +168,7 @@ export function createProcessHost(opts: ProcessHostOptions): Executor {
         answerOrphans(orphans, failure);
         if (execution && !result) {
           result = { ok: false, execution, error: failure, startedAt, endedAt };
-          opts.transport.publish(subjects.result(execution), encodeJson(result));
+          opts.transport.publish(resultSubject!, encodeJson(result));
         }
         if (oom) report('failed', { exitCode: 137, reason: 'OOMKilled' });
         else if (result && !result.ok)

@@ -15,7 +15,7 @@ import {
 } from '../protocol/index.ts';
 import type { OutputCache, Runtime } from './client.ts';
 import { newId } from './ids.ts';
-import { RunCancelledError, TaskError, toErrorMsg } from './errors.ts';
+import { registerErrorClasses, RunCancelledError, TaskError, toErrorMsg } from './errors.ts';
 import { type LineageRecord, LineageWriter, type RunRecord, runRecord } from './lineage.ts';
 import { type Task, type TaskContext, withScope } from './task.ts';
 import { refsOf } from './refs.ts';
@@ -95,7 +95,7 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
   let inputRefs: string[] = [];
   let outputRefs: string[] = [];
   let result: RunResult;
-  const control = subjects.runControl(runId);
+  const control = subjects.runControl(opts.team, runId);
   const beat = () => runtime.transport.publish(control, encodeJson({ type: 'heartbeat' }));
   beat();
   const heartbeat = setInterval(beat, opts.heartbeatMs ?? RUN_HEARTBEAT_MS);
@@ -126,6 +126,7 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
         why: 'the workflow itself runs in the driver',
       },
       signal: new AbortController().signal,
+      artifacts: runtime.artifacts,
     };
     const scope = {
       caller: runtime,
@@ -240,6 +241,7 @@ export function storeCache(store: Store): OutputCache {
  */
 export async function loadWorkflow(file: string, name?: string): Promise<{ workflow: Task; module: string }> {
   const mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  registerErrorClasses(mod);
   const isTask = (v: unknown): v is Task =>
     typeof v === 'function' && typeof (v as Task).taskName === 'string';
   const tasks = Object.entries(mod).filter(([, v]) => isTask(v)) as [string, Task][];
@@ -263,15 +265,16 @@ export async function loadWorkflow(file: string, name?: string): Promise<{ workf
  * with what it stopped. Its task calls fail with {@link RunCancelledError}.
  *
  * @example
- * const { stopped } = await cancelRun(transport, 'run-20261201-ab12', 'Ctrl-C');
+ * const { stopped } = await cancelRun(transport, 'research', 'run-20261201-ab12', 'Ctrl-C');
  */
 export async function cancelRun(
   transport: Transport,
+  team: string,
   runId: string,
   reason?: string,
 ): Promise<RunCancelReply> {
   const reply = await transport.request(
-    subjects.runControl(runId),
+    subjects.runControl(team, runId),
     encodeJson({ type: 'cancel', ...(reason ? { reason } : {}) }),
     { timeoutMs: 10_000 },
   );

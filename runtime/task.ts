@@ -9,6 +9,7 @@ import type { z } from 'zod';
 import { parseDuration } from '../policies/quantities.ts';
 import type { ResourcesMsg } from '../protocol/index.ts';
 import { NonRetriableError } from './errors.ts';
+import type { ArtifactStore } from './artifacts.ts';
 import type { LineageRecord } from './lineage.ts';
 
 /** Resources as a task states them: quantities as in YAML (`'16Gi'`, `'H100:8'`, `['L4:1', 'A10G:1']`). */
@@ -55,6 +56,16 @@ export interface TaskOptions<I extends z.ZodType, O extends z.ZodType> {
    */
   cache?: boolean | { version: string };
   reuse?: ReusePolicy;
+  /** Set by `containerTask` and `commandTask`: the program the task runs (the pod's image on Kubernetes). */
+  program?: ProgramSpec;
+}
+
+/** The program a container or command task runs. */
+export interface ProgramSpec {
+  image?: string;
+  command: string;
+  args: string[];
+  env: Record<string, string>;
 }
 
 /** Per-call changes: resources, plus retries and timeout. Marked as an override to the broker. */
@@ -70,6 +81,8 @@ export interface TaskContext {
   readonly placement: Placement;
   /** Aborted when the node goes away or the lease is cancelled; long work should watch it. */
   readonly signal: AbortSignal;
+  /** The artifact store: `put` bytes to pass them by reference. */
+  readonly artifacts: ArtifactStore;
 }
 
 /** Where an execution ran, and at what price. */
@@ -184,7 +197,12 @@ export function task<I extends z.ZodType, O extends z.ZodType>(
       `task name '${options.name}' must start with a letter and hold only letters, digits, _ and - (at most 100)`,
     );
   if (options.timeout !== undefined) parseDuration(options.timeout);
-  const codeHash = createHash('sha256').update(options.name).update('\0').update(fn.toString()).digest('hex');
+  const codeHash = createHash('sha256')
+    .update(options.name)
+    .update('\0')
+    .update(fn.toString())
+    .update(options.program ? `\0${JSON.stringify(options.program)}` : '')
+    .digest('hex');
   const existing = registry.get(options.name);
   if (existing && existing.codeHash !== codeHash)
     throw new NonRetriableError(`two different tasks are named '${options.name}'; task names must be unique`);

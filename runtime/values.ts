@@ -6,7 +6,7 @@
 import type { z } from 'zod';
 import type { ValueMsg } from '../protocol/index.ts';
 import { type ArtifactStore, contentRef } from './artifacts.ts';
-import { ValidationError } from './errors.ts';
+import { TaskError, ValidationError } from './errors.ts';
 
 /** Values whose JSON is larger than this go to the artifact store. */
 export const DEFAULT_INLINE_LIMIT = 16 * 1024;
@@ -33,11 +33,27 @@ export function valueHash(msg: ValueMsg): string {
   return 'ref' in msg ? msg.ref : msg.hash;
 }
 
-/** Decodes a value, fetching it from the artifact store when it went by reference. */
+/**
+ * Decodes a value, fetching it from the artifact store when it went by reference. Every value is
+ * checked against its content hash, inline ones too: a value altered on the way (or forged) is a
+ * `TaskError`, never an output.
+ */
 export async function decodeValue(msg: ValueMsg, artifacts: ArtifactStore): Promise<unknown> {
-  if (!('ref' in msg)) return msg.inline;
+  if (!('ref' in msg)) {
+    const actual = contentRef(JSON.stringify(msg.inline ?? null));
+    if (actual !== msg.hash)
+      throw new TaskError(`a value does not match its content hash ${msg.hash}`, {
+        hash: msg.hash,
+        actual,
+      });
+    return msg.inline;
+  }
   const bytes = await artifacts.get(msg.ref);
-  if (contentRef(bytes) !== msg.ref) throw new Error(`artifact ${msg.ref} does not match its hash`);
+  if (contentRef(bytes) !== msg.ref)
+    throw new TaskError(`artifact ${msg.ref} does not match its hash`, {
+      hash: msg.ref,
+      actual: contentRef(bytes),
+    });
   return JSON.parse(decoder.decode(bytes));
 }
 

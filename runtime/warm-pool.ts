@@ -75,7 +75,7 @@ export class WorkerPool {
         try {
           // A chunk runs `concurrency` items at a time: allow each wave its own timeout.
           const waves = Math.ceil(msg.executions.length / this.#concurrency);
-          const reply = await t.request(subjects.invoke(this.id), data, {
+          const reply = await t.request(subjects.invoke(this.scope.team, this.id), data, {
             timeoutMs: (msg.timeoutMs ?? 3_600_000) * waves + 30_000,
           });
           const p = parseMessage(invokeReply, reply.data);
@@ -109,7 +109,7 @@ export class WorkerPool {
     const requestId = newId(`${this.id}-`);
     this.#workers.add(requestId);
     const scope = this.scope;
-    const ended = this.client.transport.subscribe(subjects.taskState(requestId), (msg) => {
+    const ended = this.client.transport.subscribe(subjects.taskState(scope.team, requestId), (msg) => {
       const p = parseMessage(taskStateMsg, msg.data);
       if (p.ok && (p.value.state === 'succeeded' || p.value.state === 'failed')) {
         if (p.value.state === 'failed') {
@@ -137,6 +137,7 @@ export class WorkerPool {
             kind: 'worker',
             module: scope.module,
             pool: this.id,
+            team: scope.team,
             idleTtlMs: this.#idleTtlMs,
             concurrency: this.#concurrency,
           },
@@ -164,6 +165,6 @@ export class WorkerPool {
   }
 
   stop(): void {
-    this.client.transport.publish(subjects.stopWorkers(this.id), new Uint8Array());
+    this.client.transport.publish(subjects.stopWorkers(this.scope.team, this.id), new Uint8Array());
   }
 }

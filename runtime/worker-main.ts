@@ -14,7 +14,7 @@ const { transport, artifacts, started } = connectToParent((module) => {
 });
 const { lease, node } = (await started) as { lease: LeaseMsg; node: string };
 const services = { transport, artifacts };
-const runtime = new Runtime({ ...services, progress: false });
+const runtime = new Runtime({ ...services, cluster: lease.cluster, progress: false });
 const ac = new AbortController();
 process.once('SIGTERM', () => {
   ac.abort();

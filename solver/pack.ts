@@ -6,6 +6,7 @@
 import { type Bin, existingBins, fitsIn, newBin, put, taskSize } from './bins.ts';
 import type { Group, NodeClass, Option } from './groups.ts';
 import type { Ledger, Refusal } from './ledger.ts';
+import { constrainedFirst } from './ffd.ts';
 import type { PoolState } from './types.ts';
 
 /** Tasks of one option put on one bin. */
@@ -106,7 +107,7 @@ export function packIntents(
     list.sort(bySize);
     const names = new Set(classes[ci]!.nodes.map((n) => n.name));
     const bins = packer.binsByPool[classes[ci]!.pool]!.filter((b) => names.has(b.id));
-    spread(packer, bins, list);
+    spread(packer, bins, list, (it) => isLarge(ctx, it.option));
     for (const it of list) overflow[ctx.options[it.option]!.group]! += it.count;
   }
 
@@ -146,14 +147,25 @@ export function packIntents(
 }
 
 /**
- * Puts intents on a class of identical nodes the way the LP sees them: the LP only knows the class's
- * totals per resource, so every node gets an even share of every intent (a GPU-heavy and a CPU-heavy
- * group then share each node as they share the class, instead of filling separate nodes and stranding
- * GPUs on one and cpu on the other). The remainders go round the nodes one task at a time.
+ * Puts intents on a class of identical nodes the way the LP sees them. Large tasks (a quarter of a node or
+ * more in some resource) and intents with fewer tasks than there are nodes go first, largest first, each
+ * onto the fullest node that still takes it: an 8-GPU task needs a node whose eight devices are all free,
+ * and it finds none once small tasks were spread everywhere. The LP only knows the class's totals per
+ * resource, so the rest is spread evenly (a GPU-heavy and a CPU-heavy group then share each node as they
+ * share the class, instead of filling separate nodes and stranding GPUs on one and cpu on the other); the
+ * remainders go round the nodes one task at a time.
  */
-function spread(packer: Packer, bins: readonly Bin[], list: Intent[]): void {
+function spread(packer: Packer, bins: readonly Bin[], list: Intent[], large: (it: Intent) => boolean): void {
   const m = bins.length;
   if (m === 0) return;
+  const first = list.filter((it) => large(it) || it.count < m);
+  for (const it of first) {
+    const order = [...bins].sort((a, b) => b.tasks - a.tasks);
+    for (const bin of order) {
+      if (it.count <= 0) break;
+      it.count -= packer.place(it.option, bin, it.count);
+    }
+  }
   for (const it of list) {
     const share = Math.floor(it.count / m);
     if (share === 0) continue;
@@ -173,11 +185,27 @@ function spread(packer: Packer, bins: readonly Bin[], list: Intent[]): void {
   }
 }
 
+/** Whether one task of the option takes a quarter or more of a node of its pool in some resource. */
+function isLarge(ctx: PackContext, option: number): boolean {
+  const o = ctx.options[option]!;
+  const g = ctx.groups[o.group]!;
+  const p = ctx.pools[o.pool]!;
+  return (
+    g.cpuMilli >= p.cpuMilli / 4 ||
+    g.memoryMiB >= p.memoryMiB / 4 ||
+    (p.gpuCount > 0 && o.gpuMilli >= (p.gpuCount * 1000) / 4)
+  );
+}
+
 /** Repairs every group's overflow, higher priorities first, and returns the packing. */
 export function finishPacking(ctx: PackContext, packer: Packer, overflow: readonly number[]): Packing {
   const unplaced: Packing['unplaced'] = [];
-  const order = ctx.groups.map((g) => g.index).filter((gi) => overflow[gi]! > 0);
-  order.sort((a, b) => ctx.groups[b]!.priority - ctx.groups[a]!.priority);
+  // Constrained and large tasks first, as FFD takes them: a P100-only task repaired after an any-GPU one
+  // finds the P100 nodes taken by work that could have gone elsewhere.
+  const order = constrainedFirst(
+    ctx,
+    ctx.groups.map((g) => g.index).filter((gi) => overflow[gi]! > 0),
+  );
   for (const gi of order) {
     const left = repair(ctx, packer, gi, overflow[gi]!);
     if (left.count > 0) unplaced.push({ group: gi, ...left });

@@ -142,14 +142,24 @@ export interface Plan {
   newNodes: NewNodes[];
   unplaced: Unplaced[];
   cost: PlanCost;
-  /** LP relaxation value on the same objective and the same placed tasks: no plan can cost less. */
+  /** The aggregate LP bound on the whole batch (`bounds.lp`). */
   bound: number;
-  /** What a cheapest-first per-task greedy gets on the same input. */
+  /**
+   * Lower bounds on the whole batch, on the objective without penalties (dollars and preferences). No plan
+   * that places as many tasks as the LP (all but `lpUnplaced`) can cost less than `lp`; `node`, when
+   * computed, is the node-level model's bound (every node's contents fit it), at least `lp`.
+   */
+  bounds: { lp: number; node?: number; lpUnplaced: number };
+  /** What first-fit-decreasing (constrained first, best fit, price per slot) gets on the same input. */
   baseline: PlanCost & { unplaced: number };
+  /** On request (`diagnostics: true`): the FFD and per-task greedy figures on the same input. */
+  diagnostics?: { ffd: PlanCost & { unplaced: number }; greedy: PlanCost & { unplaced: number } };
   groups: GroupExplanation[];
   solver: {
     backend: string;
     status: string;
+    /** Where the returned plan came from: `lp` (rounded, packed, repaired), `ffd` or `greedy`. */
+    method: string;
     ms: number;
     /** Milliseconds per step: options, model, lp, greedy, pack, residual, repair, bound. */
     phases: Record<string, number>;
@@ -160,6 +170,8 @@ export interface Plan {
     pools: number;
     /** Set when the plan is not the rounded LP's: what was used instead and why. */
     fallback?: string;
+    /** Set when the node-level model gave no proven bound: why (time budget, search limit). */
+    nodeModel?: string;
   };
 }
 

@@ -8,13 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Agent, createAgent, createSimExecutor, createSimProvisioner } from '../agents/index.ts';
-import {
-  agentPermissions,
-  authorizationBlock,
-  BROKER_PERMISSIONS,
-  ensureUser,
-  RUNTIME_PERMISSIONS,
-} from '../bin/credentials.ts';
+import { authorizationBlock } from '../bin/credentials.ts';
+import { onboardingUsers } from '../bin/onboarding.ts';
 import { type Broker, createBroker } from '../broker/index.ts';
 import { loadPlatform } from '../policies/index.ts';
 import { decodeJson, encodeJson, openLocalStore, subjects, type Transport } from '../protocol/index.ts';
@@ -32,12 +27,7 @@ let rogue: Transport;
 
 beforeAll(async () => {
   const creds = mkdtempSync(join(tmpdir(), 'gantry-creds-'));
-  const users = [
-    ensureUser(creds, 'gantry-broker', BROKER_PERMISSIONS),
-    ensureUser(creds, 'runtime', RUNTIME_PERMISSIONS),
-    ensureUser(creds, 'agent-sim-aws', agentPermissions('sim-aws')),
-    ensureUser(creds, 'agent-sim-gcp', agentPermissions('sim-gcp')),
-  ];
+  const users = onboardingUsers(creds, ['ml'], [{ name: 'sim-aws' }, { name: 'sim-gcp' }]);
   server = await startNatsServer({ config: authorizationBlock(users) });
   const connect = async (name: string) => {
     const c = await connectNats({
@@ -71,7 +61,7 @@ beforeAll(async () => {
     await agent.start();
     agents.push(agent);
   }
-  client = await connect('runtime');
+  client = await connect('runtime-ml');
   rogue = byName.get('agent-sim-gcp')!;
 });
 
@@ -83,7 +73,7 @@ afterAll(async () => {
 });
 
 const ask = async (body: Uint8Array) =>
-  decodeJson((await client.request(subjects.request, body, { timeoutMs: 5000 })).data) as {
+  decodeJson((await client.request(subjects.request('ml'), body, { timeoutMs: 5000 })).data) as {
     ok: boolean;
     error: { code: string; message: string; field?: string };
   };
@@ -141,7 +131,7 @@ describe('malformed and unauthorised messages', () => {
     expect(refused).toBe(50);
 
     // The broker still serves: a good request is leased and finishes.
-    const tc = new TestClient(client);
+    const tc = new TestClient(client, 'ml');
     const reply = await tc.request('good', { resources: { cpu: 1, memory: '2Gi' } });
     expect(reply.ok).toBe(true);
     await tc.finished(['good']);
@@ -151,7 +141,7 @@ describe('malformed and unauthorised messages', () => {
   it('refuses a runtime that publishes on an agent subject', async () => {
     client.publish(subjects.launch('sim-aws'), encodeJson({ lease: {} }));
     await client.flush();
-    const reply = await new TestClient(client).request('still-fine', { resources: { cpu: 1 } });
+    const reply = await new TestClient(client, 'ml').request('still-fine', { resources: { cpu: 1 } });
     expect(reply.ok).toBe(true);
   });
 });

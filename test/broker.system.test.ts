@@ -60,9 +60,9 @@ describe.each(['embedded', 'nats'] as const)('broker and agents (%s)', (mode) =>
       encodeJson({ requestId: 'job 1.*', team: 'ml', work: { kind: 'sim', durationMs: 1 } }),
     ];
     const answers = await Promise.all(
-      messages.map((b) =>
+      messages.map((b, i) =>
         gantry.transport
-          .request(subjects.request, b)
+          .request(subjects.request(i === 3 ? 'nobody' : 'ml'), b)
           .then((m) => JSON.parse(new TextDecoder().decode(m.data))),
       ),
     );

@@ -69,6 +69,8 @@ export interface GantryProcess {
   stop(): Promise<number | null>;
   /** Sends a signal (SIGINT is Ctrl-C, SIGKILL a driver that dies), then its exit code. */
   kill(signal: NodeJS.Signals): Promise<number | null>;
+  /** Resolves with its exit code once it has ended by itself. */
+  exited: Promise<number | null>;
 }
 
 /** Starts the real `gantry` binary in the background, as `gantry up` is started by a user. */
@@ -121,5 +123,6 @@ export function startGantry(args: readonly string[], opts: SpawnOptions = {}): G
       if (child.exitCode === null) child.kill(signal);
       return exited;
     },
+    exited,
   };
 }

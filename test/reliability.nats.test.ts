@@ -71,7 +71,7 @@ async function requestUntilAnswered(
         resources: { cpu: 1, memory: '2Gi' },
         work: { kind: 'sim', durationMs },
       };
-      const reply = await t.request(subjects.request, encodeJson(body), { timeoutMs: 2000 });
+      const reply = await t.request(subjects.request('ml'), encodeJson(body), { timeoutMs: 2000 });
       return decodeJson(reply.data) as RequestReply;
     } catch {
       await new Promise((r) => setTimeout(r, 100));

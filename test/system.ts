@@ -29,8 +29,12 @@ export class TestClient {
   readonly states = new Map<string, string[]>();
   private readonly waiters = new Map<string, () => void>();
 
-  constructor(private readonly transport: Transport) {
-    transport.subscribe(subjects.taskState('*'), (msg) => {
+  /** `team`: whose task states to follow (a team's runtime credentials may read only its own). */
+  constructor(
+    private readonly transport: Transport,
+    team = '*',
+  ) {
+    transport.subscribe(subjects.taskState(team, '*'), (msg) => {
       const s = decodeJson(msg.data) as TaskStateMsg;
       const list = this.states.get(s.requestId) ?? [];
       list.push(s.state);
@@ -52,7 +56,9 @@ export class TestClient {
       work: { kind: 'sim', durationMs: 20 },
       ...body,
     };
-    const reply = await this.transport.request(subjects.request, encodeJson(msg), { timeoutMs });
+    const reply = await this.transport.request(subjects.request(String(msg.team)), encodeJson(msg), {
+      timeoutMs,
+    });
     return decodeJson(reply.data) as RequestReply;
   }
 

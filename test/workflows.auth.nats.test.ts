@@ -10,15 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Agent } from '../agents/index.ts';
 import { simAgent } from '../bin/embedded.ts';
-import {
-  agentPermissions,
-  authorizationBlock,
-  BROKER_PERMISSIONS,
-  ensureUser,
-  LINEAGE_STREAM,
-  RUNTIME_BUCKET,
-  RUNTIME_PERMISSIONS,
-} from '../bin/credentials.ts';
+import { authorizationBlock, LINEAGE_STREAM, RUNTIME_BUCKET } from '../bin/credentials.ts';
+import { onboardingUsers } from '../bin/onboarding.ts';
 import { type Broker, createBroker } from '../broker/index.ts';
 import { loadPlatform } from '../policies/index.ts';
 import type { Store, Transport } from '../protocol/index.ts';
@@ -35,6 +28,7 @@ const agents: Agent[] = [];
 const conns: NatsTransport[] = [];
 const byName = new Map<string, NatsTransport>();
 let runtime: Runtime;
+let localRuntime: Runtime;
 let runtimeStore: Store;
 let brokerStore: Store;
 const errors: string[] = [];
@@ -42,11 +36,11 @@ const errors: string[] = [];
 beforeAll(async () => {
   const creds = mkdtempSync(join(tmpdir(), 'gantry-creds-'));
   const { platform } = loadPlatform(['test/fixtures/runtime-platform']);
-  const users = [
-    ensureUser(creds, 'gantry-broker', BROKER_PERMISSIONS),
-    ensureUser(creds, 'runtime', RUNTIME_PERMISSIONS),
-    ...platform.clusters.map((c) => ensureUser(creds, `agent-${c.name}`, agentPermissions(c.name))),
-  ];
+  const users = onboardingUsers(
+    creds,
+    platform.policies.flatMap((p) => p.teams),
+    platform.clusters,
+  );
   server = await startNatsServer({ config: authorizationBlock(users) });
   const connect = async (name: string) => {
     const c = await connectNats({
@@ -77,7 +71,7 @@ beforeAll(async () => {
     await agent.start();
     agents.push(agent);
   }
-  const client = await connect('runtime');
+  const client = await connect('runtime-ml');
   runtimeStore = await openJetStreamStore(client.connection, {
     bucket: RUNTIME_BUCKET,
     stream: LINEAGE_STREAM,
@@ -87,10 +81,17 @@ beforeAll(async () => {
     artifacts: await openJetStreamArtifacts(client.connection),
     progress: false,
   });
+  const local = await connect('runtime-local');
+  localRuntime = new Runtime({
+    transport: local,
+    artifacts: await openJetStreamArtifacts(local.connection),
+    progress: false,
+  });
 }, 60_000);
 
 afterAll(async () => {
   runtime?.stopWorkers();
+  localRuntime?.stopWorkers();
   for (const a of agents) await a.stop();
   await broker?.stop();
   await brokerStore?.close();
@@ -121,7 +122,7 @@ describe('workflows with least-privilege credentials', () => {
     const oom = await runWorkflow(
       suite.oomPipeline,
       { mib: 300 },
-      { runtime, team: 'local', module: MODULE, store: runtimeStore },
+      { runtime: localRuntime, team: 'local', module: MODULE, store: runtimeStore },
     );
     expect(oom.output).toEqual({ mib: 300, heapLimitMiB: 512 });
     expect(errors).toEqual([]);

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeJson, subjects } from '../protocol/index.ts';
 import {
   lineageGraph,
+  NonRetriableError,
   readLineage,
   type RunEvent,
   Runtime,
@@ -107,7 +108,7 @@ describe.each(['embedded', 'nats'] as const)('workflows (%s)', (mode) => {
   it('a task whose spot node is reclaimed finishes on another pool', async () => {
     const events: RunEvent[] = [];
     const runId = `run-spot-${mode}`;
-    const sub = system.transport.subscribe(subjects.runEvents(runId), (msg) => {
+    const sub = system.transport.subscribe(subjects.runEvents('ml', runId), (msg) => {
       const ev = decodeJson(msg.data) as RunEvent;
       events.push(ev);
       if (ev.type === 'running' && ev.task === 'long-spot' && ev.placement?.capacityType === 'spot')
@@ -182,6 +183,72 @@ describe.each(['embedded', 'nats'] as const)('workflows (%s)', (mode) => {
     expect(mine.filter((x) => x.task === 'square' && x.warm)).toHaveLength(10_000);
     expect(mine.filter((x) => x.task === 'cube' && !x.warm)).toHaveLength(200);
   }, 60_000);
+
+  it('a nested fan-out of 3,000 returns with all its lineage', async () => {
+    const r = await run(suite.nestedPipeline, { n: 3000 });
+    expect(r.error).toBeUndefined();
+    expect(r.output).toBe(Array.from({ length: 3000 }, (_, i) => i * i).reduce((a, b) => a + b, 0));
+    const { records } = await readLineage(system.runtimeStore);
+    const mine = records.filter((x) => x.run === r.runId);
+    const parent = mine.find((x) => x.task === 'nested-fanout')!;
+    const squares = mine.filter((x) => x.task === 'square');
+    expect(squares).toHaveLength(3000);
+    expect(new Set(squares.map((x) => x.parent))).toEqual(new Set([parent.execution]));
+  }, 60_000);
+
+  it("a user's error class comes back as itself and is not retried", async () => {
+    const r = await run(suite.qualityPipeline, { id: `${mode}-dq` });
+    expect(r.output).toEqual({
+      isOwnClass: true,
+      nonRetriable: true,
+      name: 'DataQualityError',
+      column: 'price',
+    });
+    expect(suite.qualityRuns.filter((id) => id === `${mode}-dq`)).toHaveLength(1);
+  });
+
+  it('ctx.attempt counts the runtime retries, cold and warm', async () => {
+    const r = await run(suite.attemptsPipeline, { id: mode });
+    expect(r.output).toEqual([2, 2]);
+    expect(suite.attemptsSeen.get(`${mode}-cold`)).toEqual([0, 1, 2]);
+    expect(suite.attemptsSeen.get(`${mode}-warm`)).toEqual([0, 1, 2]);
+  });
+
+  it('a Python command task reads its inputs from files, writes its outputs and keeps its log', async () => {
+    const r = await run(suite.fitPipeline, { mode: 'fit' });
+    expect(r.error).toBeUndefined();
+    expect(r.output).toEqual({ slope: 3, model: 'y = 3.0 * x + 1.0\n' });
+    const { records } = await readLineage(system.runtimeStore);
+    const rec = records.find((x) => x.run === r.runId && x.task === 'fit')!;
+    const log = new TextDecoder().decode(await system.artifacts.get(rec.logs!));
+    expect(log).toBe('fit.py attempt 0 mode fit\nfitted a=3.000 b=1.000 on 20 points\n');
+  });
+
+  it('a Python task over its memory is killed (137) and retried with twice the memory', async () => {
+    const r = await run(suite.fitPipeline, { mode: 'hog', mib: 300 });
+    expect(r.error).toBeUndefined();
+    const { records } = await readLineage(system.runtimeStore);
+    const fits = records.filter((x) => x.run === r.runId && x.task === 'fit');
+    expect(fits.map((x) => [x.error?.name ?? 'ok', x.asked.memory])).toEqual([
+      ['OutOfMemoryError', '256Mi'],
+      ['ok', '512Mi'],
+    ]);
+  }, 30_000);
+
+  it('exit code 65 fails at once; error.json raises the typed error it names', async () => {
+    const bad = await run(suite.fitPipeline, { mode: 'bad-data' });
+    expect(bad.error).toBeInstanceOf(NonRetriableError);
+    expect((bad.error as Error).message).toBe(
+      'python3 exited with code 65:\nfit.py attempt 0 mode bad-data\ncolumn price has nulls',
+    );
+    const typed = await run(suite.fitPipeline, { mode: 'typed' });
+    expect(typed.error).toBeUndefined();
+    const { records } = await readLineage(system.runtimeStore);
+    expect(records.filter((x) => x.run === bad.runId && x.task === 'fit')).toHaveLength(1);
+    expect(
+      records.filter((x) => x.run === typed.runId && x.task === 'fit').map((x) => x.error?.name ?? 'ok'),
+    ).toEqual(['RetryAfterError', 'ok']);
+  });
 
   it('returnExceptions puts each failure in its item’s place', async () => {
     const r = await run(suite.partial, { n: 6 });

@@ -26,8 +26,13 @@ describe('gantry cluster and gantry get', () => {
     );
     const auth = readFileSync(join(creds, 'nats-authorization.conf'), 'utf8');
     expect(auth).toMatch(
-      /# agent-sim-aws\n\s+\{ nkey: U[A-Z0-9]{55}, permissions: \{ publish: \["gantry\.v1\.agent\.sim-aws\.>", "_INBOX\.>", /,
+      /# agent-sim-aws\n\s+\{ nkey: (U[A-Z0-9]{55}), permissions: \{ publish: \["gantry\.v1\.agent\.sim-aws\.>", "gantry\.v1\.team\.\*\.exec\.\*\.result\.sim-aws", /,
     );
+    // No identity may read every reply: each has its own inboxes.
+    expect(auth).not.toContain('"_INBOX.>"');
+    const agentKey = /# agent-sim-aws\n\s+\{ nkey: (U[A-Z0-9]{55})/.exec(auth)![1]!;
+    expect(auth).toContain(`"_INBOX_${agentKey}.>"], allow_responses: true`);
+    expect(onboard.out).toContain(`--team ml --nats nats://<server>:4222 --creds ${creds}/runtime-ml.nk`);
     expect(readFileSync(join(creds, 'agent-sim-gcp.nk'), 'utf8')).toMatch(/^SU[A-Z0-9]{56}\n$/);
 
     // A nats-server with that authorization, and a broker logged in as gantry-broker.

@@ -3,21 +3,14 @@
  * requests|leases|nodes` for operators. Everything but `onboard` asks a running broker over NATS.
  */
 import type { BudgetStatus } from '../../broker/budgets.ts';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { formatCpu, formatMemory, formatProblem, validatePaths } from '../../policies/index.ts';
-import { taskState } from '../../protocol/index.ts';
-import { askBroker } from '../connect.ts';
-import {
-  agentPermissions,
-  authorizationBlock,
-  BROKER_PERMISSIONS,
-  ensureUser,
-  RUNTIME_PERMISSIONS,
-  TASK_PERMISSIONS,
-  type NatsUser,
-} from '../credentials.ts';
+import { PROTOCOL, taskState } from '../../protocol/index.ts';
+import { askBroker, askBrokerPages } from '../connect.ts';
+import { authorizationBlock, credentialName } from '../credentials.ts';
+import { onboardingUsers } from '../onboarding.ts';
 import { UsageError } from '../errors.ts';
 import {
   type Column,
@@ -71,34 +64,33 @@ export function registerClusterCommands(program: Command): void {
       .filter((d) => d.kind === 'Cluster')
       .map((d) => platform.clusters.find((c) => c.name === d.name)!);
     if (onboarded.length === 0) throw new UsageError(`no Cluster document in ${flags.file.join(', ')}`);
-    const users: NatsUser[] = [
-      ensureUser(flags.credsDir, 'gantry-broker', BROKER_PERMISSIONS),
-      ensureUser(flags.credsDir, 'gantry-runtime', RUNTIME_PERMISSIONS),
-      ensureUser(flags.credsDir, 'gantry-tasks', TASK_PERMISSIONS),
-    ];
-    for (const c of onboarded) ensureUser(flags.credsDir, `agent-${c.name}`, agentPermissions(c.name));
-    // Every agent onboarded so far, so the block can replace the previous one.
-    for (const f of readdirSync(flags.credsDir)
-      .filter((f) => /^agent-.*\.nk$/.test(f))
-      .sort()) {
-      const name = f.replace(/\.nk$/, '').replace(/^agent-/, '');
-      users.push(ensureUser(flags.credsDir, `agent-${name}`, agentPermissions(name)));
-    }
+    const users = onboardingUsers(
+      flags.credsDir,
+      platform.policies.flatMap((p) => p.teams),
+      onboarded,
+    );
     const authFile = join(flags.credsDir, 'nats-authorization.conf');
     writeFileSync(authFile, authorizationBlock(users));
+    const nats = flags.nats ?? 'nats://<server>:4222';
+    const cred = (name: string) => join(flags.credsDir, `${name}.nk`);
     for (const c of onboarded) {
       if (flags.nats) await admin(flags, 'onboard', { cluster: c });
       process.stdout.write(
         `Cluster ${c.name}: ${c.pools.length} pools (${c.pools.map((p) => `${p.name} ${p.instanceType} ${p.capacityType}`).join(', ')})\n` +
           `${flags.nats ? '  registered with the broker\n' : '  validated (pass --nats to register it with a running broker)\n'}` +
-          `  agent credentials: ${join(flags.credsDir, `agent-${c.name}.nk`)} (may use only ${agentPermissions(c.name).publish[0]} and what its workflow tasks need)\n` +
-          `  start its agent:   gantry agent -f ${flags.file.join(' -f ')} --cluster ${c.name} --nats ${flags.nats ?? 'nats://<server>:4222'} --creds ${join(flags.credsDir, `agent-${c.name}.nk`)}\n`,
+          `  agent credentials: ${cred(credentialName.agent(c.name))} (may use only ${PROTOCOL}.agent.${c.name}.> and what the tasks it hosts need)\n` +
+          `  task pods:         kubectl -n gantry-tasks create secret generic gantry-task-nats --from-file=creds.nk=${cred(credentialName.tasks(c.name))}\n` +
+          `  start its agent:   gantry agent -f ${flags.file.join(' -f ')} --cluster ${c.name} --nats ${nats} --creds ${cred(credentialName.agent(c.name))}\n`,
       );
     }
+    const teams = [...new Set(platform.policies.flatMap((p) => p.teams))].sort();
+    for (const t of teams)
+      process.stdout.write(
+        `team ${t}: gantry run <file.ts> --team ${t} --nats ${nats} --creds ${cred(credentialName.runtime(t))}\n`,
+      );
     process.stdout.write(
-      `workflow runtimes: gantry run <file.ts> --nats ${flags.nats ?? 'nats://<server>:4222'} --creds ${join(flags.credsDir, 'gantry-runtime.nk')}\n` +
-        `task pods (Kubernetes): kubectl -n gantry-tasks create secret generic gantry-task-nats --from-file=creds.nk=${join(flags.credsDir, 'gantry-tasks.nk')}\n` +
-        `nats-server authorization: ${authFile} (include it in the server config and reload)\n`,
+      `broker and operators: --creds ${cred(credentialName.broker)}\n` +
+        `nats-server authorization: ${authFile} (include it in the server config and reload; docs/security.md says what each credential may do)\n`,
     );
   });
 
@@ -118,22 +110,42 @@ export function registerClusterCommands(program: Command): void {
     printObject(flags.output, a.cluster, (wide) => describeCluster(a.cluster, wide, Date.now()));
   });
 
-  for (const verb of ['drain', 'remove'] as const) {
-    const what = {
-      drain: 'Stop new placements on a cluster; running work finishes',
-      remove: 'Forget a drained cluster',
-    }[verb];
-    brokerOptions(cluster.command(`${verb} <name>`).description(what)).action(
-      async (name: string, flags: PrintFlags) => {
-        const a = await admin(flags, verb, { name });
-        const line =
-          verb === 'drain'
-            ? `cluster ${name} draining: no new placements; running work finishes (gantry cluster describe ${name} shows what is left)\n`
-            : `cluster ${name} removed\n`;
-        printObject(flags.output, a.cluster ?? a, () => line);
-      },
-    );
-  }
+  brokerOptions(
+    cluster.command('drain <name>').description('Stop new placements on a cluster; running work finishes'),
+  ).action(async (name: string, flags: PrintFlags) => {
+    const a = await admin(flags, 'drain', { name });
+    const line = `cluster ${name} draining: no new placements; running work finishes (gantry cluster describe ${name} shows what is left)\n`;
+    printObject(flags.output, a.cluster ?? a, () => line);
+  });
+
+  brokerOptions(
+    cluster.command('undrain <name>').description('Place new work on a drained cluster again'),
+  ).action(async (name: string, flags: PrintFlags) => {
+    const a = await admin(flags, 'undrain', { name });
+    printObject(flags.output, a.cluster ?? a, () => `cluster ${name} takes new placements again\n`);
+  });
+
+  brokerOptions(
+    cluster
+      .command('remove <name>')
+      .description(
+        'Forget a drained cluster whose nodes Gantry bought are gone, and stop its agent (--force terminates them first)',
+      )
+      .option('--force', 'terminate the nodes Gantry bought for the cluster first'),
+  ).action(async (name: string, flags: PrintFlags & { force?: boolean }) => {
+    // Terminating nodes takes the cloud a while: wait as long as the broker waits for the agent.
+    const a = (await admin(flags, 'remove', { name, force: flags.force === true }, 70_000)) as {
+      terminated?: string[];
+      agentStopped?: boolean;
+    };
+    const terminated = a.terminated ?? [];
+    const line =
+      `cluster ${name} removed` +
+      (terminated.length > 0 ? `; terminated ${terminated.length} node(s): ${terminated.join(', ')}` : '') +
+      (a.agentStopped ? '; its agent stopped' : '; its agent did not answer (stop it yourself)') +
+      '\n';
+    printObject(flags.output, a, () => line);
+  });
 
   const get = program
     .command('get')
@@ -152,11 +164,10 @@ export function registerClusterCommands(program: Command): void {
         throw new UsageError(
           `--status must be one of ${taskState.options.join(', ')}, not '${flags.status}'`,
         );
-      const a = await admin(
-        flags,
-        what,
-        what === 'nodes' ? {} : { limit, ...(flags.status ? { state: flags.status } : {}) },
-      );
+      const a =
+        what === 'nodes'
+          ? await admin(flags, what, {})
+          : await askBrokerPages(flags, what, { limit, ...(flags.status ? { state: flags.status } : {}) });
       const rows = (a[what] as Record<string, unknown>[]) ?? [];
       printObjects(flags.output, rows, LIST_COLUMNS[what], a);
     });

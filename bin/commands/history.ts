@@ -84,6 +84,26 @@ export async function withHistory<T>(
       `no Gantry state in ${flags.state}: pass --state <dir>, --history <url> of a running history, --postgres <url>, or --nats`,
     );
   const platform: Platform | undefined = flags.file ? loadPlatform(flags.file).platform : undefined;
+  return withCaughtUpHistory(flags, async (history) => {
+    const app = historyApi({
+      db: history.db,
+      ...(platform
+        ? { platform, onDemand: onDemandPrices(platform), backends: await defaultBackends() }
+        : {}),
+    });
+    return use(localHistoryClient(app, history.db.where));
+  });
+}
+
+/**
+ * Runs `use` with the history database opened here (`--postgres`, else PGlite in `<state>/history`),
+ * caught up with the logs first (JetStream with `--nats`, else the state directory's), and closed after.
+ */
+export async function withCaughtUpHistory<T>(
+  flags: Omit<HistoryFlags, 'history' | 'file'>,
+  use: (history: History) => Promise<T>,
+): Promise<T> {
+  const postgres = flags.postgres ?? process.env.GANTRY_POSTGRES;
   // Reach NATS before creating or opening the database: a server that is down is the one line to print,
   // and nothing is created for a question that cannot be answered.
   const logs = flags.nats ? await openNatsLogs({ nats: flags.nats, creds: flags.creds }) : undefined;
@@ -92,16 +112,13 @@ export async function withHistory<T>(
     dir: join(flags.state, 'history'),
     onCreate: (dir) =>
       process.stderr.write(`creating the history database in ${dir} (once; a few seconds)\n`),
+  }).catch(async (err: unknown) => {
+    await logs?.close();
+    throw err;
   });
   try {
     await catchUpFrom(history, flags, logs);
-    const app = historyApi({
-      db: history.db,
-      ...(platform
-        ? { platform, onDemand: onDemandPrices(platform), backends: await defaultBackends() }
-        : {}),
-    });
-    return await use(localHistoryClient(app, history.db.where));
+    return await use(history);
   } finally {
     await history.close();
     await logs?.close();
@@ -132,7 +149,7 @@ async function openNatsLogs(target: { nats: string; creds: string | undefined })
 /** Ingests what the logs hold that the history does not: JetStream with --nats, else the state directory. */
 async function catchUpFrom(
   history: History,
-  flags: HistoryFlags,
+  flags: Pick<HistoryFlags, 'state'>,
   logs: Awaited<ReturnType<typeof openNatsLogs>> | undefined,
 ): Promise<void> {
   if (logs) {

@@ -68,11 +68,20 @@ export function printPlanTable(
       write(`  … and ${p.unplaced.length - shown.length} more (-o wide lists them all)\n`);
   }
   const ratio = p.bound > 1e-9 ? ` (plan/bound ${(p.cost.objective / p.bound).toFixed(3)})` : '';
-  const vsGreedy =
-    p.cost.expected > 1e-9 ? ` (greedy/plan ${(p.baseline.expected / p.cost.expected).toFixed(2)})` : '';
+  const node =
+    p.bounds.node !== undefined && Number.isFinite(p.bounds.node)
+      ? `Node-level bound: ${money(p.bounds.node)}${p.bounds.node > 1e-9 ? ` (plan/bound ${(p.cost.objective / p.bounds.node).toFixed(3)})` : ''}\n`
+      : '';
+  const vs = (b: { expected: number }) =>
+    p.cost.expected > 1e-9 ? ` (${(b.expected / p.cost.expected).toFixed(2)} × the plan)` : '';
+  const greedy = p.diagnostics?.greedy;
   write(
-    `\nCost: ${money(p.cost.perHour)}/hour of new nodes, ${money(p.cost.expected)} expected for the batch\n` +
-      `LP lower bound: ${money(p.bound)}${ratio}\n` +
-      `Greedy baseline: ${money(p.baseline.expected)} expected, ${p.baseline.unplaced} unplaced${vsGreedy}\n`,
+    `\nCost: ${money(p.cost.perHour)}/hour of new nodes, ${money(p.cost.expected)} expected for the batch (from ${p.solver.method})\n` +
+      `LP lower bound (whole batch): ${money(p.bound)}${ratio}\n` +
+      node +
+      `FFD baseline: ${money(p.baseline.expected)} expected, ${p.baseline.unplaced} unplaced${vs(p.baseline)}\n` +
+      (greedy
+        ? `Per-task greedy: ${money(greedy.expected)} expected, ${greedy.unplaced} unplaced${vs(greedy)}\n`
+        : ''),
   );
 }

@@ -1,7 +1,7 @@
 /**
  * `gantry plan`: what-if planning. Reads clusters and policies, a workload and optionally the nodes
- * running now, and prints where everything would go, what it would cost, the LP bound and the greedy
- * baseline.
+ * running now, and prints where everything would go, what it would cost, the LP bound and the FFD and greedy
+ * baselines.
  */
 import type { Command } from 'commander';
 import { formatProblem, loadPlatform, loadWorkload, parseDuration } from '../../policies/index.ts';
@@ -37,7 +37,7 @@ export function registerPlanCommand(program: Command): void {
     )
     .option(
       '--time-budget <duration>',
-      'most time the LP may take before the plan falls back to greedy',
+      'most time the solver may take; past it the best plan found so far is printed',
       '5s',
     );
   outputOption(cmd).action(async (flags: PlanFlags) => {
@@ -68,6 +68,7 @@ export function registerPlanCommand(program: Command): void {
     const result = plan({ pools: poolStates(platform.pools, nodes) }, requests, platform.policies, {
       backends: await defaultBackends(),
       timeBudgetMs: budgetMs,
+      diagnostics: true,
     });
     if (flags.output === 'json' || flags.output === 'yaml')
       process.stdout.write(serialize(flags.output, result));

@@ -212,6 +212,29 @@ describe('gantry run --nats', () => {
       expect(lineage.code).toBe(0);
       expect(lineage.out).toMatch(/^ {2}make-big \[/m);
       expect(lineage.out).toMatch(/^ {2}count-rows \[/m);
+
+      // Warm workers outlive the run that started them: the next run finds them and starts none.
+      const fanout = () =>
+        runGantry(
+          'run',
+          'test/fixtures/workflows/suite.ts',
+          '--task',
+          'fanout',
+          '--team',
+          'ml',
+          '--input',
+          '{"n":50,"cold":0}',
+          '--nats',
+          url,
+          '--no-progress',
+        );
+      const first = await fanout();
+      expect(first.code).toBe(0);
+      expect(first.out).toMatch(/warm worker 1 of 1–2/);
+      const second = await fanout();
+      expect(second.code).toBe(0);
+      expect(second.out).toMatch(/^square +sim-aws\/cpu-spot \(spot\) +50 /m);
+      expect(second.out).not.toMatch(/warm worker/);
     } finally {
       await system.stop();
     }

@@ -39,6 +39,8 @@ import { gantryCommand, type Output, shippedExamples, outputOption, serialize } 
 import { createDisplay, type Display } from '../progress.ts';
 import { table } from '../table.ts';
 import { type HistoryFlags, historyOptions, withHistory } from './history.ts';
+import { startConsole } from '../console.ts';
+import { untilSignal } from './serve.ts';
 
 interface Connection {
   transport: Transport;
@@ -290,7 +292,7 @@ async function runAndReport(
   display.event(`run ${runId}: ${loaded.workflow.taskName} from ${file} as team ${team}${how}`);
   const watch = waitWatch(display);
   let failedOnHold = false;
-  const sub = conn.transport.subscribe(subjects.runEvents(runId), (msg) => {
+  const sub = conn.transport.subscribe(subjects.runEvents(team, runId), (msg) => {
     const p = parseMessage(runEvent, msg.data);
     if (!p.ok) return;
     const ev = p.value;
@@ -298,7 +300,7 @@ async function runAndReport(
     if (ev.type === 'held' && ev.hold && flags.failOnHeld && !failedOnHold) {
       failedOnHold = true;
       cancelledByUser.add(runId);
-      void cancelRun(conn.transport, runId, `--fail-on-held: ${ev.task} held (${ev.hold.kind})`).then(
+      void cancelRun(conn.transport, team, runId, `--fail-on-held: ${ev.task} held (${ev.hold.kind})`).then(
         (reply) => {
           for (const line of cancelLines(reply)) display.event(line);
         },
@@ -326,7 +328,7 @@ async function runAndReport(
     if (interrupted) process.exit(130);
     interrupted = true;
     display.event(`cancelling run ${runId} (Ctrl-C again to quit at once)`);
-    void cancelRun(conn.transport, runId, 'Ctrl-C').then(
+    void cancelRun(conn.transport, team, runId, 'Ctrl-C').then(
       (reply) => {
         for (const line of cancelLines(reply)) display.event(line);
       },
@@ -343,7 +345,9 @@ async function runAndReport(
   }
   if (interrupted) cancelledByUser.add(runId);
   sub.unsubscribe();
-  runtime.stopWorkers();
+  // Over NATS, warm workers outlive the run (the next run of the same module finds them warm) and stop
+  // when idle for their `idleTtl`; embedded, they end with this process's clusters.
+  if (conn.embedded) runtime.stopWorkers();
   return { result, records };
 }
 
@@ -417,6 +421,9 @@ async function cancelCommand(run: string | undefined, flags: RunFlags): Promise<
     process.stdout.write(`run ${run}: nothing pending or running to cancel\n`);
   else process.stdout.write(`${cancelLines(reply).join('\n')}\n`);
 }
+
+/** Where `gantry demo --console` serves the console. */
+export const DEMO_CONSOLE_PORT = '8642';
 
 /** Adds `gantry run`, `gantry lineage` and `gantry demo`. */
 export function registerRunCommands(program: Command): void {
@@ -515,8 +522,18 @@ export function registerRunCommands(program: Command): void {
     .option('--rows <n>', 'rows of data the workflow preprocesses (over 50M trains on 8 GPUs)', '80000000')
     .option('-q, --quiet', 'print no events, only the result')
     .option('--no-progress', 'show no progress bar for large maps')
+    .option('--console', 'serve the web console while it runs, and keep it up after until Ctrl-C')
+    .option('--console-port <n>', 'the console on this port (default with --console: 8642; 0: any free port)')
     .action(
-      async (flags: { state: string; speedup: string; rows: string; quiet?: boolean; progress: boolean }) => {
+      async (flags: {
+        state: string;
+        speedup: string;
+        rows: string;
+        quiet?: boolean;
+        progress: boolean;
+        console?: boolean;
+        consolePort?: string;
+      }) => {
         const rows = positive('--rows', flags.rows);
         // The demo is about the examples that ship with Gantry, wherever it is run from.
         const examples = shippedExamples();
@@ -540,6 +557,23 @@ export function registerRunCommands(program: Command): void {
         );
         const conn = await connectRuntime(runFlags, 'gantry-demo');
         let preempted = false;
+        const web = await startConsole(
+          { consolePort: flags.consolePort ?? (flags.console ? DEMO_CONSOLE_PORT : undefined) },
+          {
+            broker: conn.embedded!.broker,
+            transport: conn.embedded!.transport,
+            platform,
+            logs: [
+              ['broker', conn.embedded!.store],
+              ['runtime', conn.embedded!.runtimeStore],
+            ],
+            state: flags.state,
+          },
+        ).catch(async (err: unknown) => {
+          await conn.close();
+          throw err;
+        });
+        if (web) process.stdout.write(`console on ${web.url} (it stays up after the run; Ctrl-C stops it)\n`);
         try {
           const { result, records } = await runAndReport(conn, file, runFlags, (ev, say) => {
             // Reclaim the training node once, to show recovery from a spot preemption.
@@ -562,7 +596,12 @@ export function registerRunCommands(program: Command): void {
             process.stdout.write(
               `cost report of the clusters: ${gantryCommand()} report cost --state ${flags.state} -f ${examples} --by team pool\n`,
             );
+          if (web) {
+            process.stdout.write(`console on ${web.url}: Ctrl-C stops it\n`);
+            await untilSignal(async () => {});
+          }
         } finally {
+          await web?.close();
           await conn.close();
         }
       },

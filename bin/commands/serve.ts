@@ -10,11 +10,14 @@ import {
   createAgent,
   createLocalExecutor,
   createSimExecutor,
-  createSimProvisioner,
+  createProvisioner,
   type Executor,
   type NodeProvisioner,
+  type ProvisionerKind,
+  resolveProvisionerKind,
   withTaskHost,
 } from '../../agents/index.ts';
+import type { KubeExecutor } from '../../agents/cloud-index.ts';
 import {
   collectProcessMetrics,
   createBroker,
@@ -31,6 +34,8 @@ import { serveEmbeddedMetrics, startEmbedded } from '../embedded.ts';
 import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
 import { connectCli, openStoreCli } from '../connect.ts';
 import { listenProblem, UsageError } from '../errors.ts';
+import { type ConsoleFlags, consoleOptions, startConsole } from '../console.ts';
+import { LINEAGE_STREAM, RUNTIME_BUCKET } from '../credentials.ts';
 
 interface AgentFlags extends ServeFlags {
   cluster: string;
@@ -53,7 +58,7 @@ async function backends(
   transport: NatsTransport,
   speedup: number,
   image: string | undefined,
-  provisionerKind: string,
+  provisionerKind: Exclude<ProvisionerKind, 'cloud'>,
   logger: Logger,
 ): Promise<{ executor: Executor; provisioner: NodeProvisioner }> {
   // Workflow tasks that run in this process read and write large values in the JetStream object store.
@@ -61,6 +66,7 @@ async function backends(
     transport,
     artifacts: await openJetStreamArtifacts(transport.connection),
     timeScale: speedup,
+    cluster: cluster.name,
   };
   if (flags.executor !== 'kubernetes') {
     const executor =
@@ -89,36 +95,35 @@ async function backends(
     logger,
   });
   await executor.watch();
-  const provisioner =
-    provisionerKind === 'kubernetes'
-      ? cloud.createKubeNodeProvisioner(executor)
-      : await cloudProvisioner(flags, cluster, provisionerKind, speedup, logger);
-  return { executor, provisioner };
+  return {
+    executor,
+    provisioner: await cloudProvisioner(flags, cluster, provisionerKind, speedup, logger, executor),
+  };
 }
 
-async function cloudProvisioner(
+/** The cluster's provisioner, through the one registry (agents/provisioner-registry.ts). */
+function cloudProvisioner(
   flags: AgentFlags,
   cluster: Cluster,
-  kind: string,
+  kind: Exclude<ProvisionerKind, 'cloud'>,
   speedup: number,
   logger: Logger,
+  kubeExecutor?: KubeExecutor,
 ): Promise<NodeProvisioner> {
-  if (kind === 'sim') return createSimProvisioner(cluster, { speedup });
-  const cloud = await import('../../agents/cloud-index.ts');
-  if (kind === 'ec2')
-    return cloud.createEc2Provisioner(cluster, {
-      ...(flags.launchTemplate ? { launchTemplate: flags.launchTemplate } : {}),
-      logger,
-    });
-  return cloud.createGceProvisioner(cluster, {
-    ...(flags.project ? { project: flags.project } : {}),
-    ...(flags.zone ? { zone: flags.zone } : {}),
+  return createProvisioner(cluster, kind, {
+    speedup,
     logger,
+    ec2: flags.launchTemplate ? { launchTemplate: flags.launchTemplate } : {},
+    gce: {
+      ...(flags.project ? { project: flags.project } : {}),
+      ...(flags.zone ? { zone: flags.zone } : {}),
+    },
+    ...(kubeExecutor ? { kubeExecutor } : {}),
   });
 }
 
 /** Flags of the long-running commands. */
-export interface ServeFlags {
+export interface ServeFlags extends ConsoleFlags {
   file: string[];
   nats?: string;
   creds?: string;
@@ -200,60 +205,83 @@ export function untilSignal(stop: () => Promise<void>): Promise<void> {
 
 /** Adds `gantry broker` and `gantry agent`. */
 export function registerServeCommands(program: Command): void {
-  program
-    .command('broker')
-    .description(
-      'Run a broker: over NATS with JetStream state (--nats), or embedded with a local state directory',
-    )
-    .requiredOption('-f, --file <path...>', 'Cluster, ResourcePolicy, ResourceProfile and PriceCatalog YAML')
-    .option('--nats <url>', 'NATS server, e.g. nats://127.0.0.1:4222')
-    .option('--creds <file>', 'NATS credentials file')
-    .option('--state <dir>', 'state directory (embedded mode)', '.gantry/state')
-    .option('--metrics-port <n>', 'serve Prometheus metrics on this port')
-    .option('--metrics-host <host>', 'address the metrics server listens on (0.0.0.0 in a pod)', '127.0.0.1')
-    .option('--replicas <n>', 'JetStream replicas of the broker state (3 on a 3-server NATS cluster)', '1')
-    .option('--heartbeat <ms>', 'agents heartbeat interval', '1000')
-    .option('--speedup <n>', 'time scale of simulated clouds (embedded mode)', '1')
-    .option(...RUN_GRACE_OPTION)
-    .action(async (flags: ServeFlags) => {
-      const heartbeatMs = number('--heartbeat', flags.heartbeat, 50);
-      if (!flags.nats) return runEmbedded(flags, heartbeatMs);
-      const { platform } = loadPlatform(flags.file);
-      const logger = pino({ level: process.env.GANTRY_LOG ?? 'info' });
-      const target = { nats: flags.nats, creds: flags.creds };
-      const transport = await connectCli(target, 'gantry-broker');
-      const store = await openStoreCli(transport, target, {
-        bucket: BROKER_BUCKET,
-        stream: BROKER_STREAM,
-        replicas: number('--replicas', flags.replicas, 1),
-      });
-      const broker = createBroker({
-        transport,
-        store,
-        platform,
-        backends: await defaultBackends(),
-        logger,
-        heartbeatMs,
-        ...runGraceOf(flags),
-      });
-      // Before start, so /healthz answers while the broker campaigns and loads its state.
-      const server = await metricsServer(broker.metrics.registry, flags, {
-        ready: () => broker.readiness(),
-        refresh: () => broker.refreshGauges(),
-      }).catch(async (err: unknown) => {
-        await store.close();
-        await transport.close();
-        throw err;
-      });
-      await broker.start();
-      logger.info({ brokerId: broker.id, leader: broker.isLeader() }, 'broker started');
-      await untilSignal(async () => {
-        server?.close();
-        await broker.stop();
-        await store.close();
-        await transport.close();
-      });
+  consoleOptions(
+    program
+      .command('broker')
+      .description(
+        'Run a broker: over NATS with JetStream state (--nats), or embedded with a local state directory',
+      )
+      .requiredOption(
+        '-f, --file <path...>',
+        'Cluster, ResourcePolicy, ResourceProfile and PriceCatalog YAML',
+      )
+      .option('--nats <url>', 'NATS server, e.g. nats://127.0.0.1:4222')
+      .option('--creds <file>', 'NATS credentials file')
+      .option('--state <dir>', 'state directory (embedded mode)', '.gantry/state')
+      .option('--metrics-port <n>', 'serve Prometheus metrics on this port')
+      .option(
+        '--metrics-host <host>',
+        'address the metrics server listens on (0.0.0.0 in a pod)',
+        '127.0.0.1',
+      )
+      .option('--replicas <n>', 'JetStream replicas of the broker state (3 on a 3-server NATS cluster)', '1')
+      .option('--heartbeat <ms>', 'agents heartbeat interval', '1000')
+      .option('--speedup <n>', 'time scale of simulated clouds (embedded mode)', '1')
+      .option(...RUN_GRACE_OPTION),
+  ).action(async (flags: ServeFlags) => {
+    const heartbeatMs = number('--heartbeat', flags.heartbeat, 50);
+    if (!flags.nats) return runEmbedded(flags, heartbeatMs);
+    const { platform } = loadPlatform(flags.file);
+    const logger = pino({ level: process.env.GANTRY_LOG ?? 'info' });
+    const target = { nats: flags.nats, creds: flags.creds };
+    const transport = await connectCli(target, 'gantry-broker');
+    const store = await openStoreCli(transport, target, {
+      bucket: BROKER_BUCKET,
+      stream: BROKER_STREAM,
+      replicas: number('--replicas', flags.replicas, 1),
     });
+    const broker = createBroker({
+      transport,
+      store,
+      platform,
+      backends: await defaultBackends(),
+      logger,
+      heartbeatMs,
+    });
+    // Before start, so /healthz answers while the broker campaigns and loads its state.
+    const server = await metricsServer(broker.metrics.registry, flags, {
+      ready: () => broker.readiness(),
+      refresh: () => broker.refreshGauges(),
+    }).catch(async (err: unknown) => {
+      await store.close();
+      await transport.close();
+      throw err;
+    });
+    await broker.start();
+    const runtimeLogs = flags.consolePort
+      ? await openStoreCli(transport, target, { bucket: RUNTIME_BUCKET, stream: LINEAGE_STREAM })
+      : undefined;
+    const web = await startConsole(flags, {
+      broker,
+      transport,
+      platform,
+      logs: [
+        ['broker', store],
+        ...(runtimeLogs ? [['runtime', runtimeLogs] as ['runtime', typeof runtimeLogs]] : []),
+      ],
+      state: flags.state,
+    });
+    logger.info({ brokerId: broker.id, leader: broker.isLeader(), console: web?.url }, 'broker started');
+    if (web) process.stdout.write(`console on ${web.url}\n`);
+    await untilSignal(async () => {
+      server?.close();
+      await web?.close();
+      await runtimeLogs?.close();
+      await broker.stop();
+      await store.close();
+      await transport.close();
+    });
+  });
 
   program
     .command('agent')
@@ -265,7 +293,7 @@ export function registerServeCommands(program: Command): void {
     .option('--executor <kind>', 'sim, local or kubernetes', 'sim')
     .option(
       '--provisioner <kind>',
-      'sim, ec2, gce or kubernetes (nodes managed outside Gantry); default: kubernetes with --executor kubernetes, else sim',
+      "sim, ec2, gce, cloud (the cluster provider's: aws → ec2, gcp → gce) or kubernetes (nodes managed outside Gantry); default: kubernetes with --executor kubernetes, else sim",
     )
     .option('--kubeconfig <file>', 'kubeconfig (default: in-cluster, then $KUBECONFIG, then ~/.kube/config)')
     .option('--namespace <ns>', 'namespace of task pods', 'gantry-tasks')
@@ -291,9 +319,12 @@ export function registerServeCommands(program: Command): void {
         );
       if (!['sim', 'local', 'kubernetes'].includes(flags.executor))
         throw new UsageError(`--executor must be sim, local or kubernetes, not '${flags.executor}'`);
-      const provisionerKind = flags.provisioner ?? (flags.executor === 'kubernetes' ? 'kubernetes' : 'sim');
-      if (!['sim', 'ec2', 'gce', 'kubernetes'].includes(provisionerKind))
-        throw new UsageError(`--provisioner must be sim, ec2, gce or kubernetes, not '${provisionerKind}'`);
+      const resolved = resolveProvisionerKind(
+        cluster,
+        flags.provisioner ?? (flags.executor === 'kubernetes' ? 'kubernetes' : 'sim'),
+      );
+      if (!resolved.ok) throw new UsageError(resolved.message);
+      const provisionerKind = resolved.kind;
       if (provisionerKind === 'kubernetes' && flags.executor !== 'kubernetes')
         throw new UsageError('--provisioner kubernetes goes with --executor kubernetes');
       const image = flags.image ?? process.env.GANTRY_IMAGE;
@@ -321,6 +352,11 @@ export function registerServeCommands(program: Command): void {
         heartbeatMs: number('--heartbeat', flags.heartbeat, 50),
         logger,
         speedup,
+        // `gantry cluster remove`: the nodes are terminated and the agent stopped; the process ends.
+        onRemoved: () => {
+          server?.close();
+          void transport.close().then(() => process.exit(0));
+        },
       });
       // Before start, which waits for the broker to accept the registration: /readyz says so meanwhile.
       const server = await metricsServer(agent.metrics.registry, flags, {
@@ -357,18 +393,36 @@ export async function runEmbedded(flags: ServeFlags, heartbeatMs: number): Promi
     speedup: number('--speedup', flags.speedup, 0.001),
     heartbeatMs,
   });
-  const server = await listening(flags, (port, host) => serveEmbeddedMetrics(embedded, port, host)).catch(
-    async (err: unknown) => {
+  let web: Awaited<ReturnType<typeof startConsole>>;
+  const server = await listening(flags, (port, host) => serveEmbeddedMetrics(embedded, port, host))
+    .then(async (s) => {
+      web = await startConsole(flags, {
+        broker: embedded.broker,
+        transport: embedded.transport,
+        platform,
+        logs: [
+          ['broker', embedded.store],
+          ['runtime', embedded.runtimeStore],
+        ],
+        state: flags.state,
+      }).catch((err: unknown) => {
+        s?.close();
+        throw err;
+      });
+      return s;
+    })
+    .catch(async (err: unknown) => {
       await embedded.stop();
       throw err;
-    },
-  );
+    });
   process.stdout.write(
     `Gantry is up: broker ${embedded.broker.id}, agents for ${platform.clusters.map((c) => c.name).join(', ')}; state in ${flags.state}` +
-      `${server ? `; metrics on http://127.0.0.1:${flags.metricsPort}/metrics` : ''}. Ctrl-C stops it.\n`,
+      `${server ? `; metrics on http://127.0.0.1:${flags.metricsPort}/metrics` : ''}` +
+      `. Ctrl-C stops it.\n${web ? `Console: ${web.url}/\n` : ''}`,
   );
   await untilSignal(async () => {
     server?.close();
+    await web?.close();
     await embedded.stop();
   });
 }

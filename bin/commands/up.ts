@@ -11,7 +11,8 @@ import type { NatsTransport } from '../../protocol/nats-index.ts';
 import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
 import { defaultBackends } from '../../solver/index.ts';
 import { connectCli, openStoreCli } from '../connect.ts';
-import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
+import { BROKER_BUCKET, BROKER_STREAM, LINEAGE_STREAM, RUNTIME_BUCKET } from '../credentials.ts';
+import { consoleOptions, startConsole } from '../console.ts';
 import { join } from 'node:path';
 import { serveEmbeddedMetrics, simAgent } from '../embedded.ts';
 import { gantryCommand, shippedExamples } from '../options.ts';
@@ -30,21 +31,20 @@ export const UP_SPEEDUP = '60';
 
 /** Adds `gantry up`. */
 export function registerUpCommand(program: Command): void {
-  program
-    .command('up')
-    .description(
-      'Start a broker with an agent for every Cluster on simulated clouds: embedded, or over NATS with --nats',
-    )
-    .requiredOption('-f, --file <path...>', 'Cluster, ResourcePolicy and ResourceProfile YAML')
-    .option('--nats <url>', 'run over this NATS server (JetStream enabled), reachable by gantry run --nats')
-    .option('--creds <file>', 'NATS credentials (an operator’s: the broker and the agents use them)')
-    .option('--state <dir>', 'state directory (embedded)', '.gantry/state')
-    .option('--metrics-port <n>', 'serve Prometheus metrics, /healthz and /readyz on this port')
-    .option('--speedup <n>', 'simulated seconds per second of the clouds', UP_SPEEDUP)
-    .option(...RUN_GRACE_OPTION)
-    .action((flags: ServeFlags) =>
-      flags.nats ? runUpOverNats(flags, flags.nats) : runEmbedded(flags, 1000),
-    );
+  consoleOptions(
+    program
+      .command('up')
+      .description(
+        'Start a broker with an agent for every Cluster on simulated clouds: embedded, or over NATS with --nats',
+      )
+      .requiredOption('-f, --file <path...>', 'Cluster, ResourcePolicy and ResourceProfile YAML')
+      .option('--nats <url>', 'run over this NATS server (JetStream enabled), reachable by gantry run --nats')
+      .option('--creds <file>', 'NATS credentials (an operator’s: the broker and the agents use them)')
+      .option('--state <dir>', 'state directory (embedded)', '.gantry/state')
+      .option('--metrics-port <n>', 'serve Prometheus metrics, /healthz and /readyz on this port')
+      .option('--speedup <n>', 'simulated seconds per second of the clouds', UP_SPEEDUP)
+      .option(...RUN_GRACE_OPTION),
+  ).action((flags: ServeFlags) => (flags.nats ? runUpOverNats(flags, flags.nats) : runEmbedded(flags, 1000)));
 }
 
 async function runUpOverNats(flags: ServeFlags, nats: string): Promise<void> {
@@ -102,17 +102,41 @@ async function runUpOverNats(flags: ServeFlags, nats: string): Promise<void> {
     await stop();
     throw err;
   });
+  const web = await (async () => {
+    if (flags.consolePort === undefined) return undefined;
+    const runtimeLogs = await openStoreCli(brokerConn, target, {
+      bucket: RUNTIME_BUCKET,
+      stream: LINEAGE_STREAM,
+    });
+    const started = await startConsole(flags, {
+      broker,
+      transport: brokerConn,
+      platform,
+      logs: [
+        ['broker', store],
+        ['runtime', runtimeLogs],
+      ],
+      state: flags.state,
+    });
+    return started && { url: started.url, close: () => started.close().then(() => runtimeLogs.close()) };
+  })().catch(async (err: unknown) => {
+    server?.close();
+    await stop();
+    throw err;
+  });
   const creds = flags.creds ? ` --creds <a runtime's credentials>` : '';
   process.stdout.write(
     `Gantry is up over NATS at ${nats}: broker ${broker.id}, agents for ${platform.clusters.map((c) => c.name).join(', ')} ` +
       `on simulated clouds at ${speedup}× (a node launches in ${Math.round(90 / speedup)} s)` +
-      `${server ? `; metrics on http://127.0.0.1:${flags.metricsPort}/metrics` : ''}. Ctrl-C stops it.\n` +
+      `${server ? `; metrics on http://127.0.0.1:${flags.metricsPort}/metrics` : ''}` +
+      `. Ctrl-C stops it.\n${web ? `Console: ${web.url}/\n` : ''}` +
       `Run a workflow on it:\n` +
       `  ${gantryCommand()} run ${join(shippedExamples(), 'workflows/train.ts')} --team research --nats ${nats}${creds} --speedup ${speedup} \\\n` +
       `    --input '{"source":"s3://bucket/clicks","rows":1000,"epochs":1}'\n`,
   );
   await untilSignal(async () => {
     server?.close();
+    await web?.close();
     await stop();
   });
 }

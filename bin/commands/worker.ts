@@ -30,7 +30,7 @@ export function registerWorkerCommand(program: Command): void {
       const creds = flags.creds ?? process.env.GANTRY_NATS_CREDS;
       const transport = await connectCli({ nats: servers, creds }, `gantry-worker-${lease.leaseId}`);
       const services = { transport, artifacts: await openJetStreamArtifacts(transport.connection) };
-      const runtime = new Runtime({ ...services, progress: false });
+      const runtime = new Runtime({ ...services, cluster: lease.cluster, progress: false });
       const node = process.env.GANTRY_NODE ?? lease.node;
       const ac = new AbortController();
       process.once('SIGTERM', () => ac.abort());

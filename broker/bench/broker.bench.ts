@@ -173,7 +173,7 @@ async function run(mode: 'embedded' | 'nats', n: number): Promise<string> {
         work: { kind: 'sim', durationMs: 600_000 },
       });
       const sent = performance.now();
-      const reply = await client.request(subjects.request, body, { timeoutMs: 120_000 });
+      const reply = await client.request(subjects.request('bench'), body, { timeoutMs: 120_000 });
       latencies[i] = performance.now() - sent;
       if (reply.data[6] !== 116 /* 't' of "ok":true */) failed++;
     }

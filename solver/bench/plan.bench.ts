@@ -1,98 +1,114 @@
 /**
- * `npm run bench:plan`: plans real and synthetic batches and prints, per scenario, the solve time, the
- * plan's cost, the LP bound and the greedy baseline. Figures only; nothing here asserts.
+ * `npm run bench:plan`: plans the openb trace scenario (default, gpuspec33 and multigpu20 pod lists, ×1,
+ * ×2, ×3) and the synthetic 250K and 1M batches, and prints per row: the plan's $/h and unplaced tasks, the
+ * aggregate LP bound, the node-level bound, FFD and greedy on the same input, the ratios, and plan time.
+ * Figures only; nothing here asserts.
  *
- * Costs are expected dollars for the batch (added nodes × planned duration + spot risk). Compare plan and
- * greedy only where both leave the same number of tasks unplaced; the table shows both counts.
+ *   npm run bench:plan                                   # everything
+ *   npm run bench:plan -- --workload default --scale 1   # one trace row
+ *   npm run bench:plan -- --synthetic 250000             # one synthetic row
+ *   npm run bench:plan -- --no-synthetic                 # the trace rows only
+ *
+ * On the trace rows nodes have no launch delay and tasks run one hour, so expected $ equal $/h.
  */
-import { defaultBackends, plan } from '../index.ts';
-import {
-  type BenchScenario,
-  cloudPools,
-  openbPools,
-  openbTasks,
-  openPolicy,
-  syntheticScale,
-} from './scenarios.ts';
+import { parseArgs } from 'node:util';
+import { defaultBackends, plan, type Plan } from '../index.ts';
+import { type BenchScenario, OPENB_WORKLOADS, syntheticScale, traceScenario } from './scenarios.ts';
 
-const only = process.argv.slice(2);
+const { values: flags } = parseArgs({
+  options: {
+    workload: { type: 'string', multiple: true },
+    scale: { type: 'string', multiple: true },
+    synthetic: { type: 'string', multiple: true },
+    'no-synthetic': { type: 'boolean', default: false },
+    'no-trace': { type: 'boolean', default: false },
+    'time-budget': { type: 'string', default: '20000' },
+  },
+});
+
+function list(values: string[] | undefined, fallback: readonly string[]): string[] {
+  return values?.flatMap((v) => v.split(',')).filter(Boolean) ?? [...fallback];
+}
 
 function scenarios(): (() => BenchScenario)[] {
-  const cloud = () => cloudPools({ aws: ['us-east-1'], gcp: ['us-central1'] });
+  const out: (() => BenchScenario)[] = [];
+  const onlySynthetic = flags.synthetic !== undefined && flags.workload === undefined;
+  if (!flags['no-trace'] && !onlySynthetic) {
+    for (const w of list(flags.workload, OPENB_WORKLOADS)) {
+      if (!(OPENB_WORKLOADS as readonly string[]).includes(w)) {
+        console.error(`--workload ${w}: expected one of ${OPENB_WORKLOADS.join(', ')}`);
+        process.exit(2);
+      }
+      for (const s of list(flags.scale, ['1', '2', '3'])) out.push(() => traceScenario(w, Number(s)));
+    }
+  }
+  const onlyTrace = flags.workload !== undefined && flags.synthetic === undefined;
+  if (!flags['no-synthetic'] && !onlyTrace)
+    for (const n of list(flags.synthetic, ['250000', '1000000'])) out.push(() => syntheticScale(Number(n)));
+  return out;
+}
+
+const fmt = (n: number | undefined, d = 2) => (n !== undefined && Number.isFinite(n) ? n.toFixed(d) : '—');
+const ratio = (a: number, b: number | undefined) => (b !== undefined && b > 0 ? fmt(a / b, 3) : '—');
+
+function row(s: BenchScenario, p: Plan, ms: number, heapMiB: number): string[] {
+  const ffd = p.diagnostics?.ffd;
+  const greedy = p.diagnostics?.greedy;
   return [
-    () => ({
-      name: 'openb default',
-      pools: [...openbPools(), ...cloud()],
-      tasks: openbTasks('openb_pod_list_default.csv'),
-      policies: [openPolicy('openb')],
-    }),
-    () => ({
-      name: 'openb gpuspec33',
-      pools: [...openbPools(), ...cloud()],
-      tasks: openbTasks('openb_pod_list_gpuspec33.csv'),
-      policies: [openPolicy('openb')],
-    }),
-    () => ({
-      name: 'openb default ×2',
-      pools: [...openbPools(), ...cloud()],
-      tasks: openbTasks('openb_pod_list_default.csv', 2),
-      policies: [openPolicy('openb')],
-    }),
-    () => ({
-      name: 'openb gpuspec33 ×3',
-      pools: [...openbPools(), ...cloud()],
-      tasks: openbTasks('openb_pod_list_gpuspec33.csv', 3),
-      policies: [openPolicy('openb')],
-    }),
-    () => syntheticScale(50_000),
-    () => syntheticScale(250_000),
+    s.name,
+    String(s.tasks.length),
+    fmt(p.cost.perHour),
+    String(p.unplaced.length),
+    fmt(p.bounds.lp),
+    fmt(p.bounds.node),
+    ffd ? `${fmt(ffd.perHour)} (${ffd.unplaced})` : '—',
+    greedy ? `${fmt(greedy.perHour)} (${greedy.unplaced})` : '—',
+    ratio(p.cost.objective, p.bounds.lp),
+    ratio(p.cost.objective, p.bounds.node),
+    ratio(p.cost.objective, ffd?.objective),
+    fmt(ms, 0),
+    fmt(heapMiB, 0),
+    p.solver.method + (p.solver.nodeModel ? ` (${p.solver.nodeModel})` : ''),
   ];
 }
 
-const fmt = (n: number, d = 2) => (Number.isFinite(n) ? n.toFixed(d) : '—');
-
 async function main(): Promise<void> {
   const backends = await defaultBackends();
+  const timeBudgetMs = Number(flags['time-budget']);
   const header = [
-    'scenario',
+    'workload',
     'tasks',
-    'groups',
-    'pools',
-    'vars',
-    'backend',
-    'solve ms',
     'plan $/h',
-    'plan $',
-    'LP bound $',
-    'plan/bound',
-    'greedy $',
-    'greedy/plan',
-    'unplaced plan/greedy',
+    'unplaced',
+    'LP bound',
+    'node bound',
+    'FFD $/h (unpl.)',
+    'greedy $/h (unpl.)',
+    'plan/LP',
+    'plan/node',
+    'plan/FFD',
+    'plan ms',
+    'heap MiB',
+    'plan from',
   ];
-  console.log(header.join(' | '));
-  console.log(header.map(() => '---').join(' | '));
+  console.log(`| ${header.join(' | ')} |`);
+  console.log(`| ${header.map(() => '---').join(' | ')} |`);
   for (const make of scenarios()) {
     const s = make();
-    if (only.length && !only.some((o) => s.name.includes(o))) continue;
-    const p = plan({ pools: s.pools }, s.tasks, s.policies, { backends, timeBudgetMs: 20_000 });
-    const row = [
-      s.name,
-      String(s.tasks.length),
-      String(p.solver.groups),
-      String(p.solver.pools),
-      String(p.solver.variables),
-      p.solver.backend + (p.solver.fallback ? ' (greedy kept)' : ''),
-      fmt(p.solver.ms, 0),
-      fmt(p.cost.perHour),
-      fmt(p.cost.expected),
-      fmt(p.bound),
-      p.bound > 0 ? fmt(p.cost.objective / p.bound, 4) : '—',
-      fmt(p.baseline.expected),
-      p.cost.expected > 0 ? fmt(p.baseline.expected / p.cost.expected, 3) : '—',
-      `${p.unplaced.length}/${p.baseline.unplaced}`,
-    ];
-    console.log(row.join(' | '));
-    if (p.solver.fallback) console.log(`   note: ${p.solver.fallback}`);
+    // The plan the broker would use (no diagnostics), timed; then the same input with diagnostics.
+    globalThis.gc?.();
+    const before = process.memoryUsage().heapUsed;
+    const t0 = performance.now();
+    const fast = plan({ pools: s.pools }, s.tasks, s.policies, { backends, timeBudgetMs });
+    const ms = performance.now() - t0;
+    const heapMiB = (process.memoryUsage().heapUsed - before) / 2 ** 20;
+    const full = plan({ pools: s.pools }, s.tasks, s.policies, {
+      backends,
+      timeBudgetMs,
+      diagnostics: true,
+    });
+    const p = { ...full, cost: fast.cost, unplaced: fast.unplaced, solver: fast.solver };
+    console.log(`| ${row(s, p, ms, heapMiB).join(' | ')} |`);
   }
 }
 

@@ -74,7 +74,7 @@ export function openbPools(): PoolState[] {
 /** On-demand (and optionally spot) cloud pools for every catalog entry in the given regions. */
 export function cloudPools(
   regions: Record<string, string[]>,
-  opts: { spot?: boolean; maxNewNodes?: number } = {},
+  opts: { spot?: boolean; maxNewNodes?: number; launchDelaySeconds?: number; gpuTaint?: boolean } = {},
 ): PoolState[] {
   const catalog = loadBuiltinCatalog();
   const pools: PoolState[] = [];
@@ -96,7 +96,10 @@ export function cloudPools(
           gpuCount: offer.gpu?.count ?? 0,
           price: offer.price,
           interruptionRate: offer.capacityType === 'spot' ? 0.05 : 0,
-          launchDelaySeconds: 120,
+          launchDelaySeconds: opts.launchDelaySeconds ?? 120,
+          ...(opts.gpuTaint && offer.gpu
+            ? { taints: [{ key: 'nvidia.com/gpu', effect: 'NoSchedule' }] }
+            : {}),
           nodes: [],
           maxNewNodes: opts.maxNewNodes ?? 1000,
         });
@@ -106,15 +109,22 @@ export function cloudPools(
   return pools;
 }
 
-/** openb pods, every one pending at once; `copies` scales the workload. */
-export function openbTasks(file: string, copies = 1, team = 'openb'): TaskRequest[] {
+/** openb pods, every one pending at once; `copies` scales the workload; `durationSeconds` fixes every run. */
+export function openbTasks(
+  file: string,
+  copies = 1,
+  team = 'openb',
+  durationSeconds?: number,
+  wholeGpus = false,
+): TaskRequest[] {
   const rows = csv(join(DATA, 'openb', file));
   const tasks: TaskRequest[] = [];
   for (let c = 0; c < copies; c++) {
     for (const r of rows) {
       const numGpu = Number(r.num_gpu || 0);
       const milli = Number(r.gpu_milli || 0);
-      const count = numGpu === 0 ? 0 : numGpu === 1 && milli < 1000 ? milli / 1000 : numGpu;
+      const shared = numGpu === 1 && milli < 1000 && !wholeGpus;
+      const count = numGpu === 0 ? 0 : shared ? milli / 1000 : numGpu;
       const models = (r.gpu_spec ?? '').split('|').filter(Boolean).map(openbModel);
       const gpu: GpuAsk[] =
         count === 0
@@ -124,19 +134,44 @@ export function openbTasks(file: string, copies = 1, team = 'openb'): TaskReques
             : [...new Set(models)].map((model) => ({ model, count }));
       const lived = Number(r.deletion_time) - Number(r.creation_time);
       // Planned for how long the pod lived, between 5 minutes and a day (long-lived services are capped).
-      const durationSeconds =
-        Number.isFinite(lived) && lived > 0 ? Math.min(Math.max(lived, 300), 86_400) : 3600;
+      const planned =
+        durationSeconds ??
+        (Number.isFinite(lived) && lived > 0 ? Math.min(Math.max(lived, 300), 86_400) : 3600);
       tasks.push({
         id: `${r.name}${copies > 1 ? `-x${c}` : ''}`,
         team,
         cpuMilli: Number(r.cpu_milli),
         memoryMiB: Number(r.memory_mib),
-        durationSeconds,
+        durationSeconds: planned,
         ...(gpu.length ? { gpu } : {}),
       });
     }
   }
   return tasks;
+}
+
+/** The openb pod lists in `data/openb`, by the name `bench:plan --workload` takes. */
+export const OPENB_WORKLOADS = ['default', 'gpuspec33', 'multigpu20'] as const;
+
+/**
+ * The trace scenario: every pod of a pod list pending at once, ×`copies`, each for one hour; the 1,213
+ * openb nodes free at price 0; on-demand AWS us-east-1 and GCP us-central1 pools that may add any number of
+ * nodes (no launch delay, so a node-hour is a task-hour and $ equal $/h); whole GPUs as the trace asks;
+ * cloud GPU pools tainted, so CPU-only pods stay off GPU instances.
+ */
+export function traceScenario(workload: string, copies: number): BenchScenario {
+  return {
+    name: `${workload} ×${copies}`,
+    pools: [
+      ...openbPools(),
+      ...cloudPools(
+        { aws: ['us-east-1'], gcp: ['us-central1'] },
+        { maxNewNodes: 1_000_000, launchDelaySeconds: 0, gpuTaint: true },
+      ),
+    ],
+    tasks: openbTasks(`openb_pod_list_${workload}.csv`, copies, 'openb', 3600, true),
+    policies: [openPolicy('openb')],
+  };
 }
 
 /** A policy that allows everything, for the trace runs. */

@@ -61,6 +61,8 @@ export interface FakeEc2 {
   setSpotPrice(instanceType: string, availabilityZone: string, price: number): void;
   /** Calls `listener` each time an instance turns `running`. */
   onInstanceRunning(listener: (instance: FakeInstance) => void): void;
+  /** Every pending instance is running now (with a long `launchDelayMs`, the test says when). */
+  runPending(): void;
   close(): Promise<void>;
 }
 
@@ -129,12 +131,14 @@ export async function startFakeEc2(opts: FakeEc2Options = {}): Promise<FakeEc2> 
       launchTime: new Date(),
     };
     instances.set(instance.instanceId, instance);
-    later(() => {
-      if (instance.state !== 'pending') return;
-      instance.state = 'running';
-      runningListeners.forEach((l) => l(instance));
-    });
+    later(() => run(instance));
     return instance;
+  }
+
+  function run(instance: FakeInstance): void {
+    if (instance.state !== 'pending') return;
+    instance.state = 'running';
+    runningListeners.forEach((l) => l(instance));
   }
 
   function end(instance: FakeInstance, reason: { code: string; message: string }, at: 'now' | 'later'): void {
@@ -223,6 +227,9 @@ export async function startFakeEc2(opts: FakeEc2Options = {}): Promise<FakeEc2> 
       spotPrices.set(`${instanceType}|${zone}`, { instanceType, zone, price, at: new Date() });
     },
     onInstanceRunning: (listener) => void runningListeners.push(listener),
+    runPending() {
+      for (const instance of instances.values()) run(instance);
+    },
     async close() {
       for (const t of timers) clearTimeout(t);
       server.closeAllConnections();

@@ -1,0 +1,25 @@
+/**
+ * `npm run bench:spend [-- --hours <n>]`: the spend audit (agents/bench/spend.ts), printed as tables.
+ */
+import { runSpendAudit } from './spend.ts';
+
+const at = process.argv.indexOf('--hours');
+const hours = at > 0 ? Number(process.argv[at + 1]) : 168;
+process.stderr.write(
+  `spend audit: ${hours} simulated hours on the example platform (EC2 and GCE test servers)\n`,
+);
+const audit = await runSpendAudit({ hours });
+console.log(`tasks: ${audit.tasks.sent} sent, ${audit.tasks.succeeded} succeeded\n`);
+console.log('CLOUD  CLUSTER   NODES PLANNED  INSTANCES LAUNCHED  EXTRA');
+for (const c of audit.clouds)
+  console.log(
+    `${c.cloud.padEnd(6)} ${c.cluster.padEnd(9)} ${String(c.planned).padStart(13)}  ${String(c.launched).padStart(18)}  ${String(c.extra).padStart(5)}`,
+  );
+console.log('\nTEAM         SPENT ($)  PER MONTH ($)  PER HOUR ($/h)');
+for (const b of audit.budgets)
+  console.log(
+    `${b.team.padEnd(12)} ${b.spent.toFixed(2).padStart(9)}  ${String(b.perMonth ?? '-').padStart(13)}  ${String(b.perHour ?? '-').padStart(14)}`,
+  );
+console.log(
+  `\norphaned lease-seconds: ${audit.orphanedLeaseSeconds ?? 'not measured yet (runs are not owned yet)'}`,
+);

@@ -1,0 +1,156 @@
+/**
+ * A run as the console's run page asks for it: a task tree aggregated in the database (a map of 250K
+ * items is one row per task with counts, cost and duration percentiles, not 250K rows), and one page
+ * of a task's executions with their placements for the drill-down.
+ */
+import type { Db } from '../history/index.ts';
+
+/** One task of a run: its executions summed up. */
+export interface TaskAggregate {
+  task: string;
+  /** The task that called it (its parent execution's task), `''` for the workflow itself. */
+  parent: string;
+  executions: number;
+  attempts: number;
+  failed: number;
+  cached: number;
+  preemptions: number;
+  costUsd: number;
+  firstStart: number;
+  lastEnd: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Where it ran: one row per cluster/pool/capacity type/$ per hour, with how many. */
+  where: { cluster: string; pool: string; capacityType: string; pricePerHour: number; count: number }[];
+  errors: { name: string; count: number; message: string }[];
+}
+
+/** The run's tasks, aggregated. */
+export async function runTasks(db: Db, runId: string): Promise<TaskAggregate[]> {
+  // Grouped by the parent execution's id first (a map's 250K calls share one), named after.
+  const groups = await db.query<Omit<TaskAggregate, 'where' | 'errors' | 'p50Ms' | 'p99Ms'>>(
+    `select task, coalesce(parent, '') as parent,
+       count(distinct execution)::int as executions, count(*)::int as attempts,
+       count(*) filter (where error_name is not null)::int as failed,
+       count(*) filter (where cached)::int as cached,
+       coalesce(sum(preemptions), 0)::int as preemptions,
+       coalesce(sum(cost_usd), 0)::float8 as "costUsd",
+       min(started_at)::float8 as "firstStart", max(ended_at)::float8 as "lastEnd"
+     from executions where run_id = $1 group by task, parent`,
+    [runId],
+  );
+  const parents = await db.query<{ execution: string; task: string }>(
+    'select distinct on (execution) execution, task from executions where execution = any($1::text[])',
+    [[...new Set(groups.map((g) => g.parent).filter(Boolean))]],
+  );
+  const taskOf = new Map(parents.map((p) => [p.execution, p.task]));
+  const merged = new Map<string, Omit<TaskAggregate, 'where' | 'errors' | 'p50Ms' | 'p99Ms'>>();
+  for (const g of groups) {
+    const parent = g.parent ? (taskOf.get(g.parent) ?? '') : '';
+    const k = `${g.task}\u0000${parent}`;
+    const m = merged.get(k);
+    merged.set(
+      k,
+      m
+        ? {
+            ...m,
+            executions: m.executions + g.executions,
+            attempts: m.attempts + g.attempts,
+            failed: m.failed + g.failed,
+            cached: m.cached + g.cached,
+            preemptions: m.preemptions + g.preemptions,
+            costUsd: m.costUsd + g.costUsd,
+            firstStart: Math.min(m.firstStart, g.firstStart),
+            lastEnd: Math.max(m.lastEnd, g.lastEnd),
+          }
+        : { ...g, parent },
+    );
+  }
+  const durations = await db.query<{ task: string; p50Ms: number; p99Ms: number }>(
+    `select task,
+       percentile_disc(0.5) within group (order by ended_at - started_at)::float8 as "p50Ms",
+       percentile_disc(0.99) within group (order by ended_at - started_at)::float8 as "p99Ms"
+     from executions where run_id = $1 group by task`,
+    [runId],
+  );
+  const rows = [...merged.values()]
+    .map((r) => ({ ...r, ...(durations.find((d) => d.task === r.task) ?? { p50Ms: 0, p99Ms: 0 }) }))
+    .sort((a, b) => a.firstStart - b.firstStart);
+  const where = await db.query<{
+    task: string;
+    cluster: string;
+    pool: string;
+    capacityType: string;
+    pricePerHour: number;
+    count: number;
+  }>(
+    `select task, cluster, pool, capacity_type as "capacityType", price_per_hour as "pricePerHour",
+       count(*)::int as count
+     from executions where run_id = $1 and cluster is not null
+     group by task, cluster, pool, capacity_type, price_per_hour order by task, count desc`,
+    [runId],
+  );
+  const errors = await db.query<{ task: string; name: string; count: number; message: string }>(
+    `select task, error_name as name, count(*)::int as count, min(error_message) as message
+     from executions where run_id = $1 and error_name is not null
+     group by task, error_name order by task, count desc`,
+    [runId],
+  );
+  return rows.map((r) => ({
+    ...r,
+    where: where.filter((w) => w.task === r.task).map(({ task: _, ...w }) => w),
+    errors: errors.filter((e) => e.task === r.task).map(({ task: _, ...e }) => e),
+  }));
+}
+
+/** Filters of {@link runExecutions}. */
+export interface ExecutionQuery {
+  task?: string | undefined;
+  /** `failed` keeps only attempts that failed. */
+  status?: 'failed' | 'ok' | undefined;
+  offset?: number | undefined;
+  limit?: number | undefined;
+}
+
+/** One page of a run's executions (every attempt), each with its placement and why. */
+export async function runExecutions(db: Db, runId: string, q: ExecutionQuery) {
+  const limit = Math.min(q.limit ?? 100, 1000);
+  const filter = [
+    'e.run_id = $1',
+    ...(q.task ? ['e.task = $4'] : []),
+    ...(q.status === 'failed' ? ['e.error_name is not null'] : []),
+    ...(q.status === 'ok' ? ['e.error_name is null'] : []),
+  ].join(' and ');
+  const params: unknown[] = [runId, limit, q.offset ?? 0, ...(q.task ? [q.task] : [])];
+  const rows = await db.query(
+    `select e.execution, e.attempt, e.task, e.parent, e.request_id as "requestId", e.cluster, e.pool,
+       e.node, e.capacity_type as "capacityType", e.price_per_hour as "pricePerHour",
+       e.error_name as "errorName", e.error_message as "errorMessage", e.preemptions, e.cached, e.warm,
+       e.started_at::float8 as "startedAt", e.ended_at::float8 as "endedAt", e.cost_usd as "costUsd",
+       e.gpu_model as "gpuModel", e.asked,
+       p.placed_at::float8 as "placedAt", p.why, p.state as "leaseState", p.reason as "leaseReason"
+     from executions e
+     left join lateral (select * from placements x where x.request_id = e.request_id
+       order by x.placed_at desc limit 1) p on true
+     where ${filter}
+     order by e.started_at, e.execution, e.attempt
+     limit $2 offset $3`,
+    params,
+  );
+  const [total] = await db.query<{ n: number }>(
+    `select count(*)::int as n from executions e where ${filter.replace('e.task = $4', 'e.task = $2')}`,
+    [runId, ...(q.task ? [q.task] : [])],
+  );
+  return { total: total?.n ?? 0, offset: q.offset ?? 0, executions: rows };
+}
+
+/** The run's own record, without its executions (a map of 250K items is not sent whole). */
+export async function runRecord(db: Db, runId: string) {
+  const [row] = await db.query(
+    `select run_id as run, workflow, module, team, status, started_at::float8 as "startedAt",
+       ended_at::float8 as "endedAt", input, output, error, cost_usd as "costUsd", executions
+     from runs where run_id = $1`,
+    [runId],
+  );
+  return row;
+}

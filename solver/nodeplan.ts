@@ -1,0 +1,145 @@
+/**
+ * From the node-level model to concrete nodes: seed columns from a packing, realise the whole columns of
+ * the model's answer on named running nodes and new nodes, and place what is left best-fit.
+ */
+import type { Bin } from './bins.ts';
+import { type Column, nodeTypes, type NodeType, solveNodeModel } from './columns.ts';
+import { constrainedFirst, placeBestFit } from './ffd.ts';
+import type { Group, NodeClass, Option } from './groups.ts';
+import type { LpBackends } from './lp/index.ts';
+import { finishPacking, Packer, type Packing, type PackContext } from './pack.ts';
+import type { PoolState } from './types.ts';
+
+/** What the node-level step gives the plan: a packing, and the bound when it was proven. */
+export interface NodePlan {
+  packing: Packing;
+  bound?: number;
+  rounds: number;
+  columns: number;
+  note?: string;
+}
+
+/** Solves the node-level model and turns its answer into a packing. */
+export function nodeLevelPlan(input: {
+  ctx: () => PackContext;
+  groups: readonly Group[];
+  pools: readonly PoolState[];
+  options: readonly Option[];
+  classes: readonly NodeClass[];
+  seed: Packing;
+  penalty: readonly number[];
+  backends: LpBackends;
+  timeLeft: () => number;
+}): NodePlan | undefined {
+  const { groups, pools, options, classes } = input;
+  const types = nodeTypes(groups, pools, options, classes);
+  const seeds = seedColumns(types, classes, input.seed, options, pools);
+  const result = solveNodeModel({
+    groups,
+    options,
+    types,
+    seeds,
+    penalty: input.penalty,
+    backends: input.backends,
+    timeLeft: input.timeLeft,
+  });
+  if (!result) return undefined;
+  const ctx = input.ctx();
+  const packer = new Packer(ctx);
+  const left = groups.map((g) => g.taskIds.length);
+  // Whole columns first, running nodes before new ones, larger tasks first within a node.
+  const order = result.columns
+    .map((c, j) => ({ c, j, n: Math.floor(result.lambda[j]! + 1e-6) }))
+    .filter((x) => x.n > 0)
+    .sort((a, b) => Number(types[a.c.type]!.cls === undefined) - Number(types[b.c.type]!.cls === undefined));
+  const free = new Map<number, Bin[]>();
+  for (const { c, n } of order) {
+    const t = types[c.type]!;
+    for (let copy = 0; copy < n; copy++) {
+      const bin = t.cls !== undefined ? nextRunning(free, t, classes, packer) : packer.open(t.pool, t.bucket);
+      if (!bin) break;
+      const items = [...c.counts].sort((a, b) => options[b[0]]!.gpuMilli - options[a[0]]!.gpuMilli);
+      for (const [oi, k] of items) {
+        const g = options[oi]!.group;
+        const want = Math.min(k, left[g]!);
+        if (want > 0) left[g]! -= packer.place(oi, bin, want);
+      }
+    }
+  }
+  const overflow = groups.map(() => 0);
+  for (const gi of constrainedFirst(
+    ctx,
+    groups.map((g) => g.index).filter((gi) => left[gi]! > 0),
+  ))
+    overflow[gi] = placeBestFit(ctx, packer, gi, left[gi]!);
+  return {
+    packing: finishPacking(ctx, packer, overflow),
+    ...(result.bound !== undefined ? { bound: result.bound } : {}),
+    rounds: result.rounds,
+    columns: result.columns.length,
+    ...(result.note ? { note: result.note } : {}),
+  };
+}
+
+/** The next unused running node of the type's class. */
+function nextRunning(
+  free: Map<number, Bin[]>,
+  t: NodeType,
+  classes: readonly NodeClass[],
+  packer: Packer,
+): Bin | undefined {
+  let list = free.get(t.cls!);
+  if (!list) {
+    const names = new Set(classes[t.cls!]!.nodes.map((n) => n.name));
+    list = packer.binsByPool[t.pool]!.filter((b) => names.has(b.id) && b.tasks === 0);
+    free.set(t.cls!, list);
+  }
+  return list.shift();
+}
+
+/** A packing's nodes as columns (each used node's contents), plus one full node of each option per type. */
+function seedColumns(
+  types: readonly NodeType[],
+  classes: readonly NodeClass[],
+  seed: Packing,
+  options: readonly Option[],
+  pools: readonly PoolState[],
+): Column[] {
+  const typeOfNode = new Map<string, number>();
+  const typeOfNew = new Map<string, number>();
+  types.forEach((t, ti) => {
+    if (t.cls !== undefined) for (const n of classes[t.cls]!.nodes) typeOfNode.set(`${t.pool}|${n.name}`, ti);
+    else typeOfNew.set(`${t.pool}|${t.bucket}`, ti);
+  });
+  const byBin = new Map<Bin, Map<number, number>>();
+  for (const a of seed.assignments) {
+    const m = byBin.get(a.bin) ?? new Map<number, number>();
+    m.set(a.option, (m.get(a.option) ?? 0) + a.count);
+    byBin.set(a.bin, m);
+  }
+  const out: Column[] = [];
+  for (const [bin, counts] of byBin) {
+    const ti = bin.existing
+      ? typeOfNode.get(`${bin.pool}|${bin.id}`)
+      : typeOfNew.get(`${bin.pool}|${bin.bucket}`);
+    if (ti === undefined) continue;
+    const t = types[ti]!;
+    const cost =
+      t.cost + [...counts].reduce((s, [oi, k]) => s + k * (options[oi]!.risk + options[oi]!.preference), 0);
+    out.push({ type: ti, counts, cost });
+  }
+  types.forEach((t, ti) => {
+    for (const it of t.items) {
+      const k = Math.min(
+        Math.floor(t.cpuMilli / Math.max(it.cpu, 1e-9)),
+        Math.floor(t.memoryMiB / Math.max(it.mem, 1e-9)),
+        it.gpu > 0 ? Math.floor(t.gpuMilli / it.gpu) : Infinity,
+        it.whole > 0 ? Math.floor(t.wholeGpus / it.whole) : Infinity,
+      );
+      if (k > 0 && Number.isFinite(k))
+        out.push({ type: ti, counts: new Map([[it.option, k]]), cost: t.cost + k * it.cost });
+    }
+  });
+  void pools;
+  return out;
+}
