@@ -3,8 +3,9 @@
  * {@link overrunActions}), requests that waited past their policy's `maxQueueTime`. A stopped lease fails with a typed reason its requester turns into an error
  * class, and its agent is told to stop the work.
  */
-import { type BrokerFailureKind, encodeJson, subjects, type TaskStateMsg } from '../protocol/index.ts';
+import { type BrokerFailureKind, encodeJson, subjects } from '../protocol/index.ts';
 import type { BrokerContext } from './context.ts';
+import type { Dispatch } from './dispatch.ts';
 import type { RequestRecord } from './records.ts';
 import { overrunActions } from './overrun.ts';
 
@@ -25,14 +26,7 @@ export interface Enforcement {
 }
 
 /** How the broker tells a task's followers of its state (the dispatch's `publishState`). */
-export type PublishState = (
-  requestId: string,
-  leaseId: string | undefined,
-  s: string,
-  reason?: string,
-  node?: string,
-  extra?: Pick<TaskStateMsg, 'hold' | 'failure'>,
-) => void;
+export type PublishState = Dispatch['publishState'];
 
 /** The broker's enforcement over the context. */
 export function createEnforcement(

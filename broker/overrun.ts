@@ -75,21 +75,18 @@ export function overrunActions(input: OverrunInput): OverrunAction[] {
         out.push({ kind: 'extend', lease, until: Math.max(until, now) + ms, usd: ms * perMs });
         continue;
       }
-      if (until > now) continue;
-      out.push({
-        kind: 'stop',
-        lease,
-        request,
-        detail: `ran past its declared duration of ${seconds(request.resources.durationSeconds)} and team ${team}'s monthly budget of $${cap.toFixed(2)} (policy ${policy.name}) has no room to let it run on`,
-      });
-      continue;
     }
+    // Its commitment is used up: stopped.
     if (until > now) continue;
+    const declared = `ran past its declared duration of ${seconds(request.resources.durationSeconds)}`;
     out.push({
       kind: 'stop',
       lease,
       request,
-      detail: `ran past its declared duration of ${seconds(request.resources.durationSeconds)}; policy ${policy.name} stops overrunning work (budget.onOverrun: stop)`,
+      detail:
+        policy.budget!.onOverrun === 'extend'
+          ? `${declared} and team ${team}'s monthly budget of $${cap.toFixed(2)} (policy ${policy.name}) has no room to let it run on`
+          : `${declared}; policy ${policy.name} stops overrunning work (budget.onOverrun: stop)`,
     });
   }
   return out;
