@@ -278,7 +278,7 @@ export function registerHistoryCommands(program: Command): void {
           .description('Runs from the history, newest first: filter by team, workflow, status and time')
           .option('--team <team>', 'only this team')
           .option('--workflow <name>', 'only this workflow')
-          .option('--status <status>', 'running, succeeded or failed')
+          .option('--status <status>', 'running, succeeded, failed or cancelled')
           .option('--since <when>', 'started at or after (7d, 12h, or a date)')
           .option('--until <when>', 'started before (a duration back from now, or a date)')
           .option('--limit <n>', 'at most this many', '50')
@@ -298,8 +298,10 @@ export function registerHistoryCommands(program: Command): void {
         cursor?: string;
       },
     ) => {
-      if (flags.status && !['running', 'succeeded', 'failed'].includes(flags.status))
-        throw new UsageError(`--status must be running, succeeded or failed, not '${flags.status}'`);
+      if (flags.status && !['running', 'succeeded', 'failed', 'cancelled'].includes(flags.status))
+        throw new UsageError(
+          `--status must be running, succeeded, failed or cancelled, not '${flags.status}'`,
+        );
       const page = await withHistory(flags, (h) =>
         h.runs({
           team: flags.team,
