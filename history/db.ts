@@ -6,7 +6,9 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { PGlite, types as pgliteTypes } from '@electric-sql/pglite';
+import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
 import { lockDirectory, StoreLockedError } from '../protocol/index.ts';
 import { HistoryUnavailableError } from './errors.ts';
 
@@ -17,6 +19,44 @@ export type Row = Record<string, unknown>;
 export interface Queryable {
   /** Runs one statement with `$1…` parameters; resolves with its rows. */
   query<T extends object = Row>(sql: string, params?: readonly unknown[]): Promise<T[]>;
+  /**
+   * Runs `copy <table> (<columns>) from stdin` with `text` as the data (PostgreSQL's text format:
+   * tab-separated columns, `\N` for null, one row a line; see {@link copyText}): bulk rows without
+   * parameters to parse.
+   */
+  copy(target: string, text: string): Promise<void>;
+}
+
+/** One value in COPY's text format. */
+const copyValue = (v: unknown): string =>
+  v === null || v === undefined
+    ? '\\N'
+    : typeof v === 'string'
+      ? /[\\\t\n\r]/.test(v)
+        ? v.replace(/[\\\t\n\r]/g, (c) => COPY_ESCAPES[c]!)
+        : v
+      : typeof v === 'boolean'
+        ? v
+          ? 't'
+          : 'f'
+        : String(v);
+const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/**
+ * Rows in COPY's text format, from columns of equal length (strings escaped, nulls as `\N`).
+ *
+ * @example
+ * copyText([[1, 2], ['a', null]]) // '1\ta\n2\t\\N\n'
+ */
+export function copyText(columns: readonly (readonly unknown[])[]): string {
+  const n = columns[0]?.length ?? 0;
+  const lines: string[] = new Array<string>(n);
+  for (let i = 0; i < n; i++) {
+    let line = copyValue(columns[0]![i]);
+    for (let j = 1; j < columns.length; j++) line += '\t' + copyValue(columns[j]![i]);
+    lines[i] = line;
+  }
+  return n === 0 ? '' : lines.join('\n') + '\n';
 }
 
 /** A history database. */
@@ -78,9 +118,13 @@ export async function openPglite(dir: string, onCreate?: (dir: string) => void):
       cause: err,
     });
   }
-  const run = (q: Pick<PGlite, 'query'>) => ({
+  const run = (q: Pick<PGlite, 'query'>): Queryable => ({
     async query<T extends object>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
       return (await q.query<T>(sql, params as unknown[])).rows;
+    },
+    async copy(target, text) {
+      if (text === '') return;
+      await q.query(`copy ${target} from '/dev/blob'`, [], { blob: new Blob([text]) });
     },
   });
   return {
@@ -157,10 +201,31 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
       throw connectionLost(err, where) ?? err;
     }
   };
+  const copy = async (client: pg.PoolClient, target: string, text: string): Promise<void> => {
+    if (text === '') return;
+    try {
+      await pipeline(
+        (async function* () {
+          yield text;
+        })(),
+        client.query(copyFrom(`copy ${target} from stdin`)),
+      );
+    } catch (err) {
+      throw connectionLost(err, where) ?? err;
+    }
+  };
   return {
     kind: 'postgres',
     where,
     query: (sql, params) => query(pool, sql, params),
+    async copy(target, text) {
+      const client = await pool.connect();
+      try {
+        await copy(client, target, text);
+      } finally {
+        client.release();
+      }
+    },
     async exec(sql) {
       await query(pool, sql);
     },
@@ -170,7 +235,10 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
       });
       try {
         await client.query('begin');
-        const out = await fn({ query: (sql, params) => query(client, sql, params) });
+        const out = await fn({
+          query: (sql, params) => query(client, sql, params),
+          copy: (target, text) => copy(client, target, text),
+        });
         await client.query('commit');
         return out;
       } catch (err) {

@@ -8,7 +8,7 @@
  * node lifetimes are matched with the usages around them in memory first (ingest-ledger.ts).
  */
 import type { RunRecord } from '../protocol/index.ts';
-import type { Db, Queryable } from './db.ts';
+import { copyText, type Db, type Queryable } from './db.ts';
 import { IngestGapError } from './errors.ts';
 import { matchLives, widenLives } from './ingest-ledger.ts';
 import {
@@ -189,13 +189,11 @@ export class Ingester {
     );
     const ids = keyIds.map((k) => k.id);
     const cost = rows.map((r) => costOf(r.u));
-    await tx.query(
-      `insert into usage (key_id, life_id, lease, request, cluster, node, gpus, cpu_milli,
-         memory_mib, share, cost, attempt, start_at, end_at, ended, long)
-       select * from unnest($1::int[], $2::bigint[], $3::text[], $4::text[],
-         $5::text[], $6::text[], $7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[],
-         $12::int[], $13::bigint[], $14::bigint[], $15::text[], $16::boolean[])`,
-      [
+    // COPY: the hot table's rows as text, without thousands of array parameters to build and parse.
+    await tx.copy(
+      `usage (key_id, life_id, lease, request, cluster, node, gpus, cpu_milli, memory_mib, share, cost,
+         attempt, start_at, end_at, ended, long)`,
+      copyText([
         ids,
         lifeOf,
         rows.map((r) => r.u.lease),
@@ -212,7 +210,7 @@ export class Ingester {
         rows.map((r) => r.u.end),
         rows.map((r) => r.u.ended),
         rows.map((r) => isLong(r.u)),
-      ],
+      ]),
     );
     // Lifetimes widen to cover their tasks, and sum what their tasks cost.
     const perLife = new Map<number, { s: number; e: number; c: number }>();
