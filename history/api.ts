@@ -16,6 +16,7 @@ import { sqlCostReport } from './cost.ts';
 import type { Db } from './db.ts';
 import { HistoryQueryError, HistoryUnavailableError } from './errors.ts';
 import { sqlLineage } from './lineage.ts';
+import { monthOf } from './ingest.ts';
 import { SCHEMA_VERSION } from './migrations.ts';
 import { describeRun, listRuns } from './runs.ts';
 
@@ -168,22 +169,14 @@ export function historyApi(opts: ApiOptions): Hono {
   });
   app.get('/v1/budgets', async (c) => {
     const at = time('at', c.req.query('at')) ?? (await latest(db));
-    const month = new Date(at).toISOString().slice(0, 7);
-    const from = Date.parse(`${month}-01T00:00:00Z`);
+    const month = monthOf(at);
+    // The month's spend from its rollup (a usage counted in the month it ended, as the budget gate does).
     const budgets = await db.query(
       `select distinct on (b.team) b.team, b.policy, b.per_hour as "perHour", b.per_month as "perMonth",
-         b.alert_at as "alertAt", coalesce(s.spent, 0) as spent
-       from budgets b left join (
-         select k.team, sum(u.cost) as spent from usage u join charge_keys k on k.id = u.key_id
-         where u.end_at >= $1 and u.end_at < $2 group by k.team) s on s.team = b.team
-       where b.valid_from <= $3 order by b.team, b.valid_from desc`,
-      [
-        from,
-        Date.parse(
-          new Date(Date.UTC(new Date(from).getUTCFullYear(), new Date(from).getUTCMonth() + 1)).toISOString(),
-        ),
-        at,
-      ],
+         b.alert_at as "alertAt", coalesce(s.cost, 0) as spent
+       from budgets b left join spend_monthly s on s.team = b.team and s.month = $1
+       where b.valid_from <= $2 order by b.team, b.valid_from desc`,
+      [month, at],
     );
     return c.json({ ok: true, month, budgets });
   });

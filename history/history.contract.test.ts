@@ -6,7 +6,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { costReport, type CostReport, type Dimension, type LedgerEntry } from '../broker/index.ts';
+import {
+  costReport,
+  type CostReport,
+  type Dimension,
+  type LedgerEntry,
+  type TaskUsage,
+  usageCost,
+} from '../broker/index.ts';
 import type { Platform } from '../policies/index.ts';
 import type { RunRecord } from '../protocol/index.ts';
 import { lineageGraph } from '../runtime/index.ts';
@@ -250,3 +257,62 @@ describe.each(backends)('history on %s', (_name, open) => {
 });
 
 void lineage;
+
+describe.each(backends)('monthly spend on %s', (_name, open) => {
+  let history: History;
+  let dispose: () => Promise<void>;
+  const DEC = Date.UTC(2026, 11, 1);
+  // Across a month's end, with a usage ending on it exactly (it counts in December, as the gate counts it).
+  const base = randomLedger(11, 150, DEC - 18 * HOUR);
+  const edge = base.find((e): e is TaskUsage => e.kind === 'usage')!;
+  const ledger: LedgerEntry[] = [...base, { ...edge, lease: 'edge', start: DEC - HOUR, end: DEC }];
+  const usages = ledger.filter((e): e is TaskUsage => e.kind === 'usage');
+  const teams = [...new Set(usages.map((u) => u.team))].sort();
+
+  beforeAll(async () => {
+    ({ history, dispose } = await open());
+    await history.ingester.apply('broker', asLog(ledger, 30).slice(0, 5));
+    await history.ingester.apply('broker', asLog(ledger, 30));
+    const platform = {
+      policies: [{ name: 'all', teams, budget: { perMonth: 1e6, alertAt: [1] } }],
+    } as unknown as Platform;
+    await recordBudgets(history.db, platform, DEC - DAY);
+  }, 120_000);
+  afterAll(async () => {
+    await history?.close();
+    await dispose?.();
+  });
+
+  it.each([
+    ['2026-11', DEC - HOUR],
+    ['2026-12', DEC + HOUR],
+  ])(
+    '/v1/budgets for %s reads the rollup and equals the usage rows and the budget gate',
+    async (month, at) => {
+      const from = Date.parse(`${month}-01T00:00:00Z`);
+      const to = month === '2026-11' ? DEC : Date.UTC(2027, 0, 1);
+      const body = (await (await historyApi({ db: history.db }).request(`/v1/budgets?at=${at}`)).json()) as {
+        month: string;
+        budgets: { team: string; spent: number }[];
+      };
+      expect(body.month).toBe(month);
+      // The answer /v1/budgets gave before the rollup: the month's usage rows summed.
+      const rows = await history.db.query<{ team: string; spent: number }>(
+        `select k.team, sum(u.cost) as spent from usage u join charge_keys k on k.id = u.key_id
+       where u.end_at >= $1 and u.end_at < $2 group by k.team`,
+        [from, to],
+      );
+      const old = new Map(rows.map((r) => [r.team, r.spent]));
+      const gate = new Map<string, number>();
+      for (const u of usages)
+        if (new Date(u.end).toISOString().slice(0, 7) === month)
+          gate.set(u.team, (gate.get(u.team) ?? 0) + usageCost(u));
+      expect(body.budgets.map((b) => b.team)).toEqual(teams);
+      expect([...gate.values()].reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
+      for (const b of body.budgets) {
+        expect(b.spent).toBeCloseTo(old.get(b.team) ?? 0, 6);
+        expect(b.spent).toBeCloseTo(gate.get(b.team) ?? 0, 6);
+      }
+    },
+  );
+});

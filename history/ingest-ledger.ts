@@ -64,15 +64,7 @@ export async function matchLives(
     lives.set(nodeKey(k.cluster, k.node), list);
   }
   const starts = records.filter((r) => r.kind === 'node-start').length;
-  const ids =
-    starts === 0
-      ? []
-      : (
-          await tx.query<{ id: number }>(
-            `select nextval(pg_get_serial_sequence('node_lives', 'id'))::bigint as id from generate_series(1, $1)`,
-            [starts],
-          )
-        ).map((r) => r.id);
+  const ids = await nextIds(tx, 'node_lives', starts);
   const made: (NodeLifeRecord & { life: Life })[] = [];
   const usages: UsageRecord[] = [];
   const lifeOf: (number | null)[] = [];
@@ -153,6 +145,16 @@ export async function matchLives(
       await widenLives(tx, new Map(adopted.map((a) => [a.id, { s: a.s, e: a.e, c: a.c }])));
   }
   return { usages, lifeOf };
+}
+
+/** `n` new ids from the sequence of `table`'s `id` column. */
+export async function nextIds(tx: Queryable, table: string, n: number): Promise<number[]> {
+  if (n === 0) return [];
+  const rows = await tx.query<{ id: number }>(
+    `select nextval(pg_get_serial_sequence($1, 'id'))::bigint as id from generate_series(1, $2)`,
+    [table, n],
+  );
+  return rows.map((r) => r.id);
 }
 
 /** Lifetimes widen to cover their tasks, and sum what their tasks cost. */

@@ -7,6 +7,7 @@
  * Records are applied set-wise: one statement per table per batch, arrays as parameters (`unnest`);
  * node lifetimes are matched with the usages around them in memory first (ingest-ledger.ts).
  */
+import { LRUCache } from 'lru-cache';
 import type { RunRecord } from '../protocol/index.ts';
 import { copyText, type Db, type Queryable } from './db.ts';
 import { IngestGapError } from './errors.ts';
@@ -58,8 +59,11 @@ function checkGapless(source: Source, todo: readonly LogEntry[], expected: numbe
 
 /** Applies log entries to a history database. */
 export class Ingester {
-  /** Charge key → id, for keys known to be committed. Bounded: cleared when it grows past the cap. */
-  readonly #keys = new Map<string, KeyId>();
+  /**
+   * Charge key → id, for keys known to be committed: the most recently used 200K (a key the cache let
+   * go is read back from the database).
+   */
+  readonly #keys = new LRUCache<string, KeyId>({ max: 200_000 });
 
   constructor(
     readonly db: Db,
@@ -133,7 +137,6 @@ export class Ingester {
       return { entries: todo.length, records, rejected: rejects.length, offset: last };
     });
     // Only keys of a committed batch may be reused by the next one.
-    if (this.#keys.size + fresh.size > 200_000) this.#keys.clear();
     for (const [k, v] of fresh) this.#keys.set(k, v);
     return result;
   }
@@ -253,11 +256,16 @@ export class Ingester {
     });
     await upsertPieces(tx, 'cost_hourly', 'key_id', [...fine.values()]);
     await upsertPieces(tx, 'cost_hourly_groups', 'group_id', [...coarse.values()]);
+    await addSpend(
+      tx,
+      rows.map((r) => r.u),
+      cost,
+    );
   }
 
   /** Ids of the groups of charge keys, inserting the new ones (kept in `fresh` as `g:<name>`). */
   async #groupIds(tx: Queryable, keys: readonly ChargeKey[], fresh: Map<string, KeyId>): Promise<number[]> {
-    const names = keys.map((k) => `g:${JSON.stringify(GROUP_OF.map((j) => k[j]))}`);
+    const names = keys.map((k) => `g:${nameOf(GROUP_OF.map((j) => k[j]!))}`);
     const missing = new Map<string, unknown[]>();
     names.forEach((n, i) => {
       if (!this.#keys.has(n) && !fresh.has(n))
@@ -278,7 +286,7 @@ export class Ingester {
       );
       for (const f of found) {
         const id = f.id as number;
-        fresh.set(`g:${JSON.stringify(GROUP_COLS.map((c) => f[c]))}`, { id, group: id });
+        fresh.set(`g:${nameOf(GROUP_COLS.map((c) => f[c]!))}`, { id, group: id });
       }
     }
     return names.map((n) => (this.#keys.get(n) ?? fresh.get(n))!.id);
@@ -286,7 +294,7 @@ export class Ingester {
 
   /** Ids of charge keys (and of their groups), inserting the new ones. */
   async #keyIds(tx: Queryable, keys: readonly ChargeKey[], fresh: Map<string, KeyId>): Promise<KeyId[]> {
-    const names = keys.map((k) => JSON.stringify(k));
+    const names = keys.map(nameOf);
     const missing = new Map<string, ChargeKey>();
     names.forEach((n, i) => {
       if (!this.#keys.has(n) && !fresh.has(n)) missing.set(n, keys[i]!);
@@ -295,7 +303,7 @@ export class Ingester {
       const ks = [...missing.values()];
       const groups = await this.#groupIds(tx, ks, fresh);
       const params = [...Array.from({ length: 10 }, (_, j) => ks.map((k) => k[j])), groups];
-      // One statement: new keys inserted, known ones returned too (the update changes nothing).
+      // One statement: new keys inserted, known ones (the cache had let them go) returned too.
       const found = await tx.query<Record<string, string | number>>(
         `insert into charge_keys (${KEY_COLS.join(', ')}, group_id)
          select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
@@ -305,14 +313,14 @@ export class Ingester {
         params,
       );
       for (const f of found)
-        fresh.set(JSON.stringify(KEY_COLS.map((c) => f[c])), {
-          id: f.id as number,
-          group: f.group_id as number,
-        });
+        fresh.set(nameOf(KEY_COLS.map((c) => f[c]!)), { id: f.id as number, group: f.group_id as number });
     }
     return names.map((n) => (this.#keys.get(n) ?? fresh.get(n))!);
   }
 }
+
+/** A charge key (or group) as a cache key. */
+const nameOf = (k: readonly (string | number)[]) => k.join('\u0000');
 
 const KEY_COLS = [
   'team',
@@ -369,6 +377,34 @@ async function upsertPieces(
     ],
   );
 }
+
+/**
+ * Each team's spend per month (`spend_monthly`): a usage counts whole in the month it ended, as the
+ * broker's budget gate counts it (broker/budgets.ts).
+ */
+async function addSpend(
+  tx: Queryable,
+  usages: readonly UsageRecord[],
+  cost: readonly number[],
+): Promise<void> {
+  const spend = new Map<string, { team: string; month: string; cost: number }>();
+  usages.forEach((u, i) => {
+    const month = monthOf(u.end);
+    const id = `${u.team}\u0000${month}`;
+    const s = spend.get(id);
+    if (s) s.cost += cost[i]!;
+    else spend.set(id, { team: u.team, month, cost: cost[i]! });
+  });
+  const ss = [...spend.values()];
+  await tx.query(
+    `insert into spend_monthly (team, month, cost) select * from unnest($1::text[], $2::text[], $3::float8[])
+     on conflict (team, month) do update set cost = spend_monthly.cost + excluded.cost`,
+    [ss.map((s) => s.team), ss.map((s) => s.month), ss.map((s) => s.cost)],
+  );
+}
+
+/** The UTC month of a time, `YYYY-MM` (broker/budgets.ts). */
+export const monthOf = (t: number) => new Date(t).toISOString().slice(0, 7);
 
 /** What a usage costs at its share, unscaled (broker/ledger.ts `usageCost`). */
 const costOf = (u: UsageRecord) => (u.nodePricePerHour * u.share * Math.max(0, u.end - u.start)) / HOUR;

@@ -282,6 +282,33 @@ create index runs_input on runs (input);
 create index runs_output on runs (output);
 `,
   },
+  {
+    version: 3,
+    name: 'cheaper ledger ingest; spend per team and month',
+    sql: `
+-- Only the ingester writes usages and rollups, and it writes a charge key before its rows: the hot
+-- tables go without foreign-key checks, and without an index no query reads.
+alter table usage drop constraint if exists usage_key_id_fkey;
+alter table cost_hourly drop constraint if exists cost_hourly_key_id_fkey;
+drop index if exists usage_long;
+-- Reports read the rollup by hour: the primary key leads with it, in place of an index of its own.
+alter table cost_hourly drop constraint cost_hourly_pkey;
+alter table cost_hourly add primary key (hour, key_id);
+drop index cost_hourly_hour;
+
+-- Each team's spend per month (UTC, 'YYYY-MM'), a usage counted in the month it ended, as the broker's
+-- budget gate counts it: what /v1/budgets reads.
+create table spend_monthly (
+  team text not null,
+  month text collate "C" not null,
+  cost float8 not null,
+  primary key (team, month)
+);
+insert into spend_monthly (team, month, cost)
+  select k.team, to_char(to_timestamp(u.end_at / 1000) at time zone 'UTC', 'YYYY-MM'), sum(u.cost)
+  from usage u join charge_keys k on k.id = u.key_id group by 1, 2;
+`,
+  },
 ];
 
 /** The version this code writes. */
