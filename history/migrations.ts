@@ -290,6 +290,7 @@ create index runs_output on runs (output);
 -- tables go without foreign-key checks, and without an index no query reads.
 alter table usage drop constraint if exists usage_key_id_fkey;
 alter table cost_hourly drop constraint if exists cost_hourly_key_id_fkey;
+alter table charge_keys drop constraint if exists charge_keys_group_id_fkey;
 drop index if exists usage_long;
 -- Reports read the rollup by hour: the primary key leads with it, in place of an index of its own.
 alter table cost_hourly drop constraint cost_hourly_pkey;

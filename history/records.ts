@@ -66,7 +66,8 @@ export const lifecycleRecord = z.object({
   why: opt(z.string()),
 });
 
-export const brokerLogRecord = z.union([usageRecord, nodeLifeRecord, lifecycleRecord]);
+/** Told apart by `kind`, so that each record is checked against its one schema. */
+export const brokerLogRecord = z.discriminatedUnion('kind', [usageRecord, nodeLifeRecord, lifecycleRecord]);
 
 export type UsageRecord = z.output<typeof usageRecord>;
 export type NodeLifeRecord = z.output<typeof nodeLifeRecord>;
