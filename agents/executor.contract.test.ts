@@ -2,11 +2,12 @@
  * One contract for every Executor: the simulated one, local processes, and Kubernetes pods (on the
  * Kubernetes test server). Each case is written in the executor's own kind of work.
  */
-import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadPlatform } from '../policies/index.ts';
 import type { LeaseMsg, TaskState, WorkSpec } from '../protocol/index.ts';
-import { type RunOutcome, startFakeKube } from '../test/fakes/kube.ts';
+import { kubeTestCluster } from '../test/cloud-system.ts';
+import type { RunOutcome } from '../test/fakes/kube.ts';
 import type { Executor } from './executor.ts';
 import { createKubeExecutor } from './kube-executor.ts';
 import { createLocalExecutor } from './local-executor.ts';
@@ -64,19 +65,7 @@ const subjects: [string, () => Promise<Subject>][] = [
         if (outcome === 'hang') await new Promise((r) => signal.addEventListener('abort', r));
         return outcome === 'fail' ? { exitCode: 3, message: 'loss is NaN' } : { exitCode: 0 };
       };
-      const kube = await startFakeKube({ runner });
-      kube.addNode(
-        'ip-10-0-0-1',
-        { 'eks.amazonaws.com/capacityType': 'SPOT', 'node.kubernetes.io/instance-type': 'm7i.xlarge' },
-        { cpu: '4', memory: '16Gi' },
-      );
-      const kubeConfig = new KubeConfig();
-      kubeConfig.loadFromOptions({
-        clusters: [{ name: 'fake', server: kube.url, skipTLSVerify: true }],
-        users: [{ name: 'agent', token: 'test' }],
-        contexts: [{ name: 'fake', cluster: 'fake', user: 'agent' }],
-        currentContext: 'fake',
-      });
+      const { kube, kubeConfig } = await kubeTestCluster({ runner });
       const cluster = loadPlatform(['test/fixtures/kube-platform']).platform.clusters[0]!;
       const executor = createKubeExecutor({ kubeConfig, cluster, image: 'gantry:test' });
       await executor.watch();

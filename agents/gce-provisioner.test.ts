@@ -6,6 +6,7 @@ import { InstancesClient, ZoneOperationsClient } from '@google-cloud/compute';
 import { OAuth2Client } from 'google-auth-library';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { Cluster, Pool } from '../policies/index.ts';
+import { gceClients } from '../test/cloud-system.ts';
 import { startFakeGce, type FakeGce } from '../test/fakes/gce.ts';
 import {
   createGceProvisioner,
@@ -76,17 +77,7 @@ afterEach(async () => {
 
 /** Real Compute clients pointed at the fake, with a fixed token so no real credentials are looked up. */
 function clients() {
-  const authClient = new OAuth2Client();
-  authClient.setCredentials({ access_token: 'test-token' });
-  const options = {
-    apiEndpoint: '127.0.0.1',
-    port: gce.port,
-    protocol: 'http',
-    fallback: 'rest' as const,
-    authClient,
-  };
-  const instancesClient = new InstancesClient(options);
-  const zoneOperationsClient = new ZoneOperationsClient(options);
+  const { instancesClient, zoneOperationsClient } = gceClients(gce.port);
   cleanups.push(async () => {
     await instancesClient.close();
     await zoneOperationsClient.close();

@@ -153,3 +153,32 @@ describe('provisioner core', () => {
     expect(slow.cloud.list()).toEqual([]);
   });
 });
+
+describe('provisioner core removals', () => {
+  it('calls the cloud once for a node removed again while its removal is under way', async () => {
+    const calls: string[] = [];
+    let finish!: () => void;
+    const cloud: NodeProvisioner = {
+      kind: 'slow',
+      list: () => [],
+      async add() {},
+      remove: (name) => {
+        calls.push(name);
+        return new Promise<void>((r) => (finish = r));
+      },
+      onEvent: () => undefined,
+      async close() {},
+    };
+    const core = createProvisionerCore(cloud);
+    const first = core.remove('vm-1');
+    const again = core.remove('vm-1');
+    finish();
+    await Promise.all([first, again]);
+    expect(calls).toEqual(['vm-1']);
+    // Once it is done, a new removal calls the cloud again.
+    const later = core.remove('vm-1');
+    finish();
+    await later;
+    expect(calls).toEqual(['vm-1', 'vm-1']);
+  });
+});

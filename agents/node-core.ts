@@ -83,6 +83,8 @@ export function createProvisionerCore(
   const planned = new Map<string, PlannedNode>();
   /** Planned ids removed before the cloud listed them: terminated as soon as it does. */
   const unwanted = new Set<string>();
+  /** Removals under way: the agent's idle scale-down asks every heartbeat, the cloud is called once. */
+  const removing = new Map<string, Promise<void>>();
   const listeners: ((e: NodeEvent) => void)[] = [];
   const emit = (e: NodeEvent) => listeners.forEach((l) => l(e));
 
@@ -197,7 +199,11 @@ export function createProvisionerCore(
         });
         return;
       }
-      await inner.remove(nodeName);
+      const under = removing.get(nodeName);
+      if (under) return under;
+      const done = inner.remove(nodeName).finally(() => removing.delete(nodeName));
+      removing.set(nodeName, done);
+      return done;
     },
     onEvent(listener) {
       listeners.push(listener);

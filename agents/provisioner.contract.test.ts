@@ -2,11 +2,9 @@
  * One contract for every NodeProvisioner, run through the core the agent puts in front of it: the
  * simulated cloud, EC2 and GCE (their test servers, real SDK clients) and Kubernetes-managed nodes.
  */
-import { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadPlatform, type Pool } from '../policies/index.ts';
-import { ec2TestCloud, gceTestCloud } from '../test/cloud-system.ts';
-import { startFakeKube } from '../test/fakes/kube.ts';
+import { ec2TestCloud, gceTestCloud, kubeTestCluster } from '../test/cloud-system.ts';
 import { createKubeExecutor } from './kube-executor.ts';
 import { createKubeNodeProvisioner } from './kube-nodes.ts';
 import { createProvisionerCore, MAX_NODES_RETRY_AFTER_MS, type ProvisionerCore } from './node-core.ts';
@@ -157,20 +155,7 @@ describe('NodeProvisioner contract: Kubernetes-managed nodes', () => {
   it('lists the nodes Kubernetes has and answers a request for more with managed', async () => {
     const { platform: kubePlatform } = loadPlatform(['test/fixtures/kube-platform']);
     const cluster = kubePlatform.clusters[0]!;
-    const kube = await startFakeKube({});
-    cleanups.push(() => kube.close());
-    kube.addNode(
-      'ip-10-0-0-1',
-      { 'eks.amazonaws.com/capacityType': 'SPOT', 'node.kubernetes.io/instance-type': 'm7i.xlarge' },
-      { cpu: '4', memory: '16Gi' },
-    );
-    const kubeConfig = new KubeConfig();
-    kubeConfig.loadFromOptions({
-      clusters: [{ name: 'fake', server: kube.url, skipTLSVerify: true }],
-      users: [{ name: 'agent', token: 'test' }],
-      contexts: [{ name: 'fake', cluster: 'fake', user: 'agent' }],
-      currentContext: 'fake',
-    });
+    const { kube, kubeConfig } = await kubeTestCluster({});
     const executor = createKubeExecutor({ kubeConfig, cluster, image: 'gantry:test' });
     await executor.watch();
     cleanups.push(() => executor.close());

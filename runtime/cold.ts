@@ -73,6 +73,8 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
         });
       } else if (s.state === 'running') {
         runningAt ??= s.at;
+        // A lease on a planned node runs on the node the cloud gave it: the lineage names that node.
+        if (lease && s.node) lease = { ...lease, node: s.node };
         rt.emit(scope, {
           ...base,
           type: 'running',

@@ -23,6 +23,8 @@ import { createMemoryTransport, openLocalStore, type Store, type Transport } fro
 import { defaultBackends } from '../solver/index.ts';
 import { type FakeEc2, startFakeEc2 } from './fakes/ec2.ts';
 import { type FakeGce, startFakeGce } from './fakes/gce.ts';
+import { type FakeKube, type FakeKubeOptions, startFakeKube } from './fakes/kube.ts';
+import { KubeConfig } from '@kubernetes/client-node';
 
 /** The EC2 test server and a real EC2 client pointed at it. */
 export async function ec2TestCloud(launchDelayMs = 30): Promise<{ ec2: FakeEc2; client: EC2Client }> {
@@ -42,17 +44,7 @@ export async function gceTestCloud(launchDelayMs = 30): Promise<{
   close(): Promise<void>;
 }> {
   const gce = await startFakeGce({ launchDelayMs });
-  const authClient = new OAuth2Client();
-  authClient.setCredentials({ access_token: 'test-token' });
-  const options = {
-    apiEndpoint: '127.0.0.1',
-    port: gce.port,
-    protocol: 'http',
-    fallback: 'rest' as const,
-    authClient,
-  };
-  const instancesClient = new InstancesClient(options);
-  const zoneOperationsClient = new ZoneOperationsClient(options);
+  const { instancesClient, zoneOperationsClient } = gceClients(gce.port);
   return {
     gce,
     clients: { instancesClient, zoneOperationsClient },
@@ -62,6 +54,43 @@ export async function gceTestCloud(launchDelayMs = 30): Promise<{
       await gce.close();
     },
   };
+}
+
+/** Real Compute clients for the GCE test server on `port`, with a fixed token (no credentials looked up). */
+export function gceClients(port: number): {
+  instancesClient: InstancesClient;
+  zoneOperationsClient: ZoneOperationsClient;
+} {
+  const authClient = new OAuth2Client();
+  authClient.setCredentials({ access_token: 'test-token' });
+  const options = { apiEndpoint: '127.0.0.1', port, protocol: 'http', fallback: 'rest' as const, authClient };
+  return {
+    instancesClient: new InstancesClient(options),
+    zoneOperationsClient: new ZoneOperationsClient(options),
+  };
+}
+
+/**
+ * The Kubernetes test server with one Ready spot node (`ip-10-0-0-1`, 4 CPUs, 16 GiB) of the
+ * `test/fixtures/kube-platform` cluster, and a kubeconfig for it.
+ */
+export async function kubeTestCluster(
+  opts: FakeKubeOptions = {},
+): Promise<{ kube: FakeKube; kubeConfig: KubeConfig }> {
+  const kube = await startFakeKube(opts);
+  kube.addNode(
+    'ip-10-0-0-1',
+    { 'eks.amazonaws.com/capacityType': 'SPOT', 'node.kubernetes.io/instance-type': 'm7i.xlarge' },
+    { cpu: '4', memory: '16Gi' },
+  );
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromOptions({
+    clusters: [{ name: 'fake', server: kube.url, skipTLSVerify: true }],
+    users: [{ name: 'agent', token: 'test' }],
+    contexts: [{ name: 'fake', cluster: 'fake', user: 'agent' }],
+    currentContext: 'fake',
+  });
+  return { kube, kubeConfig };
 }
 
 /** A running broker, its agents and the clouds behind them. */

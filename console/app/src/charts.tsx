@@ -21,56 +21,19 @@ const COLOURS = [
 /** The colour of the i-th series. */
 export const colour = (i: number) => COLOURS[i % COLOURS.length]!;
 
-/** Spend per bucket, stacked by series; `width` fixed renders without a browser (the static report). */
-export function StackedSpend({
-  buckets,
-  series,
-  width,
-  height = 280,
-}: {
-  buckets: { label: string; values: Record<string, number> }[];
-  series: string[];
-  width?: number;
-  height?: number;
-}) {
-  const data = buckets.map((b) => ({ label: b.label, ...b.values }));
-  const chart = (
-    <BarChart
-      data={data}
-      width={width ?? 0}
-      height={height}
-      margin={{ top: 8, right: 16, bottom: 8, left: 16 }}
-    >
-      <CartesianGrid strokeDasharray="3 3" vertical={false} />
-      <XAxis dataKey="label" />
-      <YAxis tickFormatter={(v: number) => money(v)} width={70} />
-      <Tooltip formatter={(v) => money(Number(v))} isAnimationActive={false} />
-      <Legend />
-      {series.map((s, i) => (
-        <Bar key={s} dataKey={s} stackId="spend" fill={colour(i)} isAnimationActive={false} />
-      ))}
-    </BarChart>
-  );
-  return width ? (
-    chart
-  ) : (
-    <ResponsiveContainer width="100%" height={height}>
-      {chart}
-    </ResponsiveContainer>
-  );
-}
-
-/** One bar per category (spend by GPU model, budget against actual). */
-export function Bars({
+/** A bar chart in dollars: one bar per key, or the keys stacked; fixed `width` renders without a browser. */
+function DollarBars({
   data,
   keys,
+  stacked,
   width,
-  height = 240,
+  height,
 }: {
-  data: { label: string; [k: string]: number | string }[];
+  data: Record<string, number | string>[];
   keys: { key: string; name: string }[];
-  width?: number;
-  height?: number;
+  stacked: boolean;
+  width: number | undefined;
+  height: number;
 }) {
   const chart = (
     <BarChart
@@ -85,7 +48,14 @@ export function Bars({
       <Tooltip formatter={(v) => money(Number(v))} isAnimationActive={false} />
       <Legend />
       {keys.map((k, i) => (
-        <Bar key={k.key} dataKey={k.key} name={k.name} fill={colour(i)} isAnimationActive={false} />
+        <Bar
+          key={k.key}
+          dataKey={k.key}
+          name={k.name}
+          fill={colour(i)}
+          isAnimationActive={false}
+          {...(stacked ? { stackId: 'all' } : {})}
+        />
       ))}
     </BarChart>
   );
@@ -96,4 +66,42 @@ export function Bars({
       {chart}
     </ResponsiveContainer>
   );
+}
+
+/** Spend per bucket, stacked by series. */
+export function StackedSpend({
+  buckets,
+  series,
+  width,
+  height = 280,
+}: {
+  buckets: { label: string; values: Record<string, number> }[];
+  series: string[];
+  width?: number;
+  height?: number;
+}) {
+  return (
+    <DollarBars
+      data={buckets.map((b) => ({ label: b.label, ...b.values }))}
+      keys={series.map((s) => ({ key: s, name: s }))}
+      stacked
+      width={width}
+      height={height}
+    />
+  );
+}
+
+/** One bar per category and key (spend by GPU model, budget against actual). */
+export function Bars({
+  data,
+  keys,
+  width,
+  height = 240,
+}: {
+  data: { label: string; [k: string]: number | string }[];
+  keys: { key: string; name: string }[];
+  width?: number;
+  height?: number;
+}) {
+  return <DollarBars data={data} keys={keys} stacked={false} width={width} height={height} />;
 }
