@@ -106,7 +106,7 @@ export function taskPermissions(cluster: string): Permissions {
 
 /**
  * A workflow runtime of `team` (`gantry run --nats`): the team's subjects only (requests, task
- * states, results, warm workers, run events), the artifact store, and its lineage and run records
+ * states, results, warm workers, run events, run heartbeats and cancels), the artifact store, and its lineage and run records
  * (KV bucket `gantry-runtime`, stream `gantry-lineage`).
  */
 export function runtimePermissions(t: string): Permissions {
@@ -116,6 +116,8 @@ export function runtimePermissions(t: string): Permissions {
       `${team(t)}.worker.*.invoke`,
       `${team(t)}.worker.*.stop`,
       `${team(t)}.run.*.events`,
+      // Its runs' liveness heartbeats and cancels (hosted tasks cannot cancel runs).
+      `${team(t)}.run.*.control`,
       ...ARTIFACTS.publish,
       ...streamUse(`KV_${RUNTIME_BUCKET}`),
       `$KV.${RUNTIME_BUCKET}.>`,

@@ -12,6 +12,7 @@ import {
   encodeJson,
   type Msg,
   parseMessage,
+  type RunCancelReply,
   type Store,
   stopReply,
   subjects,
@@ -32,6 +33,8 @@ export interface AdminContext {
   forget(name: string): Promise<void>;
   schedule(): void;
   bad(msg: Msg, subject: string, error: { code: string; message: string; field?: string }): void;
+  /** Cancels a run: withdraws its pending requests, stops its leases, says which. */
+  cancelRun(runId: string, reason?: string): RunCancelReply;
   /** Every team budget: caps, spend, committed and what is left. */
   budgets(): BudgetStatus[];
   /** The broker's store, where applied objects are kept. */
@@ -41,6 +44,10 @@ export interface AdminContext {
 }
 
 const byName = z.strictObject({ name: z.string().min(1) });
+const cancelRunMsg = z.strictObject({
+  run: z.string().min(1).max(200),
+  reason: z.string().max(500).optional(),
+});
 const removeMsg = z.strictObject({ name: z.string().min(1), force: z.boolean().default(false) });
 /** How long `remove` waits for the agent to terminate nodes and answer, ms. */
 const STOP_TIMEOUT_MS = 60_000;
@@ -170,6 +177,11 @@ export function handleAdmin(msg: Msg, ctx: AdminContext): void {
           }),
         );
       return;
+    }
+    case 'cancel-run': {
+      const p = parseMessage(cancelRunMsg, msg.data);
+      if (!p.ok) return ctx.bad(msg, msg.subject, p.error);
+      return reply(ctx.cancelRun(p.value.run, p.value.reason));
     }
     case 'stats':
       return reply({

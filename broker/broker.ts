@@ -16,6 +16,8 @@ import { Budgets } from './budgets.ts';
 import { append, type BrokerOptions, createContext, metricLabels } from './context.ts';
 import { onDemandPrices } from './cost-report.ts';
 import { createDispatch } from './dispatch.ts';
+import { createEnforcement } from './enforcement.ts';
+import { createRunControl } from './runs.ts';
 import { FleetGauges } from './fleet-gauges.ts';
 import type { Inventory } from './inventory.ts';
 import type { NodeLife, TaskUsage } from './ledger.ts';
@@ -76,6 +78,16 @@ export function createBroker(opts: BrokerOptions): Broker {
   const outbox = createDispatch(ctx, { schedule });
   const { dispatch } = outbox;
   const agents = createAgentHandlers(ctx, { schedule, dispatch, publishState: outbox.publishState });
+  const enforcement = createEnforcement(ctx, {
+    schedule,
+    publishState: outbox.publishState,
+    flush: () =>
+      void writer.flush().catch((err: Error) => log.warn({ err: err.message }, 'state write failed')),
+  });
+  // Each new reason a request is held for goes to its requester (`gantry run` prints it).
+  state.onHold = (r, hold) =>
+    outbox.publishState(r.requestId, undefined, 'pending', hold.detail, undefined, { hold });
+  const runs = createRunControl(ctx, { enforcement, publishState: outbox.publishState }, opts.runGraceMs);
   const subs: Subscription[] = [];
   const timers: NodeJS.Timeout[] = [];
 
@@ -156,6 +168,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     subs.push(transport.subscribe(subjects.heartbeat('*'), agents.onHeartbeat));
     subs.push(transport.subscribe(subjects.events('*'), agents.onEvents));
     subs.push(transport.subscribe(subjects.register('*'), agents.onRegister));
+    subs.push(transport.subscribe(subjects.runControl('*', '*'), runs.onControl));
     subs.push(
       transport.subscribe(subjects.admin('>'), (msg) =>
         handleAdmin(msg, {
@@ -169,6 +182,11 @@ export function createBroker(opts: BrokerOptions): Broker {
           schedule,
           bad: ctx.bad,
           budgets: () => budgets.status([...state.active()], state.requests, clock()),
+          cancelRun: (runId, reason) =>
+            runs.cancel(runId, {
+              kind: 'run-cancelled',
+              detail: `run ${runId} was cancelled${reason ? ` (${reason})` : ''}`,
+            }),
           store,
           reconfigured: () => {
             admitted.clear();
@@ -177,7 +195,16 @@ export function createBroker(opts: BrokerOptions): Broker {
         }),
       ),
     );
-    timers.push(setInterval(agents.tick, Math.max(50, ctx.heartbeatMs / 2)));
+    timers.push(
+      setInterval(
+        () => {
+          agents.tick();
+          enforcement.tick();
+          runs.tick();
+        },
+        Math.max(50, ctx.heartbeatMs / 2),
+      ),
+    );
     timers.push(setInterval(updateGauges, GAUGE_INTERVAL_MS));
     timers.push(setInterval(prune, PRUNE_INTERVAL_MS));
     log.info({ brokerId: id, requests: requests.length, leases: leases.length }, 'serving');

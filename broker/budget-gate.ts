@@ -38,13 +38,14 @@ export function createBudgetGate(ctx: BrokerContext): (batch: RequestRecord[]) =
       const m = standing.get(r.team);
       if (!m) return true;
       if (m.held) {
-        state.hold(r, m.held);
+        state.hold(r, 'budget', m.held);
         return false;
       }
       const cost = budgets.leastCost(r);
       if (cost > m.left) {
         state.hold(
           r,
+          'budget',
           `budget: this request (at least ${usd(cost)}) would cross team ${r.team}'s monthly budget of $${m.cap.toFixed(2)} (policy ${m.policy}): ${usd(Math.max(0, m.left))} left`,
         );
         return false;

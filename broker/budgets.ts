@@ -2,12 +2,13 @@
  * Team budgets from ResourcePolicies. The $/hour cap is a constraint of the plan (the solver keeps a
  * team's running spend rate under it). The monthly cap is checked here before each plan, against the
  * team's spend this month (from the ledger) plus what its running work has committed (price × its
- * declared duration): a request whose least possible cost would cross the cap is held, and once the
+ * declared duration, extended while it overruns): a request whose least possible cost would cross the cap is held, and once the
  * cap is reached all the team's requests are, with a reason that names the budget, until spend drops
  * out of the month or the cap is raised. Crossing an alert threshold (80%, 100%) is logged once and
  * counted in a metric.
  */
 import type { Platform, Policy } from '../policies/index.ts';
+import { shareOf } from './feasible.ts';
 import { type TaskUsage, usageCost } from './ledger.ts';
 import type { LeaseRecord, RequestRecord } from './records.ts';
 
@@ -92,11 +93,27 @@ export class Budgets {
     for (const l of active) {
       const r = requests.get(l.requestId);
       if (!r) continue;
+      const end = Math.max(this.committedUntil(l, r), now);
       const start = l.startedAt ?? l.placedAt;
-      const end = Math.max(start + (r.resources.durationSeconds * 1000) / this.timeScale, now);
       out.set(r.team, (out.get(r.team) ?? 0) + (l.pricePerHour * (end - start) * this.timeScale) / HOUR);
     }
     return out;
+  }
+
+  /**
+   * Until when (broker clock) a lease's cost is committed: its declared duration from its start, or
+   * later once the broker extended it (see `enforceOverruns`).
+   */
+  committedUntil(l: LeaseRecord, r: RequestRecord): number {
+    return (
+      l.committedUntil ?? (l.startedAt ?? l.placedAt) + (r.resources.durationSeconds * 1000) / this.timeScale
+    );
+  }
+
+  /** The team's policy, when it has a monthly budget. */
+  monthlyPolicy(team: string): Policy | undefined {
+    const p = this.#policy(team);
+    return p?.budget?.perMonth === undefined ? undefined : p;
   }
 
   /** Where a team stands against its monthly cap, given what its running work commits; undefined without one. */
@@ -196,26 +213,13 @@ export class Budgets {
    * duration. A request whose least cost would cross the team's monthly cap is held.
    */
   leastCost(r: RequestRecord): number {
-    const res = r.resources;
     const policy = this.#policy(r.team);
-    const spot = res.spot ?? policy?.spot;
-    const clusters = policy?.allowed?.clusters;
     let best = Infinity;
     for (const p of this.platform.pools) {
-      if (spot === 'never' && p.capacityType === 'spot') continue;
-      if (spot === 'required' && p.capacityType !== 'spot') continue;
-      if (clusters && !clusters.includes(p.cluster)) continue;
-      let gpuShare = 0;
-      if (res.gpu.length > 0) {
-        const opt = res.gpu.find((g) => (g.model === '*' ? p.gpuCount > 0 : g.model === p.gpuModel));
-        if (!opt || p.gpuCount < opt.count) continue;
-        gpuShare = opt.count / p.gpuCount;
-      }
-      const share = Math.max(res.cpuMilli / p.cpuMilli, res.memoryMiB / p.memoryMiB, gpuShare);
-      if (share > 1) continue;
-      best = Math.min(best, share * p.price);
+      const share = shareOf(r.resources, p, policy);
+      if (share !== undefined) best = Math.min(best, share * p.price);
     }
-    return Number.isFinite(best) ? (best * res.durationSeconds) / 3600 : 0;
+    return Number.isFinite(best) ? (best * r.resources.durationSeconds) / 3600 : 0;
   }
 
   #policy(team: string): Policy | undefined {

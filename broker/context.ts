@@ -49,6 +49,11 @@ export interface BrokerOptions {
   metrics?: BrokerMetrics;
   /** Requests that ended are kept this long (memory and store), then forgotten. Default one hour. */
   retentionMs?: number;
+  /**
+   * A run whose driver sent no heartbeat for this long (wall clock) is abandoned: its pending requests
+   * withdrawn, its leases stopped. Default 15 s.
+   */
+  runGraceMs?: number;
 }
 
 /** The broker's shared parts, built once by {@link createContext} and handed to each of its modules. */

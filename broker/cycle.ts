@@ -44,6 +44,11 @@ export interface CycleInput {
   newId: () => string;
   /** A token of this broker process: planned node ids stay unique across restarts and failovers. */
   instance: string;
+  /**
+   * Whether a pool of a cluster left out of the plan (unhealthy or draining) could ever take the request:
+   * a request none could is refused, not held forever.
+   */
+  couldFitElsewhere(r: RequestRecord): boolean;
 }
 
 /** Plans a batch and records the outcome in the broker's state. */
@@ -113,16 +118,16 @@ export function runCycle(input: CycleInput): CycleResult {
 
   const refused: CycleResult['refused'] = [];
   let held = 0;
-  // "No compatible pool" is final only when every cluster was in the snapshot: a pool on a cluster that
-  // is down or draining may take the task later.
+  // "No compatible pool" is final when every cluster was in the snapshot, or no pool of the clusters that
+  // were not (down or draining) could take the task either.
   const everyClusterIn = [...inventory.clusters.values()].every((c) => c.healthy && !c.draining);
   for (const u of result.unplaced) {
     const r = byId.get(u.taskId)!;
-    if (u.reason.startsWith('policy:') && everyClusterIn) {
+    if (u.kind === 'policy' && (everyClusterIn || !input.couldFitElsewhere(r))) {
       state.refuse(r, u.reason);
       refused.push({ request: r, reason: u.reason });
     } else {
-      state.hold(r, u.reason);
+      state.hold(r, u.kind, u.reason);
       held++;
     }
   }

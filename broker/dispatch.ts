@@ -9,6 +9,7 @@ import {
   requestMsg,
   type RequestMsg,
   subjects,
+  type TaskStateMsg,
 } from '../protocol/index.ts';
 import { admit } from './admission.ts';
 import { authorizeRequest, requestOrigin } from './origin.ts';
@@ -30,6 +31,7 @@ export interface Dispatch {
     s: string,
     reason?: string,
     node?: string,
+    extra?: Pick<TaskStateMsg, 'hold' | 'failure'>,
   ): void;
   /** Sends launches to a cluster's agent in chunks. */
   dispatch(cluster: string, leaseIds: readonly string[], encoded?: ReadonlyMap<string, string>): void;
@@ -108,12 +110,13 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     s: string,
     reason?: string,
     node?: string,
+    extra?: Pick<TaskStateMsg, 'hold' | 'failure'>,
   ): void {
     const team = state.requests.get(requestId)?.team;
     if (team === undefined) return;
     transport.publish(
       subjects.taskState(team, requestId),
-      encodeJson({ requestId, leaseId, state: s, at: clock(), reason, node }),
+      encodeJson({ requestId, leaseId, state: s, at: clock(), reason, node, ...extra }),
     );
   }
 
@@ -229,6 +232,15 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
 
 /** A lease as agents and requesters see it: the record without the broker's bookkeeping. */
 export function toLeaseMsg(l: LeaseRecord) {
-  const { state: _s, actualNode: _a, startedAt: _st, endedAt: _e, reason: _r, placedAt: _p, ...msg } = l;
+  const {
+    state: _s,
+    actualNode: _a,
+    startedAt: _st,
+    endedAt: _e,
+    reason: _r,
+    placedAt: _p,
+    committedUntil: _c,
+    ...msg
+  } = l;
   return msg;
 }

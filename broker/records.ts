@@ -38,6 +38,11 @@ export interface LeaseRecord extends LeaseMsg {
   startedAt?: number | undefined;
   endedAt?: number | undefined;
   reason?: string | undefined;
+  /**
+   * Until when (broker clock) its cost is committed against a monthly budget, once extended past its
+   * declared duration; unset: its start plus the declared duration.
+   */
+  committedUntil?: number | undefined;
 }
 
 /** An event in the lifecycle log (also what `gantry report` will read). */

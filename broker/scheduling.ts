@@ -5,6 +5,7 @@
 import { createBudgetGate } from './budget-gate.ts';
 import type { BrokerContext } from './context.ts';
 import { runCycle } from './cycle.ts';
+import { couldFitOutsidePlan } from './feasible.ts';
 import { observePlan } from './fleet-gauges.ts';
 import type { RequestRecord } from './records.ts';
 
@@ -82,6 +83,7 @@ export function createScheduler(
       timeBudgetMs: ctx.solveBudgetMs,
       newId: ctx.newId,
       instance: ctx.instance,
+      couldFitElsewhere: (r) => couldFitOutsidePlan(r, inventory, platform),
     });
     // Durable before anyone hears of the leases. The write runs while the next cycle plans (at most
     // two writes in flight), so the store's latency does not hold up placement.

@@ -3,7 +3,7 @@
  * the task lifecycle. Every change goes to the write-behind {@link RecordWriter}; nothing here does I/O.
  */
 import type { TeamUsage } from '../solver/index.ts';
-import { type LeaseMsg, type Store, type TaskState, TERMINAL } from '../protocol/index.ts';
+import { type HoldKind, type LeaseMsg, type Store, type TaskState, TERMINAL } from '../protocol/index.ts';
 import {
   type LeaseRecord,
   type LifecycleEvent,
@@ -114,15 +114,22 @@ export class BrokerState {
     return record;
   }
 
-  /** A cycle could not place the request: it waits, with the reason, until something changes. */
-  hold(r: RequestRecord, reason: string): void {
+  /**
+   * A cycle could not place the request: it waits, with the reason, until something changes. Each new
+   * reason goes to {@link onHold} (the broker tells the requester).
+   */
+  hold(r: RequestRecord, kind: HoldKind, reason: string): void {
     if (r.reason !== reason) {
       r.reason = reason;
       r.updatedAt = this.clock();
       this.writer.request(r);
+      this.onHold?.(r, { kind, detail: reason });
     }
     this.held.add(r.requestId);
   }
+
+  /** Called when a held request's reason changes. */
+  onHold?: (r: RequestRecord, hold: { kind: HoldKind; detail: string }) => void;
 
   /** The request can never be placed (policy): it fails with the reason. */
   refuse(r: RequestRecord, reason: string): void {

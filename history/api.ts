@@ -30,7 +30,7 @@ export interface ApiOptions {
   backends?: LpBackends;
 }
 
-const STATUSES = ['running', 'succeeded', 'failed'] as const;
+const STATUSES = ['running', 'succeeded', 'failed', 'cancelled'] as const;
 
 /** A time parameter: epoch milliseconds, a date, or a duration back from `now` (`7d`, `12h`). */
 function time(name: string, v: string | undefined, now = Date.now()): number | undefined {

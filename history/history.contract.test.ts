@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { costReport, type CostReport, type Dimension, type LedgerEntry } from '../broker/index.ts';
+import type { Platform } from '../policies/index.ts';
 import type { RunRecord } from '../protocol/index.ts';
 import { lineageGraph } from '../runtime/index.ts';
 import { asLog, lineage, lineageChains, randomLedger } from '../test/history-data.ts';
@@ -14,12 +15,14 @@ import { createTestDatabase } from '../test/postgres.ts';
 import {
   DAY,
   describeRun,
+  historyApi,
   type History,
   HistoryQueryError,
   HOUR,
   listRuns,
   migrate,
   openHistory,
+  recordBudgets,
   SCHEMA_VERSION,
   sqlCostReport,
   sqlLineage,
@@ -96,6 +99,31 @@ describe.each(backends)('history on %s', (_name, open) => {
     expect(await migrate(history.db)).toEqual([]);
     const rows = await history.db.query<{ v: number }>('select max(version) as v from schema_migrations');
     expect(rows[0]!.v).toBe(SCHEMA_VERSION);
+  });
+
+  it('keeps each team’s budget as declared, a row again only when it changes', async () => {
+    const platform = (budget: { perMonth: number }) =>
+      ({
+        policies: [{ name: 'research', teams: ['research', 'ml'], budget: { ...budget, alertAt: [0.8, 1] } }],
+      }) as unknown as Platform;
+    expect(await recordBudgets(history.db, platform({ perMonth: 1000 }), T0)).toBe(2);
+    expect(await recordBudgets(history.db, platform({ perMonth: 1000 }), T0 + HOUR)).toBe(0);
+    expect(await recordBudgets(history.db, platform({ perMonth: 2500 }), T0 + 2 * HOUR)).toBe(2);
+    const app = historyApi({ db: history.db });
+    const at = async (t: number) =>
+      (
+        (await (await app.request(`/v1/budgets?at=${t}`)).json()) as {
+          budgets: { team: string; perMonth: number }[];
+        }
+      ).budgets;
+    expect((await at(T0 + HOUR)).map((b) => [b.team, b.perMonth])).toEqual([
+      ['ml', 1000],
+      ['research', 1000],
+    ]);
+    expect((await at(T0 + 3 * HOUR)).map((b) => [b.team, b.perMonth])).toEqual([
+      ['ml', 2500],
+      ['research', 2500],
+    ]);
   });
 
   it('ingests every record once, whatever the batches', async () => {

@@ -30,6 +30,7 @@ export { MAX_DEPTH, resolveTarget, sqlLineage } from './lineage.ts';
 export type { Target } from './lineage.ts';
 export { artifactUse, listArtifacts, markCollected } from './artifacts.ts';
 export type { ArtifactRow, ArtifactUse } from './artifacts.ts';
+export { recordBudgets } from './budgets.ts';
 export { describeRun, listRuns } from './runs.ts';
 export type { PlacementRow, RunDetail, RunFilter, RunPage } from './runs.ts';
 export { openHistory } from './open.ts';

@@ -13,6 +13,7 @@ export type { Problem } from './errors.ts';
 export { GPU_MODELS, gpuModelNames, isGpuModel, normalizeGpuModel } from './gpu.ts';
 export type { GpuModel } from './gpu.ts';
 export {
+  GPU_SLICE,
   formatCpu,
   formatDuration,
   formatGpu,

@@ -191,8 +191,19 @@ export const resourcePolicyKind = kind(
         perHour: money.optional(),
         perMonth: money.optional(),
         alertAt: z.array(z.number().positive().max(10)).default([0.8, 1]),
+        /**
+         * What happens to a lease that runs past its declared duration under a monthly budget: `extend`
+         * (the default) commits more of the budget before the lease could cross it, and stops the lease
+         * when the budget has no room left; `stop` stops it at its declared duration.
+         */
+        onOverrun: z.enum(['extend', 'stop']).default('extend'),
       })
       .optional(),
+    /**
+     * A request that waits longer than this to be placed fails with MaxQueuedTimeExceededError
+     * (held by capacity, quota or budget). Without it a request waits until it can be placed.
+     */
+    maxQueueTime: durationQuantity.optional(),
     allowed: z
       .strictObject({
         clusters: z.array(resourceName).optional(),

@@ -122,7 +122,23 @@ function gpuCount(text: string, whole: string): number {
   if (n > 1 && !Number.isInteger(n)) {
     throw new QuantityError(`'${whole}' asks for ${n} GPUs: above one device, GPU counts are whole numbers`);
   }
+  if (n < 1 && !isSlice(n)) {
+    throw new QuantityError(
+      `'${whole}' asks for ${n} of a GPU: a shared device is sliced in tenths, so a fraction is 0.1 to 0.9 in steps of ${GPU_SLICE}`,
+    );
+  }
   return n;
+}
+
+/**
+ * The smallest share of a GPU a task can hold: a shared device is sliced in tenths (as time-slicing and
+ * MIG profiles allow), and each slice counts against GPU quotas as the 0.1 GPU it holds.
+ */
+export const GPU_SLICE = 0.1;
+
+function isSlice(n: number): boolean {
+  const tenths = n / GPU_SLICE;
+  return n >= GPU_SLICE - 1e-9 && Math.abs(tenths - Math.round(tenths)) < 1e-9;
 }
 
 function suggestGpu(name: string): string {

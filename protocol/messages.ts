@@ -53,6 +53,11 @@ export const subjects = {
   stopWorkers: (team: string, pool: string) => `${PROTOCOL}.team.${team}.worker.${pool}.stop`,
   /** runtime → anyone of the team watching a run (`gantry run` prints them): placements, retries, ends. */
   runEvents: (team: string, runId: string) => `${PROTOCOL}.team.${team}.run.${runId}.events`,
+  /**
+   * run driver → broker (`runControlMsg`): the run's liveness heartbeat, its end, or a cancel
+   * (request/reply: the answer says what was stopped).
+   */
+  runControl: (team: string, runId: string) => `${PROTOCOL}.team.${team}.run.${runId}.control`,
 } as const;
 
 // Ids end up in subjects (`gantry.v1.task.<requestId>.state`) and store keys: no dots, spaces or wildcards.
@@ -330,7 +335,33 @@ export const stopReply = z.strictObject({
 /** broker → agent: stop a lease's work. */
 export const cancelMsg = z.strictObject({ leaseId: id, reason: z.string() });
 
-/** broker → runtime: a task's state changed. `lease` is set when the broker placed it again. */
+/**
+ * Why the broker itself ended a request or a lease (the runtime turns each into its error class):
+ * a lease past its declared duration with no budget left (`budget-overrun`), a request that waited
+ * longer than its policy's `maxQueueTime`, a run cancelled by `gantry run cancel` or Ctrl-C, a run whose
+ * driver stopped sending heartbeats (`run-abandoned`).
+ */
+export const brokerFailureKind = z.enum([
+  'budget-overrun',
+  'max-queue-time',
+  'run-cancelled',
+  'run-abandoned',
+]);
+/** One of {@link brokerFailureKind}. */
+export type BrokerFailureKind = z.infer<typeof brokerFailureKind>;
+
+/** Why a pending request waits: the kind is for programs, the detail for people. */
+export const holdKind = z.enum(['capacity', 'quota', 'budget', 'policy', 'other']);
+/** One of {@link holdKind}. */
+export type HoldKind = z.infer<typeof holdKind>;
+
+/** A typed reason: `{ kind, detail }`. */
+const reasonOf = <K extends z.ZodType>(kind: K) => z.strictObject({ kind, detail: z.string().max(2000) });
+
+/**
+ * broker → runtime: a task's state changed. `lease` is set when the broker placed it again; `hold`
+ * says why a pending request waits (each time that changes); `failure` why the broker ended it.
+ */
 export const taskStateMsg = z.strictObject({
   requestId: id,
   leaseId: id.optional(),
@@ -339,6 +370,8 @@ export const taskStateMsg = z.strictObject({
   node: z.string().optional(),
   reason: z.string().optional(),
   lease: leaseMsg.optional(),
+  hold: reasonOf(holdKind).optional(),
+  failure: reasonOf(brokerFailureKind).optional(),
 });
 
 /** A typed failure on the wire; the runtime turns `name` back into its error class. */
@@ -414,7 +447,7 @@ export const runRecord = z.object({
   workflow: z.string().min(1).max(200),
   module: z.string().max(4096),
   team: z.string().min(1),
-  status: z.enum(['running', 'succeeded', 'failed']),
+  status: z.enum(['running', 'succeeded', 'failed', 'cancelled']),
   startedAt: z.number(),
   endedAt: z.number().optional(),
   input: z.string(),
@@ -446,7 +479,17 @@ export const placementMsg = z.object({
 
 /** runtime → anyone watching a run (`subjects.runEvents`): what `gantry run` prints. */
 export const runEvent = z.strictObject({
-  type: z.enum(['placed', 'running', 'preempted', 'retry', 'succeeded', 'failed', 'cached', 'workers']),
+  type: z.enum([
+    'placed',
+    'running',
+    'preempted',
+    'retry',
+    'succeeded',
+    'failed',
+    'cached',
+    'workers',
+    'held',
+  ]),
   run: z.string().min(1),
   execution: z.string().min(1),
   task: z.string().min(1),
@@ -456,6 +499,8 @@ export const runEvent = z.strictObject({
   placement: placementMsg.optional(),
   message: z.string().optional(),
   costUsd: z.number().optional(),
+  /** For `held`: why the broker holds it, as it said. */
+  hold: reasonOf(holdKind).optional(),
 });
 
 const ended = {
@@ -569,3 +614,34 @@ export function parseMessage<T extends z.ZodType>(
     },
   };
 }
+
+/**
+ * run driver → broker: `heartbeat` while the driver lives (a run that stops sending them is abandoned
+ * after the broker's grace period: its pending requests withdrawn, its leases stopped), `end` when it
+ * ended on its own, `cancel` to stop it now.
+ */
+export const runControlMsg = z.strictObject({
+  type: z.enum(['heartbeat', 'end', 'cancel']),
+  /** For `cancel`: who or what cancelled it, for the record. */
+  reason: z.string().max(500).optional(),
+});
+/** A run control message. */
+export type RunControlMsg = z.output<typeof runControlMsg>;
+
+/** broker → whoever cancelled a run: what was withdrawn (pending) and stopped (running leases). */
+export const runCancelReply = z.strictObject({
+  ok: z.literal(true),
+  run: z.string(),
+  withdrawn: z.array(z.strictObject({ requestId: z.string(), task: z.string().optional() })),
+  stopped: z.array(
+    z.strictObject({
+      requestId: z.string(),
+      leaseId: z.string(),
+      task: z.string().optional(),
+      cluster: z.string(),
+      node: z.string(),
+    }),
+  ),
+});
+/** What a cancel stopped. */
+export type RunCancelReply = z.output<typeof runCancelReply>;

@@ -1,5 +1,7 @@
 /** Asking the broker for a lease: the request, asked again while no broker answers, refusals typed. */
 import {
+  brokerFailureKind,
+  type BrokerFailureKind,
   encodeJson,
   type LeaseMsg,
   NoRespondersError,
@@ -9,7 +11,7 @@ import {
   type Transport,
   TransportTimeoutError,
 } from '../protocol/index.ts';
-import { NonRetriableError, PolicyRefusedError, TaskError } from './errors.ts';
+import { BROKER_FAILURES, NonRetriableError, PolicyRefusedError, TaskError } from './errors.ts';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -46,6 +48,8 @@ export async function askBroker(
     if (!p.ok) throw new TaskError(`the broker sent a bad reply: ${p.error.message}`);
     if (p.value.ok) return p.value.lease;
     const { code, message, field } = p.value.error;
+    const failure = brokerFailureKind.safeParse(code);
+    if (failure.success) throw brokerError({ kind: failure.data, detail: message }, task);
     const info = {
       code,
       ...(field ? { field } : {}),
@@ -55,6 +59,11 @@ export async function askBroker(
       throw new PolicyRefusedError(`${task}: ${message}`, info);
     throw new NonRetriableError(`${task}: the broker refused the request: ${message}`, info);
   }
+}
+
+/** The typed error of a request or lease the broker ended itself (budget, queue time, cancelled run). */
+export function brokerError(f: { kind: BrokerFailureKind; detail: string }, task: string): TaskError {
+  return new BROKER_FAILURES[f.kind](`${task}: ${f.detail}`, { kind: f.kind });
 }
 
 function policyName(message: string): string | undefined {

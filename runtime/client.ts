@@ -79,6 +79,8 @@ export class Runtime implements Caller {
   readonly #pools = new Map<string, WorkerPool>();
   /** Values task calls returned, so that lineage finds them inside later inputs. */
   readonly known = new KnownValues();
+  /** Runs the broker cancelled or abandoned (a task call heard so): they end as cancelled. */
+  readonly cancelledRuns = new Map<string, TaskError>();
   #seq = 0;
 
   constructor(opts: RuntimeOptions) {

@@ -12,6 +12,8 @@ import {
   type ValueMsg,
 } from '../protocol/index.ts';
 import type { Outcome } from './attempt-record.ts';
+import { brokerError } from './broker-request.ts';
+import type { TaskError } from './errors.ts';
 import type { Runtime } from './client.ts';
 import { placementOf } from './ids.ts';
 import type { Resources, Scope, Task } from './task.ts';
@@ -40,8 +42,9 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
   let preemptions = 0;
   let lostCostUsd = 0;
   let failTimer: NodeJS.Timeout | undefined;
-  let settle!: (v: { result: ResultMsg } | { failed: string }) => void;
-  const ended = new Promise<{ result: ResultMsg } | { failed: string }>((r) => (settle = r));
+  type End = { result: ResultMsg } | { failed: string } | { error: TaskError };
+  let settle!: (v: End) => void;
+  const ended = new Promise<End>((r) => (settle = r));
   const base = { execution, task: name, attempt, parent: scope.execution };
   // A result counts only from the cluster holding the lease (the subject's last token, which only
   // that cluster's credentials may publish) and only for this execution; one that comes before the
@@ -92,6 +95,14 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
           ...(lease ? { placement: placementOf(lease, s.node) } : {}),
           message: `${s.state}: ${s.reason ?? ''}; the broker places it again`,
         });
+      } else if (s.state === 'pending' && s.hold) {
+        rt.emit(scope, { ...base, type: 'held', at: s.at, hold: s.hold, message: s.hold.detail });
+      } else if (s.state === 'failed' && s.failure) {
+        // The broker stopped it (budget, cancelled run): no result will come.
+        const err = brokerError(s.failure, name);
+        if (s.failure.kind === 'run-cancelled' || s.failure.kind === 'run-abandoned')
+          rt.cancelledRuns.set(scope.runId, err);
+        settle({ error: err });
       } else if (s.state === 'failed') {
         // The host publishes the result before the agent reports the end; a failure without a
         // result (a crash the host could not report) is synthesized after a grace period.
@@ -139,6 +150,7 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
       ...(overridden ? { message: `override ${describeResources(resources)}` } : {}),
     });
     const end = await ended;
+    if ('error' in end) throw end.error;
     const result: ResultMsg =
       'result' in end
         ? end.result

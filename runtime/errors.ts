@@ -3,7 +3,7 @@
  * comes back as the same class, so a workflow can `catch (err) { if (err instanceof OutOfMemoryError) … }`
  * around a child task, and the runtime's retry policy can tell an OOM from a preemption.
  */
-import type { ErrorMsg } from '../protocol/index.ts';
+import type { BrokerFailureKind, ErrorMsg } from '../protocol/index.ts';
 
 /** Base class of every failure a task call can throw. `data` travels with it. */
 export class TaskError extends Error {
@@ -77,6 +77,38 @@ export class ValidationError extends NonRetriableError {
   override name = 'ValidationError';
 }
 
+/**
+ * The broker stopped the task: it ran past its declared duration and its team's monthly budget had no
+ * room to let it run on (or the policy stops overrunning work: `budget.onOverrun: stop`). Never retried.
+ */
+export class BudgetExceededError extends NonRetriableError {
+  override name = 'BudgetExceededError';
+}
+
+/**
+ * The task waited to be placed longer than its policy's `maxQueueTime` (held by capacity, a quota or a
+ * budget), as Flyte's MaxQueuedTimeExceededError. Never retried: it would wait again.
+ */
+export class MaxQueuedTimeExceededError extends NonRetriableError {
+  override name = 'MaxQueuedTimeExceededError';
+}
+
+/** The run was cancelled (`gantry run cancel`, Ctrl-C) or abandoned by its driver. Never retried. */
+export class RunCancelledError extends NonRetriableError {
+  override name = 'RunCancelledError';
+}
+
+/** The error class of each way the broker itself ends a request or a lease. */
+export const BROKER_FAILURES: Record<
+  BrokerFailureKind,
+  new (message: string, data: Record<string, unknown>) => TaskError
+> = {
+  'budget-overrun': BudgetExceededError,
+  'max-queue-time': MaxQueuedTimeExceededError,
+  'run-cancelled': RunCancelledError,
+  'run-abandoned': RunCancelledError,
+};
+
 const classes: Record<string, new (message: string, data: Record<string, unknown>) => TaskError> = {
   TaskError,
   OutOfMemoryError,
@@ -86,6 +118,9 @@ const classes: Record<string, new (message: string, data: Record<string, unknown
   TimeoutError,
   PolicyRefusedError,
   ValidationError,
+  BudgetExceededError,
+  MaxQueuedTimeExceededError,
+  RunCancelledError,
 };
 
 // Error classes a loaded workflow module exports, by name: a failure comes back as its own class.

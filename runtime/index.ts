@@ -14,11 +14,14 @@ import { currentScope, type MapOptions, type Task } from './task.ts';
 
 export { z };
 export {
+  BudgetExceededError,
+  MaxQueuedTimeExceededError,
   NonRetriableError,
   OutOfMemoryError,
   PolicyRefusedError,
   PreemptedError,
   RetryAfterError,
+  RunCancelledError,
   TaskError,
   TimeoutError,
   ValidationError,
@@ -41,7 +44,7 @@ export type {
 } from './task.ts';
 export { Runtime } from './client.ts';
 export type { OutputCache, RunEvent, RuntimeOptions } from './client.ts';
-export { runWorkflow, listRuns, loadWorkflow, storeCache } from './run.ts';
+export { cancelRun, listRuns, loadWorkflow, RUN_HEARTBEAT_MS, runWorkflow, storeCache } from './run.ts';
 export type { RunOptions, RunResult } from './run.ts';
 export { openLocalArtifacts } from './artifacts.ts';
 export type { ArtifactStore, CollectableArtifactStore, StoredArtifact } from './artifacts.ts';

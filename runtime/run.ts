@@ -3,10 +3,19 @@
  * where the broker places it. The run's lineage and summary go to the runtime store.
  */
 import { pathToFileURL } from 'node:url';
-import type { Store, ValueMsg } from '../protocol/index.ts';
+import {
+  encodeJson,
+  parseMessage,
+  type RunCancelReply,
+  runCancelReply,
+  type Store,
+  subjects,
+  type Transport,
+  type ValueMsg,
+} from '../protocol/index.ts';
 import type { OutputCache, Runtime } from './client.ts';
 import { newId } from './ids.ts';
-import { registerErrorClasses, toErrorMsg } from './errors.ts';
+import { registerErrorClasses, RunCancelledError, TaskError, toErrorMsg } from './errors.ts';
 import { type LineageRecord, LineageWriter, type RunRecord, runRecord } from './lineage.ts';
 import { type Task, type TaskContext, withScope } from './task.ts';
 import { refsOf } from './refs.ts';
@@ -24,7 +33,15 @@ export interface RunOptions {
   runId?: string;
   /** Called for every lineage record (every execution, as it ends). */
   onRecord?: (rec: LineageRecord) => void;
+  /**
+   * How often the run tells the broker its driver is alive (wall clock); default
+   * {@link RUN_HEARTBEAT_MS}. A run silent past the broker's grace period (15 s) has its work stopped.
+   */
+  heartbeatMs?: number;
 }
+
+/** The run's liveness heartbeat interval (wall clock). */
+export const RUN_HEARTBEAT_MS = 2000;
 
 /** How a run ended. */
 export interface RunResult {
@@ -78,6 +95,11 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
   let inputRefs: string[] = [];
   let outputRefs: string[] = [];
   let result: RunResult;
+  const control = subjects.runControl(opts.team, runId);
+  const beat = () => runtime.transport.publish(control, encodeJson({ type: 'heartbeat' }));
+  beat();
+  const heartbeat = setInterval(beat, opts.heartbeatMs ?? RUN_HEARTBEAT_MS);
+  heartbeat.unref();
   try {
     const checked = checkValue(workflow.options.input, input, { task: workflow.taskName, side: 'input' });
     inputValue = await encodeValue(checked, runtime.artifacts);
@@ -152,11 +174,23 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
     cached: false,
     warm: false,
   });
+  clearInterval(heartbeat);
+  // Cancelled (Ctrl-C, gantry run cancel) or abandoned: the run failed, whatever its code caught.
+  const cancelled = runtime.cancelledRuns.get(runId);
+  if (cancelled) {
+    runtime.cancelledRuns.delete(runId);
+    if (!(result.error instanceof RunCancelledError)) {
+      result = { ...result, ok: false, output: undefined, error: cancelled };
+      delete summary.output;
+      summary.error = `${cancelled.name}: ${cancelled.message}`;
+    }
+  }
+  runtime.transport.publish(control, encodeJson({ type: 'end' }));
   result.costUsd = costUsd;
   result.executions = executions;
   if (store) {
     Object.assign(summary, {
-      status: result.ok ? 'succeeded' : 'failed',
+      status: result.ok ? 'succeeded' : result.error instanceof RunCancelledError ? 'cancelled' : 'failed',
       endedAt: result.endedAt,
       costUsd,
       executions,
@@ -224,4 +258,27 @@ export async function loadWorkflow(file: string, name?: string): Promise<{ workf
     );
   }
   return { workflow, module: file };
+}
+
+/**
+ * Cancels a run: the broker withdraws its pending requests and stops its running leases, and answers
+ * with what it stopped. Its task calls fail with {@link RunCancelledError}.
+ *
+ * @example
+ * const { stopped } = await cancelRun(transport, 'research', 'run-20261201-ab12', 'Ctrl-C');
+ */
+export async function cancelRun(
+  transport: Transport,
+  team: string,
+  runId: string,
+  reason?: string,
+): Promise<RunCancelReply> {
+  const reply = await transport.request(
+    subjects.runControl(team, runId),
+    encodeJson({ type: 'cancel', ...(reason ? { reason } : {}) }),
+    { timeoutMs: 10_000 },
+  );
+  const p = parseMessage(runCancelReply, reply.data);
+  if (!p.ok) throw new TaskError(`the broker sent a bad reply to the cancel: ${p.error.message}`);
+  return p.value;
 }

@@ -129,15 +129,24 @@ export function explainGroups(input: ExplainInput): GroupExplanation[] {
   });
 }
 
+/** Why a task was left unplaced: a kind for programs and a reason for people (`kind: detail`). */
+export interface UnplacedReason {
+  kind: 'capacity' | 'quota' | 'budget' | 'policy';
+  reason: string;
+}
+
 /** The reason given for each unplaced task of a group. */
 export function unplacedReason(
   hasOptions: boolean,
   u: Packing['unplaced'][number],
   excluded: Map<string, number>,
-): string {
-  if (!hasOptions) return topReasons(excluded);
-  if (u.refusal) return `${u.refusal.kind}: ${u.refusal.detail}`;
-  return 'capacity: every compatible pool is full or at its maximum number of nodes';
+): UnplacedReason {
+  if (!hasOptions) return { kind: 'policy', reason: topReasons(excluded) };
+  if (u.refusal) return { kind: u.refusal.kind, reason: `${u.refusal.kind}: ${u.refusal.detail}` };
+  return {
+    kind: 'capacity',
+    reason: 'capacity: every compatible pool is full or at its maximum number of nodes',
+  };
 }
 
 function topReasons(excluded: Map<string, number>): string {

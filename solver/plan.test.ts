@@ -128,11 +128,11 @@ const SCENARIOS: Scenario[] = [
     name: 'a budget cap leaves a task unplaced and says which budget',
     pools: [makePool('c/h100').cpu(96).gpus('H100', 8).price(40).obj()],
     tasks: makeTasks('big', 2, { team: 'b', gpu: [{ model: 'H100', count: 8 }] }),
-    policies: [makePolicy('b', { budget: { perHour: 50, alertAt: [0.8, 1] } })],
+    policies: [makePolicy('b', { budget: { perHour: 50, alertAt: [0.8, 1], onOverrun: 'extend' } })],
     check(p) {
       expect(p.placements).toHaveLength(1);
       expect(p.unplaced).toEqual([
-        { taskId: 'big-1', reason: 'budget: policy b: budget $50/hour is reached' },
+        { taskId: 'big-1', kind: 'budget', reason: 'budget: policy b: budget $50/hour is reached' },
       ]);
       expect(p.cost.expected).toBeCloseTo(40, 9);
     },

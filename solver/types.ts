@@ -104,6 +104,8 @@ export interface NewNodes {
 /** A task the plan could not place, and why. */
 export interface Unplaced {
   taskId: string;
+  /** What kept it out, for programs; `reason` (`kind: detail`) is for people. */
+  kind: 'capacity' | 'quota' | 'budget' | 'policy';
   reason: string;
 }
 

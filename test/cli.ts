@@ -67,6 +67,8 @@ export interface GantryProcess {
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
   /** SIGTERM, then its exit code. */
   stop(): Promise<number | null>;
+  /** Sends a signal (SIGINT is Ctrl-C, SIGKILL a driver that dies), then its exit code. */
+  kill(signal: NodeJS.Signals): Promise<number | null>;
   /** Resolves with its exit code once it has ended by itself. */
   exited: Promise<number | null>;
 }
@@ -115,6 +117,10 @@ export function startGantry(args: readonly string[], opts: SpawnOptions = {}): G
     },
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');
+      return exited;
+    },
+    async kill(signal) {
+      if (child.exitCode === null) child.kill(signal);
       return exited;
     },
     exited,

@@ -9,7 +9,8 @@ import { mulberry32 } from './random.ts';
 
 const H = 3_600_000;
 
-const POOLS = [
+/** The pools of the generated ledgers. */
+export const POOLS = [
   {
     cluster: 'aws',
     pool: 'cpu-spot',

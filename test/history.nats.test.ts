@@ -22,6 +22,7 @@ import {
 import { openHistory } from '../history/index.ts';
 import { encodeJson, openLocalStore, type Store } from '../protocol/index.ts';
 import { connectNats, type NatsTransport, openJetStreamStore } from '../protocol/nats-index.ts';
+import { spawnGantry } from './cli.ts';
 import { lineageChains, randomLedger } from './history-data.ts';
 import { startNatsServer, type NatsServer } from './nats/server.ts';
 import { createTestDatabase } from './postgres.ts';
@@ -323,6 +324,12 @@ describe('gantry history embedded', () => {
         report: { totals: { executions: number } };
       };
       expect(report.report.totals.executions).toBe(ledger.filter((e) => e.kind === 'usage').length);
+      // Commands on the same state directory ask the running history (it holds the database).
+      const cli = await spawnGantry(['report', 'cost', '--state', state, '--since', '0', '-o', 'json']);
+      expect(cli.err).toBe('');
+      expect((JSON.parse(cli.out) as { totals: { executions: number } }).totals.executions).toBe(
+        report.report.totals.executions,
+      );
     } finally {
       await store?.close();
       h.child.kill('SIGTERM');

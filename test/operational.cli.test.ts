@@ -187,6 +187,33 @@ const cases: Case[] = [
     line: /^gantry: .*held is in use by another Gantry process/,
   },
   {
+    name: 'NATS down (history)',
+    args: () => ['history', '--nats', `nats://127.0.0.1:${deadPort}`, '--state', join(tmp, 'h1')],
+    line: /^gantry: cannot reach NATS at nats:\/\/127\.0\.0\.1:\d+/,
+  },
+  {
+    name: 'PostgreSQL down (history)',
+    args: () => [
+      'history',
+      '--postgres',
+      `postgres://127.0.0.1:${deadPort}/gantry`,
+      '--state',
+      join(tmp, 'h2'),
+    ],
+    line: /^gantry: cannot reach PostgreSQL at postgres:\/\/127\.0\.0\.1:\d+\/gantry \(connection refused\): start it, or leave out --postgres/,
+  },
+  {
+    name: 'the API port in use (history)',
+    args: () => ['history', '--state', join(tmp, 'h3'), '--port', String(busyPort)],
+    line: /^gantry: port \d+ on 127\.0\.0\.1 is already in use: choose another --port \(or stop what listens there\)$/,
+  },
+  {
+    name: 'a bad retention (artifacts gc)',
+    args: () => ['artifacts', 'gc', '--older-than', '30', '--state', join(tmp, 'h4')],
+    code: 2,
+    line: /^gantry: --older-than must be a duration such as 30d, 12h or 2w, not '30'$/,
+  },
+  {
     name: 'run from another directory, without -f',
     args: () =>
       [join(process.cwd(), 'examples/workflows/train.ts')].flatMap((f) => ['run', f, '--team', 'research']),

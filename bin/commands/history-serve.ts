@@ -14,7 +14,7 @@ import {
   followLog,
   followSource,
   historyApi,
-  openHistory,
+  recordBudgets,
   serveHistoryApi,
   SOURCES,
   type Source,
@@ -27,7 +27,7 @@ import { defaultBackends } from '../../solver/index.ts';
 import { connectCli } from '../connect.ts';
 import { BROKER_STREAM, HISTORY_CONSUMER, LINEAGE_STREAM } from '../credentials.ts';
 import { listenProblem, natsProblem } from '../errors.ts';
-import { apiFile } from './history.ts';
+import { apiFile, openHistoryCli } from './history.ts';
 import { number, untilSignal } from './serve.ts';
 
 /** The API's port unless `--port` says otherwise. */
@@ -82,15 +82,8 @@ async function runHistory(flags: HistoryServeFlags): Promise<void> {
   // NATS first: a server that is down is the one line to print, before any database is opened.
   const nats: NatsTransport | undefined = target ? await connectCli(target, 'gantry-history') : undefined;
   const postgres = flags.postgres ?? process.env.GANTRY_POSTGRES;
-  const history = await openHistory({
-    postgres,
-    dir: join(flags.state, 'history'),
-    onCreate: (dir) =>
-      process.stderr.write(`creating the history database in ${dir} (once; a few seconds)\n`),
-  }).catch(async (err: unknown) => {
-    await nats?.close();
-    throw err;
-  });
+  const history = await openHistoryCli(flags, () => nats?.close());
+  if (platform) await recordBudgets(history.db, platform, Date.now());
   const app = historyApi({
     db: history.db,
     ...(platform ? { platform, onDemand: onDemandPrices(platform), backends: await defaultBackends() } : {}),

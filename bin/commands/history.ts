@@ -17,6 +17,7 @@ import {
   httpHistoryClient,
   localHistoryClient,
   openHistory,
+  recordBudgets,
   type RunDetail,
 } from '../../history/index.ts';
 import { loadPlatform, type Platform } from '../../policies/index.ts';
@@ -85,6 +86,7 @@ export async function withHistory<T>(
     );
   const platform: Platform | undefined = flags.file ? loadPlatform(flags.file).platform : undefined;
   return withCaughtUpHistory(flags, async (history) => {
+    if (platform) await recordBudgets(history.db, platform, Date.now());
     const app = historyApi({
       db: history.db,
       ...(platform
@@ -103,19 +105,10 @@ export async function withCaughtUpHistory<T>(
   flags: Omit<HistoryFlags, 'history' | 'file'>,
   use: (history: History) => Promise<T>,
 ): Promise<T> {
-  const postgres = flags.postgres ?? process.env.GANTRY_POSTGRES;
   // Reach NATS before creating or opening the database: a server that is down is the one line to print,
   // and nothing is created for a question that cannot be answered.
   const logs = flags.nats ? await openNatsLogs({ nats: flags.nats, creds: flags.creds }) : undefined;
-  const history = await openHistory({
-    postgres,
-    dir: join(flags.state, 'history'),
-    onCreate: (dir) =>
-      process.stderr.write(`creating the history database in ${dir} (once; a few seconds)\n`),
-  }).catch(async (err: unknown) => {
-    await logs?.close();
-    throw err;
-  });
+  const history = await openHistoryCli(flags, () => logs?.close());
   try {
     await catchUpFrom(history, flags, logs);
     return await use(history);
@@ -123,6 +116,25 @@ export async function withCaughtUpHistory<T>(
     await history.close();
     await logs?.close();
   }
+}
+
+/**
+ * Opens the history as the flags say (`--postgres`, `$GANTRY_POSTGRES`, else PGlite in
+ * `<state>/history`, saying so when it is created); `onFail` releases what was opened before.
+ */
+export async function openHistoryCli(
+  flags: { postgres?: string | undefined; state: string },
+  onFail: () => Promise<void> | undefined,
+): Promise<History> {
+  return openHistory({
+    postgres: flags.postgres ?? process.env.GANTRY_POSTGRES,
+    dir: join(flags.state, 'history'),
+    onCreate: (dir) =>
+      process.stderr.write(`creating the history database in ${dir} (once; a few seconds)\n`),
+  }).catch(async (err: unknown) => {
+    await onFail();
+    throw err;
+  });
 }
 
 /** The broker's and the runtime's logs in JetStream, opened before any database is touched. */
@@ -266,7 +278,7 @@ export function registerHistoryCommands(program: Command): void {
           .description('Runs from the history, newest first: filter by team, workflow, status and time')
           .option('--team <team>', 'only this team')
           .option('--workflow <name>', 'only this workflow')
-          .option('--status <status>', 'running, succeeded or failed')
+          .option('--status <status>', 'running, succeeded, failed or cancelled')
           .option('--since <when>', 'started at or after (7d, 12h, or a date)')
           .option('--until <when>', 'started before (a duration back from now, or a date)')
           .option('--limit <n>', 'at most this many', '50')
@@ -286,8 +298,10 @@ export function registerHistoryCommands(program: Command): void {
         cursor?: string;
       },
     ) => {
-      if (flags.status && !['running', 'succeeded', 'failed'].includes(flags.status))
-        throw new UsageError(`--status must be running, succeeded or failed, not '${flags.status}'`);
+      if (flags.status && !['running', 'succeeded', 'failed', 'cancelled'].includes(flags.status))
+        throw new UsageError(
+          `--status must be running, succeeded, failed or cancelled, not '${flags.status}'`,
+        );
       const page = await withHistory(flags, (h) =>
         h.runs({
           team: flags.team,

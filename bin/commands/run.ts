@@ -9,12 +9,15 @@ import {
   openLocalStore,
   parseMessage,
   runEvent,
+  type RunCancelReply,
+  runCancelReply,
   type Store,
   subjects,
   type Transport,
 } from '../../protocol/index.ts';
 import type { ArtifactStore } from '../../runtime/artifacts.ts';
 import {
+  cancelRun,
   type LineageRecord,
   lineageDot,
   lineageGraph,
@@ -30,7 +33,7 @@ import {
 import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
 import { type Embedded, startEmbedded } from '../embedded.ts';
 import { LINEAGE_STREAM, RUNTIME_BUCKET } from '../credentials.ts';
-import { connectCli, expectBroker, openStoreCli } from '../connect.ts';
+import { askBroker, connectCli, expectBroker, openStoreCli } from '../connect.ts';
 import { UsageError } from '../errors.ts';
 import { gantryCommand, type Output, shippedExamples, outputOption, serialize } from '../options.ts';
 import { createDisplay, type Display } from '../progress.ts';
@@ -55,6 +58,7 @@ interface ConnectFlags {
   creds?: string;
   state: string;
   speedup?: string;
+  replicas?: string;
 }
 
 /** `-f` when given; else `./examples` when it exists, said so; else a usage error saying where it looked. */
@@ -92,10 +96,15 @@ async function connectRuntime(flags: ConnectFlags, name: string): Promise<Connec
     const target = { nats: flags.nats, creds: flags.creds };
     const nats = await connectCli(target, name);
     await expectBroker(nats, target);
-    const store = await openStoreCli(nats, target, { bucket: RUNTIME_BUCKET, stream: LINEAGE_STREAM });
+    const replicas = flags.replicas === undefined ? 1 : Math.round(positive('--replicas', flags.replicas));
+    const store = await openStoreCli(nats, target, {
+      bucket: RUNTIME_BUCKET,
+      stream: LINEAGE_STREAM,
+      replicas,
+    });
     return {
       transport: nats,
-      artifacts: await openJetStreamArtifacts(nats.connection),
+      artifacts: await openJetStreamArtifacts(nats.connection, undefined, replicas),
       store,
       async close() {
         await store.close();
@@ -143,6 +152,8 @@ export function eventLine(ev: RunEvent): string {
       return `  failed     ${task} on ${where}: ${ev.message ?? ''}`;
     case 'succeeded':
       return `  done       ${task} on ${where}  ${money(ev.costUsd ?? 0)}`;
+    case 'held':
+      return `  held       ${task} ${ev.hold ? `(${ev.hold.kind}) ${ev.hold.detail}` : (ev.message ?? '')}`;
     case 'cached':
       return `  cached     ${task} (output reused, nothing ran)`;
     default:
@@ -204,6 +215,7 @@ interface RunFlags extends ConnectFlags {
   output: Output;
   quiet?: boolean;
   progress: boolean;
+  failOnHeld?: boolean;
 }
 
 /** Wall-clock milliseconds a placed task may wait to start before `gantry run` says so, then between lines. */
@@ -285,10 +297,22 @@ async function runAndReport(
       : '';
   display.event(`run ${runId}: ${loaded.workflow.taskName} from ${file} as team ${team}${how}`);
   const watch = waitWatch(display);
+  let failedOnHold = false;
   const sub = conn.transport.subscribe(subjects.runEvents(team, runId), (msg) => {
     const p = parseMessage(runEvent, msg.data);
     if (!p.ok) return;
     const ev = p.value;
+    // --fail-on-held: the first hold the broker reports ends the run (CI that must not wait).
+    if (ev.type === 'held' && ev.hold && flags.failOnHeld && !failedOnHold) {
+      failedOnHold = true;
+      cancelledByUser.add(runId);
+      void cancelRun(conn.transport, team, runId, `--fail-on-held: ${ev.task} held (${ev.hold.kind})`).then(
+        (reply) => {
+          for (const line of cancelLines(reply)) display.event(line);
+        },
+        (err: Error) => display.event(`could not cancel run ${runId}: ${err.message}`),
+      );
+    }
     onEvent?.(ev, (line) => display.event(line));
     watch.seen(ev);
     display.event(eventLine(ev));
@@ -296,24 +320,58 @@ async function runAndReport(
   await conn.transport.flush();
   const records: LineageRecord[] = [];
   let result: RunResult;
+  const running = runWorkflow(loaded.workflow, input, {
+    runtime,
+    team,
+    module,
+    store: conn.store,
+    runId,
+    onRecord: (r) => records.push(r),
+  });
+  // Ctrl-C cancels the run: the broker withdraws what waits and stops what runs, and says which.
+  let interrupted = false;
+  const onSigint = () => {
+    if (interrupted) process.exit(130);
+    interrupted = true;
+    display.event(`cancelling run ${runId} (Ctrl-C again to quit at once)`);
+    void cancelRun(conn.transport, team, runId, 'Ctrl-C').then(
+      (reply) => {
+        for (const line of cancelLines(reply)) display.event(line);
+      },
+      (err: Error) => display.event(`could not cancel run ${runId}: ${err.message}`),
+    );
+  };
+  process.on('SIGINT', onSigint);
   try {
-    result = await runWorkflow(loaded.workflow, input, {
-      runtime,
-      team,
-      module,
-      store: conn.store,
-      runId,
-      onRecord: (r) => records.push(r),
-    });
+    result = await running;
   } finally {
+    process.off('SIGINT', onSigint);
     watch.stop();
     display.close();
   }
+  if (interrupted) cancelledByUser.add(runId);
   sub.unsubscribe();
   // Over NATS, warm workers outlive the run (the next run of the same module finds them warm) and stop
   // when idle for their `idleTtl`; embedded, they end with this process's clusters.
   if (conn.embedded) runtime.stopWorkers();
   return { result, records };
+}
+
+/** Runs cancelled by Ctrl-C in this process. */
+const cancelledByUser = new Set<string>();
+
+/** What `gantry run cancel` and Ctrl-C print: each lease stopped and request withdrawn. */
+export function cancelLines(reply: RunCancelReply): string[] {
+  const lines = reply.stopped.map(
+    (l) =>
+      `  stopped    ${(l.task ?? l.requestId).padEnd(14)} on ${l.cluster}/${l.node} (lease ${l.leaseId})`,
+  );
+  for (const r of reply.withdrawn)
+    lines.push(`  withdrawn  ${(r.task ?? r.requestId).padEnd(14)} (was waiting)`);
+  lines.push(
+    `run ${reply.run} cancelled: ${reply.stopped.length} running lease(s) stopped, ${reply.withdrawn.length} pending request(s) withdrawn`,
+  );
+  return lines;
 }
 
 function printResult(result: RunResult, records: LineageRecord[], flags: RunFlags): number {
@@ -352,6 +410,24 @@ function printResult(result: RunResult, records: LineageRecord[], flags: RunFlag
   return 1;
 }
 
+/** `gantry run cancel <run>`: asks the broker to stop the run's work, prints what it stopped. */
+async function cancelCommand(run: string | undefined, flags: RunFlags): Promise<void> {
+  if (!run) throw new UsageError('gantry run cancel needs the run id: gantry run cancel <run> --nats <url>');
+  if (!flags.nats)
+    throw new UsageError(
+      'gantry run cancel needs --nats <url>: an embedded run lives in its gantry run process; press Ctrl-C there',
+    );
+  const answer = await askBroker(flags, 'cancel-run', { run, reason: 'gantry run cancel' });
+  const reply = runCancelReply.parse(answer);
+  if (flags.output === 'json' || flags.output === 'yaml') {
+    process.stdout.write(flags.output === 'json' ? `${JSON.stringify(reply)}\n` : serialize('yaml', reply));
+    return;
+  }
+  if (reply.stopped.length + reply.withdrawn.length === 0)
+    process.stdout.write(`run ${run}: nothing pending or running to cancel\n`);
+  else process.stdout.write(`${cancelLines(reply).join('\n')}\n`);
+}
+
 /** Where `gantry demo --console` serves the console. */
 export const DEMO_CONSOLE_PORT = '8642';
 
@@ -365,6 +441,10 @@ export function registerRunCommands(program: Command): void {
       )
       .option('--nats <url>', 'run against a broker over NATS instead of embedded')
       .option('--creds <file>', 'NATS credentials file')
+      .option(
+        '--replicas <n>',
+        'JetStream replicas of the run records, lineage and artifacts when created (3 on a 3-server NATS cluster)',
+      )
       .option('--state <dir>', 'state directory (embedded mode)', '.gantry/state')
       .option(
         '--speedup <n>',
@@ -374,22 +454,31 @@ export function registerRunCommands(program: Command): void {
   connection(
     outputOption(
       program
-        .command('run <file>')
+        .command('run <file> [run]')
         .description(
-          'Run a workflow: embedded by default (broker, simulated and local clusters here), or over NATS',
+          'Run a workflow: embedded by default (broker, simulated and local clusters here), or over NATS. ' +
+            '`gantry run cancel <run> --nats <url>` cancels a run (Ctrl-C on gantry run does too)',
         )
         .option('--input <json>', 'the workflow input, as JSON')
         .option('--task <name>', 'the workflow to run, if the file does not export one as default')
         .option('--team <team>', 'whose ResourcePolicy applies (default: $GANTRY_TEAM)')
         .option('-q, --quiet', 'print no events (placements, retries, waits), only the result')
-        .option('--no-progress', 'show no progress bar for large maps'),
+        .option('--no-progress', 'show no progress bar for large maps')
+        .option(
+          '--fail-on-held',
+          'cancel the run and exit 1 as soon as the broker holds one of its tasks (quota, budget, capacity)',
+        ),
       ['table', 'json', 'yaml'],
     ),
-  ).action(async (file: string, flags: RunFlags) => {
+  ).action(async (file: string, run: string | undefined, flags: RunFlags) => {
+    if (file === 'cancel' && !existsSync(file)) return cancelCommand(run, flags);
+    if (run !== undefined) throw new UsageError(`gantry run takes one workflow file, not '${run}' too`);
     const conn = await connectRuntime(flags, 'gantry-run');
     try {
       const { result, records } = await runAndReport(conn, file, flags);
-      process.exitCode = printResult(result, records, flags);
+      const code = printResult(result, records, flags);
+      // Ctrl-C: 130, as a shell reports a command stopped by SIGINT; --fail-on-held: 1.
+      process.exitCode = cancelledByUser.has(result.runId) ? (flags.failOnHeld ? 1 : 130) : code;
     } finally {
       await conn.close();
     }

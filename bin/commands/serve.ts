@@ -62,9 +62,10 @@ async function backends(
   logger: Logger,
 ): Promise<{ executor: Executor; provisioner: NodeProvisioner }> {
   // Workflow tasks that run in this process read and write large values in the JetStream object store.
+  const replicas = number('--replicas', flags.replicas, 1);
   const services = {
     transport,
-    artifacts: await openJetStreamArtifacts(transport.connection),
+    artifacts: await openJetStreamArtifacts(transport.connection, undefined, replicas),
     timeScale: speedup,
     cluster: cluster.name,
   };
@@ -133,7 +134,21 @@ export interface ServeFlags extends ConsoleFlags {
   replicas: string;
   speedup: string;
   heartbeat: string;
+  /** Seconds a run's driver may be silent before its work is stopped. */
+  runGrace?: string;
 }
+
+/** `--run-grace <seconds>` as the broker's option (milliseconds), when given. */
+export function runGraceOf(flags: { runGrace?: string }): { runGraceMs?: number } {
+  return flags.runGrace === undefined ? {} : { runGraceMs: number('--run-grace', flags.runGrace, 1) * 1000 };
+}
+
+/** The `--run-grace` option of commands that start a broker. */
+export const RUN_GRACE_OPTION = [
+  '--run-grace <seconds>',
+  "seconds a run's driver may stop sending heartbeats before its pending requests are withdrawn and its leases stopped",
+  '15',
+] as const;
 
 export function number(flag: string, value: string, min = 0): number {
   const n = Number(value);
@@ -212,7 +227,8 @@ export function registerServeCommands(program: Command): void {
       )
       .option('--replicas <n>', 'JetStream replicas of the broker state (3 on a 3-server NATS cluster)', '1')
       .option('--heartbeat <ms>', 'agents heartbeat interval', '1000')
-      .option('--speedup <n>', 'time scale of simulated clouds (embedded mode)', '1'),
+      .option('--speedup <n>', 'time scale of simulated clouds (embedded mode)', '1')
+      .option(...RUN_GRACE_OPTION),
   ).action(async (flags: ServeFlags) => {
     const heartbeatMs = number('--heartbeat', flags.heartbeat, 50);
     if (!flags.nats) return runEmbedded(flags, heartbeatMs);
@@ -275,6 +291,11 @@ export function registerServeCommands(program: Command): void {
     .requiredOption('--cluster <name>', 'which cluster this agent serves')
     .option('--nats <url>', 'NATS server, e.g. nats://127.0.0.1:4222')
     .option('--creds <file>', 'NATS credentials file made by `gantry cluster onboard`')
+    .option(
+      '--replicas <n>',
+      'JetStream replicas of the artifact store when it creates it (3 on a 3-server NATS cluster)',
+      '1',
+    )
     .option('--executor <kind>', 'sim, local or kubernetes', 'sim')
     .option(
       '--provisioner <kind>',

@@ -16,7 +16,15 @@ import { consoleOptions, startConsole } from '../console.ts';
 import { join } from 'node:path';
 import { serveEmbeddedMetrics, simAgent } from '../embedded.ts';
 import { gantryCommand, shippedExamples } from '../options.ts';
-import { listening, number, runEmbedded, type ServeFlags, untilSignal } from './serve.ts';
+import {
+  listening,
+  number,
+  RUN_GRACE_OPTION,
+  runEmbedded,
+  runGraceOf,
+  type ServeFlags,
+  untilSignal,
+} from './serve.ts';
 
 /** Simulated seconds per second unless `--speedup` says otherwise: a 90 s node launch takes 1.5 s. */
 export const UP_SPEEDUP = '60';
@@ -34,7 +42,8 @@ export function registerUpCommand(program: Command): void {
       .option('--creds <file>', 'NATS credentials (an operator’s: the broker and the agents use them)')
       .option('--state <dir>', 'state directory (embedded)', '.gantry/state')
       .option('--metrics-port <n>', 'serve Prometheus metrics, /healthz and /readyz on this port')
-      .option('--speedup <n>', 'simulated seconds per second of the clouds', UP_SPEEDUP),
+      .option('--speedup <n>', 'simulated seconds per second of the clouds', UP_SPEEDUP)
+      .option(...RUN_GRACE_OPTION),
   ).action((flags: ServeFlags) => (flags.nats ? runUpOverNats(flags, flags.nats) : runEmbedded(flags, 1000)));
 }
 
@@ -60,6 +69,7 @@ async function runUpOverNats(flags: ServeFlags, nats: string): Promise<void> {
     heartbeatMs,
     ledgerTimeScale: speedup,
     nodesStopWithBroker: true,
+    ...runGraceOf(flags),
   });
   const agents: Agent[] = [];
   // The agents' metrics beside the broker's, on one port.

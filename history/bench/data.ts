@@ -7,37 +7,12 @@
  */
 import type { LedgerEntry, NodeLife, TaskUsage } from '../../broker/index.ts';
 import type { LineageRecord } from '../../protocol/index.ts';
+import { POOLS as PLATFORM_POOLS } from '../../test/history-data.ts';
 import { mulberry32 } from '../../test/random.ts';
 
 const MIN = 60_000;
 const POOLS = [
-  {
-    cluster: 'aws',
-    pool: 'cpu-spot',
-    instanceType: 'm7i.2xlarge',
-    capacityType: 'spot',
-    gpuModel: null,
-    gpuCount: 0,
-    price: 0.12,
-  },
-  {
-    cluster: 'aws',
-    pool: 'h100',
-    instanceType: 'p5.48xlarge',
-    capacityType: 'on-demand',
-    gpuModel: 'H100',
-    gpuCount: 8,
-    price: 98.32,
-  },
-  {
-    cluster: 'gcp',
-    pool: 'l4',
-    instanceType: 'g2-standard-8',
-    capacityType: 'spot',
-    gpuModel: 'L4',
-    gpuCount: 1,
-    price: 0.85,
-  },
+  ...PLATFORM_POOLS,
   {
     cluster: 'onprem',
     pool: 'a100',

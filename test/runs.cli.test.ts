@@ -1,0 +1,162 @@
+/**
+ * Runs are owned, through real processes over a real nats-server: `gantry up --nats` serves the broker
+ * and agents; a `gantry run --nats` killed with SIGKILL has its leases stopped after the grace period;
+ * Ctrl-C (SIGINT) cancels and prints what it stopped; `gantry run cancel <run>` does the same from
+ * another terminal, and `gantry get runs` shows the run cancelled.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type GantryProcess, spawnGantry, startGantry } from './cli.ts';
+import { type NatsServer, startNatsServer } from './nats/server.ts';
+
+let server: NatsServer;
+let up: GantryProcess;
+
+beforeAll(async () => {
+  server = await startNatsServer();
+  up = startGantry(['up', '-f', 'test/fixtures/spend-platform', '--nats', server.url, '--run-grace', '6']);
+  await up.waitFor(/Gantry is up over NATS/);
+}, 60_000);
+afterAll(async () => {
+  // The work the broker stopped may still sleep in the agents' task hosts: no clean stop to wait for.
+  await up?.kill('SIGKILL');
+  await server?.stop();
+}, 30_000);
+
+/** Four tasks of ten minutes (wall clock) each: nobody waits that long in a test. */
+const startRun = () =>
+  startGantry([
+    'run',
+    'test/fixtures/workflows/spend.ts',
+    '--task',
+    'overrun',
+    '--team',
+    'shared',
+    '--input',
+    '{"ms":600000}',
+    '--nats',
+    server.url,
+    '--speedup',
+    '60',
+  ]);
+
+/** Leases the broker has in `status`. */
+async function leases(status: string): Promise<{ leaseId: string; requestId: string }[]> {
+  const r = await spawnGantry(['get', 'leases', '--nats', server.url, '--status', status, '-o', 'json']);
+  expect(r.err).toBe('');
+  return (JSON.parse(r.out) as { leases: { leaseId: string; requestId: string }[] }).leases;
+}
+
+async function until<T>(what: string, f: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (ok(v)) return v;
+    if (Date.now() > end)
+      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v).slice(0, 500)}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+describe('runs are owned', () => {
+  it('stops the leases of a run whose driver was killed, after the grace period', async () => {
+    const run = startRun();
+    await until(
+      'four leases running',
+      () => leases('running'),
+      (l) => l.length === 4,
+    );
+    const ids = (await leases('running')).map((l) => l.leaseId);
+    await run.kill('SIGKILL');
+    // Grace 6 s: the leases still run just after the kill, and are stopped soon after the grace.
+    expect((await leases('running')).map((l) => l.leaseId).sort()).toEqual([...ids].sort());
+    await until(
+      'no lease running',
+      () => leases('running'),
+      (l) => l.length === 0,
+      15_000,
+    );
+    const failed = await leases('failed');
+    for (const id of ids) expect(failed.map((l) => l.leaseId)).toContain(id);
+    const requests = await spawnGantry([
+      'get',
+      'requests',
+      '--nats',
+      server.url,
+      '--status',
+      'failed',
+      '-o',
+      'json',
+    ]);
+    const reasons = (JSON.parse(requests.out) as { requests: { reason?: string }[] }).requests.map(
+      (r) => r.reason ?? '',
+    );
+    expect(
+      reasons.filter((r) =>
+        /^run-abandoned: run run-\S+'s driver sent no heartbeat for \d+ s \(grace 6 s\)/.test(r),
+      ),
+    ).toHaveLength(4);
+  }, 60_000);
+
+  it('cancels on Ctrl-C and prints what it stopped', async () => {
+    const run = startRun();
+    await until(
+      'four leases running',
+      () => leases('running'),
+      (l) => l.length === 4,
+    );
+    const code = await run.kill('SIGINT');
+    const out = run.output();
+    expect(code).toBe(130);
+    expect(out).toMatch(/cancelling run run-\S+ \(Ctrl-C again to quit at once\)/);
+    expect(out.match(/^ {2}stopped {4}long {11}on sim-aws\/\S+ \(lease l-[\w-]+\)$/gm)).toHaveLength(4);
+    expect(out).toMatch(
+      /^run run-\S+ cancelled: 4 running lease\(s\) stopped, 0 pending request\(s\) withdrawn$/m,
+    );
+    expect(await leases('running')).toEqual([]);
+    expect(out).toMatch(
+      /^run run-\S+ failed after .*RunCancelledError: long: run run-\S+ was cancelled \(Ctrl-C\)$/m,
+    );
+  }, 60_000);
+
+  it('gantry run cancel <run> stops a run from another terminal; gantry get runs says cancelled', async () => {
+    const run = startRun();
+    await run.waitFor(/^run (run-\S+):/m);
+    const runId = /^run (run-\S+):/m.exec(run.output())![1]!;
+    await until(
+      'four leases running',
+      () => leases('running'),
+      (l) => l.length === 4,
+    );
+    const cancel = await spawnGantry(['run', 'cancel', runId, '--nats', server.url]);
+    expect(cancel.err).toBe('');
+    expect(cancel.code).toBe(0);
+    expect(cancel.out).toMatch(new RegExp(`^run ${runId} cancelled: 4 running lease\\(s\\) stopped`, 'm'));
+    await run.waitFor(/^run run-\S+ failed after/m);
+    expect(await run.stop()).toBe(1);
+    expect(run.output()).toMatch(
+      /: RunCancelledError: long: run run-\S+ was cancelled \(gantry run cancel\)$/m,
+    );
+    const again = await spawnGantry(['run', 'cancel', runId, '--nats', server.url]);
+    expect(again.out).toBe(`run ${runId}: nothing pending or running to cancel\n`);
+    const runs = await spawnGantry([
+      'get',
+      'runs',
+      '--nats',
+      server.url,
+      '--status',
+      'cancelled',
+      '-o',
+      'json',
+    ]);
+    expect(runs.code).toBe(0);
+    expect(JSON.stringify(JSON.parse(runs.out))).toContain(runId);
+  }, 60_000);
+
+  it('says what gantry run cancel needs', async () => {
+    const r = await spawnGantry(['run', 'cancel', 'run-x']);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(
+      /^gantry: gantry run cancel needs --nats <url>: an embedded run lives in its gantry run process; press Ctrl-C there/,
+    );
+  });
+});
