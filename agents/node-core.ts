@@ -1,5 +1,8 @@
 /**
- * The node-provisioner core every agent runs its cloud through: a planned node is counted once, from
+ * The node-provisioner core, one lifecycle for every cloud. `createCloudProvisioner` watches a cloud
+ * through its adapter (list, launch, terminate, a launch's refusals as data): it adopts the instances
+ * found at start, reports nodes ready, spot reclaims as preempted and other ends as gone.
+ * `createProvisionerCore` sits in front of every agent's provisioner: a planned node is counted once, from
  * the moment the broker asks for it until it is ready, gone or given up; a pool's maximum has one
  * answer whatever the cloud (`exhausted` of kind `max-nodes`); a cloud that drops or refuses a node is
  * reported as data, never left as a phantom the broker keeps counting.
