@@ -23,10 +23,12 @@ beforeAll(async () => {
   await up.waitFor(/Gantry is up over NATS/);
 }, 60_000);
 afterAll(async () => {
-  // The work the broker stopped may still sleep in the agents' task hosts: no clean stop to wait for.
-  await up?.kill('SIGKILL');
+  // Every lease the tests started was stopped, and its task's ctx.sleep with it: up stops cleanly.
+  const code = await up?.stop();
   await server?.stop();
   rmSync(state, { recursive: true, force: true });
+  expect(code).toBe(0);
+  expect(up.output()).not.toMatch(/\n\s+at /);
 }, 30_000);
 
 /** Four tasks of ten simulated hours (ten minutes at 60×) each: nobody waits that long in a test. */
