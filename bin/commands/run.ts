@@ -58,6 +58,7 @@ interface ConnectFlags {
   creds?: string;
   state: string;
   speedup?: string;
+  replicas?: string;
 }
 
 /** `-f` when given; else `./examples` when it exists, said so; else a usage error saying where it looked. */
@@ -95,10 +96,15 @@ async function connectRuntime(flags: ConnectFlags, name: string): Promise<Connec
     const target = { nats: flags.nats, creds: flags.creds };
     const nats = await connectCli(target, name);
     await expectBroker(nats, target);
-    const store = await openStoreCli(nats, target, { bucket: RUNTIME_BUCKET, stream: LINEAGE_STREAM });
+    const replicas = flags.replicas === undefined ? 1 : Math.round(positive('--replicas', flags.replicas));
+    const store = await openStoreCli(nats, target, {
+      bucket: RUNTIME_BUCKET,
+      stream: LINEAGE_STREAM,
+      replicas,
+    });
     return {
       transport: nats,
-      artifacts: await openJetStreamArtifacts(nats.connection),
+      artifacts: await openJetStreamArtifacts(nats.connection, undefined, replicas),
       store,
       async close() {
         await store.close();
@@ -438,6 +444,10 @@ export function registerRunCommands(program: Command): void {
       )
       .option('--nats <url>', 'run against a broker over NATS instead of embedded')
       .option('--creds <file>', 'NATS credentials file')
+      .option(
+        '--replicas <n>',
+        'JetStream replicas of the run records, lineage and artifacts when created (3 on a 3-server NATS cluster)',
+      )
       .option('--state <dir>', 'state directory (embedded mode)', '.gantry/state')
       .option(
         '--speedup <n>',
