@@ -507,6 +507,12 @@ const ended = {
   execution: id,
   startedAt: z.number(),
   endedAt: z.number(),
+  /**
+   * How long it ran on its cluster's clock, ms: on a simulated cluster, what its `ctx.sleep` calls
+   * simulated plus the rest as measured. Its cost is its price over this time. Absent: `endedAt −
+   * startedAt`, on the runtime's time scale.
+   */
+  ranMs: z.number().nonnegative().optional(),
   /** Lineage records of the tasks this execution called (the root runtime stores them). */
   lineage: z.array(lineageRecord).max(100_000).optional(),
   /** The same records as one artifact (a JSON array), when too many to travel in the message. */
