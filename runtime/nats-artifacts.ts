@@ -7,7 +7,8 @@ import { Objm } from '@nats-io/obj';
 import { ArtifactMissingError, type CollectableArtifactStore, contentRef, refDigest } from './artifacts.ts';
 
 /**
- * Opens (creating when missing) the object store bucket `bucket`.
+ * Opens (creating when missing) the object store bucket `bucket`, with `replicas` JetStream replicas
+ * when it creates it (3 on a 3-server NATS cluster, as the broker's `--replicas`).
  *
  * @example
  * const artifacts = await openJetStreamArtifacts(transport.connection, 'gantry-artifacts');
@@ -15,8 +16,9 @@ import { ArtifactMissingError, type CollectableArtifactStore, contentRef, refDig
 export async function openJetStreamArtifacts(
   nc: NatsConnection,
   bucket = 'gantry-artifacts',
+  replicas = 1,
 ): Promise<CollectableArtifactStore> {
-  const os = await new Objm(nc).create(bucket);
+  const os = await new Objm(nc).create(bucket, { replicas });
   return {
     kind: 'jetstream',
     async put(data) {

@@ -58,6 +58,7 @@ interface ConnectFlags {
   creds?: string;
   state: string;
   speedup?: string;
+  replicas?: string;
 }
 
 /** `-f` when given; else `./examples` when it exists, said so; else a usage error saying where it looked. */
@@ -95,10 +96,15 @@ async function connectRuntime(flags: ConnectFlags, name: string): Promise<Connec
     const target = { nats: flags.nats, creds: flags.creds };
     const nats = await connectCli(target, name);
     await expectBroker(nats, target);
-    const store = await openStoreCli(nats, target, { bucket: RUNTIME_BUCKET, stream: LINEAGE_STREAM });
+    const replicas = flags.replicas === undefined ? 1 : Math.round(positive('--replicas', flags.replicas));
+    const store = await openStoreCli(nats, target, {
+      bucket: RUNTIME_BUCKET,
+      stream: LINEAGE_STREAM,
+      replicas,
+    });
     return {
       transport: nats,
-      artifacts: await openJetStreamArtifacts(nats.connection),
+      artifacts: await openJetStreamArtifacts(nats.connection, undefined, replicas),
       store,
       async close() {
         await store.close();
@@ -386,9 +392,12 @@ function printResult(result: RunResult, records: LineageRecord[], flags: RunFlag
   }
   if (records.some((r) => r.placement)) process.stdout.write(`\n${costTable(records)}\n`);
   const secs = ((result.endedAt - result.startedAt) / 1000).toFixed(1);
+  // The seconds are the wall clock's; the cost is of the clusters' time, simulated when sped up.
+  const speedup = speedupOf(flags);
+  const simulated = speedup === 1 ? '' : ` in ${speedup}× simulated time`;
   if (result.ok) {
     process.stdout.write(
-      `run ${result.runId} succeeded in ${secs}s, cost ${money(result.costUsd)}\noutput: ${JSON.stringify(result.output)}\n`,
+      `run ${result.runId} succeeded in ${secs}s, cost ${money(result.costUsd)}${simulated}\noutput: ${JSON.stringify(result.output)}\n`,
     );
     const where = flags.nats
       ? ` --nats ${flags.nats}`
@@ -399,7 +408,7 @@ function printResult(result: RunResult, records: LineageRecord[], flags: RunFlag
     return 0;
   }
   process.stderr.write(
-    `run ${result.runId} failed after ${secs}s (cost ${money(result.costUsd)}): ${error?.name ?? 'Error'}: ${error?.message ?? String(result.error)}\n`,
+    `run ${result.runId} failed after ${secs}s (cost ${money(result.costUsd)}${simulated}): ${error?.name ?? 'Error'}: ${error?.message ?? String(result.error)}\n`,
   );
   return 1;
 }
@@ -435,6 +444,10 @@ export function registerRunCommands(program: Command): void {
       )
       .option('--nats <url>', 'run against a broker over NATS instead of embedded')
       .option('--creds <file>', 'NATS credentials file')
+      .option(
+        '--replicas <n>',
+        'JetStream replicas of the run records, lineage and artifacts when created (3 on a 3-server NATS cluster)',
+      )
       .option('--state <dir>', 'state directory (embedded mode)', '.gantry/state')
       .option(
         '--speedup <n>',
@@ -585,10 +598,14 @@ export function registerRunCommands(program: Command): void {
             ) {
               preempted = true;
               const cloud = conn.embedded!.clouds.get(ev.placement.cluster);
-              setTimeout(() => {
-                say(`  !! the cloud reclaims spot node ${ev.placement!.node} under train`);
-                cloud?.reclaimNode(ev.placement!.node);
-              }, 300);
+              // Ten simulated seconds into training: well before it ends, at any speedup.
+              setTimeout(
+                () => {
+                  say(`  !! the cloud reclaims spot node ${ev.placement!.node} under train`);
+                  cloud?.reclaimNode(ev.placement!.node);
+                },
+                10_000 / speedupOf(runFlags),
+              );
             }
           });
           process.exitCode = printResult(result, records, runFlags);

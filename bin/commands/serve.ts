@@ -62,9 +62,10 @@ async function backends(
   logger: Logger,
 ): Promise<{ executor: Executor; provisioner: NodeProvisioner }> {
   // Workflow tasks that run in this process read and write large values in the JetStream object store.
+  const replicas = number('--replicas', flags.replicas, 1);
   const services = {
     transport,
-    artifacts: await openJetStreamArtifacts(transport.connection),
+    artifacts: await openJetStreamArtifacts(transport.connection, undefined, replicas),
     timeScale: speedup,
     cluster: cluster.name,
   };
@@ -290,6 +291,11 @@ export function registerServeCommands(program: Command): void {
     .requiredOption('--cluster <name>', 'which cluster this agent serves')
     .option('--nats <url>', 'NATS server, e.g. nats://127.0.0.1:4222')
     .option('--creds <file>', 'NATS credentials file made by `gantry cluster onboard`')
+    .option(
+      '--replicas <n>',
+      'JetStream replicas of the artifact store when it creates it (3 on a 3-server NATS cluster)',
+      '1',
+    )
     .option('--executor <kind>', 'sim, local or kubernetes', 'sim')
     .option(
       '--provisioner <kind>',

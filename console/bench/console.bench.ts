@@ -4,7 +4,7 @@
  *
  * The history (embedded PGlite, or PostgreSQL with GANTRY_POSTGRES) holds one run that maps a task over
  * 250K items on four pools, and the rest of the executions in runs of 75 over 30 days, with their
- * placements and an hourly cost ledger. Each API path is asked 50 times (after 3 warm-ups); the run
+ * placements, and a cost ledger of 3,000 node lifetimes ingested as the broker writes it. Each API path is asked 50 times (after 3 warm-ups); the run
  * page is opened 5 times in a fresh tab and timed until its task table shows the map's row.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { openHistory, serveHistoryApi } from '../../history/index.ts';
 import { openBrowser } from '../../test/browser.ts';
+import { randomLedger } from '../../test/history-data.ts';
 import { consoleApp } from '../index.ts';
 
 const total = Number(process.argv[2] ?? 1_000_000);
@@ -24,7 +25,7 @@ const t0 = Date.now() - 30 * DAY;
 const dir = mkdtempSync(join(tmpdir(), 'gantry-bench-console-'));
 const say = (s: string) => process.stderr.write(`${s}\n`);
 
-async function fill(db: Awaited<ReturnType<typeof openHistory>>['db']) {
+async function fill({ db, ingester }: Awaited<ReturnType<typeof openHistory>>) {
   const runs = Math.ceil((total - MAP) / PER_RUN);
   const started = performance.now();
   say(
@@ -73,17 +74,14 @@ async function fill(db: Awaited<ReturnType<typeof openHistory>>['db']) {
        from generate_series($1::int, $2::int) i`,
       [from, Math.min(MAP, from + 50_000) - 1, t0 + 29 * DAY],
     );
-  // The hourly ledger: 3 teams × 3 workflows × 4 pools, every hour of 30 days.
-  await db.query(
-    `insert into charge_keys (team, workflow, run_id, task, cluster, pool, gpu_model, capacity_type, instance_type, node_price)
-     select t, w, '', '', c, p, '', 'spot', 'm7i.2xlarge', 0.12 from unnest(array['research','product','ml']) t,
-       unnest(array['nightly','train','eval']) w, unnest(array['aws','gcp']) c, unnest(array['cpu-spot','l4']) p`,
-  );
-  await db.query(
-    `insert into cost_hourly select k.id, ($1::bigint / 3600000 + h) * 3600000, 0.05 + (h % 7) * 0.01, 0, 3
-     from charge_keys k, generate_series(0, 719) h`,
-    [t0],
-  );
+  // A cost ledger as the broker writes it (node lifetimes with tasks on them), through the ingester.
+  const ledger = randomLedger(7, 3000, t0);
+  const enc = new TextEncoder();
+  const entries = [];
+  for (let i = 0; i < ledger.length; i += 100)
+    entries.push({ seq: entries.length + 1, data: enc.encode(JSON.stringify(ledger.slice(i, i + 100))) });
+  for (let i = 0; i < entries.length; i += 50)
+    await ingester.apply('broker', entries.slice(i, i + 50), 'bench');
   await db.query('analyze');
   say(`filled in ${((performance.now() - started) / 1000).toFixed(0)} s`);
 }
@@ -94,7 +92,7 @@ const pct = (xs: number[], p: number) =>
 async function main() {
   const history = await openHistory({ postgres: process.env.GANTRY_POSTGRES, dir: join(dir, 'history') });
   try {
-    await fill(history.db);
+    await fill(history);
     const app = consoleApp({ db: history.db });
     const paths = [
       '/v1/runs?limit=50',
