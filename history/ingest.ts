@@ -192,8 +192,9 @@ export class Ingester {
     );
     const ids = keyIds.map((k) => k.id);
     const cost = rows.map((r) => costOf(r.u));
-    // COPY: the hot table's rows as text, without thousands of array parameters to build and parse.
-    await tx.copy(
+    // COPY: the hot table's rows as text, without thousands of array parameters to build and parse. The
+    // server takes them in while the rollups are summed here.
+    const copying = tx.copy(
       `usage (key_id, life_id, lease, request, cluster, node, gpus, cpu_milli, memory_mib, share, cost,
          attempt, start_at, end_at, ended, long)`,
       copyText([
@@ -215,6 +216,7 @@ export class Ingester {
         rows.map((r) => isLong(r.u)),
       ]),
     );
+    copying.catch(() => undefined);
     // Lifetimes widen to cover their tasks, and sum what their tasks cost.
     const perLife = new Map<number, { s: number; e: number; c: number }>();
     rows.forEach((r, i) => {
@@ -227,7 +229,6 @@ export class Ingester {
         agg.c += cost[i]!;
       } else perLife.set(life, { s: r.u.start, e: r.u.end, c: cost[i]! });
     });
-    await widenLives(tx, perLife);
     // Every usage goes to the hourly rollups, split at the hour: per charge key, and per group.
     const fine = new Map<string, Piece>();
     const coarse = new Map<string, Piece>();
@@ -254,6 +255,8 @@ export class Ingester {
         add(coarse, keyIds[i]!.group, p, c, g);
       }
     });
+    await copying;
+    await widenLives(tx, perLife);
     await upsertPieces(tx, 'cost_hourly', 'key_id', [...fine.values()]);
     await upsertPieces(tx, 'cost_hourly_groups', 'group_id', [...coarse.values()]);
     await addSpend(
