@@ -155,20 +155,14 @@ export class Ingester {
     }
     if (ledger.length > 0) {
       const { usages, lifeOf } = await matchLives(tx, ledger);
-      if (usages.length > 0)
-        await this.#usages(
-          tx,
-          usages.map((u) => ({ u })),
-          lifeOf,
-          fresh,
-        );
+      if (usages.length > 0) await this.#usages(tx, usages, lifeOf, fresh);
     }
     await applyLeases(tx, leases);
   }
 
   async #usages(
     tx: Queryable,
-    rows: { u: UsageRecord }[],
+    rows: readonly UsageRecord[],
     lifeOf: readonly (number | null)[],
     fresh: Map<string, KeyId>,
   ): Promise<void> {
@@ -185,13 +179,9 @@ export class Ingester {
         u.instanceType,
         u.nodePricePerHour,
       ] as const;
-    const keyIds = await this.#keyIds(
-      tx,
-      rows.map((r) => keyOf(r.u)),
-      fresh,
-    );
+    const keyIds = await this.#keyIds(tx, rows.map(keyOf), fresh);
     const ids = keyIds.map((k) => k.id);
-    const cost = rows.map((r) => costOf(r.u));
+    const cost = rows.map(costOf);
     // COPY: the hot table's rows as text, without thousands of array parameters to build and parse. The
     // server takes them in while the rollups are summed here.
     const copying = tx.copy(
@@ -200,34 +190,34 @@ export class Ingester {
       copyText([
         ids,
         lifeOf,
-        rows.map((r) => r.u.lease),
-        rows.map((r) => r.u.request),
-        rows.map((r) => r.u.cluster),
-        rows.map((r) => r.u.node),
-        rows.map((r) => r.u.gpus),
-        rows.map((r) => r.u.cpuMilli),
-        rows.map((r) => r.u.memoryMiB),
-        rows.map((r) => r.u.share),
+        rows.map((u) => u.lease),
+        rows.map((u) => u.request),
+        rows.map((u) => u.cluster),
+        rows.map((u) => u.node),
+        rows.map((u) => u.gpus),
+        rows.map((u) => u.cpuMilli),
+        rows.map((u) => u.memoryMiB),
+        rows.map((u) => u.share),
         cost,
-        rows.map((r) => r.u.attempt),
-        rows.map((r) => r.u.start),
-        rows.map((r) => r.u.end),
-        rows.map((r) => r.u.ended),
-        rows.map((r) => isLong(r.u)),
+        rows.map((u) => u.attempt),
+        rows.map((u) => u.start),
+        rows.map((u) => u.end),
+        rows.map((u) => u.ended),
+        rows.map(isLong),
       ]),
     );
     copying.catch(() => undefined);
     // Lifetimes widen to cover their tasks, and sum what their tasks cost.
     const perLife = new Map<number, { s: number; e: number; c: number }>();
-    rows.forEach((r, i) => {
+    rows.forEach((u, i) => {
       const life = lifeOf[i];
       if (life === null || life === undefined) return;
       const agg = perLife.get(life);
       if (agg) {
-        agg.s = Math.min(agg.s, r.u.start);
-        agg.e = Math.max(agg.e, r.u.end);
+        agg.s = Math.min(agg.s, u.start);
+        agg.e = Math.max(agg.e, u.end);
         agg.c += cost[i]!;
-      } else perLife.set(life, { s: r.u.start, e: r.u.end, c: cost[i]! });
+      } else perLife.set(life, { s: u.start, e: u.end, c: cost[i]! });
     });
     // Every usage goes to the hourly rollups, split at the hour: per charge key, and per group.
     const fine = new Map<string, Piece>();
@@ -246,11 +236,11 @@ export class Ingester {
       if (p.ends) agg.n++;
       into.set(id, agg);
     };
-    rows.forEach((r, i) => {
-      const len = r.u.end - r.u.start;
-      for (const p of hourPieces(r.u.start, r.u.end)) {
+    rows.forEach((u, i) => {
+      const len = u.end - u.start;
+      for (const p of hourPieces(u.start, u.end)) {
         const c = cost[i]! * (len > 0 ? (p.to - p.from) / len : 1);
-        const g = r.u.gpus * (p.to - p.from);
+        const g = u.gpus * (p.to - p.from);
         add(fine, keyIds[i]!.id, p, c, g);
         add(coarse, keyIds[i]!.group, p, c, g);
       }
@@ -259,11 +249,7 @@ export class Ingester {
     await widenLives(tx, perLife);
     await upsertPieces(tx, 'cost_hourly', 'key_id', [...fine.values()]);
     await upsertPieces(tx, 'cost_hourly_groups', 'group_id', [...coarse.values()]);
-    await addSpend(
-      tx,
-      rows.map((r) => r.u),
-      cost,
-    );
+    await addSpend(tx, rows, cost);
   }
 
   /** Ids of the groups of charge keys, inserting the new ones (kept in `fresh` as `g:<name>`). */
@@ -391,8 +377,17 @@ async function addSpend(
   cost: readonly number[],
 ): Promise<void> {
   const spend = new Map<string, { team: string; month: string; cost: number }>();
+  // The month of the last usage, and when it starts and ends: a batch's usages mostly share one.
+  let month = '';
+  let from = Infinity;
+  let to = -Infinity;
   usages.forEach((u, i) => {
-    const month = monthOf(u.end);
+    if (u.end < from || u.end >= to) {
+      const d = new Date(u.end);
+      from = Date.UTC(d.getUTCFullYear(), d.getUTCMonth());
+      to = Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1);
+      month = monthOf(u.end);
+    }
     const id = `${u.team}\u0000${month}`;
     const s = spend.get(id);
     if (s) s.cost += cost[i]!;
