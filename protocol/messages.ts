@@ -219,6 +219,24 @@ export const registerMsg = z.strictObject({ cluster: name, agentId: id, version:
 /** A heartbeat repeats at most this many recent ends (about 80 bytes each). */
 export const MAX_FINISHED_IN_HEARTBEAT = 2000;
 
+/**
+ * Why an agent ended a lease it could not run, as data: the broker switches on `kind`; `reason` beside
+ * it is for people. `unknown-node`: the lease names a node the cluster does not have (it never came up,
+ * or went away before the lease arrived); `node-gone`: its node went away; `node-reclaimed`: its spot
+ * node was reclaimed; `pool-exhausted`: the planned node it waited for will not come; `cancelled`: the
+ * broker cancelled it.
+ */
+export const leaseEndKind = z.enum([
+  'unknown-node',
+  'node-gone',
+  'node-reclaimed',
+  'pool-exhausted',
+  'cancelled',
+]);
+
+/** A lease end's cause: its kind and the thing it concerns (a node, a pool) or the broker's reason. */
+export const leaseEndCause = z.strictObject({ kind: leaseEndKind, detail: z.string().max(500) });
+
 /** agent → broker: capacity. A new `agentId` for a cluster means its agent restarted. */
 export const heartbeatMsg = z.strictObject({
   cluster: name,
@@ -235,6 +253,7 @@ export const heartbeatMsg = z.strictObject({
         state: taskState,
         node: z.string().optional(),
         reason: z.string().optional(),
+        cause: leaseEndCause.optional(),
         startedAt: z.number().optional(),
       }),
     )
@@ -253,6 +272,7 @@ export const agentEvent = z.discriminatedUnion('type', [
     node: z.string().optional(),
     exitCode: z.int().optional(),
     reason: z.string().optional(),
+    cause: leaseEndCause.optional(),
     /** When the work started running (on ends: the running report may have been folded into them). */
     startedAt: z.number().optional(),
   }),
@@ -546,6 +566,7 @@ export type NodeMsg = z.output<typeof nodeMsg>;
 export type RegisterMsg = z.output<typeof registerMsg>;
 export type HeartbeatMsg = z.output<typeof heartbeatMsg>;
 export type AgentEvent = z.output<typeof agentEvent>;
+export type LeaseEndCause = z.output<typeof leaseEndCause>;
 export type LaunchMsg = z.output<typeof launchMsg>;
 export type AgentEvents = z.output<typeof agentEvents>;
 export type ScaleMsg = z.output<typeof scaleMsg>;

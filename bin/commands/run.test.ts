@@ -257,10 +257,10 @@ describe('gantry run --nats', () => {
           '--no-progress',
         );
       const first = await fanout();
-      expect(first.code).toBe(0);
+      expect(first.code, first.err).toBe(0);
       expect(first.out).toMatch(/warm worker 1 of 1–2/);
       const second = await fanout();
-      expect(second.code).toBe(0);
+      expect(second.code, second.err).toBe(0);
       expect(second.out).toMatch(/^square +sim-aws\/cpu-spot \(spot\) +50 /m);
       expect(second.out).not.toMatch(/warm worker/);
     } finally {
