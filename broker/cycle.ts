@@ -5,13 +5,14 @@
 import type { Platform } from '../policies/index.ts';
 import type { LeaseMsg } from '../protocol/index.ts';
 import {
-  plan,
+  planBatch,
   type LpBackends,
   type Plan,
   type PoolState,
   type TaskRequest,
   taskRequest,
 } from '../solver/index.ts';
+import { GANG_PORT } from './admission.ts';
 import type { Inventory } from './inventory.ts';
 import type { RequestRecord } from './records.ts';
 import type { BrokerState } from './state.ts';
@@ -53,7 +54,8 @@ export interface CycleInput {
 
 /** Plans a batch and records the outcome in the broker's state. */
 export function runCycle(input: CycleInput): CycleResult {
-  const { batch, state, inventory, platform, now } = input;
+  const { state, inventory, platform, now } = input;
+  const batch = withWholeGangs(input.batch, state);
   const pools = inventory.snapshot(state.nodeUse, now);
   const byId = new Map(batch.map((r) => [r.requestId, r]));
   const requests: TaskRequest[] = batch.map((r) => {
@@ -61,10 +63,11 @@ export function runCycle(input: CycleInput): CycleResult {
       r.avoidSpot && r.resources.spot !== 'required'
         ? { ...r.resources, spot: 'never' as const }
         : r.resources;
-    return taskRequest(r.requestId, r.team, resources, r.priority);
+    const t = taskRequest(r.requestId, r.team, resources, r.priority);
+    return r.gang ? { ...t, gang: r.gang } : t;
   });
   const usage = state.usage();
-  const result = plan({ pools, usage }, requests, platform.policies, {
+  const result = planBatch({ pools, usage }, requests, platform.policies, {
     ...(input.backends ? { backends: input.backends } : {}),
     timeBudgetMs: input.timeBudgetMs,
   });
@@ -90,6 +93,13 @@ export function runCycle(input: CycleInput): CycleResult {
   for (const g of result.groups) {
     for (const c of g.chosen) why.set(`${g.group}|${c.poolId.replace(' (running nodes)', '')}`, g.detail);
   }
+  const gangWhy = new Map((result.gangs ?? []).map((g) => [g.gang, g.detail]));
+  // Rank 0's node is each gang's rendezvous (MASTER_ADDR).
+  const masters = new Map<string, string>();
+  for (const p of result.placements) {
+    const g = byId.get(p.taskId)!.gang;
+    if (g?.rank === 0) masters.set(g.id, plannedIds.get(p.node) ?? p.node);
+  }
   const leases: CycleResult['leases'] = [];
   for (const p of result.placements) {
     const r = byId.get(p.taskId)!;
@@ -109,7 +119,20 @@ export function runCycle(input: CycleInput): CycleResult {
       capacityType: pool.capacityType,
       expiresAt: now + input.leaseTtlMs,
       attempt: r.attempt,
-      why: `${pool.id} at $${pool.price}/h per node${p.newNode ? ' (new node)' : ''}`,
+      why: r.gang
+        ? `gang ${r.gang.id} rank ${r.gang.rank}: ${gangWhy.get(r.gang.id) ?? pool.id}`
+        : `${pool.id} at $${pool.price}/h per node${p.newNode ? ' (new node)' : ''}`,
+      ...(r.gang
+        ? {
+            gang: {
+              id: r.gang.id,
+              size: r.gang.size,
+              rank: r.gang.rank,
+              master: masters.get(r.gang.id)!,
+              port: GANG_PORT,
+            },
+          }
+        : {}),
       work: r.work,
     };
     state.place(r, lease);
@@ -142,4 +165,25 @@ export function runCycle(input: CycleInput): CycleResult {
     backend: result.solver.backend,
     plan: { cost: result.cost, bound: result.bound, baseline: result.baseline },
   };
+}
+
+/**
+ * The batch with every pending member of each gang in it: members held (waiting for the rest) are planned
+ * with the ones that came in this cycle, so a gang is planned whole.
+ */
+function withWholeGangs(batch: RequestRecord[], state: BrokerState): RequestRecord[] {
+  const ids = new Set(batch.map((r) => r.requestId));
+  const out = [...batch];
+  const seen = new Set<string>();
+  for (const r of batch) {
+    if (!r.gang || seen.has(r.gang.id)) continue;
+    seen.add(r.gang.id);
+    for (const m of state.gangMembers(r.gang.id)) {
+      if (m.state !== 'pending' || ids.has(m.requestId)) continue;
+      ids.add(m.requestId);
+      state.held.delete(m.requestId);
+      out.push(m);
+    }
+  }
+  return out;
 }

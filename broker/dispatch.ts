@@ -11,7 +11,7 @@ import {
   subjects,
   type TaskStateMsg,
 } from '../protocol/index.ts';
-import { admit } from './admission.ts';
+import { admit, admitGang } from './admission.ts';
 import { authorizeRequest, requestOrigin } from './origin.ts';
 import { append, type BrokerContext } from './context.ts';
 import type { runCycle } from './cycle.ts';
@@ -198,7 +198,8 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       waiters.set(m.requestId, [...(waiters.get(m.requestId) ?? []), msg]);
       return;
     }
-    const resources = admitCached(m);
+    const admitted = admitCached(m);
+    const resources = 'code' in admitted ? admitted : (admitGang(m, admitted) ?? admitted);
     if ('code' in resources) {
       metrics.refused.inc({ code: resources.code });
       log.info(
@@ -217,6 +218,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       resources,
       priority: m.priority,
       override: m.override,
+      ...(m.gang ? { gang: { ...m.gang, size: resources.nodes ?? 1 } } : {}),
       work: m.work,
       state: 'pending',
       attempt: 0,
@@ -224,6 +226,8 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       updatedAt: now,
     });
     waiters.set(m.requestId, [msg]);
+    // A gang's members held waiting for this one are planned with it.
+    if (m.gang) state.releaseGang(m.gang.id);
     schedule();
   }
 

@@ -67,10 +67,10 @@ export const capacityType = z.enum(['spot', 'on-demand', 'reserved']);
 
 /** Most members a gang may have. */
 export const MAX_GANG_NODES = 256;
-const gangNodes = z.int({ error: 'must be a whole number of nodes' }).min(1, 'must be at least 1').max(
-  MAX_GANG_NODES,
-  `must be at most ${MAX_GANG_NODES}`,
-);
+const gangNodes = z
+  .int({ error: 'must be a whole number of nodes' })
+  .min(1, 'must be at least 1')
+  .max(MAX_GANG_NODES, `must be at most ${MAX_GANG_NODES}`);
 
 /** Resources a task asks for, as written (all optional: profiles and policy defaults fill the rest). */
 export const resourcesSpec = z.strictObject({

@@ -30,6 +30,8 @@ export interface ColdAttempt {
   requestId: string;
   attempt: number;
   limitMs: number | undefined;
+  /** One member of a gang attempt (see gang.ts). */
+  gang?: { id: string; rank: number };
 }
 
 /** Runs a cold attempt through the broker; resolves with how it ended. */
@@ -124,6 +126,7 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
         ...(scope.workflow ? { workflow: scope.workflow } : {}),
         resources,
         override: overridden,
+        ...(a.gang ? { gang: a.gang } : {}),
         work: {
           kind: 'task',
           module: scope.module,
