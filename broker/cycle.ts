@@ -14,6 +14,7 @@ import {
 } from '../solver/index.ts';
 import { GANG_PORT } from './admission.ts';
 import type { Inventory } from './inventory.ts';
+import { type Preemption, preemptFor } from './preemption.ts';
 import type { RequestRecord } from './records.ts';
 import type { BrokerState } from './state.ts';
 
@@ -26,6 +27,8 @@ export interface CycleResult {
   scale: Map<string, Map<string, string[]>>;
   refused: { request: RequestRecord; reason: string }[];
   held: number;
+  /** Running work this cycle stopped for higher-priority requests (policy `preemption`). */
+  preemptions: Preemption[];
   solveMs: number;
   backend: string;
   /** What the plan costs, its LP lower bound and the greedy baseline, for the metrics. */
@@ -140,6 +143,8 @@ export function runCycle(input: CycleInput): CycleResult {
   }
 
   const refused: CycleResult['refused'] = [];
+  const waiting: { record: RequestRecord; request: TaskRequest }[] = [];
+  const requestById = new Map(requests.map((t) => [t.id, t]));
   let held = 0;
   // "No compatible pool" is final when every cluster was in the snapshot, or no pool of the clusters that
   // were not (down or draining) could take the task either.
@@ -152,9 +157,27 @@ export function runCycle(input: CycleInput): CycleResult {
     } else {
       state.hold(r, u.kind, u.reason);
       held++;
+      if (u.kind === 'capacity' && !r.gang)
+        waiting.push({ record: r, request: requestById.get(r.requestId)! });
     }
   }
+  // What is left once this cycle's leases are counted: preemption frees room on top of it.
+  const preemptions = preemptFor(
+    waiting,
+    inventory.snapshot(state.nodeUse, now),
+    state,
+    platform,
+    now,
+    new Set(leases.map((l) => l.lease.leaseId)),
+  );
+  for (const p of preemptions) {
+    state.hold(p.request, 'capacity', `preempting ${p.victims.length} lower-priority task(s): ${p.detail}`);
+    // First in the next cycle, ahead of the work it stopped.
+    state.held.delete(p.request.requestId);
+    state.queue.unshift(p.request.requestId);
+  }
   return {
+    preemptions,
     number: input.number,
     tasks: batch.length,
     leases,

@@ -31,7 +31,7 @@ export interface Dispatch {
     s: string,
     reason?: string,
     node?: string,
-    extra?: Pick<TaskStateMsg, 'hold' | 'failure'>,
+    extra?: Pick<TaskStateMsg, 'hold' | 'failure' | 'preemption'>,
   ): void;
   /** Sends launches to a cluster's agent in chunks. */
   dispatch(cluster: string, leaseIds: readonly string[], encoded?: ReadonlyMap<string, string>): void;
@@ -45,6 +45,23 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
 
   /** Tells agents and requesters what a cycle decided, once it is durable. */
   function announceCycle(result: ReturnType<typeof runCycle>): void {
+    // Work stopped for higher-priority requests: its agents stop it, its requesters hear why.
+    for (const p of result.preemptions) {
+      for (const { lease, request } of p.victims) {
+        transport.publish(
+          subjects.cancel(lease.cluster),
+          encodeJson({ leaseId: lease.leaseId, reason: p.detail }),
+        );
+        publishState(request.requestId, lease.leaseId, 'preempted', p.detail, undefined, {
+          preemption: { kind: 'priority', detail: p.detail },
+        });
+        metrics.preemptions.inc({ team: request.team });
+      }
+      log.info(
+        { requestId: p.request.requestId, victims: p.victims.map((v) => v.lease.leaseId), detail: p.detail },
+        'preempted',
+      );
+    }
     for (const [cluster, pools] of result.scale) {
       for (const [pool, add] of pools)
         transport.publish(subjects.scale(cluster), encodeJson({ pool, add, remove: [] }));
@@ -110,7 +127,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     s: string,
     reason?: string,
     node?: string,
-    extra?: Pick<TaskStateMsg, 'hold' | 'failure'>,
+    extra?: Pick<TaskStateMsg, 'hold' | 'failure' | 'preemption'>,
   ): void {
     const team = state.requests.get(requestId)?.team;
     if (team === undefined) return;

@@ -193,6 +193,17 @@ export const resourcePolicyKind = kind(
       .min(1, 'name at least one team'),
     priority: z.int().default(0),
     /**
+     * Whether the team's work may stop running work of lower priority when no pool has room for it
+     * (off by default): its own team's (`withinTeam`), other teams' (`lowerPriority`). The work stopped
+     * is what loses least (elapsed time × price); it is placed again.
+     */
+    preemption: z
+      .strictObject({
+        withinTeam: z.boolean({ error: 'must be true or false' }).default(false),
+        lowerPriority: z.boolean({ error: 'must be true or false' }).default(false),
+      })
+      .optional(),
+    /**
      * What the team's runtimes may ask to run. `process` (a command on a cluster's host) only when
      * listed here; agents and tasks can never ask for it (docs/security.md).
      */

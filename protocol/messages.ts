@@ -372,6 +372,8 @@ export const taskStateMsg = z.strictObject({
   lease: leaseMsg.optional(),
   hold: reasonOf(holdKind).optional(),
   failure: reasonOf(brokerFailureKind).optional(),
+  /** Set on `preempted` when the broker stopped it for higher-priority work (not a spot reclaim). */
+  preemption: reasonOf(z.enum(['priority'])).optional(),
 });
 
 /** A typed failure on the wire; the runtime turns `name` back into its error class. */
