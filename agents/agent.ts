@@ -12,6 +12,7 @@ import {
   launchMsg,
   MAX_FINISHED_IN_HEARTBEAT,
   type AgentEvent,
+  type LeaseEndCause,
   type LeaseMsg,
   type Msg,
   parseMessage,
@@ -150,7 +151,7 @@ export function createAgent(opts: AgentOptions): Agent {
   function report(
     leaseId: string,
     state: TaskState,
-    info: { exitCode?: number; reason?: string } = {},
+    info: { exitCode?: number; reason?: string; cause?: LeaseEndCause } = {},
   ): void {
     const held = leases.get(leaseId);
     if (!held || DONE.has(held.state)) return;
@@ -170,6 +171,7 @@ export function createAgent(opts: AgentOptions): Agent {
         at: clock(),
         ...(held.node ? { node: held.node } : {}),
         ...(info.reason ? { reason: info.reason } : {}),
+        ...(info.cause ? { cause: info.cause } : {}),
         ...started,
       });
     }
@@ -296,7 +298,10 @@ export function createAgent(opts: AgentOptions): Agent {
       report(lease.leaseId, 'launching');
     } else {
       // The node went away (consolidated, reclaimed) or could not be added: the broker places it again.
-      report(lease.leaseId, 'lost', { reason: `node ${lease.node} is not in this cluster` });
+      report(lease.leaseId, 'lost', {
+        reason: `node ${lease.node} is not in this cluster`,
+        cause: { kind: 'unknown-node', detail: lease.node },
+      });
     }
   }
 
@@ -345,7 +350,10 @@ export function createAgent(opts: AgentOptions): Agent {
     cancelled.add(parsed.value.leaseId);
     executor.stop(parsed.value.leaseId);
     // Lost, not failed: the broker has placed (or will place) the work again.
-    report(parsed.value.leaseId, 'lost', { reason: `cancelled: ${parsed.value.reason}` });
+    report(parsed.value.leaseId, 'lost', {
+      reason: `cancelled: ${parsed.value.reason}`,
+      cause: { kind: 'cancelled', detail: parsed.value.reason.slice(0, 500) },
+    });
   }
 
   provisioner.onEvent((e) => {
@@ -376,7 +384,10 @@ export function createAgent(opts: AgentOptions): Agent {
     }
     for (const key of [e.node.name, e.node.plannedId]) {
       for (const leaseId of (key && waiting.get(key)) || [])
-        report(leaseId, 'lost', { reason: `node ${e.node.name} went away before it was ready` });
+        report(leaseId, 'lost', {
+          reason: `node ${e.node.name} went away before it was ready`,
+          cause: { kind: 'node-gone', detail: e.node.name },
+        });
       if (key) waiting.delete(key);
     }
     for (const held of leases.values()) {
@@ -384,6 +395,7 @@ export function createAgent(opts: AgentOptions): Agent {
       executor.stop(held.lease.leaseId);
       report(held.lease.leaseId, e.type === 'preempted' ? 'preempted' : 'lost', {
         reason: `node ${e.node.name} ${e.type === 'preempted' ? 'was reclaimed (spot)' : 'went away'}`,
+        cause: { kind: e.type === 'preempted' ? 'node-reclaimed' : 'node-gone', detail: e.node.name },
       });
     }
   });
@@ -404,7 +416,10 @@ export function createAgent(opts: AgentOptions): Agent {
     });
     for (const key of e.plannedIds) {
       for (const leaseId of waiting.get(key) ?? [])
-        report(leaseId, 'lost', { reason: `pool ${e.pool} exhausted: ${e.reason}`.slice(0, 500) });
+        report(leaseId, 'lost', {
+          reason: `pool ${e.pool} exhausted: ${e.reason}`.slice(0, 500),
+          cause: { kind: 'pool-exhausted', detail: e.pool },
+        });
       waiting.delete(key);
     }
   }

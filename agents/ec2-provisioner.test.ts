@@ -15,7 +15,7 @@ import {
   LAUNCH_TEMPLATE_LABEL,
   refreshSpotPrices,
 } from './ec2-provisioner.ts';
-import { MAX_NODES_RETRY_AFTER_MS } from './node-core.ts';
+import { createProvisionerCore, MAX_NODES_RETRY_AFTER_MS } from './node-core.ts';
 import type { NodeEvent } from './provisioner.ts';
 
 const REGION = 'us-east-1';
@@ -96,9 +96,13 @@ afterEach(async () => {
   await ec2.close();
 });
 
-/** A provisioner on the fake, polling every 20 ms, with the events it reports. */
+/**
+ * A provisioner on the fake, polling every 20 ms, behind the core as the agent runs it (the core
+ * counts pools' maximums and planned ids), with the events it reports.
+ */
 function start(): { provisioner: Ec2Provisioner; events: NodeEvent[] } {
-  const provisioner = createEc2Provisioner(cluster, { client, pollMs: 20 });
+  const cloud = createEc2Provisioner(cluster, { client, pollMs: 20 });
+  const provisioner = Object.assign(createProvisionerCore(cloud), { refresh: cloud.refresh });
   provisioners.push(provisioner);
   const events: NodeEvent[] = [];
   provisioner.onEvent((e) => events.push(e));
@@ -292,7 +296,7 @@ describe('when EC2 cannot launch', () => {
     const kind = retryAfterMs === DEFAULT_EC2_RETRY_AFTER.limitMs ? 'quota' : 'capacity';
     const { provisioner, events } = start();
     await provisioner.refresh();
-    ec2.failNext(code, 'you cannot have it');
+    ec2.failNext(code, 'you cannot have it', 400, 'CreateFleet');
 
     await provisioner.add(spotPool, ['p1']);
 
@@ -309,10 +313,10 @@ describe('when EC2 cannot launch', () => {
     expect(ec2.instances()).toEqual([]);
   });
 
-  it('throws other errors, with their code', async () => {
+  it('throws other errors, with their code, and gives the node up', async () => {
     const { provisioner, events } = start();
     await provisioner.refresh();
-    ec2.failNext('InvalidLaunchTemplateName.NotFoundException', 'no template gantry-gpu');
+    ec2.failNext('InvalidLaunchTemplateName.NotFoundException', 'no template gantry-gpu', 400, 'CreateFleet');
 
     const err = await provisioner.add(spotPool, ['p1']).catch((e: unknown) => e);
 
@@ -321,7 +325,9 @@ describe('when EC2 cannot launch', () => {
       code: 'InvalidLaunchTemplateName.NotFoundException',
       pool: 'gpu-spot',
     });
-    expect(exhaustions(events)).toEqual([]);
+    // The core gives the planned node up as data, so the broker stops counting it.
+    expect(exhaustions(events)).toMatchObject([{ plannedIds: ['p1'], kind: 'error' }]);
+    expect(exhaustions(events)[0]!.reason).toMatch(/no template gantry-gpu/);
   });
 });
 

@@ -18,6 +18,7 @@ import {
   type GceProvisioner,
   type GceProvisionerOptions,
 } from './gce-provisioner.ts';
+import { createProvisionerCore } from './node-core.ts';
 import type { NodeEvent } from './provisioner.ts';
 
 const ZONE = 'us-central1-a';
@@ -87,13 +88,15 @@ function clients() {
 
 /** A provisioner on the fake, polling every 20 ms, with every event it emits. */
 function start(cluster = makeCluster(), opts: GceProvisionerOptions = {}) {
-  const provisioner = createGceProvisioner(cluster, {
+  const cloud = createGceProvisioner(cluster, {
     project: gce.project,
     pollMs: 20,
     backoffMs: 5,
     ...clients(),
     ...opts,
   });
+  // Behind the core, as the agent runs it: the core counts pools' maximums and planned ids.
+  const provisioner = Object.assign(createProvisionerCore(cloud), { sync: cloud.sync });
   const events: NodeEvent[] = [];
   provisioner.onEvent((e) => events.push(e));
   cleanups.push(() => provisioner.close());
@@ -115,7 +118,12 @@ const nodeNames = (events: NodeEvent[], type: 'ready' | 'gone' | 'preempted') =>
     .map((e) => e.node.name)
     .sort();
 
-async function addReady(p: GceProvisioner, events: NodeEvent[], pool: Pool, ids: string[]): Promise<void> {
+async function addReady(
+  p: Pick<GceProvisioner, 'add'>,
+  events: NodeEvent[],
+  pool: Pool,
+  ids: string[],
+): Promise<void> {
   const before = of(events, 'ready').length;
   await p.add(pool, ids);
   await vi.waitFor(() => expect(of(events, 'ready').length).toBe(before + ids.length));
@@ -239,13 +247,14 @@ describe('add', () => {
     expect(of(events, 'gone')).toEqual([]);
   });
 
-  it('rejects, and reports the nodes gone, when the API refuses for another reason', async () => {
+  it('rejects, and gives the nodes up, when the API refuses for another reason', async () => {
     const bad = makePool('bad', { instanceType: 'Not A Type!' });
     const { provisioner, events } = start(makeCluster('gcp-usc1', [bad]));
     const err = await provisioner.add(bad, ['bad-c1n0']).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GceApiError);
     expect(err).toMatchObject({ code: 'invalid', pool: 'bad', plannedIds: ['bad-c1n0'] });
-    expect(of(events, 'gone').map((e) => e.node.plannedId)).toEqual(['bad-c1n0']);
+    // The core gives the planned node up as data, so the broker stops counting it.
+    expect(of(events, 'exhausted')).toMatchObject([{ plannedIds: ['bad-c1n0'], kind: 'error' }]);
     expect(provisioner.list()).toEqual([]);
   });
 });
@@ -347,15 +356,17 @@ describe('nodes going away', () => {
     expect(of(events, 'preempted')).toEqual([]);
   });
 
-  it('remove by planned id waits for an insert still in flight', async () => {
+  it('remove by planned id before its insert is done: gone at once, the instance deleted once it exists', async () => {
     const { provisioner, events } = start();
     await provisioner.sync();
     const adding = provisioner.add(l4, ['l4-c1n0']);
     await vi.waitFor(() => expect(provisioner.list()).toHaveLength(1));
     await provisioner.remove('l4-c1n0');
+    expect(provisioner.list()).toEqual([]);
     await adding;
-    expect(gce.instances()).toEqual([]);
-    expect(nodeNames(events, 'gone')).toEqual(['gcp-usc1-l4-c1n0']);
+    await vi.waitFor(() => expect(gce.instances()).toEqual([]));
+    expect(nodeNames(events, 'gone')).toEqual(['l4-c1n0']);
+    expect(of(events, 'ready')).toEqual([]);
   });
 });
 
@@ -380,7 +391,8 @@ describe('adoption', () => {
       },
       { name: 'gcp-usc1-l4-c1n0', pool: 'l4', capacityType: 'on-demand', plannedId: 'l4-c1n0', ready: true },
     ]);
-    expect(nodeNames(second.events, 'ready')).toEqual(['gcp-usc1-h100-spot-c1n0', 'gcp-usc1-l4-c1n0']);
+    // Listed at once, ready: nothing changed for them, so nothing is reported.
+    expect(second.events).toEqual([]);
 
     // Adopted nodes count against maxNodes (l4 has 2) and are not asked for again.
     await second.provisioner.add(l4, ['l4-c1n0', 'l4-c2n0', 'l4-c2n1']);

@@ -13,9 +13,24 @@ export { createAgentMetrics } from './metrics.ts';
 export type { AgentMetrics } from './metrics.ts';
 export { withTaskHost } from './executor.ts';
 export type { Executor, ExecutorReport } from './executor.ts';
-export type { ExhaustedKind, NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';
-export { createProvisionerCore, MAX_NODES_RETRY_AFTER_MS } from './node-core.ts';
-export type { PlannedNode, ProvisionerCore, ProvisionerCoreOptions } from './node-core.ts';
+export type {
+  CloudAdapter,
+  CloudInstance,
+  ExhaustedKind,
+  LaunchOutcome,
+  LaunchRefusal,
+  NodeEvent,
+  NodeProvisioner,
+  ProvisionedNode,
+} from './provisioner.ts';
+export { createCloudProvisioner, createProvisionerCore, MAX_NODES_RETRY_AFTER_MS } from './node-core.ts';
+export type {
+  CloudProvisioner,
+  CloudProvisionerOptions,
+  PlannedNode,
+  ProvisionerCore,
+  ProvisionerCoreOptions,
+} from './node-core.ts';
 export { createProvisioner, PROVISIONER_KINDS, resolveProvisionerKind } from './provisioner-registry.ts';
 export type { ProvisionerDeps, ProvisionerKind } from './provisioner-registry.ts';
 export { createSimExecutor } from './sim-executor.ts';

@@ -1,5 +1,8 @@
 /**
- * The node-provisioner core every agent runs its cloud through: a planned node is counted once, from
+ * The node-provisioner core, one lifecycle for every cloud. `createCloudProvisioner` watches a cloud
+ * through its adapter (list, launch, terminate, a launch's refusals as data): it adopts the instances
+ * found at start, reports nodes ready, spot reclaims as preempted and other ends as gone.
+ * `createProvisionerCore` sits in front of every agent's provisioner: a planned node is counted once, from
  * the moment the broker asks for it until it is ready, gone or given up; a pool's maximum has one
  * answer whatever the cloud (`exhausted` of kind `max-nodes`); a cloud that drops or refuses a node is
  * reported as data, never left as a phantom the broker keeps counting.
@@ -9,8 +12,18 @@
  * then calls the API), so a launch that arrived before it listed the node found nothing, was answered
  * "not in this cluster", and the broker planned again — and bought again — every cycle.
  */
-import type { Pool } from '../policies/index.ts';
-import type { ExhaustedKind, NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';
+import { pino, type Logger } from 'pino';
+import type { Cluster, Pool } from '../policies/index.ts';
+import {
+  type CloudAdapter,
+  type CloudInstance,
+  type ExhaustedKind,
+  type LaunchOutcome,
+  type NodeEvent,
+  type NodeProvisioner,
+  PollHealth,
+  type ProvisionedNode,
+} from './provisioner.ts';
 
 /** How long the broker plans around a pool at its maximum by default, ms (see the option). */
 export const MAX_NODES_RETRY_AFTER_MS = 30_000;
@@ -88,15 +101,29 @@ export function createProvisionerCore(
   const listeners: ((e: NodeEvent) => void)[] = [];
   const emit = (e: NodeEvent) => listeners.forEach((l) => l(e));
 
+  /** Planned ids reported gone before the cloud listed them: their instances are not the agent's. */
+  const dropped = new Set<string>();
+
+  /** Removes a node once, however often it is asked (the agent's idle scale-down asks every heartbeat). */
+  function removeOnce(nodeName: string): Promise<void> {
+    const under = removing.get(nodeName);
+    if (under) return under;
+    const done = inner.remove(nodeName).finally(() => removing.delete(nodeName));
+    removing.set(nodeName, done);
+    return done;
+  }
+
   /** The cloud's nodes; planned entries it now lists are settled (counted once, as its nodes). */
   function cloudNodes(): ProvisionedNode[] {
     const nodes = inner.list();
     for (const n of nodes) {
       if (!n.plannedId) continue;
       planned.delete(n.plannedId);
-      if (unwanted.delete(n.plannedId)) void inner.remove(n.name).catch(() => undefined);
+      if (unwanted.delete(n.plannedId))
+        // Asked again at the next listing should the cloud refuse now.
+        removeOnce(n.name).catch(() => unwanted.add(n.plannedId!));
     }
-    return nodes;
+    return nodes.filter((n) => !n.plannedId || !dropped.has(n.plannedId));
   }
 
   function exhausted(pool: Pool, ids: string[], kind: ExhaustedKind, reason: string, retryAfterMs: number) {
@@ -107,7 +134,9 @@ export function createProvisionerCore(
 
   /** Counts the pool now and admits as many of `ids` as it has room for; the rest are refused. */
   function admit(pool: Pool, ids: string[]): string[] {
-    const nodes = cloudNodes().filter((n) => n.pool === pool.name).length;
+    cloudNodes();
+    // Every instance the cloud has counts, those on their way out too: they run until they are gone.
+    const nodes = inner.list().filter((n) => n.pool === pool.name).length;
     const admitted = [...planned.values()].filter((p) => p.pool === pool.name && p.admitted).length;
     const still = ids.filter((id) => planned.has(id));
     const room = Math.max(0, pool.maxNodes - nodes - admitted);
@@ -134,6 +163,12 @@ export function createProvisionerCore(
       for (const id of e.plannedIds) planned.delete(id);
     } else if (e.node.plannedId) {
       planned.delete(e.node.plannedId);
+      // The agent was told this node went; it hears nothing more of it, and it is terminated.
+      if (dropped.has(e.node.plannedId)) {
+        if (e.type === 'ready') cloudNodes();
+        else dropped.delete(e.node.plannedId);
+        return;
+      }
     }
     emit(e);
   });
@@ -185,7 +220,10 @@ export function createProvisionerCore(
         const p = planned.get(nodeName)!;
         planned.delete(nodeName);
         // The cloud may launch it yet; it goes as soon as it is listed.
-        if (p.admitted) unwanted.add(nodeName);
+        if (p.admitted) {
+          unwanted.add(nodeName);
+          dropped.add(nodeName);
+        }
         emit({
           type: 'gone',
           node: {
@@ -199,11 +237,7 @@ export function createProvisionerCore(
         });
         return;
       }
-      const under = removing.get(nodeName);
-      if (under) return under;
-      const done = inner.remove(nodeName).finally(() => removing.delete(nodeName));
-      removing.set(nodeName, done);
-      return done;
+      return removeOnce(nodeName);
     },
     onEvent(listener) {
       listeners.push(listener);
@@ -216,4 +250,247 @@ export function createProvisionerCore(
 
 function isCore(p: NodeProvisioner): p is ProvisionerCore {
   return 'inner' in p && typeof (p as ProvisionerCore).planned === 'function';
+}
+
+/** Options of {@link createCloudProvisioner}. */
+export interface CloudProvisionerOptions {
+  /** How often the cloud's instances are listed, ms. Default 5000. */
+  pollMs?: number;
+  clock?: () => number;
+  logger?: Logger;
+}
+
+/** A cloud's provisioner, with a handle to list its instances now. */
+export interface CloudProvisioner extends NodeProvisioner {
+  /** Lists the instances now (after any listing under way) and reports what changed; rejects if it failed. */
+  refresh(): Promise<void>;
+}
+
+/** An instance the core watches. */
+interface Watched {
+  instance: CloudInstance;
+  node: ProvisionedNode;
+  /** A listing has shown it: only then does its absence mean it is gone (clouds list eventually). */
+  listed: boolean;
+}
+
+/** How long an instance Gantry terminated is kept from being adopted again at most (EC2 lists them ~1 h). */
+const FORGET_TERMINATED_MS = 2 * 3_600_000;
+
+/**
+ * The core's watch of one cloud, the same for every cloud: it lists the cluster's instances every
+ * `pollMs`, adopts the ones it did not launch (an agent restarted: they count against maximums at
+ * once), reports nodes `ready` when they run and `preempted` (spot) or `gone` when they end without
+ * being asked, and never adopts or loses again an instance it is terminating. The adapter only lists,
+ * launches, terminates and says why a launch failed.
+ *
+ * @example
+ * const provisioner = createCloudProvisioner(cluster, ec2Adapter(cluster, opts), { pollMs: 5000 });
+ */
+export function createCloudProvisioner(
+  cluster: Cluster,
+  adapter: CloudAdapter,
+  opts: CloudProvisionerOptions = {},
+): CloudProvisioner {
+  const pollMs = opts.pollMs ?? 5000;
+  const clock = opts.clock ?? Date.now;
+  const log = opts.logger ?? pino({ level: 'silent' });
+  const pools = new Map(cluster.pools.map((p) => [p.name, p]));
+  const watched = new Map<string, Watched>();
+  /** Instances being terminated; `afterPoll`: listings numbered above it started once it was done. */
+  const terminating = new Map<string, { afterPoll: number; at: number }>();
+  const listeners: ((e: NodeEvent) => void)[] = [];
+  const warned = new Set<string>();
+  /** Launches under way per pool: an instance of theirs listed before its planned id is tagged is theirs. */
+  const launching = new Map<string, number>();
+  // Three listings missed in a row, and the cloud is taken not to answer.
+  const health = new PollHealth(adapter.listCall, 3 * pollMs + 5000, clock);
+  let polls = 0;
+  let synced = false;
+  let closed = false;
+  let timer: NodeJS.Timeout | undefined;
+  let chain: Promise<void> = Promise.resolve();
+  let firstListing: Promise<void> | undefined;
+
+  function emit(event: NodeEvent): void {
+    for (const listener of listeners) {
+      try {
+        listener(event);
+      } catch (err) {
+        log.error({ err: (err as Error).message, event: event.type }, 'node event listener failed');
+      }
+    }
+  }
+
+  /** Starts watching an instance this process did not launch; undefined if its pool is not the cluster's. */
+  function adopt(inst: CloudInstance): Watched | undefined {
+    const pool = inst.pool === undefined ? undefined : pools.get(inst.pool);
+    if (!pool) {
+      if (!warned.has(inst.id))
+        log.warn({ instance: inst.id, pool: inst.pool }, 'instance of no pool; ignored');
+      warned.add(inst.id);
+      return undefined;
+    }
+    const node: ProvisionedNode = {
+      name: inst.name,
+      pool: pool.name,
+      ready: false,
+      capacityType: pool.capacityType,
+      ...(inst.plannedId ? { plannedId: inst.plannedId } : {}),
+      createdAt: inst.createdAt ?? clock(),
+    };
+    const w = { instance: inst, node, listed: false };
+    watched.set(inst.id, w);
+    return w;
+  }
+
+  /**
+   * Applies what the cloud says of one instance; `announce`: report a node that comes up. An untagged
+   * instance of a pool being launched into is left to the launch's answer, which names its planned id;
+   * adopted now, it would count twice against the pool's maximum (as itself and as the planned node).
+   */
+  function observe(inst: CloudInstance, announce: boolean): void {
+    const launchedNow = !inst.plannedId && (launching.get(inst.pool ?? '') ?? 0) > 0;
+    const w = watched.get(inst.id) ?? (inst.state === 'ended' || launchedNow ? undefined : adopt(inst));
+    if (!w) return;
+    if (inst.state === 'ended') return lose(w, inst);
+    w.instance = { ...inst, spot: w.instance.spot || inst.spot };
+    // A planned id tagged after the launch (EC2) arrives with a later listing.
+    if (!w.node.plannedId && inst.plannedId) w.node.plannedId = inst.plannedId;
+    // Until it is ready nothing runs on the node, so it may still take its final name (EC2's DNS name).
+    if (!w.node.ready) w.node.name = inst.name;
+    if (inst.state === 'running' && !w.node.ready) {
+      w.node.ready = true;
+      if (announce) emit({ type: 'ready', node: w.node });
+    }
+  }
+
+  /** The instance ended without being asked: reclaimed when it was spot, gone otherwise. */
+  function lose(w: Watched, inst?: CloudInstance): void {
+    watched.delete(w.instance.id);
+    const reclaimed = w.instance.spot || inst?.spot === true || w.node.capacityType === 'spot';
+    log.info({ node: w.node.name, instance: w.instance.id }, reclaimed ? 'node reclaimed' : 'node lost');
+    emit({ type: reclaimed ? 'preempted' : 'gone', node: w.node });
+  }
+
+  async function pollOnce(): Promise<void> {
+    if (closed) return;
+    const n = ++polls;
+    const before = new Set(watched.keys());
+    const instances = await adapter.list();
+    if (closed) return;
+    const seen = new Set(instances.map((i) => i.id));
+    for (const inst of instances) {
+      if (terminating.has(inst.id)) {
+        if (inst.state === 'ended') terminating.delete(inst.id);
+        continue;
+      }
+      // The first listing adopts quietly: those nodes are in `list()`, nothing changed for them.
+      observe(inst, synced);
+      const w = watched.get(inst.id);
+      if (w) w.listed = true;
+    }
+    // Only instances known when the listing began can be missing from it: later ones were launched since.
+    for (const id of before) {
+      const w = watched.get(id);
+      if (w?.listed && !seen.has(id) && !terminating.has(id)) lose(w);
+    }
+    for (const [id, t] of terminating)
+      if ((t.afterPoll < n && !seen.has(id)) || clock() - t.at > FORGET_TERMINATED_MS) terminating.delete(id);
+    synced = true;
+    health.ok();
+  }
+
+  function refresh(): Promise<void> {
+    const next = chain.then(pollOnce);
+    chain = next.catch((err: unknown) => health.failed(err));
+    return next;
+  }
+
+  function schedule(delayMs: number): void {
+    if (closed) return;
+    timer = setTimeout(() => {
+      refresh()
+        .catch((err: Error) =>
+          log.warn({ cluster: cluster.name, err: err.message }, 'could not list instances'),
+        )
+        .finally(() => schedule(pollMs));
+    }, delayMs);
+    timer.unref();
+  }
+
+  function find(nodeName: string): Watched | undefined {
+    for (const w of watched.values())
+      if (w.node.name === nodeName || w.node.plannedId === nodeName || w.instance.id === nodeName) return w;
+    return undefined;
+  }
+
+  schedule(0);
+
+  return {
+    kind: adapter.kind,
+    refresh,
+    list: () => [...watched.values()].map((w) => w.node),
+    whenListed() {
+      if (synced) return Promise.resolve();
+      // One first listing for every caller; another after a failed one.
+      firstListing ??= refresh().catch((err: unknown) => {
+        firstListing = undefined;
+        throw err;
+      });
+      return firstListing;
+    },
+    async add(pool: Pool, plannedIds: readonly string[]) {
+      if (!synced) await this.whenListed!();
+      const known = new Set(
+        [...watched.values()].flatMap((w) => (w.node.plannedId ? [w.node.plannedId] : [])),
+      );
+      const fresh = [...new Set(plannedIds)].filter((id) => !known.has(id));
+      if (fresh.length === 0) return;
+      launching.set(pool.name, (launching.get(pool.name) ?? 0) + 1);
+      let outcome: LaunchOutcome;
+      try {
+        outcome = await adapter.launch(pool, fresh);
+      } finally {
+        launching.set(pool.name, launching.get(pool.name)! - 1);
+      }
+      for (const inst of outcome.launched) {
+        // A listing during the launch may have adopted it already, without its planned id.
+        const w = watched.get(inst.id) ?? adopt({ ...inst, pool: pool.name });
+        if (w && inst.plannedId) w.node.plannedId = inst.plannedId;
+        observe(inst, true);
+      }
+      for (const r of outcome.refused) {
+        log.warn({ pool: pool.name, nodes: r.plannedIds.length, reason: r.reason }, 'pool exhausted');
+        emit({ type: 'exhausted', pool: pool.name, ...r });
+      }
+      if (outcome.failed) throw outcome.failed;
+    },
+    async remove(nodeName: string) {
+      const w = find(nodeName);
+      if (!w) return;
+      const id = w.instance.id;
+      terminating.set(id, { afterPoll: Infinity, at: clock() });
+      try {
+        await adapter.terminate(w.instance);
+      } catch (err) {
+        terminating.delete(id);
+        throw err;
+      }
+      terminating.set(id, { afterPoll: polls, at: clock() });
+      if (watched.delete(id)) emit({ type: 'gone', node: w.node });
+    },
+    onEvent(listener) {
+      listeners.push(listener);
+    },
+    async ping() {
+      health.check();
+    },
+    async close() {
+      closed = true;
+      clearTimeout(timer);
+      await chain;
+      await adapter.close();
+    },
+  };
 }

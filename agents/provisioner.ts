@@ -91,3 +91,51 @@ export class PollHealth {
     throw new Error(`${this.what}: ${since}${this.#error ? ` (last error: ${this.#error})` : ''}`);
   }
 }
+
+/** An instance as its cloud lists it: what the core needs to watch, adopt and terminate it. */
+export interface CloudInstance {
+  /** The cloud's id of the instance (what `terminate` takes). */
+  id: string;
+  /** The node's name (its Kubernetes node name); it may change until the node is ready. */
+  name: string;
+  /** The pool it was launched for, undefined when its tag names no pool of the cluster. */
+  pool: string | undefined;
+  plannedId?: string;
+  state: 'starting' | 'running' | 'ended';
+  /** A spot instance, or one the cloud says it reclaimed: its end is a preemption. */
+  spot: boolean;
+  createdAt?: number;
+  /** Where it runs, when the cloud needs it to terminate it (a GCE zone). */
+  zone?: string;
+}
+
+/** Planned ids a cloud would not launch, and why, as data. */
+export interface LaunchRefusal {
+  plannedIds: string[];
+  kind: Exclude<ExhaustedKind, 'max-nodes' | 'managed' | 'error'>;
+  reason: string;
+  retryAfterMs: number;
+}
+
+/** What a launch gave: the instances (with their planned ids), refusals by cause, any other failure. */
+export interface LaunchOutcome {
+  launched: CloudInstance[];
+  refused: LaunchRefusal[];
+  /** A failure of another kind for the planned ids neither launched nor refused: `add` rejects with it. */
+  failed?: Error;
+}
+
+/**
+ * A cloud as the core sees it: list the cluster's instances, launch some for planned ids, terminate
+ * one. Each says why a launch failed as a {@link LaunchRefusal}; the core does everything else.
+ */
+export interface CloudAdapter {
+  readonly kind: string;
+  /** The call that lists instances, named in `/readyz` answers (`EC2 DescribeInstances`). */
+  readonly listCall: string;
+  list(): Promise<CloudInstance[]>;
+  launch(pool: Pool, plannedIds: string[]): Promise<LaunchOutcome>;
+  /** Terminates an instance; resolves also when the cloud no longer has it. */
+  terminate(instance: CloudInstance): Promise<void>;
+  close(): Promise<void>;
+}

@@ -15,6 +15,7 @@ process.stdout.on('error', (err) => {
 const { main } = await import('./cli.ts');
 const code = await main(process.argv);
 process.exitCode = code;
-// A command that failed has finished its cleanup; nothing it left open (a reconnecting client, a timer)
-// should keep it alive.
-if (code !== 0) process.exit(code);
+// A command that returned has finished its cleanup: nothing it left behind (a reconnecting client, a
+// stopped task that ignores its AbortSignal and sleeps on) may keep it alive. It exits once what it
+// printed is written.
+process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));

@@ -7,6 +7,7 @@ import {
   agentEvents,
   encodeJson,
   heartbeatMsg,
+  type LeaseEndCause,
   type Msg,
   parseMessage,
   registerMsg,
@@ -16,6 +17,16 @@ import {
 import { append, type BrokerContext } from './context.ts';
 import type { Dispatch } from './dispatch.ts';
 import { stopGangPeers } from './gangs.ts';
+
+/** A lease's state as an agent reports it (a lease event or a heartbeat's finished entry). */
+interface LeaseReport {
+  leaseId: string;
+  state: TaskState;
+  node?: string | undefined;
+  reason?: string | undefined;
+  cause?: LeaseEndCause | undefined;
+  startedAt?: number | undefined;
+}
 
 /** A node asked for that has not appeared after this long is no longer counted on. */
 const PLANNED_MAX_AGE_MS = 180_000;
@@ -73,8 +84,7 @@ export function createAgentHandlers(
     metrics.clusterHealthy.set({ cluster }, 1);
     // Ends the broker missed (it restarted, or a message was lost while NATS restarted).
     let changed = false;
-    for (const f of parsed.value.finished)
-      changed = applyLeaseState(cluster, f.leaseId, f.state, f.node, f.reason, f.startedAt) || changed;
+    for (const f of parsed.value.finished) changed = applyLeaseState(cluster, f) || changed;
     // A new agent id: the agent restarted and knows nothing of what its predecessor ran.
     if (previousAgent !== undefined && previousAgent !== parsed.value.agentId) {
       for (const l of state.activeOn(cluster)) {
@@ -132,25 +142,25 @@ export function createAgentHandlers(
         });
         continue;
       }
-      changed = applyLeaseState(cluster, ev.leaseId, ev.state, ev.node, ev.reason, ev.startedAt) || changed;
+      changed = applyLeaseState(cluster, ev) || changed;
     }
     if (changed) flushSoon();
   }
 
   /** Applies a lease state from an agent; true when it changed something. */
-  function applyLeaseState(
-    cluster: string,
-    leaseId: string,
-    s: TaskState,
-    node?: string,
-    reason?: string,
-    startedAt?: number,
-  ): boolean {
+  function applyLeaseState(cluster: string, end: LeaseReport): boolean {
+    const { leaseId, state: s, node, reason, startedAt } = end;
     const lease = state.leases.get(leaseId);
     if (!lease || lease.cluster !== cluster) return false;
-    // A launch on a node that never came up: stop counting on that node.
-    if (s === 'lost' && reason?.includes('is not in this cluster'))
-      inventory.clusters.get(cluster)?.planned.delete(lease.node);
+    switch (end.cause?.kind) {
+      // A launch on a node that never came up: stop counting on that node.
+      case 'unknown-node':
+        inventory.clusters.get(cluster)?.planned.delete(lease.node);
+        break;
+      // Nodes going away and pools running out reach the inventory as node and pool events.
+      default:
+        break;
+    }
     const r = state.transition(leaseId, s, { node, reason, startedAt });
     if (!r) return false;
     // The requester heard `placed` in the reply; `launching` is the agent's business.

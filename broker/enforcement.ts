@@ -89,8 +89,11 @@ export function createEnforcement(
       timeScale: ctx.scale,
     });
     for (const a of actions) {
-      if (a.kind === 'extend') a.lease.committedUntil = a.until;
-      else stopLease(a.lease.leaseId, { kind: 'budget-overrun', detail: a.detail });
+      if (a.kind === 'extend') {
+        a.lease.committedUntil = a.until;
+        // Written with the next flush: a broker that takes over counts what this lease was given.
+        state.writer.lease(a.lease);
+      } else stopLease(a.lease.leaseId, { kind: 'budget-overrun', detail: a.detail });
     }
   }
 

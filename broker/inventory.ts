@@ -110,13 +110,25 @@ export class Inventory {
     for (const c of this.clusters.values()) {
       if (!c.healthy || c.draining) continue;
       for (const pool of c.declared.pools) {
-        const nodes = [...c.nodes.values()].filter((n) => n.pool === pool.name && n.ready);
+        const mine = [...c.nodes.values()].filter((n) => n.pool === pool.name);
+        const nodes = mine.filter((n) => n.ready);
+        // Launching nodes the broker asked for are offered by their planned id (the agent starts work on
+        // them once they are up): a task arriving meanwhile takes the room left on them, not a new node.
+        const launching = mine.filter((n) => !n.ready && n.plannedId);
         const planned = [...c.planned].filter(([, p]) => p.pool === pool.name).map(([id]) => id);
-        const notReady = [...c.nodes.values()].filter((n) => n.pool === pool.name && !n.ready).length;
-        const free = (nodeName: string) => used.get(`${c.name}|${nodeName}`) ?? { cpu: 0, mem: 0, gpu: 0 };
+        const notReady = mine.length - nodes.length;
+        const zero = { cpu: 0, mem: 0, gpu: 0 };
+        const use = (key: string) => used.get(`${c.name}|${key}`) ?? zero;
+        // Work placed on a planned node is counted on its planned id until the agent names the node it runs on.
+        const free = (n: { name: string; plannedId?: string | undefined }) => {
+          const a = use(n.name);
+          const b = n.plannedId && n.plannedId !== n.name ? use(n.plannedId) : zero;
+          return { cpu: a.cpu + b.cpu, mem: a.mem + b.mem, gpu: a.gpu + b.gpu };
+        };
         const states = [
-          ...nodes.map((n) => nodeState(n.name, n, Math.min(n.gpuCount, pool.gpuCount), free(n.name))),
-          ...planned.map((id) => nodeState(id, pool, pool.gpuCount, free(id))),
+          ...nodes.map((n) => nodeState(n.name, n, Math.min(n.gpuCount, pool.gpuCount), free(n))),
+          ...launching.map((n) => nodeState(n.plannedId!, n, Math.min(n.gpuCount, pool.gpuCount), free(n))),
+          ...planned.map((id) => nodeState(id, pool, pool.gpuCount, free({ name: id }))),
         ];
         const exhausted = c.exhausted.get(pool.name);
         if (exhausted && exhausted.until <= now) c.exhausted.delete(pool.name);

@@ -239,6 +239,24 @@ export const registerMsg = z.strictObject({ cluster: name, agentId: id, version:
 /** A heartbeat repeats at most this many recent ends (about 80 bytes each). */
 export const MAX_FINISHED_IN_HEARTBEAT = 2000;
 
+/**
+ * Why an agent ended a lease it could not run, as data: the broker switches on `kind`; `reason` beside
+ * it is for people. `unknown-node`: the lease names a node the cluster does not have (it never came up,
+ * or went away before the lease arrived); `node-gone`: its node went away; `node-reclaimed`: its spot
+ * node was reclaimed; `pool-exhausted`: the planned node it waited for will not come; `cancelled`: the
+ * broker cancelled it.
+ */
+export const leaseEndKind = z.enum([
+  'unknown-node',
+  'node-gone',
+  'node-reclaimed',
+  'pool-exhausted',
+  'cancelled',
+]);
+
+/** A lease end's cause: its kind and the thing it concerns (a node, a pool) or the broker's reason. */
+export const leaseEndCause = z.strictObject({ kind: leaseEndKind, detail: z.string().max(500) });
+
 /** agent → broker: capacity. A new `agentId` for a cluster means its agent restarted. */
 export const heartbeatMsg = z.strictObject({
   cluster: name,
@@ -255,6 +273,7 @@ export const heartbeatMsg = z.strictObject({
         state: taskState,
         node: z.string().optional(),
         reason: z.string().optional(),
+        cause: leaseEndCause.optional(),
         startedAt: z.number().optional(),
       }),
     )
@@ -273,6 +292,7 @@ export const agentEvent = z.discriminatedUnion('type', [
     node: z.string().optional(),
     exitCode: z.int().optional(),
     reason: z.string().optional(),
+    cause: leaseEndCause.optional(),
     /** When the work started running (on ends: the running report may have been folded into them). */
     startedAt: z.number().optional(),
   }),
@@ -509,6 +529,12 @@ const ended = {
   execution: id,
   startedAt: z.number(),
   endedAt: z.number(),
+  /**
+   * How long it ran on its cluster's clock, ms: on a simulated cluster, what its `ctx.sleep` calls
+   * simulated plus the rest as measured. Its cost is its price over this time. Absent: `endedAt −
+   * startedAt`, on the runtime's time scale.
+   */
+  ranMs: z.number().nonnegative().optional(),
   /** Lineage records of the tasks this execution called (the root runtime stores them). */
   lineage: z.array(lineageRecord).max(100_000).optional(),
   /** The same records as one artifact (a JSON array), when too many to travel in the message. */
@@ -562,6 +588,7 @@ export type NodeMsg = z.output<typeof nodeMsg>;
 export type RegisterMsg = z.output<typeof registerMsg>;
 export type HeartbeatMsg = z.output<typeof heartbeatMsg>;
 export type AgentEvent = z.output<typeof agentEvent>;
+export type LeaseEndCause = z.output<typeof leaseEndCause>;
 export type LaunchMsg = z.output<typeof launchMsg>;
 export type AgentEvents = z.output<typeof agentEvents>;
 export type ScaleMsg = z.output<typeof scaleMsg>;

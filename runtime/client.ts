@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import {
   encodeJson,
   type LeaseMsg,
+  type ResultMsg,
   type RunEvent as RunEventMsg,
   subjects,
   type Transport,
@@ -18,7 +19,7 @@ import { attemptRecord, nestedLineage, type Outcome, type RecordDetail } from '.
 import { askBroker } from './broker-request.ts';
 import { coldAttempt } from './cold.ts';
 import { gangAttempt } from './gang.ts';
-import { costUsd } from './cost.ts';
+import { costUsd, resultCostUsd } from './cost.ts';
 import { fromErrorMsg, OutOfMemoryError, TaskError } from './errors.ts';
 import { placementOf } from './ids.ts';
 import { mapTask } from './map.ts';
@@ -207,7 +208,7 @@ export class Runtime implements Caller {
       const costUsd =
         outcome.lostCostUsd +
         (outcome.membersCostUsd ?? 0) +
-        this.costOf(outcome.lease.pricePerHour, result.startedAt, result.endedAt);
+        this.costOfResult(outcome.lease.pricePerHour, result);
       const err = result.ok ? undefined : fromErrorMsg(result.error, { task: name, execution });
       if (err instanceof OutOfMemoryError && err.memoryMiB === undefined)
         err.data.memoryMiB = outcome.lease.memoryMiB;
@@ -304,6 +305,11 @@ export class Runtime implements Caller {
     return this.#opts.inlineLimit;
   }
 
+  /** Simulated seconds per wall-clock second of the clusters this client runs on. @internal for run.ts */
+  get timeScale(): number {
+    return this.#opts.timeScale ?? 1;
+  }
+
   /** The client's clock. @internal for cold.ts */
   now(): number {
     return this.#clock();
@@ -312,6 +318,11 @@ export class Runtime implements Caller {
   /** What a lease at `pricePerHour` cost from `from` to `to`, on this client's time scale. @internal */
   costOf(pricePerHour: number, from: number, to: number): number {
     return costUsd(pricePerHour, from, to, this.#opts.timeScale ?? 1);
+  }
+
+  /** What an execution's result cost at `pricePerHour`: over the time it ran on its cluster. @internal */
+  costOfResult(pricePerHour: number, result: ResultMsg): number {
+    return resultCostUsd(pricePerHour, result, this.#opts.timeScale ?? 1);
   }
 
   #cacheKey(task: Task, input: ValueMsg): string | undefined {

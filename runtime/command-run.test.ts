@@ -15,6 +15,7 @@ async function context(memoryMiB = 0): Promise<TaskContext> {
     task: 't',
     attempt: 1,
     signal: new AbortController().signal,
+    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     artifacts: await openLocalArtifacts(mkdtempSync(join(tmpdir(), 'gantry-cmd-'))),
     placement: {
       cluster: 'c',

@@ -7,3 +7,17 @@
 export function costUsd(pricePerHour: number, from: number, to: number, timeScale = 1): number {
   return (pricePerHour * Math.max(0, to - from) * timeScale) / 3_600_000;
 }
+
+/**
+ * USD for an execution's result at `pricePerHour`: over the time it ran on its cluster's clock when
+ * its host said (`ranMs`), else from its start to its end on `timeScale`.
+ */
+export function resultCostUsd(
+  pricePerHour: number,
+  r: { startedAt: number; endedAt: number; ranMs?: number | undefined },
+  timeScale = 1,
+): number {
+  return r.ranMs === undefined
+    ? costUsd(pricePerHour, r.startedAt, r.endedAt, timeScale)
+    : (pricePerHour * r.ranMs) / 3_600_000;
+}

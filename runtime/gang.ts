@@ -18,8 +18,7 @@ export async function gangAttempt(rt: Runtime, a: ColdAttempt, size: number): Pr
   const rejected = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (rejected) throw rejected.reason;
   const outcomes = settled.map((s) => (s as PromiseFulfilledResult<Outcome>).value);
-  const costOf = (o: Outcome) =>
-    o.lostCostUsd + rt.costOf(o.lease.pricePerHour, o.result.startedAt, o.result.endedAt);
+  const costOf = (o: Outcome) => o.lostCostUsd + rt.costOfResult(o.lease.pricePerHour, o.result);
   // The member whose own work failed says why; the others were stopped because of it.
   const failed = outcomes
     .filter((o) => !o.result.ok)

@@ -21,6 +21,7 @@ import {
   type WorkSpec,
 } from '../protocol/index.ts';
 import type { ArtifactStore } from './artifacts.ts';
+import { executionClock } from './clock.ts';
 import { executionLog } from './command-run.ts';
 import { Runtime } from './client.ts';
 import { placementOf } from './ids.ts';
@@ -40,7 +41,10 @@ import { checkValue, decodeValue, encodeValue } from './values.ts';
 export interface HostServices {
   transport: Transport;
   artifacts: ArtifactStore;
-  /** Simulated seconds per wall-clock second, for the cost of nested calls. Default 1. */
+  /**
+   * Simulated seconds per wall-clock second of the cluster: how fast `ctx.sleep` runs, and the time
+   * scale of nested calls' costs. Default 1.
+   */
   timeScale?: number;
   /** The cluster this host runs on: its tasks' nested calls go through that cluster's agent subject. */
   cluster?: string;
@@ -123,6 +127,18 @@ export async function executeTask(
   const lineage: LineageRecord[] = [];
   let cleanup = () => {};
   let onTimeout = () => {};
+  // The task's signal aborts when the lease stops, or when its timeout passes (a signal of its own
+  // only then: most tasks have no timeout, and a `map` runs hundreds of thousands of them).
+  let signal = x.signal;
+  if (x.timeoutMs) {
+    const ac = new AbortController();
+    const abort = () => ac.abort();
+    x.signal.addEventListener('abort', abort);
+    cleanup = () => x.signal.removeEventListener('abort', abort);
+    onTimeout = abort;
+    signal = ac.signal;
+  }
+  const clock = executionClock(services.timeScale ?? 1, signal);
   let ctx: TaskContext | undefined;
   // The log of the program a container or command task ran, when it ran one.
   const logs = (): { logs?: string } => {
@@ -140,17 +156,6 @@ export async function executeTask(
       task: x.task,
       side: 'input',
     });
-    // The task's signal aborts when the lease stops, or when its timeout passes (a signal of its own
-    // only then: most tasks have no timeout, and a `map` runs hundreds of thousands of them).
-    let signal = x.signal;
-    if (x.timeoutMs) {
-      const ac = new AbortController();
-      const abort = () => ac.abort();
-      x.signal.addEventListener('abort', abort);
-      cleanup = () => x.signal.removeEventListener('abort', abort);
-      onTimeout = abort;
-      signal = ac.signal;
-    }
     ctx = {
       runId: x.run,
       execution: x.execution,
@@ -158,6 +163,7 @@ export async function executeTask(
       attempt: x.attempt,
       placement: x.placement,
       signal,
+      sleep: clock.sleep,
       artifacts: services.artifacts,
       ...(x.gang ? { gang: x.gang } : {}),
     };
@@ -180,6 +186,7 @@ export async function executeTask(
       output: value,
       startedAt,
       endedAt: Date.now(),
+      ranMs: clock.elapsed(),
       ...(await withLineage(lineage, services.artifacts)),
       ...logs(),
     };
@@ -190,6 +197,7 @@ export async function executeTask(
       error: toErrorMsg(err),
       startedAt,
       endedAt: Date.now(),
+      ranMs: clock.elapsed(),
       ...(await withLineage(lineage, services.artifacts)),
       ...logs(),
     };

@@ -120,8 +120,7 @@ async function mapWarm(
           lostCostUsd: 0,
           warm: true,
         };
-        const costUsd =
-          rt.costOf(reply.lease.pricePerHour, r.startedAt, r.endedAt) / (reuse.concurrency ?? 1);
+        const costUsd = rt.costOfResult(reply.lease.pricePerHour, r) / (reuse.concurrency ?? 1);
         for (const rec of await nestedLineage(r, rt.artifacts)) scope.record(rec);
         const err = r.ok ? undefined : fromErrorMsg(r.error, { task: name, execution: ids[k]! });
         const call = {

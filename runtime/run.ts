@@ -14,6 +14,7 @@ import {
   type ValueMsg,
 } from '../protocol/index.ts';
 import type { OutputCache, Runtime } from './client.ts';
+import { executionClock } from './clock.ts';
 import { newId } from './ids.ts';
 import { registerErrorClasses, RunCancelledError, TaskError, toErrorMsg } from './errors.ts';
 import { type LineageRecord, LineageWriter, type RunRecord, runRecord } from './lineage.ts';
@@ -108,6 +109,8 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
     inputRefs = refsOf(runtime.known, input, checked, summary.input);
     if (store) await store.put(runKey(runId), encoder.encode(JSON.stringify(summary)));
     writer?.run({ ...summary });
+    // The driver's work ends with the run: nothing aborts it.
+    const driverSignal = new AbortController().signal;
     const ctx: TaskContext = {
       runId,
       execution,
@@ -125,7 +128,8 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
         gpuModel: null,
         why: 'the workflow itself runs in the driver',
       },
-      signal: new AbortController().signal,
+      signal: driverSignal,
+      sleep: executionClock(runtime.timeScale, driverSignal).sleep,
       artifacts: runtime.artifacts,
     };
     const scope = {

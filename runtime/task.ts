@@ -79,8 +79,19 @@ export interface TaskContext {
   readonly attempt: number;
   /** Where it runs, as the broker placed it (`driver` for a workflow run in `gantry run`). */
   readonly placement: Placement;
-  /** Aborted when the node goes away or the lease is cancelled; long work should watch it. */
+  /**
+   * Aborted when the node goes away, the lease is stopped (cancelled run, budget) or the task's timeout
+   * passes; long work should watch it. `ctx.sleep` does.
+   */
   readonly signal: AbortSignal;
+  /**
+   * Waits `ms` of the cluster's time: on a simulated cluster at `--speedup N`, `ms / N` of wall clock,
+   * and the task is charged for `ms`. Rejects with the signal's reason when the signal aborts.
+   *
+   * @example
+   * await ctx.sleep(90_000); // stands in for 90 s of work
+   */
+  sleep(ms: number): Promise<void>;
   /** The artifact store: `put` bytes to pass them by reference. */
   readonly artifacts: ArtifactStore;
   /** Set on each member of a gang task (`resources.nodes` > 1): its rank and the rendezvous. */

@@ -4,7 +4,9 @@
  * the cap by more than one health tick of the team's running leases, in any calendar month.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import { readLifecycle, type TaskUsage, usageCost } from '../broker/index.ts';
+import { createBroker, readLifecycle, type TaskUsage, usageCost } from '../broker/index.ts';
+import { loadPlatform } from '../policies/index.ts';
+import { defaultBackends } from '../solver/index.ts';
 import { mulberry32 } from './random.ts';
 import { eventually, startSystem, TestClient, type TestSystem } from './system.ts';
 
@@ -99,4 +101,53 @@ describe('holds end', () => {
     expect(later()).toMatchObject({ state: 'pending' });
     expect(later()!.reason).toMatch(/^policy: /);
   }, 30_000);
+});
+
+describe('budget commitments survive a broker restart', () => {
+  let system: TestSystem;
+  afterAll(() => system?.stop());
+
+  it('a lease extended past its declared hour keeps its extended commitment in a new broker', async () => {
+    const speedup = 3600; // a simulated hour in a second
+    system = await startSystem('embedded', {
+      platformDir: 'test/fixtures/spend-platform',
+      speedup,
+      heartbeatMs: 200,
+    });
+    await eventually(() => system.broker.isLeader(), 10_000, 'the broker leads');
+    const client = new TestClient(system.transport);
+    // Declares the team's default hour, runs a day: the broker extends it every tick until the $20 cap.
+    void client.request(
+      'extended',
+      { team: 'month', resources: {}, work: { kind: 'sim', durationMs: 24 * 3_600_000 } },
+      120_000,
+    );
+    const lease = () =>
+      [...system.broker.state.leases.values()].find(
+        (l) => l.requestId === 'extended' && l.state === 'running',
+      );
+    await eventually(
+      () => (lease()?.committedUntil ?? 0) > (lease()?.startedAt ?? Infinity) + 1000,
+      20_000,
+      'the lease extended past its declared hour',
+    );
+    const { leaseId, committedUntil } = lease()!;
+    await system.broker.stop();
+    const second = createBroker({
+      transport: system.transport,
+      store: system.brokerStore,
+      platform: loadPlatform(['test/fixtures/spend-platform']).platform,
+      backends: await defaultBackends(),
+      heartbeatMs: 200,
+      ledgerTimeScale: speedup,
+    });
+    try {
+      await second.start();
+      await eventually(() => second.state.leases.has(leaseId), 10_000, 'the new broker loaded the lease');
+      // Not rebuilt from the declared hour: the commitment the first broker extended to, or later.
+      expect(second.state.leases.get(leaseId)?.committedUntil).toBeGreaterThanOrEqual(committedUntil!);
+    } finally {
+      await second.stop();
+    }
+  }, 60_000);
 });

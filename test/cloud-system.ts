@@ -121,6 +121,8 @@ export async function startCloudSystem(
     speedup?: number;
     heartbeatMs?: number;
     launchDelayMs?: number;
+    /** How long a run's driver may be silent before its work is stopped, wall ms (the broker's default otherwise). */
+    runGraceMs?: number;
   } = {},
 ): Promise<CloudSystem> {
   const loaded = loadPlatform([opts.platformDir ?? 'test/fixtures/cloud-platform']).platform;
@@ -142,6 +144,7 @@ export async function startCloudSystem(
     backends: await defaultBackends(),
     heartbeatMs,
     ledgerTimeScale: speedup,
+    ...(opts.runGraceMs !== undefined ? { runGraceMs: opts.runGraceMs } : {}),
   });
   await broker.start();
   const aws = await ec2TestCloud(opts.launchDelayMs);

@@ -2,7 +2,7 @@
  * The broker and real agents buying nodes from the EC2 and GCE test servers: Gantry launches the nodes
  * it planned, and no more.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type CloudSystem, startCloudSystem } from './cloud-system.ts';
 import { TestClient } from './system.ts';
 
@@ -45,5 +45,28 @@ describe('nodes bought for planned work', () => {
     system = await startCloudSystem({ clusters: ['gcp-usc1'] });
     await runTasks(system, 'gcp-usc1', 4);
     expect(system.gce.instances()).toHaveLength(2);
+  });
+
+  it('EC2: a task that arrives while a node launches takes the room left on it, not a new node', async () => {
+    // Instances stay pending until the test runs them.
+    system = await startCloudSystem({ clusters: ['aws-use1'], launchDelayMs: 3_600_000 });
+    const s = system;
+    const client = new TestClient(s.transport);
+    const task = { resources: { cpu: 4, memory: '8Gi' }, work: { kind: 'sim', durationMs: 2000 } };
+    expect((await client.request('first', task)).ok).toBe(true);
+    // The agent lists the instance (pending) and reports it, not ready, under its planned id.
+    const cloud = s.provisioners.get('aws-use1')!;
+    await vi.waitFor(() => expect(cloud.list()).toMatchObject([{ ready: false }]), { timeout: 10_000 });
+    await new Promise((r) => setTimeout(r, 500)); // a few heartbeats: the broker has the report
+    const second = await client.request('second', task);
+    expect(second).toMatchObject({ ok: true, lease: { node: expect.stringMatching(/^cpu-/) } });
+    s.ec2.runPending();
+    await client.finished(['first', 'second'], 30_000);
+
+    expect(s.ec2.instances()).toHaveLength(1);
+    expect(
+      s.ec2.requests('CreateFleet').map((r) => r.params['TargetCapacitySpecification.TotalTargetCapacity']),
+    ).toEqual(['1']);
+    expect([client.successes('first'), client.successes('second')]).toEqual([1, 1]);
   });
 });

@@ -57,7 +57,7 @@ describe('monthly budgets on actual spend', () => {
     'team %s (onOverrun: %s): four tasks declaring 1m that run an hour stay within the $0.20 cap',
     async (team, mode) => {
       const state = mkdtempSync(join(tmpdir(), 'gantry-spend-'));
-      const r = await run(state, 'overrun', team, { ms: 6000 });
+      const r = await run(state, 'overrun', team, { ms: 3_600_000 });
       expect(r.code).toBe(0);
       const spent = (await spentByTeam(state)).get(team) ?? 0;
       // One health tick (250 ms at 600×: 150 simulated seconds) of four $0.40/h leases is $0.067.
@@ -73,7 +73,7 @@ describe('monthly budgets on actual spend', () => {
 
   it('four 8×H100 overrides declaring 1s and running 30 s each stay within a $1 cap', async () => {
     const state = mkdtempSync(join(tmpdir(), 'gantry-spend-'));
-    const r = await run(state, 'h100', 'gpu', { ms: 30_000 / 60 }, '60');
+    const r = await run(state, 'h100', 'gpu', { ms: 30_000 }, '60');
     expect(r.code).toBe(0);
     const spent = (await spentByTeam(state)).get('gpu') ?? 0;
     // A tick at 60× is 15 simulated seconds: four $98/h nodes spend $1.64 in it.
@@ -88,7 +88,7 @@ describe('monthly budgets on actual spend', () => {
 describe('fractional GPUs', () => {
   it('refuses a GPU fraction below the smallest slice, naming the field', async () => {
     const state = mkdtempSync(join(tmpdir(), 'gantry-spend-'));
-    const r = await run(state, 'fractions', 'shared', { gpu: 'L4:0.0000001', ms: 100 });
+    const r = await run(state, 'fractions', 'shared', { gpu: 'L4:0.0000001', ms: 60_000 });
     expect(r.code).toBe(1);
     expect(r.err).toMatch(
       /PolicyRefusedError: slice: resources\.gpu: 'L4:0\.0000001' asks for 1e-7 of a GPU: a shared device is sliced in tenths/,
@@ -97,7 +97,7 @@ describe('fractional GPUs', () => {
 
   it('counts each half GPU against a 2-GPU quota: at most four of twelve run at once', async () => {
     const state = mkdtempSync(join(tmpdir(), 'gantry-spend-'));
-    const r = await run(state, 'fractions', 'shared', { gpu: 'L4:0.5', ms: 1500 }, '60');
+    const r = await run(state, 'fractions', 'shared', { gpu: 'L4:0.5', ms: 90_000 }, '60');
     expect(r.code).toBe(0);
     const most = Number(/output: (\d+)/.exec(r.out)![1]);
     expect(most).toBeGreaterThan(1);
@@ -108,7 +108,7 @@ describe('fractional GPUs', () => {
 describe('holds say why and end', () => {
   it('prints each hold with its reason, and fails a task held past maxQueueTime with a typed error', async () => {
     const state = mkdtempSync(join(tmpdir(), 'gantry-spend-'));
-    const r = await run(state, 'queue', 'impatient', { ms: 8000 }, '60');
+    const r = await run(state, 'queue', 'impatient', { ms: 480_000 }, '60');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/^ {2}held {7}long {11}\(quota\) quota: .+$/m);
     const out = JSON.parse(/output: (.*)/.exec(r.out)![1]!) as { ok?: number; error?: string }[];
@@ -125,7 +125,7 @@ describe('holds say why and end', () => {
       '--team',
       'impatient',
       '--input',
-      '{"ms":20000}',
+      '{"ms":1200000}',
       '-f',
       PLATFORM,
       '--state',

@@ -10,16 +10,20 @@ process.stderr.write(
 );
 const audit = await runSpendAudit({ hours });
 console.log(`tasks: ${audit.tasks.sent} sent, ${audit.tasks.succeeded} succeeded\n`);
-console.log('CLOUD  CLUSTER   NODES PLANNED  INSTANCES LAUNCHED  EXTRA');
-for (const c of audit.clouds)
+console.log('CLOUD  CLUSTER   NODES PLANNED  INSTANCES LAUNCHED  EXTRA  GIVEN UP (why)');
+for (const c of audit.clouds) {
+  const why = Object.entries(c.givenUp).map(([k, n]) => `${n} ${k}`);
   console.log(
-    `${c.cloud.padEnd(6)} ${c.cluster.padEnd(9)} ${String(c.planned).padStart(13)}  ${String(c.launched).padStart(18)}  ${String(c.extra).padStart(5)}`,
+    `${c.cloud.padEnd(6)} ${c.cluster.padEnd(9)} ${String(c.planned).padStart(13)}  ${String(c.launched).padStart(18)}  ${String(c.extra).padStart(5)}  ${why.join(', ') || '0'}`,
   );
+}
 console.log('\nTEAM         SPENT ($)  PER MONTH ($)  PER HOUR ($/h)');
 for (const b of audit.budgets)
   console.log(
     `${b.team.padEnd(12)} ${b.spent.toFixed(2).padStart(9)}  ${String(b.perMonth ?? '-').padStart(13)}  ${String(b.perHour ?? '-').padStart(14)}`,
   );
+const k = audit.killedDriver;
 console.log(
-  `\norphaned lease-seconds: ${audit.orphanedLeaseSeconds ?? 'not measured yet (runs are not owned yet)'}`,
+  `\nkilled driver: ${k.leases} leases running when it went silent; grace ${k.graceSeconds} s simulated (one broker tick ${k.tickSeconds} s)`,
 );
+console.log(`orphaned lease-seconds after the grace period: ${k.orphanedLeaseSeconds}`);

@@ -5,8 +5,16 @@
  * the broker sent, or a second one for the same id, is extra), and reads each team's spend against its
  * budgets. What `npm run bench:spend` prints and test/spend.system.test.ts asserts.
  */
-import { decodeJson, encodeJson, type ScaleMsg, subjects } from '../../protocol/index.ts';
-import { startCloudSystem } from '../../test/cloud-system.ts';
+import {
+  decodeJson,
+  encodeJson,
+  type AgentEvents,
+  type ScaleMsg,
+  subjects,
+  TERMINAL,
+  type TaskStateMsg,
+} from '../../protocol/index.ts';
+import { type CloudSystem, startCloudSystem } from '../../test/cloud-system.ts';
 import { mulberry32 } from '../../test/random.ts';
 import { TestClient } from '../../test/system.ts';
 
@@ -19,28 +27,49 @@ export interface SpendAuditOptions {
   /** Simulated seconds per second. Default 7200 (an hour in half a second). */
   speedup?: number;
   seed?: number;
+  /** How long a run's driver may be silent before the broker stops its work, wall ms. Default 1000. */
+  runGraceMs?: number;
 }
 
 /** What the audit found. */
 export interface SpendAudit {
   hours: number;
   tasks: { sent: number; succeeded: number };
-  clouds: { cloud: 'ec2' | 'gce'; cluster: string; planned: number; launched: number; extra: number }[];
+  clouds: {
+    cloud: 'ec2' | 'gce';
+    cluster: string;
+    planned: number;
+    launched: number;
+    extra: number;
+    /** Planned nodes the agent gave up (the pool could not add them), by why. */
+    givenUp: Record<string, number>;
+  }[];
   budgets: { team: string; spent: number; perMonth?: number; perHour?: number }[];
   /**
-   * Lease-seconds of work left running for a run nobody waits for. Runs are not owned yet (their
-   * heartbeat and cancellation are the broker and runtime's part of the same work): undefined until then.
+   * The killed driver: a run whose driver stops sending heartbeats a while after its tasks started.
+   * `orphanedLeaseSeconds`: simulated lease-seconds its work kept running past the grace period
+   * (`graceSeconds`, simulated) — counted until the broker reported each lease ended, or the audit's end.
    */
-  orphanedLeaseSeconds: number | undefined;
+  killedDriver: {
+    leases: number;
+    graceSeconds: number;
+    /** The broker checks runs every health tick (half a heartbeat): what one tick is, simulated seconds. */
+    tickSeconds: number;
+    orphanedLeaseSeconds: number;
+  };
 }
 
-const SHAPES = [
-  { cpu: 4, memory: '8Gi' },
-  { cpu: 8, memory: '16Gi' },
-  { cpu: 2, memory: '4Gi' },
-  { gpu: 'L4:1', memory: '16Gi' },
+/** Task shapes; `team` when only one team asks for it. */
+const SHAPES: { resources: Record<string, unknown>; team?: string }[] = [
+  { resources: { cpu: 4, memory: '8Gi' } },
+  { resources: { cpu: 8, memory: '16Gi' } },
+  { resources: { cpu: 2, memory: '4Gi' } },
+  { resources: { gpu: 'L4:1', memory: '16Gi' } },
+  // Only GCP has H100 spot (a3-highgpu-8g): this is the work that reaches the GCE cluster.
+  { resources: { gpu: 'H100:8', memory: '64Gi', spot: 'required' }, team: 'research' },
 ];
 const TEAMS = ['research', 'product'];
+const HEARTBEAT_MS = 100;
 
 /**
  * Runs the audit.
@@ -53,10 +82,13 @@ export async function runSpendAudit(opts: SpendAuditOptions = {}): Promise<Spend
   const hours = opts.hours ?? 168;
   const speedup = opts.speedup ?? 7200;
   const rand = mulberry32(opts.seed ?? 12);
+  const runGraceMs = opts.runGraceMs ?? 1000;
   const system = await startCloudSystem({
     platformDir: 'examples',
     clusters: ['aws-use1', 'gcp-usc1'],
     speedup,
+    heartbeatMs: HEARTBEAT_MS,
+    runGraceMs,
   });
   try {
     const planned = new Map<string, Set<string>>();
@@ -66,19 +98,35 @@ export async function runSpendAudit(opts: SpendAuditOptions = {}): Promise<Spend
       for (const id of (decodeJson(msg.data) as ScaleMsg).add ?? []) ids.add(id);
       planned.set(cluster, ids);
     });
+    const givenUp = new Map<string, Map<string, number>>();
+    system.transport.subscribe(subjects.events('*'), (msg) => {
+      for (const e of (decodeJson(msg.data) as AgentEvents).events) {
+        if (e.type !== 'pool' || e.state !== 'exhausted') continue;
+        const byKind = givenUp.get(e.cluster) ?? new Map<string, number>();
+        const kind = e.kind ?? 'unknown';
+        byKind.set(kind, (byKind.get(kind) ?? 0) + e.plannedIds.length);
+        givenUp.set(e.cluster, byKind);
+      }
+    });
     const client = new TestClient(system.transport);
     const ids: string[] = [];
     const hourMs = 3_600_000 / speedup;
+    const killed = killedDriver(system.transport, speedup, runGraceMs);
+    const killAt = Math.floor(hours / 3);
     for (let h = 0; h < hours; h++) {
+      if (h === killAt) await killed.start(client);
+      if (h === killAt + 2) killed.kill();
       const n = Math.round((opts.tasksPerHour ?? 6) * (0.5 + rand()));
       for (let i = 0; i < n; i++) {
         const id = `h${h}-t${i}`;
         ids.push(id);
+        const shape = SHAPES[Math.floor(rand() * SHAPES.length)]!;
+        const team = TEAMS[Math.floor(rand() * TEAMS.length)]!;
         // A request the broker does not answer in time counts as not succeeded.
         void client
           .request(id, {
-            team: TEAMS[Math.floor(rand() * TEAMS.length)]!,
-            resources: SHAPES[Math.floor(rand() * SHAPES.length)]!,
+            team: shape.team ?? team,
+            resources: shape.resources,
             work: { kind: 'sim', durationMs: Math.round((5 + rand() * 85) * 60_000) },
           })
           .catch(() => undefined);
@@ -100,12 +148,14 @@ export async function runSpendAudit(opts: SpendAuditOptions = {}): Promise<Spend
           'aws-use1',
           planned.get('aws-use1'),
           system.ec2.instances().map((i) => i.tags['gantry.dev/planned-id']),
+          givenUp.get('aws-use1'),
         ),
         tally(
           'gce',
           'gcp-usc1',
           planned.get('gcp-usc1'),
-          system.gce.instances().map((i) => i.labels['gantry-planned-id']),
+          system.gce.created().map((i) => i.labels['gantry-planned-id']),
+          givenUp.get('gcp-usc1'),
         ),
       ],
       budgets: status.budgets.map((b) => ({
@@ -114,11 +164,66 @@ export async function runSpendAudit(opts: SpendAuditOptions = {}): Promise<Spend
         ...(b.perMonth ? { perMonth: b.perMonth.cap } : {}),
         ...(b.perHour ? { perHour: b.perHour.cap } : {}),
       })),
-      orphanedLeaseSeconds: undefined,
+      killedDriver: killed.result(),
     };
   } finally {
     await system.stop();
   }
+}
+
+/**
+ * A run whose driver dies: it heartbeats as `gantry run` does, asks for three long tasks, and goes
+ * silent two simulated hours later. Its leases should end once the grace period is over.
+ */
+function killedDriver(transport: CloudSystem['transport'], speedup: number, graceMs: number) {
+  const runId = 'killed-driver';
+  const team = 'product';
+  const requestIds = ['kd-0', 'kd-1', 'kd-2'];
+  const running = new Set<string>();
+  const endedAt = new Map<string, number>();
+  let killedAt: number | undefined;
+  let beat: NodeJS.Timeout | undefined;
+  transport.subscribe(subjects.taskState(team, '*'), (msg) => {
+    const s = decodeJson(msg.data) as TaskStateMsg;
+    if (!requestIds.includes(s.requestId)) return;
+    if (s.state === 'running') running.add(s.requestId);
+    if ((TERMINAL.has(s.state) || s.state === 'lost') && !endedAt.has(s.requestId))
+      endedAt.set(s.requestId, Date.now());
+  });
+  const heartbeat = () =>
+    transport.publish(subjects.runControl(team, runId), encodeJson({ type: 'heartbeat' }));
+  return {
+    async start(client: TestClient) {
+      heartbeat();
+      beat = setInterval(heartbeat, 200);
+      for (const id of requestIds)
+        void client
+          .request(id, {
+            team,
+            runId,
+            resources: { cpu: 2, memory: '4Gi' },
+            work: { kind: 'sim', durationMs: 20 * 3_600_000 },
+          })
+          .catch(() => undefined);
+    },
+    kill() {
+      clearInterval(beat);
+      killedAt = Date.now();
+    },
+    result(): SpendAudit['killedDriver'] {
+      clearInterval(beat);
+      const now = Date.now();
+      const graceEnd = (killedAt ?? now) + graceMs;
+      let orphanedMs = 0;
+      for (const id of running) orphanedMs += Math.max(0, (endedAt.get(id) ?? now) - graceEnd);
+      return {
+        leases: running.size,
+        graceSeconds: (graceMs * speedup) / 1000,
+        tickSeconds: (HEARTBEAT_MS / 2 / 1000) * speedup,
+        orphanedLeaseSeconds: Math.round((orphanedMs * speedup) / 1000),
+      };
+    },
+  };
 }
 
 /** Instances against planned ids: extra are those of no planned id, or a second of one. */
@@ -127,6 +232,7 @@ function tally(
   cluster: string,
   planned: Set<string> | undefined,
   instanceIds: (string | undefined)[],
+  givenUp: Map<string, number> | undefined,
 ): SpendAudit['clouds'][number] {
   const seen = new Set<string>();
   let extra = 0;
@@ -134,5 +240,12 @@ function tally(
     if (!id || !planned?.has(id) || seen.has(id)) extra++;
     if (id) seen.add(id);
   }
-  return { cloud, cluster, planned: planned?.size ?? 0, launched: instanceIds.length, extra };
+  return {
+    cloud,
+    cluster,
+    planned: planned?.size ?? 0,
+    launched: instanceIds.length,
+    extra,
+    givenUp: Object.fromEntries(givenUp ?? []),
+  };
 }

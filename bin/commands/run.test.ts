@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -64,6 +64,34 @@ describe('gantry run and gantry lineage', () => {
       code: 2,
       err: expect.stringContaining("no run or artifact 'run-nope' in the lineage"),
     });
+  }, 60_000);
+
+  it('costs the same at --speedup 60 and 600: tasks are charged for their simulated time', async () => {
+    // The example platform without random spot reclaims: a reclaim would rightly cost more.
+    const platform = mkdtempSync(join(tmpdir(), 'gantry-run-platform-'));
+    for (const dir of ['clusters', 'policies', 'profiles'])
+      cpSync(join('examples', dir), join(platform, dir), { recursive: true });
+    const gcp = join(platform, 'clusters', 'gcp-us-central1.yaml');
+    writeFileSync(gcp, readFileSync(gcp, 'utf8').replace(/^\s*interruptionRate:.*\n/gm, ''));
+    const cost = async (speedup: string) => {
+      const state = mkdtempSync(join(tmpdir(), 'gantry-run-'));
+      const r = await runGantry(
+        ...['run', 'examples/workflows/train.ts', '--team', 'research', '--input', INPUT],
+        ...['-f', platform, '--state', state, '--speedup', speedup, '-q'],
+      );
+      expect(r.err).toBe('');
+      const m = new RegExp(
+        `succeeded in [\\d.]+s, cost \\$([\\d.]+) in ${speedup}× simulated time$`,
+        'm',
+      ).exec(r.out);
+      expect(m, r.out).not.toBeNull();
+      return Number(m![1]);
+    };
+    const at60 = await cost('60');
+    const at600 = await cost('600');
+    expect(at60).toBeGreaterThan(0.1);
+    // Before, the tasks slept on the wall clock: $0.15 at 60×, $1.50 at 600×.
+    expect(Math.abs(at600 - at60) / at60).toBeLessThanOrEqual(0.01);
   }, 60_000);
 
   it.each([
@@ -229,10 +257,10 @@ describe('gantry run --nats', () => {
           '--no-progress',
         );
       const first = await fanout();
-      expect(first.code).toBe(0);
+      expect(first.code, first.err).toBe(0);
       expect(first.out).toMatch(/warm worker 1 of 1–2/);
       const second = await fanout();
-      expect(second.code).toBe(0);
+      expect(second.code, second.err).toBe(0);
       expect(second.out).toMatch(/^square +sim-aws\/cpu-spot \(spot\) +50 /m);
       expect(second.out).not.toMatch(/warm worker/);
     } finally {

@@ -392,9 +392,12 @@ function printResult(result: RunResult, records: LineageRecord[], flags: RunFlag
   }
   if (records.some((r) => r.placement)) process.stdout.write(`\n${costTable(records)}\n`);
   const secs = ((result.endedAt - result.startedAt) / 1000).toFixed(1);
+  // The seconds are the wall clock's; the cost is of the clusters' time, simulated when sped up.
+  const speedup = speedupOf(flags);
+  const simulated = speedup === 1 ? '' : ` in ${speedup}× simulated time`;
   if (result.ok) {
     process.stdout.write(
-      `run ${result.runId} succeeded in ${secs}s, cost ${money(result.costUsd)}\noutput: ${JSON.stringify(result.output)}\n`,
+      `run ${result.runId} succeeded in ${secs}s, cost ${money(result.costUsd)}${simulated}\noutput: ${JSON.stringify(result.output)}\n`,
     );
     const where = flags.nats
       ? ` --nats ${flags.nats}`
@@ -405,7 +408,7 @@ function printResult(result: RunResult, records: LineageRecord[], flags: RunFlag
     return 0;
   }
   process.stderr.write(
-    `run ${result.runId} failed after ${secs}s (cost ${money(result.costUsd)}): ${error?.name ?? 'Error'}: ${error?.message ?? String(result.error)}\n`,
+    `run ${result.runId} failed after ${secs}s (cost ${money(result.costUsd)}${simulated}): ${error?.name ?? 'Error'}: ${error?.message ?? String(result.error)}\n`,
   );
   return 1;
 }
@@ -595,10 +598,14 @@ export function registerRunCommands(program: Command): void {
             ) {
               preempted = true;
               const cloud = conn.embedded!.clouds.get(ev.placement.cluster);
-              setTimeout(() => {
-                say(`  !! the cloud reclaims spot node ${ev.placement!.node} under train`);
-                cloud?.reclaimNode(ev.placement!.node);
-              }, 300);
+              // Ten simulated seconds into training: well before it ends, at any speedup.
+              setTimeout(
+                () => {
+                  say(`  !! the cloud reclaims spot node ${ev.placement!.node} under train`);
+                  cloud?.reclaimNode(ev.placement!.node);
+                },
+                10_000 / speedupOf(runFlags),
+              );
             }
           });
           process.exitCode = printResult(result, records, runFlags);

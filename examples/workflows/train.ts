@@ -9,9 +9,6 @@
  */
 import { map, task, z } from '../../runtime/index.ts';
 
-/** Stands in for real work: every task here sleeps for the time its work would take. */
-const work = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 const Dataset = z.object({
   uri: z.string(),
   rows: z.int().positive(),
@@ -29,8 +26,10 @@ export const preprocess = task(
     resources: { profile: 'cpu-prep', spot: 'required' },
     retries: 2,
   },
-  async ({ source, rows }) => {
-    await work(1500);
+  // Every task here sleeps for the time its work would take, on its cluster's clock: `ctx.sleep`
+  // runs faster on simulated clusters (`--speedup`) and the task is charged for the simulated time.
+  async ({ source, rows }, ctx) => {
+    await ctx.sleep(90_000);
     const shards = Array.from({ length: 8 }, (_, i) => `${source}/clean/shard-${i}.parquet`);
     return { uri: `${source}/clean`, rows, sizeGiB: Math.round((rows * 2.5) / 1e6), shards };
   },
@@ -46,7 +45,7 @@ export const train = task(
   },
   async ({ data, epochs }, ctx) => {
     const gpus = ctx.placement.gpuMilli / 1000;
-    await work((3000 * epochs) / Math.max(1, gpus / 2));
+    await ctx.sleep((180_000 * epochs) / Math.max(1, gpus / 2));
     const where = `${ctx.placement.cluster}/${ctx.placement.pool}`;
     return {
       uri: `${data.uri}/model-e${epochs}`,
@@ -65,8 +64,8 @@ export const evaluate = task(
     resources: { profile: 'l4-eval' },
     retries: 1,
   },
-  async ({ model, shard }) => {
-    await work(400);
+  async ({ model, shard }, ctx) => {
+    await ctx.sleep(24_000);
     const seed = [...`${model}${shard}`].reduce((a, c) => (a * 31 + c.charCodeAt(0)) % 1000, 7);
     return { shard, accuracy: 0.9 + seed / 20_000 };
   },

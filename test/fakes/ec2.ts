@@ -49,8 +49,11 @@ export interface FakeEc2 {
   setCapacity(instanceType: string, n: number): void;
   /** Answers the next `n` requests, whatever their action, with `RequestLimitExceeded` (HTTP 503). */
   throttleNext(n: number): void;
-  /** Answers the next request with this error, e.g. `failNext('VcpuLimitExceeded', '…')`. */
-  failNext(code: string, message: string, status?: number): void;
+  /**
+   * Answers the next request — of `action` only, when given — with this error, e.g.
+   * `failNext('VcpuLimitExceeded', '…', 400, 'CreateFleet')`.
+   */
+  failNext(code: string, message: string, status?: number, action?: string): void;
   /** A spot interruption: the instance is terminated with reason `Server.SpotInstanceTermination`. */
   reclaim(instanceId: string): void;
   /** Terminates an instance behind the provisioner's back, as someone at the console would. */
@@ -105,7 +108,7 @@ export async function startFakeEc2(opts: FakeEc2Options = {}): Promise<FakeEc2> 
   const received: FakeRequest[] = [];
   const runningListeners: ((i: FakeInstance) => void)[] = [];
   const timers = new Set<NodeJS.Timeout>();
-  const faults: Ec2Fault[] = [];
+  const faults: { fault: Ec2Fault; action?: string }[] = [];
   let serial = 0;
 
   const later = (fn: () => void) => {
@@ -169,8 +172,8 @@ export async function startFakeEc2(opts: FakeEc2Options = {}): Promise<FakeEc2> 
     const action = params.get('Action') ?? '';
     const requestId = randomUUID();
     try {
-      const fault = faults.shift();
-      if (fault) throw fault;
+      const at = faults.findIndex((f) => f.action === undefined || f.action === action);
+      if (at >= 0) throw faults.splice(at, 1)[0]!.fault;
       if (params.get('Version') !== '2016-11-15') throw new Ec2Fault('InvalidParameterValue', 'bad Version');
       const handler = actions[action];
       if (!handler)
@@ -207,9 +210,10 @@ export async function startFakeEc2(opts: FakeEc2Options = {}): Promise<FakeEc2> 
     setCapacity: (instanceType, n) => void capacity.set(instanceType, n),
     throttleNext(n) {
       for (let i = 0; i < n; i++)
-        faults.push(new Ec2Fault('RequestLimitExceeded', 'Request limit exceeded.', 503));
+        faults.push({ fault: new Ec2Fault('RequestLimitExceeded', 'Request limit exceeded.', 503) });
     },
-    failNext: (code, message, status = 400) => void faults.push(new Ec2Fault(code, message, status)),
+    failNext: (code, message, status = 400, action) =>
+      void faults.push({ fault: new Ec2Fault(code, message, status), ...(action ? { action } : {}) }),
     reclaim(instanceId) {
       const instance = known(instanceId);
       if (instance.lifecycle !== 'spot') throw new Error(`${instanceId} is not a spot instance`);

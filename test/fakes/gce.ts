@@ -81,6 +81,8 @@ export interface FakeGce {
   launchDelayMs: number;
   /** Every instance, any zone, any status. */
   instances(): FakeInstance[];
+  /** Every instance ever inserted, deleted ones too (what the bill lists), oldest first. */
+  created(): FakeInstance[];
   /** Every request answered so far, oldest first. */
   requests(): FakeRequest[];
   /** Inserts of this machine type (e.g. `a3-highgpu-8g`) fail with ZONE_RESOURCE_POOL_EXHAUSTED while on. */
@@ -128,6 +130,7 @@ export async function startFakeGce(opts: FakeGceOptions = {}): Promise<FakeGce> 
   const project = opts.project ?? 'test-project';
   const operationDelayMs = opts.operationDelayMs ?? 5;
   const instances = new Map<string, FakeInstance>();
+  const created: FakeInstance[] = [];
   const operations = new Map<string, FakeOperation>();
   const waiters = new Map<string, (() => void)[]>();
   const timers = new Set<NodeJS.Timeout>();
@@ -259,6 +262,7 @@ export async function startFakeGce(opts: FakeGceOptions = {}): Promise<FakeGce> 
         ...(Array.isArray(body.networkInterfaces) ? { networkInterfaces: body.networkInterfaces } : {}),
       };
       instances.set(key(zone, name), inst);
+      created.push(inst);
       finish(zone, op);
       setRunningLater(inst, launchDelayMs);
     });
@@ -405,6 +409,7 @@ export async function startFakeGce(opts: FakeGceOptions = {}): Promise<FakeGce> 
     project,
     launchDelayMs: opts.launchDelayMs ?? 30,
     instances: () => [...instances.values()].map((i) => structuredClone(i)),
+    created: () => created.map((i) => structuredClone(i)),
     requests: () => [...log],
     setStockout(machineType, on) {
       if (on) stockouts.add(machineType);
