@@ -227,7 +227,17 @@ export function createAgent(opts: AgentOptions): Agent {
     held.node = node;
     metrics.launches.inc({ cluster: name });
     report(held.lease.leaseId, 'launching');
-    executor.start(held.lease, node, (state, info) => report(held.lease.leaseId, state, info));
+    // A gang's rendezvous is rank 0's node as it came up (the broker knew it by its planned id).
+    const gang = held.lease.gang;
+    const lease = gang ? { ...held.lease, gang: { ...gang, master: nodeName(gang.master) } } : held.lease;
+    executor.start(lease, node, (state, info) => report(held.lease.leaseId, state, info));
+  }
+
+  function nodeName(nameOrPlannedId: string): string {
+    return (
+      provisioner.list().find((n) => n.name === nameOrPlannedId || n.plannedId === nameOrPlannedId)?.name ??
+      nameOrPlannedId
+    );
   }
 
   function readyNode(nodeName: string): ProvisionedNode | undefined {

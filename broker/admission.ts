@@ -84,6 +84,36 @@ export function admit(msg: RequestMsg, platform: Platform): ResolvedResources | 
   return r;
 }
 
+/** Default rendezvous port of a gang (PyTorch's `torch.distributed` convention). */
+export const GANG_PORT = 29500;
+
+/**
+ * Checks a request's gang against its resources: `resources.nodes` > 1 is one member of a gang and must
+ * say which (`gang: { id, rank }`, rank below `nodes`); a gang needs `nodes` > 1.
+ */
+export function admitGang(msg: RequestMsg, r: ResolvedResources): Refusal | undefined {
+  const nodes = r.nodes ?? 1;
+  if (nodes > 1 && !msg.gang)
+    return {
+      code: 'bad-resources',
+      message: `resources.nodes: ${nodes} nodes is a gang; each member's request needs gang { id, rank }`,
+      field: 'gang',
+    };
+  if (msg.gang && nodes < 2)
+    return {
+      code: 'bad-resources',
+      message: `gang: a gang needs resources.nodes of 2 or more (got ${nodes})`,
+      field: 'resources.nodes',
+    };
+  if (msg.gang && msg.gang.rank >= nodes)
+    return {
+      code: 'bad-resources',
+      message: `gang.rank: rank ${msg.gang.rank} of a gang of ${nodes} (ranks are 0–${nodes - 1})`,
+      field: 'gang.rank',
+    };
+  return undefined;
+}
+
 function fmtGi(mib: number): string {
   return `${Number((mib / 1024).toFixed(1))}Gi`;
 }

@@ -16,6 +16,7 @@ import {
 } from '../protocol/index.ts';
 import { append, type BrokerContext } from './context.ts';
 import type { Dispatch } from './dispatch.ts';
+import { stopGangPeers } from './gangs.ts';
 
 /** A lease's state as an agent reports it (a lease event or a heartbeat's finished entry). */
 interface LeaseReport {
@@ -164,6 +165,7 @@ export function createAgentHandlers(
     if (!r) return false;
     // The requester heard `placed` in the reply; `launching` is the agent's business.
     if (s !== 'launching') publishState(r.requestId, leaseId, s, reason, node);
+    stopGangPeers(ctx, publishState, lease, s, reason);
     if (s === 'succeeded' || s === 'failed' || s === 'preempted' || s === 'lost') {
       state.release();
       schedule();
@@ -178,6 +180,7 @@ export function createAgentHandlers(
     log.warn({ leaseId, reason, state: lease?.state }, 'lease lost');
     const r = state.transition(leaseId, 'lost', { reason });
     if (r) publishState(r.requestId, leaseId, 'lost', reason);
+    if (r && lease) stopGangPeers(ctx, publishState, lease, 'lost', reason);
     flushSoon();
     schedule();
   }

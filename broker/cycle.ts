@@ -5,14 +5,16 @@
 import type { Platform } from '../policies/index.ts';
 import type { LeaseMsg } from '../protocol/index.ts';
 import {
-  plan,
+  planBatch,
   type LpBackends,
   type Plan,
   type PoolState,
   type TaskRequest,
   taskRequest,
 } from '../solver/index.ts';
+import { GANG_PORT } from './admission.ts';
 import type { Inventory } from './inventory.ts';
+import { type Preemption, preemptFor } from './preemption.ts';
 import type { RequestRecord } from './records.ts';
 import type { BrokerState } from './state.ts';
 
@@ -25,6 +27,8 @@ export interface CycleResult {
   scale: Map<string, Map<string, string[]>>;
   refused: { request: RequestRecord; reason: string }[];
   held: number;
+  /** Running work this cycle stopped for higher-priority requests (policy `preemption`). */
+  preemptions: Preemption[];
   solveMs: number;
   backend: string;
   /** What the plan costs, its LP lower bound and the greedy baseline, for the metrics. */
@@ -53,7 +57,8 @@ export interface CycleInput {
 
 /** Plans a batch and records the outcome in the broker's state. */
 export function runCycle(input: CycleInput): CycleResult {
-  const { batch, state, inventory, platform, now } = input;
+  const { state, inventory, platform, now } = input;
+  const batch = withWholeGangs(input.batch, state);
   const pools = inventory.snapshot(state.nodeUse, now);
   const byId = new Map(batch.map((r) => [r.requestId, r]));
   const requests: TaskRequest[] = batch.map((r) => {
@@ -61,10 +66,11 @@ export function runCycle(input: CycleInput): CycleResult {
       r.avoidSpot && r.resources.spot !== 'required'
         ? { ...r.resources, spot: 'never' as const }
         : r.resources;
-    return taskRequest(r.requestId, r.team, resources, r.priority);
+    const t = taskRequest(r.requestId, r.team, resources, r.priority);
+    return r.gang ? { ...t, gang: r.gang } : t;
   });
   const usage = state.usage();
-  const result = plan({ pools, usage }, requests, platform.policies, {
+  const result = planBatch({ pools, usage }, requests, platform.policies, {
     ...(input.backends ? { backends: input.backends } : {}),
     timeBudgetMs: input.timeBudgetMs,
   });
@@ -90,6 +96,13 @@ export function runCycle(input: CycleInput): CycleResult {
   for (const g of result.groups) {
     for (const c of g.chosen) why.set(`${g.group}|${c.poolId.replace(' (running nodes)', '')}`, g.detail);
   }
+  const gangWhy = new Map((result.gangs ?? []).map((g) => [g.gang, g.detail]));
+  // Rank 0's node is each gang's rendezvous (MASTER_ADDR).
+  const masters = new Map<string, string>();
+  for (const p of result.placements) {
+    const g = byId.get(p.taskId)!.gang;
+    if (g?.rank === 0) masters.set(g.id, plannedIds.get(p.node) ?? p.node);
+  }
   const leases: CycleResult['leases'] = [];
   for (const p of result.placements) {
     const r = byId.get(p.taskId)!;
@@ -109,7 +122,20 @@ export function runCycle(input: CycleInput): CycleResult {
       capacityType: pool.capacityType,
       expiresAt: now + input.leaseTtlMs,
       attempt: r.attempt,
-      why: `${pool.id} at $${pool.price}/h per node${p.newNode ? ' (new node)' : ''}`,
+      why: r.gang
+        ? `gang ${r.gang.id} rank ${r.gang.rank}: ${gangWhy.get(r.gang.id) ?? pool.id}`
+        : `${pool.id} at $${pool.price}/h per node${p.newNode ? ' (new node)' : ''}`,
+      ...(r.gang
+        ? {
+            gang: {
+              id: r.gang.id,
+              size: r.gang.size,
+              rank: r.gang.rank,
+              master: masters.get(r.gang.id)!,
+              port: GANG_PORT,
+            },
+          }
+        : {}),
       work: r.work,
     };
     state.place(r, lease);
@@ -117,6 +143,8 @@ export function runCycle(input: CycleInput): CycleResult {
   }
 
   const refused: CycleResult['refused'] = [];
+  const waiting: { record: RequestRecord; request: TaskRequest }[] = [];
+  const requestById = new Map(requests.map((t) => [t.id, t]));
   let held = 0;
   // "No compatible pool" is final when every cluster was in the snapshot, or no pool of the clusters that
   // were not (down or draining) could take the task either.
@@ -129,9 +157,27 @@ export function runCycle(input: CycleInput): CycleResult {
     } else {
       state.hold(r, u.kind, u.reason);
       held++;
+      if (u.kind === 'capacity' && !r.gang)
+        waiting.push({ record: r, request: requestById.get(r.requestId)! });
     }
   }
+  // What is left once this cycle's leases are counted: preemption frees room on top of it.
+  const preemptions = preemptFor(
+    waiting,
+    inventory.snapshot(state.nodeUse, now),
+    state,
+    platform,
+    now,
+    new Set(leases.map((l) => l.lease.leaseId)),
+  );
+  for (const p of preemptions) {
+    state.hold(p.request, 'capacity', `preempting ${p.victims.length} lower-priority task(s): ${p.detail}`);
+    // First in the next cycle, ahead of the work it stopped.
+    state.held.delete(p.request.requestId);
+    state.queue.unshift(p.request.requestId);
+  }
   return {
+    preemptions,
     number: input.number,
     tasks: batch.length,
     leases,
@@ -142,4 +188,25 @@ export function runCycle(input: CycleInput): CycleResult {
     backend: result.solver.backend,
     plan: { cost: result.cost, bound: result.bound, baseline: result.baseline },
   };
+}
+
+/**
+ * The batch with every pending member of each gang in it: members held (waiting for the rest) are planned
+ * with the ones that came in this cycle, so a gang is planned whole.
+ */
+function withWholeGangs(batch: RequestRecord[], state: BrokerState): RequestRecord[] {
+  const ids = new Set(batch.map((r) => r.requestId));
+  const out = [...batch];
+  const seen = new Set<string>();
+  for (const r of batch) {
+    if (!r.gang || seen.has(r.gang.id)) continue;
+    seen.add(r.gang.id);
+    for (const m of state.gangMembers(r.gang.id)) {
+      if (m.state !== 'pending' || ids.has(m.requestId)) continue;
+      ids.add(m.requestId);
+      state.held.delete(m.requestId);
+      out.push(m);
+    }
+  }
+  return out;
 }

@@ -11,7 +11,7 @@ import {
   subjects,
   type TaskStateMsg,
 } from '../protocol/index.ts';
-import { admit } from './admission.ts';
+import { admit, admitGang } from './admission.ts';
 import { authorizeRequest, requestOrigin } from './origin.ts';
 import { append, type BrokerContext } from './context.ts';
 import type { runCycle } from './cycle.ts';
@@ -31,7 +31,7 @@ export interface Dispatch {
     s: string,
     reason?: string,
     node?: string,
-    extra?: Pick<TaskStateMsg, 'hold' | 'failure'>,
+    extra?: Pick<TaskStateMsg, 'hold' | 'failure' | 'preemption'>,
   ): void;
   /** Sends launches to a cluster's agent in chunks. */
   dispatch(cluster: string, leaseIds: readonly string[], encoded?: ReadonlyMap<string, string>): void;
@@ -45,6 +45,23 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
 
   /** Tells agents and requesters what a cycle decided, once it is durable. */
   function announceCycle(result: ReturnType<typeof runCycle>): void {
+    // Work stopped for higher-priority requests: its agents stop it, its requesters hear why.
+    for (const p of result.preemptions) {
+      for (const { lease, request } of p.victims) {
+        transport.publish(
+          subjects.cancel(lease.cluster),
+          encodeJson({ leaseId: lease.leaseId, reason: p.detail }),
+        );
+        publishState(request.requestId, lease.leaseId, 'preempted', p.detail, undefined, {
+          preemption: { kind: 'priority', detail: p.detail },
+        });
+        metrics.preemptions.inc({ team: request.team });
+      }
+      log.info(
+        { requestId: p.request.requestId, victims: p.victims.map((v) => v.lease.leaseId), detail: p.detail },
+        'preempted',
+      );
+    }
     for (const [cluster, pools] of result.scale) {
       for (const [pool, add] of pools)
         transport.publish(subjects.scale(cluster), encodeJson({ pool, add, remove: [] }));
@@ -110,7 +127,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     s: string,
     reason?: string,
     node?: string,
-    extra?: Pick<TaskStateMsg, 'hold' | 'failure'>,
+    extra?: Pick<TaskStateMsg, 'hold' | 'failure' | 'preemption'>,
   ): void {
     const team = state.requests.get(requestId)?.team;
     if (team === undefined) return;
@@ -198,7 +215,8 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       waiters.set(m.requestId, [...(waiters.get(m.requestId) ?? []), msg]);
       return;
     }
-    const resources = admitCached(m);
+    const admitted = admitCached(m);
+    const resources = 'code' in admitted ? admitted : (admitGang(m, admitted) ?? admitted);
     if ('code' in resources) {
       metrics.refused.inc({ code: resources.code });
       log.info(
@@ -217,6 +235,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       resources,
       priority: m.priority,
       override: m.override,
+      ...(m.gang ? { gang: { ...m.gang, size: resources.nodes ?? 1 } } : {}),
       work: m.work,
       state: 'pending',
       attempt: 0,
@@ -224,6 +243,8 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       updatedAt: now,
     });
     waiters.set(m.requestId, [msg]);
+    // A gang's members held waiting for this one are planned with it.
+    if (m.gang) state.releaseGang(m.gang.id);
     schedule();
   }
 

@@ -44,6 +44,8 @@ export interface BrokerMetrics {
   planGap: Histogram;
   leases: Counter;
   refused: Counter<'code'>;
+  /** Running work stopped for higher-priority work, by the team whose work was stopped. */
+  preemptions: Counter<'team'>;
   badMessages: Counter<'subject'>;
   activeLeases: Gauge;
   leader: Gauge;
@@ -134,6 +136,11 @@ export function createBrokerMetrics(): BrokerMetrics {
     }),
     leases: counter('gantry_leases_total', 'Leases granted'),
     refused: counter('gantry_requests_refused_total', 'Requests refused', ['code']),
+    preemptions: counter(
+      'gantry_preemptions_total',
+      'Running leases stopped so that higher-priority work fits (ResourcePolicy preemption)',
+      ['team'],
+    ),
     badMessages: counter('gantry_bad_messages_total', 'Malformed or unauthorised messages', ['subject']),
     activeLeases: gauge('gantry_active_leases', 'Leases placed, launching or running'),
     leader: gauge('gantry_broker_leader', '1 while this broker leads and serves, 0 while it stands by'),

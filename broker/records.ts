@@ -23,6 +23,8 @@ export interface RequestRecord {
   reason?: string | undefined;
   leaseId?: string | undefined;
   attempt: number;
+  /** A gang member: which gang, its rank, and how many members the gang has. */
+  gang?: { id: string; rank: number; size: number } | undefined;
   /** Set after a spot preemption: the next placement avoids spot. */
   avoidSpot?: boolean | undefined;
   createdAt: number;

@@ -41,6 +41,8 @@ export class BrokerState {
   queue: string[] = [];
   /** Requests a cycle could not place (capacity, quota, budget): retried when something changes. */
   held = new Set<string>();
+  /** Request ids of each gang's members. */
+  readonly gangs = new Map<string, Set<string>>();
 
   readonly writer: RecordWriter;
 
@@ -65,7 +67,11 @@ export class BrokerState {
     this.nodeUse.clear();
     this.teamUse.clear();
     this.held.clear();
-    for (const r of requests) this.requests.set(r.requestId, r);
+    this.gangs.clear();
+    for (const r of requests) {
+      this.requests.set(r.requestId, r);
+      this.indexGang(r);
+    }
     for (const l of leases) {
       this.leases.set(l.leaseId, l);
       this.index(l);
@@ -85,6 +91,7 @@ export class BrokerState {
 
   addRequest(r: RequestRecord): void {
     this.requests.set(r.requestId, r);
+    this.indexGang(r);
     this.queue.push(r.requestId);
     this.writer.request(r);
     this.log({ kind: 'request', id: r.requestId, state: 'pending', team: r.team });
@@ -137,6 +144,23 @@ export class BrokerState {
     this.held.delete(r.requestId);
     this.writer.request(r);
     this.log({ kind: 'request', id: r.requestId, state: 'failed', team: r.team, reason });
+  }
+
+  private indexGang(r: RequestRecord): void {
+    if (!r.gang) return;
+    const set = this.gangs.get(r.gang.id) ?? new Set<string>();
+    set.add(r.requestId);
+    this.gangs.set(r.gang.id, set);
+  }
+
+  /** The members of a gang (every one, whatever its state). */
+  gangMembers(gangId: string): RequestRecord[] {
+    return [...(this.gangs.get(gangId) ?? [])].flatMap((id) => this.requests.get(id) ?? []);
+  }
+
+  /** Moves a gang's held members back to the queue (another member arrived). */
+  releaseGang(gangId: string): void {
+    for (const id of this.gangs.get(gangId) ?? []) if (this.held.delete(id)) this.queue.push(id);
   }
 
   /** Moves held requests back to the queue (capacity freed, nodes came up, a cluster recovered). */
@@ -227,6 +251,7 @@ export class BrokerState {
     for (const [id, r] of this.requests) {
       if (!TERMINAL.has(r.state) || r.updatedAt >= olderThan) continue;
       this.requests.delete(id);
+      if (r.gang) this.gangs.delete(r.gang.id);
       if (r.leaseId) this.leases.delete(r.leaseId);
       gone.push(requestKey(id));
     }

@@ -24,7 +24,7 @@ export {
   parseMemory,
 } from './quantities.ts';
 export type { GpuOption } from './quantities.ts';
-export { API_VERSION, KINDS, resourcesSpec } from './kinds.ts';
+export { API_VERSION, KINDS, MAX_GANG_NODES, resourcesSpec } from './kinds.ts';
 export type {
   CapacityType,
   ClusterDoc,

@@ -65,6 +65,13 @@ export const spotPreference = z.enum(['never', 'allowed', 'preferred', 'required
 /** How a pool's nodes are bought. */
 export const capacityType = z.enum(['spot', 'on-demand', 'reserved']);
 
+/** Most members a gang may have. */
+export const MAX_GANG_NODES = 256;
+const gangNodes = z
+  .int({ error: 'must be a whole number of nodes' })
+  .min(1, 'must be at least 1')
+  .max(MAX_GANG_NODES, `must be at most ${MAX_GANG_NODES}`);
+
 /** Resources a task asks for, as written (all optional: profiles and policy defaults fill the rest). */
 export const resourcesSpec = z.strictObject({
   profile: resourceName.optional(),
@@ -74,6 +81,11 @@ export const resourcesSpec = z.strictObject({
   spot: spotPreference.optional(),
   /** Expected run time, used to price the task. */
   duration: durationQuantity.optional(),
+  /**
+   * A gang: this many nodes at once, one member on each, all in one pool of one cluster (distributed
+   * training). `cpu`, `memory` and `gpu` are per member.
+   */
+  nodes: gangNodes.optional(),
 });
 
 const metadata = z.strictObject({
@@ -180,6 +192,17 @@ export const resourcePolicyKind = kind(
       )
       .min(1, 'name at least one team'),
     priority: z.int().default(0),
+    /**
+     * Whether the team's work may stop running work of lower priority when no pool has room for it
+     * (off by default): its own team's (`withinTeam`), other teams' (`lowerPriority`). The work stopped
+     * is what loses least (elapsed time × price); it is placed again.
+     */
+    preemption: z
+      .strictObject({
+        withinTeam: z.boolean({ error: 'must be true or false' }).default(false),
+        lowerPriority: z.boolean({ error: 'must be true or false' }).default(false),
+      })
+      .optional(),
     /**
      * What the team's runtimes may ask to run. `process` (a command on a cluster's host) only when
      * listed here; agents and tasks can never ask for it (docs/security.md).

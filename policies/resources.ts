@@ -18,6 +18,8 @@ export interface ResolvedResources {
   spot: SpotPreference | undefined;
   durationSeconds: number;
   profile: string | undefined;
+  /** Members of a gang; absent or 1: an ordinary task (records stored before gangs have none). */
+  nodes?: number;
 }
 
 /** A profile name that does not exist, or a team without a policy. */
@@ -57,6 +59,7 @@ export function resolveResources(asked: ResourcesSpec, team: string, platform: P
     spot: pick('spot'),
     durationSeconds: pick('duration') ?? FALLBACK_RESOURCES.durationSeconds,
     profile: asked.profile ?? defaults?.profile,
+    ...(pick('nodes') !== undefined ? { nodes: pick('nodes')! } : {}),
   };
 }
 

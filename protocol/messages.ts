@@ -81,6 +81,8 @@ export const resourcesMsg = z.strictObject({
   gpu: z.union([z.string(), z.number(), z.array(z.union([z.string(), z.number()]))]).optional(),
   spot: z.enum(['never', 'allowed', 'preferred', 'required']).optional(),
   duration: z.union([z.string(), z.number()]).optional(),
+  /** Members of a gang: the request is one member, `gang` says which. */
+  nodes: z.number().optional(),
 });
 
 /**
@@ -155,6 +157,11 @@ export const requestMsg = z.strictObject({
   priority: z.int().optional(),
   /** True when the workflow overrode the task's declared resources. */
   override: z.boolean().default(false),
+  /**
+   * One member of a gang (`resources.nodes` > 1): every member has the same gang id and its own rank;
+   * the broker places all of them in one cycle or none.
+   */
+  gang: z.strictObject({ id, rank: z.int().nonnegative().max(10_000) }).optional(),
   work: workSpec,
 });
 
@@ -175,6 +182,19 @@ export const leaseMsg = z.strictObject({
   expiresAt: z.number(),
   attempt: z.int().nonnegative(),
   why: z.string(),
+  /**
+   * A gang member's place in it: `master` is rank 0's node (as the broker planned it; the agent names
+   * the node that came up), the distributed-training rendezvous at `port`.
+   */
+  gang: z
+    .strictObject({
+      id,
+      size: z.int().positive(),
+      rank: z.int().nonnegative(),
+      master: z.string().min(1),
+      port: z.int().positive().max(65535),
+    })
+    .optional(),
   work: workSpec,
 });
 
@@ -372,6 +392,8 @@ export const taskStateMsg = z.strictObject({
   lease: leaseMsg.optional(),
   hold: reasonOf(holdKind).optional(),
   failure: reasonOf(brokerFailureKind).optional(),
+  /** Set on `preempted` when the broker stopped it for higher-priority work (not a spot reclaim). */
+  preemption: reasonOf(z.enum(['priority'])).optional(),
 });
 
 /** A typed failure on the wire; the runtime turns `name` back into its error class. */

@@ -16,6 +16,10 @@ export interface Outcome {
   /** Cost of the segments cut short by preemptions. */
   lostCostUsd: number;
   warm: boolean;
+  /** A gang: what the members other than the one whose result this is cost. */
+  membersCostUsd?: number;
+  /** A gang: every member's lease, by rank. */
+  members?: LeaseMsg[];
 }
 
 /** How an attempt ended, for its lineage record. */

@@ -18,6 +18,7 @@ import { ArtifactMissingError, type ArtifactStore } from './artifacts.ts';
 import { attemptRecord, nestedLineage, type Outcome, type RecordDetail } from './attempt-record.ts';
 import { askBroker } from './broker-request.ts';
 import { coldAttempt } from './cold.ts';
+import { gangAttempt } from './gang.ts';
 import { costUsd, resultCostUsd } from './cost.ts';
 import { fromErrorMsg, OutOfMemoryError, TaskError } from './errors.ts';
 import { placementOf } from './ids.ts';
@@ -204,7 +205,10 @@ export class Runtime implements Caller {
       }
       const { result } = outcome;
       for (const rec of await nestedLineage(result, this.artifacts)) scope.record(rec);
-      const costUsd = outcome.lostCostUsd + this.costOfResult(outcome.lease.pricePerHour, result);
+      const costUsd =
+        outcome.lostCostUsd +
+        (outcome.membersCostUsd ?? 0) +
+        this.costOfResult(outcome.lease.pricePerHour, result);
       const err = result.ok ? undefined : fromErrorMsg(result.error, { task: name, execution });
       if (err instanceof OutOfMemoryError && err.memoryMiB === undefined)
         err.data.memoryMiB = outcome.lease.memoryMiB;
@@ -249,7 +253,9 @@ export class Runtime implements Caller {
     limitMs: number | undefined,
   ): Promise<Outcome> {
     const requestId = attempt === 0 ? execution : `${execution}-a${attempt}`;
-    if (task.options.reuse) {
+    const nodes = Number(resources.nodes ?? 1);
+    // A gang runs cold: its members are placed together and stopped together, never on warm workers.
+    if (task.options.reuse && nodes <= 1) {
       return this.pool(task, resources, scope)
         .invoke({
           task: task.taskName,
@@ -266,17 +272,8 @@ export class Runtime implements Caller {
           warm: true,
         }));
     }
-    return coldAttempt(this, {
-      task,
-      input,
-      resources,
-      overridden,
-      scope,
-      execution,
-      requestId,
-      attempt,
-      limitMs,
-    });
+    const cold = { task, input, resources, overridden, scope, execution, requestId, attempt, limitMs };
+    return nodes > 1 ? gangAttempt(this, cold, nodes) : coldAttempt(this, cold);
   }
 
   /**

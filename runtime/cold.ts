@@ -30,6 +30,8 @@ export interface ColdAttempt {
   requestId: string;
   attempt: number;
   limitMs: number | undefined;
+  /** One member of a gang attempt (see gang.ts). */
+  gang?: { id: string; rank: number };
 }
 
 /** Runs a cold attempt through the broker; resolves with how it ended. */
@@ -93,7 +95,10 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
           type: 'preempted',
           at: s.at,
           ...(lease ? { placement: placementOf(lease, s.node) } : {}),
-          message: `${s.state}: ${s.reason ?? ''}; the broker places it again`,
+          // Stopped for higher-priority work: the attempt ends in a PreemptedError and is placed again.
+          message: s.preemption
+            ? `PreemptedError: ${s.preemption.detail}; the broker places it again`
+            : `${s.state}: ${s.reason ?? ''}; the broker places it again`,
         });
       } else if (s.state === 'pending' && s.hold) {
         rt.emit(scope, { ...base, type: 'held', at: s.at, hold: s.hold, message: s.hold.detail });
@@ -124,6 +129,7 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
         ...(scope.workflow ? { workflow: scope.workflow } : {}),
         resources,
         override: overridden,
+        ...(a.gang ? { gang: a.gang } : {}),
         work: {
           kind: 'task',
           module: scope.module,

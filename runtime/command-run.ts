@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { ArtifactStore } from './artifacts.ts';
 import { fromErrorMsg, NonRetriableError, OutOfMemoryError, TaskError, TimeoutError } from './errors.ts';
-import type { TaskContext } from './task.ts';
+import { gangEnv, type TaskContext } from './task.ts';
 
 /** An artifact passed by reference: a file's bytes in the artifact store. */
 export const Artifact = z.strictObject({
@@ -81,6 +81,7 @@ export async function runCommand(
       GANTRY_RUN_ID: ctx.runId,
       GANTRY_EXECUTION: ctx.execution,
       GANTRY_ATTEMPT: String(ctx.attempt),
+      ...(ctx.gang ? gangEnv(ctx.gang) : {}),
     };
     const args = (spec.args ?? []).map((a) => expandArg(a, input, inputs, outputs));
     const exit = await spawnLimited(spec, args, env, ctx);

@@ -27,7 +27,14 @@ import { Runtime } from './client.ts';
 import { placementOf } from './ids.ts';
 import { NonRetriableError, registerErrorClasses, TimeoutError, toErrorMsg } from './errors.ts';
 import type { LineageRecord } from './lineage.ts';
-import { lookupTask, type Placement, type TaskContext, taskNames, withScope } from './task.ts';
+import {
+  type GangContext,
+  lookupTask,
+  type Placement,
+  type TaskContext,
+  taskNames,
+  withScope,
+} from './task.ts';
 import { checkValue, decodeValue, encodeValue } from './values.ts';
 
 /** What a host needs: the transport (results, nested calls) and the artifact store. */
@@ -106,6 +113,8 @@ export interface Execution {
   placement: Placement;
   timeoutMs?: number | undefined;
   signal: AbortSignal;
+  /** A gang member's rank and rendezvous (from its lease). */
+  gang?: GangContext | undefined;
 }
 
 /** Runs one execution and returns its result (never throws: failures are results). */
@@ -156,6 +165,7 @@ export async function executeTask(
       signal,
       sleep: clock.sleep,
       artifacts: services.artifacts,
+      ...(x.gang ? { gang: x.gang } : {}),
     };
     const scope = {
       caller: runtime,
@@ -242,6 +252,13 @@ export async function runTaskLease(
     placement: placementOf(lease, node),
     timeoutMs: work.timeoutMs,
     signal,
+    gang: lease.gang && {
+      rank: lease.gang.rank,
+      nodeRank: lease.gang.rank,
+      worldSize: lease.gang.size,
+      masterAddr: lease.gang.master,
+      masterPort: lease.gang.port,
+    },
   });
   // A lease stopped meanwhile (preempted, cancelled) reports nothing: the broker places it again.
   if (signal.aborted) return undefined;

@@ -26,11 +26,12 @@ export {
   TimeoutError,
   ValidationError,
 } from './errors.ts';
-export { task } from './task.ts';
+export { gangEnv, task } from './task.ts';
 export { commandTask, containerTask } from './container-task.ts';
 export type { ContainerTaskOptions, ProgramTaskOptions } from './container-task.ts';
 export { Artifact } from './command-run.ts';
 export type {
+  GangContext,
   MapOptions,
   Override,
   Placement,

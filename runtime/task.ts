@@ -94,6 +94,31 @@ export interface TaskContext {
   sleep(ms: number): Promise<void>;
   /** The artifact store: `put` bytes to pass them by reference. */
   readonly artifacts: ArtifactStore;
+  /** Set on each member of a gang task (`resources.nodes` > 1): its rank and the rendezvous. */
+  readonly gang?: GangContext;
+}
+
+/**
+ * A gang member's place in the gang, as distributed training frameworks expect it: one member per node,
+ * rank 0's node is the rendezvous. {@link gangEnv} gives the conventional environment variables.
+ */
+export interface GangContext {
+  rank: number;
+  nodeRank: number;
+  worldSize: number;
+  masterAddr: string;
+  masterPort: number;
+}
+
+/** `MASTER_ADDR`, `MASTER_PORT`, `WORLD_SIZE`, `RANK`, `NODE_RANK` of a gang member (what `torchrun` reads). */
+export function gangEnv(g: GangContext): Record<string, string> {
+  return {
+    MASTER_ADDR: g.masterAddr,
+    MASTER_PORT: String(g.masterPort),
+    WORLD_SIZE: String(g.worldSize),
+    RANK: String(g.rank),
+    NODE_RANK: String(g.nodeRank),
+  };
 }
 
 /** Where an execution ran, and at what price. */

@@ -10,6 +10,11 @@
  * for (const g of result.groups) console.log(g.shape, g.chosen, g.detail);
  */
 export { plan } from './plan.ts';
+export { planBatch } from './batch.ts';
+export { planGangs } from './gang.ts';
+export { chooseVictims } from './preempt.ts';
+export type { PreemptionChoice, VictimCandidate } from './preempt.ts';
+export type { GangExplanation, GangPlan, GangRequest } from './gang.ts';
 export type { PlanOptions } from './plan.ts';
 export { DURATION_BUCKETS, durationBucket, FALLBACK_STEP_PENALTY, SPOT_PREFERRED_PENALTY } from './groups.ts';
 export { describeShape } from './explain.ts';

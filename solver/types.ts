@@ -3,6 +3,7 @@
  * snapshot, a batch of requests and the teams' policies.
  */
 import type { CapacityType, Policy, SpotPreference } from '../policies/index.ts';
+import type { GangExplanation } from './gang.ts';
 
 /** One way to satisfy a GPU request: `count` devices of `model` (`'*'`: any model). */
 export interface GpuAsk {
@@ -24,6 +25,8 @@ export interface TaskRequest {
   durationSeconds: number;
   /** Higher is placed first when capacity is short; defaults to the policy's priority. */
   priority?: number;
+  /** A member of a gang: all `size` members are placed together, on distinct nodes of one pool, or none. */
+  gang?: { id: string; size: number; rank: number };
 }
 
 /** An existing node and what is free on it. */
@@ -155,6 +158,8 @@ export interface Plan {
   /** On request (`diagnostics: true`): the FFD and per-task greedy figures on the same input. */
   diagnostics?: { ffd: PlanCost & { unplaced: number }; greedy: PlanCost & { unplaced: number } };
   groups: GroupExplanation[];
+  /** Where each gang of the batch went, or why it did not (set when the batch had gangs). */
+  gangs?: GangExplanation[];
   solver: {
     backend: string;
     status: string;
