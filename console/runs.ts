@@ -27,45 +27,39 @@ export interface TaskAggregate {
 
 /** The run's tasks, aggregated. */
 export async function runTasks(db: Db, runId: string): Promise<TaskAggregate[]> {
-  // Grouped by the parent execution's id first (a map's 250K calls share one), named after.
-  const groups = await db.query<Omit<TaskAggregate, 'where' | 'errors' | 'p50Ms' | 'p99Ms'>>(
-    `select task, coalesce(parent, '') as parent,
-       count(distinct execution)::int as executions, count(*)::int as attempts,
-       count(*) filter (where error_name is not null)::int as failed,
-       count(*) filter (where cached)::int as cached,
-       coalesce(sum(preemptions), 0)::int as preemptions,
+  // One scan groups (hashing) by everything the page splits on — a map's 250K calls share one parent
+  // and a few pools; a second orders durations for the percentiles.
+  const groups = await db.query<{
+    task: string;
+    parent: string;
+    cluster: string | null;
+    pool: string | null;
+    capacityType: string | null;
+    pricePerHour: number | null;
+    errorName: string | null;
+    errorMessage: string | null;
+    executions: number;
+    attempts: number;
+    cached: number;
+    preemptions: number;
+    costUsd: number;
+    firstStart: number;
+    lastEnd: number;
+  }>(
+    `select task, coalesce(parent, '') as parent, cluster, pool, capacity_type as "capacityType",
+       price_per_hour as "pricePerHour", error_name as "errorName", min(error_message) as "errorMessage",
+       count(*) filter (where attempt = 0)::int as executions, count(*)::int as attempts,
+       count(*) filter (where cached)::int as cached, coalesce(sum(preemptions), 0)::int as preemptions,
        coalesce(sum(cost_usd), 0)::float8 as "costUsd",
        min(started_at)::float8 as "firstStart", max(ended_at)::float8 as "lastEnd"
-     from executions where run_id = $1 group by task, parent`,
+     from executions where run_id = $1
+     group by task, parent, cluster, pool, capacity_type, price_per_hour, error_name`,
     [runId],
   );
   const parents = await db.query<{ execution: string; task: string }>(
     'select distinct on (execution) execution, task from executions where execution = any($1::text[])',
     [[...new Set(groups.map((g) => g.parent).filter(Boolean))]],
   );
-  const taskOf = new Map(parents.map((p) => [p.execution, p.task]));
-  const merged = new Map<string, Omit<TaskAggregate, 'where' | 'errors' | 'p50Ms' | 'p99Ms'>>();
-  for (const g of groups) {
-    const parent = g.parent ? (taskOf.get(g.parent) ?? '') : '';
-    const k = `${g.task}\u0000${parent}`;
-    const m = merged.get(k);
-    merged.set(
-      k,
-      m
-        ? {
-            ...m,
-            executions: m.executions + g.executions,
-            attempts: m.attempts + g.attempts,
-            failed: m.failed + g.failed,
-            cached: m.cached + g.cached,
-            preemptions: m.preemptions + g.preemptions,
-            costUsd: m.costUsd + g.costUsd,
-            firstStart: Math.min(m.firstStart, g.firstStart),
-            lastEnd: Math.max(m.lastEnd, g.lastEnd),
-          }
-        : { ...g, parent },
-    );
-  }
   const durations = await db.query<{ task: string; p50Ms: number; p99Ms: number }>(
     `select task,
        percentile_disc(0.5) within group (order by ended_at - started_at)::float8 as "p50Ms",
@@ -73,34 +67,65 @@ export async function runTasks(db: Db, runId: string): Promise<TaskAggregate[]> 
      from executions where run_id = $1 group by task`,
     [runId],
   );
-  const rows = [...merged.values()]
-    .map((r) => ({ ...r, ...(durations.find((d) => d.task === r.task) ?? { p50Ms: 0, p99Ms: 0 }) }))
+  const taskOf = new Map(parents.map((p) => [p.execution, p.task]));
+  const merged = new Map<string, TaskAggregate>();
+  for (const g of groups) {
+    const parent = g.parent ? (taskOf.get(g.parent) ?? '') : '';
+    const k = `${g.task}\u0000${parent}`;
+    const d = durations.find((x) => x.task === g.task);
+    const m: TaskAggregate = merged.get(k) ?? {
+      task: g.task,
+      parent,
+      executions: 0,
+      attempts: 0,
+      failed: 0,
+      cached: 0,
+      preemptions: 0,
+      costUsd: 0,
+      firstStart: g.firstStart,
+      lastEnd: g.lastEnd,
+      p50Ms: d?.p50Ms ?? 0,
+      p99Ms: d?.p99Ms ?? 0,
+      where: [],
+      errors: [],
+    };
+    // Every execution has one first attempt (no count(distinct): it would sort a map's 250K rows).
+    m.executions += g.executions;
+    m.attempts += g.attempts;
+    m.cached += g.cached;
+    m.preemptions += g.preemptions;
+    m.costUsd += g.costUsd;
+    m.firstStart = Math.min(m.firstStart, g.firstStart);
+    m.lastEnd = Math.max(m.lastEnd, g.lastEnd);
+    if (g.errorName) {
+      m.failed += g.attempts;
+      const e = m.errors.find((x) => x.name === g.errorName);
+      if (e) e.count += g.attempts;
+      else m.errors.push({ name: g.errorName, count: g.attempts, message: g.errorMessage ?? '' });
+    }
+    if (g.cluster !== null) {
+      const w = m.where.find(
+        (x) =>
+          x.cluster === g.cluster &&
+          x.pool === g.pool &&
+          x.capacityType === g.capacityType &&
+          x.pricePerHour === g.pricePerHour,
+      );
+      if (w) w.count += g.attempts;
+      else
+        m.where.push({
+          cluster: g.cluster,
+          pool: g.pool ?? '',
+          capacityType: g.capacityType ?? '',
+          pricePerHour: g.pricePerHour ?? 0,
+          count: g.attempts,
+        });
+    }
+    merged.set(k, m);
+  }
+  return [...merged.values()]
+    .map((m) => ({ ...m, where: m.where.sort((a, b) => b.count - a.count) }))
     .sort((a, b) => a.firstStart - b.firstStart);
-  const where = await db.query<{
-    task: string;
-    cluster: string;
-    pool: string;
-    capacityType: string;
-    pricePerHour: number;
-    count: number;
-  }>(
-    `select task, cluster, pool, capacity_type as "capacityType", price_per_hour as "pricePerHour",
-       count(*)::int as count
-     from executions where run_id = $1 and cluster is not null
-     group by task, cluster, pool, capacity_type, price_per_hour order by task, count desc`,
-    [runId],
-  );
-  const errors = await db.query<{ task: string; name: string; count: number; message: string }>(
-    `select task, error_name as name, count(*)::int as count, min(error_message) as message
-     from executions where run_id = $1 and error_name is not null
-     group by task, error_name order by task, count desc`,
-    [runId],
-  );
-  return rows.map((r) => ({
-    ...r,
-    where: where.filter((w) => w.task === r.task).map(({ task: _, ...w }) => w),
-    errors: errors.filter((e) => e.task === r.task).map(({ task: _, ...e }) => e),
-  }));
 }
 
 /** Filters of {@link runExecutions}. */

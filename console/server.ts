@@ -177,7 +177,10 @@ export function consoleApp(opts: ConsoleOptions): Hono {
   );
 
   // Read per request: a rebuild (npm run console:build) is served without a restart.
-  app.use('/assets/*', serveStatic({ root: dist }));
+  let assets: ReturnType<typeof serveStatic> | undefined;
+  app.use('/assets/*', (c, next) =>
+    existsSync(dist) ? (assets ??= serveStatic({ root: dist }))(c, next) : next(),
+  );
   app.get('/assets/*', (c) =>
     c.json({ ok: false, error: { code: 'not-found', message: 'no such asset' } }, 404),
   );

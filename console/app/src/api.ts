@@ -50,8 +50,17 @@ function subscribe(l: Listener): () => void {
   listeners.add(l);
   if (!source) {
     source = new EventSource('/v1/events');
+    // The first event of each connection is where things stand now, which the pages just fetched.
+    let first = true;
+    source.addEventListener('open', () => {
+      first = true;
+    });
     source.addEventListener('changed', () => {
       changes++;
+      if (first) {
+        first = false;
+        return;
+      }
       for (const f of listeners) f();
     });
   }
