@@ -21,10 +21,14 @@ export async function overNats<T>(target: NatsTarget, use: () => Promise<T>): Pr
   }
 }
 
-/** Connects to `target.nats` as `name`. */
+/**
+ * Connects to `target.nats` as `name`: one URL, or several separated by commas (the servers of a NATS
+ * cluster; the connection moves to another when one goes down).
+ */
 export function connectCli(target: NatsTarget, name: string): Promise<NatsTransport> {
+  const servers = target.nats.split(',').map((s) => s.trim());
   return overNats(target, () =>
-    connectNats({ servers: target.nats, name, ...(target.creds ? { creds: target.creds } : {}) }),
+    connectNats({ servers, name, ...(target.creds ? { creds: target.creds } : {}) }),
   );
 }
 

@@ -5,7 +5,7 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createUser, fromSeed } from '@nats-io/nkeys';
-import { PROTOCOL } from '../protocol/index.ts';
+import { leaseStatusSubjects, PROTOCOL, resultsStream } from '../protocol/index.ts';
 import { inboxPrefix } from '../protocol/nats-index.ts';
 
 /** What a NATS user may publish and subscribe to, and whether it may answer requests it receives. */
@@ -69,6 +69,7 @@ function hostedWork(cluster: string): Permissions {
   return {
     publish: [
       `${PROTOCOL}.agent.${cluster}.request`,
+      leaseStatusSubjects.agent(cluster),
       `${team('*')}.exec.*.result.${cluster}`,
       `${team('*')}.run.*.events`,
       `${team('*')}.worker.*.invoke`,
@@ -118,6 +119,9 @@ export function runtimePermissions(t: string): Permissions {
       `${team(t)}.run.*.events`,
       // Its runs' liveness heartbeats and cancels (hosted tasks cannot cancel runs).
       `${team(t)}.run.*.control`,
+      // Where its calls stand after a fault, and its results kept meanwhile (protocol/lease-status.ts).
+      leaseStatusSubjects.team(t),
+      ...streamUse(resultsStream.name(t)),
       ...ARTIFACTS.publish,
       ...streamUse(`KV_${RUNTIME_BUCKET}`),
       `$KV.${RUNTIME_BUCKET}.>`,

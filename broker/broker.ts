@@ -8,7 +8,15 @@
  * health). This file wires them and owns leadership, loading and stopping.
  */
 import type { Cluster, Platform } from '../policies/index.ts';
-import { encodeJson, type Store, type Subscription, subjects, type Transport } from '../protocol/index.ts';
+import {
+  encodeJson,
+  leaseStatusSubjects,
+  type Msg,
+  type Store,
+  type Subscription,
+  subjects,
+  type Transport,
+} from '../protocol/index.ts';
 import { createAgentHandlers } from './agent-handlers.ts';
 import { handleAdmin } from './admin.ts';
 import { appliedClusterKey, restoreApplied } from './apply.ts';
@@ -22,6 +30,7 @@ import { FleetGauges } from './fleet-gauges.ts';
 import type { Inventory } from './inventory.ts';
 import type { NodeLife, TaskUsage } from './ledger.ts';
 import { Leadership } from './leader.ts';
+import { answerLeaseStatus } from './lease-status.ts';
 import type { BrokerMetrics } from './metrics.ts';
 import type { Readiness } from './metrics-http.ts';
 import { loadRecords, readLifecycle } from './records.ts';
@@ -94,9 +103,10 @@ export function createBroker(opts: BrokerOptions): Broker {
   const leadership = new Leadership(store, id, clock, leaderTtlMs, {
     onElected: () =>
       void serve().catch((err: Error) => {
-        // Could not load the state: let another broker try.
-        log.error({ err: err.message }, 'could not start serving; stepping down');
-        void leadership.stop();
+        // Could not load the state (the store has no leader yet): let another broker try, and try
+        // again after a TTL when none does.
+        log.error({ err: err.message }, 'could not start serving; stepping down, campaigning again');
+        void leadership.resign();
       }),
     onDeposed: () =>
       void unserve(false).catch((err: Error) =>
@@ -165,6 +175,10 @@ export function createBroker(opts: BrokerOptions): Broker {
     updateGauges();
     subs.push(transport.subscribe(subjects.request('*'), outbox.onRequest, { queue: 'gantry-broker' }));
     subs.push(transport.subscribe(subjects.agentRequest('*'), outbox.onRequest, { queue: 'gantry-broker' }));
+    // Where calls stand, for runtimes that heard nothing past a call's deadline (lease-status.ts).
+    const status = (msg: Msg) => answerLeaseStatus(ctx, msg);
+    subs.push(transport.subscribe(leaseStatusSubjects.team('*'), status, { queue: 'gantry-broker' }));
+    subs.push(transport.subscribe(leaseStatusSubjects.agent('*'), status, { queue: 'gantry-broker' }));
     subs.push(transport.subscribe(subjects.heartbeat('*'), agents.onHeartbeat));
     subs.push(transport.subscribe(subjects.events('*'), agents.onEvents));
     subs.push(transport.subscribe(subjects.register('*'), agents.onRegister));

@@ -38,16 +38,15 @@ export function createBudgetGate(ctx: BrokerContext): (batch: RequestRecord[]) =
       const m = standing.get(r.team);
       if (!m) return true;
       if (m.held) {
-        state.hold(r, 'budget', m.held);
+        state.hold(r, { kind: 'budget', detail: m.held });
         return false;
       }
       const cost = budgets.leastCost(r);
       if (cost > m.left) {
-        state.hold(
-          r,
-          'budget',
-          `budget: this request (at least ${usd(cost)}) would cross team ${r.team}'s monthly budget of $${m.cap.toFixed(2)} (policy ${m.policy}): ${usd(Math.max(0, m.left))} left`,
-        );
+        state.hold(r, {
+          kind: 'budget',
+          detail: `this request (at least ${usd(cost)}) would cross team ${r.team}'s monthly budget of $${m.cap.toFixed(2)} (policy ${m.policy}): ${usd(Math.max(0, m.left))} left`,
+        });
         return false;
       }
       m.left -= cost;

@@ -46,7 +46,7 @@ describe('monthly budgets', () => {
     const requests = new Map([['r1', request('r1')]]);
     const check = b.check('ml', [running], requests, now);
     expect(check.held).toBe(
-      'budget: team ml has used its monthly budget of $0.50 (policy ml-budget): $0.30 spent and $0.25 committed this month',
+      'team ml has used its monthly budget of $0.50 (policy ml-budget): $0.30 spent and $0.25 committed this month',
     );
     expect(check.alerts.map((a) => a.threshold)).toEqual([0.5, 1]);
     // Alerts fire once per month and threshold.

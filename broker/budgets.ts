@@ -132,7 +132,7 @@ export class Budgets {
       ratio: cap > 0 ? used / cap : Infinity,
       ...(used >= cap
         ? {
-            held: `budget: team ${team} has used its monthly budget of $${cap.toFixed(2)} (policy ${policy.name}): $${spent.toFixed(2)} spent and $${committed.toFixed(2)} committed this month`,
+            held: `team ${team} has used its monthly budget of $${cap.toFixed(2)} (policy ${policy.name}): $${spent.toFixed(2)} spent and $${committed.toFixed(2)} committed this month`,
           }
         : {}),
     };

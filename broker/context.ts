@@ -129,6 +129,7 @@ export function createContext(opts: BrokerOptions): BrokerContext {
       at: ledgerTime(usage.at),
       start: ledgerTime(usage.start),
       end: ledgerTime(usage.end),
+      ...(scale !== 1 ? { timeScale: scale } : {}),
     };
     writer.event(entry);
     budgets.record(entry);

@@ -3,10 +3,11 @@
  * batch) → dispatch (scale and launch messages to agents, replies to the requesters).
  */
 import type { Platform } from '../policies/index.ts';
-import type { LeaseMsg } from '../protocol/index.ts';
+import type { LeaseMsg, PlacementExplanation, Reason } from '../protocol/index.ts';
 import {
   planBatch,
   type LpBackends,
+  type Placement,
   type Plan,
   type PoolState,
   type TaskRequest,
@@ -25,13 +26,13 @@ export interface CycleResult {
   leases: { lease: LeaseMsg; request: RequestRecord }[];
   /** Nodes to add, per cluster and pool: their planned ids. */
   scale: Map<string, Map<string, string[]>>;
-  refused: { request: RequestRecord; reason: string }[];
+  refused: { request: RequestRecord; reason: Reason }[];
   held: number;
   /** Running work this cycle stopped for higher-priority requests (policy `preemption`). */
   preemptions: Preemption[];
   solveMs: number;
   backend: string;
-  /** What the plan costs, its LP lower bound and the greedy baseline, for the metrics. */
+  /** What the plan costs, its LP lower bound and the FFD baseline, for the metrics. */
   plan: Pick<Plan, 'cost' | 'bound' | 'baseline'>;
 }
 
@@ -92,10 +93,7 @@ export function runCycle(input: CycleInput): CycleResult {
   }
 
   const poolById = new Map<string, PoolState>(pools.map((p) => [p.id, p]));
-  const why = new Map<string, string>();
-  for (const g of result.groups) {
-    for (const c of g.chosen) why.set(`${g.group}|${c.poolId.replace(' (running nodes)', '')}`, g.detail);
-  }
+  const explain = explainer(result);
   const gangWhy = new Map((result.gangs ?? []).map((g) => [g.gang, g.detail]));
   // Rank 0's node is each gang's rendezvous (MASTER_ADDR).
   const masters = new Map<string, string>();
@@ -107,6 +105,7 @@ export function runCycle(input: CycleInput): CycleResult {
   for (const p of result.placements) {
     const r = byId.get(p.taskId)!;
     const pool = poolById.get(p.poolId)!;
+    const explanation = explain(p);
     const gpu = r.resources.gpu.find((g) => g.model === '*' || g.model === pool.gpuModel);
     const lease: LeaseMsg = {
       leaseId: input.newId(),
@@ -124,7 +123,9 @@ export function runCycle(input: CycleInput): CycleResult {
       attempt: r.attempt,
       why: r.gang
         ? `gang ${r.gang.id} rank ${r.gang.rank}: ${gangWhy.get(r.gang.id) ?? pool.id}`
-        : `${pool.id} at $${pool.price}/h per node${p.newNode ? ' (new node)' : ''}`,
+        : `${pool.id} at $${pool.price}/h per node${p.newNode ? ' (new node)' : ''}` +
+          (explanation ? `: ${explanation.why.detail}` : ''),
+      ...(explanation ? { explanation } : {}),
       ...(r.gang
         ? {
             gang: {
@@ -151,13 +152,13 @@ export function runCycle(input: CycleInput): CycleResult {
   const everyClusterIn = [...inventory.clusters.values()].every((c) => c.healthy && !c.draining);
   for (const u of result.unplaced) {
     const r = byId.get(u.taskId)!;
-    if (u.kind === 'policy' && (everyClusterIn || !input.couldFitElsewhere(r))) {
-      state.refuse(r, u.reason);
+    if (u.reason.kind === 'policy' && (everyClusterIn || !input.couldFitElsewhere(r))) {
+      state.refuse(r, `${u.reason.kind}: ${u.reason.detail}`);
       refused.push({ request: r, reason: u.reason });
     } else {
-      state.hold(r, u.kind, u.reason);
+      state.hold(r, u.reason);
       held++;
-      if (u.kind === 'capacity' && !r.gang)
+      if (u.reason.kind === 'capacity' && !r.gang)
         waiting.push({ record: r, request: requestById.get(r.requestId)! });
     }
   }
@@ -171,7 +172,10 @@ export function runCycle(input: CycleInput): CycleResult {
     new Set(leases.map((l) => l.lease.leaseId)),
   );
   for (const p of preemptions) {
-    state.hold(p.request, 'capacity', `preempting ${p.victims.length} lower-priority task(s): ${p.detail}`);
+    state.hold(p.request, {
+      kind: 'capacity',
+      detail: `preempting ${p.victims.length} lower-priority task(s): ${p.detail}`,
+    });
     // First in the next cycle, ahead of the work it stopped.
     state.held.delete(p.request.requestId);
     state.queue.unshift(p.request.requestId);
@@ -187,6 +191,41 @@ export function runCycle(input: CycleInput): CycleResult {
     solveMs: result.solver.ms,
     backend: result.solver.backend,
     plan: { cost: result.cost, bound: result.bound, baseline: result.baseline },
+  };
+}
+
+/** The explanation each placement carries onto its lease: its group's entry for the pool, built once. */
+function explainer(result: Plan): (p: Placement) => PlacementExplanation | undefined {
+  const cache = new Map<string, PlacementExplanation | undefined>();
+  const clip = (r: Reason): Reason => ({ kind: r.kind, detail: r.detail.slice(0, 2000) });
+  return (p) => {
+    const onRunningNodes = !p.newNode;
+    const key = `${p.group}|${p.poolId}|${onRunningNodes}`;
+    if (cache.has(key)) return cache.get(key);
+    const g = p.group === undefined ? undefined : result.groups[p.group];
+    const c = g?.chosen.find((x) => x.poolId === p.poolId && x.onRunningNodes === onRunningNodes);
+    const e: PlacementExplanation | undefined =
+      g && c
+        ? {
+            group: g.group.slice(0, 500),
+            shape: g.shape.slice(0, 500),
+            poolId: c.poolId,
+            onRunningNodes,
+            costPerTask: c.costPerTask,
+            why: clip(c.why),
+            ...(g.nextBest
+              ? {
+                  nextBest: {
+                    poolId: g.nextBest.poolId,
+                    costPerTask: g.nextBest.costPerTask,
+                    whyNot: clip(g.nextBest.whyNot),
+                  },
+                }
+              : {}),
+          }
+        : undefined;
+    cache.set(key, e);
+    return e;
   };
 }
 

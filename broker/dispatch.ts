@@ -17,8 +17,11 @@ import { append, type BrokerContext } from './context.ts';
 import type { runCycle } from './cycle.ts';
 import type { LeaseRecord } from './records.ts';
 
-/** Leases per launch message (a lease is about 600 bytes of JSON; NATS's default limit is 1 MiB). */
-const LAUNCH_CHUNK = 1000;
+/**
+ * Leases per launch message (a lease with its explanation is up to about 1.2 KB of JSON; NATS's default
+ * limit is 1 MiB).
+ */
+const LAUNCH_CHUNK = 500;
 
 /** Intake and dispatch of a broker; see {@link createDispatch}. */
 export interface Dispatch {
@@ -100,10 +103,12 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
           ),
         );
     }
-    for (const { request, reason } of result.refused) {
+    for (const { request } of result.refused) {
+      // The request's reason is the refusal's text (`policy: …`), as `gantry get requests` shows it.
+      const message = request.reason ?? 'policy: no compatible pool';
       metrics.refused.inc({ code: 'policy' });
-      answer(request.requestId, { ok: false, error: { code: 'policy', message: reason } });
-      publishState(request.requestId, undefined, 'failed', reason);
+      answer(request.requestId, { ok: false, error: { code: 'policy', message } });
+      publishState(request.requestId, undefined, 'failed', message);
     }
   }
 

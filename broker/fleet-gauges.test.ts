@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { loadPlatform } from '../policies/index.ts';
-import type { LeaseMsg } from '../protocol/index.ts';
+import type { LeaseMsg, Reason } from '../protocol/index.ts';
 import { FleetGauges, type Fleet, heldReason, nodeState, observePlan } from './fleet-gauges.ts';
 import type { ClusterState } from './inventory.ts';
 import { createBrokerMetrics } from './metrics.ts';
@@ -52,7 +52,9 @@ function lease(id: string, poolName: string, pricePerHour: number, startedAt?: n
   return { ...msg, state: 'running', placedAt: 0, ...(startedAt !== undefined ? { startedAt } : {}) };
 }
 
-function request(id: string, state: RequestRecord['state'], reason?: string): RequestRecord {
+/** A request record; a reason given as data is a hold (as a cycle or a budget records it), text is not. */
+function request(id: string, state: RequestRecord['state'], why?: Reason | string): RequestRecord {
+  const reason = typeof why === 'string' ? why : why && `${why.kind}: ${why.detail}`;
   return {
     requestId: id,
     team: 'ml',
@@ -68,6 +70,7 @@ function request(id: string, state: RequestRecord['state'], reason?: string): Re
     work: { kind: 'sim', durationMs: 1, outcome: 'succeeded' },
     state,
     reason,
+    ...(typeof why === 'object' ? { held: why } : {}),
     attempt: 0,
     createdAt: 0,
     updatedAt: 0,
@@ -100,16 +103,15 @@ async function values(metric: { get(): Promise<{ values: { labels: object; value
 
 describe('heldReason and nodeState', () => {
   it.each([
-    ['capacity: every compatible pool is full or at its maximum number of nodes', 'capacity'],
-    ['quota: policy ml: gpu 4 is used up', 'quota'],
-    ['budget: team ml has used its monthly budget of $0.50', 'budget'],
-    ['policy: no compatible pool (region)', 'policy'],
-    ['something new: that no one classified', 'other'],
-    ['lost: node n1 went away', undefined],
-    ['preempted: node n2 was reclaimed (spot)', undefined],
+    [{ kind: 'capacity', detail: 'every compatible pool is full' }, 'capacity'],
+    [{ kind: 'quota', detail: 'policy ml: gpu 4 is used up' }, 'quota'],
+    [{ kind: 'budget', detail: 'team ml has used its monthly budget of $0.50' }, 'budget'],
+    [{ kind: 'policy', detail: 'no compatible pool (region)' }, 'policy'],
+    [{ kind: 'priority', detail: 'higher-priority work took the room' }, 'other'],
+    [{ kind: 'cost', detail: 'the detail says policy: but the kind decides' }, 'other'],
     [undefined, undefined],
-  ])('%s → %s', (reason, kind) => {
-    expect(heldReason(reason)).toBe(kind);
+  ] as const)('%j → %s', (held, kind) => {
+    expect(heldReason(held)).toBe(kind);
   });
 
   it.each([
@@ -221,13 +223,13 @@ describe('FleetGauges', () => {
     const metrics = createBrokerMetrics();
     const gauges = new FleetGauges(metrics);
     const requests = new Map([
-      ['a', request('a', 'pending', 'capacity: every compatible pool is full')],
-      ['b', request('b', 'pending', 'budget: team ml has used its monthly budget')],
+      ['a', request('a', 'pending', { kind: 'capacity', detail: 'every compatible pool is full' })],
+      ['b', request('b', 'pending', { kind: 'budget', detail: 'team ml has used its monthly budget' })],
       ['c', request('c', 'pending', 'lost: node n1 went away')],
       ['d', request('d', 'running')],
     ]);
     gauges.update(fleet({ now: 0, requests, pending: ['a', 'b', 'c', 'd'] }));
-    requests.get('b')!.reason = 'quota: policy ml: cpu 8 is used up';
+    requests.get('b')!.held = { kind: 'quota', detail: 'policy ml: cpu 8 is used up' };
     // Released to the queue between cycles, still pending with its reason: still held.
     gauges.update(fleet({ now: 30_000, requests, pending: ['b', 'a', 'c'] }));
     expect(await values(metrics.held)).toEqual({ capacity: 1, quota: 1, budget: 0, policy: 0, other: 0 });
@@ -258,10 +260,10 @@ describe('FleetGauges', () => {
 });
 
 describe('observePlan', () => {
-  it('records cost, bound and greedy, and the gap to the bound', async () => {
+  it('records cost, bound and the FFD baseline, and the gap to the bound', async () => {
     const metrics = createBrokerMetrics();
     observePlan(metrics, { cost: { expected: 9, objective: 11 }, bound: 10, baseline: { objective: 14 } });
-    expect(await values(metrics.planCost)).toEqual({ expected: 9, objective: 11, bound: 10, greedy: 14 });
+    expect(await values(metrics.planCost)).toEqual({ expected: 9, objective: 11, bound: 10, ffd: 14 });
     const gap = (await metrics.planGap.get()).values;
     expect(gap.find((v) => v.metricName === 'gantry_plan_gap_ratio_sum')?.value).toBeCloseTo(0.1, 9);
   });
@@ -273,7 +275,7 @@ describe('observePlan', () => {
       bound: Number.NaN,
       baseline: { objective: 1 },
     });
-    expect(Object.keys(await values(metrics.planCost)).sort()).toEqual(['expected', 'greedy', 'objective']);
+    expect(Object.keys(await values(metrics.planCost)).sort()).toEqual(['expected', 'ffd', 'objective']);
     const count = (await metrics.planGap.get()).values.find(
       (v) => v.metricName === 'gantry_plan_gap_ratio_count',
     );

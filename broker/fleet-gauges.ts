@@ -4,11 +4,11 @@
  * nodes by state, month-to-date spend and budgets, requests held by reason and for how long, free
  * capacity and health per cluster.
  *
- * Two small seams read today's data: {@link heldReason} (why a pending request waits) and
- * {@link nodeState} (where a node stands). When requests and nodes carry these as data, those two are
- * all that changes.
+ * Two small seams read the records: {@link heldReason} (why a pending request waits, from the reason the
+ * solver or a budget held it with) and {@link nodeState} (where a node stands).
  */
 import type { Pool } from '../policies/index.ts';
+import type { Reason } from '../protocol/index.ts';
 import type { BudgetStatus } from './budgets.ts';
 import type { ClusterState } from './inventory.ts';
 import {
@@ -20,6 +20,7 @@ import {
   PLAN_COST_KINDS,
 } from './metrics.ts';
 import type { LeaseRecord, RequestRecord } from './records.ts';
+import { holdKind } from './state.ts';
 
 const HOUR = 3_600_000;
 
@@ -48,14 +49,11 @@ export interface Fleet {
 }
 
 /**
- * Why a pending request waits, from the `kind: detail` reason the solver and the budgets give it;
- * undefined when it is only queued again (after a lost or preempted lease) and not held.
+ * Why a pending request waits, from the reason a cycle or a budget held it with; undefined when it is not
+ * held (only queued again, after a lost or preempted lease).
  */
-export function heldReason(reason: string | undefined): HeldReason | undefined {
-  if (reason === undefined) return undefined;
-  const kind = reason.slice(0, Math.max(0, reason.indexOf(':')));
-  if (kind === 'lost' || kind === 'preempted') return undefined;
-  return (HELD_REASONS as readonly string[]).includes(kind) ? (kind as HeldReason) : 'other';
+export function heldReason(held: Reason | undefined): HeldReason | undefined {
+  return held === undefined ? undefined : holdKind(held);
 }
 
 /** A node the agent reports: launching until ready, then ready while it has work and idle without. */
@@ -201,7 +199,7 @@ export class FleetGauges {
     for (const id of f.pending) {
       const r = f.requests.get(id);
       if (r?.state !== 'pending' || seen.has(id)) continue;
-      const reason = heldReason(r.reason);
+      const reason = heldReason(r.held);
       if (!reason) continue;
       seen.add(id);
       const since = this.#heldSince.get(id) ?? f.now;
@@ -224,7 +222,7 @@ function onDemandRatio(pool: Pool | undefined, onDemand: ReadonlyMap<string, num
   return od !== undefined ? od / pool.price : 1;
 }
 
-/** Records what the last cycle's plan cost against its LP bound and the greedy baseline. */
+/** Records what the last cycle's plan cost against its LP bound and the FFD baseline (`kind="ffd"`). */
 export function observePlan(
   metrics: BrokerMetrics,
   plan: { cost: { expected: number; objective: number }; bound: number; baseline: { objective: number } },
@@ -233,7 +231,7 @@ export function observePlan(
     expected: plan.cost.expected,
     objective: plan.cost.objective,
     bound: plan.bound,
-    greedy: plan.baseline.objective,
+    ffd: plan.baseline.objective,
   };
   for (const kind of PLAN_COST_KINDS)
     if (Number.isFinite(values[kind])) metrics.planCost.set({ kind }, values[kind]);

@@ -22,6 +22,8 @@ export class Leadership {
   /** Until when the last successful renewal lets this broker lead. */
   private validUntil = 0;
   private stopped = false;
+  /** A broker that resigned does not campaign before this, so that another may take over first. */
+  private quietUntil = 0;
 
   constructor(
     private readonly store: Store,
@@ -51,8 +53,24 @@ export class Leadership {
     }
   }
 
+  /**
+   * Gives leadership up but keeps campaigning (after one TTL, so a standby goes first): for a leader
+   * that could not start serving (its state store not answering yet). Unlike {@link stop}, it comes
+   * back to lead when no one else does.
+   */
+  async resign(): Promise<void> {
+    this.quietUntil = this.clock() + this.ttlMs;
+    if (!this.leading) return;
+    this.leading = false;
+    try {
+      await this.store.update(KEY, encodeJson({ holder: this.id, expiresAt: 0 }), this.revision);
+    } catch {
+      /* the store does not answer, or someone else already leads: the lease expires by itself */
+    }
+  }
+
   private async campaign(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.clock() < this.quietUntil) return;
     const expiresAt = this.clock() + this.ttlMs;
     const value = encodeJson({ holder: this.id, expiresAt } satisfies Lease);
     try {

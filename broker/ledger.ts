@@ -41,6 +41,11 @@ export interface TaskUsage extends NodeRef {
   start: number;
   end: number;
   ended: string;
+  /**
+   * Simulated seconds per second of the broker that wrote it (embedded mode on simulated clouds): its
+   * times are simulated time, running this much faster than the clock. Absent for real time.
+   */
+  timeScale?: number;
 }
 
 /** A node's lifetime starts (first seen ready) or ends (gone, reclaimed). */

@@ -30,7 +30,7 @@ export const NODE_STATES = ['planned', 'launching', 'ready', 'idle'] as const;
 export type NodeState = (typeof NODE_STATES)[number];
 
 /** What `gantry_plan_cost_dollars{kind}` reports of the last cycle's plan. */
-export const PLAN_COST_KINDS = ['expected', 'objective', 'bound', 'greedy'] as const;
+export const PLAN_COST_KINDS = ['expected', 'objective', 'bound', 'ffd'] as const;
 
 /** The broker's metrics, registered in their own registry (one per broker, so tests can run several). */
 export interface BrokerMetrics {
@@ -125,7 +125,7 @@ export function createBrokerMetrics(): BrokerMetrics {
     solveBudgetSeconds: gauge('gantry_solve_budget_seconds', 'Time budget of the solver per cycle'),
     planCost: gauge(
       'gantry_plan_cost_dollars',
-      "The last cycle's plan: expected dollars, the objective the solver minimises, its LP lower bound, and the greedy baseline's objective",
+      "The last cycle's plan: expected dollars, the objective the solver minimises, its LP lower bound, and the first-fit-decreasing baseline's objective on the same input (kind ffd)",
       ['kind'],
     ),
     planGap: new Histogram({

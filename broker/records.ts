@@ -5,7 +5,7 @@
 import type { LedgerEntry } from './ledger.ts';
 import type { ResolvedResources } from '../policies/index.ts';
 import { decodeJson, encodeJson, type Store } from '../protocol/index.ts';
-import type { LeaseMsg, TaskState, WorkSpec } from '../protocol/index.ts';
+import type { LeaseMsg, Reason, TaskState, WorkSpec } from '../protocol/index.ts';
 
 /** A resource request and where it stands. */
 export interface RequestRecord {
@@ -21,6 +21,8 @@ export interface RequestRecord {
   state: TaskState;
   /** Why it is still pending (held by a quota or budget, no capacity), for `gantry get requests`. */
   reason?: string | undefined;
+  /** While a cycle or a budget holds it: why, as data (`reason` is its text). */
+  held?: Reason | undefined;
   leaseId?: string | undefined;
   attempt: number;
   /** A gang member: which gang, its rank, and how many members the gang has. */

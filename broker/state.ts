@@ -3,7 +3,14 @@
  * the task lifecycle. Every change goes to the write-behind {@link RecordWriter}; nothing here does I/O.
  */
 import type { TeamUsage } from '../solver/index.ts';
-import { type HoldKind, type LeaseMsg, type Store, type TaskState, TERMINAL } from '../protocol/index.ts';
+import {
+  type HoldKind,
+  type LeaseMsg,
+  type Reason,
+  type Store,
+  type TaskState,
+  TERMINAL,
+} from '../protocol/index.ts';
 import {
   type LeaseRecord,
   type LifecycleEvent,
@@ -102,7 +109,13 @@ export class BrokerState {
     const record: LeaseRecord = { ...lease, state: 'placed', placedAt: this.clock() };
     this.leases.set(lease.leaseId, record);
     this.index(record);
-    Object.assign(r, { state: 'placed', leaseId: lease.leaseId, reason: undefined, updatedAt: this.clock() });
+    Object.assign(r, {
+      state: 'placed',
+      leaseId: lease.leaseId,
+      reason: undefined,
+      held: undefined,
+      updatedAt: this.clock(),
+    });
     this.held.delete(r.requestId);
     this.writer.lease(record);
     this.writer.request(r);
@@ -122,15 +135,17 @@ export class BrokerState {
   }
 
   /**
-   * A cycle could not place the request: it waits, with the reason, until something changes. Each new
-   * reason goes to {@link onHold} (the broker tells the requester).
+   * A cycle or a budget could not place the request: it waits, with the reason, until something changes.
+   * Each new reason goes to {@link onHold} (the broker tells the requester).
    */
-  hold(r: RequestRecord, kind: HoldKind, reason: string): void {
+  hold(r: RequestRecord, why: Reason): void {
+    const reason = `${why.kind}: ${why.detail}`;
+    r.held = why;
     if (r.reason !== reason) {
       r.reason = reason;
       r.updatedAt = this.clock();
       this.writer.request(r);
-      this.onHold?.(r, { kind, detail: reason });
+      this.onHold?.(r, { kind: holdKind(why), detail: reason });
     }
     this.held.add(r.requestId);
   }
@@ -140,7 +155,7 @@ export class BrokerState {
 
   /** The request can never be placed (policy): it fails with the reason. */
   refuse(r: RequestRecord, reason: string): void {
-    Object.assign(r, { state: 'failed', reason, updatedAt: this.clock() });
+    Object.assign(r, { state: 'failed', reason, held: undefined, updatedAt: this.clock() });
     this.held.delete(r.requestId);
     this.writer.request(r);
     this.log({ kind: 'request', id: r.requestId, state: 'failed', team: r.team, reason });
@@ -221,6 +236,7 @@ export class BrokerState {
         leaseId: undefined,
         attempt: r.attempt + 1,
         reason: `${state}: ${info.reason ?? ''}`.trim(),
+        held: undefined,
       });
       if (state === 'preempted') r.avoidSpot = true;
       this.queue.push(r.requestId);
@@ -348,5 +364,20 @@ export class BrokerState {
 
   isDone(r: RequestRecord): boolean {
     return TERMINAL.has(r.state);
+  }
+}
+
+/** The kind a hold is reported with (`holdKind`): the solver's reasons that are not holds are `other`. */
+export function holdKind(why: Reason): HoldKind {
+  switch (why.kind) {
+    case 'capacity':
+    case 'quota':
+    case 'budget':
+    case 'policy':
+      return why.kind;
+    case 'priority':
+    case 'cost':
+    case 'preference':
+      return 'other';
   }
 }

@@ -5,7 +5,7 @@
  * fleet gauges of a broker in this process.
  */
 import { type Broker, heldReason } from '../broker/index.ts';
-import { decodeJson, encodeJson, subjects, type Transport } from '../protocol/index.ts';
+import { decodeJson, encodeJson, type Reason, subjects, type Transport } from '../protocol/index.ts';
 
 /** Asks the broker one admin verb; rejects with the broker's error. */
 export type AskBroker = (verb: string, body?: unknown) => Promise<Record<string, unknown>>;
@@ -72,6 +72,8 @@ interface PendingRequest {
   taskId?: string;
   workflow?: string;
   reason?: string;
+  /** Why it is held, as data (unset while only queued). */
+  held?: Reason;
   createdAt: number;
   resources: unknown;
 }
@@ -92,7 +94,7 @@ export async function queue(ask: AskBroker, now = Date.now()) {
       workflow: r.workflow,
       resources: r.resources,
       waitingMs: now - r.createdAt,
-      kind: heldReason(r.reason) ?? 'queued',
+      kind: heldReason(r.held) ?? 'queued',
       reason: r.reason ?? 'queued for the next solve cycle',
     })),
   };

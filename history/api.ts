@@ -142,8 +142,9 @@ export function historyApi(opts: ApiOptions): Hono {
     for (const d of by)
       if (!(DIMENSIONS as readonly string[]).includes(d))
         throw new HistoryQueryError(`by: ${d} must be one of ${DIMENSIONS.join(', ')}`, 'by');
-    const now = await latest(db);
-    const until = time('until', q.until, now) ?? now;
+    const { now, timeScale } = await clockOf(db);
+    // Never past now: the wall clock's, or the simulated clock's for a simulated ledger.
+    const until = Math.min(time('until', q.until, now) ?? now, now);
     const since = time('since', q.since ?? '30d', now)!;
     const step = int('step', q.step);
     const report = await sqlCostReport(db, {
@@ -155,7 +156,7 @@ export function historyApi(opts: ApiOptions): Hono {
       ...(opts.platform && q.compare !== 'false' ? { platform: opts.platform } : {}),
       ...(opts.backends ? { backends: opts.backends } : {}),
     });
-    return c.json({ ok: true, report });
+    return c.json({ ok: true, report: { ...report, ...optional('timeScale', timeScale) } });
   });
   app.get('/v1/artifacts', async (c) => {
     const q = c.req.query();
@@ -168,7 +169,7 @@ export function historyApi(opts: ApiOptions): Hono {
     return c.json({ ok: true, artifacts });
   });
   app.get('/v1/budgets', async (c) => {
-    const at = time('at', c.req.query('at')) ?? (await latest(db));
+    const at = time('at', c.req.query('at')) ?? (await clockOf(db)).now;
     const month = monthOf(at);
     // The month's spend from its rollup (a usage counted in the month it ended, as the budget gate does).
     const budgets = await db.query(
@@ -187,12 +188,15 @@ const optional = <K extends string, V>(k: K, v: V | undefined): { [P in K]?: V }
   (v === undefined ? {} : { [k]: v }) as { [P in K]?: V };
 
 /**
- * "Now" on the ledger's clock: the latest time it holds, or the wall clock, whichever is later (a
- * ledger of simulated clusters runs ahead of the clock).
+ * "Now" on the ledger's clock. Real time: the wall clock. A ledger that holds simulated usage (embedded
+ * brokers on simulated clouds run their ledger ahead of the clock): the simulated clock's latest time,
+ * if later, with the time scale so that reports can say so.
  */
-async function latest(db: Db): Promise<number> {
-  const [row] = await db.query<{ t: number | null }>(
-    `select greatest((select max(end_at) from usage), (select max(coalesce(end_at, start_at)) from node_lives)) as t`,
+async function clockOf(db: Db): Promise<{ now: number; timeScale?: number }> {
+  const [row] = await db.query<{ scale: number | null; t: number | string | null }>(
+    'select max(scale) as scale, max(latest_at) as t from ledger_time_scales',
   );
-  return Math.max(Date.now(), row?.t ?? 0);
+  const wall = Date.now();
+  if (!row?.scale) return { now: wall };
+  return { now: Math.max(wall, Number(row.t)), timeScale: Number(row.scale) };
 }

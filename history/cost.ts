@@ -60,6 +60,11 @@ export interface HistoryCostReport extends CostReport {
   stepMs: number;
   /** Spend per bucket of `stepMs` from `since` aligned to the epoch, split by the first grouping. */
   buckets: { start: number; values: Record<string, number> }[];
+  /**
+   * The ledger holds usage in simulated time, this many times faster than the clock (the largest scale
+   * when several): the window is on the simulated clock. Absent for real time.
+   */
+  timeScale?: number;
 }
 
 type KeyRow = Record<(typeof BASE)[number] | string, string | number>;

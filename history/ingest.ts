@@ -207,6 +207,17 @@ export class Ingester {
       ]),
     );
     copying.catch(() => undefined);
+    // Simulated time: each scale and how far its clock got.
+    const scaled = new Map<number, number>();
+    for (const u of rows)
+      if (u.timeScale !== undefined && u.timeScale !== 1)
+        scaled.set(u.timeScale, Math.max(scaled.get(u.timeScale) ?? -Infinity, u.end));
+    if (scaled.size > 0)
+      await tx.query(
+        `insert into ledger_time_scales (scale, latest_at) select * from unnest($1::float8[], $2::bigint[])
+         on conflict (scale) do update set latest_at = greatest(ledger_time_scales.latest_at, excluded.latest_at)`,
+        [[...scaled.keys()], [...scaled.values()]],
+      );
     // Lifetimes widen to cover their tasks, and sum what their tasks cost.
     const perLife = new Map<number, { s: number; e: number; c: number }>();
     rows.forEach((u, i) => {

@@ -310,6 +310,18 @@ insert into spend_monthly (team, month, cost)
   from usage u join charge_keys k on k.id = u.key_id group by 1, 2;
 `,
   },
+  {
+    version: 4,
+    name: 'the time scales of simulated ledgers',
+    sql: `
+-- A broker on simulated clouds writes its usages in simulated time, this many times faster than the
+-- clock: each scale, and the latest simulated time written at it (reports label and bound by these).
+create table ledger_time_scales (
+  scale float8 primary key,
+  latest_at bigint not null
+);
+`,
+  },
 ];
 
 /** The version this code writes. */

@@ -39,6 +39,7 @@ export const usageRecord = z.object({
   start: z.number(),
   end: z.number(),
   ended: z.string(),
+  timeScale: z.number().positive().optional(),
 });
 
 /** A node's lifetime starts or ends (broker/ledger.ts `NodeLife`). */

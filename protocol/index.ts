@@ -49,7 +49,10 @@ export {
   leaseMsg,
   lineageRecord,
   parseMessage,
+  placementExplanation,
   placementMsg,
+  reason,
+  reasonKind,
   registerMsg,
   requestMsg,
   requestReply,
@@ -70,6 +73,15 @@ export {
   workSpec,
 } from './messages.ts';
 export { validateSubject } from './subjects.ts';
+export {
+  leaseStatusAsk,
+  leaseStatusReply,
+  leaseStatusSubjects,
+  MAX_STATUS_REQUESTS,
+  requestStatus,
+  resultsStream,
+} from './lease-status.ts';
+export type { LeaseStatusAsk, LeaseStatusReply, RequestStatus } from './lease-status.ts';
 export { decodeJson, encodeJson } from './transport.ts';
 
 export type { MemoryTransportOptions } from './memory.ts';
@@ -91,7 +103,10 @@ export type {
   LeaseMsg,
   LineageRecord,
   NodeMsg,
+  PlacementExplanation,
   PlacementMsg,
+  Reason,
+  ReasonKind,
   RegisterMsg,
   RequestMsg,
   RequestReply,

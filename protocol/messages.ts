@@ -165,6 +165,32 @@ export const requestMsg = z.strictObject({
   work: workSpec,
 });
 
+/**
+ * Kinds of reason the solver gives for a choice or a refusal: `cost` (cheapest compatible capacity),
+ * `preference` (the policy's spot preference or fallback order), `capacity`, `quota`, `budget`, `policy`
+ * (no compatible pool: final when every cluster is in the snapshot), `priority` (higher-priority work took
+ * the room). Receivers switch on the kind; the detail is for people.
+ */
+export const reasonKind = z.enum(['cost', 'preference', 'capacity', 'quota', 'budget', 'policy', 'priority']);
+
+/** A reason as data: its kind, and the words for people. */
+export const reason = z.strictObject({ kind: reasonKind, detail: z.string().max(2000) });
+
+/** Why a task went where it went: its group, the pool and why, and the cheapest pool it did not use. */
+export const placementExplanation = z.strictObject({
+  /** The group's name (its first task's id without the trailing `-<n>`) and shape. */
+  group: z.string().max(500),
+  shape: z.string().max(500),
+  poolId: z.string().max(500),
+  /** True when the task goes onto a node already running (or being added by an earlier cycle). */
+  onRunningNodes: z.boolean(),
+  costPerTask: z.number(),
+  why: reason,
+  nextBest: z
+    .strictObject({ poolId: z.string().max(500), costPerTask: z.number(), whyNot: reason })
+    .optional(),
+});
+
 /** A lease: the right to run one task on one node until `expiresAt`. */
 export const leaseMsg = z.strictObject({
   leaseId: id,
@@ -181,7 +207,9 @@ export const leaseMsg = z.strictObject({
   capacityType: z.enum(['spot', 'on-demand', 'reserved']),
   expiresAt: z.number(),
   attempt: z.int().nonnegative(),
+  /** One line for people; `explanation` holds the same as data. */
   why: z.string(),
+  explanation: placementExplanation.optional(),
   /**
    * A gang member's place in it: `master` is rank 0's node (as the broker planned it; the agent names
    * the node that came up), the distributed-training rendezvous at `port`.
@@ -582,6 +610,9 @@ export type ResourcesMsg = z.output<typeof resourcesMsg>;
 export type WorkSpec = z.output<typeof workSpec>;
 export type RequestMsg = z.output<typeof requestMsg>;
 export type LeaseMsg = z.output<typeof leaseMsg>;
+export type ReasonKind = z.output<typeof reasonKind>;
+export type Reason = z.output<typeof reason>;
+export type PlacementExplanation = z.output<typeof placementExplanation>;
 export type RequestReply = z.output<typeof requestReply>;
 export type TaskState = z.output<typeof taskState>;
 export type NodeMsg = z.output<typeof nodeMsg>;

@@ -24,6 +24,7 @@ import { fromErrorMsg, OutOfMemoryError, TaskError } from './errors.ts';
 import { placementOf } from './ids.ts';
 import { mapTask } from './map.ts';
 import { type Progress, type ProgressFactory, defaultProgress } from './progress.ts';
+import { LeaseWatch, type ResultLookup } from './lease-watch.ts';
 import { KnownValues, nestedValues, refsOf } from './refs.ts';
 import { isFinal, nextAttempt, overrideResources } from './retry.ts';
 import {
@@ -59,6 +60,11 @@ export interface RuntimeOptions {
   cluster?: string;
   /** Remembers outputs of tasks with `cache` set; without it nothing is cached. */
   cache?: OutputCache;
+  /**
+   * Where results are kept durably (over NATS, the team's results stream): a result published while
+   * this runtime was reconnecting is read back from it instead of the task running again.
+   */
+  results?: ResultLookup;
   /** Progress display for `map`; `false` for none. Default: a bar on a TTY, lines otherwise. */
   progress?: ProgressFactory | false;
   clock?: () => number;
@@ -83,6 +89,8 @@ export class Runtime implements Caller {
   readonly known = new KnownValues();
   /** Runs the broker cancelled or abandoned (a task call heard so): they end as cancelled. */
   readonly cancelledRuns = new Map<string, TaskError>();
+  /** Deadlines of leased calls, renewed by the broker (lease-watch.ts). @internal for cold.ts */
+  readonly leases: LeaseWatch;
   #seq = 0;
 
   constructor(opts: RuntimeOptions) {
@@ -90,6 +98,12 @@ export class Runtime implements Caller {
     this.transport = opts.transport;
     this.artifacts = opts.artifacts;
     this.#clock = opts.clock ?? Date.now;
+    this.leases = new LeaseWatch(opts.transport, { cluster: opts.cluster, clock: this.#clock });
+  }
+
+  /** The result `cluster` published for `execution`, when results are kept. @internal for cold.ts */
+  findResult(team: string, execution: string, cluster: string): Promise<ResultMsg | undefined> {
+    return this.#opts.results?.find(team, execution, cluster) ?? Promise.resolve(undefined);
   }
 
   /** A new execution id under `runId`. */

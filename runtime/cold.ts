@@ -5,15 +5,18 @@
 import {
   type LeaseMsg,
   parseMessage,
+  type RequestStatus,
   type ResultMsg,
   resultMsg,
   subjects,
   taskStateMsg,
+  type TaskStateMsg,
   type ValueMsg,
 } from '../protocol/index.ts';
 import type { Outcome } from './attempt-record.ts';
 import { brokerError } from './broker-request.ts';
 import type { TaskError } from './errors.ts';
+import type { Followed } from './lease-watch.ts';
 import type { Runtime } from './client.ts';
 import { placementOf } from './ids.ts';
 import type { Resources, Scope, Task } from './task.ts';
@@ -64,60 +67,90 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
     }),
     t.subscribe(subjects.taskState(scope.team, requestId), (msg) => {
       const p = parseMessage(taskStateMsg, msg.data);
-      if (!p.ok) return;
-      const s = p.value;
-      if (s.state === 'placed' && s.lease) {
-        lease = s.lease;
-        early = [];
-        rt.emit(scope, {
-          ...base,
-          type: 'placed',
-          at: s.at,
-          placement: placementOf(s.lease),
-          message: 'placed again',
-        });
-      } else if (s.state === 'running') {
-        runningAt ??= s.at;
-        // A lease on a planned node runs on the node the cloud gave it: the lineage names that node.
-        if (lease && s.node) lease = { ...lease, node: s.node };
-        rt.emit(scope, {
-          ...base,
-          type: 'running',
-          at: s.at,
-          ...(lease ? { placement: placementOf(lease, s.node) } : {}),
-        });
-      } else if (s.state === 'preempted' || s.state === 'lost') {
-        preemptions++;
-        if (lease && runningAt !== undefined) lostCostUsd += rt.costOf(lease.pricePerHour, runningAt, s.at);
-        runningAt = undefined;
-        rt.emit(scope, {
-          ...base,
-          type: 'preempted',
-          at: s.at,
-          ...(lease ? { placement: placementOf(lease, s.node) } : {}),
-          // Stopped for higher-priority work: the attempt ends in a PreemptedError and is placed again.
-          message: s.preemption
-            ? `PreemptedError: ${s.preemption.detail}; the broker places it again`
-            : `${s.state}: ${s.reason ?? ''}; the broker places it again`,
-        });
-      } else if (s.state === 'pending' && s.hold) {
-        rt.emit(scope, { ...base, type: 'held', at: s.at, hold: s.hold, message: s.hold.detail });
-      } else if (s.state === 'failed' && s.failure) {
-        // The broker stopped it (budget, cancelled run): no result will come.
-        const err = brokerError(s.failure, name);
-        if (s.failure.kind === 'run-cancelled' || s.failure.kind === 'run-abandoned')
-          rt.cancelledRuns.set(scope.runId, err);
-        settle({ error: err });
-      } else if (s.state === 'failed') {
-        // The host publishes the result before the agent reports the end; a failure without a
-        // result (a crash the host could not report) is synthesized after a grace period.
-        failTimer = setTimeout(() => settle({ failed: s.reason ?? 'the task failed' }), 500);
-      } else if (s.state === 'succeeded') {
-        // A success whose result never came (lost in transit): tried again, after a longer grace.
-        failTimer = setTimeout(() => settle({ failed: 'the task ended but its result was lost' }), 5000);
-      }
+      if (p.ok) onState(p.value);
     }),
   ];
+  // Past its deadline, the call asks the broker where its lease stands (lease-watch.ts).
+  let followed: Followed | undefined;
+  let lastState: string | undefined;
+  let unknown = 0;
+  /** Reads the result back from where results are kept; `why`: else the attempt failed so. */
+  const recover = async (why?: string) => {
+    const kept = lease && (await rt.findResult(scope.team, requestId, lease.cluster));
+    if (kept) accept(lease!.cluster, kept);
+    else if (why !== undefined) settle({ failed: why });
+  };
+  const onStatus = (s: RequestStatus) => {
+    if (!lease) return;
+    // A broker that just took over may not have loaded everything yet: its result may be kept, or
+    // the next answer may know it. Only a request unknown three times in a row is given up.
+    if (s.state === 'unknown')
+      return void recover(++unknown >= 3 ? 'the broker no longer knows this request' : undefined);
+    unknown = 0;
+    const at = rt.now();
+    if (s.lease && s.lease.leaseId !== lease.leaseId)
+      return onState({ requestId, leaseId: s.lease.leaseId, state: 'placed', at, lease: s.lease });
+    if (s.state === lastState) return;
+    onState({ requestId, state: s.state, at, leaseId: s.leaseId, node: s.node, reason: s.reason });
+  };
+  function onState(s: TaskStateMsg): void {
+    followed?.heard();
+    lastState = s.state;
+    if (s.state === 'placed' && s.lease) {
+      lease = s.lease;
+      early = [];
+      rt.emit(scope, {
+        ...base,
+        type: 'placed',
+        at: s.at,
+        placement: placementOf(s.lease),
+        message: 'placed again',
+      });
+    } else if (s.state === 'running') {
+      runningAt ??= s.at;
+      // A lease on a planned node runs on the node the cloud gave it: the lineage names that node.
+      if (lease && s.node) lease = { ...lease, node: s.node };
+      rt.emit(scope, {
+        ...base,
+        type: 'running',
+        at: s.at,
+        ...(lease ? { placement: placementOf(lease, s.node) } : {}),
+      });
+    } else if (s.state === 'preempted' || s.state === 'lost') {
+      preemptions++;
+      if (lease && runningAt !== undefined) lostCostUsd += rt.costOf(lease.pricePerHour, runningAt, s.at);
+      runningAt = undefined;
+      rt.emit(scope, {
+        ...base,
+        type: 'preempted',
+        at: s.at,
+        ...(lease ? { placement: placementOf(lease, s.node) } : {}),
+        // Stopped for higher-priority work: the attempt ends in a PreemptedError and is placed again.
+        message: s.preemption
+          ? `PreemptedError: ${s.preemption.detail}; the broker places it again`
+          : `${s.state}: ${s.reason ?? ''}; the broker places it again`,
+      });
+    } else if (s.state === 'pending' && s.hold) {
+      rt.emit(scope, { ...base, type: 'held', at: s.at, hold: s.hold, message: s.hold.detail });
+    } else if (s.state === 'failed' && s.failure) {
+      // The broker stopped it (budget, cancelled run): no result will come.
+      const err = brokerError(s.failure, name);
+      if (s.failure.kind === 'run-cancelled' || s.failure.kind === 'run-abandoned')
+        rt.cancelledRuns.set(scope.runId, err);
+      settle({ error: err });
+    } else if (s.state === 'failed') {
+      // The host publishes the result before the agent reports the end; a failure without a
+      // result (a crash the host could not report) is synthesized after a grace period.
+      clearTimeout(failTimer);
+      failTimer = setTimeout(() => void recover(s.reason ?? 'the task failed'), 500);
+    } else if (s.state === 'succeeded') {
+      // A result published while this runtime was reconnecting is kept: read back, not run again.
+      // One that is nowhere after a longer grace was lost in transit: tried again.
+      if (lease) void recover();
+      clearTimeout(failTimer);
+      failTimer = setTimeout(() => void recover('the task ended but its result was lost'), 5000);
+    }
+  }
   try {
     await t.flush();
     lease = await rt.ask(
@@ -148,6 +181,7 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
     );
     for (const e of early) accept(e.cluster, e.result);
     early = [];
+    followed = rt.leases.follow(scope.team, requestId, onStatus);
     rt.emit(scope, {
       ...base,
       type: 'placed',
@@ -170,6 +204,7 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
     return { result, lease: lease!, preemptions, lostCostUsd, warm: false };
   } finally {
     clearTimeout(failTimer);
+    followed?.stop();
     for (const s of subs) s.unsubscribe();
   }
 }

@@ -48,6 +48,11 @@ export interface HostServices {
   timeScale?: number;
   /** The cluster this host runs on: its tasks' nested calls go through that cluster's agent subject. */
   cluster?: string;
+  /**
+   * Publishes a result so that it is kept (over NATS: acknowledged by the team's results stream, asked
+   * again until it is); resolves once it is. Without it results are published as any message.
+   */
+  publishResult?: (subject: string, data: Uint8Array) => Promise<void>;
 }
 
 export type TaskWork = Extract<WorkSpec, { kind: 'task' }>;
@@ -262,8 +267,14 @@ export async function runTaskLease(
   });
   // A lease stopped meanwhile (preempted, cancelled) reports nothing: the broker places it again.
   if (signal.aborted) return undefined;
+  const subject = subjects.result(work.team, work.execution, lease.cluster);
+  // The end is reported once the result is kept, so a runtime that missed it can read it back.
+  const publish = (data: Uint8Array) =>
+    services.publishResult
+      ? services.publishResult(subject, data)
+      : services.transport.publish(subject, data);
   try {
-    services.transport.publish(subjects.result(work.team, work.execution, lease.cluster), encodeJson(result));
+    await publish(encodeJson(result));
     return result;
   } catch (err) {
     // Over the transport's message limit (a huge lineage): the result says so instead.
@@ -274,7 +285,7 @@ export async function runTaskLease(
       startedAt: result.startedAt,
       endedAt: result.endedAt,
     };
-    services.transport.publish(subjects.result(work.team, work.execution, lease.cluster), encodeJson(failed));
+    await publish(encodeJson(failed));
     return failed;
   }
 }

@@ -200,10 +200,26 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
       executions,
     });
     writer!.run({ ...summary });
-    await writer!.flush();
-    await store.put(runKey(runId), encoder.encode(JSON.stringify(summary)));
+    await stored(() => writer!.flush());
+    await stored(() => store.put(runKey(runId), encoder.encode(JSON.stringify(summary))).then(() => {}));
   }
   return result;
+}
+
+/**
+ * Writes the run's last records, asking again for up to 30 s while the store does not answer: a
+ * JetStream stream elects a new leader for a few seconds after a server of a NATS cluster is lost.
+ */
+async function stored(write: () => Promise<void>): Promise<void> {
+  const until = Date.now() + 30_000;
+  for (let waitMs = 200; ; waitMs = Math.min(2 * waitMs, 2000)) {
+    try {
+      return await write();
+    } catch (err) {
+      if (Date.now() >= until) throw err;
+      await new Promise((r) => setTimeout(r, waitMs));
+    }
+  }
 }
 
 /** The values of a run that went by reference to the artifact store, for lineage. */

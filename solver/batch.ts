@@ -39,8 +39,10 @@ export function planBatch(
       for (const m of members)
         incomplete.push({
           taskId: m.id,
-          kind: 'capacity',
-          reason: `capacity: gang ${id} has ${ranks.size} of its ${size} members pending; it waits for the rest`,
+          reason: {
+            kind: 'capacity',
+            detail: `gang ${id} has ${ranks.size} of its ${size} members pending; it waits for the rest`,
+          },
         });
     }
   }

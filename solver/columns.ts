@@ -67,7 +67,14 @@ export interface NodeModelResult {
 }
 
 const PRICER_NODE_LIMIT = 20_000;
-const MAX_ROUNDS = 60;
+/** Search nodes of the quick pricing tried first each round; the full search runs when it finds nothing. */
+const QUICK_PRICER_LIMIT = 500;
+/** A safety net only: the rounds are bounded by the time budget. */
+const MAX_ROUNDS = 400;
+/** Columns a type may add per round: the pricer's best and the incumbents it passed on the way. */
+const COLUMNS_PER_TYPE = 3;
+/** Wentges smoothing: the duals priced are this much the stability centre, the rest the restricted model's. */
+const SMOOTHING = 0.5;
 const EPS = 1e-7;
 
 /** Node types of the batch: every running-node class, and every pool that may add nodes, per bucket. */
@@ -141,7 +148,8 @@ export function nodeTypes(
 export function price(
   type: NodeType,
   pi: Float64Array,
-): { value: number; counts: Map<number, number>; exact: boolean } {
+  limit = PRICER_NODE_LIMIT,
+): { value: number; counts: Map<number, number>; exact: boolean; alternatives: Map<number, number>[] } {
   const items = type.items
     .map((it) => ({ ...it, profit: pi[it.group]! - it.cost }))
     .filter(
@@ -168,12 +176,14 @@ export function price(
   }
   let best = 0;
   let bestCounts = new Map<number, number>();
+  // The incumbents the search went through, best last: several columns per type and round.
+  const alternatives: Map<number, number>[] = [];
   const take = new Array<number>(n).fill(0);
   let nodes = 0;
   let exact = true;
   const left = [...cap];
   const visit = (i: number, value: number): void => {
-    if (++nodes > PRICER_NODE_LIMIT) {
+    if (++nodes > limit) {
       exact = false;
       return;
     }
@@ -181,6 +191,8 @@ export function price(
       best = value;
       bestCounts = new Map();
       for (let j = 0; j < i; j++) if (take[j]! > 0) bestCounts.set(items[j]!.option, take[j]!);
+      alternatives.push(bestCounts);
+      if (alternatives.length > COLUMNS_PER_TYPE) alternatives.shift();
     }
     if (i >= n) return;
     let ub = Infinity;
@@ -200,7 +212,7 @@ export function price(
     take[i] = 0;
   };
   visit(0, 0);
-  return { value: best, counts: bestCounts, exact };
+  return { value: best, counts: bestCounts, exact, alternatives };
 }
 
 /** Column generation from the seed columns until no column prices out, the rounds or the time run out. */
@@ -226,14 +238,20 @@ export function solveNodeModel(input: {
   for (const c of input.seeds) add(c);
   const demand = groups.map((g) => g.taskIds.length);
   const limited = types.map((t) => t.count < 1e5);
+  const itemCost = types.map((t) => new Map(t.items.map((i) => [i.option, i.cost])));
   let rounds = 0;
   let bound: number | undefined;
   let note: string | undefined;
+  // The stability centre of the smoothing: the duals priced last round.
+  let centre: Float64Array | undefined;
+  let slowest = 0;
   for (; rounds < MAX_ROUNDS; rounds++) {
-    if (input.timeLeft() <= 0) {
-      note = 'the time budget ran out during column generation';
+    // A round and the primal solve after it must fit in what is left.
+    if (input.timeLeft() <= 2 * slowest) {
+      note = `the time budget stopped column generation after ${rounds} rounds`;
       break;
     }
+    const roundStart = input.timeLeft();
     // The dual: max Σ n_g π_g − Σ N_t μ_t  s.t.  Σ_g a_gj π_g − μ_t(j) ≤ cost_j,  0 ≤ π_g ≤ M_g.
     const lp: LpModel = { variables: [], constraints: [] };
     groups.forEach((g, gi) =>
@@ -255,23 +273,44 @@ export function solveNodeModel(input: {
       note = `the node model's LP ended ${s.status}`;
       break;
     }
-    const pi = s.values.subarray(0, groups.length);
-    let added = 0;
-    let allExact = true;
-    types.forEach((t, ti) => {
-      const best = price(t, pi);
-      if (!best.exact) allExact = false;
-      const m = mu[ti]! >= 0 ? s.values[mu[ti]!]! : 0;
-      if (best.value - t.cost - m > 1e-6 * Math.max(1, t.cost) && best.counts.size > 0) {
-        const cost =
-          t.cost +
-          [...best.counts].reduce((sum, [oi, k]) => sum + k * t.items.find((i) => i.option === oi)!.cost, 0);
-        if (add({ type: ti, counts: best.counts, cost })) added++;
-      }
-    });
-    if (added === 0) {
+    const pi = Float64Array.from(s.values.subarray(0, groups.length));
+    const muOf = (ti: number) => (mu[ti]! >= 0 ? s.values[mu[ti]!]! : 0);
+    // Reduced value of a column at the restricted model's duals: what it is worth beyond what it costs.
+    const gain = (ti: number, counts: Map<number, number>) => {
+      let v = -types[ti]!.cost - muOf(ti);
+      for (const [oi, k] of counts) v += k * (pi[options[oi]!.group]! - itemCost[ti]!.get(oi)!);
+      return v;
+    };
+    const priceAll = (duals: Float64Array, limit = PRICER_NODE_LIMIT) => {
+      let added = 0;
+      let exact = true;
+      types.forEach((t, ti) => {
+        const best = price(t, duals, limit);
+        if (!best.exact) exact = false;
+        for (const counts of best.alternatives) {
+          if (counts.size === 0 || gain(ti, counts) <= 1e-6 * Math.max(1, t.cost)) continue;
+          let cost = t.cost;
+          for (const [oi, k] of counts) cost += k * itemCost[ti]!.get(oi)!;
+          if (add({ type: ti, counts, cost })) added++;
+        }
+      });
+      return { added, exact };
+    };
+    // Price at the smoothed duals; when that finds nothing the restricted model's duals would not, price
+    // at those (a mis-price): the bound is only claimed from the restricted model's own duals.
+    let sep = pi;
+    if (centre) {
+      sep = new Float64Array(pi.length);
+      for (let g = 0; g < pi.length; g++) sep[g] = SMOOTHING * centre[g]! + (1 - SMOOTHING) * pi[g]!;
+    }
+    // A quick, inexact search first; the full one only when the quick one finds nothing.
+    let found = priceAll(sep, QUICK_PRICER_LIMIT);
+    if (found.added === 0) found = priceAll(pi);
+    centre = sep;
+    slowest = Math.max(slowest, roundStart - input.timeLeft());
+    if (found.added === 0) {
       // Dual feasible for every column: −objective is a lower bound on the node-level model, penalties included.
-      if (allExact) bound = -s.objective;
+      if (found.exact) bound = -s.objective;
       else note = "the pricer's search limit stopped it before it proved no better node exists";
       break;
     }

@@ -46,10 +46,10 @@ describe('gangs in the solver', () => {
     const p = planBatch({ pools }, gang('train', 4), policies, { backends });
     expect(p.placements).toEqual([]);
     expect(p.newNodes).toEqual([]);
-    expect(p.unplaced.map((u) => [u.taskId, u.kind])).toEqual(
+    expect(p.unplaced.map((u) => [u.taskId, u.reason.kind])).toEqual(
       [0, 1, 2, 3].map((r) => [`train-${r}`, 'capacity']),
     );
-    expect(p.unplaced[0]!.reason).toContain('room for 3 of the gang');
+    expect(p.unplaced[0]!.reason.detail).toContain('room for 3 of the gang');
   });
 
   it('does not split a gang across pools even when that would fit', () => {
@@ -64,14 +64,14 @@ describe('gangs in the solver', () => {
     const quota = [makePolicy('research', { quotas: [{ resource: 'gpu', model: 'H100', nominal: 24 }] })];
     const p = planBatch({ pools }, gang('train', 4), quota, { backends });
     expect(p.placements).toHaveLength(0);
-    expect(new Set(p.unplaced.map((u) => u.kind))).toEqual(new Set(['quota']));
+    expect(new Set(p.unplaced.map((u) => u.reason.kind))).toEqual(new Set(['quota']));
   });
 
   it('waits for members not yet in the batch', () => {
     const pools = [h100('aws/h100').obj()];
     const p = planBatch({ pools }, gang('train', 4).slice(0, 3), policies, { backends });
     expect(p.placements).toHaveLength(0);
-    expect(p.unplaced[0]!.reason).toContain('3 of its 4 members');
+    expect(p.unplaced[0]!.reason.detail).toContain('3 of its 4 members');
   });
 
   it('picks the cheapest pool that takes the whole gang and prices each member', () => {

@@ -92,7 +92,7 @@ export function planGangs(
     const size = gang.members.length;
     const group = groupRequests([gang.members[0]!], (t) => byTeam.get(t))[0]!;
     const ledger = new Ledger([group], pools, usage);
-    const reasons = new Map<string, Unplaced['kind']>();
+    const reasons = new Map<string, Unplaced['reason']['kind']>();
     let best: Candidate | undefined;
     pools.forEach((pool, pi) => {
       const why = incompatibility(group, pool);
@@ -143,7 +143,7 @@ export function planGangs(
           .slice(0, 3)
           .join('; ') || 'no pool';
       for (const m of gang.members)
-        out.unplaced.push({ taskId: m.id, kind, reason: `${kind}: gang of ${size}: ${detail}` });
+        out.unplaced.push({ taskId: m.id, reason: { kind, detail: `gang of ${size}: ${detail}` } });
       out.explanations.push({ gang: gang.id, team: group.team, size, detail: `unplaced: ${detail}` });
       continue;
     }
@@ -153,7 +153,7 @@ export function planGangs(
 }
 
 /** Capacity and quota are waits; policy only when nothing else stood in the way. */
-function pickKind(reasons: Map<string, Unplaced['kind']>): Unplaced['kind'] {
+function pickKind(reasons: Map<string, Unplaced['reason']['kind']>): Unplaced['reason']['kind'] {
   const kinds = new Set(reasons.values());
   for (const k of ['capacity', 'quota', 'budget'] as const) if (kinds.has(k)) return k;
   return 'policy';

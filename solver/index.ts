@@ -7,7 +7,7 @@
  * import { plan, defaultBackends } from '../solver/index.ts';
  * const backends = await defaultBackends();
  * const result = plan({ pools }, requests, policies, { backends });
- * for (const g of result.groups) console.log(g.shape, g.chosen, g.detail);
+ * for (const g of result.groups) console.log(g.shape, g.chosen, g.why.kind, g.why.detail);
  */
 export { plan } from './plan.ts';
 export { planBatch } from './batch.ts';

@@ -41,6 +41,10 @@ export interface LimitRow {
   kind: 'quota' | 'budget' | 'max-nodes';
   label: string;
   policy?: string;
+  /** max-nodes: the pool whose room it limits. */
+  pool?: number;
+  /** quota and budget: the options (indices into the model's options) the row counts. */
+  options?: ReadonlySet<number>;
 }
 
 /** The LP and how to read its answer back. */
@@ -244,6 +248,7 @@ export function buildModel(input: ModelInput): PlacementModel {
       row,
       kind: 'max-nodes',
       label: `pool ${pool.id} may add at most ${pool.maxNewNodes} nodes`,
+      pool: p,
     });
   }
 
@@ -269,9 +274,12 @@ function addPolicyRows(
     const mine = options.map((o, oi) => ({ o, oi })).filter(({ o }) => groups[o.group]!.policy === policy);
     policy.quotas.forEach((q, qi) => {
       const terms: [number, number][] = [];
+      const counted = new Set<number>();
       for (const { o, oi } of mine) {
         const amount = quotaAmount(q, groups[o.group]!, o, pools[o.pool]!) / QUOTA_UNIT[q.resource];
-        if (amount > 0) for (const v of optionVars[oi]!) terms.push([v, amount]);
+        if (amount <= 0) continue;
+        counted.add(oi);
+        for (const v of optionVars[oi]!) terms.push([v, amount]);
       }
       if (terms.length === 0) return;
       const borrow = (q.borrowingLimit ?? 0) / QUOTA_UNIT[q.resource];
@@ -286,14 +294,18 @@ function addPolicyRows(
         kind: 'quota',
         label: `policy ${policy.name}: ${describeQuota(q)}`,
         policy: policy.name,
+        options: counted,
       });
     });
     const budget = policy.budget;
     if (budget?.perHour !== undefined) {
       const terms: [number, number][] = [];
+      const counted = new Set<number>();
       for (const { o, oi } of mine) {
         const rate = o.share * pools[o.pool]!.price;
-        if (rate > 0) for (const v of optionVars[oi]!) terms.push([v, rate]);
+        if (rate <= 0) continue;
+        counted.add(oi);
+        for (const v of optionVars[oi]!) terms.push([v, rate]);
       }
       if (terms.length > 0) {
         const row = addRow(
@@ -307,6 +319,7 @@ function addPolicyRows(
           kind: 'budget',
           label: `policy ${policy.name}: budget $${budget.perHour}/hour`,
           policy: policy.name,
+          options: counted,
         });
       }
     }

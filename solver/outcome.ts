@@ -140,6 +140,7 @@ export function toPlacements(
         node: a.bin.id,
         newNode: !a.bin.existing,
         pricePerHour: o.share * pool.price,
+        group: g.index,
       });
     }
   }

@@ -59,8 +59,9 @@ const SCENARIOS: Scenario[] = [
     check(p) {
       expect(nodesOf(p)).toEqual({ 'c/h100': 1, 'c/a100': 1 });
       expect(p.cost.expected).toBeCloseTo(24, 9);
-      expect(p.groups[0]?.binding).toBe('quota');
-      expect(p.groups[0]?.detail).toContain('policy t: H100 quota 8 GPUs');
+      expect(p.groups[0]?.why.kind).toBe('quota');
+      expect(p.groups[0]?.why.detail).toContain('policy t: H100 quota 8 GPUs');
+      expect(p.groups[0]?.chosen.find((c) => c.poolId === 'c/a100')?.why.kind).toBe('quota');
     },
   },
   {
@@ -79,7 +80,11 @@ const SCENARIOS: Scenario[] = [
     check(p) {
       expect(nodesOf(p)).toEqual({ 'c/h100': 1 });
       expect(p.cost.expected).toBeCloseTo(20, 9);
-      expect(p.groups[0]?.nextBest).toMatchObject({ poolId: 'c/a100', whyNot: 'costs more per task' });
+      expect(p.groups[0]?.nextBest).toMatchObject({
+        poolId: 'c/a100',
+        whyNot: { kind: 'cost', detail: 'costs more per task' },
+      });
+      expect(p.groups[0]?.why.kind).toBe('cost');
     },
   },
   {
@@ -132,7 +137,7 @@ const SCENARIOS: Scenario[] = [
     check(p) {
       expect(p.placements).toHaveLength(1);
       expect(p.unplaced).toEqual([
-        { taskId: 'big-1', kind: 'budget', reason: 'budget: policy b: budget $50/hour is reached' },
+        { taskId: 'big-1', reason: { kind: 'budget', detail: 'policy b: budget $50/hour is reached' } },
       ]);
       expect(p.cost.expected).toBeCloseTo(40, 9);
     },
@@ -144,7 +149,71 @@ const SCENARIOS: Scenario[] = [
     policies: [makePolicy('p', { allowed: { gpuModels: ['L4', 'T4'] } })],
     check(p) {
       expect(p.placements).toEqual([]);
-      expect(p.unplaced[0]?.reason).toBe('policy: no compatible pool (policy p allows GPU models L4, T4)');
+      expect(p.unplaced[0]?.reason).toEqual({
+        kind: 'policy',
+        detail: 'no compatible pool (policy p allows GPU models L4, T4)',
+      });
+    },
+  },
+  {
+    name: "a CPU-only group's next-best pool is not blamed on the team's GPU quota",
+    pools: [
+      makePool('c/h100').cpu(96).gpus('H100', 8).price(10).obj(),
+      makePool('c/a100').cpu(96).gpus('A100', 8).price(14).obj(),
+      makePool('c/cpu1').cpu(8).price(0.5).obj(),
+      makePool('c/cpu2').cpu(8).price(0.5).obj(),
+    ],
+    tasks: [
+      ...makeTasks('train', 2, {
+        team: 't',
+        gpu: [
+          { model: 'H100', count: 8 },
+          { model: 'A100', count: 8 },
+        ],
+      }),
+      ...makeTasks('prep', 1, { team: 't', cpuMilli: 8000 }),
+    ],
+    policies: [makePolicy('t', { quotas: [{ resource: 'gpu', model: 'H100', nominal: 8 }] })],
+    check(p) {
+      const train = p.groups.find((g) => g.group === 'train')!;
+      const prep = p.groups.find((g) => g.group === 'prep')!;
+      expect(train.why.kind).toBe('quota');
+      // The CPU task rides on the spare cpu of the H100 node added for the GPU work.
+      expect(prep.chosen).toMatchObject([
+        {
+          poolId: 'c/h100',
+          onRunningNodes: false,
+          why: { kind: 'cost', detail: 'spare room on nodes the plan adds for other work' },
+        },
+      ]);
+      expect(prep.why.kind).toBe('cost');
+      expect(prep.nextBest).toMatchObject({
+        poolId: 'c/cpu1',
+        whyNot: { kind: 'cost', detail: 'costs more per task' },
+      });
+    },
+  },
+  {
+    name: 'fallbacks [cb, ca]: the cheaper ca is passed over by the fallback order, not by its cost',
+    pools: [
+      makePool('c/cb').cpu(96).gpus('H100', 8).price(10).obj(),
+      makePool('c/ca').cpu(96).gpus('A100', 8).price(9.8).obj(),
+    ],
+    tasks: makeTasks('ft', 8, {
+      team: 'f',
+      gpu: [
+        { model: 'H100', count: 1 },
+        { model: 'A100', count: 1 },
+      ],
+    }),
+    policies: [makePolicy('f', { fallbacks: [{ gpu: 'H100' }, { gpu: 'A100' }] })],
+    check(p) {
+      expect(nodesOf(p)).toEqual({ 'c/cb': 1 });
+      const g = p.groups[0]!;
+      expect(g.chosen).toMatchObject([{ poolId: 'c/cb', tasks: 8, why: { kind: 'preference' } }]);
+      expect(g.why.kind).toBe('preference');
+      expect(g.nextBest).toMatchObject({ poolId: 'c/ca', whyNot: { kind: 'preference' } });
+      expect(g.nextBest?.whyNot.detail).toBe('costs no more per task, but c/ca is fallback 2 of policy f');
     },
   },
 ];

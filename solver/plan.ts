@@ -247,8 +247,8 @@ export function plan(
   const placements = toPlacements(chosen, groups, all, pools);
   const unplaced = chosen.unplaced.flatMap((u) => {
     const g = groups[u.group]!;
-    const why = unplacedReason(optionsByGroup[g.index]!.length > 0, u, excluded[g.index]!);
-    return g.taskIds.slice(g.taskIds.length - u.count).map((taskId) => ({ taskId, ...why }));
+    const reason = unplacedReason(optionsByGroup[g.index]!.length > 0, u, excluded[g.index]!);
+    return g.taskIds.slice(g.taskIds.length - u.count).map((taskId) => ({ taskId, reason }));
   });
 
   return {

@@ -3,6 +3,9 @@
  * snapshot, a batch of requests and the teams' policies.
  */
 import type { CapacityType, Policy, SpotPreference } from '../policies/index.ts';
+import type { Reason } from '../protocol/index.ts';
+
+export type { Reason, ReasonKind } from '../protocol/index.ts';
 import type { GangExplanation } from './gang.ts';
 
 /** One way to satisfy a GPU request: `count` devices of `model` (`'*'`: any model). */
@@ -90,6 +93,8 @@ export interface Placement {
   newNode: boolean;
   /** The task's share of the node's $/hour (dominant resource share). */
   pricePerHour: number;
+  /** Index into `plan.groups`: the explanation of the task's group (a gang member's is in `plan.gangs`). */
+  group?: number;
 }
 
 /** Nodes to add to one pool. */
@@ -107,9 +112,7 @@ export interface NewNodes {
 /** A task the plan could not place, and why. */
 export interface Unplaced {
   taskId: string;
-  /** What kept it out, for programs; `reason` (`kind: detail`) is for people. */
-  kind: 'capacity' | 'quota' | 'budget' | 'policy';
-  reason: string;
+  reason: Reason;
 }
 
 /** Expected cost of a plan. */
@@ -129,13 +132,18 @@ export interface GroupExplanation {
   team: string;
   tasks: number;
   shape: string;
-  /** Pools that received tasks, with how many and the expected cost per task. */
-  chosen: { poolId: string; tasks: number; costPerTask: number }[];
-  /** The cheapest pool the group did not use, and its cost per task. */
-  nextBest?: { poolId: string; costPerTask: number; whyNot: string };
-  /** What stopped the group from going somewhere cheaper, or from being placed at all. */
-  binding: 'none' | 'capacity' | 'quota' | 'budget' | 'policy' | 'priority';
-  detail: string;
+  /**
+   * Pools that received tasks (on their running nodes, or on nodes the plan adds), with how many, the
+   * expected cost per task and why there.
+   */
+  chosen: { poolId: string; onRunningNodes: boolean; tasks: number; costPerTask: number; why: Reason }[];
+  /** The cheapest pool the group did not use, its cost per task, and why not. */
+  nextBest?: { poolId: string; costPerTask: number; whyNot: Reason };
+  /**
+   * What decided the group: `cost` when it went to its cheapest compatible capacity, `preference`, or what
+   * stopped it from going somewhere cheaper or from being placed at all.
+   */
+  why: Reason;
   unplaced: number;
 }
 

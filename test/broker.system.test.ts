@@ -30,6 +30,17 @@ describe.each(['embedded', 'nats'] as const)('broker and agents (%s)', (mode) =>
     expect(pools.has('sim-aws/cpu-spot') || pools.has('sim-aws/cpu-od')).toBe(true);
   });
 
+  it('each lease carries why the solver put it there, as data, and the broker keeps it', async () => {
+    const { gantry, client } = await start();
+    const reply = await client.request('why-1');
+    if (!reply.ok) throw new Error(`refused: ${reply.error.message}`);
+    const e = reply.lease.explanation;
+    expect(e).toMatchObject({ group: 'why', poolId: `${reply.lease.cluster}/${reply.lease.pool}` });
+    expect(['cost', 'preference']).toContain(e?.why.kind);
+    expect(reply.lease.why).toContain(e!.why.detail);
+    expect(gantry.broker.state.leases.get(reply.lease.leaseId)?.explanation).toEqual(e);
+  });
+
   it('answers a retried request with the same lease (idempotent by request id)', async () => {
     const { client } = await start();
     const [a, b] = await Promise.all([client.request('same'), client.request('same')]);

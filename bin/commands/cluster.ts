@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { formatCpu, formatMemory, formatProblem, validatePaths } from '../../policies/index.ts';
-import { PROTOCOL, taskState } from '../../protocol/index.ts';
+import { type PlacementExplanation, PROTOCOL, taskState } from '../../protocol/index.ts';
 import { askBroker, askBrokerPages } from '../connect.ts';
 import { authorizationBlock, credentialName } from '../credentials.ts';
 import { onboardingUsers } from '../onboarding.ts';
@@ -216,6 +216,14 @@ const LIST_COLUMNS: Record<'requests' | 'leases' | 'nodes', Column<Row>[]> = {
     column('NODE', field('node')),
     column('STATUS', field('state')),
     column('$/HOUR', (r) => (typeof r.pricePerHour === 'number' ? `$${r.pricePerHour.toFixed(4)}` : '')),
+    wideColumn('WHY', (r) => {
+      const e = r.explanation as PlacementExplanation | undefined;
+      return e ? `[${e.why.kind}] ${e.why.detail}` : cell(r.why);
+    }),
+    wideColumn('NEXT BEST', (r) => {
+      const n = (r.explanation as PlacementExplanation | undefined)?.nextBest;
+      return n ? `${n.poolId} $${n.costPerTask.toFixed(4)}: ${n.whyNot.detail}` : '';
+    }),
   ],
   nodes: [
     column('CLUSTER', field('cluster')),

@@ -25,15 +25,20 @@ export function printPlanTable(
     g.team,
     String(g.tasks),
     g.shape,
-    g.chosen.map((c) => `${c.poolId} ×${c.tasks}`).join(', ') || '—',
+    g.chosen.map((c) => `${c.poolId}${c.onRunningNodes ? ' (running nodes)' : ''} ×${c.tasks}`).join(', ') ||
+      '—',
     g.chosen.length ? money(Math.max(...g.chosen.map((c) => c.costPerTask))) : '—',
     g.unplaced
-      ? `${g.unplaced} unplaced: ${g.detail}`
-      : g.binding === 'none'
-        ? g.detail
-        : `[${g.binding}] ${g.detail}`,
+      ? `${g.unplaced} unplaced: [${g.why.kind}] ${g.why.detail}`
+      : g.why.kind === 'cost'
+        ? g.why.detail
+        : `[${g.why.kind}] ${g.why.detail}`,
     ...(opts.wide
-      ? [g.nextBest ? `${g.nextBest.poolId} ${money(g.nextBest.costPerTask)}: ${g.nextBest.whyNot}` : '—']
+      ? [
+          g.nextBest
+            ? `${g.nextBest.poolId} ${money(g.nextBest.costPerTask)}: ${g.nextBest.whyNot.detail}`
+            : '—',
+        ]
       : []),
   ]);
   write(
@@ -63,7 +68,7 @@ export function printPlanTable(
       `\nUnplaced: ${p.unplaced.length} task(s)${opts.failOnUnplaced ? ' (exit code 1)' : ' (exit code 0; --fail-on-unplaced makes it 1)'}\n`,
     );
     const shown = opts.wide ? p.unplaced : p.unplaced.slice(0, 10);
-    for (const u of shown) write(`  ${u.taskId}: ${u.reason}\n`);
+    for (const u of shown) write(`  ${u.taskId}: ${u.reason.kind}: ${u.reason.detail}\n`);
     if (p.unplaced.length > shown.length)
       write(`  … and ${p.unplaced.length - shown.length} more (-o wide lists them all)\n`);
   }

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { LedgerEntry } from '../../broker/ledger.ts';
 import { encodeJson, openLocalStore } from '../../protocol/index.ts';
 import { runGantry } from '../../test/cli.ts';
+import { readLedger } from './report.ts';
 
 const H = 3_600_000;
 const T0 = Date.UTC(2026, 10, 2);
@@ -139,6 +140,74 @@ describe('gantry report cost', () => {
     const r = await runGantry('report', 'cost', '--state', state, ...flags);
     expect(r).toMatchObject({ code: 2, err: `gantry: ${message}\n` });
   });
+
+  it('never ends a real-time window after now, and does not call it simulated', async () => {
+    const state = await ledgerDir();
+    const before = Date.now();
+    const r = await runGantry(
+      'report',
+      'cost',
+      '--state',
+      state,
+      '--since',
+      '2026-11-01',
+      '--until',
+      '2099-01-01',
+    );
+    expect(r.code, r.err).toBe(0);
+    const json = JSON.parse(
+      (
+        await runGantry(
+          'report',
+          'cost',
+          '--state',
+          state,
+          '--since',
+          '2026-11-01',
+          '--until',
+          '2099-01-01',
+          '-o',
+          'json',
+        )
+      ).out,
+    ) as { until: number; timeScale?: number };
+    expect(json.until).toBeGreaterThanOrEqual(before);
+    expect(json.until).toBeLessThanOrEqual(Date.now());
+    expect(json.timeScale).toBeUndefined();
+    expect(r.out.split('\n')[0]).toMatch(/^2026-11-01T00:00Z – \S+Z: 2 task executions on 1 nodes$/);
+  });
+
+  it('labels the window of a simulated run as simulated time and ends it at the simulated clock', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'gantry-report-sim-'));
+    const run = await runGantry(
+      ...['run', 'examples/workflows/train.ts', '--team', 'research'],
+      ...['--input', '{"source":"s3://bucket/clicks","rows":1000,"epochs":1}'],
+      ...['--state', state, '--speedup', '600', '-q'],
+    );
+    expect(run.code, run.err).toBe(0);
+    const store = await openLocalStore(join(state, 'broker'));
+    const usages = (await readLedger(store)).filter((e) => e.kind === 'usage');
+    await store.close();
+    expect(usages.length).toBeGreaterThan(0);
+    const lastEnd = Math.max(...usages.map((u) => u.end));
+    // The simulated ledger runs ahead of the clock: that is why the label matters.
+    expect(lastEnd).toBeGreaterThan(Date.now());
+
+    const table = await runGantry('report', 'cost', '--state', state, '-f', 'examples');
+    expect(table.code, table.err).toBe(0);
+    const until = new Date(lastEnd).toISOString().slice(0, 16);
+    expect(table.out.split('\n')[0]).toMatch(
+      new RegExp(`^\\S+Z – ${until}Z \\(simulated time, 600×\\): \\d+ task executions on \\d+ nodes$`),
+    );
+    const json = JSON.parse(
+      (await runGantry('report', 'cost', '--state', state, '--until', '2099-01-01', '-o', 'json')).out,
+    ) as { until: number; timeScale?: number; totals: { costUsd: number } };
+    expect(json).toMatchObject({ until: lastEnd, timeScale: 600 });
+    expect(json.totals.costUsd).toBeGreaterThan(0);
+    expect((await runGantry('report', 'cost', '--state', state, '-o', 'html')).out).toContain(
+      '(simulated time, 600×)',
+    );
+  }, 60_000);
 
   it('says where it looked when there is no ledger', async () => {
     const r = await runGantry('report', 'cost', '--state', '/nonexistent/state');

@@ -59,7 +59,10 @@ export function parseTime(flag: string, value: string, now: number): number {
 const usd = (v: number) => `$${v.toFixed(2)}`;
 
 /** The report as an aligned table; `wide` adds executions per row. `priced`: on-demand prices were known. */
-export function reportTable(r: CostReport, opts: { wide?: boolean; priced?: boolean } = {}): string {
+export function reportTable(
+  r: CostReport & { timeScale?: number },
+  opts: { wide?: boolean; priced?: boolean } = {},
+): string {
   const priced = opts.priced ?? true;
   const onDemand = (v: number) => (priced ? usd(v) : '-');
   const rows = r.rows.map((row) => [
@@ -91,7 +94,7 @@ export function reportTable(r: CostReport, opts: { wide?: boolean; priced?: bool
     rows,
   );
   const lines = [
-    `${new Date(r.since).toISOString().slice(0, 16)}Z – ${new Date(r.until).toISOString().slice(0, 16)}Z: ${t.executions} task executions on ${t.nodes} nodes`,
+    `${new Date(r.since).toISOString().slice(0, 16)}Z – ${new Date(r.until).toISOString().slice(0, 16)}Z${simulated(r)}: ${t.executions} task executions on ${t.nodes} nodes`,
     '',
     head,
     `Actual spend ${usd(t.costUsd)}: ${usd(t.taskUsd)} for tasks, ${usd(t.idleUsd)} for nodes while no task used them.`,
@@ -99,6 +102,11 @@ export function reportTable(r: CostReport, opts: { wide?: boolean; priced?: bool
     ...replanLines(r),
   ];
   return `${lines.join('\n')}\n`;
+}
+
+/** The window's label when the ledger is in simulated time: ` (simulated time, 600×)`. */
+function simulated(r: CostReport & { timeScale?: number }): string {
+  return r.timeScale !== undefined ? ` (simulated time, ${r.timeScale}×)` : '';
 }
 
 /** What on-demand prices say about the spend, or why they cannot say it. */
@@ -168,7 +176,7 @@ const PALETTE = [
 ];
 
 /** A self-contained HTML page: totals, spend per day stacked by the first grouping, spend by GPU, savings. */
-export function reportHtml(r: CostReport, opts: { priced?: boolean } = {}): string {
+export function reportHtml(r: CostReport & { timeScale?: number }, opts: { priced?: boolean } = {}): string {
   const priced = opts.priced ?? true;
   const t = r.totals;
   const first = r.by[0] ?? 'team';
@@ -244,7 +252,7 @@ td,th{padding:.3em .6em;border-bottom:1px solid #eee;text-align:left}.n{text-ali
 .key{display:inline-block;margin-right:1em;font-size:12px}.key i{display:inline-block;width:10px;height:10px;margin-right:4px}
 </style></head><body>
 <h1>Cost report</h1>
-<p>${esc(new Date(r.since).toISOString().slice(0, 10))} to ${esc(new Date(r.until).toISOString().slice(0, 10))} · ${t.executions} task executions on ${t.nodes} nodes · grouped by ${esc(r.by.join(', '))}</p>
+<p>${esc(new Date(r.since).toISOString().slice(0, 10))} to ${esc(new Date(r.until).toISOString().slice(0, 10))}${esc(simulated(r))} · ${t.executions} task executions on ${t.nodes} nodes · grouped by ${esc(r.by.join(', '))}</p>
 <div class="cards">
 <div class="card">Spend<b id="total">${usd(t.costUsd)}</b></div>
 <div class="card">Of which idle<b id="idle">${usd(t.idleUsd)}</b></div>

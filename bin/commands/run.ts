@@ -31,6 +31,8 @@ import {
   storeCache,
 } from '../../runtime/index.ts';
 import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
+import type { ResultLookup } from '../../runtime/lease-watch.ts';
+import { openJetStreamResults } from '../../runtime/nats-results.ts';
 import { type Embedded, startEmbedded } from '../embedded.ts';
 import { LINEAGE_STREAM, RUNTIME_BUCKET } from '../credentials.ts';
 import { askBroker, connectCli, expectBroker, openStoreCli } from '../connect.ts';
@@ -46,6 +48,8 @@ interface Connection {
   transport: Transport;
   artifacts: ArtifactStore;
   store: Store;
+  /** Where results are kept (over NATS: a stream per team), to read back one missed while reconnecting. */
+  results?: ResultLookup;
   embedded?: Embedded;
   /** How the platform was found, when `-f` was not given. */
   platformNote?: string;
@@ -105,6 +109,7 @@ async function connectRuntime(flags: ConnectFlags, name: string): Promise<Connec
     return {
       transport: nats,
       artifacts: await openJetStreamArtifacts(nats.connection, undefined, replicas),
+      results: await openJetStreamResults(nats.connection, replicas),
       store,
       async close() {
         await store.close();
@@ -216,6 +221,7 @@ interface RunFlags extends ConnectFlags {
   quiet?: boolean;
   progress: boolean;
   failOnHeld?: boolean;
+  brokerWait?: string;
 }
 
 /** Wall-clock milliseconds a placed task may wait to start before `gantry run` says so, then between lines. */
@@ -282,9 +288,12 @@ async function runAndReport(
   const speedup = speedupOf(flags);
   const printsEvents = flags.output === 'table';
   const display = createDisplay({ quiet: flags.quiet || !printsEvents, progress: flags.progress });
+  await conn.results?.prepare(team);
   const runtime = new Runtime({
     transport: conn.transport,
     artifacts: conn.artifacts,
+    ...(conn.results ? { results: conn.results } : {}),
+    ...(flags.brokerWait ? { replyTimeoutMs: positive('--broker-wait', flags.brokerWait) * 1000 } : {}),
     timeScale: speedup,
     cache: storeCache(conn.store),
     progress: display.progress,
@@ -467,6 +476,11 @@ export function registerRunCommands(program: Command): void {
         .option('--team <team>', 'whose ResourcePolicy applies (default: $GANTRY_TEAM)')
         .option('-q, --quiet', 'print no events (placements, retries, waits), only the result')
         .option('--no-progress', 'show no progress bar for large maps')
+        .option(
+          '--broker-wait <seconds>',
+          'seconds to wait for the broker to answer a request before asking again (same id, so never twice): short enough to ride out a broker failover',
+          '5',
+        )
         .option(
           '--fail-on-held',
           'cancel the run and exit 1 as soon as the broker holds one of its tasks (quota, budget, capacity)',

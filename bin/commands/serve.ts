@@ -28,6 +28,7 @@ import { type Cluster, loadPlatform } from '../../policies/index.ts';
 import type { NatsTransport } from '../../protocol/nats-index.ts';
 import { createTaskHost } from '../../runtime/host.ts';
 import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
+import { resultPublisher } from '../../runtime/nats-results.ts';
 import { createProcessHost } from '../../runtime/process-host.ts';
 import { defaultBackends } from '../../solver/index.ts';
 import { serveEmbeddedMetrics, startEmbedded } from '../embedded.ts';
@@ -68,6 +69,8 @@ async function backends(
     artifacts: await openJetStreamArtifacts(transport.connection, undefined, replicas),
     timeScale: speedup,
     cluster: cluster.name,
+    // Results are kept in their team's stream before the end is reported (runtime/nats-results.ts).
+    publishResult: resultPublisher(transport.connection),
   };
   if (flags.executor !== 'kubernetes') {
     const executor =

@@ -9,8 +9,11 @@
  *   npm run bench:plan -- --synthetic 250000             # one synthetic row
  *   npm run bench:plan -- --no-synthetic                 # the trace rows only
  *
- * On the trace rows nodes have no launch delay and tasks run one hour, so expected $ equal $/h.
+ * On the trace rows nodes have no launch delay and tasks run one hour, so expected $ equal $/h. Each row runs
+ * in a process of its own, so "peak RSS" is that process's peak resident memory (building the input and
+ * the broker-path plan, HiGHS's WebAssembly memory included), measured before the diagnostics run.
  */
+import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { defaultBackends, plan, type Plan } from '../index.ts';
 import { type BenchScenario, OPENB_WORKLOADS, syntheticScale, traceScenario } from './scenarios.ts';
@@ -23,6 +26,7 @@ const { values: flags } = parseArgs({
     'no-synthetic': { type: 'boolean', default: false },
     'no-trace': { type: 'boolean', default: false },
     'time-budget': { type: 'string', default: '20000' },
+    row: { type: 'string' },
   },
 });
 
@@ -51,7 +55,7 @@ function scenarios(): (() => BenchScenario)[] {
 const fmt = (n: number | undefined, d = 2) => (n !== undefined && Number.isFinite(n) ? n.toFixed(d) : '—');
 const ratio = (a: number, b: number | undefined) => (b !== undefined && b > 0 ? fmt(a / b, 3) : '—');
 
-function row(s: BenchScenario, p: Plan, ms: number, heapMiB: number): string[] {
+function row(s: BenchScenario, p: Plan, ms: number, rssMiB: number): string[] {
   const ffd = p.diagnostics?.ffd;
   const greedy = p.diagnostics?.greedy;
   return [
@@ -67,7 +71,7 @@ function row(s: BenchScenario, p: Plan, ms: number, heapMiB: number): string[] {
     ratio(p.cost.objective, p.bounds.node),
     ratio(p.cost.objective, ffd?.objective),
     fmt(ms, 0),
-    fmt(heapMiB, 0),
+    fmt(rssMiB, 0),
     p.solver.method + (p.solver.nodeModel ? ` (${p.solver.nodeModel})` : ''),
   ];
 }
@@ -88,27 +92,35 @@ async function main(): Promise<void> {
     'plan/node',
     'plan/FFD',
     'plan ms',
-    'heap MiB',
+    'peak RSS MiB',
     'plan from',
   ];
-  console.log(`| ${header.join(' | ')} |`);
-  console.log(`| ${header.map(() => '---').join(' | ')} |`);
-  for (const make of scenarios()) {
-    const s = make();
-    // The plan the broker would use (no diagnostics), timed; then the same input with diagnostics.
-    globalThis.gc?.();
-    const before = process.memoryUsage().heapUsed;
+  if (flags.row !== undefined) {
+    // One row, in this process: the broker-path plan timed and its peak memory, then the diagnostics.
+    const s = scenarios()[Number(flags.row)]!();
     const t0 = performance.now();
     const fast = plan({ pools: s.pools }, s.tasks, s.policies, { backends, timeBudgetMs });
     const ms = performance.now() - t0;
-    const heapMiB = (process.memoryUsage().heapUsed - before) / 2 ** 20;
+    const rssMiB = process.resourceUsage().maxRSS / 1024;
     const full = plan({ pools: s.pools }, s.tasks, s.policies, {
       backends,
       timeBudgetMs,
       diagnostics: true,
     });
     const p = { ...full, cost: fast.cost, unplaced: fast.unplaced, solver: fast.solver };
-    console.log(`| ${row(s, p, ms, heapMiB).join(' | ')} |`);
+    console.log(`| ${row(s, p, ms, rssMiB).join(' | ')} |`);
+    return;
+  }
+  console.log(`| ${header.join(' | ')} |`);
+  console.log(`| ${header.map(() => '---').join(' | ')} |`);
+  const count = scenarios().length;
+  for (let i = 0; i < count; i++) {
+    const child = spawnSync(
+      process.execPath,
+      [...process.execArgv, process.argv[1]!, ...process.argv.slice(2), '--row', String(i)],
+      { stdio: ['ignore', 'inherit', 'inherit'] },
+    );
+    if (child.status !== 0) console.log(`| row ${i} failed: exit ${child.status ?? child.signal} |`);
   }
 }
 

@@ -166,3 +166,35 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   };
   return server;
 }
+
+/**
+ * Starts `size` nats-servers routed into one cluster, each with JetStream (clustered, so streams can
+ * have `size` replicas); `extraConfig(i)` is appended to server i's configuration. Resolves once every server is ready; JetStream elects its meta leader shortly
+ * after, so the first stream creation may need a retry.
+ *
+ * @example
+ * const servers = await startNatsCluster(3);
+ * const t = await connectNats({ servers: servers.map((s) => s.url) });
+ */
+export async function startNatsCluster(
+  size = 3,
+  extraConfig: (i: number) => string = () => '',
+): Promise<NatsServer[]> {
+  const routes = await Promise.all(Array.from({ length: size }, () => freePort()));
+  const name = `gantry-${process.pid}-${routes[0]}`;
+  return Promise.all(
+    routes.map((port, i) =>
+      startNatsServer({
+        config: [
+          `server_name: n${i}-${port}`,
+          `cluster {`,
+          `  name: ${name}`,
+          `  listen: 127.0.0.1:${port}`,
+          `  routes: [${routes.map((r) => `nats-route://127.0.0.1:${r}`).join(', ')}]`,
+          `}`,
+          extraConfig(i),
+        ].join('\n'),
+      }),
+    ),
+  );
+}

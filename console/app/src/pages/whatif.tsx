@@ -13,6 +13,12 @@ spec:
     - { name: batch-infer, team: product, gpu: 'T4:1', cpu: 4, memory: 16Gi, duration: 45m, count: 30 }
 `;
 
+/** A reason as the solver gives it: its kind, and the words for people. */
+interface Reason {
+  kind: string;
+  detail: string;
+}
+
 interface Plan {
   placements: {
     taskId: string;
@@ -30,7 +36,7 @@ interface Plan {
     count: number;
     pricePerHour: number;
   }[];
-  unplaced: { taskId: string; reason: string }[];
+  unplaced: { taskId: string; reason: Reason }[];
   cost: { perHour: number; expected: number; objective: number };
   bound: number;
   baseline: { perHour: number; expected: number; objective: number; unplaced: number };
@@ -39,10 +45,9 @@ interface Plan {
     team: string;
     tasks: number;
     shape: string;
-    chosen: { poolId: string; tasks: number; costPerTask: number }[];
-    nextBest?: { poolId: string; costPerTask: number; whyNot: string };
-    binding: string;
-    detail: string;
+    chosen: { poolId: string; onRunningNodes: boolean; tasks: number; costPerTask: number; why: Reason }[];
+    nextBest?: { poolId: string; costPerTask: number; whyNot: Reason };
+    why: Reason;
   }[];
   solver: { backend: string; status: string; ms: number };
 }
@@ -123,11 +128,16 @@ export function WhatIfPage() {
                 g.team,
                 g.tasks,
                 g.shape,
-                g.chosen.map((c) => `${c.poolId} ×${c.tasks} at ${money(c.costPerTask)}`).join(', '),
+                g.chosen
+                  .map(
+                    (c) =>
+                      `${c.poolId}${c.onRunningNodes ? ' (running nodes)' : ''} ×${c.tasks} at ${money(c.costPerTask)}`,
+                  )
+                  .join(', '),
                 g.nextBest
-                  ? `${g.nextBest.poolId} at ${money(g.nextBest.costPerTask)}: ${g.nextBest.whyNot}`
+                  ? `${g.nextBest.poolId} at ${money(g.nextBest.costPerTask)}: ${g.nextBest.whyNot.detail}`
                   : '',
-                `${g.binding}: ${g.detail}`,
+                `${g.why.kind}: ${g.why.detail}`,
               ],
             }))}
           />
@@ -144,7 +154,10 @@ export function WhatIfPage() {
               <h2>Unplaced</h2>
               <Table
                 head={['task', 'reason']}
-                rows={plan.unplaced.map((u) => ({ key: u.taskId, cells: [u.taskId, u.reason] }))}
+                rows={plan.unplaced.map((u) => ({
+                  key: u.taskId,
+                  cells: [u.taskId, `${u.reason.kind}: ${u.reason.detail}`],
+                }))}
               />
             </>
           ) : null}

@@ -1,0 +1,78 @@
+/**
+ * Failover through what users run (`gantry broker`, `gantry agent` and `gantry run` as processes):
+ * a 3-server NATS cluster with every stream at R3 losing the server that leads the broker's state
+ * bucket, and the leading broker killed with SIGKILL while a standby waits. Every task runs exactly
+ * once and the run finishes with the right answer; the longest stall is printed.
+ */
+import { jetstreamManager } from '@nats-io/jetstream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BROKER_BUCKET } from '../bin/credentials.ts';
+import { connectNats } from '../protocol/nats-index.ts';
+import { type FaultStack, startFaultStack, tally, watchStalls } from './fault-stack.ts';
+import { type NatsServer, startNatsCluster, startNatsServer } from './nats/server.ts';
+import { sleep } from './nats/wait.ts';
+import { eventually } from './system.ts';
+
+const N = 600;
+const TASK_MS = 300;
+
+let stack: FaultStack | undefined;
+let servers: NatsServer[] = [];
+afterEach(async () => {
+  await stack?.stop();
+  for (const s of servers) await s[Symbol.asyncDispose]();
+  stack = undefined;
+  servers = [];
+});
+
+/** Waits for the run to end and checks it: exit 0, the right sum, each task exactly once. */
+async function finished(
+  run: ReturnType<FaultStack['run']>,
+  what: string,
+  stalls: ReturnType<typeof watchStalls>,
+) {
+  const code = await run.exited;
+  const { longestGapMs, firstStartMs } = stalls.stop();
+  expect(code, run.output()).toBe(0);
+  const { lost, twice } = tally(stack!.counts(), N);
+  console.log(
+    `${what}: first task started ${firstStartMs} ms after; longest stall ${longestGapMs} ms; lost ${lost.length}, run twice ${twice.length} of ${N}`,
+  );
+  expect({ lost, twice }).toEqual({ lost: [], twice: [] });
+  const out = JSON.parse(run.output().slice(run.output().indexOf('{'))) as { output?: unknown };
+  expect(out.output).toBe(N * (N - 1));
+}
+
+describe('failover', () => {
+  it('3-server NATS cluster, R3: the server leading the broker state is killed mid-run', async () => {
+    servers = await startNatsCluster(3);
+    const urls = servers.map((s) => s.url).join(',');
+    // JetStream elects its meta leader shortly after the servers are up.
+    await sleep(2000);
+    stack = await startFaultStack(urls, { replicas: 3 });
+    const run = stack.run(N, TASK_MS);
+    await eventually(() => stack!.counts().size >= N / 4, 90_000, `${N / 4} tasks started`);
+    const probe = await connectNats({ servers: servers.map((s) => s.url) });
+    const info = await (await jetstreamManager(probe.connection)).streams.info(`KV_${BROKER_BUCKET}`);
+    await probe.close();
+    // Servers are named n<index>-<route port> (startNatsCluster).
+    const victim = Number(/^n(\d+)-/.exec(info.cluster?.leader ?? '')?.[1] ?? 0);
+    const stalls = watchStalls(stack);
+    await servers[victim]!.kill();
+    await finished(run, `nats server ${info.cluster?.leader} (leading KV_${BROKER_BUCKET}) SIGKILL`, stalls);
+  }, 240_000);
+
+  it('the leading broker is killed with SIGKILL mid-run: the standby takes over', async () => {
+    const server = await startNatsServer();
+    servers = [server];
+    stack = await startFaultStack(server.url);
+    await sleep(1500); // the first broker wins the election
+    const standby = stack.broker();
+    const run = stack.run(N, TASK_MS);
+    await eventually(() => stack!.counts().size >= N / 4, 60_000, `${N / 4} tasks started`);
+    const stalls = watchStalls(stack);
+    await stack.brokers[0]!.kill('SIGKILL');
+    await finished(run, 'leading broker SIGKILL, standby took over', stalls);
+    expect(standby.output()).not.toMatch(/could not start serving/);
+  }, 180_000);
+});
