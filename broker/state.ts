@@ -145,7 +145,9 @@ export class BrokerState {
       r.reason = reason;
       r.updatedAt = this.clock();
       this.writer.request(r);
-      this.onHold?.(r, { kind: holdKind(why), detail: reason });
+      // The kind travels on its own; the detail keeps the solver's kind only where the hold's kind is `other`.
+      const kind = holdKind(why);
+      this.onHold?.(r, { kind, detail: kind === why.kind ? why.detail : reason });
     }
     this.held.add(r.requestId);
   }
