@@ -106,7 +106,7 @@ export function taskPermissions(cluster: string): Permissions {
 }
 
 /**
- * A workflow runtime of `team` (`gantry run --nats`): the team's subjects only (requests, task
+ * A workflow runtime of `team` (`gantry run --nats`): the team's subjects only (requests and batches, task
  * states, results, warm workers, run events, run heartbeats and cancels), the artifact store, and its lineage and run records
  * (KV bucket `gantry-runtime`, stream `gantry-lineage`).
  */
@@ -114,6 +114,9 @@ export function runtimePermissions(t: string): Permissions {
   return {
     publish: [
       `${team(t)}.request`,
+      // Many requests in one message; their answers come on `…batch.<id>.leases`, which only the broker
+      // may publish (protocol/request-batch.ts).
+      `${team(t)}.requests`,
       `${team(t)}.worker.*.invoke`,
       `${team(t)}.worker.*.stop`,
       `${team(t)}.run.*.events`,

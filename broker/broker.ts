@@ -9,6 +9,7 @@
  */
 import type { Cluster, Platform } from '../policies/index.ts';
 import {
+  batchSubjects,
   encodeJson,
   leaseStatusSubjects,
   type Msg,
@@ -90,6 +91,7 @@ export function createBroker(opts: BrokerOptions): Broker {
   const enforcement = createEnforcement(ctx, {
     schedule,
     publishState: outbox.publishState,
+    answer: outbox.answer,
     flush: () =>
       void writer.flush().catch((err: Error) => log.warn({ err: err.message }, 'state write failed')),
   });
@@ -175,6 +177,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     updateGauges();
     subs.push(transport.subscribe(subjects.request('*'), outbox.onRequest, { queue: 'gantry-broker' }));
     subs.push(transport.subscribe(subjects.agentRequest('*'), outbox.onRequest, { queue: 'gantry-broker' }));
+    subs.push(transport.subscribe(batchSubjects.requests('*'), outbox.onRequests, { queue: 'gantry-broker' }));
     // Where calls stand, for runtimes that heard nothing past a call's deadline (lease-status.ts).
     const status = (msg: Msg) => answerLeaseStatus(ctx, msg);
     subs.push(transport.subscribe(leaseStatusSubjects.team('*'), status, { queue: 'gantry-broker' }));

@@ -15,6 +15,12 @@ import { type BrokerMetrics, createBrokerMetrics, type MetricsLabels } from './m
 import type { LeaseRecord, RecordWriter } from './records.ts';
 import { BrokerState } from './state.ts';
 
+/**
+ * Who waits for a request's lease: a requester's message (answered once, on its reply subject), or a
+ * batch of requests (answered many at a time on the batch's subject, `answers`).
+ */
+export type Waiter = Msg | { readonly answers: string };
+
 /** Options of `createBroker`; everything but transport, store and platform has a default. */
 export interface BrokerOptions {
   transport: Transport;
@@ -87,7 +93,7 @@ export interface BrokerContext {
   setLedgerEpoch(epoch: number, base: number): void;
   poolOf(cluster: string, pool: string): Platform['pools'][number] | undefined;
   /** Requesters waiting for the lease of a request. */
-  readonly waiters: Map<string, Msg[]>;
+  readonly waiters: Map<string, Waiter[]>;
   /** Admission results per request shape; cleared when the platform changes. */
   readonly admitted: Map<string, ReturnType<typeof admit>>;
   /** Leads, loaded the state and listens. */

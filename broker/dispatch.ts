@@ -3,9 +3,12 @@
  * launches to the agents, leases to the requesters, task states to whoever follows a task.
  */
 import {
+  batchSubjects,
   encodeJson,
+  MAX_BATCH_ANSWERS,
   type Msg,
   parseMessage,
+  requestBatchMsg,
   requestMsg,
   type RequestMsg,
   subjects,
@@ -13,9 +16,12 @@ import {
 } from '../protocol/index.ts';
 import { admit, admitGang } from './admission.ts';
 import { authorizeRequest, requestOrigin } from './origin.ts';
-import { append, type BrokerContext } from './context.ts';
+import { append, type BrokerContext, type Waiter } from './context.ts';
+import type { RequestRecord } from './records.ts';
 import type { runCycle } from './cycle.ts';
 import type { LeaseRecord } from './records.ts';
+
+const encoder = new TextEncoder();
 
 /**
  * Leases per launch message (a lease with its explanation is up to about 1.2 KB of JSON; NATS's default
@@ -25,7 +31,12 @@ const LAUNCH_CHUNK = 500;
 
 /** Intake and dispatch of a broker; see {@link createDispatch}. */
 export interface Dispatch {
+  /** A request on `gantry.v1.team.<team>.request` or `gantry.v1.agent.<cluster>.request`. */
   onRequest(msg: Msg): void;
+  /** A batch of requests on `gantry.v1.team.<team>.requests`. */
+  onRequests(msg: Msg): void;
+  /** Answers whoever waits for a request's lease (a requester or a batch), with `body` as JSON. */
+  answer(requestId: string, body: unknown): void;
   /** Tells agents and requesters what a cycle decided, once it is durable. */
   announceCycle(result: ReturnType<typeof runCycle>): void;
   publishState(
@@ -110,6 +121,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       answer(request.requestId, { ok: false, error: { code: 'policy', message } });
       publishState(request.requestId, undefined, 'failed', message);
     }
+    flushAnswers();
   }
 
   function answer(requestId: string, body: unknown): void {
@@ -121,9 +133,32 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     const ws = waiters.get(requestId);
     if (!ws) return false;
     waiters.delete(requestId);
-    const data = new TextEncoder().encode(json);
-    for (const w of ws) transport.respond(w, data);
+    let data: Uint8Array | undefined;
+    for (const w of ws) {
+      if ('answers' in w) {
+        append(outgoing, w.answers, answerItem(requestId, json));
+        flushAnswersSoon();
+      } else transport.respond(w, (data ??= encoder.encode(json)));
+    }
     return true;
+  }
+
+  /** Answers to batches not sent yet, per batch subject; sent together once the current work is done. */
+  const outgoing = new Map<string, string[]>();
+  let flushing: NodeJS.Immediate | undefined;
+  function flushAnswersSoon(): void {
+    flushing ??= setImmediate(flushAnswers);
+  }
+  function flushAnswers(): void {
+    if (flushing) clearImmediate(flushing);
+    flushing = undefined;
+    for (const [subject, items] of outgoing)
+      for (let i = 0; i < items.length; i += MAX_BATCH_ANSWERS)
+        transport.publish(
+          subject,
+          encoder.encode(`{"results":[${items.slice(i, i + MAX_BATCH_ANSWERS).join(',')}]}`),
+        );
+    outgoing.clear();
   }
 
   function publishState(
@@ -193,32 +228,26 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     return false;
   }
 
-  function onRequest(msg: Msg): void {
-    const parsed = parseMessage(requestMsg, msg.data);
-    if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
-    const m = parsed.value;
+  /**
+   * Takes one request for `waiter`: the answer's JSON when it is decided at once (forbidden, refused,
+   * a retried request that already has its lease or failed), else undefined (it waits for a cycle).
+   */
+  function intake(m: RequestMsg, subject: string, waiter: Waiter): string | undefined {
     // The team is the one the subject names (its credential's), never only the message's.
-    const forbidden = authorizeRequest(requestOrigin(msg.subject), m, { platform, teamRunsOn });
+    const forbidden = authorizeRequest(requestOrigin(subject), m, { platform, teamRunsOn });
     if (forbidden) {
       metrics.refused.inc({ code: forbidden.code });
-      log.warn(
-        { requestId: m.requestId, subject: msg.subject, error: forbidden.message },
-        'request forbidden',
-      );
-      return transport.respond(msg, encodeJson({ ok: false, error: forbidden }));
+      log.warn({ requestId: m.requestId, subject, error: forbidden.message }, 'request forbidden');
+      return JSON.stringify({ ok: false, error: forbidden });
     }
     const known = state.requests.get(m.requestId);
     if (known) {
       // Idempotent: a retried request gets the lease it already has, or waits for it.
       const lease = known.leaseId ? state.leases.get(known.leaseId) : undefined;
-      if (lease) return transport.respond(msg, encodeJson({ ok: true, lease: toLeaseMsg(lease) }));
-      if (known.state === 'failed')
-        return transport.respond(
-          msg,
-          encodeJson({ ok: false, error: { code: 'policy', message: known.reason ?? 'failed' } }),
-        );
-      waiters.set(m.requestId, [...(waiters.get(m.requestId) ?? []), msg]);
-      return;
+      if (lease) return JSON.stringify({ ok: true, lease: toLeaseMsg(lease) });
+      if (known.state === 'failed') return JSON.stringify({ ok: false, error: failedError(known) });
+      append(waiters, m.requestId, waiter);
+      return undefined;
     }
     const admitted = admitCached(m);
     const resources = 'code' in admitted ? admitted : (admitGang(m, admitted) ?? admitted);
@@ -228,7 +257,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
         { requestId: m.requestId, runId: m.runId, taskId: m.taskId, error: resources.message },
         'request refused',
       );
-      return transport.respond(msg, encodeJson({ ok: false, error: resources }));
+      return JSON.stringify({ ok: false, error: resources });
     }
     const now = clock();
     state.addRequest({
@@ -247,13 +276,39 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       createdAt: now,
       updatedAt: now,
     });
-    waiters.set(m.requestId, [msg]);
+    waiters.set(m.requestId, [waiter]);
     // A gang's members held waiting for this one are planned with it.
     if (m.gang) state.releaseGang(m.gang.id);
-    schedule();
+    return undefined;
   }
 
-  return { onRequest, announceCycle, publishState, dispatch };
+  function onRequest(msg: Msg): void {
+    const parsed = parseMessage(requestMsg, msg.data);
+    if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
+    const now = intake(parsed.value, msg.subject, msg);
+    if (now !== undefined) transport.respond(msg, encoder.encode(now));
+    else schedule();
+  }
+
+  /** A batch: the reply says what was decided at once; the rest is answered on the batch's subject. */
+  function onRequests(msg: Msg): void {
+    const parsed = parseMessage(requestBatchMsg, msg.data);
+    if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
+    const { batch, requests } = parsed.value;
+    const origin = requestOrigin(msg.subject);
+    const waiter = { answers: batchSubjects.answers(origin?.kind === 'team' ? origin.team : '-', batch) };
+    const results: string[] = [];
+    let accepted = 0;
+    for (const m of requests) {
+      const now = intake(m, msg.subject, waiter);
+      if (now === undefined) accepted++;
+      else results.push(answerItem(m.requestId, now));
+    }
+    transport.respond(msg, encoder.encode(`{"results":[${results.join(',')}],"accepted":${accepted}}`));
+    if (accepted > 0) schedule();
+  }
+
+  return { onRequest, onRequests, announceCycle, answer, publishState, dispatch };
 }
 
 /** A lease as agents and requesters see it: the record without the broker's bookkeeping. */
@@ -269,4 +324,15 @@ export function toLeaseMsg(l: LeaseRecord) {
     ...msg
   } = l;
   return msg;
+}
+
+/** One batch answer's JSON from a single answer's (`{"ok":…}`): the request id goes first. */
+function answerItem(requestId: string, json: string): string {
+  return `{"requestId":${JSON.stringify(requestId)},${json.slice(1)}`;
+}
+
+/** The error a request that failed is answered with again: its typed failure when the broker ended it. */
+function failedError(r: RequestRecord): { code: string; message: string } {
+  if (r.failure) return { code: r.failure.kind, message: r.failure.detail };
+  return { code: 'policy', message: r.reason ?? 'failed' };
 }

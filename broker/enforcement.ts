@@ -31,7 +31,7 @@ export type PublishState = Dispatch['publishState'];
 /** The broker's enforcement over the context. */
 export function createEnforcement(
   ctx: BrokerContext,
-  deps: { schedule(): void; publishState: PublishState; flush(): void },
+  deps: { schedule(): void; publishState: PublishState; answer: Dispatch['answer']; flush(): void },
 ): Enforcement {
   const { state, transport, log, clock, budgets, platform } = ctx;
   const tickMs = Math.max(50, ctx.heartbeatMs / 2);
@@ -50,11 +50,9 @@ export function createEnforcement(
   }
 
   function withdraw(r: RequestRecord, failure: BrokerFailure): void {
-    state.refuse(r, `${failure.kind}: ${failure.detail}`);
-    const ws = ctx.waiters.get(r.requestId);
-    ctx.waiters.delete(r.requestId);
-    const body = encodeJson({ ok: false, error: { code: failure.kind, message: failure.detail } });
-    for (const w of ws ?? []) transport.respond(w, body);
+    state.refuse(r, `${failure.kind}: ${failure.detail}`, failure);
+    // Single requests and batches alike hear the typed failure; the request is never placed after.
+    deps.answer(r.requestId, { ok: false, error: { code: failure.kind, message: failure.detail } });
     deps.publishState(r.requestId, undefined, 'failed', r.reason, undefined, { failure });
     deps.flush();
   }

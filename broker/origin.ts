@@ -1,7 +1,7 @@
 /**
  * Who asked: the broker takes a request's team from the subject it arrived on, which NATS permissions
  * tie to a credential (docs/security.md), never from the message. A team's runtime publishes on
- * `gantry.v1.team.<team>.request`; a cluster's agent (the nested calls of the tasks it hosts, and its
+ * `gantry.v1.team.<team>.request` (batches on `….requests`); a cluster's agent (the nested calls of the tasks it hosts, and its
  * task pods) on `gantry.v1.agent.<cluster>.request`.
  */
 import type { Platform } from '../policies/index.ts';
@@ -29,8 +29,11 @@ const AGENT = `${PROTOCOL}.agent.`;
  */
 export function requestOrigin(subject: string): Origin | undefined {
   const tokens = subject.split('.');
-  if (tokens.length !== 5 || tokens[4] !== 'request') return undefined;
-  if (subject.startsWith(TEAM)) return { kind: 'team', team: tokens[3]! };
+  if (tokens.length !== 5) return undefined;
+  // A team's batches (`…team.<team>.requests`) are the team's as much as its single requests.
+  if (subject.startsWith(TEAM) && (tokens[4] === 'request' || tokens[4] === 'requests'))
+    return { kind: 'team', team: tokens[3]! };
+  if (tokens[4] !== 'request') return undefined;
   if (subject.startsWith(AGENT)) return { kind: 'agent', cluster: tokens[3]! };
   return undefined;
 }

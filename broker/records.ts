@@ -5,7 +5,7 @@
 import type { LedgerEntry } from './ledger.ts';
 import type { ResolvedResources } from '../policies/index.ts';
 import { decodeJson, encodeJson, type Store } from '../protocol/index.ts';
-import type { LeaseMsg, Reason, TaskState, WorkSpec } from '../protocol/index.ts';
+import type { BrokerFailureKind, LeaseMsg, Reason, TaskState, WorkSpec } from '../protocol/index.ts';
 
 /** A resource request and where it stands. */
 export interface RequestRecord {
@@ -23,6 +23,8 @@ export interface RequestRecord {
   reason?: string | undefined;
   /** While a cycle or a budget holds it: why, as data (`reason` is its text). */
   held?: Reason | undefined;
+  /** Set when the broker withdrew it (budget, queue time, a cancelled run): why, as data. */
+  failure?: { kind: BrokerFailureKind; detail: string } | undefined;
   leaseId?: string | undefined;
   attempt: number;
   /** A gang member: which gang, its rank, and how many members the gang has. */

@@ -155,9 +155,13 @@ export class BrokerState {
   /** Called when a held request's reason changes. */
   onHold?: (r: RequestRecord, hold: { kind: HoldKind; detail: string }) => void;
 
-  /** The request can never be placed (policy): it fails with the reason. */
-  refuse(r: RequestRecord, reason: string): void {
+  /**
+   * The request can never be placed (policy), or the broker withdrew it (`failure`): it fails with the
+   * reason, for good (a retried request gets the same answer).
+   */
+  refuse(r: RequestRecord, reason: string, failure?: RequestRecord['failure']): void {
     Object.assign(r, { state: 'failed', reason, held: undefined, updatedAt: this.clock() });
+    if (failure) r.failure = failure;
     this.held.delete(r.requestId);
     this.writer.request(r);
     this.log({ kind: 'request', id: r.requestId, state: 'failed', team: r.team, reason });

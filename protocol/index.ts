@@ -82,6 +82,15 @@ export {
   resultsStream,
 } from './lease-status.ts';
 export type { LeaseStatusAsk, LeaseStatusReply, RequestStatus } from './lease-status.ts';
+export {
+  batchAnswer,
+  batchSubjects,
+  MAX_BATCH_ANSWERS,
+  MAX_BATCH_REQUESTS,
+  requestBatchMsg,
+  requestBatchReply,
+} from './request-batch.ts';
+export type { BatchAnswer, RequestBatchMsg, RequestBatchReply } from './request-batch.ts';
 export { decodeJson, encodeJson } from './transport.ts';
 
 export type { MemoryTransportOptions } from './memory.ts';

@@ -47,18 +47,27 @@ export async function askBroker(
     const p = parseMessage(requestReply, reply.data);
     if (!p.ok) throw new TaskError(`the broker sent a bad reply: ${p.error.message}`);
     if (p.value.ok) return p.value.lease;
-    const { code, message, field } = p.value.error;
-    const failure = brokerFailureKind.safeParse(code);
-    if (failure.success) throw brokerError({ kind: failure.data, detail: message }, task);
-    const info = {
-      code,
-      ...(field ? { field } : {}),
-      ...(policyName(message) ? { policy: policyName(message) } : {}),
-    };
-    if (code === 'policy' || code === 'no-policy' || code === 'bad-resources')
-      throw new PolicyRefusedError(`${task}: ${message}`, info);
-    throw new NonRetriableError(`${task}: the broker refused the request: ${message}`, info);
+    throw refusalError(p.value.error, task);
   }
+}
+
+/**
+ * The typed error of a refused or withdrawn request: a failure the broker decided itself (budget, queue
+ * time, a cancelled run) as its class, a refusal by policy as a {@link PolicyRefusedError}, any other
+ * refusal a {@link NonRetriableError}.
+ */
+export function refusalError(error: { code: string; message: string; field?: string }, task: string): Error {
+  const { code, message, field } = error;
+  const failure = brokerFailureKind.safeParse(code);
+  if (failure.success) return brokerError({ kind: failure.data, detail: message }, task);
+  const info = {
+    code,
+    ...(field ? { field } : {}),
+    ...(policyName(message) ? { policy: policyName(message) } : {}),
+  };
+  if (code === 'policy' || code === 'no-policy' || code === 'bad-resources')
+    return new PolicyRefusedError(`${task}: ${message}`, info);
+  return new NonRetriableError(`${task}: the broker refused the request: ${message}`, info);
 }
 
 /** The typed error of a request or lease the broker ended itself (budget, queue time, cancelled run). */

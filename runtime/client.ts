@@ -17,6 +17,7 @@ import {
 import { ArtifactMissingError, type ArtifactStore } from './artifacts.ts';
 import { attemptRecord, nestedLineage, type Outcome, type RecordDetail } from './attempt-record.ts';
 import { askBroker } from './broker-request.ts';
+import { RequestBatcher } from './request-batcher.ts';
 import { coldAttempt } from './cold.ts';
 import { gangAttempt } from './gang.ts';
 import { costUsd, resultCostUsd } from './cost.ts';
@@ -92,6 +93,8 @@ export class Runtime implements Caller {
   /** Deadlines of leased calls, renewed by the broker (lease-watch.ts). @internal for cold.ts */
   readonly leases: LeaseWatch;
   #seq = 0;
+  /** The team's broker requests, sent many per message (request-batcher.ts). */
+  readonly #batcher: RequestBatcher;
 
   constructor(opts: RuntimeOptions) {
     this.#opts = opts;
@@ -99,6 +102,10 @@ export class Runtime implements Caller {
     this.artifacts = opts.artifacts;
     this.#clock = opts.clock ?? Date.now;
     this.leases = new LeaseWatch(opts.transport, { cluster: opts.cluster, clock: this.#clock });
+    this.#batcher = new RequestBatcher(opts.transport, {
+      ...(opts.replyTimeoutMs !== undefined ? { replyTimeoutMs: opts.replyTimeoutMs } : {}),
+      clock: this.#clock,
+    });
   }
 
   /** The result `cluster` published for `execution`, when results are kept. @internal for cold.ts */
@@ -294,8 +301,11 @@ export class Runtime implements Caller {
    * Asks the broker for a lease, asking again (same id: idempotent) while it does not answer.
    * @internal for cold.ts and {@link WorkerPool}
    */
-  ask(body: Record<string, unknown> & { team: string }, task: string): Promise<LeaseMsg> {
-    return askBroker(this.transport, body, task, this.#opts.replyTimeoutMs, this.#opts.cluster);
+  ask(body: Record<string, unknown> & { team: string; requestId: string }, task: string): Promise<LeaseMsg> {
+    // Nested calls ask one at a time through their cluster's subject; a team's runtime in batches.
+    if (this.#opts.cluster !== undefined)
+      return askBroker(this.transport, body, task, this.#opts.replyTimeoutMs, this.#opts.cluster);
+    return this.#batcher.ask(body, task);
   }
 
   /** The warm worker pool for a reusable task with these resources. @internal for map.ts */
