@@ -177,7 +177,9 @@ export function createBroker(opts: BrokerOptions): Broker {
     updateGauges();
     subs.push(transport.subscribe(subjects.request('*'), outbox.onRequest, { queue: 'gantry-broker' }));
     subs.push(transport.subscribe(subjects.agentRequest('*'), outbox.onRequest, { queue: 'gantry-broker' }));
-    subs.push(transport.subscribe(batchSubjects.requests('*'), outbox.onRequests, { queue: 'gantry-broker' }));
+    subs.push(
+      transport.subscribe(batchSubjects.requests('*'), outbox.onRequests, { queue: 'gantry-broker' }),
+    );
     // Where calls stand, for runtimes that heard nothing past a call's deadline (lease-status.ts).
     const status = (msg: Msg) => answerLeaseStatus(ctx, msg);
     subs.push(transport.subscribe(leaseStatusSubjects.team('*'), status, { queue: 'gantry-broker' }));

@@ -45,6 +45,8 @@ export type {
 } from './task.ts';
 export { Runtime } from './client.ts';
 export type { OutputCache, RunEvent, RuntimeOptions } from './client.ts';
+export { RequestBatcher } from './request-batcher.ts';
+export type { RequestBatcherOptions } from './request-batcher.ts';
 export { cancelRun, listRuns, loadWorkflow, RUN_HEARTBEAT_MS, runWorkflow, storeCache } from './run.ts';
 export type { RunOptions, RunResult } from './run.ts';
 export { openLocalArtifacts } from './artifacts.ts';

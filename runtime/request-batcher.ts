@@ -168,7 +168,9 @@ export class RequestBatcher {
         `{"batch":${JSON.stringify(this.#id)},"requests":[${live.map((p) => p.json).join(',')}]}`,
       );
       try {
-        const reply = await this.#t.request(batchSubjects.requests(team), data, { timeoutMs: ACK_TIMEOUT_MS });
+        const reply = await this.#t.request(batchSubjects.requests(team), data, {
+          timeoutMs: ACK_TIMEOUT_MS,
+        });
         const deadline = this.#clock() + this.#replyTimeoutMs;
         for (const p of live) p.deadline = deadline;
         this.#watchDeadlines();
@@ -191,7 +193,9 @@ export class RequestBatcher {
   #listen(team: string): Promise<void> {
     let s = this.#subs.get(team);
     if (!s) {
-      const sub = this.#t.subscribe(batchSubjects.answers(team, this.#id), (msg) => this.#settleAll(msg.data));
+      const sub = this.#t.subscribe(batchSubjects.answers(team, this.#id), (msg) =>
+        this.#settleAll(msg.data),
+      );
       s = { sub, live: this.#t.flush() };
       this.#subs.set(team, s);
     }
