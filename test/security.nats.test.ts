@@ -15,7 +15,14 @@ import { authorizationBlock, type NatsUser } from '../bin/credentials.ts';
 import { onboardingUsers } from '../bin/onboarding.ts';
 import { type Broker, createBroker } from '../broker/index.ts';
 import { loadPlatform } from '../policies/index.ts';
-import { decodeJson, encodeJson, openLocalStore, subjects, type TaskStateMsg } from '../protocol/index.ts';
+import {
+  batchSubjects,
+  decodeJson,
+  encodeJson,
+  openLocalStore,
+  subjects,
+  type TaskStateMsg,
+} from '../protocol/index.ts';
 import { connectNats, type NatsTransport } from '../protocol/nats-index.ts';
 import { Runtime, runWorkflow } from '../runtime/index.ts';
 import { contentRef } from '../runtime/artifacts.ts';
@@ -113,6 +120,9 @@ function forbidden(): Check[] {
     ...pub(
       'runtime-ml',
       'gantry.v1.team.local.request',
+      'gantry.v1.team.local.requests',
+      // Answers to batches come from the broker alone: a runtime cannot forge its own leases.
+      'gantry.v1.team.ml.batch.b1.leases',
       'gantry.v1.agent.sim-aws.request',
       'gantry.v1.agent.sim-aws.heartbeat',
       'gantry.v1.agent.workstation.launch',
@@ -142,6 +152,8 @@ function forbidden(): Check[] {
       'gantry.v1.agent.sim-aws.request',
       'gantry.v1.agent.sim-aws.events',
       'gantry.v1.team.ml.request',
+      'gantry.v1.team.ml.requests',
+      'gantry.v1.team.ml.batch.b1.leases',
       'gantry.v1.team.ml.exec.e1.result.sim-aws',
       'gantry.v1.team.ml.task.r1.state',
       'gantry.v1.broker.admin.drain',
@@ -154,6 +166,7 @@ function forbidden(): Check[] {
       `${inbox('runtime-ml')}.>`,
       'gantry.v1.agent.sim-aws.>',
       'gantry.v1.team.ml.request',
+      'gantry.v1.team.ml.batch.*.leases',
       'gantry.v1.broker.admin.>',
       '$KV.gantry-state.>',
     ),
@@ -163,6 +176,7 @@ function forbidden(): Check[] {
       'gantry.v1.agent.sim-aws.heartbeat',
       'gantry.v1.agent.sim-aws.events',
       'gantry.v1.team.ml.request',
+      'gantry.v1.team.ml.requests',
       'gantry.v1.team.ml.exec.e1.result.workstation',
       'gantry.v1.broker.admin.stats',
     ),
@@ -265,6 +279,19 @@ describe('every credential against what it must not do', () => {
     );
     // Nothing of it was queued.
     expect(cases.every(([, , b]) => !broker.state.requests.has(b.requestId as string))).toBe(true);
+    // In a batch, each request is the subject's team's or refused on its own.
+    const batch = await as
+      .get('runtime-ml')!
+      .request(
+        batchSubjects.requests('ml'),
+        encodeJson({ batch: 'b1', requests: [{ requestId: 'f8', team: 'local', work: sim }] }),
+        { timeoutMs: 5000 },
+      );
+    expect(decodeJson(batch.data)).toMatchObject({
+      accepted: 0,
+      results: [{ requestId: 'f8', ok: false, error: { code: 'forbidden', field: 'team' } }],
+    });
+    expect(broker.state.requests.has('f8')).toBe(false);
   });
 
   it('a result forged by another cluster’s agent is ignored; the output is the task’s', async () => {
