@@ -1,7 +1,8 @@
 /**
  * The `Store` of distributed mode: a JetStream KV bucket (history 1) for current state, and a
  * JetStream stream on `<stream>.events` for the event log. Bulk writes are pipelined: every publish
- * goes out before any ack is awaited (up to a window), which is 3–4× faster than one at a time.
+ * goes out before any ack is awaited (up to a window), over the store's own reply subscription
+ * (jetstream-publish.ts) rather than one nats.js request each.
  *
  * Written against nats-server 2.9: consumers get ONE filter subject (multi-filter consumers are a
  * 2.10 feature), and per-key TTLs are not used (2.9 accepts and ignores them).
@@ -21,6 +22,7 @@ import {
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { StoreClosedError, StoreConflictError } from './errors.ts';
+import { JetStreamPublisher } from './jetstream-publish.ts';
 import { compareKeys, validateKey, validatePrefix } from './keys.ts';
 import type { KvEntry, LogEvent, Store } from './store.ts';
 
@@ -34,8 +36,6 @@ export interface JetStreamStoreOptions {
   replicas?: number;
 }
 
-/** Publishes in flight at once in `putMany`/`appendMany` (measured sweet spot: ~1,000). */
-const WINDOW = 1024;
 /** Messages per pull of the consumers behind `list` and `readLog`. */
 const BATCH = 1000;
 
@@ -64,7 +64,7 @@ export async function openJetStreamStore(nc: NatsConnection, opts: JetStreamStor
       num_replicas: replicas,
     });
   }
-  return new JetStreamStore(js, jsm, kv, opts.bucket, opts.stream);
+  return new JetStreamStore(js, jsm, kv, opts.bucket, opts.stream, new JetStreamPublisher(nc));
 }
 
 class JetStreamStore implements Store {
@@ -80,6 +80,7 @@ class JetStreamStore implements Store {
     private readonly kv: KV,
     bucket: string,
     private readonly stream: string,
+    private readonly publisher: JetStreamPublisher,
   ) {
     this.#kvStream = `KV_${bucket}`;
     this.#kvPrefix = `$KV.${bucket}.`;
@@ -103,7 +104,12 @@ class JetStreamStore implements Store {
   async putMany(entries: readonly { key: string; value: Uint8Array }[]): Promise<void> {
     this.#assertOpen();
     for (const e of entries) validateKey(e.key);
-    await pipeline(entries.length, (i) => this.kv.put(entries[i]!.key, entries[i]!.value));
+    // A put is a publish on the key's subject of the bucket's stream (what `kv.put` sends).
+    await this.publisher.publishMany(
+      entries.length,
+      (i) => this.#kvPrefix + entries[i]!.key,
+      (i) => entries[i]!.value,
+    );
   }
 
   async create(key: string, value: Uint8Array): Promise<number> {
@@ -153,7 +159,11 @@ class JetStreamStore implements Store {
 
   async appendMany(events: readonly Uint8Array[]): Promise<void> {
     this.#assertOpen();
-    await pipeline(events.length, (i) => this.js.publish(this.#eventSubject, events[i]!));
+    await this.publisher.publishMany(
+      events.length,
+      () => this.#eventSubject,
+      (i) => events[i]!,
+    );
   }
 
   async *readLog(fromSeq = 1): AsyncGenerator<LogEvent> {
@@ -176,6 +186,7 @@ class JetStreamStore implements Store {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.publisher.close();
   }
 
   /** Live entries under `filter`, read by an ordered consumer that delivers the last value per key. */
@@ -215,24 +226,6 @@ async function* drain(consumer: Consumer, isLast: (m: JsMsg) => boolean): AsyncG
     // Ordered consumers are ephemeral; deleting now spares the server 5 minutes of idle consumers.
     void consumer.delete().catch(() => undefined);
   }
-}
-
-/** Runs `start(0..n-1)` in index order with at most `WINDOW` in flight; rejects on the first failure. */
-async function pipeline(n: number, start: (i: number) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    while (next < n && !failed) {
-      const i = next++;
-      try {
-        await start(i);
-      } catch (err) {
-        failed = true;
-        throw err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(WINDOW, n) }, worker));
 }
 
 function conflictOr(err: unknown, key: string, message: string): unknown {
