@@ -126,6 +126,8 @@ export function createAgent(opts: AgentOptions): Agent {
   });
   const pools = new Map<string, Pool>(cluster.pools.map((p) => [p.name, p]));
   const leases = new Map<string, Held>();
+  /** The leases not ended yet: heartbeats, gauges and consolidation look only at these. */
+  const live = new Map<string, Held>();
   const waiting = new Map<string, string[]>(); // node name → leases waiting for it to come up
   const lastBusy = new Map<string, number>();
   const readyAt = new Map<string, number>();
@@ -156,6 +158,7 @@ export function createAgent(opts: AgentOptions): Agent {
     const held = leases.get(leaseId);
     if (!held || DONE.has(held.state)) return;
     held.state = state;
+    if (DONE.has(state)) live.delete(leaseId);
     if (held.node) lastBusy.set(held.node, clock());
     if (state === 'running') held.startedAt = clock();
     const started =
@@ -288,6 +291,7 @@ export function createAgent(opts: AgentOptions): Agent {
     }
     const held: Held = { lease, state: 'placed' };
     leases.set(lease.leaseId, held);
+    live.set(lease.leaseId, held);
     const node = readyNode(lease.node);
     if (node) run(held, node.name);
     else if (provisioner.list().some((n) => n.name === lease.node || n.plannedId === lease.node)) {
@@ -390,8 +394,8 @@ export function createAgent(opts: AgentOptions): Agent {
         });
       if (key) waiting.delete(key);
     }
-    for (const held of leases.values()) {
-      if (held.node !== e.node.name || DONE.has(held.state)) continue;
+    for (const held of [...live.values()]) {
+      if (held.node !== e.node.name) continue;
       executor.stop(held.lease.leaseId);
       report(held.lease.leaseId, e.type === 'preempted' ? 'preempted' : 'lost', {
         reason: `node ${e.node.name} ${e.type === 'preempted' ? 'was reclaimed (spot)' : 'went away'}`,
@@ -450,7 +454,7 @@ export function createAgent(opts: AgentOptions): Agent {
   }
 
   function active(): string[] {
-    return [...leases.values()].filter((h) => !DONE.has(h.state)).map((h) => h.lease.leaseId);
+    return [...live.keys()];
   }
 
   /**
@@ -476,7 +480,7 @@ export function createAgent(opts: AgentOptions): Agent {
       agentId: id,
       seq: seq++,
       nodes,
-      activeCount: active().length,
+      activeCount: live.size,
       finished: recent,
     };
     transport.publish(subjects.heartbeat(name), encodeJson(hb));
@@ -494,8 +498,7 @@ export function createAgent(opts: AgentOptions): Agent {
     observedAt = clock();
     const states = new Map<string, number>(AGENT_LEASE_STATES.map((s) => [s, 0]));
     const busy = new Set<string>();
-    for (const h of leases.values()) {
-      if (DONE.has(h.state)) continue;
+    for (const h of live.values()) {
       states.set(h.state, (states.get(h.state) ?? 0) + 1);
       if (h.node) busy.add(h.node);
     }
@@ -516,7 +519,8 @@ export function createAgent(opts: AgentOptions): Agent {
   /** Consolidation: nodes idle past their pool's TTL go away, never below the pool's minimum. */
   function consolidate(): void {
     const now = clock();
-    const busy = new Set([...leases.values()].filter((h) => !DONE.has(h.state) && h.node).map((h) => h.node));
+    const busy = new Set<string>();
+    for (const h of live.values()) if (h.node) busy.add(h.node);
     const waitingFor = new Set(waiting.keys());
     for (const pool of pools.values()) {
       const mine = provisioner.list().filter((n) => n.pool === pool.name && n.ready);

@@ -131,19 +131,19 @@ export function createBroker(opts: BrokerOptions): Broker {
   /** The fleet's gauges (spend, nodes, budgets, holds, capacity), for dashboards and alerts. */
   function updateGauges(): void {
     const now = clock();
-    const active = [...state.active()];
     gauges.update({
       now,
       clusters: inventory.clusters.values(),
       nodeUse: state.nodeUse,
-      active,
+      spend: state.spend,
       requests: state.requests,
       pending: [...state.queue, ...state.held],
       pool: poolOf,
       onDemand,
       teams,
       spentThisMonth: (team) => budgets.spent(team, now),
-      budgets: anyMonthly ? budgets.status(active, state.requests, now) : [],
+      // Commitments depend on each lease's start and extension: summed only where a budget needs them.
+      budgets: anyMonthly ? budgets.status([...state.active()], state.requests, now) : [],
       timeScale: scale,
     });
   }

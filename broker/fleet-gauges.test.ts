@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadPlatform } from '../policies/index.ts';
 import type { LeaseMsg, Reason } from '../protocol/index.ts';
+import { spendOf } from './lease-spend.ts';
 import { FleetGauges, type Fleet, heldReason, nodeState, observePlan } from './fleet-gauges.ts';
 import type { ClusterState } from './inventory.ts';
 import { createBrokerMetrics } from './metrics.ts';
@@ -82,7 +83,7 @@ function fleet(over: Partial<Fleet>): Fleet {
     now: 0,
     clusters: [],
     nodeUse: new Map(),
-    active: [],
+    spend: spendOf([], () => 'ml'),
     requests: new Map(),
     pending: [],
     pool: (c, p) => platform.pools.find((x) => x.cluster === c && x.name === p),
@@ -178,7 +179,10 @@ describe('FleetGauges', () => {
     ]);
     new FleetGauges(metrics).update(
       fleet({
-        active: [lease('a', 'cpu-spot', 0.1), lease('b', 'cpu-spot', 0.2), lease('c', 'cpu-od', 0.25)],
+        spend: spendOf(
+          [lease('a', 'cpu-spot', 0.1), lease('b', 'cpu-spot', 0.2), lease('c', 'cpu-od', 0.25)],
+          () => 'ml',
+        ),
         requests,
       }),
     );
@@ -198,7 +202,7 @@ describe('FleetGauges', () => {
       fleet({
         now,
         // Two $/h for half an hour, at a time scale of 2: two simulated dollars.
-        active: [lease('a', 'cpu-od', 2, now - 1_800_000), lease('b', 'cpu-od', 5)],
+        spend: spendOf([lease('a', 'cpu-od', 2, now - 1_800_000), lease('b', 'cpu-od', 5)], () => 'ml'),
         requests: new Map([
           ['r-a', request('r-a', 'running')],
           ['r-b', request('r-b', 'placed')],

@@ -19,7 +19,8 @@ import {
   type NodeState,
   PLAN_COST_KINDS,
 } from './metrics.ts';
-import type { LeaseRecord, RequestRecord } from './records.ts';
+import type { LeaseSpend } from './lease-spend.ts';
+import type { RequestRecord } from './records.ts';
 import { holdKind } from './state.ts';
 
 const HOUR = 3_600_000;
@@ -30,8 +31,8 @@ export interface Fleet {
   clusters: Iterable<ClusterState>;
   /** What active leases use, per `cluster|node` (a node with an entry has work). */
   nodeUse: ReadonlyMap<string, unknown>;
-  /** Every active lease (an array: it is read more than once). */
-  active: readonly LeaseRecord[];
+  /** What the active leases cost per hour (kept as they start and end: no scan). */
+  spend: LeaseSpend;
   requests: ReadonlyMap<string, RequestRecord>;
   /** Ids of the pending requests: queued for the next cycle, or held. */
   pending: Iterable<string>;
@@ -147,36 +148,24 @@ export class FleetGauges {
     for (const key of this.#notReadySince.keys()) if (!seen.has(key)) this.#notReadySince.delete(key);
   }
 
-  /** One pass over the active leases: spend by team and pool, its on-demand price, running cost so far. */
+  /** Spend by team and pool, its on-demand price, running cost so far: from the kept sums. */
   #leases(f: Fleet): void {
     const m = this.metrics;
-    const rate = new Map<string, { labels: Record<string, string>; spend: number; onDemand: number }>();
-    const running = new Map<string, number>();
-    for (const l of f.active) {
-      const team = f.requests.get(l.requestId)?.team ?? '';
-      const key = `${team}|${l.cluster}|${l.pool}|${l.capacityType}`;
-      let r = rate.get(key);
-      if (!r) {
-        const labels = { team, cluster: l.cluster, pool: l.pool, capacity_type: l.capacityType };
-        rate.set(key, (r = { labels, spend: 0, onDemand: 0 }));
-      }
-      r.spend += l.pricePerHour;
-      r.onDemand += l.pricePerHour * onDemandRatio(f.pool(l.cluster, l.pool), f.onDemand);
-      if (l.startedAt !== undefined) {
-        const cost = (l.pricePerHour * Math.max(0, f.now - l.startedAt) * f.timeScale) / HOUR;
-        running.set(team, (running.get(team) ?? 0) + cost);
-      }
-    }
     m.spendPerHour.reset();
     m.onDemandPerHour.reset();
-    for (const r of rate.values()) {
-      m.spendPerHour.set(r.labels, r.spend);
-      m.onDemandPerHour.set(r.labels, r.onDemand);
+    for (const [key, spend] of f.spend.byPool) {
+      const [team = '', cluster = '', pool = '', capacityType = ''] = key.split('|');
+      const labels = { team, cluster, pool, capacity_type: capacityType };
+      m.spendPerHour.set(labels, spend);
+      m.onDemandPerHour.set(labels, spend * onDemandRatio(f.pool(cluster, pool), f.onDemand));
     }
-    m.activeLeases.set(f.active.length);
+    m.activeLeases.set(f.spend.count);
     m.teamSpendMonth.reset();
-    for (const team of f.teams)
-      m.teamSpendMonth.set({ team }, f.spentThisMonth(team) + (running.get(team) ?? 0));
+    for (const team of f.teams) {
+      const s = f.spend.started.get(team);
+      const running = s ? ((s.perHour * f.now - s.perHourTimesStart) * f.timeScale) / HOUR : 0;
+      m.teamSpendMonth.set({ team }, f.spentThisMonth(team) + Math.max(0, running));
+    }
   }
 
   #budgets(f: Fleet): void {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openLocalStore, type LeaseMsg } from '../protocol/index.ts';
+import { spendOf } from './lease-spend.ts';
 import { loadRecords } from './records.ts';
 import { BrokerState } from './state.ts';
 
@@ -94,6 +95,40 @@ describe('BrokerState', () => {
     // A late report never moves a lease backwards.
     expect(state.transition('la', 'running', {})).toBeUndefined();
     expect(state.leases.get('la')?.state).toBe('succeeded');
+  });
+
+  it('keeps the spend of active leases equal to a scan of them, through starts, moves and ends', async () => {
+    const clock = { now: 1000 };
+    const { state } = await fresh(clock);
+    const scan = () => {
+      const s = spendOf(state.active(), (l) => state.requests.get(l.requestId)!.team);
+      return { count: s.count, byPool: [...s.byPool], started: [...s.started] };
+    };
+    const kept = () => ({
+      count: state.spend.count,
+      byPool: [...state.spend.byPool],
+      started: [...state.spend.started],
+    });
+    for (const id of ['a', 'b', 'c', 'd']) {
+      state.addRequest(request(id));
+      state.place(state.requests.get(id)!, lease(`l${id}`, id, id === 'b' ? 'planned-1' : 'n1'));
+    }
+    expect(kept()).toEqual(scan());
+    expect(state.spend.count).toBe(4);
+    clock.now = 5000;
+    state.transition('la', 'running', {});
+    state.transition('lb', 'running', { node: 'real-1', startedAt: 3000 });
+    state.transition('lc', 'launching', {});
+    expect(kept()).toEqual(scan());
+    expect(state.spend.started.get('ml')).toEqual({ perHour: 1, perHourTimesStart: 0.5 * 5000 + 0.5 * 3000 });
+    clock.now = 9000;
+    state.transition('la', 'succeeded', {});
+    state.transition('lc', 'failed', { reason: 'x' });
+    state.transition('lb', 'preempted', { reason: 'spot' });
+    expect(kept()).toEqual(scan());
+    expect(state.spend.count).toBe(1);
+    state.transition('ld', 'lost', { reason: 'gone' });
+    expect(kept()).toEqual({ count: 0, byPool: [], started: [] });
   });
 
   it('writes each request with its current lease, and forgets ended requests after the retention', async () => {

@@ -11,6 +11,7 @@ import {
   type TaskState,
   TERMINAL,
 } from '../protocol/index.ts';
+import { SpendCounter } from './lease-spend.ts';
 import {
   type LeaseRecord,
   type LifecycleEvent,
@@ -39,8 +40,10 @@ export class BrokerState {
   /** Active lease ids per cluster: heartbeats and health checks look only at these. */
   private readonly activeByCluster = new Map<string, Set<string>>();
   private readonly unacknowledged = new Set<string>();
-  /** The `cluster|node` an active lease is counted on. */
-  private readonly countedOn = new Map<string, string>();
+  /** The `cluster|node` an active lease is counted on, and the start it was counted with. */
+  private readonly countedOn = new Map<string, { node: string; startedAt: number | undefined }>();
+  /** What the active leases cost per hour (the fleet gauges read it; no scan). */
+  readonly spend = new SpendCounter();
   /** What active leases use, per `cluster|node`. */
   readonly nodeUse = new Map<string, { cpu: number; mem: number; gpu: number }>();
   private readonly teamUse = new Map<string, TeamUsage>();
@@ -71,6 +74,7 @@ export class BrokerState {
     this.activeByCluster.clear();
     this.unacknowledged.clear();
     this.countedOn.clear();
+    this.spend.clear();
     this.nodeUse.clear();
     this.teamUse.clear();
     this.held.clear();
@@ -207,7 +211,6 @@ export class BrokerState {
     const now = this.clock();
     lease.state = state;
     if (info.node) lease.actualNode = info.node;
-    this.index(lease);
     // The agent says when the work started (it may fold `running` into the end, or repeat it after a
     // broker restart); trusted only between the placement and now.
     const reported =
@@ -218,6 +221,7 @@ export class BrokerState {
       if (lease.startedAt === undefined && reported !== undefined) lease.startedAt = reported;
     }
     if (info.reason) lease.reason = info.reason;
+    this.index(lease);
     if (ORDER[state] === 4) this.onLeaseEnd?.(lease, r);
     // Launching and running are not written to the store: after a restart the agents say where each
     // lease stands. Placements and ends are.
@@ -304,20 +308,20 @@ export class BrokerState {
     if (!set) this.activeByCluster.set(l.cluster, (set = new Set()));
     const counted = this.countedOn.get(l.leaseId);
     if (counted !== undefined) {
-      this.account(l, counted, -1);
+      this.account(l, counted.node, counted.startedAt, -1);
       this.countedOn.delete(l.leaseId);
     }
     if (ACTIVE.has(l.state)) {
       set.add(l.leaseId);
       const node = `${l.cluster}|${l.actualNode ?? l.node}`;
-      this.account(l, node, 1);
-      this.countedOn.set(l.leaseId, node);
+      this.account(l, node, l.startedAt, 1);
+      this.countedOn.set(l.leaseId, { node, startedAt: l.startedAt });
     } else set.delete(l.leaseId);
     if (l.state === 'placed') this.unacknowledged.add(l.leaseId);
     else this.unacknowledged.delete(l.leaseId);
   }
 
-  private account(l: LeaseRecord, node: string, sign: 1 | -1): void {
+  private account(l: LeaseRecord, node: string, startedAt: number | undefined, sign: 1 | -1): void {
     const n = this.nodeUse.get(node) ?? { cpu: 0, mem: 0, gpu: 0 };
     n.cpu += sign * l.cpuMilli;
     n.mem += sign * l.memoryMiB;
@@ -325,6 +329,7 @@ export class BrokerState {
     if (n.cpu <= 0 && n.mem <= 0 && n.gpu <= 0) this.nodeUse.delete(node);
     else this.nodeUse.set(node, n);
     const team = this.requests.get(l.requestId)?.team;
+    this.spend.add(team ?? '', l, startedAt, sign);
     if (!team) return;
     let u = this.teamUse.get(team);
     if (!u)
