@@ -187,21 +187,32 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     encoded?: ReadonlyMap<string, string>,
   ): void {
     const json: string[] = [];
+    const ids: string[] = [];
     for (const id of leaseIds) {
       const text = encoded?.get(id);
       if (text) json.push(text);
       else {
         const l = state.leases.get(id);
-        if (l) json.push(JSON.stringify(toLeaseMsg(l)));
+        if (!l) continue;
+        json.push(JSON.stringify(toLeaseMsg(l)));
       }
+      ids.push(id);
     }
     for (let i = 0; i < json.length; i += LAUNCH_CHUNK) {
       const chunk = json.slice(i, i + LAUNCH_CHUNK);
+      const chunkIds = ids.slice(i, i + LAUNCH_CHUNK);
       const body = new TextEncoder().encode(`{"leases":[${chunk.join(',')}]}`);
-      transport.request(subjects.launch(cluster), body, { timeoutMs: 5000 }).catch((err: Error) => {
-        // The redispatch loop sends them again.
-        log.warn({ cluster, leases: chunk.length, err: err.message }, 'launch not acknowledged');
-      });
+      transport.request(subjects.launch(cluster), body, { timeoutMs: 5000 }).then(
+        (reply) => {
+          // The agent took them (it answers before launching): they are not sent again, however long
+          // they wait for a node. An agent that restarts is sent them again when it registers.
+          if (reply.data[6] === 116 /* 't' of {"ok":true */) state.acknowledge(chunkIds);
+        },
+        (err: Error) => {
+          // The redispatch loop sends them again.
+          log.warn({ cluster, leases: chunk.length, err: err.message }, 'launch not acknowledged');
+        },
+      );
     }
   }
 

@@ -69,8 +69,20 @@ export class Leadership {
     }
   }
 
+  /** A campaign in progress: one at a time, or a slow store read makes two race for one revision. */
+  private campaigning = false;
+
   private async campaign(): Promise<void> {
-    if (this.stopped || this.clock() < this.quietUntil) return;
+    if (this.stopped || this.clock() < this.quietUntil || this.campaigning) return;
+    this.campaigning = true;
+    try {
+      await this.campaignOnce();
+    } finally {
+      this.campaigning = false;
+    }
+  }
+
+  private async campaignOnce(): Promise<void> {
     const expiresAt = this.clock() + this.ttlMs;
     const value = encodeJson({ holder: this.id, expiresAt } satisfies Lease);
     try {

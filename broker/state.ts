@@ -341,6 +341,11 @@ export class BrokerState {
     u.spendPerHour += sign * l.pricePerHour;
   }
 
+  /** Their agent took these launches: they are not sent again (unless the agent registers anew). */
+  acknowledge(leaseIds: readonly string[]): void {
+    for (const id of leaseIds) this.unacknowledged.delete(id);
+  }
+
   /** Leases placed but not yet acknowledged by their agent. */
   placed(): LeaseRecord[] {
     return [...this.unacknowledged].map((id) => this.leases.get(id)!).filter((l) => l.state === 'placed');

@@ -10,7 +10,7 @@ import { connectNats } from '../../protocol/nats-index.ts';
 const [url, name] = process.argv.slice(2);
 const cluster = loadPlatform(['test/fixtures/bench']).platform.clusters.find((c) => c.name === name);
 if (!url || !cluster) throw new Error('usage: agent-process.ts <nats url> <cluster of test/fixtures/bench>');
-const transport = await connectNats({ servers: url, name: `bench-agent-${cluster.name}` });
+const transport = await connectNats({ servers: url.split(','), name: `bench-agent-${cluster.name}` });
 const agent = createAgent({
   transport,
   cluster,

@@ -1,225 +1,245 @@
 /**
- * `npm run bench:broker`: lease decisions per second and request→lease latency, embedded and over a
- * real nats-server (JetStream state), for 10K and 100K requests. Prints figures; asserts nothing.
+ * `npm run bench:broker [embedded|nats|r3 …] [requests …]`: lease decisions per second and
+ * request→lease latency of the broker, for 10K and 100K requests by default (1M when asked). Prints
+ * figures; asserts nothing.
  *
- * The client keeps a window of requests in flight, as a busy runtime does; the latency of a request is
- * from sending it to receiving its lease. Over NATS the broker runs as its own process (`gantry broker`)
- * and each agent as its own (broker/bench/agent-process.ts), as in production, and the run prints each
- * one's peak resident memory and average CPU: what deploy/kubernetes requests for them.
+ * - `nats`: one nats-server with JetStream; the broker (`gantry broker`) and each agent run as their own
+ *   processes, as in production; the client is this process.
+ * - `r3`: the same on a 3-server NATS cluster, the broker's state replicated three times.
+ * - `embedded`: broker, agents and client in this process, over the in-process transport and a local
+ *   state directory.
+ *
+ * The client asks through the runtime's batched requests (runtime/request-batcher.ts), keeping a window of
+ * requests in flight as a busy runtime does; a request's latency is from asking to hearing its lease.
+ * Beside each NATS row, the nats.js request/reply ceiling on the same servers: one responder, 1,000
+ * requests in flight. Messages and bytes per decision are the broker connection's, in and out, as
+ * nats-server counts them; broker CPU per decision and memory are its process's, from /proc.
  */
-import { readFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createAgent, createSimExecutor, createSimProvisioner } from '../../agents/index.ts';
-import { type ChildProcess, spawn } from 'node:child_process';
-import { createBroker } from '../index.ts';
 import { loadPlatform } from '../../policies/index.ts';
-import {
-  createMemoryTransport,
-  encodeJson,
-  openLocalStore,
-  type Store,
-  subjects,
-  type Transport,
-} from '../../protocol/index.ts';
+import { createMemoryTransport, openLocalStore, type Transport } from '../../protocol/index.ts';
 import { connectNats } from '../../protocol/nats-index.ts';
+import { RequestBatcher } from '../../runtime/index.ts';
 import { defaultBackends } from '../../solver/index.ts';
-import { freePort, startNatsServer } from '../../test/nats/server.ts';
+import { freePort, type NatsServer, startNatsCluster, startNatsServer } from '../../test/nats/server.ts';
+import { createBroker } from '../index.ts';
+import { spawnNode, stopChild, trafficOf, usage } from './processes.ts';
 
-const WINDOW = 4000;
-/** Clock ticks per second of /proc/<pid>/stat's CPU times (USER_HZ, 100 on Linux). */
-const TICKS = 100;
+type Mode = 'embedded' | 'nats' | 'r3';
+/** Requests in flight from the client. */
+const WINDOW = 10_000;
+const args = process.argv.slice(2);
+const sizes = args.filter((a) => /^\d+$/.test(a)).map(Number);
+const modes = args.filter((a): a is Mode => a === 'embedded' || a === 'nats' || a === 'r3');
+const env = { ...process.env, GANTRY_LOG: 'warn' };
 
-/** A process's peak resident memory (MiB) and the CPU seconds it has used, from /proc. */
-function usage(pid: number): { peakMiB: number; cpuSeconds: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const peakKiB = Number(/^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1] ?? 0);
-  // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { peakMiB: peakKiB / 1024, cpuSeconds: (Number(fields[11]) + Number(fields[12])) / TICKS };
+/** Requests per second of nats.js request/reply on `urls`: one echo responder, 1,000 in flight. */
+async function ceiling(urls: string[]): Promise<number> {
+  const responder = await connectNats({ servers: urls, name: 'bench-echo' });
+  const client = await connectNats({ servers: urls, name: 'bench-ceiling' });
+  responder.subscribe('bench.echo', (m) => responder.respond(m, m.data));
+  await responder.flush();
+  // About the size of a request and of a lease.
+  const payload = new Uint8Array(300);
+  const n = 60_000;
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: 1000 }, async () => {
+      while (next < n) {
+        next++;
+        await client.request('bench.echo', payload, { timeoutMs: 30_000 });
+      }
+    }),
+  );
+  const rate = n / ((performance.now() - t0) / 1000);
+  await client.close();
+  await responder.close();
+  return rate;
 }
 
-/** The processes this run started: killed when it exits, however it ends. */
-const spawned = new Set<ChildProcess>();
-process.once('exit', () => {
-  for (const child of spawned) if (child.exitCode === null) child.kill('SIGKILL');
-});
+/** Asks for `n` leases with `WINDOW` in flight; the latency of each, and how many were refused. */
+async function load(t: Transport, n: number) {
+  const batcher = new RequestBatcher(t, { replyTimeoutMs: 300_000 });
+  const latencies = new Float64Array(n);
+  let next = 0;
+  let failed = 0;
+  let done = 0;
+  const progress = setInterval(() => process.stderr.write(`  ${done} of ${n} leased\n`), 10_000);
+  const t0 = performance.now();
+  const lane = async () => {
+    while (next < n) {
+      const i = next++;
+      const sent = performance.now();
+      try {
+        await batcher.ask(
+          { requestId: `b-${i}`, team: 'bench', work: { kind: 'sim', durationMs: 3_600_000 } },
+          'bench',
+        );
+      } catch {
+        failed++;
+      }
+      latencies[i] = performance.now() - sent;
+      done++;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(n, WINDOW) }, lane));
+  const seconds = (performance.now() - t0) / 1000;
+  clearInterval(progress);
+  batcher.close();
+  latencies.sort();
+  const q = (p: number) => latencies[Math.min(n - 1, Math.floor(p * n))]!;
+  return { seconds, failed, p50: q(0.5), p99: q(0.99) };
+}
 
-/** Starts a child process and resolves once it prints a line on stdout, or rejects when it exits. */
-function spawnReady(args: string[], env: NodeJS.ProcessEnv): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], env });
-  spawned.add(child);
-  return new Promise((resolve, reject) => {
-    child.stdout!.once('data', () => resolve(child));
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}`)));
+/** A Prometheus sample's value in `text`. */
+const metric = (text: string, name: string) =>
+  Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
+
+async function overNats(mode: 'nats' | 'r3', n: number): Promise<string[]> {
+  const monitor = await Promise.all(Array.from({ length: mode === 'r3' ? 3 : 1 }, () => freePort()));
+  const servers: NatsServer[] =
+    mode === 'r3'
+      ? await startNatsCluster(3, (i) => `http_port: ${monitor[i]}`)
+      : [await startNatsServer({ config: `http_port: ${monitor[0]}` })];
+  const urls = servers.map((s) => s.url);
+  const top = await ceiling(urls);
+  const metricsPort = await freePort();
+  const broker = await spawnNode(
+    [
+      // e.g. BENCH_BROKER_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' for a profile of the broker.
+      ...(process.env.BENCH_BROKER_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+      'bin/gantry.js',
+      'broker',
+      '-f',
+      'test/fixtures/bench',
+      '--nats',
+      urls.join(','),
+      '--replicas',
+      mode === 'r3' ? '3' : '1',
+      '--heartbeat',
+      '500',
+      '--metrics-port',
+      String(metricsPort),
+    ],
+    env,
+    false,
+  );
+  const metricsText = async () => (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  // Ready: it leads and has loaded its state (the metrics port answers before that).
+  for (let i = 0; i < 600; i++) {
+    const ready = await fetch(`http://127.0.0.1:${metricsPort}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ready) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const { platform } = loadPlatform(['test/fixtures/bench']);
+  const agents = await Promise.all(
+    platform.clusters.map((c) =>
+      spawnNode(['--import', 'tsx', 'broker/bench/agent-process.ts', urls.join(','), c.name], env, true),
+    ),
+  );
+  const client = await connectNats({ servers: urls, name: 'bench-client' });
+  const cpu0 = usage(broker.pid!).cpuSeconds;
+  const agentCpu0 = agents.map((a) => usage(a.pid!).cpuSeconds);
+  const traffic0 = await trafficOf(monitor, 'gantry-broker');
+  const cycles0 = metric(await metricsText(), 'gantry_cycles_total');
+  const r = await load(client, n);
+  const traffic = await trafficOf(monitor, 'gantry-broker');
+  const b = usage(broker.pid!);
+  const agentCores = agents.reduce((s, a, i) => s + usage(a.pid!).cpuSeconds - agentCpu0[i]!, 0) / r.seconds;
+  const cycles = metric(await metricsText(), 'gantry_cycles_total') - cycles0;
+  await client.close();
+  await Promise.all(agents.map(stopChild));
+  await stopChild(broker);
+  for (const s of servers) await s.stop();
+  return row(mode, n, r, top, cycles, {
+    msgs: (traffic.msgs - traffic0.msgs) / n,
+    bytes: (traffic.bytes - traffic0.bytes) / n,
+    cpuUs: ((b.cpuSeconds - cpu0) * 1e6) / n,
+    rss: `${Math.round(b.rssMiB)} / ${Math.round(b.peakMiB)}`,
+    agentCores,
   });
 }
 
-/** Stops a child with SIGTERM and waits for it. */
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  child.kill('SIGTERM');
-  await new Promise((r) => child.once('exit', r));
-}
-const args = process.argv.slice(2);
-const sizes = args.filter((a) => /^\d+$/.test(a)).map(Number);
-const modes = args.filter((a) => a === 'embedded' || a === 'nats');
-
-async function run(mode: 'embedded' | 'nats', n: number): Promise<string> {
+async function embedded(n: number): Promise<string[]> {
   const { platform } = loadPlatform(['test/fixtures/bench']);
-  const server = mode === 'nats' ? await startNatsServer() : undefined;
-  const conns: Transport[] = [];
-  const connect = async (name: string): Promise<Transport> => {
-    if (!server) return memory;
-    const c = await connectNats({ servers: server.url, name });
-    conns.push(c);
-    return c;
-  };
-  const memory = createMemoryTransport();
-  let store: Store | undefined;
-  let stopBroker: () => Promise<void>;
-  let metricsText: () => Promise<string>;
-  /** Broker and agent processes to measure (over NATS). */
-  const measured: { name: string; pid: number }[] = [];
-  if (server) {
-    const port = await freePort();
-    const child = spawn(
-      process.execPath,
-      [
-        ...(process.env.BENCH_BROKER_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
-        'bin/gantry.js',
-        'broker',
-        '-f',
-        'test/fixtures/bench',
-        '--nats',
-        server.url,
-        '--heartbeat',
-        '500',
-        '--metrics-port',
-        String(port),
-      ],
-      {
-        stdio: ['ignore', 'ignore', 'inherit'],
-        env: { ...process.env, GANTRY_LOG: 'warn' },
-      },
-    );
-    metricsText = async () => (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    // Ready: it leads and has loaded its state (the metrics port answers before that).
-    for (let i = 0; i < 300; i++) {
-      const ready = await fetch(`http://127.0.0.1:${port}/readyz`).then(
-        (r) => r.ok,
-        () => false,
-      );
-      if (ready) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    spawned.add(child);
-    measured.push({ name: 'broker', pid: child.pid! });
-    stopBroker = () => stopChild(child);
-  } else {
-    store = await openLocalStore(mkdtempSync(join(tmpdir(), 'gantry-bench-')));
-    const broker = createBroker({
-      transport: memory,
-      store,
-      platform,
-      backends: await defaultBackends(),
-      heartbeatMs: 500,
-      windowMs: 10,
-      maxBatch: 5000,
-    });
-    await broker.start();
-    metricsText = () => broker.metrics.registry.metrics();
-    stopBroker = async () => {
-      await broker.stop();
-      await store?.close();
-    };
-  }
-  const agents = [];
-  const agentProcesses: ChildProcess[] = [];
-  for (const cluster of platform.clusters) {
-    if (server) {
-      const child = await spawnReady(
-        ['--import', 'tsx', 'broker/bench/agent-process.ts', server.url, cluster.name],
-        { ...process.env, GANTRY_LOG: 'warn' },
-      );
-      agentProcesses.push(child);
-      measured.push({ name: `agent ${cluster.name}`, pid: child.pid! });
-      continue;
-    }
-    const agent = createAgent({
-      transport: await connect(cluster.name),
+  const transport = createMemoryTransport();
+  const store = await openLocalStore(mkdtempSync(join(tmpdir(), 'gantry-bench-')));
+  const broker = createBroker({
+    transport,
+    store,
+    platform,
+    backends: await defaultBackends(),
+    heartbeatMs: 500,
+  });
+  await broker.start();
+  const agents = platform.clusters.map((cluster) =>
+    createAgent({
+      transport,
       cluster,
       executor: createSimExecutor({ speedup: 1 }),
       provisioner: createSimProvisioner(cluster, { speedup: 1000 }),
       heartbeatMs: 500,
-    });
-    await agent.start();
-    agents.push(agent);
-  }
-  const client = await connect('client');
-  const latencies = new Float64Array(n);
-  let next = 0;
-  let failed = 0;
-  const cpuBefore = measured.map((p) => usage(p.pid).cpuSeconds);
-  const t0 = performance.now();
-  const worker = async () => {
-    while (next < n) {
-      const i = next++;
-      const body = encodeJson({
-        requestId: `b-${i}`,
-        team: 'bench',
-        work: { kind: 'sim', durationMs: 600_000 },
-      });
-      const sent = performance.now();
-      const reply = await client.request(subjects.request('bench'), body, { timeoutMs: 120_000 });
-      latencies[i] = performance.now() - sent;
-      if (reply.data[6] !== 116 /* 't' of "ok":true */) failed++;
-    }
-  };
-  await Promise.all(Array.from({ length: WINDOW }, worker));
-  const seconds = (performance.now() - t0) / 1000;
-  const sorted = [...latencies].sort((a, b) => a - b);
-  const q = (p: number) => sorted[Math.min(n - 1, Math.floor(p * n))]!;
-  const rss = process.memoryUsage().rss / 2 ** 20;
-  const text = await metricsText();
-  const metric = (name: string) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(text)?.[1] ?? 0);
-  const solveS = metric('gantry_solve_seconds_sum');
-  const cycleS = metric('gantry_cycle_seconds_sum');
-  const cycles = metric('gantry_cycles_total');
-  // CPU while the requests ran (not the start-up's compile), and the peak memory of the whole run.
-  const processes = measured.map((p, i) => {
-    const u = usage(p.pid);
-    return `${p.name} ${Math.round(u.peakMiB)} MiB, ${((u.cpuSeconds - cpuBefore[i]!) / seconds).toFixed(2)} cores`;
-  });
-
+    }),
+  );
+  for (const a of agents) await a.start();
+  const cpu0 = process.cpuUsage();
+  const cycles0 = metric(await broker.metrics.registry.metrics(), 'gantry_cycles_total');
+  const r = await load(transport, n);
+  const cpu = process.cpuUsage(cpu0);
+  const cycles = metric(await broker.metrics.registry.metrics(), 'gantry_cycles_total') - cycles0;
+  const mem = usage(process.pid);
   for (const a of agents) await a.stop();
-  await Promise.all(agentProcesses.map(stopChild));
-  await stopBroker();
-  for (const c of conns) await c.close();
-  await server?.stop();
+  await broker.stop();
+  await store.close();
+  return row('embedded', n, r, undefined, cycles, {
+    cpuUs: (cpu.user + cpu.system) / n,
+    rss: `${Math.round(mem.rssMiB)} / ${Math.round(mem.peakMiB)} (whole process)`,
+  });
+}
+
+function row(
+  mode: Mode,
+  n: number,
+  r: Awaited<ReturnType<typeof load>>,
+  top: number | undefined,
+  cycles: number,
+  m: { msgs?: number; bytes?: number; cpuUs: number; rss: string; agentCores?: number },
+): string[] {
+  const rate = n / r.seconds;
   return [
     mode,
-    n,
-    seconds.toFixed(2),
-    Math.round(n / seconds),
-    q(0.5).toFixed(1),
-    q(0.99).toFixed(1),
-    cycles,
-    Math.round(n / Math.max(1, cycles)),
-    `${solveS.toFixed(2)}/${cycleS.toFixed(2)}`,
-    failed,
-    Math.round(rss),
-    processes.join('; ') || '-',
-  ].join(' | ');
+    n.toLocaleString('en-US'),
+    r.seconds.toFixed(1),
+    Math.round(rate).toLocaleString('en-US'),
+    top === undefined ? '-' : `${Math.round(top).toLocaleString('en-US')} (${(rate / top).toFixed(2)})`,
+    r.p50.toFixed(0),
+    r.p99.toFixed(0),
+    String(cycles),
+    m.msgs === undefined ? '-' : m.msgs.toFixed(2),
+    m.bytes === undefined ? '-' : Math.round(m.bytes).toLocaleString('en-US'),
+    Math.round(m.cpuUs).toLocaleString('en-US'),
+    m.rss,
+    m.agentCores === undefined ? '-' : m.agentCores.toFixed(2),
+    String(r.failed),
+  ];
 }
 
 console.log(
-  'mode | requests | wall s | decisions/s | p50 ms | p99 ms | cycles | tasks/cycle | solve/cycle s | refused | RSS MiB | peak memory, CPU per process (over the run)',
+  '| mode | requests | wall s | decisions/s | nats.js req/reply ceiling/s (ratio) | p50 ms | p99 ms | cycles | broker msgs/decision | broker bytes/decision | broker CPU µs/decision | broker RSS MiB end / peak | agents CPU cores | refused |',
 );
-console.log('--- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | ---');
-for (const mode of modes.length ? modes : (['embedded', 'nats'] as const)) {
-  for (const n of sizes.length ? sizes : [10_000, 100_000]) console.log(await run(mode, n));
+console.log('|' + ' --- |'.repeat(14));
+for (const mode of modes.length ? modes : (['nats', 'embedded', 'r3'] as const)) {
+  for (const n of sizes.length ? sizes : [10_000, 100_000]) {
+    process.stderr.write(`${mode}, ${n} requests\n`);
+    const cells = mode === 'embedded' ? await embedded(n) : await overNats(mode, n);
+    console.log(`| ${cells.join(' | ')} |`);
+  }
 }
 process.exit(0);
