@@ -100,11 +100,16 @@ export class BrokerState {
     this.writer.event({ at: this.clock(), ...e });
   }
 
+  /**
+   * A new request, queued for the next cycle. It is written once that cycle decides it (placed, held,
+   * refused), not before: a write between its arrival and its cycle (an agent's events flush the writer
+   * every few milliseconds) would store it twice. Until then its requester, which has no answer yet,
+   * asks again with the same id if this broker goes away.
+   */
   addRequest(r: RequestRecord): void {
     this.requests.set(r.requestId, r);
     this.indexGang(r);
     this.queue.push(r.requestId);
-    this.writer.request(r);
     this.log({ kind: 'request', id: r.requestId, state: 'pending', team: r.team });
   }
 

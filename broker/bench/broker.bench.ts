@@ -1,5 +1,5 @@
 /**
- * `npm run bench:broker [embedded|nats|r3 …] [requests …]`: lease decisions per second and
+ * `npm run bench:broker [embedded|nats|r3 …] [requests …] [rate=<n>]`: lease decisions per second and
  * request→lease latency of the broker, for 10K and 100K requests by default (1M when asked). Prints
  * figures; asserts nothing.
  *
@@ -10,7 +10,8 @@
  *   state directory.
  *
  * The client asks through the runtime's batched requests (runtime/request-batcher.ts), keeping a window of
- * requests in flight as a busy runtime does; a request's latency is from asking to hearing its lease.
+ * requests in flight as a busy runtime does (or, with `rate=<n>`, asking at that rate: the latency at a
+ * given load); a request's latency is from asking to hearing its lease.
  * Beside each NATS row, the nats.js request/reply ceiling on the same servers: one responder, 1,000
  * requests in flight. Messages and bytes per decision are the broker connection's, in and out, as
  * nats-server counts them; broker CPU per decision and memory are its process's, from /proc.
@@ -34,6 +35,8 @@ const WINDOW = 10_000;
 const args = process.argv.slice(2);
 const sizes = args.filter((a) => /^\d+$/.test(a)).map(Number);
 const modes = args.filter((a): a is Mode => a === 'embedded' || a === 'nats' || a === 'r3');
+/** `rate=<n>`: ask at this many requests per second (open loop) instead of keeping a window full. */
+const rate = Number(args.find((a) => a.startsWith('rate='))?.slice(5) ?? 0);
 const env = { ...process.env, GANTRY_LOG: 'warn' };
 
 /** Requests per second of nats.js request/reply on `urls`: one echo responder, 1,000 in flight. */
@@ -71,22 +74,31 @@ async function load(t: Transport, n: number) {
   const progress = setInterval(() => process.stderr.write(`  ${done} of ${n} leased\n`), 10_000);
   const t0 = performance.now();
   const lane = async () => {
-    while (next < n) {
-      const i = next++;
-      const sent = performance.now();
-      try {
-        await batcher.ask(
-          { requestId: `b-${i}`, team: 'bench', work: { kind: 'sim', durationMs: 3_600_000 } },
-          'bench',
-        );
-      } catch {
-        failed++;
-      }
-      latencies[i] = performance.now() - sent;
-      done++;
-    }
+    while (next < n) await one(next++);
   };
-  await Promise.all(Array.from({ length: Math.min(n, WINDOW) }, lane));
+  const one = async (i: number) => {
+    const sent = performance.now();
+    try {
+      await batcher.ask(
+        { requestId: `b-${i}`, team: 'bench', work: { kind: 'sim', durationMs: 3_600_000 } },
+        'bench',
+      );
+    } catch {
+      failed++;
+    }
+    latencies[i] = performance.now() - sent;
+    done++;
+  };
+  if (rate > 0) {
+    // Every 10 ms, as many as are due by now.
+    const asked: Promise<void>[] = [];
+    while (next < n) {
+      const due = Math.min(n, Math.floor(((performance.now() - t0) / 1000) * rate));
+      while (next < due) asked.push(one(next++));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await Promise.all(asked);
+  } else await Promise.all(Array.from({ length: Math.min(n, WINDOW) }, lane));
   const seconds = (performance.now() - t0) / 1000;
   clearInterval(progress);
   batcher.close();
@@ -205,20 +217,20 @@ async function embedded(n: number): Promise<string[]> {
 }
 
 function row(
-  mode: Mode,
+  mode: string,
   n: number,
   r: Awaited<ReturnType<typeof load>>,
   top: number | undefined,
   cycles: number,
   m: { msgs?: number; bytes?: number; cpuUs: number; rss: string; agentCores?: number },
 ): string[] {
-  const rate = n / r.seconds;
+  const decisions = n / r.seconds;
   return [
-    mode,
+    rate > 0 ? `${mode} at ${rate.toLocaleString('en-US')}/s` : mode,
     n.toLocaleString('en-US'),
     r.seconds.toFixed(1),
-    Math.round(rate).toLocaleString('en-US'),
-    top === undefined ? '-' : `${Math.round(top).toLocaleString('en-US')} (${(rate / top).toFixed(2)})`,
+    Math.round(decisions).toLocaleString('en-US'),
+    top === undefined ? '-' : `${Math.round(top).toLocaleString('en-US')} (${(decisions / top).toFixed(2)})`,
     r.p50.toFixed(0),
     r.p99.toFixed(0),
     String(cycles),
