@@ -22,6 +22,13 @@ import {
 
 const ACTIVE: ReadonlySet<TaskState> = new Set(['placed', 'launching', 'running']);
 
+/** How an active lease is counted in the usage and spend sums. */
+interface Counted {
+  node: string;
+  team: string | undefined;
+  startedAt: number | undefined;
+}
+
 /** Allowed lease transitions: a late or repeated event never moves a lease backwards. */
 const ORDER: Record<TaskState, number> = {
   pending: 0,
@@ -40,8 +47,8 @@ export class BrokerState {
   /** Active lease ids per cluster: heartbeats and health checks look only at these. */
   private readonly activeByCluster = new Map<string, Set<string>>();
   private readonly unacknowledged = new Set<string>();
-  /** The `cluster|node` an active lease is counted on, and the start it was counted with. */
-  private readonly countedOn = new Map<string, { node: string; startedAt: number | undefined }>();
+  /** How an active lease is counted: on which `cluster|node`, for which team, from which start. */
+  private readonly countedOn = new Map<string, Counted>();
   /** What the active leases cost per hour (the fleet gauges read it; no scan). */
   readonly spend = new SpendCounter();
   /** What active leases use, per `cluster|node`. */
@@ -309,31 +316,35 @@ export class BrokerState {
    * lease to take a snapshot).
    */
   private index(l: LeaseRecord): void {
+    if (l.state === 'placed') this.unacknowledged.add(l.leaseId);
+    else this.unacknowledged.delete(l.leaseId);
     let set = this.activeByCluster.get(l.cluster);
     if (!set) this.activeByCluster.set(l.cluster, (set = new Set()));
     const counted = this.countedOn.get(l.leaseId);
+    const active = ACTIVE.has(l.state);
+    const node = active ? `${l.cluster}|${l.actualNode ?? l.node}` : '';
+    // Counted as it is already (launching on the node it was placed on): nothing moves.
+    if (counted && active && counted.node === node && counted.startedAt === l.startedAt) return;
     if (counted !== undefined) {
-      this.account(l, counted.node, counted.startedAt, -1);
+      this.account(l, counted, -1);
       this.countedOn.delete(l.leaseId);
     }
-    if (ACTIVE.has(l.state)) {
+    if (active) {
       set.add(l.leaseId);
-      const node = `${l.cluster}|${l.actualNode ?? l.node}`;
-      this.account(l, node, l.startedAt, 1);
-      this.countedOn.set(l.leaseId, { node, startedAt: l.startedAt });
+      const team = counted?.team ?? this.requests.get(l.requestId)?.team;
+      const c: Counted = { node, team, startedAt: l.startedAt };
+      this.account(l, c, 1);
+      this.countedOn.set(l.leaseId, c);
     } else set.delete(l.leaseId);
-    if (l.state === 'placed') this.unacknowledged.add(l.leaseId);
-    else this.unacknowledged.delete(l.leaseId);
   }
 
-  private account(l: LeaseRecord, node: string, startedAt: number | undefined, sign: 1 | -1): void {
+  private account(l: LeaseRecord, { node, team, startedAt }: Counted, sign: 1 | -1): void {
     const n = this.nodeUse.get(node) ?? { cpu: 0, mem: 0, gpu: 0 };
     n.cpu += sign * l.cpuMilli;
     n.mem += sign * l.memoryMiB;
     n.gpu += sign * l.gpuMilli;
     if (n.cpu <= 0 && n.mem <= 0 && n.gpu <= 0) this.nodeUse.delete(node);
     else this.nodeUse.set(node, n);
-    const team = this.requests.get(l.requestId)?.team;
     this.spend.add(team ?? '', l, startedAt, sign);
     if (!team) return;
     let u = this.teamUse.get(team);
