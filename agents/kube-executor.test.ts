@@ -2,7 +2,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadPlatform } from '../policies/index.ts';
 import type { LeaseMsg, TaskState } from '../protocol/index.ts';
-import { type FakeKube, type RunOutcome, startFakeKube } from '../test/fakes/kube.ts';
+import { type FakeKube, type ContainerRun, type RunOutcome, startFakeKube } from '../test/fakes/kube.ts';
 import { eventually } from '../test/system.ts';
 import { createKubeExecutor, type KubeExecutor, podName } from './kube-executor.ts';
 
@@ -46,11 +46,8 @@ function lease(id: string, over: Partial<LeaseMsg> = {}, outcome = 'ok'): LeaseM
 }
 
 /** Containers end as their OUTCOME variable says; `hang` runs until the pod goes away. */
-const runner = async (
-  pod: import('@kubernetes/client-node').V1Pod,
-  signal: AbortSignal,
-): Promise<RunOutcome> => {
-  const outcome = pod.spec!.containers[0]!.env?.find((e) => e.name === 'OUTCOME')?.value;
+const runner = async ({ container, signal }: ContainerRun): Promise<RunOutcome> => {
+  const outcome = container.env?.find((e) => e.name === 'OUTCOME')?.value;
   await new Promise((r) => setTimeout(r, 20));
   if (outcome === 'hang') await new Promise((r) => signal.addEventListener('abort', r));
   if (outcome === 'oom') return { exitCode: 137, reason: 'OOMKilled' };
