@@ -24,13 +24,16 @@ export interface ContainerWaitOptions {
   signal: AbortSignal;
   /** How often the pod is read, ms. Default 500. */
   pollMs?: number;
+  /** The API server failing this long in a row ends the wait with an error. Default 60 s. */
+  giveUpAfterMs?: number;
   /** Lines of the log kept (the end). Default 10,000. */
   tailLines?: number;
 }
 
 /**
  * Resolves when `container` of `pod` has terminated (or `signal` aborts). A pod that no longer exists
- * resolves as a container killed with it (exit 137, reason `PodDeleted`).
+ * resolves as a container killed with it (exit 137, reason `PodDeleted`); an API server that cannot be
+ * read for `giveUpAfterMs` rejects, saying why.
  *
  * @example
  * const end = await waitForContainerEnd({ kubeConfig, namespace: 'gantry-tasks', pod, container: 'task', signal });
@@ -39,13 +42,23 @@ export async function waitForContainerEnd(opts: ContainerWaitOptions): Promise<C
   const api = opts.kubeConfig.makeApiClient(CoreV1Api);
   const { namespace, pod: name, container, signal } = opts;
   const pollMs = opts.pollMs ?? 500;
+  const maxFailures = Math.ceil((opts.giveUpAfterMs ?? 60_000) / pollMs);
+  let failures = 0;
   while (!signal.aborted) {
     let pod;
     try {
       pod = await api.readNamespacedPod({ name, namespace });
+      failures = 0;
     } catch (err) {
       if ((err as { code?: number }).code === 404) return { exitCode: 137, reason: 'PodDeleted', log: '' };
-      // The API server busy or restarting: read again.
+      // The API server busy or restarting: read again, for a while.
+      if (++failures >= maxFailures)
+        throw new Error(
+          `cannot read pod ${namespace}/${name} to see its ${container} container end: ${String(err)}`,
+          {
+            cause: err,
+          },
+        );
       pod = undefined;
     }
     const term = pod?.status?.containerStatuses?.find((c) => c.name === container)?.state?.terminated;

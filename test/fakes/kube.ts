@@ -436,7 +436,7 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
     JSON.stringify({
       apiVersion: 'v1',
       kind: 'Config',
-      clusters: [{ name: 'fake', cluster: { server: url } }],
+      clusters: [{ name: 'fake', cluster: { server: url, 'insecure-skip-tls-verify': true } }],
       users: [{ name: 'pod', user: { token: 'pod' } }],
       contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'pod' } }],
       'current-context': 'fake',
