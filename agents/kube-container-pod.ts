@@ -30,27 +30,54 @@ export const INPUTS_CONTAINER = 'gantry-inputs';
 export const OUTPUTS_CONTAINER = 'gantry-outputs';
 const DATA_VOLUME = 'gantry-data';
 const DATA_MOUNT: V1VolumeMount = { name: DATA_VOLUME, mountPath: '/gantry' };
+const TOKEN_VOLUME = 'gantry-kube-api';
+/**
+ * The sidecar's Kubernetes credential, as the kubelet would mount it in every container — but here in
+ * the sidecar only: the task's own program gets no token (the pod does not automount one).
+ */
+const TOKEN_MOUNT: V1VolumeMount = {
+  name: TOKEN_VOLUME,
+  mountPath: '/var/run/secrets/kubernetes.io/serviceaccount',
+  readOnly: true,
+};
+const TOKEN: V1Volume = {
+  name: TOKEN_VOLUME,
+  projected: {
+    sources: [
+      { serviceAccountToken: { path: 'token', expirationSeconds: 3607 } },
+      { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+      { downwardAPI: { items: [{ path: 'namespace', fieldRef: { fieldPath: 'metadata.namespace' } }] } },
+    ],
+  },
+};
 
 type TaskWork = Extract<LeaseMsg['work'], { kind: 'task' }>;
 type Program = NonNullable<TaskWork['program']>;
 
 /** The parts of the pod a container task changes, or why it cannot run. */
 export type ContainerTaskSpec =
-  | { ok: true; spec: Pick<V1PodSpec, 'initContainers' | 'containers' | 'volumes'> }
+  | {
+      ok: true;
+      spec: Pick<
+        V1PodSpec,
+        'initContainers' | 'containers' | 'volumes' | 'serviceAccountName' | 'automountServiceAccountToken'
+      >;
+    }
   | { ok: false; reason: string };
 
 /**
  * The containers and volumes of a container task's pod. `worker` is the container a Gantry-image
  * `task` pod would have (`gantry worker`, its environment and credential mounts); the two helpers
  * are made from it, and `resources` go to the main container only (the helpers ask for nothing:
- * they only wait or copy, and the lease is what the broker counted).
+ * they only wait or copy, and the lease is what the broker counted). `serviceAccount` is the account
+ * whose token the sidecar reads its pod with (`get` on pods and pods/log in the task namespace).
  */
 export function containerTaskSpec(
   lease: LeaseMsg,
   program: Program & { image: string },
   worker: V1Container,
   resources: V1Container['resources'],
-  pod: { name: string; namespace: string },
+  pod: { name: string; namespace: string; serviceAccount?: string | undefined },
   volumes: V1Volume[],
 ): ContainerTaskSpec {
   const work = lease.work as TaskWork;
@@ -62,7 +89,12 @@ export function containerTaskSpec(
       ok: false,
       reason: `the input of ${work.task} is too large to expand {{inputs.<field>}} in its arguments: read $GANTRY_INPUTS/<field> instead`,
     };
-  const helper = (name: string, phase: 'inputs' | 'outputs', env: V1EnvVar[] = []): V1Container => {
+  const helper = (
+    name: string,
+    phase: 'inputs' | 'outputs',
+    env: V1EnvVar[] = [],
+    mounts: V1VolumeMount[] = [],
+  ): V1Container => {
     const { resources: _unused, ...rest } = worker;
     return {
       ...rest,
@@ -74,7 +106,7 @@ export function containerTaskSpec(
         { name: 'GANTRY_OUTPUTS', value: POD_PROGRAM_DIRS.outputs },
         ...env,
       ],
-      volumeMounts: [...(worker.volumeMounts ?? []), DATA_MOUNT],
+      volumeMounts: [...(worker.volumeMounts ?? []), DATA_MOUNT, ...mounts],
     };
   };
   const main: V1Container = {
@@ -92,12 +124,19 @@ export function containerTaskSpec(
       initContainers: [helper(INPUTS_CONTAINER, 'inputs')],
       containers: [
         main,
-        helper(OUTPUTS_CONTAINER, 'outputs', [
-          { name: 'GANTRY_POD', value: pod.name },
-          { name: 'GANTRY_POD_NAMESPACE', value: pod.namespace },
-        ]),
+        helper(
+          OUTPUTS_CONTAINER,
+          'outputs',
+          [
+            { name: 'GANTRY_POD', value: pod.name },
+            { name: 'GANTRY_POD_NAMESPACE', value: pod.namespace },
+          ],
+          [TOKEN_MOUNT],
+        ),
       ],
-      volumes: [...volumes, { name: DATA_VOLUME, emptyDir: {} }],
+      volumes: [...volumes, { name: DATA_VOLUME, emptyDir: {} }, TOKEN],
+      ...(pod.serviceAccount ? { serviceAccountName: pod.serviceAccount } : {}),
+      automountServiceAccountToken: false,
     },
   };
 }

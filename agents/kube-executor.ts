@@ -35,6 +35,12 @@ export interface KubeExecutorOptions {
   simImage?: string;
   /** What `gantry worker` pods connect to: the NATS URL and the Secret with their nkey seed (key `creds.nk`). */
   nats?: { url: string; credsSecret?: string; credsKey?: string };
+  /**
+   * The service account of container task pods, whose token only their outputs sidecar gets: it reads
+   * its own pod and the task container's log (`get` on pods and pods/log in `namespace`,
+   * deploy/kubernetes/task-rbac.yaml). Default: the namespace's `default` account.
+   */
+  taskServiceAccount?: string;
   /** A pod that cannot be scheduled this long fails. Default 120 s. */
   unschedulableAfterMs?: number;
   clock?: () => number;
@@ -140,7 +146,7 @@ export function leasePod(lease: LeaseMsg, node: string, pool: Pool, opts: KubeEx
         { ...program, image: program.image },
         container,
         resources,
-        { name, namespace },
+        { name, namespace, serviceAccount: opts.taskServiceAccount },
         volumes,
       )
     : undefined;
