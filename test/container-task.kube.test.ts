@@ -170,7 +170,13 @@ describe('a container task on Kubernetes', () => {
     expect(spec.containers.slice(1).map((c) => [c.name, c.image, c.args])).toEqual([
       ['gantry-outputs', 'gantry:test', ['worker', '--phase', 'outputs']],
     ]);
-    expect(spec.volumes).toEqual([{ name: 'gantry-data', emptyDir: {} }]);
+    expect(spec.volumes!.map((v) => v.name)).toEqual(['gantry-data', 'gantry-kube-api']);
+    // Only the sidecar holds a Kubernetes token (to read its own pod); the task's program has none.
+    expect(spec.automountServiceAccountToken).toBe(false);
+    const withToken = [...spec.initContainers!, ...spec.containers].filter((c) =>
+      c.volumeMounts?.some((m) => m.name === 'gantry-kube-api'),
+    );
+    expect(withToken.map((c) => c.name)).toEqual(['gantry-outputs']);
     // What the API server reported, container by container.
     const st = pod!.status!;
     expect(st.phase).toBe('Succeeded');
