@@ -5,41 +5,22 @@
  * and a sidecar reads its outputs back and publishes the typed result; an `OOMKilled` container is an
  * `OutOfMemoryError`, retried with twice the memory.
  */
-import { KubeConfig, type V1Pod } from '@kubernetes/client-node';
+import type { V1Pod } from '@kubernetes/client-node';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Agent, createAgent } from '../agents/index.ts';
-import { createKubeExecutor, createKubeNodeProvisioner, type KubeExecutor } from '../agents/cloud-index.ts';
-import { type Broker, createBroker } from '../broker/index.ts';
-import { loadPlatform } from '../policies/index.ts';
-import type { Store } from '../protocol/index.ts';
-import { connectNats, type NatsTransport, openJetStreamStore } from '../protocol/nats-index.ts';
-import { readLineage, Runtime, runWorkflow } from '../runtime/index.ts';
-import type { ArtifactStore } from '../runtime/artifacts.ts';
-import { openJetStreamArtifacts } from '../runtime/nats-artifacts.ts';
-import { defaultBackends } from '../solver/index.ts';
+import { createKubeNodeProvisioner } from '../agents/cloud-index.ts';
+import { readLineage, runWorkflow } from '../runtime/index.ts';
 import { type FakeKube, startFakeKube } from './fakes/kube.ts';
 import * as container from './fixtures/workflows/container.ts';
-import { type NatsServer, startNatsServer } from './nats/server.ts';
+import { type KubeStack, startKubeStack } from './kube-stack.ts';
 import { eventually } from './system.ts';
 
 const MODULE = fileURLToPath(new URL('./fixtures/workflows/container.ts', import.meta.url));
-const { platform } = loadPlatform(['test/fixtures/kube-platform']);
-const cluster = platform.clusters[0]!;
 
-let server: NatsServer;
 let kube: FakeKube;
-let broker: Broker;
-let agent: Agent;
-let executor: KubeExecutor;
-let runtime: Runtime;
-let artifacts: ArtifactStore;
-let brokerStore: Store;
-let runtimeStore: Store;
-const conns: NatsTransport[] = [];
+let stack: KubeStack;
 
 beforeAll(async () => {
-  server = await startNatsServer();
   kube = await startFakeKube({
     gantryImage: 'gantry:test',
     // The official image's `python`; Debian's python3 here.
@@ -50,63 +31,12 @@ beforeAll(async () => {
     { 'eks.amazonaws.com/capacityType': 'ON_DEMAND', 'node.kubernetes.io/instance-type': 'm7i.xlarge' },
     { cpu: '4', memory: '16Gi' },
   );
-  const connect = async (name: string) => {
-    const c = await connectNats({ servers: server.url, name });
-    conns.push(c);
-    return c;
-  };
-  const brokerConn = await connect('broker');
-  brokerStore = await openJetStreamStore(brokerConn.connection, {
-    bucket: 'gantry-state',
-    stream: 'gantry-events',
-  });
-  broker = createBroker({
-    transport: brokerConn,
-    store: brokerStore,
-    platform,
-    backends: await defaultBackends(),
-    heartbeatMs: 200,
-  });
-  await broker.start();
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'eks', server: kube.url, skipTLSVerify: true }],
-    users: [{ name: 'agent', token: 'test' }],
-    contexts: [{ name: 'eks', cluster: 'eks', user: 'agent' }],
-    currentContext: 'eks',
-  });
-  executor = createKubeExecutor({ kubeConfig: kc, cluster, image: 'gantry:test', nats: { url: server.url } });
-  await executor.watch();
-  agent = createAgent({
-    transport: await connect('agent-eks'),
-    cluster,
-    executor,
-    provisioner: createKubeNodeProvisioner(executor, { pollMs: 100 }),
-    heartbeatMs: 200,
-  });
-  await agent.start();
-  const client = await connect('runtime');
-  runtimeStore = await openJetStreamStore(client.connection, {
-    bucket: 'gantry-runtime',
-    stream: 'gantry-lineage',
-  });
-  artifacts = await openJetStreamArtifacts(client.connection);
-  runtime = new Runtime({
-    transport: client,
-    artifacts,
-    progress: false,
-  });
+  stack = await startKubeStack(kube, (executor) => createKubeNodeProvisioner(executor, { pollMs: 100 }));
 }, 60_000);
 
 afterAll(async () => {
-  await agent?.stop();
-  await broker?.stop();
-  await brokerStore?.close();
-  await runtimeStore?.close();
-  for (const c of conns) await c.close();
-  await executor?.close();
+  await stack?.close();
   await kube?.close();
-  await server?.stop();
 });
 
 /** The run's pods, once they have all ended. */
@@ -123,10 +53,10 @@ async function podsOf(runId: string): Promise<V1Pod[]> {
 type Fit = { a: number; b: number; loss: number; summary: string };
 const run = async (input: { rows: number; holdMiB: number }) => {
   const r = await runWorkflow(container.fitPipeline, input, {
-    runtime,
+    runtime: stack.runtime,
     team: 'ml',
     module: MODULE,
-    store: runtimeStore,
+    store: stack.runtimeStore,
   });
   return { ...r, output: r.output as Fit | undefined };
 };
@@ -191,11 +121,11 @@ describe('a container task on Kubernetes', () => {
     expect(kube.logs('gantry-tasks', pod!.metadata!.name!, 'task')).toBe(
       'line: 200 rows, 3 epochs, attempt 0\n',
     );
-    const { records } = await readLineage(runtimeStore);
+    const { records } = await readLineage(stack.runtimeStore);
     const rec = records.find((x) => x.run === r.runId && x.task === 'kube-fit')!;
     expect(rec.error).toBeUndefined();
     expect(rec.placement!.node).toBe(spec.nodeName);
-    const log = await artifacts.get(rec.logs!);
+    const log = await stack.artifacts.get(rec.logs!);
     expect(new TextDecoder().decode(log)).toBe('line: 200 rows, 3 epochs, attempt 0\n');
   }, 90_000);
 
@@ -216,7 +146,7 @@ describe('a container task on Kubernetes', () => {
       ['256Mi', 'Failed', 137, 'OOMKilled'],
       ['512Mi', 'Succeeded', 0, 'Completed'],
     ]);
-    const { records } = await readLineage(runtimeStore);
+    const { records } = await readLineage(stack.runtimeStore);
     const attempts = records
       .filter((x) => x.run === r.runId && x.task === 'kube-fit')
       .sort((a, b) => a.attempt - b.attempt)
