@@ -51,6 +51,9 @@ const TOKEN: V1Volume = {
   },
 };
 
+/** Seconds a container task's pod may run past its timeout before Kubernetes stops it. */
+const DEADLINE_GRACE_S = 60;
+
 type TaskWork = Extract<LeaseMsg['work'], { kind: 'task' }>;
 type Program = NonNullable<TaskWork['program']>;
 
@@ -60,7 +63,12 @@ export type ContainerTaskSpec =
       ok: true;
       spec: Pick<
         V1PodSpec,
-        'initContainers' | 'containers' | 'volumes' | 'serviceAccountName' | 'automountServiceAccountToken'
+        | 'initContainers'
+        | 'containers'
+        | 'volumes'
+        | 'serviceAccountName'
+        | 'automountServiceAccountToken'
+        | 'activeDeadlineSeconds'
       >;
     }
   | { ok: false; reason: string };
@@ -137,6 +145,11 @@ export function containerTaskSpec(
       volumes: [...volumes, { name: DATA_VOLUME, emptyDir: {} }, TOKEN],
       ...(pod.serviceAccount ? { serviceAccountName: pod.serviceAccount } : {}),
       automountServiceAccountToken: false,
+      // The sidecar reports a TimeoutError at the task's timeout, but cannot stop the task's own
+      // container: the kubelet does, a minute later (the minute is for staging the inputs).
+      ...(work.timeoutMs
+        ? { activeDeadlineSeconds: Math.ceil(work.timeoutMs / 1000) + DEADLINE_GRACE_S }
+        : {}),
     },
   };
 }

@@ -4,7 +4,7 @@ import { loadPlatform } from '../policies/index.ts';
 import type { LeaseMsg, TaskState } from '../protocol/index.ts';
 import { type FakeKube, type ContainerRun, type RunOutcome, startFakeKube } from '../test/fakes/kube.ts';
 import { eventually } from '../test/system.ts';
-import { createKubeExecutor, type KubeExecutor, podName } from './kube-executor.ts';
+import { createKubeExecutor, type KubeExecutor, leasePod, podName } from './kube-executor.ts';
 
 const { platform } = loadPlatform(['test/fixtures/kube-platform']);
 const cluster = platform.clusters[0]!;
@@ -267,6 +267,19 @@ describe('Kubernetes executor', () => {
     const outEnv = Object.fromEntries(outputs!.env!.map((e) => [e.name, e.value]));
     expect(outEnv).toMatchObject({ GANTRY_POD: podName('l-ct'), GANTRY_POD_NAMESPACE: 'gantry-tasks' });
     expect(JSON.parse(outEnv.GANTRY_LEASE!)).toMatchObject({ leaseId: 'l-ct' });
+    expect(spec.activeDeadlineSeconds).toBeUndefined();
+  });
+
+  it("stops a container task's pod a minute after the task's timeout", () => {
+    const l = containerLease('l-t', {});
+    const timed = { ...l, work: { ...l.work, timeoutMs: 90_500 } } as LeaseMsg;
+    const pool = cluster.pools.find((p) => p.name === 'cpu-spot')!;
+    const pod = leasePod(timed, 'ip-10-0-0-1', pool, {
+      kubeConfig: kubeConfig('http://x'),
+      cluster,
+      image: 'g:1',
+    });
+    expect(pod.spec!.activeDeadlineSeconds).toBe(91 + 60);
   });
 
   it.each([
