@@ -38,6 +38,11 @@ export interface Dispatch {
   ): void;
   /** Sends launches to a cluster's agent in chunks. */
   dispatch(cluster: string, leaseIds: readonly string[], encoded?: ReadonlyMap<string, string>): void;
+  /**
+   * Answers those waiting for requests that already have a lease or failed (their cycle's answer was
+   * not sent: the broker stopped serving before it was durable). Call once the state is durable.
+   */
+  answerDecided(): number;
 }
 
 /** Intake and dispatch over the context's transport; `schedule` starts a cycle when one is due. */
@@ -124,6 +129,21 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     const data = new TextEncoder().encode(json);
     for (const w of ws) transport.respond(w, data);
     return true;
+  }
+
+  /** Returns how many requests it answered. */
+  function answerDecided(): number {
+    let n = 0;
+    for (const requestId of [...waiters.keys()]) {
+      const r = state.requests.get(requestId);
+      const lease = r?.leaseId ? state.leases.get(r.leaseId) : undefined;
+      if (lease) answer(requestId, { ok: true, lease: toLeaseMsg(lease) });
+      else if (r?.state === 'failed')
+        answer(requestId, { ok: false, error: { code: 'policy', message: r.reason ?? 'failed' } });
+      else continue;
+      n++;
+    }
+    return n;
   }
 
   function publishState(
@@ -253,7 +273,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     schedule();
   }
 
-  return { onRequest, announceCycle, publishState, dispatch };
+  return { onRequest, announceCycle, publishState, dispatch, answerDecided };
 }
 
 /** A lease as agents and requesters see it: the record without the broker's bookkeeping. */

@@ -145,7 +145,8 @@ export class RecordWriter {
       } catch (err) {
         onError(err as Error);
         if (!keepTrying()) return false;
-        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
+        // Short waits: a JetStream stream electing a leader answers again within a second or two.
+        await new Promise((r) => setTimeout(r, Math.min(500, 50 * 2 ** attempt)));
       }
     }
   }

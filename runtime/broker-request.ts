@@ -39,7 +39,7 @@ export async function askBroker(
       if (err instanceof NoRespondersError) {
         // No broker yet (starting, failing over): wait and ask again.
         await sleep(waitMs);
-        waitMs = Math.min(waitMs * 2, 2000);
+        waitMs = Math.min(waitMs * 2, 500);
         continue;
       }
       throw err;

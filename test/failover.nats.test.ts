@@ -32,12 +32,16 @@ async function finished(
   stalls: ReturnType<typeof watchStalls>,
 ) {
   const code = await run.exited;
-  const { longestGapMs, firstStartMs } = stalls.stop();
-  expect(code, run.output()).toBe(0);
+  const { longestGapMs, firstStartMs, longestFromMs } = stalls.stop();
   const { lost, twice } = tally(stack!.counts(), N);
   console.log(
-    `${what}: first task started ${firstStartMs} ms after; longest stall ${longestGapMs} ms; lost ${lost.length}, run twice ${twice.length} of ${N}`,
+    [
+      `${what}: first task started ${firstStartMs} ms after; longest stall ${longestGapMs} ms ` +
+        `(from +${longestFromMs} ms); lost ${lost.length}, run twice ${twice.length} of ${N}`,
+      ...stack!.timeline(stalls.from),
+    ].join('\n  '),
   );
+  expect(code, run.output()).toBe(0);
   expect({ lost, twice }).toEqual({ lost: [], twice: [] });
   const out = JSON.parse(run.output().slice(run.output().indexOf('{'))) as { output?: unknown };
   expect(out.output).toBe(N * (N - 1));
