@@ -229,9 +229,15 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     }
     const known = state.requests.get(m.requestId);
     if (known) {
-      // Idempotent: a retried request gets the lease it already has, or waits for it.
+      // Idempotent: a retried request gets the lease it already has, or waits for it — until the lease is
+      // durable, so that a broker taking over knows every lease a requester was told of.
       const lease = known.leaseId ? state.leases.get(known.leaseId) : undefined;
-      if (lease) return transport.respond(msg, encodeJson({ ok: true, lease: toLeaseMsg(lease) }));
+      if (lease) {
+        const reply = () => transport.respond(msg, encodeJson({ ok: true, lease: toLeaseMsg(lease) }));
+        if (!ctx.writer.unwritten(m.requestId)) return reply();
+        // Not answered if the write fails: the requester asks again.
+        return void ctx.writer.flush().then(reply, () => undefined);
+      }
       if (known.state === 'failed')
         return transport.respond(
           msg,

@@ -7,7 +7,18 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BROKER_BUCKET } from '../bin/credentials.ts';
-import { connectNats } from '../protocol/nats-index.ts';
+import {
+  decodeJson,
+  encodeJson,
+  leaseStatusReply,
+  leaseStatusSubjects,
+  parseMessage,
+  requestReply,
+  subjects,
+} from '../protocol/index.ts';
+import { connectNats, type NatsTransport } from '../protocol/nats-index.ts';
+import { askBroker } from '../runtime/broker-request.ts';
+import { LeaseWatch } from '../runtime/lease-watch.ts';
 import { type FaultStack, startFaultStack, tally, watchStalls } from './fault-stack.ts';
 import { type NatsServer, startNatsCluster, startNatsServer } from './nats/server.ts';
 import { sleep } from './nats/wait.ts';
@@ -79,4 +90,67 @@ describe('failover', () => {
     await finished(run, 'leading broker SIGKILL, standby took over', stalls);
     expect(standby.output()).not.toMatch(/could not start serving/);
   }, 180_000);
+
+  it('broker SIGKILL: a request answered just before is known to the standby; one never answered is asked again', async () => {
+    const server = await startNatsServer();
+    servers = [server];
+    stack = await startFaultStack(server.url);
+    await sleep(1500); // the first broker wins the election
+    stack.broker();
+    const t = await connectNats({ servers: server.url });
+    try {
+      const body = (requestId: string) => ({
+        requestId,
+        team: 'ml',
+        resources: { cpu: 1, memory: '1Gi', spot: 'never' },
+        work: { kind: 'sim', durationMs: 600_000, outcome: 'succeeded' },
+      });
+      // Answered: the broker replies with the lease once it is durable.
+      const reply = await t.request(subjects.request('ml'), encodeJson(body('answered-1')), {
+        timeoutMs: 10_000,
+      });
+      const answered = parseMessage(requestReply, reply.data);
+      if (!answered.ok || !answered.value.ok)
+        throw new Error(`no lease: ${JSON.stringify(decodeJson(reply.data))}`);
+      // Never answered: the broker is frozen before the request reaches it, then killed.
+      void stack.brokers[0]!.kill('SIGSTOP');
+      const killedAt = Date.now();
+      const watch = new LeaseWatch(t);
+      const asked = askBroker(t, body('unanswered-1'), 'unanswered', 600_000, undefined, watch);
+      await t.flush();
+      await stack.brokers[0]!.kill('SIGKILL');
+      // The standby takes over and knows the answered request, with the lease its requester holds.
+      let known = await statusOf(t, 'answered-1');
+      for (let i = 0; i < 150 && !known; i++) {
+        await sleep(200);
+        known = await statusOf(t, 'answered-1');
+      }
+      expect(known?.leaseId).toBe(answered.value.lease.leaseId);
+      expect(['placed', 'launching', 'running']).toContain(known?.state);
+      // The unanswered one is asked again (the standby never heard it) and gets a lease.
+      const lease = await asked;
+      console.log(
+        `broker SIGKILL: the unanswered request got its lease ${Date.now() - killedAt} ms after the kill ` +
+          `(it would have waited ${600} s for its reply)`,
+      );
+      expect(lease.requestId).toBe('unanswered-1');
+      expect(await statusOf(t, 'unanswered-1')).toMatchObject({ leaseId: lease.leaseId });
+    } finally {
+      await t.close();
+    }
+  }, 120_000);
 });
+
+/** The broker's answer for one request of team ml, or undefined while no broker answers. */
+async function statusOf(t: NatsTransport, requestId: string) {
+  try {
+    const reply = await t.request(leaseStatusSubjects.team('ml'), encodeJson({ requestIds: [requestId] }), {
+      timeoutMs: 2000,
+    });
+    const p = parseMessage(leaseStatusReply, reply.data);
+    const s = p.ok ? p.value.states[0] : undefined;
+    return s && s.state !== 'unknown' ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}
