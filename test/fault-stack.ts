@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type GantryProcess, startGantry } from './cli.ts';
+import { type GantryProcess, startGantry } from './gantry-process.ts';
 
 const PLATFORM = 'test/fixtures/platform';
 const WORKFLOW = 'test/fixtures/workflows/faults.ts';
