@@ -57,11 +57,15 @@ describe('Leadership', () => {
 describe('Leadership when the store stops answering', () => {
   /** A store whose writes and reads fail while `down` is set (a JetStream stream without a leader). */
   function flaky(inner: Store) {
-    const s = { down: false };
+    const s = { down: false, hang: false };
     const guard =
       <A extends unknown[], R>(f: (...a: A) => Promise<R>) =>
       (...a: A) =>
-        s.down ? Promise.reject(new Error('jetstream is not enabled')) : f(...a);
+        s.hang
+          ? new Promise<R>(() => undefined)
+          : s.down
+            ? Promise.reject(new Error('jetstream is not enabled'))
+            : f(...a);
     const store = {
       ...inner,
       get: guard(inner.get.bind(inner)),
@@ -119,6 +123,24 @@ describe('Leadership when the store stops answering', () => {
     s.down = false;
     await b1.campaign();
     expect([b1.l.leading, b1.how]).toEqual([true, ['new', 'new']]);
+    await b1.l.stop();
+  });
+
+  it('a renewal that never comes back (asked while NATS was down) is given up: the leader renews again in time', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gantry-leader-'));
+    store = await openLocalStore(dir);
+    let now = 1_000_000;
+    const { s, store: f } = flaky(store);
+    const b1 = await leader('b1', f, () => now);
+    await b1.l.start();
+    s.hang = true;
+    void b1.campaign();
+    s.hang = false;
+    now += 0.6 * TTL;
+    await b1.campaign();
+    now += 0.6 * TTL; // past the lease the hung renewal would have extended
+    await b1.campaign();
+    expect([b1.l.leading, b1.deposed(), b1.how]).toEqual([true, 0, ['new']]);
     await b1.l.stop();
   });
 });

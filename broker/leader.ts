@@ -36,7 +36,9 @@ export class Leadership {
   private quietUntil = 0;
   /** The key's revision this broker wrote last while leading (0: it gave leadership up, or never led). */
   private ownRevision = 0;
-  private campaigning = false;
+  /** When the renewal in flight started, and how many were started. */
+  private campaignAt: number | undefined;
+  private attempts = 0;
 
   constructor(
     private readonly store: Store,
@@ -88,29 +90,38 @@ export class Leadership {
   private async campaign(): Promise<void> {
     // A renewal that hangs (the store does not answer) must not keep this broker serving past its lease.
     if (this.leading && this.clock() >= this.validUntil) this.lose();
-    if (this.stopped || this.campaigning || this.clock() < this.quietUntil) return;
-    this.campaigning = true;
+    if (this.stopped || this.clock() < this.quietUntil) return;
+    // One renewal at a time; one that hangs (asked while NATS was down, answered never) is given up
+    // after half a TTL, and what it comes back with is ignored.
+    if (this.campaignAt !== undefined && this.clock() - this.campaignAt < this.ttlMs / 2) return;
+    const attempt = ++this.attempts;
+    this.campaignAt = this.clock();
     try {
-      await this.renew();
+      await this.renew(attempt);
     } finally {
-      this.campaigning = false;
+      if (attempt === this.attempts) this.campaignAt = undefined;
     }
   }
 
-  private async renew(): Promise<void> {
+  private async renew(attempt: number): Promise<void> {
+    const stale = () => attempt !== this.attempts;
     const expiresAt = this.clock() + this.ttlMs;
     const value = encodeJson({ holder: this.id, expiresAt } satisfies Lease);
     try {
       const current = await this.store.get(KEY);
+      if (stale()) return;
       this.lastContact = this.clock();
       // Nobody wrote the key since this broker last renewed it: nobody led in between.
       const continued = current !== undefined && current.revision === this.ownRevision;
-      if (!current) this.revision = await this.store.create(KEY, value);
+      let revision: number;
+      if (!current) revision = await this.store.create(KEY, value);
       else {
         const lease = decodeJson(current.value) as Lease;
         if (lease.holder !== this.id && lease.expiresAt > this.clock()) return this.lose();
-        this.revision = await this.store.update(KEY, value, current.revision);
+        revision = await this.store.update(KEY, value, current.revision);
       }
+      if (stale()) return;
+      this.revision = revision;
       this.validUntil = expiresAt;
       if (!this.stopped) this.ownRevision = this.revision;
       if (!this.leading && !this.stopped) {
@@ -118,7 +129,14 @@ export class Leadership {
         this.on.onElected(continued ? 'continued' : 'new');
       }
     } catch (err) {
-      if (err instanceof StoreConflictError) return this.lose();
+      if (stale()) return;
+      if (err instanceof StoreConflictError) {
+        // Lost the race to someone else, or to a renewal of ours given up on that landed late: the key
+        // says which.
+        const now = await this.store.get(KEY).catch(() => undefined);
+        if (now === undefined || (decodeJson(now.value) as Lease).holder !== this.id) return this.lose();
+        return;
+      }
       // The store is unreachable (NATS restarting): keep leading until our lease would have expired —
       // after that a standby may have taken over, and two leaders must never serve at once.
       if (this.clock() >= this.validUntil) this.lose();
