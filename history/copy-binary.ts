@@ -116,3 +116,22 @@ export class BinaryCopy {
     return this.#buf.subarray(0, this.#pos);
   }
 }
+
+/**
+ * Rows into a temporary table of this session (made on first use, emptied at each commit) by binary
+ * COPY, for one `insert … select … on conflict` to take them from: bulk rows to merge into a table,
+ * without thousands of array parameters to format and parse.
+ *
+ * @example
+ * await stage(tx, 'ingest_pieces', 'key int, hour bigint', rows.end());
+ * await tx.query('insert into cost_hourly (key_id, hour) select * from ingest_pieces on conflict …');
+ */
+export async function stage(
+  tx: { query(sql: string): Promise<unknown>; copy(target: string, data: Uint8Array): Promise<void> },
+  table: string,
+  columns: string,
+  data: Uint8Array,
+): Promise<void> {
+  await tx.query(`create temp table if not exists ${table} (${columns}) on commit delete rows`);
+  await tx.copy(table, data);
+}

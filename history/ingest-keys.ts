@@ -6,6 +6,7 @@
  * kept in memory, a bounded number of them.
  */
 import { LRUCache } from 'lru-cache';
+import { BinaryCopy, stage } from './copy-binary.ts';
 import type { Queryable } from './db.ts';
 import type { UsageRecord } from './records.ts';
 
@@ -73,28 +74,37 @@ export class ChargeKeys {
       }
     }
     if (missing.length > 0) {
-      const ks = missing.map((m) => usages[m.i]!);
+      const rows = new BinaryCopy(missing.length * 120).header();
+      for (const m of missing) {
+        const u = usages[m.i]!;
+        rows
+          .row(11)
+          .text(u.team)
+          .text(u.workflow ?? '')
+          .text(u.run ?? '')
+          .text(u.task ?? '');
+        rows
+          .text(u.cluster)
+          .text(u.pool)
+          .text(u.gpuModel ?? '')
+          .text(u.capacityType)
+          .text(u.instanceType);
+        rows.float8(u.nodePricePerHour).int4(groupIds[m.i]!);
+      }
+      await stage(
+        tx,
+        'ingest_charge_keys',
+        `team text, workflow text, run_id text, task text, cluster text, pool text, gpu_model text,
+         capacity_type text, instance_type text, node_price float8, group_id int`,
+        rows.end(),
+      );
       // One statement: new keys inserted, known ones (the cache had let them go) returned too.
       const found = await tx.query<{ id: number; group_id: number; run_id: string; task: string }>(
         `insert into charge_keys (team, workflow, run_id, task, cluster, pool, gpu_model, capacity_type,
            instance_type, node_price, group_id)
-         select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-           $8::text[], $9::text[], $10::float8[], $11::int[])
+         select * from ingest_charge_keys
          on conflict (group_id, run_id, task) do update set group_id = excluded.group_id
          returning id, group_id, run_id, task`,
-        [
-          ks.map((u) => u.team),
-          ks.map((u) => u.workflow ?? ''),
-          ks.map((u) => u.run ?? ''),
-          ks.map((u) => u.task ?? ''),
-          ks.map((u) => u.cluster),
-          ks.map((u) => u.pool),
-          ks.map((u) => u.gpuModel ?? ''),
-          ks.map((u) => u.capacityType),
-          ks.map((u) => u.instanceType),
-          ks.map((u) => u.nodePricePerHour),
-          missing.map((m) => groupIds[m.i]),
-        ],
       );
       for (const f of found)
         fresh.set(keyName(f.group_id, f.run_id, f.task), { id: f.id, group: f.group_id });

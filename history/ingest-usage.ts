@@ -5,7 +5,7 @@
  * pieces, COPY columns, spend), so that it can be done while the previous batch is being written; what
  * is left in the transaction is finding the charge keys and adding up per key.
  */
-import { BinaryCopy } from './copy-binary.ts';
+import { BinaryCopy, stage } from './copy-binary.ts';
 import type { Queryable } from './db.ts';
 import { type ChargeKeys, type FreshKeys, groupName } from './ingest-keys.ts';
 import { widenLives } from './ingest-ledger.ts';
@@ -234,17 +234,13 @@ async function upsertPieces(
   ps: readonly Piece[],
 ): Promise<void> {
   if (ps.length === 0) return;
+  const rows = new BinaryCopy(ps.length * 50).header();
+  for (const p of ps) rows.row(5).int4(p.key).int8(p.hour).float8(p.cost).float8(p.gpuMs).int4(p.n);
+  const staged = `ingest_${table}`;
+  await stage(tx, staged, 'key int, hour bigint, cost float8, gpu_ms float8, executions int', rows.end());
   await tx.query(
-    `insert into ${table} (${keyCol}, hour, cost, gpu_ms, executions)
-     select * from unnest($1::int[], $2::bigint[], $3::float8[], $4::float8[], $5::int[])
+    `insert into ${table} (${keyCol}, hour, cost, gpu_ms, executions) select * from ${staged}
      on conflict (${keyCol}, hour) do update set cost = ${table}.cost + excluded.cost,
        gpu_ms = ${table}.gpu_ms + excluded.gpu_ms, executions = ${table}.executions + excluded.executions`,
-    [
-      ps.map((p) => p.key),
-      ps.map((p) => p.hour),
-      ps.map((p) => p.cost),
-      ps.map((p) => p.gpuMs),
-      ps.map((p) => p.n),
-    ],
   );
 }
