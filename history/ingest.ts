@@ -12,19 +12,15 @@
  * ingest-usage.ts (charge keys in ingest-keys.ts), node lifetimes in ingest-ledger.ts, placements in
  * ingest-placements.ts, runs and lineage in ingest-runtime.ts.
  */
-import { setImmediate as nextTurn } from "node:timers/promises";
-import type { LineageRecord, RunRecord } from "../protocol/index.ts";
-import type { Db, Queryable } from "./db.ts";
-import { IngestGapError } from "./errors.ts";
-import { ChargeKeys, type FreshKeys } from "./ingest-keys.ts";
-import { matchLives } from "./ingest-ledger.ts";
-import { applyLeases } from "./ingest-placements.ts";
-import { applyRuntime } from "./ingest-runtime.ts";
-import {
-  prepareUsages,
-  type PreparedUsages,
-  writeUsages,
-} from "./ingest-usage.ts";
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import type { LineageRecord, RunRecord } from '../protocol/index.ts';
+import type { Db, Queryable } from './db.ts';
+import { IngestGapError } from './errors.ts';
+import { ChargeKeys, type FreshKeys } from './ingest-keys.ts';
+import { matchLives } from './ingest-ledger.ts';
+import { applyLeases } from './ingest-placements.ts';
+import { applyRuntime } from './ingest-runtime.ts';
+import { prepareUsages, type PreparedUsages, writeUsages } from './ingest-usage.ts';
 import {
   type BrokerLogRecord,
   type LifecycleRecord,
@@ -32,7 +28,7 @@ import {
   parseEntry,
   type Source,
   type UsageRecord,
-} from "./records.ts";
+} from './records.ts';
 
 /** An entry of a log: its sequence number in the stream and its bytes. */
 export interface LogEntry {
@@ -68,7 +64,7 @@ interface Reject {
   body: string;
 }
 
-type RuntimeRecord = LineageRecord | (RunRecord & { kind: "run" });
+type RuntimeRecord = LineageRecord | (RunRecord & { kind: 'run' });
 
 /** Entries decoded, in sequence order, with what their records come to. */
 interface Decoded {
@@ -89,11 +85,8 @@ const RECORDS_PER_TURN = 1000;
  * Parses and checks each entry's records, and works out the usages' rows, a step at a time so that
  * the statements of the batch before go on between steps.
  */
-async function decode(
-  source: Source,
-  entries: readonly LogEntry[],
-): Promise<Decoded> {
-  const d: Omit<Decoded, "usages"> = {
+async function decode(source: Source, entries: readonly LogEntry[]): Promise<Decoded> {
+  const d: Omit<Decoded, 'usages'> = {
     entries,
     records: 0,
     rejects: [],
@@ -114,15 +107,13 @@ async function decode(
           body: p.body,
         });
       d.records++;
-      if (source === "runtime")
-        return void d.runtime.push(p.record as RuntimeRecord);
+      if (source === 'runtime') return void d.runtime.push(p.record as RuntimeRecord);
       const r = p.record as BrokerLogRecord;
-      if (r.kind === "usage") {
+      if (r.kind === 'usage') {
         usages.push(r);
         d.ledger.push(r);
-      } else if (r.kind === "node-start" || r.kind === "node-end")
-        d.ledger.push(r);
-      else if (r.kind === "lease") d.leases.push(r);
+      } else if (r.kind === 'node-start' || r.kind === 'node-end') d.ledger.push(r);
+      else if (r.kind === 'lease') d.leases.push(r);
     });
     sinceTurn += parsed.length;
     if (sinceTurn >= RECORDS_PER_TURN) {
@@ -133,11 +124,7 @@ async function decode(
   return { ...d, usages: prepareUsages(usages) };
 }
 
-function checkGapless(
-  source: Source,
-  todo: readonly LogEntry[],
-  expected: number,
-): void {
+function checkGapless(source: Source, todo: readonly LogEntry[], expected: number): void {
   let next = expected;
   for (const e of todo) {
     if (e.seq !== next) throw new IngestGapError(source, next, e.seq);
@@ -157,9 +144,9 @@ export class Ingester {
   ) {}
 
   /** The last sequence applied from `source` (0 when none, or when `origin` is another log's). */
-  async offset(source: Source, origin = ""): Promise<number> {
+  async offset(source: Source, origin = ''): Promise<number> {
     const rows = await this.db.query<{ seq: number; origin: string }>(
-      "select seq, origin from ingest_offsets where source = $1",
+      'select seq, origin from ingest_offsets where source = $1',
       [source],
     );
     return rows[0] && rows[0].origin === origin ? rows[0].seq : 0;
@@ -176,7 +163,7 @@ export class Ingester {
   apply(
     source: Source,
     entries: readonly LogEntry[],
-    origin = "",
+    origin = '',
     opts: ApplyOptions = {},
   ): Promise<IngestResult> {
     const decoding = decode(
@@ -184,9 +171,7 @@ export class Ingester {
       [...entries].sort((a, b) => a.seq - b.seq),
     );
     decoding.catch(() => undefined);
-    const run = this.#tail.then(async () =>
-      this.#write(source, await decoding, origin, opts),
-    );
+    const run = this.#tail.then(async () => this.#write(source, await decoding, origin, opts));
     this.#tail = run;
     const settle = () => {
       if (this.#tail === run) this.#tail = Promise.resolve();
@@ -195,28 +180,20 @@ export class Ingester {
     return run;
   }
 
-  async #write(
-    source: Source,
-    all: Decoded,
-    origin: string,
-    opts: ApplyOptions,
-  ): Promise<IngestResult> {
+  async #write(source: Source, all: Decoded, origin: string, opts: ApplyOptions): Promise<IngestResult> {
     const fresh: FreshKeys = new Map();
     const result = await this.db.transaction(async (tx) => {
       const rows = await tx.query<{ seq: number; origin: string }>(
-        "select seq, origin from ingest_offsets where source = $1 for update",
+        'select seq, origin from ingest_offsets where source = $1 for update',
         [source],
       );
       const offset = rows[0] && rows[0].origin === origin ? rows[0].seq : 0;
       const todo = all.entries.filter((e) => e.seq > offset);
-      if (todo.length === 0)
-        return { entries: 0, records: 0, rejected: 0, offset };
-      if (opts.gapless)
-        checkGapless(source, todo, Math.max(offset + 1, opts.gapless.logStart));
+      if (todo.length === 0) return { entries: 0, records: 0, rejected: 0, offset };
+      if (opts.gapless) checkGapless(source, todo, Math.max(offset + 1, opts.gapless.logStart));
       // Entries another process applied meanwhile: the rest decoded again (rare: after a takeover).
-      const d =
-        todo.length === all.entries.length ? all : await decode(source, todo);
-      if (source === "broker") await this.#broker(tx, d, fresh);
+      const d = todo.length === all.entries.length ? all : await decode(source, todo);
+      if (source === 'broker') await this.#broker(tx, d, fresh);
       else await applyRuntime(tx, d.runtime);
       await this.#finish(tx, source, origin, d);
       const last = todo.at(-1)!.seq;
@@ -243,12 +220,7 @@ export class Ingester {
   }
 
   /** The batch's refused records, and the source's offset moved to its last entry. */
-  async #finish(
-    tx: Queryable,
-    source: Source,
-    origin: string,
-    d: Decoded,
-  ): Promise<void> {
+  async #finish(tx: Queryable, source: Source, origin: string, d: Decoded): Promise<void> {
     const { rejects } = d;
     if (rejects.length > 0)
       await tx.query(
