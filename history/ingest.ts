@@ -99,13 +99,7 @@ async function decode(source: Source, entries: readonly LogEntry[]): Promise<Dec
   for (const e of entries) {
     const parsed = parseEntry(source, e.data);
     parsed.forEach((p, idx) => {
-      if (!p.ok)
-        return void d.rejects.push({
-          seq: e.seq,
-          idx,
-          error: p.error,
-          body: p.body,
-        });
+      if (!p.ok) return void d.rejects.push({ seq: e.seq, idx, error: p.error, body: p.body });
       d.records++;
       if (source === 'runtime') return void d.runtime.push(p.record as RuntimeRecord);
       const r = p.record as BrokerLogRecord;
@@ -197,12 +191,7 @@ export class Ingester {
       else await applyRuntime(tx, d.runtime);
       await this.#finish(tx, source, origin, d);
       const last = todo.at(-1)!.seq;
-      return {
-        entries: todo.length,
-        records: d.records,
-        rejected: d.rejects.length,
-        offset: last,
-      };
+      return { entries: todo.length, records: d.records, rejected: d.rejects.length, offset: last };
     });
     // Only keys of a committed batch may be reused by the next one.
     this.#keys.commit(fresh);
