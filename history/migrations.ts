@@ -329,7 +329,7 @@ create table ledger_time_scales (
 -- A charge key is its group (the other eight columns, one group_keys row) with its run and task: the
 -- ingester finds keys by these three, an int and two short texts, in place of all ten columns.
 create unique index charge_keys_group_run_task on charge_keys (group_id, run_id, task);
-alter table charge_keys drop constraint charge_keys_team_workflow_run_id_task_cluster_pool_gpu_mode_key;
+alter table charge_keys drop constraint if exists charge_keys_team_workflow_run_id_task_cluster_pool_gpu_mode_key;
 `,
   },
 ];
