@@ -49,10 +49,13 @@ export interface LeaseRecord extends LeaseMsg {
   committedUntil?: number | undefined;
 }
 
-/** An event in the lifecycle log (also what `gantry report` will read). */
+/**
+ * An event in the lifecycle log (also what `gantry report` will read). Kind `run`: the broker ended a
+ * run its driver no longer speaks for (`state` abandoned or cancelled; `request` holds its workflow).
+ */
 export interface LifecycleEvent {
   at: number;
-  kind: 'request' | 'lease' | 'node' | 'cluster';
+  kind: 'request' | 'lease' | 'node' | 'cluster' | 'run';
   id: string;
   state: string;
   cluster?: string | undefined;

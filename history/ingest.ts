@@ -148,16 +148,19 @@ export class Ingester {
     fresh: Map<string, KeyId>,
   ): Promise<void> {
     const leases: LifecycleRecord[] = [];
+    const runEnds: LifecycleRecord[] = [];
     const ledger: (UsageRecord | NodeLifeRecord)[] = [];
     for (const { r } of records) {
       if (r.kind === 'usage' || r.kind === 'node-start' || r.kind === 'node-end') ledger.push(r);
       else if (r.kind === 'lease') leases.push(r);
+      else if (r.kind === 'run') runEnds.push(r);
     }
     if (ledger.length > 0) {
       const { usages, lifeOf } = await matchLives(tx, ledger);
       if (usages.length > 0) await this.#usages(tx, usages, lifeOf, fresh);
     }
     await applyLeases(tx, leases);
+    await applyRunEnds(tx, runEnds);
   }
 
   async #usages(
@@ -493,6 +496,38 @@ async function applyLeases(tx: Queryable, events: readonly LifecycleRecord[]): P
   );
 }
 
+/** In an update of `runs` by a driver's summary: the column as the broker's end left it, if it did. */
+const KEEP_END = (col: string) =>
+  `case when excluded.status = 'running' and runs.status <> 'running' then runs.${col} else excluded.${col} end`;
+
+/**
+ * Runs the broker ended (abandoned: their driver died; cancelled while no driver said so): a run still
+ * running ends. The driver's start summary may come after (the two logs are read apart): the row is
+ * made from what the broker knew, and the summary fills in the rest without undoing the end.
+ */
+async function applyRunEnds(tx: Queryable, events: readonly LifecycleRecord[]): Promise<void> {
+  if (events.length === 0) return;
+  const last = new Map(events.map((e) => [e.id, e]));
+  const es = [...last.values()];
+  await tx.query(
+    `insert into runs (run_id, workflow, module, team, status, started_at, ended_at, input, error, cost_usd, executions)
+     select id, workflow, '', team, status, at, at, '', error, 0, 0
+       from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+         as e(id, workflow, team, status, at, error)
+     on conflict (run_id) do update set status = excluded.status, ended_at = excluded.ended_at,
+       error = excluded.error
+     where runs.status = 'running'`,
+    [
+      es.map((e) => e.id),
+      es.map((e) => e.request ?? 'unknown'),
+      es.map((e) => e.team ?? ''),
+      es.map((e) => e.state),
+      es.map((e) => e.at),
+      es.map((e) => e.reason ?? null),
+    ],
+  );
+}
+
 /** Runtime records: runs (the last summary wins), executions, their data-flow refs, stored values. */
 async function applyRuntime(
   tx: Queryable,
@@ -510,9 +545,13 @@ async function applyRuntime(
       `insert into runs (run_id, workflow, module, team, status, started_at, ended_at, input, output, error, cost_usd, executions)
        select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
          $8::text[], $9::text[], $10::text[], $11::float8[], $12::int[])
-       on conflict (run_id) do update set status = excluded.status, ended_at = excluded.ended_at,
-         input = excluded.input, output = excluded.output, error = excluded.error,
-         cost_usd = excluded.cost_usd, executions = excluded.executions`,
+       on conflict (run_id) do update set workflow = excluded.workflow, module = excluded.module,
+         team = excluded.team, started_at = excluded.started_at, input = excluded.input,
+         output = excluded.output, cost_usd = excluded.cost_usd, executions = excluded.executions,
+         -- A run the broker ended (its driver died) stays ended when its start is read after its end.
+         status = ${KEEP_END('status')},
+         ended_at = ${KEEP_END('ended_at')},
+         error = ${KEEP_END('error')}`,
       [
         rs.map((r) => r.run),
         rs.map((r) => r.workflow),

@@ -491,13 +491,24 @@ export const lineageRecord = z.object({
   warm: z.boolean(),
 });
 
-/** A run's summary: written when it starts and again when it ends. */
+/**
+ * How a run stands. `cancelled`: cancelled (Ctrl-C, `gantry run cancel`); `abandoned`: its driver died
+ * (no heartbeat past the grace period) and the broker stopped its work.
+ */
+export const runStatus = z.enum(['running', 'succeeded', 'failed', 'cancelled', 'abandoned']);
+/** The statuses a run may have, for filters. */
+export const RUN_STATUSES = runStatus.options;
+
+/**
+ * A run's summary: written by its driver when it starts and again when it ends, or, when its driver died
+ * or was cancelled without saying so, its end by the broker (in the broker's log, kind `run`).
+ */
 export const runRecord = z.object({
   run: z.string().min(1).max(200),
   workflow: z.string().min(1).max(200),
   module: z.string().max(4096),
   team: z.string().min(1),
-  status: z.enum(['running', 'succeeded', 'failed', 'cancelled']),
+  status: runStatus,
   startedAt: z.number(),
   endedAt: z.number().optional(),
   input: z.string(),
