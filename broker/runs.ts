@@ -76,7 +76,8 @@ export function createRunControl(
       );
     const runTeam = known?.team ?? team ?? (heard ? teamOf.get(runId) : undefined);
     teamOf.delete(runId);
-    if (runTeam !== undefined && (heard || known))
+    // Once: a run already ended (its work done or stopped, its driver gone) is not ended again.
+    if (runTeam !== undefined && (heard || out.withdrawn.length + out.stopped.length > 0))
       ctx.writer.event({
         at: clock(),
         kind: 'run',
