@@ -219,3 +219,33 @@ describe.each(['embedded', 'nats'] as const)('broker and agents (%s)', (mode) =>
     }
   });
 });
+
+describe('spot reclaims where only spot fits', () => {
+  let gantry: TestSystem | undefined;
+  afterEach(async () => {
+    await gantry?.stop();
+    gantry = undefined;
+  });
+
+  it('places work again on spot after a reclaim when no pool without spot could take it', async () => {
+    gantry = await startSystem('embedded', {
+      speedup: 1000,
+      platformDir: 'test/fixtures/spot-only-platform',
+    });
+    const client = new TestClient(gantry.transport);
+    const cloud = gantry.clouds.get('sim-spot')!;
+    const reply = await client.request('only-spot', { work: { kind: 'sim', durationMs: 60_000 } });
+    expect(reply).toMatchObject({ ok: true, lease: { capacityType: 'spot' } });
+    await eventually(() => client.states.get('only-spot')?.includes('running') === true, 10_000, 'running');
+    const node = reply.ok ? reply.lease.node : '';
+    await eventually(() => cloud.list().some((n) => n.ready), 10_000, 'node up');
+    expect(cloud.reclaimNode(cloud.list().find((n) => n.ready)!.name)).toBe(true);
+    await client.finished(['only-spot'], 20_000);
+    expect(client.states.get('only-spot')).toContain('preempted');
+    expect(client.successes('only-spot')).toBe(1);
+    const r = gantry.broker.state.requests.get('only-spot')!;
+    const lease = gantry.broker.state.leases.get(r.leaseId!)!;
+    expect(lease.capacityType).toBe('spot');
+    expect(lease.actualNode ?? lease.node).not.toBe(node);
+  });
+});
