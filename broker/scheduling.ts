@@ -66,7 +66,7 @@ export function createScheduler(
   async function runOneCycle(): Promise<void> {
     const started = clock();
     const ids = [...new Set(state.queue.splice(0, maxBatch))];
-    const batch = withinBudgets(
+    const { batch, room } = withinBudgets(
       ids.map((i) => state.requests.get(i)).filter((r): r is RequestRecord => r?.state === 'pending'),
     );
     if (batch.length === 0) return;
@@ -84,6 +84,7 @@ export function createScheduler(
       newId: ctx.newId,
       instance: ctx.instance,
       couldFitElsewhere: (r) => couldFitOutsidePlan(r, inventory, platform),
+      monthlyRoom: room,
     });
     // Durable before anyone hears of the leases. The write runs while the next cycle plans (at most
     // two writes in flight), so the store's latency does not hold up placement.

@@ -9,7 +9,12 @@ process.stderr.write(
   `spend audit: ${hours} simulated hours on the example platform (EC2 and GCE test servers)\n`,
 );
 const audit = await runSpendAudit({ hours });
-console.log(`tasks: ${audit.tasks.sent} sent, ${audit.tasks.succeeded} succeeded\n`);
+console.log(`tasks: ${audit.tasks.sent} sent, ${audit.tasks.succeeded} succeeded`);
+for (const t of audit.tasks.notSucceeded)
+  console.log(
+    `  not succeeded: ${t.id} (${t.states.join(' → ') || 'no state'})${t.reason ? `: ${t.reason}` : ''}`,
+  );
+console.log('');
 console.log('CLOUD  CLUSTER   NODES PLANNED  INSTANCES LAUNCHED  EXTRA  SPOT RECLAIMS  GIVEN UP (why)');
 for (const c of audit.clouds) {
   const why = Object.entries(c.givenUp).map(([k, n]) => `${n} ${k}`);
