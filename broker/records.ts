@@ -41,6 +41,11 @@ export interface LeaseRecord extends LeaseMsg {
   actualNode?: string | undefined;
   startedAt?: number | undefined;
   endedAt?: number | undefined;
+  /**
+   * How long its work ran on its cluster's clock, ms, when the agent said (simulated clusters): what the
+   * ledger charges, rather than the broker's wall-clock time times the speedup.
+   */
+  ranMs?: number | undefined;
   reason?: string | undefined;
   /**
    * Until when (broker clock) its cost is committed against a monthly budget, once extended past its

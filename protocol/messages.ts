@@ -285,6 +285,12 @@ export const leaseEndKind = z.enum([
 /** A lease end's cause: its kind and the thing it concerns (a node, a pool) or the broker's reason. */
 export const leaseEndCause = z.strictObject({ kind: leaseEndKind, detail: z.string().max(500) });
 
+/**
+ * On a lease's end: how long its work ran on its cluster's clock, ms (a simulated cluster's time: the
+ * work's simulated duration, not the wall clock times the speedup). The ledger charges this.
+ */
+const ranMs = z.number().nonnegative();
+
 /** agent → broker: capacity. A new `agentId` for a cluster means its agent restarted. */
 export const heartbeatMsg = z.strictObject({
   cluster: name,
@@ -303,6 +309,7 @@ export const heartbeatMsg = z.strictObject({
         reason: z.string().optional(),
         cause: leaseEndCause.optional(),
         startedAt: z.number().optional(),
+        ranMs: ranMs.optional(),
       }),
     )
     .max(MAX_FINISHED_IN_HEARTBEAT)
@@ -323,6 +330,7 @@ export const agentEvent = z.discriminatedUnion('type', [
     cause: leaseEndCause.optional(),
     /** When the work started running (on ends: the running report may have been folded into them). */
     startedAt: z.number().optional(),
+    ranMs: ranMs.optional(),
   }),
   z.strictObject({
     type: z.literal('node'),
