@@ -220,7 +220,7 @@ describe.each(['embedded', 'nats'] as const)('broker and agents (%s)', (mode) =>
   });
 });
 
-describe('spot reclaims where only spot fits', () => {
+describe('a spot-only cluster, embedded', () => {
   let gantry: TestSystem | undefined;
   afterEach(async () => {
     await gantry?.stop();
@@ -248,14 +248,6 @@ describe('spot reclaims where only spot fits', () => {
     expect(lease.capacityType).toBe('spot');
     expect(lease.actualNode ?? lease.node).not.toBe(node);
   });
-});
-
-describe('an embedded agent restarted', () => {
-  let gantry: TestSystem | undefined;
-  afterEach(async () => {
-    await gantry?.stop();
-    gantry = undefined;
-  });
 
   it('finds the nodes its cloud has, and the broker places the work it stopped again', async () => {
     gantry = await startSystem('embedded', {
@@ -263,7 +255,12 @@ describe('an embedded agent restarted', () => {
       platformDir: 'test/fixtures/spot-only-platform',
     });
     const client = new TestClient(gantry.transport);
-    const cloud = () => gantry!.clouds.get('sim-spot')!;
+    const nodeNames = () =>
+      gantry!.clouds
+        .get('sim-spot')!
+        .list()
+        .map((n) => n.name)
+        .sort();
     const ids = ['r-0', 'r-1', 'r-2', 'r-3'];
     for (const id of ids)
       void client.request(id, {
@@ -271,19 +268,11 @@ describe('an embedded agent restarted', () => {
         work: { kind: 'sim', durationMs: 120_000 },
       });
     await eventually(() => ids.every((id) => client.states.get(id)?.includes('running')), 10_000, 'running');
-    const before = cloud()
-      .list()
-      .map((n) => n.name)
-      .sort();
+    const before = nodeNames();
     expect(before).toHaveLength(4);
     await gantry.restartAgent!('sim-spot');
     // The same four nodes, in the cloud and in the broker's inventory: none bought again.
-    expect(
-      cloud()
-        .list()
-        .map((n) => n.name)
-        .sort(),
-    ).toEqual(before);
+    expect(nodeNames()).toEqual(before);
     await eventually(
       () => [...(gantry!.broker.inventory.clusters.get('sim-spot')?.nodes.keys() ?? [])].length === 4,
       5000,
@@ -291,11 +280,6 @@ describe('an embedded agent restarted', () => {
     );
     await client.finished(ids, 30_000);
     expect(ids.map((id) => client.successes(id))).toEqual([1, 1, 1, 1]);
-    expect(
-      cloud()
-        .list()
-        .map((n) => n.name)
-        .sort(),
-    ).toEqual(before);
+    expect(nodeNames()).toEqual(before);
   });
 });
