@@ -69,7 +69,8 @@ export interface SpendAudit {
   /**
    * The killed driver: a run whose driver stops sending heartbeats a while after its tasks started.
    * `orphanedLeaseSeconds`: simulated lease-seconds its work kept running past the grace period
-   * (`graceSeconds`, simulated) — counted until the broker reported each lease ended, or the audit's end.
+   * (`graceSeconds`, simulated, from its last heartbeat, and the broker's check within two ticks) —
+   * counted until the broker reported each lease ended, or the audit's end.
    */
   killedDriver: {
     leases: number;
@@ -112,6 +113,8 @@ export async function runSpendAudit(opts: SpendAuditOptions = {}): Promise<Spend
     speedup,
     heartbeatMs: HEARTBEAT_MS,
     runGraceMs,
+    // The removed cluster keeps idle nodes four hours: it still has nodes Gantry bought when it goes.
+    idleTtlSeconds: { [REMOVED]: 4 * 3600 },
   });
   try {
     const planned = new Map<string, Set<string>>();
@@ -243,8 +246,11 @@ function killedDriver(transport: CloudSystem['transport'], speedup: number, grac
     if ((TERMINAL.has(s.state) || s.state === 'lost') && !endedAt.has(s.requestId))
       endedAt.set(s.requestId, Date.now());
   });
-  const heartbeat = () =>
+  let lastBeat = 0;
+  const heartbeat = () => {
+    lastBeat = Date.now();
     transport.publish(subjects.runControl(team, runId), encodeJson({ type: 'heartbeat' }));
+  };
   return {
     async start(client: TestClient) {
       heartbeat();
@@ -266,7 +272,9 @@ function killedDriver(transport: CloudSystem['transport'], speedup: number, grac
     result(): SpendAudit['killedDriver'] {
       clearInterval(beat);
       const now = Date.now();
-      const graceEnd = (killedAt ?? now) + graceMs;
+      // The grace period runs from the last heartbeat the broker heard; the broker looks once a health
+      // tick, and a loaded event loop may run that check a tick late.
+      const graceEnd = (killedAt !== undefined ? lastBeat : now) + graceMs + HEARTBEAT_MS;
       let orphanedMs = 0;
       for (const id of running) orphanedMs += Math.max(0, (endedAt.get(id) ?? now) - graceEnd);
       return {
