@@ -13,8 +13,8 @@ import {
   type TaskRequest,
   taskRequest,
 } from '../solver/index.ts';
-import { type MonthlyRoom, placementsOverBudget } from './budget-fit.ts';
 import { GANG_PORT } from './admission.ts';
+import { type BudgetRoom, trimToBudgets } from './budget-gate.ts';
 import type { Inventory } from './inventory.ts';
 import { type Preemption, preemptFor } from './preemption.ts';
 import type { RequestRecord } from './records.ts';
@@ -40,6 +40,8 @@ export interface CycleResult {
 export interface CycleInput {
   number: number;
   batch: RequestRecord[];
+  /** Monthly-budget room of the batch's teams (from the budget gate): placements are checked at their price. */
+  budgetRoom?: ReadonlyMap<string, BudgetRoom>;
   state: BrokerState;
   inventory: Inventory;
   platform: Platform;
@@ -55,8 +57,6 @@ export interface CycleInput {
    * a request none could is refused, not held forever.
    */
   couldFitElsewhere(r: RequestRecord): boolean;
-  /** What each team with a monthly budget has left: placements past it are held (budget-fit.ts). */
-  monthlyRoom?: ReadonlyMap<string, MonthlyRoom>;
 }
 
 /** Plans a batch and records the outcome in the broker's state. */
@@ -79,20 +79,16 @@ export function runCycle(input: CycleInput): CycleResult {
     timeBudgetMs: input.timeBudgetMs,
   });
 
-  // Placements a team's monthly budget has no room for are taken back, and new nodes only they needed.
-  const overBudget = placementsOverBudget(result.placements, byId, input.monthlyRoom ?? new Map());
-  const kept = result.placements.filter((p) => !overBudget.has(p.taskId));
-  const keptOn = new Set(kept.map((p) => p.node));
-  const unneeded = new Set(
-    result.placements.filter((p) => overBudget.has(p.taskId) && !keptOn.has(p.node)).map((p) => p.node),
-  );
+  const { kept: placements, over } = trimToBudgets(result.placements, batch, input.budgetRoom);
+  const used = new Set(placements.map((p) => p.node));
 
   // Planned node ids are unique per plan; make them unique for good, and name them as the agent will.
+  // A new node none of the kept placements uses is not planned at all.
   const plannedIds = new Map<string, string>();
   const scale = new Map<string, Map<string, string[]>>();
   for (const nn of result.newNodes) {
     nn.ids.forEach((id, k) => {
-      if (unneeded.has(id)) return;
+      if (!used.has(id)) return;
       const planned = `${nn.pool}-${input.instance}c${input.number}n${k}`;
       plannedIds.set(id, planned);
       const byPool = scale.get(nn.cluster) ?? new Map<string, string[]>();
@@ -109,17 +105,12 @@ export function runCycle(input: CycleInput): CycleResult {
   const gangWhy = new Map((result.gangs ?? []).map((g) => [g.gang, g.detail]));
   // Rank 0's node is each gang's rendezvous (MASTER_ADDR).
   const masters = new Map<string, string>();
-  for (const p of kept) {
+  for (const p of placements) {
     const g = byId.get(p.taskId)!.gang;
     if (g?.rank === 0) masters.set(g.id, plannedIds.get(p.node) ?? p.node);
   }
   const leases: CycleResult['leases'] = [];
-  let held = 0;
-  for (const [taskId, detail] of overBudget) {
-    state.hold(byId.get(taskId)!, { kind: 'budget', detail });
-    held++;
-  }
-  for (const p of kept) {
+  for (const p of placements) {
     const r = byId.get(p.taskId)!;
     const pool = poolById.get(p.poolId)!;
     const explanation = explain(p);
@@ -163,6 +154,11 @@ export function runCycle(input: CycleInput): CycleResult {
   const refused: CycleResult['refused'] = [];
   const waiting: { record: RequestRecord; request: TaskRequest }[] = [];
   const requestById = new Map(requests.map((t) => [t.id, t]));
+  let held = 0;
+  for (const [id, detail] of over) {
+    state.hold(byId.get(id)!, { kind: 'budget', detail });
+    held++;
+  }
   // "No compatible pool" is final when every cluster was in the snapshot, or no pool of the clusters that
   // were not (down or draining) could take the task either.
   const everyClusterIn = [...inventory.clusters.values()].every((c) => c.healthy && !c.draining);

@@ -74,6 +74,7 @@ export function createScheduler(
     const result = runCycle({
       number,
       batch,
+      budgetRoom: room,
       state,
       inventory,
       platform,
@@ -84,7 +85,6 @@ export function createScheduler(
       newId: ctx.newId,
       instance: ctx.instance,
       couldFitElsewhere: (r) => couldFitOutsidePlan(r, inventory, platform),
-      monthlyRoom: room,
     });
     // Durable before anyone hears of the leases. The write runs while the next cycle plans (at most
     // two writes in flight), so the store's latency does not hold up placement.
