@@ -137,7 +137,7 @@ export function createAgent(opts: AgentOptions): Agent {
   function report(
     leaseId: string,
     state: TaskState,
-    info: { exitCode?: number; reason?: string; cause?: LeaseEndCause } = {},
+    info: { exitCode?: number; reason?: string; cause?: LeaseEndCause; ranMs?: number } = {},
   ): void {
     const held = leases.get(leaseId);
     if (!held || DONE.has(held.state)) return;
@@ -158,6 +158,7 @@ export function createAgent(opts: AgentOptions): Agent {
         ...(held.node ? { node: held.node } : {}),
         ...(info.reason ? { reason: info.reason } : {}),
         ...(info.cause ? { cause: info.cause } : {}),
+        ...(info.ranMs !== undefined ? { ranMs: info.ranMs } : {}),
         ...started,
       });
     }

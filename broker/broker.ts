@@ -87,16 +87,17 @@ export function createBroker(opts: BrokerOptions): Broker {
   const outbox = createDispatch(ctx, { schedule });
   const { dispatch } = outbox;
   const agents = createAgentHandlers(ctx, { schedule, dispatch, publishState: outbox.publishState });
-  const enforcement = createEnforcement(ctx, {
-    schedule,
-    publishState: outbox.publishState,
-    flush: () =>
-      void writer.flush().catch((err: Error) => log.warn({ err: err.message }, 'state write failed')),
-  });
+  const flush = () =>
+    void writer.flush().catch((err: Error) => log.warn({ err: err.message }, 'state write failed'));
+  const enforcement = createEnforcement(ctx, { schedule, publishState: outbox.publishState, flush });
   // Each new reason a request is held for goes to its requester (`gantry run` prints it).
   state.onHold = (r, hold) =>
     outbox.publishState(r.requestId, undefined, 'pending', hold.detail, undefined, { hold });
-  const runs = createRunControl(ctx, { enforcement, publishState: outbox.publishState }, opts.runGraceMs);
+  const runs = createRunControl(
+    ctx,
+    { enforcement, publishState: outbox.publishState, flush },
+    opts.runGraceMs,
+  );
   const subs: Subscription[] = [];
   const timers: NodeJS.Timeout[] = [];
 

@@ -162,9 +162,16 @@ export function runCycle(input: CycleInput): CycleResult {
   // "No compatible pool" is final when every cluster was in the snapshot, or no pool of the clusters that
   // were not (down or draining) could take the task either.
   const everyClusterIn = [...inventory.clusters.values()].every((c) => c.healthy && !c.draining);
+  const retry: RequestRecord[] = [];
   for (const u of result.unplaced) {
     const r = byId.get(u.taskId)!;
-    if (u.reason.kind === 'policy' && (everyClusterIn || !input.couldFitElsewhere(r))) {
+    if (u.reason.kind === 'policy' && r.avoidSpot && r.resources.spot !== 'required') {
+      // Placed again after a spot reclaim, it avoids spot; where only spot pools could take it, it may go
+      // back to spot rather than be refused (next cycle, first).
+      r.avoidSpot = false;
+      state.hold(r, { kind: 'capacity', detail: `no pool without spot could take it: ${u.reason.detail}` });
+      retry.push(r);
+    } else if (u.reason.kind === 'policy' && (everyClusterIn || !input.couldFitElsewhere(r))) {
       state.refuse(r, `${u.reason.kind}: ${u.reason.detail}`);
       refused.push({ request: r, reason: u.reason });
     } else {
@@ -188,9 +195,12 @@ export function runCycle(input: CycleInput): CycleResult {
       kind: 'capacity',
       detail: `preempting ${p.victims.length} lower-priority task(s): ${p.detail}`,
     });
-    // First in the next cycle, ahead of the work it stopped.
-    state.held.delete(p.request.requestId);
-    state.queue.unshift(p.request.requestId);
+    retry.push(p.request);
+  }
+  // First in the next cycle (ahead of the work a preemption stopped).
+  for (const r of retry.reverse()) {
+    state.held.delete(r.requestId);
+    state.queue.unshift(r.requestId);
   }
   return {
     preemptions,

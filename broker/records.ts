@@ -41,6 +41,11 @@ export interface LeaseRecord extends LeaseMsg {
   actualNode?: string | undefined;
   startedAt?: number | undefined;
   endedAt?: number | undefined;
+  /**
+   * How long its work ran on its cluster's clock, ms, when the agent said (simulated clusters): what the
+   * ledger charges, rather than the broker's wall-clock time times the speedup.
+   */
+  ranMs?: number | undefined;
   reason?: string | undefined;
   /**
    * Until when (broker clock) its cost is committed against a monthly budget, once extended past its
@@ -49,10 +54,13 @@ export interface LeaseRecord extends LeaseMsg {
   committedUntil?: number | undefined;
 }
 
-/** An event in the lifecycle log (also what `gantry report` will read). */
+/**
+ * An event in the lifecycle log (also what `gantry report` will read). Kind `run`: the broker ended a
+ * run its driver no longer speaks for (`state` abandoned or cancelled; `request` holds its workflow).
+ */
 export interface LifecycleEvent {
   at: number;
-  kind: 'request' | 'lease' | 'node' | 'cluster';
+  kind: 'request' | 'lease' | 'node' | 'cluster' | 'run';
   id: string;
   state: string;
   cluster?: string | undefined;

@@ -256,6 +256,50 @@ describe.each(backends)('history on %s', (_name, open) => {
       expect(rows).toHaveLength(1);
       expect(rows[0]!.error).toMatch(/Invalid input/);
     });
+
+    it('shows a run the broker ended as ended, whichever log is read first', async () => {
+      const start = (run: string): RunRecord & { kind: 'run' } => ({
+        kind: 'run',
+        run,
+        workflow: 'drv',
+        module: '/drv.ts',
+        team: 'ops',
+        status: 'running',
+        startedAt: T0 + 60_000,
+        input: 'sha256:y',
+        costUsd: 0,
+        executions: 0,
+      });
+      const ended = (id: string, state: string) => ({
+        at: T0 + 120_000,
+        kind: 'run',
+        id,
+        state,
+        team: 'ops',
+        reason: `run ${id}'s driver sent no heartbeat for 16 s (grace 15 s): its work was stopped`,
+        request: 'drv',
+      });
+      await history.ingester.apply('runtime', asLog([start('run-late')], 1, 10_000));
+      await history.ingester.apply(
+        'broker',
+        asLog(
+          [ended('run-gone', 'abandoned'), ended('run-late', 'abandoned'), ended('run-0', 'cancelled')],
+          3,
+          10_000,
+        ),
+      );
+      // The start of a run the broker already ended, read after its end.
+      await history.ingester.apply('runtime', asLog([start('run-gone')], 1, 10_001));
+      const ops = (await listRuns(history.db, { team: 'ops' })).runs;
+      expect(ops.map((r) => [r.run, r.status, r.workflow, r.startedAt, r.endedAt])).toEqual([
+        ['run-late', 'abandoned', 'drv', T0 + 60_000, T0 + 120_000],
+        ['run-gone', 'abandoned', 'drv', T0 + 60_000, T0 + 120_000],
+      ]);
+      expect(ops[0]!.error).toMatch(/no heartbeat/);
+      expect((await listRuns(history.db, { status: 'abandoned' })).runs).toHaveLength(2);
+      // A run its driver ended stays as the driver said.
+      expect((await describeRun(history.db, 'run-0'))!.run.status).toBe('succeeded');
+    });
   });
 });
 

@@ -57,3 +57,31 @@ export async function applyLeases(tx: Queryable, events: readonly LifecycleRecor
     ],
   );
 }
+
+/**
+ * Runs the broker ended (abandoned: their driver died; cancelled while no driver said so): a run still
+ * running ends. The driver's start summary may come after (the two logs are read apart): the row is
+ * made from what the broker knew, and the summary fills in the rest without undoing the end.
+ */
+export async function applyRunEnds(tx: Queryable, events: readonly LifecycleRecord[]): Promise<void> {
+  if (events.length === 0) return;
+  const last = new Map(events.map((e) => [e.id, e]));
+  const es = [...last.values()];
+  await tx.query(
+    `insert into runs (run_id, workflow, module, team, status, started_at, ended_at, input, error, cost_usd, executions)
+     select id, workflow, '', team, status, at, at, '', error, 0, 0
+       from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
+         as e(id, workflow, team, status, at, error)
+     on conflict (run_id) do update set status = excluded.status, ended_at = excluded.ended_at,
+       error = excluded.error
+     where runs.status = 'running'`,
+    [
+      es.map((e) => e.id),
+      es.map((e) => e.request ?? 'unknown'),
+      es.map((e) => e.team ?? ''),
+      es.map((e) => e.state),
+      es.map((e) => e.at),
+      es.map((e) => e.reason ?? null),
+    ],
+  );
+}

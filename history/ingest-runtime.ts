@@ -6,6 +6,10 @@
 import type { LineageRecord, RunRecord } from '../protocol/index.ts';
 import type { Queryable } from './db.ts';
 
+/** In an update of `runs` by a driver's summary: the column as the broker's end left it, if it did. */
+const KEEP_END = (col: string) =>
+  `case when excluded.status = 'running' and runs.status <> 'running' then runs.${col} else excluded.${col} end`;
+
 /** Runtime records: runs (the last summary wins), executions, their data-flow refs, stored values. */
 export async function applyRuntime(
   tx: Queryable,
@@ -23,9 +27,13 @@ export async function applyRuntime(
       `insert into runs (run_id, workflow, module, team, status, started_at, ended_at, input, output, error, cost_usd, executions)
        select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
          $8::text[], $9::text[], $10::text[], $11::float8[], $12::int[])
-       on conflict (run_id) do update set status = excluded.status, ended_at = excluded.ended_at,
-         input = excluded.input, output = excluded.output, error = excluded.error,
-         cost_usd = excluded.cost_usd, executions = excluded.executions`,
+       on conflict (run_id) do update set workflow = excluded.workflow, module = excluded.module,
+         team = excluded.team, started_at = excluded.started_at, input = excluded.input,
+         output = excluded.output, cost_usd = excluded.cost_usd, executions = excluded.executions,
+         -- A run the broker ended (its driver died) stays ended when its start is read after its end.
+         status = ${KEEP_END('status')},
+         ended_at = ${KEEP_END('ended_at')},
+         error = ${KEEP_END('error')}`,
       [
         rs.map((r) => r.run),
         rs.map((r) => r.workflow),

@@ -18,7 +18,7 @@ import type { Db, Queryable } from './db.ts';
 import { IngestGapError } from './errors.ts';
 import { ChargeKeys, type FreshKeys } from './ingest-keys.ts';
 import { matchLives } from './ingest-ledger.ts';
-import { applyLeases } from './ingest-placements.ts';
+import { applyLeases, applyRunEnds } from './ingest-placements.ts';
 import { applyRuntime } from './ingest-runtime.ts';
 import { prepareUsages, type PreparedUsages, writeUsages } from './ingest-usage.ts';
 import {
@@ -74,6 +74,8 @@ interface Decoded {
   /** Usages and node lifetimes in log order. */
   ledger: (UsageRecord | NodeLifeRecord)[];
   leases: LifecycleRecord[];
+  /** Runs the broker ended (abandoned, or cancelled with no driver to say so). */
+  runEnds: LifecycleRecord[];
   usages: PreparedUsages;
   runtime: RuntimeRecord[];
 }
@@ -92,6 +94,7 @@ async function decode(source: Source, entries: readonly LogEntry[]): Promise<Dec
     rejects: [],
     ledger: [],
     leases: [],
+    runEnds: [],
     runtime: [],
   };
   const usages: UsageRecord[] = [];
@@ -108,6 +111,7 @@ async function decode(source: Source, entries: readonly LogEntry[]): Promise<Dec
         d.ledger.push(r);
       } else if (r.kind === 'node-start' || r.kind === 'node-end') d.ledger.push(r);
       else if (r.kind === 'lease') d.leases.push(r);
+      else if (r.kind === 'run') d.runEnds.push(r);
     });
     sinceTurn += parsed.length;
     if (sinceTurn >= RECORDS_PER_TURN) {
@@ -206,6 +210,7 @@ export class Ingester {
       await writeUsages(tx, d.usages, lifeOf, this.#keys, fresh);
     }
     await applyLeases(tx, d.leases);
+    await applyRunEnds(tx, d.runEnds);
   }
 
   /** The batch's refused records, and the source's offset moved to its last entry. */

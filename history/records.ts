@@ -54,7 +54,7 @@ export const nodeLifeRecord = z.object({
 /** A lifecycle event (broker/records.ts `LifecycleEvent`): leases become placements. */
 export const lifecycleRecord = z.object({
   at: z.number(),
-  kind: z.enum(['request', 'lease', 'node', 'cluster']),
+  kind: z.enum(['request', 'lease', 'node', 'cluster', 'run']),
   id: z.string(),
   state: z.string(),
   cluster: opt(z.string()),

@@ -62,6 +62,8 @@ export {
   runControlMsg,
   runEvent,
   runRecord,
+  RUN_STATUSES,
+  runStatus,
   runtimeLogRecord,
   scaleMsg,
   stopMsg,

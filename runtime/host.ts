@@ -421,17 +421,20 @@ export function createTaskHost(services: HostServices): Executor {
       const ac = new AbortController();
       running.set(lease.leaseId, ac);
       report('running');
-      const done = (ok: boolean, reason?: string) => {
+      const done = (ok: boolean, reason?: string, ranMs?: number) => {
         running.delete(lease.leaseId);
+        const ran = ranMs !== undefined ? { ranMs } : {};
         if (!ac.signal.aborted)
           report(
             ok ? 'succeeded' : 'failed',
-            ok ? { exitCode: 0 } : { exitCode: 1, reason: reason ?? 'failed' },
+            ok ? { exitCode: 0, ...ran } : { exitCode: 1, reason: reason ?? 'failed', ...ran },
           );
       };
       if (lease.work.kind === 'task') {
         void runTaskLease(services, runtime, lease, node, ac.signal).then((r) =>
-          r ? done(r.ok, r.ok ? undefined : `${r.error.name}: ${r.error.message}`.slice(0, 500)) : undefined,
+          r
+            ? done(r.ok, r.ok ? undefined : `${r.error.name}: ${r.error.message}`.slice(0, 500), r.ranMs)
+            : undefined,
         );
       } else if (lease.work.kind === 'worker') {
         serveWorker(services, runtime, lease, node, ac.signal).then(

@@ -1,6 +1,7 @@
 /**
  * Runs are owned, through real processes over a real nats-server: `gantry up --nats` serves the broker
- * and agents; a `gantry run --nats` killed with SIGKILL has its leases stopped after the grace period;
+ * and agents; a `gantry run --nats` killed with SIGKILL has its leases stopped after the grace period
+ * and shows as abandoned in `gantry get runs`;
  * Ctrl-C (SIGINT) cancels and prints what it stopped; `gantry run cancel <run>` does the same from
  * another terminal, and `gantry get runs` shows the run cancelled.
  */
@@ -66,14 +67,36 @@ async function until<T>(what: string, f: () => Promise<T>, ok: (v: T) => boolean
   }
 }
 
+/** The ids of the runs `gantry get runs` lists in `status`. */
+async function runsWith(status: string): Promise<string[]> {
+  const r = await spawnGantry([
+    'get',
+    'runs',
+    '--nats',
+    server.url,
+    '--state',
+    state,
+    '--status',
+    status,
+    '-o',
+    'json',
+  ]);
+  // (Its first call says on stderr that it creates the history database.)
+  expect(r.code, r.err).toBe(0);
+  return (JSON.parse(r.out) as { runs: { run: string }[] }).runs.map((x) => x.run);
+}
+
 describe('runs are owned', () => {
   it('stops the leases of a run whose driver was killed, after the grace period', async () => {
     const run = startRun();
+    await run.waitFor(/^run (run-\S+):/m);
+    const runId = /^run (run-\S+):/m.exec(run.output())![1]!;
     await until(
       'four leases running',
       () => leases('running'),
       (l) => l.length === 4,
     );
+    expect(await runsWith('running')).toContain(runId);
     const ids = (await leases('running')).map((l) => l.leaseId);
     await run.kill('SIGKILL');
     // Grace 6 s: the leases still run just after the kill, and are stopped soon after the grace.
@@ -104,6 +127,13 @@ describe('runs are owned', () => {
         /^run-abandoned: run run-\S+'s driver sent no heartbeat for \d+ s \(grace 6 s\)/.test(r),
       ),
     ).toHaveLength(4);
+    // The history says it ended, though its driver never could.
+    await until(
+      'the run abandoned in the history',
+      () => runsWith('abandoned'),
+      (r) => r.includes(runId),
+    );
+    expect(await runsWith('running')).not.toContain(runId);
   }, 60_000);
 
   it('cancels on Ctrl-C and prints what it stopped', async () => {
@@ -148,20 +178,7 @@ describe('runs are owned', () => {
     );
     const again = await spawnGantry(['run', 'cancel', runId, '--nats', server.url]);
     expect(again.out).toBe(`run ${runId}: nothing pending or running to cancel\n`);
-    const runs = await spawnGantry([
-      'get',
-      'runs',
-      '--nats',
-      server.url,
-      '--state',
-      state,
-      '--status',
-      'cancelled',
-      '-o',
-      'json',
-    ]);
-    expect(runs.code).toBe(0);
-    expect(JSON.stringify(JSON.parse(runs.out))).toContain(runId);
+    expect(await runsWith('cancelled')).toContain(runId);
   }, 60_000);
 
   it('says what gantry run cancel needs', async () => {
