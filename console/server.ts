@@ -58,17 +58,10 @@ export function consoleApp(opts: ConsoleOptions): Hono {
     return c.json({ ok: false, error: { code: 'internal', message: err.message } }, 500);
   });
 
-  // Whether this broker cancels runs: asked once (a broker without the verb says unknown-verb).
-  let cancels: Promise<boolean> | undefined;
-  app.get('/v1/me', async (c) => {
-    cancels ??= live
-      ? live('cancel', {}).then(
-          () => true,
-          (e: unknown) => !(e instanceof BrokerRefused && e.code === 'unknown-verb'),
-        )
-      : Promise.resolve(false);
-    return c.json({ ok: true, rights: rightsOf(c, tokens), broker: Boolean(live), cancel: await cancels });
-  });
+  // A broker in this process (or over its transport) cancels runs with its cancel-run verb.
+  app.get('/v1/me', (c) =>
+    c.json({ ok: true, rights: rightsOf(c, tokens), broker: Boolean(live), cancel: Boolean(live) }),
+  );
   app.get('/v1/runs/:id/tasks', async (c) => {
     await opts.catchUp?.();
     const id = c.req.param('id');
@@ -124,7 +117,14 @@ export function consoleApp(opts: ConsoleOptions): Hono {
     if (refused) return refused;
     if (!live) return noBroker(c);
     const body = (await c.req.json().catch(() => ({}))) as Record<string, unknown>;
-    return c.json(await live(verb, body));
+    if (verb !== 'cancel') return c.json(await live(verb, body));
+    // What `gantry run cancel` asks, with the console as the reason the run's driver prints.
+    if (typeof body.run !== 'string' || body.run === '')
+      return c.json(
+        { ok: false, error: { code: 'bad-request', message: 'cancel needs the run: {"run": "run-…"}' } },
+        400,
+      );
+    return c.json(await live('cancel-run', { run: body.run, reason: 'from the console' }));
   });
 
   app.post('/v1/whatif', async (c) => {

@@ -83,8 +83,11 @@ export function RunPage({ id, me, query }: { id: string; me: Me | undefined; que
   const task = query.get('task') ?? undefined;
   const [note, setNote] = useState('');
   const cancel = () =>
-    post('/v1/actions/cancel', { run: id }).then(
-      () => setNote('cancel sent'),
+    post<{ stopped: unknown[]; withdrawn: unknown[] }>('/v1/actions/cancel', { run: id }).then(
+      (r) =>
+        setNote(
+          `cancelled: ${r.stopped.length} running lease(s) stopped, ${r.withdrawn.length} pending request(s) withdrawn`,
+        ),
       (e: Error) => setNote(e.message),
     );
   return (
@@ -119,7 +122,11 @@ export function RunPage({ id, me, query }: { id: string; me: Me | undefined; que
                 cancel run
               </button>
             ) : null}
-            {note ? <p className="muted">{note}</p> : null}
+            {note ? (
+              <p className="muted" data-testid="note">
+                {note}
+              </p>
+            ) : null}
             <h2>Tasks</h2>
             <Table
               testId="tasks"
