@@ -14,4 +14,5 @@ export { checkTokens, isLoopback, rightsOf } from './auth.ts';
 export type { ConsoleTokens, Right } from './auth.ts';
 export { runExecutions, runRecord, runTasks } from './runs.ts';
 export type { ExecutionQuery, TaskAggregate } from './runs.ts';
+export { reportChartsScript } from './report.ts';
 export { ConsoleConfigError, ConsoleError, ConsoleNotBuiltError } from './errors.ts';

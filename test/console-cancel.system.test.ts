@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBrowser, pageProblems } from './browser.ts';
-import { type GantryProcess, spawnGantry, startGantry } from './cli.ts';
+import { type GantryProcess, leasesIn, spawnGantry, startGantry, startLongRun, until } from './cli.ts';
 import { type NatsServer, startNatsServer } from './nats/server.ts';
 
 const ARTIFACTS = 'test-artifacts';
@@ -56,40 +56,12 @@ afterAll(async () => {
   expect(up.output()).not.toMatch(/\n\s+at /);
 }, 30_000);
 
-/** The broker's leases in `status`, as `gantry get leases` lists them. */
-async function leases(status: string): Promise<string[]> {
-  const r = await spawnGantry(['get', 'leases', '--nats', server.url, '--status', status, '-o', 'json']);
-  expect(r.err).toBe('');
-  return (JSON.parse(r.out) as { leases: { leaseId: string }[] }).leases.map((l) => l.leaseId).sort();
-}
-
-async function until<T>(what: string, f: () => Promise<T>, ok: (v: T) => boolean, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (ok(v)) return v;
-    if (Date.now() > end)
-      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v).slice(0, 500)}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
+/** The ids of the broker's leases in `status`. */
+const leases = async (status: string) => (await leasesIn(server.url, status)).map((l) => l.leaseId).sort();
 
 describe('cancel from the console', () => {
   it('is refused to a view token and stops a running run for the admin token', async () => {
-    const run = startGantry([
-      'run',
-      'test/fixtures/workflows/spend.ts',
-      '--task',
-      'overrun',
-      '--team',
-      'shared',
-      '--input',
-      '{"ms":36000000}',
-      '--nats',
-      server.url,
-      '--speedup',
-      '60',
-    ]);
+    const run = startLongRun(server.url);
     await run.waitFor(/^run (run-\S+):/m);
     const runId = /^run (run-\S+):/m.exec(run.output())![1]!;
     const running = await until(
