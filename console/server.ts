@@ -16,7 +16,7 @@ import { formatProblem, loadWorkload, type Platform } from '../policies/index.ts
 import { type LpBackends, plan, poolStates, taskRequest } from '../solver/index.ts';
 import { authenticate, type ConsoleTokens, requireRight, rightsOf } from './auth.ts';
 import { type AskBroker, BrokerRefused, clusters, queue, spendRate } from './live.ts';
-import { runExecutions, runRecord, runTasks } from './runs.ts';
+import { ExecutionQueryError, runExecutions, runRecord, runTasks } from './runs.ts';
 
 /** What the console answers from. */
 export interface ConsoleOptions extends ApiOptions {
@@ -76,13 +76,30 @@ export function consoleApp(opts: ConsoleOptions): Hono {
   app.get('/v1/runs/:id/executions', async (c) => {
     await opts.catchUp?.();
     const q = c.req.query();
-    const page = await runExecutions(opts.db, c.req.param('id'), {
-      task: q.task,
-      status: q.status === 'failed' || q.status === 'ok' ? q.status : undefined,
-      offset: posInt(q.offset),
-      limit: posInt(q.limit),
-    });
-    return c.json({ ok: true, ...page });
+    if (q.offset !== undefined)
+      return c.json(
+        {
+          ok: false,
+          error: {
+            code: 'bad-query',
+            field: 'offset',
+            message: "pages go by cursor, not offset: pass the previous page's next as ?cursor=",
+          },
+        },
+        400,
+      );
+    try {
+      const page = await runExecutions(opts.db, c.req.param('id'), {
+        task: q.task,
+        status: q.status === 'failed' || q.status === 'ok' ? q.status : undefined,
+        cursor: q.cursor,
+        limit: posInt(q.limit),
+      });
+      return c.json({ ok: true, ...page });
+    } catch (err) {
+      if (!(err instanceof ExecutionQueryError)) throw err;
+      return c.json({ ok: false, error: { code: 'bad-query', field: err.field, message: err.message } }, 400);
+    }
   });
   app.route('/', historyApi(opts));
 

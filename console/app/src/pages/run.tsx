@@ -200,7 +200,7 @@ export function RunPage({ id, me, query }: { id: string; me: Me | undefined; que
               </BarChart>
             </ResponsiveContainer>
             {task ? (
-              <Executions run={id} task={task} />
+              <Executions key={task} run={id} task={task} />
             ) : (
               <p className="muted">click a task for its executions</p>
             )}
@@ -211,16 +211,22 @@ export function RunPage({ id, me, query }: { id: string; me: Me | undefined; que
   );
 }
 
+/** Executions per page of the drill-down. */
+const PAGE = 100;
+
 function Executions({ run, task }: { run: string; task: string }) {
-  const [offset, setOffset] = useState(0);
+  // Keyset pages: the cursor of each page shown so far (the first has none), to go back.
+  const [cursors, setCursors] = useState<string[]>(['']);
   const [failedOnly, setFailedOnly] = useState(false);
+  const cursor = cursors.at(-1)!;
+  const first = (cursors.length - 1) * PAGE;
   const q = new URLSearchParams({
     task,
-    offset: String(offset),
-    limit: '100',
+    limit: String(PAGE),
+    ...(cursor ? { cursor } : {}),
     ...(failedOnly ? { status: 'failed' } : {}),
   });
-  const page = useApi<{ total: number; executions: Execution[] }>(
+  const page = useApi<{ total: number; executions: Execution[]; next?: string }>(
     `/v1/runs/${encodeURIComponent(run)}/executions?${q}`,
   );
   return (
@@ -228,19 +234,32 @@ function Executions({ run, task }: { run: string; task: string }) {
       <h2>
         Executions of {task}{' '}
         <label className="muted">
-          <input type="checkbox" checked={failedOnly} onChange={(e) => setFailedOnly(e.target.checked)} />{' '}
+          <input
+            type="checkbox"
+            checked={failedOnly}
+            onChange={(e) => {
+              setFailedOnly(e.target.checked);
+              setCursors(['']);
+            }}
+          />{' '}
           failed only
         </label>
       </h2>
       <Frame loaded={page}>
-        {({ total, executions }) => (
+        {({ total, executions, next }) => (
           <>
-            <p className="muted">
-              {offset + 1}–{Math.min(offset + executions.length, total)} of {total}{' '}
-              {offset > 0 ? (
-                <button onClick={() => setOffset(Math.max(0, offset - 100))}>previous</button>
+            <p className="muted" data-testid="executions-page">
+              {total === 0 ? 0 : first + 1}–{first + executions.length} of {total}{' '}
+              {cursors.length > 1 ? (
+                <button onClick={() => setCursors(cursors.slice(0, -1))} data-testid="previous">
+                  previous
+                </button>
               ) : null}
-              {offset + 100 < total ? <button onClick={() => setOffset(offset + 100)}>next</button> : null}
+              {next ? (
+                <button onClick={() => setCursors([...cursors, next])} data-testid="next">
+                  next
+                </button>
+              ) : null}
             </p>
             <Table
               head={[
