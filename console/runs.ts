@@ -176,7 +176,8 @@ function decodePosition(cursor: string): Position {
  * One page of a run's executions (every attempt) in the order they started, each with its placement
  * and why. Pages go by keyset: the page after `cursor` starts past its last row in the executions
  * index, so the last page of a 250K-item map costs what the first does (no OFFSET counting through
- * the rows before it). `next` is absent on the last page.
+ * the rows before it). `total` (how many match) comes with the first page only; `next` is absent on
+ * the last page.
  */
 export async function runExecutions(db: Db, runId: string, q: ExecutionQuery) {
   const limit = Math.min(q.limit ?? 100, 1000);
@@ -190,7 +191,6 @@ export async function runExecutions(db: Db, runId: string, q: ExecutionQuery) {
   if (q.task) add('e.task = $1', q.task);
   if (q.status === 'failed') where.push('e.error_name is not null');
   if (q.status === 'ok') where.push('e.error_name is null');
-  // The filter of the total: every page counts the same rows.
   const counted = { where: where.join(' and '), params: [...params] };
   if (q.cursor) {
     const [startedAt, execution, attempt] = decodePosition(q.cursor);
@@ -218,14 +218,17 @@ export async function runExecutions(db: Db, runId: string, q: ExecutionQuery) {
      limit $${params.length}`,
     params,
   );
-  const [total] = await db.query<{ n: number }>(
-    `select count(*)::int as n from executions e where ${counted.where}`,
-    counted.params,
-  );
+  // Counted on the first page only: the count reads every matching row, the page only its own.
+  const [total] = q.cursor
+    ? []
+    : await db.query<{ n: number }>(
+        `select count(*)::int as n from executions e where ${counted.where}`,
+        counted.params,
+      );
   const page = rows.slice(0, limit);
   const last = page.at(-1);
   return {
-    total: total?.n ?? 0,
+    ...(total ? { total: total.n } : {}),
     executions: page,
     ...(rows.length > limit && last
       ? { next: executionCursor(last.startedAt, last.execution, last.attempt) }

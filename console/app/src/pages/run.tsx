@@ -4,7 +4,7 @@
  * each with its phases (queued, then placed and running), placement, the broker's explanation, cost,
  * attempt, preemptions and error. Cancel, when the broker can.
  */
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 import { Bar, BarChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
 import { post, useApi } from '../api.ts';
 import { money, perHour, took, when } from '../format.ts';
@@ -226,9 +226,15 @@ function Executions({ run, task }: { run: string; task: string }) {
     ...(cursor ? { cursor } : {}),
     ...(failedOnly ? { status: 'failed' } : {}),
   });
-  const page = useApi<{ total: number; executions: Execution[]; next?: string }>(
+  // How many match: the first page says (a later one does not count again).
+  const [total, setTotal] = useState(0);
+  const page = useApi<{ total?: number; executions: Execution[]; next?: string }>(
     `/v1/runs/${encodeURIComponent(run)}/executions?${q}`,
   );
+  const counted = page.data?.total;
+  useEffect(() => {
+    if (counted !== undefined) setTotal(counted);
+  }, [counted]);
   return (
     <section data-testid="executions">
       <h2>
@@ -246,10 +252,10 @@ function Executions({ run, task }: { run: string; task: string }) {
         </label>
       </h2>
       <Frame loaded={page}>
-        {({ total, executions, next }) => (
+        {({ executions, next }) => (
           <>
             <p className="muted" data-testid="executions-page">
-              {total === 0 ? 0 : first + 1}–{first + executions.length} of {total}{' '}
+              {executions.length === 0 ? 0 : first + 1}–{first + executions.length} of {counted ?? total}{' '}
               {cursors.length > 1 ? (
                 <button onClick={() => setCursors(cursors.slice(0, -1))} data-testid="previous">
                   previous
