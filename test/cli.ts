@@ -1,6 +1,7 @@
 /** Runs `gantry` commands for tests, in-process or as the real binary, capturing what they print. */
 import { vi } from 'vitest';
 import { main } from '../bin/cli.ts';
+import { spawnGantry, startGantry } from './gantry-process.ts';
 
 /** Runs `gantry ...args` and returns its exit code, standard output and standard error. */
 export async function runGantry(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -18,3 +19,50 @@ export async function runGantry(...args: string[]): Promise<{ code: number; out:
 }
 
 export { type GantryProcess, type SpawnOptions, spawnGantry, startGantry } from './gantry-process.ts';
+
+/** Polls `f` every 300 ms until `ok` holds of its value; throws with the last value after `ms`. */
+export async function until<T>(
+  what: string,
+  f: () => Promise<T>,
+  ok: (v: T) => boolean,
+  ms = 20_000,
+): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (ok(v)) return v;
+    if (Date.now() > end)
+      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v).slice(0, 500)}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+/** The broker's leases in `status`, as `gantry get leases --nats` lists them. */
+export async function leasesIn(
+  nats: string,
+  status: string,
+): Promise<{ leaseId: string; requestId: string }[]> {
+  const r = await spawnGantry(['get', 'leases', '--nats', nats, '--status', status, '-o', 'json']);
+  if (r.code !== 0) throw new Error(`gantry get leases failed: ${r.err}`);
+  return (JSON.parse(r.out) as { leases: { leaseId: string; requestId: string }[] }).leases;
+}
+
+/**
+ * `gantry run --nats` of four tasks of ten simulated hours (ten minutes at 60×) each, in the spend
+ * fixtures: nobody waits that long in a test, so it runs until it is stopped.
+ */
+export const startLongRun = (nats: string) =>
+  startGantry([
+    'run',
+    'test/fixtures/workflows/spend.ts',
+    '--task',
+    'overrun',
+    '--team',
+    'shared',
+    '--input',
+    '{"ms":36000000}',
+    '--nats',
+    nats,
+    '--speedup',
+    '60',
+  ]);

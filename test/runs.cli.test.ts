@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type GantryProcess, spawnGantry, startGantry } from './cli.ts';
+import { type GantryProcess, leasesIn, spawnGantry, startGantry, startLongRun, until } from './cli.ts';
 import { type NatsServer, startNatsServer } from './nats/server.ts';
 
 let server: NatsServer;
@@ -32,40 +32,10 @@ afterAll(async () => {
   expect(up.output()).not.toMatch(/\n\s+at /);
 }, 30_000);
 
-/** Four tasks of ten simulated hours (ten minutes at 60×) each: nobody waits that long in a test. */
-const startRun = () =>
-  startGantry([
-    'run',
-    'test/fixtures/workflows/spend.ts',
-    '--task',
-    'overrun',
-    '--team',
-    'shared',
-    '--input',
-    '{"ms":36000000}',
-    '--nats',
-    server.url,
-    '--speedup',
-    '60',
-  ]);
+const startRun = () => startLongRun(server.url);
 
 /** Leases the broker has in `status`. */
-async function leases(status: string): Promise<{ leaseId: string; requestId: string }[]> {
-  const r = await spawnGantry(['get', 'leases', '--nats', server.url, '--status', status, '-o', 'json']);
-  expect(r.err).toBe('');
-  return (JSON.parse(r.out) as { leases: { leaseId: string; requestId: string }[] }).leases;
-}
-
-async function until<T>(what: string, f: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (ok(v)) return v;
-    if (Date.now() > end)
-      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v).slice(0, 500)}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
-}
+const leases = (status: string) => leasesIn(server.url, status);
 
 /** The ids of the runs `gantry get runs` lists in `status`. */
 async function runsWith(status: string): Promise<string[]> {

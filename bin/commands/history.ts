@@ -80,7 +80,7 @@ export async function withHistory<T>(
   use: (client: HistoryClient) => Promise<T>,
 ): Promise<T> {
   const url = flags.history ?? process.env.GANTRY_HISTORY ?? announced(flags.state);
-  if (url) return use(httpHistoryClient(url));
+  if (url) return use(httpHistoryClient(url, process.env.GANTRY_CONSOLE_TOKEN || undefined));
   const postgres = flags.postgres ?? process.env.GANTRY_POSTGRES;
   if (
     !postgres &&
