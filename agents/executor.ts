@@ -4,8 +4,14 @@
  */
 import type { LeaseMsg, TaskState } from '../protocol/index.ts';
 
-/** What an executor reports about one lease: state changes, with an exit code or reason at the end. */
-export type ExecutorReport = (state: TaskState, info?: { exitCode?: number; reason?: string }) => void;
+/**
+ * What an executor reports about one lease: state changes, with an exit code or reason at the end, and
+ * how long the work ran on its cluster's clock (`ranMs`, ms) when the executor knows (simulated time).
+ */
+export type ExecutorReport = (
+  state: TaskState,
+  info?: { exitCode?: number; reason?: string; ranMs?: number },
+) => void;
 
 /** What is free on a node for Gantry's work, as the executor's platform sees it (Kubernetes). */
 export interface NodeCapacity {

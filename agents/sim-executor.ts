@@ -33,9 +33,11 @@ export function createSimExecutor(opts: SimExecutorOptions = {}): Executor {
         lease.leaseId,
         setTimeout(() => {
           timers.delete(lease.leaseId);
-          if (work.outcome === 'succeeded') report('succeeded', { exitCode: 0 });
-          else if (work.outcome === 'oom') report('failed', { exitCode: 137, reason: 'OOMKilled' });
-          else report('failed', { exitCode: 1, reason: 'the work failed' });
+          // It ran its simulated duration, whatever the wall clock took to get here.
+          const ranMs = work.durationMs;
+          if (work.outcome === 'succeeded') report('succeeded', { exitCode: 0, ranMs });
+          else if (work.outcome === 'oom') report('failed', { exitCode: 137, reason: 'OOMKilled', ranMs });
+          else report('failed', { exitCode: 1, reason: 'the work failed', ranMs });
         }, work.durationMs / speedup),
       );
     },

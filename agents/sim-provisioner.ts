@@ -1,7 +1,8 @@
 /**
  * A simulated cloud: real instance shapes and prices come from the cluster's pools (the catalog); nodes
  * take the pool's launch delay to come up, pools stop at their maximum, and spot nodes are reclaimed at
- * the pool's interruption rate — or on demand, for tests.
+ * the pool's interruption rate — or on demand, for tests. Like a real cloud it outlives its agent: a
+ * restarted agent's provisioner (`reattach`) finds the nodes the last one bought, and those on their way.
  */
 import type { Cluster, Pool } from '../policies/index.ts';
 import { atMaximum } from './node-core.ts';
@@ -26,6 +27,11 @@ export interface SimProvisioner extends NodeProvisioner {
   reclaimNode(name: string): boolean;
   /** From now on, adding nodes to `pool` fails as a cloud out of capacity would (`undefined` heals it). */
   exhaust(pool: string, reason: string | undefined): void;
+  /**
+   * A provisioner over the same cloud for a restarted agent: the same nodes, launches and interruptions,
+   * its own listeners. The cloud stops once every provisioner over it is closed.
+   */
+  reattach(): SimProvisioner;
 }
 
 /**
@@ -39,11 +45,14 @@ export function createSimProvisioner(cluster: Cluster, opts: SimProvisionerOptio
   const random = opts.random ?? Math.random;
   const clock = opts.clock ?? Date.now;
   const nodes = new Map<string, ProvisionedNode>();
-  const listeners: ((e: NodeEvent) => void)[] = [];
+  /** The listeners of each provisioner attached to the cloud. */
+  const attached = new Set<((e: NodeEvent) => void)[]>();
   const timers = new Set<NodeJS.Timeout>();
   const exhausted = new Map<string, string>();
   const pools = new Map(cluster.pools.map((p) => [p.name, p]));
-  const emit = (e: NodeEvent) => listeners.forEach((l) => l(e));
+  const emit = (e: NodeEvent) => {
+    for (const listeners of attached) listeners.forEach((l) => l(e));
+  };
 
   for (const pool of cluster.pools) {
     for (let i = 0; i < pool.nodes; i++) {
@@ -64,17 +73,27 @@ export function createSimProvisioner(cluster: Cluster, opts: SimProvisionerOptio
   };
 
   const tickMs = opts.tickMs ?? 1000;
-  const tick = setInterval(() => {
-    for (const node of [...nodes.values()]) {
-      const pool = pools.get(node.pool);
-      if (!node.ready || !pool || pool.capacityType !== 'spot' || pool.interruptionRate <= 0) continue;
-      const hours = (tickMs / 3_600_000) * speedup;
-      if (random() < 1 - Math.exp(-pool.interruptionRate * hours)) reclaim(node);
-    }
-  }, tickMs);
-  tick.unref();
+  const interruptions = () =>
+    setInterval(() => {
+      for (const node of [...nodes.values()]) {
+        const pool = pools.get(node.pool);
+        if (!node.ready || !pool || pool.capacityType !== 'spot' || pool.interruptionRate <= 0) continue;
+        const hours = (tickMs / 3_600_000) * speedup;
+        if (random() < 1 - Math.exp(-pool.interruptionRate * hours)) reclaim(node);
+      }
+    }, tickMs);
+  let tick: NodeJS.Timeout | undefined;
 
-  return {
+  const attach = (): SimProvisioner => {
+    const listeners: ((e: NodeEvent) => void)[] = [];
+    attached.add(listeners);
+    if (!tick) {
+      tick = interruptions();
+      tick.unref();
+    }
+    return provisioner(listeners);
+  };
+  const provisioner = (listeners: ((e: NodeEvent) => void)[]): SimProvisioner => ({
     kind: 'sim',
     list: () => [...nodes.values()],
     async add(pool: Pool, plannedIds: readonly string[]) {
@@ -125,7 +144,7 @@ export function createSimProvisioner(cluster: Cluster, opts: SimProvisionerOptio
       emit({ type: 'gone', node });
     },
     onEvent(listener) {
-      listeners.push(listener);
+      if (attached.has(listeners)) listeners.push(listener);
     },
     interrupt(fraction: number) {
       const spot = [...nodes.values()].filter((n) => n.ready && n.capacityType === 'spot');
@@ -143,9 +162,15 @@ export function createSimProvisioner(cluster: Cluster, opts: SimProvisionerOptio
       reclaim(node);
       return true;
     },
+    reattach: attach,
     async close() {
+      attached.delete(listeners);
+      listeners.length = 0;
+      if (attached.size > 0) return;
       clearInterval(tick);
+      tick = undefined;
       for (const t of timers) clearTimeout(t);
     },
-  };
+  });
+  return attach();
 }

@@ -53,6 +53,11 @@ export interface Embedded {
   artifacts: ArtifactStore;
   /** Lineage and run summaries (`<stateDir>/runtime`). */
   runtimeStore: Store;
+  /**
+   * Restarts a cluster's agent: a new agent over the same simulated cloud finds the nodes the last one
+   * bought (its running work ends with it, as a process's would, and the broker places it again).
+   */
+  restartAgent(cluster: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -82,15 +87,14 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
   const clouds = new Map<string, SimProvisioner>();
   // The agents' metrics beside the broker's: one registry serves them all.
   const metrics = createAgentMetrics(broker.metrics.registry);
+  const services = {
+    transport,
+    artifacts,
+    timeScale: opts.speedup ?? 1,
+    forwardStderr: opts.forwardStderr ?? true,
+  };
   const agents = opts.platform.clusters.map((cluster) => {
-    const { agent, cloud } = simAgent(
-      transport,
-      cluster,
-      opts.speedup ?? 1,
-      heartbeatMs,
-      { transport, artifacts, timeScale: opts.speedup ?? 1, forwardStderr: opts.forwardStderr ?? true },
-      metrics,
-    );
+    const { agent, cloud } = simAgent(transport, cluster, opts.speedup ?? 1, heartbeatMs, services, metrics);
     clouds.set(cluster.name, cloud);
     return agent;
   });
@@ -103,6 +107,25 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
     clouds,
     artifacts,
     runtimeStore,
+    async restartAgent(name) {
+      const i = opts.platform.clusters.findIndex((c) => c.name === name);
+      const cluster = opts.platform.clusters[i];
+      if (!cluster) throw new Error(`no cluster ${name} in this Gantry`);
+      // The new provisioner attaches before the old one closes: the cloud runs on between the two.
+      const { agent, cloud } = simAgent(
+        transport,
+        cluster,
+        opts.speedup ?? 1,
+        heartbeatMs,
+        services,
+        metrics,
+        clouds.get(name),
+      );
+      await agents[i]!.stop();
+      agents[i] = agent;
+      clouds.set(name, cloud);
+      await agent.start();
+    },
     async stop() {
       await Promise.all(agents.map((a) => a.stop()));
       await broker.stop();
@@ -116,7 +139,7 @@ export async function startEmbedded(opts: EmbeddedOptions): Promise<Embedded> {
 /**
  * An agent for a cluster on the simulated cloud (or local processes for `local` clusters). With
  * `services`, it runs workflow code: in this process on simulated clusters, in worker processes on
- * local ones.
+ * local ones. With `cloudOf`, it takes over that agent's simulated cloud (a restart).
  */
 export function simAgent(
   transport: Transport,
@@ -125,8 +148,10 @@ export function simAgent(
   heartbeatMs: number,
   services?: HostServices & { forwardStderr?: boolean },
   metrics?: AgentMetrics,
+  /** The cloud of the agent this one replaces: its nodes stay. */
+  cloudOf?: SimProvisioner,
 ): { agent: Agent; cloud: SimProvisioner } {
-  const cloud = createSimProvisioner(cluster, { speedup });
+  const cloud = cloudOf?.reattach() ?? createSimProvisioner(cluster, { speedup });
   const executor = cluster.provider === 'local' ? createLocalExecutor() : createSimExecutor({ speedup });
   const hosted = services
     ? withTaskHost(

@@ -26,6 +26,7 @@ interface LeaseReport {
   reason?: string | undefined;
   cause?: LeaseEndCause | undefined;
   startedAt?: number | undefined;
+  ranMs?: number | undefined;
 }
 
 /** A node asked for that has not appeared after this long is no longer counted on. */
@@ -149,7 +150,7 @@ export function createAgentHandlers(
 
   /** Applies a lease state from an agent; true when it changed something. */
   function applyLeaseState(cluster: string, end: LeaseReport): boolean {
-    const { leaseId, state: s, node, reason, startedAt } = end;
+    const { leaseId, state: s, node, reason, startedAt, ranMs } = end;
     const lease = state.leases.get(leaseId);
     if (!lease || lease.cluster !== cluster) return false;
     switch (end.cause?.kind) {
@@ -161,7 +162,7 @@ export function createAgentHandlers(
       default:
         break;
     }
-    const r = state.transition(leaseId, s, { node, reason, startedAt });
+    const r = state.transition(leaseId, s, { node, reason, startedAt, ranMs });
     if (!r) return false;
     // The requester heard `placed` in the reply; `launching` is the agent's business.
     if (s !== 'launching') publishState(r.requestId, leaseId, s, reason, node);

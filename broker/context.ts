@@ -130,11 +130,17 @@ export function createContext(opts: BrokerOptions): BrokerContext {
   state.onLeaseEnd = (lease: LeaseRecord, request) => {
     const usage = usageOf(lease, request, poolOf(lease.cluster, lease.pool));
     if (!usage) return;
+    // Simulated time: the work's own duration where the agent said it, not the wall clock's overhead
+    // (messages, the event loop) times the speedup; never longer than the broker saw it take.
+    const start = ledgerTime(usage.start);
+    const wall = ledgerTime(usage.end);
+    const end =
+      scale !== 1 && lease.ranMs !== undefined ? Math.min(wall, start + Math.round(lease.ranMs)) : wall;
     const entry = {
       ...usage,
       at: ledgerTime(usage.at),
-      start: ledgerTime(usage.start),
-      end: ledgerTime(usage.end),
+      start,
+      end,
       ...(scale !== 1 ? { timeScale: scale } : {}),
     };
     writer.event(entry);

@@ -49,6 +49,11 @@ export interface Dispatch {
   ): void;
   /** Sends launches to a cluster's agent in chunks. */
   dispatch(cluster: string, leaseIds: readonly string[], encoded?: ReadonlyMap<string, string>): void;
+  /**
+   * Answers those waiting for requests that already have a lease or failed (their cycle's answer was
+   * not sent: the broker stopped serving before it was durable). Call once the state is durable.
+   */
+  answerDecided(): number;
 }
 
 /** Intake and dispatch over the context's transport; `schedule` starts a cycle when one is due. */
@@ -161,6 +166,20 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     outgoing.clear();
   }
 
+  /** Returns how many requests it answered. */
+  function answerDecided(): number {
+    let n = 0;
+    for (const requestId of [...waiters.keys()]) {
+      const r = state.requests.get(requestId);
+      const lease = r?.leaseId ? state.leases.get(r.leaseId) : undefined;
+      if (lease) answer(requestId, { ok: true, lease: toLeaseMsg(lease) });
+      else if (r?.state === 'failed') answer(requestId, { ok: false, error: failedError(r) });
+      else continue;
+      n++;
+    }
+    return n;
+  }
+
   function publishState(
     requestId: string,
     leaseId: string | undefined,
@@ -253,9 +272,20 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     }
     const known = state.requests.get(m.requestId);
     if (known) {
-      // Idempotent: a retried request gets the lease it already has, or waits for it.
+      // Idempotent: a retried request gets the lease it already has, or waits for it — until the lease is
+      // durable, so that a broker taking over knows every lease a requester was told of.
       const lease = known.leaseId ? state.leases.get(known.leaseId) : undefined;
-      if (lease) return JSON.stringify({ ok: true, lease: toLeaseMsg(lease) });
+      if (lease) {
+        const json = JSON.stringify({ ok: true, lease: toLeaseMsg(lease) });
+        if (!ctx.writer.unwritten(m.requestId)) return json;
+        // Not answered if the write fails: the requester asks again.
+        append(waiters, m.requestId, waiter);
+        void ctx.writer.flush().then(
+          () => void answerRaw(m.requestId, json),
+          () => undefined,
+        );
+        return undefined;
+      }
       if (known.state === 'failed') return JSON.stringify({ ok: false, error: failedError(known) });
       append(waiters, m.requestId, waiter);
       return undefined;
@@ -319,7 +349,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     if (accepted > 0) schedule();
   }
 
-  return { onRequest, onRequests, announceCycle, answer, publishState, dispatch };
+  return { onRequest, onRequests, announceCycle, answer, publishState, dispatch, answerDecided };
 }
 
 /** A lease as agents and requesters see it: the record without the broker's bookkeeping. */

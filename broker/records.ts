@@ -43,6 +43,11 @@ export interface LeaseRecord extends LeaseMsg {
   actualNode?: string | undefined;
   startedAt?: number | undefined;
   endedAt?: number | undefined;
+  /**
+   * How long its work ran on its cluster's clock, ms, when the agent said (simulated clusters): what the
+   * ledger charges, rather than the broker's wall-clock time times the speedup.
+   */
+  ranMs?: number | undefined;
   reason?: string | undefined;
   /**
    * Until when (broker clock) its cost is committed against a monthly budget, once extended past its
@@ -51,10 +56,13 @@ export interface LeaseRecord extends LeaseMsg {
   committedUntil?: number | undefined;
 }
 
-/** An event in the lifecycle log (also what `gantry report` will read). */
+/**
+ * An event in the lifecycle log (also what `gantry report` will read). Kind `run`: the broker ended a
+ * run its driver no longer speaks for (`state` abandoned or cancelled; `request` holds its workflow).
+ */
 export interface LifecycleEvent {
   at: number;
-  kind: 'request' | 'lease' | 'node' | 'cluster';
+  kind: 'request' | 'lease' | 'node' | 'cluster' | 'run';
   id: string;
   state: string;
   cluster?: string | undefined;
@@ -82,6 +90,8 @@ export const requestKey = (id: string) => `req.${safe(id)}`;
  */
 export class RecordWriter {
   private readonly dirty = new Set<string>();
+  /** Requests being written by flushes not yet durable. */
+  private readonly writing = new Set<Set<string>>();
   private events: (LifecycleEvent | LedgerEntry)[] = [];
   private flushing: Promise<void> = Promise.resolve();
 
@@ -107,6 +117,13 @@ export class RecordWriter {
     return this.dirty.size + this.events.length;
   }
 
+  /** Whether a change of this request is not durable yet (buffered, or in a flush not yet done). */
+  unwritten(requestId: string): boolean {
+    if (this.dirty.has(requestId)) return true;
+    for (const set of this.writing) if (set.has(requestId)) return true;
+    return false;
+  }
+
   /**
    * Writes everything buffered; resolves when it is durable. Flushes run one after another. If the store
    * fails (NATS restarting), what was taken is put back, unless newer versions were buffered meanwhile,
@@ -115,6 +132,8 @@ export class RecordWriter {
   flush(): Promise<void> {
     const taken = [...this.dirty];
     const events = this.events;
+    const inFlight = new Set(taken);
+    this.writing.add(inFlight);
     this.dirty.clear();
     this.events = [];
     const run = this.flushing.then(async () => {
@@ -132,6 +151,8 @@ export class RecordWriter {
         for (const id of taken) this.dirty.add(id);
         this.events = [...events, ...this.events];
         throw err;
+      } finally {
+        this.writing.delete(inFlight);
       }
     });
     this.flushing = run.catch(() => undefined);
@@ -147,7 +168,8 @@ export class RecordWriter {
       } catch (err) {
         onError(err as Error);
         if (!keepTrying()) return false;
-        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
+        // Short waits: a JetStream stream electing a leader answers again within a second or two.
+        await new Promise((r) => setTimeout(r, Math.min(500, 50 * 2 ** attempt)));
       }
     }
   }

@@ -3,7 +3,9 @@
  * control subject. When a run that sent one goes quiet for longer than the grace period (default
  * {@link RUN_GRACE_MS}), its driver is taken for dead: its pending requests are withdrawn and its running
  * leases stopped, so nobody keeps paying for work nobody waits for. `cancel` (Ctrl-C on `gantry run`,
- * `gantry run cancel <run>`) does the same at once and answers with what it stopped.
+ * `gantry run cancel <run>`) does the same at once and answers with what it stopped. Either way the run's
+ * end goes to the broker's log (a `run` event, abandoned or cancelled), so the history shows it ended
+ * even when its driver is not there to say so.
  */
 import {
   encodeJson,
@@ -35,19 +37,23 @@ export interface RunControl {
 /** Run control over the context. `graceMs`: see {@link RUN_GRACE_MS}. */
 export function createRunControl(
   ctx: BrokerContext,
-  deps: { enforcement: Enforcement; publishState: PublishState },
+  deps: { enforcement: Enforcement; publishState: PublishState; flush: () => void },
   graceMs = RUN_GRACE_MS,
 ): RunControl {
   const { state, transport, log, clock } = ctx;
-  /** Last heartbeat per live run. */
+  /** Last heartbeat per live run, and the team it runs for (from its control subject). */
   const lastSeen = new Map<string, number>();
+  const teamOf = new Map<string, string>();
 
   function cancel(runId: string, failure: BrokerFailure, team?: string): RunCancelReply {
-    lastSeen.delete(runId);
+    const heard = lastSeen.delete(runId);
     const out: RunCancelReply = { ok: true, run: runId, withdrawn: [], stopped: [] };
+    let known: { team: string; workflow?: string | undefined } | undefined;
     for (const r of state.requests.values()) {
-      if (r.runId !== runId || TERMINAL.has(r.state)) continue;
+      if (r.runId !== runId) continue;
       if (team !== undefined && r.team !== team) continue;
+      known ??= { team: r.team, workflow: r.workflow };
+      if (TERMINAL.has(r.state)) continue;
       const lease = r.leaseId ? state.leases.get(r.leaseId) : undefined;
       if (lease && deps.enforcement.stopLease(lease.leaseId, failure)) {
         out.stopped.push({
@@ -68,6 +74,20 @@ export function createRunControl(
         { runId, kind: failure.kind, withdrawn: out.withdrawn.length, stopped: out.stopped.length },
         'run ended by the broker',
       );
+    const runTeam = known?.team ?? team ?? (heard ? teamOf.get(runId) : undefined);
+    teamOf.delete(runId);
+    // Once: a run already ended (its work done or stopped, its driver gone) is not ended again.
+    if (runTeam !== undefined && (heard || out.withdrawn.length + out.stopped.length > 0))
+      ctx.writer.event({
+        at: clock(),
+        kind: 'run',
+        id: runId,
+        state: failure.kind === 'run-abandoned' ? 'abandoned' : 'cancelled',
+        team: runTeam,
+        reason: failure.detail,
+        ...(known?.workflow ? { request: known.workflow } : {}),
+      });
+    deps.flush();
     return out;
   }
 
@@ -76,9 +96,13 @@ export function createRunControl(
       const [, , , team = '', , runId = ''] = msg.subject.split('.');
       const p = parseMessage(runControlMsg, msg.data);
       if (!p.ok) return ctx.bad(msg, msg.subject, p.error);
-      if (p.value.type === 'heartbeat') lastSeen.set(runId, clock());
-      else if (p.value.type === 'end') lastSeen.delete(runId);
-      else {
+      if (p.value.type === 'heartbeat') {
+        lastSeen.set(runId, clock());
+        teamOf.set(runId, team);
+      } else if (p.value.type === 'end') {
+        lastSeen.delete(runId);
+        teamOf.delete(runId);
+      } else {
         const reply = cancel(
           runId,
           {

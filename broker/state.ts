@@ -215,7 +215,12 @@ export class BrokerState {
   transition(
     leaseId: string,
     state: TaskState,
-    info: { node?: string | undefined; reason?: string | undefined; startedAt?: number | undefined },
+    info: {
+      node?: string | undefined;
+      reason?: string | undefined;
+      startedAt?: number | undefined;
+      ranMs?: number | undefined;
+    },
   ): RequestRecord | undefined {
     const lease = this.leases.get(leaseId);
     if (!lease || ORDER[state] <= ORDER[lease.state] || ORDER[lease.state] === 4) return undefined;
@@ -231,6 +236,7 @@ export class BrokerState {
     if (ORDER[state] === 4) {
       lease.endedAt = now;
       if (lease.startedAt === undefined && reported !== undefined) lease.startedAt = reported;
+      if (info.ranMs !== undefined) lease.ranMs = info.ranMs;
     }
     if (info.reason) lease.reason = info.reason;
     this.index(lease);

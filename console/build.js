@@ -21,6 +21,24 @@ await vite.build({
   root: join(here, 'app'),
   logLevel: 'warn',
 });
+// The static HTML cost report's charts: the same components in one script that the report inlines.
+await vite.build({
+  configFile: join(here, 'app', 'vite.config.ts'),
+  root: join(here, 'app'),
+  logLevel: 'warn',
+  define: { 'process.env.NODE_ENV': JSON.stringify('production') },
+  build: {
+    outDir: join(here, 'dist'),
+    emptyOutDir: false,
+    copyPublicDir: false,
+    lib: {
+      entry: join(here, 'app', 'src', 'report.tsx'),
+      formats: ['iife'],
+      name: 'gantryReport',
+      fileName: () => 'report.js',
+    },
+  },
+});
 process.stdout.write(
-  `console: pages built into console/dist in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
+  `console: pages and the cost report's charts built into console/dist in ${((Date.now() - started) / 1000).toFixed(1)} s\n`,
 );

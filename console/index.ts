@@ -12,6 +12,7 @@ export { askOver, BrokerRefused, clusters, queue, spendRate } from './live.ts';
 export type { AskBroker, SpendRate } from './live.ts';
 export { checkTokens, isLoopback, rightsOf } from './auth.ts';
 export type { ConsoleTokens, Right } from './auth.ts';
-export { runExecutions, runRecord, runTasks } from './runs.ts';
+export { executionCursor, ExecutionQueryError, runExecutions, runRecord, runTasks } from './runs.ts';
 export type { ExecutionQuery, TaskAggregate } from './runs.ts';
+export { reportChartsScript } from './report.ts';
 export { ConsoleConfigError, ConsoleError, ConsoleNotBuiltError } from './errors.ts';

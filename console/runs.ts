@@ -133,21 +133,77 @@ export interface ExecutionQuery {
   task?: string | undefined;
   /** `failed` keeps only attempts that failed. */
   status?: 'failed' | 'ok' | undefined;
-  offset?: number | undefined;
+  /** Where the page starts: the previous page's `next`. */
+  cursor?: string | undefined;
   limit?: number | undefined;
 }
 
-/** One page of a run's executions (every attempt), each with its placement and why. */
+/** A bad query of {@link runExecutions}, naming the field. */
+export class ExecutionQueryError extends Error {
+  override name = 'ExecutionQueryError';
+  constructor(
+    message: string,
+    readonly field: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The last row of a page: executions are ordered by (started_at, execution, attempt). */
+type Position = [startedAt: number, execution: string, attempt: number];
+
+/** The cursor of the page after this execution's attempt (what `next` holds). */
+export const executionCursor = (...p: Position) => Buffer.from(JSON.stringify(p)).toString('base64url');
+
+function decodePosition(cursor: string): Position {
+  try {
+    const v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (
+      Array.isArray(v) &&
+      v.length === 3 &&
+      Number.isSafeInteger(v[0]) &&
+      typeof v[1] === 'string' &&
+      Number.isSafeInteger(v[2])
+    )
+      return v as Position;
+  } catch {
+    // falls through
+  }
+  throw new ExecutionQueryError(`cursor '${cursor.slice(0, 40)}' is not one this API gave`, 'cursor');
+}
+
+/**
+ * One page of a run's executions (every attempt) in the order they started, each with its placement
+ * and why. Pages go by keyset: the page after `cursor` starts past its last row in the executions
+ * index, so the last page of a 250K-item map costs what the first does (no OFFSET counting through
+ * the rows before it). `total` (how many match) comes with the first page only; `next` is absent on
+ * the last page.
+ */
 export async function runExecutions(db: Db, runId: string, q: ExecutionQuery) {
   const limit = Math.min(q.limit ?? 100, 1000);
-  const filter = [
-    'e.run_id = $1',
-    ...(q.task ? ['e.task = $4'] : []),
-    ...(q.status === 'failed' ? ['e.error_name is not null'] : []),
-    ...(q.status === 'ok' ? ['e.error_name is null'] : []),
-  ].join(' and ');
-  const params: unknown[] = [runId, limit, q.offset ?? 0, ...(q.task ? [q.task] : [])];
-  const rows = await db.query(
+  const params: unknown[] = [runId];
+  const where = ['e.run_id = $1'];
+  const add = (sql: string, ...values: unknown[]) => {
+    const at = params.length;
+    params.push(...values);
+    where.push(sql.replace(/\$(\d)/g, (_, i: string) => `$${at + Number(i)}`));
+  };
+  if (q.task) add('e.task = $1', q.task);
+  if (q.status === 'failed') where.push('e.error_name is not null');
+  if (q.status === 'ok') where.push('e.error_name is null');
+  const counted = { where: where.join(' and '), params: [...params] };
+  if (q.cursor) {
+    const [startedAt, execution, attempt] = decodePosition(q.cursor);
+    // The bound on started_at alone lets the (run_id, started_at) index start at the cursor.
+    add(
+      'e.started_at >= $1 and (e.started_at, e.execution, e.attempt) > ($1, $2::text, $3)',
+      startedAt,
+      execution,
+      attempt,
+    );
+  }
+  params.push(limit + 1);
+  const rows = await db.query<{ execution: string; attempt: number; startedAt: number }>(
     `select e.execution, e.attempt, e.task, e.parent, e.request_id as "requestId", e.cluster, e.pool,
        e.node, e.capacity_type as "capacityType", e.price_per_hour as "pricePerHour",
        e.error_name as "errorName", e.error_message as "errorMessage", e.preemptions, e.cached, e.warm,
@@ -157,16 +213,27 @@ export async function runExecutions(db: Db, runId: string, q: ExecutionQuery) {
      from executions e
      left join lateral (select * from placements x where x.request_id = e.request_id
        order by x.placed_at desc limit 1) p on true
-     where ${filter}
+     where ${where.join(' and ')}
      order by e.started_at, e.execution, e.attempt
-     limit $2 offset $3`,
+     limit $${params.length}`,
     params,
   );
-  const [total] = await db.query<{ n: number }>(
-    `select count(*)::int as n from executions e where ${filter.replace('e.task = $4', 'e.task = $2')}`,
-    [runId, ...(q.task ? [q.task] : [])],
-  );
-  return { total: total?.n ?? 0, offset: q.offset ?? 0, executions: rows };
+  // Counted on the first page only: the count reads every matching row, the page only its own.
+  const [total] = q.cursor
+    ? []
+    : await db.query<{ n: number }>(
+        `select count(*)::int as n from executions e where ${counted.where}`,
+        counted.params,
+      );
+  const page = rows.slice(0, limit);
+  const last = page.at(-1);
+  return {
+    ...(total ? { total: total.n } : {}),
+    executions: page,
+    ...(rows.length > limit && last
+      ? { next: executionCursor(last.startedAt, last.execution, last.attempt) }
+      : {}),
+  };
 }
 
 /** The run's own record, without its executions (a map of 250K items is not sent whole). */

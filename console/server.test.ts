@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Db, migrate, openPglite } from '../history/index.ts';
-import { type AskBroker, BrokerRefused, checkTokens, ConsoleConfigError, consoleApp } from './index.ts';
+import { type AskBroker, checkTokens, ConsoleConfigError, consoleApp } from './index.ts';
 
 const VIEW = 'v'.repeat(24);
 const ADMIN = 'a'.repeat(24);
@@ -29,7 +29,8 @@ async function setup(tokens?: { view?: string; admin?: string }) {
   const asked: [string, unknown][] = [];
   const ask: AskBroker = async (verb, body) => {
     asked.push([verb, body]);
-    if (verb === 'cancel') throw new BrokerRefused('unknown-verb', "no admin verb 'cancel'");
+    if (verb === 'cancel-run')
+      return { ok: true, run: (body as { run: string }).run, stopped: [], withdrawn: [] };
     if (verb === 'requests') return { ok: true, total: 0, requests: [] };
     return { ok: true, cluster: { name: 'aws', draining: verb === 'drain' } };
   };
@@ -53,7 +54,7 @@ describe('console rights', () => {
     expect((await (await app.request('/v1/me')).json()) as object).toMatchObject({
       rights: ['view', 'act'],
       broker: true,
-      cancel: false,
+      cancel: true,
     });
     const res = await app.request('/v1/actions/drain', drain());
     expect(res.status).toBe(200);
@@ -73,6 +74,22 @@ describe('console rights', () => {
     expect((await app.request('/v1/live/queue', { headers })).status).toBe(reads === 200 ? 200 : 401);
     expect((await app.request('/v1/actions/drain', drain(token))).status).toBe(drains);
     expect(asked.some(([verb]) => verb === 'drain')).toBe(drains === 200);
+    await close();
+  });
+
+  it("cancels with the broker's cancel-run verb, for the admin token only", async () => {
+    const { app, asked, close } = await setup({ view: VIEW, admin: ADMIN });
+    const cancel = (token: string, body: unknown = { run: 'run-1' }) =>
+      app.request('/v1/actions/cancel', { ...drain(token), body: JSON.stringify(body) });
+    expect((await cancel(VIEW)).status).toBe(403);
+    expect(asked).toEqual([]);
+    const bad = await cancel(ADMIN, {});
+    expect(bad.status).toBe(400);
+    expect(await bad.json()).toMatchObject({ error: { message: /cancel needs the run/ } });
+    const res = await cancel(ADMIN);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ ok: true, run: 'run-1', stopped: [], withdrawn: [] });
+    expect(asked).toEqual([['cancel-run', { run: 'run-1', reason: 'from the console' }]]);
     await close();
   });
 

@@ -16,7 +16,7 @@ import { formatProblem, loadWorkload, type Platform } from '../policies/index.ts
 import { type LpBackends, plan, poolStates, taskRequest } from '../solver/index.ts';
 import { authenticate, type ConsoleTokens, requireRight, rightsOf } from './auth.ts';
 import { type AskBroker, BrokerRefused, clusters, queue, spendRate } from './live.ts';
-import { runExecutions, runRecord, runTasks } from './runs.ts';
+import { ExecutionQueryError, runExecutions, runRecord, runTasks } from './runs.ts';
 
 /** What the console answers from. */
 export interface ConsoleOptions extends ApiOptions {
@@ -58,17 +58,10 @@ export function consoleApp(opts: ConsoleOptions): Hono {
     return c.json({ ok: false, error: { code: 'internal', message: err.message } }, 500);
   });
 
-  // Whether this broker cancels runs: asked once (a broker without the verb says unknown-verb).
-  let cancels: Promise<boolean> | undefined;
-  app.get('/v1/me', async (c) => {
-    cancels ??= live
-      ? live('cancel', {}).then(
-          () => true,
-          (e: unknown) => !(e instanceof BrokerRefused && e.code === 'unknown-verb'),
-        )
-      : Promise.resolve(false);
-    return c.json({ ok: true, rights: rightsOf(c, tokens), broker: Boolean(live), cancel: await cancels });
-  });
+  // A broker in this process (or over its transport) cancels runs with its cancel-run verb.
+  app.get('/v1/me', (c) =>
+    c.json({ ok: true, rights: rightsOf(c, tokens), broker: Boolean(live), cancel: Boolean(live) }),
+  );
   app.get('/v1/runs/:id/tasks', async (c) => {
     await opts.catchUp?.();
     const id = c.req.param('id');
@@ -83,13 +76,30 @@ export function consoleApp(opts: ConsoleOptions): Hono {
   app.get('/v1/runs/:id/executions', async (c) => {
     await opts.catchUp?.();
     const q = c.req.query();
-    const page = await runExecutions(opts.db, c.req.param('id'), {
-      task: q.task,
-      status: q.status === 'failed' || q.status === 'ok' ? q.status : undefined,
-      offset: posInt(q.offset),
-      limit: posInt(q.limit),
-    });
-    return c.json({ ok: true, ...page });
+    if (q.offset !== undefined)
+      return c.json(
+        {
+          ok: false,
+          error: {
+            code: 'bad-query',
+            field: 'offset',
+            message: "pages go by cursor, not offset: pass the previous page's next as ?cursor=",
+          },
+        },
+        400,
+      );
+    try {
+      const page = await runExecutions(opts.db, c.req.param('id'), {
+        task: q.task,
+        status: q.status === 'failed' || q.status === 'ok' ? q.status : undefined,
+        cursor: q.cursor,
+        limit: posInt(q.limit),
+      });
+      return c.json({ ok: true, ...page });
+    } catch (err) {
+      if (!(err instanceof ExecutionQueryError)) throw err;
+      return c.json({ ok: false, error: { code: 'bad-query', field: err.field, message: err.message } }, 400);
+    }
   });
   app.route('/', historyApi(opts));
 
@@ -124,7 +134,14 @@ export function consoleApp(opts: ConsoleOptions): Hono {
     if (refused) return refused;
     if (!live) return noBroker(c);
     const body = (await c.req.json().catch(() => ({}))) as Record<string, unknown>;
-    return c.json(await live(verb, body));
+    if (verb !== 'cancel') return c.json(await live(verb, body));
+    // What `gantry run cancel` asks, with the console as the reason the run's driver prints.
+    if (typeof body.run !== 'string' || body.run === '')
+      return c.json(
+        { ok: false, error: { code: 'bad-request', message: 'cancel needs the run: {"run": "run-…"}' } },
+        400,
+      );
+    return c.json(await live('cancel-run', { run: body.run, reason: 'from the console' }));
   });
 
   app.post('/v1/whatif', async (c) => {

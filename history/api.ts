@@ -10,13 +10,14 @@
 import { Hono } from 'hono';
 import { type Dimension, DIMENSIONS } from '../broker/index.ts';
 import type { Platform } from '../policies/index.ts';
+import { RUN_STATUSES as STATUSES } from '../protocol/index.ts';
 import type { LpBackends } from '../solver/index.ts';
 import { listArtifacts } from './artifacts.ts';
 import { sqlCostReport } from './cost.ts';
 import type { Db } from './db.ts';
 import { HistoryQueryError, HistoryUnavailableError } from './errors.ts';
 import { sqlLineage } from './lineage.ts';
-import { monthOf } from './ingest.ts';
+import { monthOf } from './ingest-usage.ts';
 import { SCHEMA_VERSION } from './migrations.ts';
 import { describeRun, listRuns } from './runs.ts';
 
@@ -30,8 +31,6 @@ export interface ApiOptions {
   onDemand?: Map<string, number>;
   backends?: LpBackends;
 }
-
-const STATUSES = ['running', 'succeeded', 'failed', 'cancelled'] as const;
 
 /** A time parameter: epoch milliseconds, a date, or a duration back from `now` (`7d`, `12h`). */
 function time(name: string, v: string | undefined, now = Date.now()): number | undefined {

@@ -22,13 +22,24 @@ export interface HistoryClient {
 
 type Fetch = (path: string) => Promise<Response>;
 
-/** A client over HTTP. */
-export function httpHistoryClient(baseUrl: string): HistoryClient {
+/**
+ * A client over HTTP; `token` is sent as `Authorization: Bearer` (a console that asks for tokens reads
+ * with its view token).
+ */
+export function httpHistoryClient(baseUrl: string, token?: string): HistoryClient {
   const base = baseUrl.replace(/\/+$/, '');
+  const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
   return client(base, async (path) => {
     try {
-      return await fetch(`${base}${path}`);
+      const res = await fetch(`${base}${path}`, { headers });
+      if (res.status === 401)
+        throw new HistoryUnavailableError(
+          base,
+          `the history API at ${base} needs a token: set GANTRY_CONSOLE_TOKEN to the console's view token`,
+        );
+      return res;
     } catch (err) {
+      if (err instanceof HistoryUnavailableError) throw err;
       const code = (err as { cause?: { code?: string } }).cause?.code;
       throw new HistoryUnavailableError(
         base,

@@ -26,6 +26,7 @@ import {
   type History,
   HistoryQueryError,
   HOUR,
+  IngestGapError,
   listRuns,
   migrate,
   openHistory,
@@ -92,9 +93,11 @@ describe.each(backends)('history on %s', (_name, open) => {
   beforeAll(async () => {
     ({ history, dispose } = await open());
     const log = asLog(ledger, 50);
-    // Ingested in uneven batches, one of them twice: exactly once all the same.
-    await history.ingester.apply('broker', log.slice(0, 3));
+    // Ingested in uneven batches, one of them twice, the first two handed over at once (the second
+    // written after the first commits): exactly once all the same.
+    const first = history.ingester.apply('broker', log.slice(0, 3));
     await history.ingester.apply('broker', log.slice(0, 7));
+    await first;
     await history.ingester.apply('broker', log.slice(7));
   }, 120_000);
   afterAll(async () => {
@@ -253,6 +256,50 @@ describe.each(backends)('history on %s', (_name, open) => {
       expect(rows).toHaveLength(1);
       expect(rows[0]!.error).toMatch(/Invalid input/);
     });
+
+    it('shows a run the broker ended as ended, whichever log is read first', async () => {
+      const start = (run: string): RunRecord & { kind: 'run' } => ({
+        kind: 'run',
+        run,
+        workflow: 'drv',
+        module: '/drv.ts',
+        team: 'ops',
+        status: 'running',
+        startedAt: T0 + 60_000,
+        input: 'sha256:y',
+        costUsd: 0,
+        executions: 0,
+      });
+      const ended = (id: string, state: string) => ({
+        at: T0 + 120_000,
+        kind: 'run',
+        id,
+        state,
+        team: 'ops',
+        reason: `run ${id}'s driver sent no heartbeat for 16 s (grace 15 s): its work was stopped`,
+        request: 'drv',
+      });
+      await history.ingester.apply('runtime', asLog([start('run-late')], 1, 10_000));
+      await history.ingester.apply(
+        'broker',
+        asLog(
+          [ended('run-gone', 'abandoned'), ended('run-late', 'abandoned'), ended('run-0', 'cancelled')],
+          3,
+          10_000,
+        ),
+      );
+      // The start of a run the broker already ended, read after its end.
+      await history.ingester.apply('runtime', asLog([start('run-gone')], 1, 10_001));
+      const ops = (await listRuns(history.db, { team: 'ops' })).runs;
+      expect(ops.map((r) => [r.run, r.status, r.workflow, r.startedAt, r.endedAt])).toEqual([
+        ['run-late', 'abandoned', 'drv', T0 + 60_000, T0 + 120_000],
+        ['run-gone', 'abandoned', 'drv', T0 + 60_000, T0 + 120_000],
+      ]);
+      expect(ops[0]!.error).toMatch(/no heartbeat/);
+      expect((await listRuns(history.db, { status: 'abandoned' })).runs).toHaveLength(2);
+      // A run its driver ended stays as the driver said.
+      expect((await describeRun(history.db, 'run-0'))!.run.status).toBe('succeeded');
+    });
   });
 });
 
@@ -315,4 +362,20 @@ describe.each(backends)('monthly spend on %s', (_name, open) => {
       }
     },
   );
+
+  it('writes nothing of a batch handed over behind one that failed', async () => {
+    const offset = await history.ingester.offset('broker');
+    const empty = new TextEncoder().encode('[]');
+    // A gap (the entry after the offset is missing) fails the first; the second would continue it.
+    const gap = history.ingester.apply('broker', [{ seq: offset + 2, data: empty }], '', {
+      gapless: { logStart: 1 },
+    });
+    const behind = history.ingester.apply('broker', [{ seq: offset + 1, data: empty }]);
+    await expect(gap).rejects.toBeInstanceOf(IngestGapError);
+    await expect(behind).rejects.toBeInstanceOf(IngestGapError);
+    expect(await history.ingester.offset('broker')).toBe(offset);
+    // Handed over once those settled, a batch is written again.
+    const r = await history.ingester.apply('broker', [{ seq: offset + 1, data: empty }]);
+    expect(r.offset).toBe(offset + 1);
+  });
 });

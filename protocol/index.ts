@@ -62,6 +62,8 @@ export {
   runControlMsg,
   runEvent,
   runRecord,
+  RUN_STATUSES,
+  runStatus,
   runtimeLogRecord,
   scaleMsg,
   stopMsg,
@@ -72,6 +74,8 @@ export {
   valueMsg,
   workSpec,
 } from './messages.ts';
+export { expandProgramArg, POD_PROGRAM_DIRS, usesInputValue } from './program.ts';
+export type { ProgramDirs } from './program.ts';
 export { validateSubject } from './subjects.ts';
 export {
   leaseStatusAsk,

@@ -285,6 +285,12 @@ export const leaseEndKind = z.enum([
 /** A lease end's cause: its kind and the thing it concerns (a node, a pool) or the broker's reason. */
 export const leaseEndCause = z.strictObject({ kind: leaseEndKind, detail: z.string().max(500) });
 
+/**
+ * On a lease's end: how long its work ran on its cluster's clock, ms (a simulated cluster's time: the
+ * work's simulated duration, not the wall clock times the speedup). The ledger charges this.
+ */
+const ranMs = z.number().nonnegative();
+
 /** agent → broker: capacity. A new `agentId` for a cluster means its agent restarted. */
 export const heartbeatMsg = z.strictObject({
   cluster: name,
@@ -303,6 +309,7 @@ export const heartbeatMsg = z.strictObject({
         reason: z.string().optional(),
         cause: leaseEndCause.optional(),
         startedAt: z.number().optional(),
+        ranMs: ranMs.optional(),
       }),
     )
     .max(MAX_FINISHED_IN_HEARTBEAT)
@@ -323,6 +330,7 @@ export const agentEvent = z.discriminatedUnion('type', [
     cause: leaseEndCause.optional(),
     /** When the work started running (on ends: the running report may have been folded into them). */
     startedAt: z.number().optional(),
+    ranMs: ranMs.optional(),
   }),
   z.strictObject({
     type: z.literal('node'),
@@ -491,13 +499,24 @@ export const lineageRecord = z.object({
   warm: z.boolean(),
 });
 
-/** A run's summary: written when it starts and again when it ends. */
+/**
+ * How a run stands. `cancelled`: cancelled (Ctrl-C, `gantry run cancel`); `abandoned`: its driver died
+ * (no heartbeat past the grace period) and the broker stopped its work.
+ */
+export const runStatus = z.enum(['running', 'succeeded', 'failed', 'cancelled', 'abandoned']);
+/** The statuses a run may have, for filters. */
+export const RUN_STATUSES = runStatus.options;
+
+/**
+ * A run's summary: written by its driver when it starts and again when it ends, or, when its driver died
+ * or was cancelled without saying so, its end by the broker (in the broker's log, kind `run`).
+ */
 export const runRecord = z.object({
   run: z.string().min(1).max(200),
   workflow: z.string().min(1).max(200),
   module: z.string().max(4096),
   team: z.string().min(1),
-  status: z.enum(['running', 'succeeded', 'failed', 'cancelled']),
+  status: runStatus,
   startedAt: z.number(),
   endedAt: z.number().optional(),
   input: z.string(),

@@ -105,6 +105,7 @@ export class Runtime implements Caller {
     this.#batcher = new RequestBatcher(opts.transport, {
       ...(opts.replyTimeoutMs !== undefined ? { replyTimeoutMs: opts.replyTimeoutMs } : {}),
       clock: this.#clock,
+      follower: this.leases,
     });
   }
 
@@ -304,7 +305,14 @@ export class Runtime implements Caller {
   ask(body: Record<string, unknown> & { team: string; requestId: string }, task: string): Promise<LeaseMsg> {
     // Nested calls ask one at a time through their cluster's subject; a team's runtime in batches.
     if (this.#opts.cluster !== undefined)
-      return askBroker(this.transport, body, task, this.#opts.replyTimeoutMs, this.#opts.cluster);
+      return askBroker(
+        this.transport,
+        body,
+        task,
+        this.#opts.replyTimeoutMs,
+        this.#opts.cluster,
+        this.leases,
+      );
     return this.#batcher.ask(body, task);
   }
 

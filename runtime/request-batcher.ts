@@ -17,7 +17,7 @@ import {
   type Transport,
   TransportTimeoutError,
 } from '../protocol/index.ts';
-import { refusalError } from './broker-request.ts';
+import { refusalError, type RequestFollower } from './broker-request.ts';
 import { TaskError } from './errors.ts';
 
 /** Bytes of requests per batch: well under NATS's default limit of 1 MiB per message. */
@@ -40,6 +40,8 @@ interface Pending {
   /** When to ask again if no answer came (set once the broker took the batch). */
   deadline: number;
   queued: boolean;
+  /** Where the broker says it stands, past its deadline (a broker that took over lost the batch). */
+  followed: { stop(): void } | undefined;
   resolve(lease: LeaseMsg): void;
   reject(err: Error): void;
 }
@@ -49,6 +51,11 @@ export interface RequestBatcherOptions {
   /** Ask again for a request not answered this long after the broker took it. Default 30 s. */
   replyTimeoutMs?: number;
   clock?: () => number;
+  /**
+   * Asks where waiting requests stand past their deadline (lease-watch.ts): a lease a broker that took
+   * over already gave is taken from its answer, and a request it does not know is asked again at once.
+   */
+  follower?: RequestFollower;
 }
 
 /**
@@ -62,6 +69,7 @@ export class RequestBatcher {
   readonly #t: Transport;
   readonly #replyTimeoutMs: number;
   readonly #clock: () => number;
+  readonly #follower: RequestFollower | undefined;
   /** Names this batcher's answers' subjects. */
   readonly #id = randomBytes(9).toString('base64url');
   readonly #pending = new Map<string, Pending>();
@@ -76,6 +84,7 @@ export class RequestBatcher {
     this.#t = transport;
     this.#replyTimeoutMs = opts.replyTimeoutMs ?? 30_000;
     this.#clock = opts.clock ?? Date.now;
+    this.#follower = opts.follower;
   }
 
   /** Requests waiting for their lease. */
@@ -103,10 +112,18 @@ export class RequestBatcher {
         json: JSON.stringify(body),
         deadline: Infinity,
         queued: false,
-        resolve,
-        reject,
+        followed: undefined,
+        resolve: (lease) => (p.followed?.stop(), resolve(lease)),
+        reject: (err) => (p.followed?.stop(), reject(err)),
       };
       this.#pending.set(p.requestId, p);
+      p.followed = this.#follower?.follow(p.team, p.requestId, (s) => {
+        if (this.#pending.get(p.requestId) !== p) return;
+        if (s.lease) {
+          this.#pending.delete(p.requestId);
+          p.resolve(s.lease);
+        } else if (s.state === 'unknown' || s.state === 'failed') this.#enqueue(p);
+      });
       this.#enqueue(p);
     });
   }

@@ -219,3 +219,67 @@ describe.each(['embedded', 'nats'] as const)('broker and agents (%s)', (mode) =>
     }
   });
 });
+
+describe('a spot-only cluster, embedded', () => {
+  let gantry: TestSystem | undefined;
+  afterEach(async () => {
+    await gantry?.stop();
+    gantry = undefined;
+  });
+
+  it('places work again on spot after a reclaim when no pool without spot could take it', async () => {
+    gantry = await startSystem('embedded', {
+      speedup: 1000,
+      platformDir: 'test/fixtures/spot-only-platform',
+    });
+    const client = new TestClient(gantry.transport);
+    const cloud = gantry.clouds.get('sim-spot')!;
+    const reply = await client.request('only-spot', { work: { kind: 'sim', durationMs: 60_000 } });
+    expect(reply).toMatchObject({ ok: true, lease: { capacityType: 'spot' } });
+    await eventually(() => client.states.get('only-spot')?.includes('running') === true, 10_000, 'running');
+    const node = reply.ok ? reply.lease.node : '';
+    await eventually(() => cloud.list().some((n) => n.ready), 10_000, 'node up');
+    expect(cloud.reclaimNode(cloud.list().find((n) => n.ready)!.name)).toBe(true);
+    await client.finished(['only-spot'], 20_000);
+    expect(client.states.get('only-spot')).toContain('preempted');
+    expect(client.successes('only-spot')).toBe(1);
+    const r = gantry.broker.state.requests.get('only-spot')!;
+    const lease = gantry.broker.state.leases.get(r.leaseId!)!;
+    expect(lease.capacityType).toBe('spot');
+    expect(lease.actualNode ?? lease.node).not.toBe(node);
+  });
+
+  it('finds the nodes its cloud has, and the broker places the work it stopped again', async () => {
+    gantry = await startSystem('embedded', {
+      speedup: 1000,
+      platformDir: 'test/fixtures/spot-only-platform',
+    });
+    const client = new TestClient(gantry.transport);
+    const nodeNames = () =>
+      gantry!.clouds
+        .get('sim-spot')!
+        .list()
+        .map((n) => n.name)
+        .sort();
+    const ids = ['r-0', 'r-1', 'r-2', 'r-3'];
+    for (const id of ids)
+      void client.request(id, {
+        resources: { cpu: 6, memory: '8Gi' },
+        work: { kind: 'sim', durationMs: 120_000 },
+      });
+    await eventually(() => ids.every((id) => client.states.get(id)?.includes('running')), 10_000, 'running');
+    const before = nodeNames();
+    expect(before).toHaveLength(4);
+    await gantry.restartAgent!('sim-spot');
+    // The same four nodes, in the cloud and in the broker's inventory: none bought again.
+    expect(nodeNames()).toEqual(before);
+    await eventually(
+      () => [...(gantry!.broker.inventory.clusters.get('sim-spot')?.nodes.keys() ?? [])].length === 4,
+      5000,
+      'the restarted agent reports its nodes',
+    );
+    await client.finished(ids, 30_000);
+    expect(ids.map((id) => client.successes(id))).toEqual([1, 1, 1, 1]);
+    expect(nodeNames()).toEqual(before);
+  });
+});

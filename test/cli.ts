@@ -1,8 +1,7 @@
 /** Runs `gantry` commands for tests, in-process or as the real binary, capturing what they print. */
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { vi } from 'vitest';
 import { main } from '../bin/cli.ts';
+import { spawnGantry, startGantry } from './gantry-process.ts';
 
 /** Runs `gantry ...args` and returns its exit code, standard output and standard error. */
 export async function runGantry(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -19,110 +18,51 @@ export async function runGantry(...args: string[]): Promise<{ code: number; out:
   }
 }
 
-/** Options of {@link spawnGantry}. */
-export interface SpawnOptions {
-  /** Working directory; default this repository. */
-  cwd?: string;
-  /** The environment; default this process's. */
-  env?: NodeJS.ProcessEnv;
-  /** Kill the command after this long; default 30 s. */
-  timeoutMs?: number;
+export { type GantryProcess, type SpawnOptions, spawnGantry, startGantry } from './gantry-process.ts';
+
+/** Polls `f` every 300 ms until `ok` holds of its value; throws with the last value after `ms`. */
+export async function until<T>(
+  what: string,
+  f: () => Promise<T>,
+  ok: (v: T) => boolean,
+  ms = 20_000,
+): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (ok(v)) return v;
+    if (Date.now() > end)
+      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v).slice(0, 500)}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
 }
 
-const GANTRY_BIN = fileURLToPath(new URL('../bin/gantry.js', import.meta.url));
+/** The broker's leases in `status`, as `gantry get leases --nats` lists them. */
+export async function leasesIn(
+  nats: string,
+  status: string,
+): Promise<{ leaseId: string; requestId: string }[]> {
+  const r = await spawnGantry(['get', 'leases', '--nats', nats, '--status', status, '-o', 'json']);
+  if (r.code !== 0) throw new Error(`gantry get leases failed: ${r.err}`);
+  return (JSON.parse(r.out) as { leases: { leaseId: string; requestId: string }[] }).leases;
+}
 
 /**
- * Runs the real `gantry` binary (`node bin/gantry.js …`) as its own process, as a user would, and
- * returns its exit code and what it printed. What a command prints when it dies — a stack trace from an
- * uncaught error — shows only this way.
+ * `gantry run --nats` of four tasks of ten simulated hours (ten minutes at 60×) each, in the spend
+ * fixtures: nobody waits that long in a test, so it runs until it is stopped.
  */
-export function spawnGantry(
-  args: readonly string[],
-  opts: SpawnOptions = {},
-): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [GANTRY_BIN, ...args], {
-      cwd: opts.cwd ?? fileURLToPath(new URL('..', import.meta.url)),
-      env: opts.env ?? process.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 30_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-  });
-}
-
-/** A long-running `gantry` process (`up`, `broker`, `agent`) started by {@link startGantry}. */
-export interface GantryProcess {
-  /** What it printed so far on stdout and stderr. */
-  output(): string;
-  /** Resolves when its output matches, or rejects with what it printed after `timeoutMs`. */
-  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
-  /** SIGTERM, then its exit code. */
-  stop(): Promise<number | null>;
-  /** Sends a signal (SIGINT is Ctrl-C, SIGKILL a driver that dies), then its exit code. */
-  kill(signal: NodeJS.Signals): Promise<number | null>;
-  /** Resolves with its exit code once it has ended by itself. */
-  exited: Promise<number | null>;
-}
-
-/** Starts the real `gantry` binary in the background, as `gantry up` is started by a user. */
-export function startGantry(args: readonly string[], opts: SpawnOptions = {}): GantryProcess {
-  const child = spawn(process.execPath, [GANTRY_BIN, ...args], {
-    cwd: opts.cwd ?? fileURLToPath(new URL('..', import.meta.url)),
-    env: opts.env ?? process.env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let text = '';
-  const listeners = new Set<() => void>();
-  const onData = (d: Buffer) => {
-    text += d.toString();
-    for (const l of listeners) l();
-  };
-  child.stdout.on('data', onData);
-  child.stderr.on('data', onData);
-  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
-  process.once('exit', () => child.kill('SIGKILL'));
-  return {
-    output: () => text,
-    waitFor(pattern, timeoutMs = 30_000) {
-      return new Promise((resolve, reject) => {
-        const check = () => {
-          if (!pattern.test(text)) return;
-          listeners.delete(check);
-          clearTimeout(timer);
-          resolve();
-        };
-        const timer = setTimeout(() => {
-          listeners.delete(check);
-          reject(new Error(`gantry ${args.join(' ')} never printed ${pattern}; it printed:\n${text}`));
-        }, timeoutMs);
-        listeners.add(check);
-        void exited.then(() => {
-          if (listeners.has(check)) {
-            listeners.delete(check);
-            clearTimeout(timer);
-            reject(new Error(`gantry ${args.join(' ')} exited; it printed:\n${text}`));
-          }
-        });
-        check();
-      });
-    },
-    async stop() {
-      if (child.exitCode === null) child.kill('SIGTERM');
-      return exited;
-    },
-    async kill(signal) {
-      if (child.exitCode === null) child.kill(signal);
-      return exited;
-    },
-    exited,
-  };
-}
+export const startLongRun = (nats: string) =>
+  startGantry([
+    'run',
+    'test/fixtures/workflows/spend.ts',
+    '--task',
+    'overrun',
+    '--team',
+    'shared',
+    '--input',
+    '{"ms":36000000}',
+    '--nats',
+    nats,
+    '--speedup',
+    '60',
+  ]);

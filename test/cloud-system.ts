@@ -123,14 +123,20 @@ export async function startCloudSystem(
     launchDelayMs?: number;
     /** How long a run's driver may be silent before its work is stopped, wall ms (the broker's default otherwise). */
     runGraceMs?: number;
+    /** Idle TTLs (seconds) in place of the platform's, for the pools of these clusters. */
+    idleTtlSeconds?: Record<string, number>;
   } = {},
 ): Promise<CloudSystem> {
   const loaded = loadPlatform([opts.platformDir ?? 'test/fixtures/cloud-platform']).platform;
   const only = (name: string) => !opts.clusters || opts.clusters.includes(name);
+  const withTtl = <P extends Platform['pools'][number]>(p: P): P => {
+    const ttl = opts.idleTtlSeconds?.[p.cluster];
+    return ttl === undefined ? p : { ...p, idleTtlSeconds: ttl };
+  };
   const platform: Platform = {
     ...loaded,
-    clusters: loaded.clusters.filter((c) => only(c.name)),
-    pools: loaded.pools.filter((p) => only(p.cluster)),
+    clusters: loaded.clusters.filter((c) => only(c.name)).map((c) => ({ ...c, pools: c.pools.map(withTtl) })),
+    pools: loaded.pools.filter((p) => only(p.cluster)).map(withTtl),
   };
   const speedup = opts.speedup ?? 100;
   const heartbeatMs = opts.heartbeatMs ?? 100;

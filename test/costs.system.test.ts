@@ -16,6 +16,7 @@ import { loadPlatform } from '../policies/index.ts';
 import { decodeJson, encodeJson, subjects } from '../protocol/index.ts';
 import { defaultBackends } from '../solver/index.ts';
 import { mulberry32 } from './random.ts';
+import { money } from '../console/app/src/format.ts';
 import { CHROMIUM, locate, notFound } from './requirements.ts';
 import { eventually, startSystem, TestClient, type TestSystem } from './system.ts';
 
@@ -168,7 +169,7 @@ describe('a simulated week of work, and its cost report', () => {
     expect(cents(after.totals.costUsd)).toBe(cents(before.totals.costUsd));
   });
 
-  it('renders the HTML page in Chromium with the totals of the JSON', async () => {
+  it("renders the HTML page in Chromium, offline, with the console's charts and the totals of the JSON", async () => {
     const report: CostReport = costReport(entries, { by: ['team'], since, until, platform });
     const dir = 'test-artifacts';
     mkdirSync(dir, { recursive: true });
@@ -177,22 +178,66 @@ describe('a simulated week of work, and its cost report', () => {
     const browser = await chromium.launch({ executablePath: chromiumBinary(), args: ['--no-sandbox'] });
     try {
       const page = await browser.newPage({ viewport: { width: 900, height: 1200 } });
+      const problems: string[] = [];
+      const requests: string[] = [];
+      page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+      page.on('pageerror', (e) => problems.push(e.message));
+      page.on('request', (r) => requests.push(r.url()));
       await page.goto(`file://${file}`);
       expect(await page.textContent('#total')).toBe(`$${report.totals.costUsd.toFixed(2)}`);
       expect(await page.textContent('#idle')).toBe(`$${report.totals.idleUsd.toFixed(2)}`);
       expect(await page.textContent('#savings')).toBe(`$${report.totals.spotSavingsUsd.toFixed(2)}`);
       const rowCosts = await page.$$eval('#rows td[data-cost]', (tds) => tds.map((td) => td.textContent));
       expect(rowCosts).toEqual(report.rows.map((r) => `$${r.costUsd.toFixed(2)}`));
-      // One bar segment per day and team that spent, as laid out in the browser.
+
+      // Spend per day, drawn by recharts: a day per x tick, dollars on the y axis, a legend entry and
+      // a bar segment per day and team that spent.
+      await page.waitForSelector('#per-day .recharts-bar-rectangle');
+      const ticks = (chart: string, axis: string) =>
+        page.$$eval(`${chart} .recharts-${axis}-tick-labels .recharts-cartesian-axis-tick-value`, (ts) =>
+          ts.map((t) => t.textContent),
+        );
+      expect(await ticks('#per-day', 'xAxis')).toEqual(report.days.map((d) => d.day.slice(5)));
+      const yTicks = await ticks('#per-day', 'yAxis');
+      expect(yTicks.length).toBeGreaterThan(2);
+      for (const t of yTicks) expect(t).toMatch(/^\$\d+(\.\d+)?$/);
+      const teams = [...new Set(report.days.flatMap((d) => Object.keys(d.values)))];
+      expect(
+        (
+          await page.$$eval('#per-day .recharts-legend-item-text', (ls) => ls.map((l) => l.textContent!))
+        ).sort(),
+      ).toEqual(teams.sort());
       const segments = await page.$$eval(
-        '#per-day rect',
+        '#per-day .recharts-bar-rectangle',
         (rects) => rects.filter((r) => r.getBoundingClientRect().height > 0).length,
       );
       expect(segments).toBe(
         report.days.reduce((a, d) => a + Object.values(d.values).filter((v) => v > 0).length, 0),
       );
-      const gpuL4 = await page.textContent('#by-gpu [data-gpu="L4"]');
-      expect(gpuL4).toBe(`$${report.byGpu.L4!.toFixed(2)}`);
+
+      // Spend by GPU model, against on-demand and replanned: a bar per category, each that is not zero
+      // labelled with its amount.
+      const gpus = Object.entries(report.byGpu).sort((a, b) => b[1] - a[1]);
+      expect(await ticks('#by-gpu', 'xAxis')).toEqual(gpus.map(([g]) => g));
+      const labels = (chart: string) =>
+        page.$$eval(`${chart} .recharts-label-list text`, (ts) => ts.map((t) => t.textContent));
+      expect(await labels('#by-gpu')).toEqual(gpus.filter(([, v]) => v > 0).map(([, v]) => money(v)));
+      expect(await ticks('#savings-chart', 'xAxis')).toEqual([
+        'Actual spend (incl. idle)',
+        'The same work all on-demand',
+      ]);
+      expect(await labels('#savings-chart')).toEqual([
+        money(report.totals.costUsd),
+        money(report.totals.onDemandUsd),
+      ]);
+      expect(await ticks('#replan-chart', 'xAxis')).toEqual(["Gantry's plan", 'Cheapest-first greedy']);
+      expect(await labels('#replan-chart')).toEqual([
+        money(report.totals.plannedUsd!),
+        money(report.totals.greedyUsd!),
+      ]);
+      // One file, nothing fetched.
+      expect(requests).toEqual([`file://${file}`]);
+      expect(problems).toEqual([]);
       await page.screenshot({ path: join(dir, 'cost-report.png'), fullPage: true });
     } finally {
       await browser.close();

@@ -1,6 +1,7 @@
 /**
  * Runs are owned, through real processes over a real nats-server: `gantry up --nats` serves the broker
- * and agents; a `gantry run --nats` killed with SIGKILL has its leases stopped after the grace period;
+ * and agents; a `gantry run --nats` killed with SIGKILL has its leases stopped after the grace period
+ * and shows as abandoned in `gantry get runs`;
  * Ctrl-C (SIGINT) cancels and prints what it stopped; `gantry run cancel <run>` does the same from
  * another terminal, and `gantry get runs` shows the run cancelled.
  */
@@ -8,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type GantryProcess, spawnGantry, startGantry } from './cli.ts';
+import { type GantryProcess, leasesIn, spawnGantry, startGantry, startLongRun, until } from './cli.ts';
 import { type NatsServer, startNatsServer } from './nats/server.ts';
 
 let server: NatsServer;
@@ -31,49 +32,41 @@ afterAll(async () => {
   expect(up.output()).not.toMatch(/\n\s+at /);
 }, 30_000);
 
-/** Four tasks of ten simulated hours (ten minutes at 60×) each: nobody waits that long in a test. */
-const startRun = () =>
-  startGantry([
-    'run',
-    'test/fixtures/workflows/spend.ts',
-    '--task',
-    'overrun',
-    '--team',
-    'shared',
-    '--input',
-    '{"ms":36000000}',
-    '--nats',
-    server.url,
-    '--speedup',
-    '60',
-  ]);
+const startRun = () => startLongRun(server.url);
 
 /** Leases the broker has in `status`. */
-async function leases(status: string): Promise<{ leaseId: string; requestId: string }[]> {
-  const r = await spawnGantry(['get', 'leases', '--nats', server.url, '--status', status, '-o', 'json']);
-  expect(r.err).toBe('');
-  return (JSON.parse(r.out) as { leases: { leaseId: string; requestId: string }[] }).leases;
-}
+const leases = (status: string) => leasesIn(server.url, status);
 
-async function until<T>(what: string, f: () => Promise<T>, ok: (v: T) => boolean, ms = 20_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (ok(v)) return v;
-    if (Date.now() > end)
-      throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v).slice(0, 500)}`);
-    await new Promise((r) => setTimeout(r, 300));
-  }
+/** The ids of the runs `gantry get runs` lists in `status`. */
+async function runsWith(status: string): Promise<string[]> {
+  const r = await spawnGantry([
+    'get',
+    'runs',
+    '--nats',
+    server.url,
+    '--state',
+    state,
+    '--status',
+    status,
+    '-o',
+    'json',
+  ]);
+  // (Its first call says on stderr that it creates the history database.)
+  expect(r.code, r.err).toBe(0);
+  return (JSON.parse(r.out) as { runs: { run: string }[] }).runs.map((x) => x.run);
 }
 
 describe('runs are owned', () => {
   it('stops the leases of a run whose driver was killed, after the grace period', async () => {
     const run = startRun();
+    await run.waitFor(/^run (run-\S+):/m);
+    const runId = /^run (run-\S+):/m.exec(run.output())![1]!;
     await until(
       'four leases running',
       () => leases('running'),
       (l) => l.length === 4,
     );
+    expect(await runsWith('running')).toContain(runId);
     const ids = (await leases('running')).map((l) => l.leaseId);
     await run.kill('SIGKILL');
     // Grace 6 s: the leases still run just after the kill, and are stopped soon after the grace.
@@ -104,6 +97,13 @@ describe('runs are owned', () => {
         /^run-abandoned: run run-\S+'s driver sent no heartbeat for \d+ s \(grace 6 s\)/.test(r),
       ),
     ).toHaveLength(4);
+    // The history says it ended, though its driver never could.
+    await until(
+      'the run abandoned in the history',
+      () => runsWith('abandoned'),
+      (r) => r.includes(runId),
+    );
+    expect(await runsWith('running')).not.toContain(runId);
   }, 60_000);
 
   it('cancels on Ctrl-C and prints what it stopped', async () => {
@@ -148,20 +148,7 @@ describe('runs are owned', () => {
     );
     const again = await spawnGantry(['run', 'cancel', runId, '--nats', server.url]);
     expect(again.out).toBe(`run ${runId}: nothing pending or running to cancel\n`);
-    const runs = await spawnGantry([
-      'get',
-      'runs',
-      '--nats',
-      server.url,
-      '--state',
-      state,
-      '--status',
-      'cancelled',
-      '-o',
-      'json',
-    ]);
-    expect(runs.code).toBe(0);
-    expect(JSON.stringify(JSON.parse(runs.out))).toContain(runId);
+    expect(await runsWith('cancelled')).toContain(runId);
   }, 60_000);
 
   it('says what gantry run cancel needs', async () => {

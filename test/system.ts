@@ -123,6 +123,8 @@ export interface TestSystem {
   artifacts: ArtifactStore;
   runtimeStore: Store;
   speedup: number;
+  /** Restarts a cluster's agent over the same simulated cloud (embedded only). */
+  restartAgent?(cluster: string): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -152,6 +154,7 @@ export async function startSystem(
       artifacts: e.artifacts,
       runtimeStore: e.runtimeStore,
       speedup,
+      restartAgent: (cluster) => e.restartAgent(cluster),
       stop: () => e.stop(),
     };
   }

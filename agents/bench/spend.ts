@@ -1,9 +1,12 @@
 /**
  * The spend audit: a seeded simulated stretch of work on the example platform, its AWS and GCP clusters
- * buying nodes from the EC2 and GCE test servers through the real agents, the broker planning. It counts
- * the instances the clouds launched against the nodes the broker planned (an instance with no planned id
- * the broker sent, or a second one for the same id, is extra), and reads each team's spend against its
- * budgets. What `npm run bench:spend` prints and test/spend.system.test.ts asserts.
+ * buying nodes from the EC2 and GCE test servers through the real agents, the broker planning. Along the
+ * way spot instances are reclaimed on both clouds, a run's driver dies, and the GCP cluster is drained
+ * and removed with `--force` (its work moved off first; the nodes Gantry bought there terminated). It
+ * counts the instances the clouds launched against the nodes the broker planned (an instance with no
+ * planned id the broker sent, or a second one for the same id, is extra), the removed cluster's
+ * instances still running after its removal, and reads each team's spend against its budgets. What
+ * `npm run bench:spend` prints and test/spend.system.test.ts asserts.
  */
 import {
   decodeJson,
@@ -34,7 +37,12 @@ export interface SpendAuditOptions {
 /** What the audit found. */
 export interface SpendAudit {
   hours: number;
-  tasks: { sent: number; succeeded: number };
+  /** `notSucceeded`: the tasks that did not succeed, with the states they went through and why. */
+  tasks: {
+    sent: number;
+    succeeded: number;
+    notSucceeded: { id: string; states: string[]; reason?: string }[];
+  };
   clouds: {
     cloud: 'ec2' | 'gce';
     cluster: string;
@@ -43,12 +51,26 @@ export interface SpendAudit {
     extra: number;
     /** Planned nodes the agent gave up (the pool could not add them), by why. */
     givenUp: Record<string, number>;
+    /** Spot instances the audit had the cloud reclaim (running ones, with work on them or not). */
+    reclaimed: number;
   }[];
+  /**
+   * The cluster drained and removed with `--force` at `atHour`: the nodes Gantry bought there that the
+   * removal terminated, and its instances still running (or on their way) once it was removed.
+   */
+  removedCluster: {
+    cluster: string;
+    atHour: number;
+    terminated: number;
+    leftRunning: number;
+    error?: string;
+  };
   budgets: { team: string; spent: number; perMonth?: number; perHour?: number }[];
   /**
    * The killed driver: a run whose driver stops sending heartbeats a while after its tasks started.
    * `orphanedLeaseSeconds`: simulated lease-seconds its work kept running past the grace period
-   * (`graceSeconds`, simulated) — counted until the broker reported each lease ended, or the audit's end.
+   * (`graceSeconds`, simulated, from its last heartbeat, and the broker's check within two ticks) —
+   * counted until the broker reported each lease ended, or the audit's end.
    */
   killedDriver: {
     leases: number;
@@ -59,15 +81,17 @@ export interface SpendAudit {
   };
 }
 
-/** Task shapes; `team` when only one team asks for it. */
-const SHAPES: { resources: Record<string, unknown>; team?: string }[] = [
+/** Task shapes; `team` when only one team asks for it, `onlyIn` when only one cluster can run it. */
+const SHAPES: { resources: Record<string, unknown>; team?: string; onlyIn?: string }[] = [
   { resources: { cpu: 4, memory: '8Gi' } },
   { resources: { cpu: 8, memory: '16Gi' } },
   { resources: { cpu: 2, memory: '4Gi' } },
   { resources: { gpu: 'L4:1', memory: '16Gi' } },
   // Only GCP has H100 spot (a3-highgpu-8g): this is the work that reaches the GCE cluster.
-  { resources: { gpu: 'H100:8', memory: '64Gi', spot: 'required' }, team: 'research' },
+  { resources: { gpu: 'H100:8', memory: '64Gi', spot: 'required' }, team: 'research', onlyIn: 'gcp-usc1' },
 ];
+/** The cluster the audit drains and removes. */
+const REMOVED = 'gcp-usc1';
 const TEAMS = ['research', 'product'];
 const HEARTBEAT_MS = 100;
 
@@ -89,6 +113,8 @@ export async function runSpendAudit(opts: SpendAuditOptions = {}): Promise<Spend
     speedup,
     heartbeatMs: HEARTBEAT_MS,
     runGraceMs,
+    // The removed cluster keeps idle nodes four hours: it still has nodes Gantry bought when it goes.
+    idleTtlSeconds: { [REMOVED]: 4 * 3600 },
   });
   try {
     const planned = new Map<string, Set<string>>();
@@ -113,14 +139,25 @@ export async function runSpendAudit(opts: SpendAuditOptions = {}): Promise<Spend
     const hourMs = 3_600_000 / speedup;
     const killed = killedDriver(system.transport, speedup, runGraceMs);
     const killAt = Math.floor(hours / 3);
+    // The GCP cluster goes at three quarters: its GCP-only work (H100 spot) stops three hours before,
+    // so that nothing is left waiting for it.
+    const removeAt = Math.floor((hours * 3) / 4);
+    let removal: Promise<SpendAudit['removedCluster']> | undefined;
+    const reclaimed = { ec2: 0, gce: 0 };
     for (let h = 0; h < hours; h++) {
       if (h === killAt) await killed.start(client);
       if (h === killAt + 2) killed.kill();
+      if (h === removeAt) removal = removeCluster(system, REMOVED, h);
+      if (h % 4 === 2) {
+        reclaimed.ec2 += reclaimSpot(system, 'ec2');
+        if (h < removeAt) reclaimed.gce += reclaimSpot(system, 'gce');
+      }
+      const shapes = h >= removeAt - 3 ? SHAPES.filter((s) => !s.onlyIn) : SHAPES;
       const n = Math.round((opts.tasksPerHour ?? 6) * (0.5 + rand()));
       for (let i = 0; i < n; i++) {
         const id = `h${h}-t${i}`;
         ids.push(id);
-        const shape = SHAPES[Math.floor(rand() * SHAPES.length)]!;
+        const shape = shapes[Math.floor(rand() * shapes.length)]!;
         const team = TEAMS[Math.floor(rand() * TEAMS.length)]!;
         // A request the broker does not answer in time counts as not succeeded.
         void client
@@ -135,13 +172,29 @@ export async function runSpendAudit(opts: SpendAuditOptions = {}): Promise<Spend
       if (h % 24 === 23) process.stderr.write(`  day ${(h + 1) / 24} of ${hours / 24}\n`);
     }
     await client.finished(ids, 60_000 + 2 * hourMs * 2).catch(() => undefined);
+    const removedCluster = (await removal) ?? {
+      cluster: REMOVED,
+      atHour: removeAt,
+      terminated: 0,
+      leftRunning: 0,
+      error: 'not reached',
+    };
     const budgets = await system.transport.request(subjects.admin('budgets'), encodeJson({}));
     const status = decodeJson(budgets.data) as {
       budgets: { team: string; perHour?: { cap: number }; perMonth?: { cap: number; spent: number } }[];
     };
     return {
       hours,
-      tasks: { sent: ids.length, succeeded: ids.filter((id) => client.successes(id) > 0).length },
+      tasks: {
+        sent: ids.length,
+        succeeded: ids.filter((id) => client.successes(id) > 0).length,
+        notSucceeded: ids
+          .filter((id) => client.successes(id) === 0)
+          .map((id) => {
+            const reason = system.broker.state.requests.get(id)?.reason;
+            return { id, states: client.states.get(id) ?? [], ...(reason ? { reason } : {}) };
+          }),
+      },
       clouds: [
         tally(
           'ec2',
@@ -149,6 +202,7 @@ export async function runSpendAudit(opts: SpendAuditOptions = {}): Promise<Spend
           planned.get('aws-use1'),
           system.ec2.instances().map((i) => i.tags['gantry.dev/planned-id']),
           givenUp.get('aws-use1'),
+          reclaimed.ec2,
         ),
         tally(
           'gce',
@@ -156,8 +210,10 @@ export async function runSpendAudit(opts: SpendAuditOptions = {}): Promise<Spend
           planned.get('gcp-usc1'),
           system.gce.created().map((i) => i.labels['gantry-planned-id']),
           givenUp.get('gcp-usc1'),
+          reclaimed.gce,
         ),
       ],
+      removedCluster,
       budgets: status.budgets.map((b) => ({
         team: b.team,
         spent: b.perMonth?.spent ?? 0,
@@ -190,8 +246,11 @@ function killedDriver(transport: CloudSystem['transport'], speedup: number, grac
     if ((TERMINAL.has(s.state) || s.state === 'lost') && !endedAt.has(s.requestId))
       endedAt.set(s.requestId, Date.now());
   });
-  const heartbeat = () =>
+  let lastBeat = 0;
+  const heartbeat = () => {
+    lastBeat = Date.now();
     transport.publish(subjects.runControl(team, runId), encodeJson({ type: 'heartbeat' }));
+  };
   return {
     async start(client: TestClient) {
       heartbeat();
@@ -213,7 +272,9 @@ function killedDriver(transport: CloudSystem['transport'], speedup: number, grac
     result(): SpendAudit['killedDriver'] {
       clearInterval(beat);
       const now = Date.now();
-      const graceEnd = (killedAt ?? now) + graceMs;
+      // The grace period runs from the last heartbeat the broker heard; the broker looks once a health
+      // tick, and a loaded event loop may run that check a tick late.
+      const graceEnd = (killedAt !== undefined ? lastBeat : now) + graceMs + HEARTBEAT_MS;
       let orphanedMs = 0;
       for (const id of running) orphanedMs += Math.max(0, (endedAt.get(id) ?? now) - graceEnd);
       return {
@@ -233,6 +294,7 @@ function tally(
   planned: Set<string> | undefined,
   instanceIds: (string | undefined)[],
   givenUp: Map<string, number> | undefined,
+  reclaimed: number,
 ): SpendAudit['clouds'][number] {
   const seen = new Set<string>();
   let extra = 0;
@@ -247,5 +309,54 @@ function tally(
     launched: instanceIds.length,
     extra,
     givenUp: Object.fromEntries(givenUp ?? []),
+    reclaimed,
+  };
+}
+
+/** Reclaims one running spot instance Gantry bought on the cloud, as a spot interruption; 1 if it did. */
+function reclaimSpot(system: CloudSystem, cloud: 'ec2' | 'gce'): number {
+  if (cloud === 'ec2') {
+    const i = system.ec2.instances().find((x) => x.lifecycle === 'spot' && x.state === 'running');
+    if (i) system.ec2.reclaim(i.instanceId);
+    return i ? 1 : 0;
+  }
+  const i = system.gce
+    .instances()
+    .find((x) => x.status === 'RUNNING' && x.scheduling.provisioningModel === 'SPOT');
+  if (i) system.gce.preempt(i.name);
+  return i ? 1 : 0;
+}
+
+/**
+ * `gantry cluster drain`, then, once its work has finished, `gantry cluster remove --force`: the nodes
+ * Gantry bought there are terminated and its agent stopped. Counts the cluster's instances that still
+ * run after.
+ */
+async function removeCluster(
+  system: CloudSystem,
+  cluster: string,
+  atHour: number,
+): Promise<SpendAudit['removedCluster']> {
+  const out = { cluster, atHour, terminated: 0, leftRunning: 0 };
+  const admin = async (verb: string, body: unknown, timeoutMs = 10_000) =>
+    decodeJson(
+      (await system.transport.request(subjects.admin(verb), encodeJson(body), { timeoutMs })).data,
+    ) as {
+      ok: boolean;
+      terminated?: string[];
+      error?: { message: string };
+    };
+  const drained = await admin('drain', { name: cluster });
+  if (!drained.ok) return { ...out, error: `drain: ${drained.error?.message}` };
+  const deadline = Date.now() + 60_000;
+  while (system.broker.state.activeOn(cluster).length > 0 && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 20));
+  const removed = await admin('remove', { name: cluster, force: true }, 70_000);
+  if (!removed.ok) return { ...out, error: `remove: ${removed.error?.message}` };
+  const alive = new Set(['PROVISIONING', 'STAGING', 'RUNNING']);
+  return {
+    ...out,
+    terminated: removed.terminated?.length ?? 0,
+    leftRunning: system.gce.instances().filter((i) => alive.has(i.status)).length,
   };
 }

@@ -21,7 +21,13 @@ import {
   type RunDetail,
 } from '../../history/index.ts';
 import { loadPlatform, type Platform } from '../../policies/index.ts';
-import { openLocalStore, type RunRecord, type Store, StoreLockedError } from '../../protocol/index.ts';
+import {
+  openLocalStore,
+  RUN_STATUSES,
+  type RunRecord,
+  type Store,
+  StoreLockedError,
+} from '../../protocol/index.ts';
 import { defaultBackends } from '../../solver/index.ts';
 import { BROKER_BUCKET, BROKER_STREAM, LINEAGE_STREAM, RUNTIME_BUCKET } from '../credentials.ts';
 import { connectCli, openStoreCli } from '../connect.ts';
@@ -74,7 +80,7 @@ export async function withHistory<T>(
   use: (client: HistoryClient) => Promise<T>,
 ): Promise<T> {
   const url = flags.history ?? process.env.GANTRY_HISTORY ?? announced(flags.state);
-  if (url) return use(httpHistoryClient(url));
+  if (url) return use(httpHistoryClient(url, process.env.GANTRY_CONSOLE_TOKEN || undefined));
   const postgres = flags.postgres ?? process.env.GANTRY_POSTGRES;
   if (
     !postgres &&
@@ -278,7 +284,7 @@ export function registerHistoryCommands(program: Command): void {
           .description('Runs from the history, newest first: filter by team, workflow, status and time')
           .option('--team <team>', 'only this team')
           .option('--workflow <name>', 'only this workflow')
-          .option('--status <status>', 'running, succeeded, failed or cancelled')
+          .option('--status <status>', RUN_STATUSES.join(', '))
           .option('--since <when>', 'started at or after (7d, 12h, or a date)')
           .option('--until <when>', 'started before (a duration back from now, or a date)')
           .option('--limit <n>', 'at most this many', '50')
@@ -298,10 +304,8 @@ export function registerHistoryCommands(program: Command): void {
         cursor?: string;
       },
     ) => {
-      if (flags.status && !['running', 'succeeded', 'failed', 'cancelled'].includes(flags.status))
-        throw new UsageError(
-          `--status must be running, succeeded, failed or cancelled, not '${flags.status}'`,
-        );
+      if (flags.status && !(RUN_STATUSES as readonly string[]).includes(flags.status))
+        throw new UsageError(`--status must be one of ${RUN_STATUSES.join(', ')}, not '${flags.status}'`);
       const page = await withHistory(flags, (h) =>
         h.runs({
           team: flags.team,

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { LedgerEntry } from '../../broker/ledger.ts';
 import { encodeJson, openLocalStore } from '../../protocol/index.ts';
 import { runGantry } from '../../test/cli.ts';
+import { reportChartsScript } from '../../console/index.ts';
 import { readLedger } from './report.ts';
 
 const H = 3_600_000;
@@ -114,6 +115,28 @@ describe('gantry report cost', () => {
     const html = await runGantry('report', 'cost', '--state', state, ...window, '-o', 'html', '--out', out);
     expect(html.out).toBe(`wrote ${out}\n`);
     expect(readFileSync(out, 'utf8')).toContain('<b id="total">$4.00</b>');
+  });
+
+  it("writes -o html as one file: the report -o json prints and the console's charts, inlined", async () => {
+    const state = await ledgerDir();
+    const args = ['report', 'cost', '--state', state, ...window, '-f', 'examples'];
+    const json = JSON.parse((await runGantry(...args, '-o', 'json')).out) as object;
+    const html = (await runGantry(...args, '-o', 'html')).out;
+    const data = /<script type="application\/json" id="report-data">(.*?)<\/script>/s.exec(html)![1]!;
+    expect(JSON.parse(data)).toEqual({ ...json, priced: true });
+    // The chart script is the built one, whole; nothing is loaded from anywhere else.
+    const script = /<script>(.*)<\/script>\n<\/body>/s.exec(html)![1]!;
+    expect(script).toBe(reportChartsScript());
+    expect(script).toContain('recharts');
+    expect(html.replace(script, '')).not.toMatch(/\b(src|href)=|@import|url\(/);
+    for (const id of ['per-day', 'by-gpu', 'savings-chart', 'replan-chart'])
+      expect(html).toContain(`<div id="${id}"`);
+  });
+
+  it('says how to build the charts when they are not built', () => {
+    expect(() => reportChartsScript('/nonexistent/dist')).toThrow(
+      "the console's pages are not built in /nonexistent/dist: run npm run console:build (npm ci builds them)",
+    );
   });
 
   it('refuses an unknown -o with the formats it knows', async () => {

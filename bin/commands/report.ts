@@ -12,7 +12,8 @@ import { openLocalStore, type Store } from '../../protocol/index.ts';
 import { defaultBackends } from '../../solver/index.ts';
 import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
 import { connectCli, openStoreCli } from '../connect.ts';
-import { UsageError } from '../errors.ts';
+import { ConsoleError, reportChartsScript } from '../../console/index.ts';
+import { OperationalError, UsageError } from '../errors.ts';
 import { OUTPUTS, serialize } from '../options.ts';
 import { type HistoryFlags, historyOptions, withHistory } from './history.ts';
 
@@ -162,85 +163,35 @@ export function reportCsv(r: CostReport): string {
 }
 
 const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-const PALETTE = [
-  '#4e79a7',
-  '#f28e2b',
-  '#e15759',
-  '#76b7b2',
-  '#59a14f',
-  '#edc948',
-  '#b07aa1',
-  '#ff9da7',
-  '#9c755f',
-  '#bab0ac',
-];
 
-/** A self-contained HTML page: totals, spend per day stacked by the first grouping, spend by GPU, savings. */
+/** The charts' script, or one line saying how to build it. */
+function chartsScript(): string {
+  try {
+    return reportChartsScript();
+  } catch (err) {
+    if (err instanceof ConsoleError)
+      throw new OperationalError(`-o html needs the report's charts: ${err.message}`);
+    throw err;
+  }
+}
+
+/**
+ * A self-contained HTML page: totals, spend per day stacked by the first grouping, spend by GPU,
+ * spend against on-demand and the replanned comparison, drawn by the console's charts (inlined with
+ * the report's data, so the file opens offline), and the rows.
+ */
 export function reportHtml(r: CostReport & { timeScale?: number }, opts: { priced?: boolean } = {}): string {
   const priced = opts.priced ?? true;
   const t = r.totals;
   const first = r.by[0] ?? 'team';
-  const series = [...new Set(r.days.flatMap((d) => Object.keys(d.values)))];
-  const color = (s: string) => PALETTE[series.indexOf(s) % PALETTE.length]!;
-  const W = 760;
-  const H = 260;
-  const maxDay = Math.max(1e-9, ...r.days.map((d) => Object.values(d.values).reduce((a, b) => a + b, 0)));
-  const bw = r.days.length > 0 ? Math.max(4, (W - 60) / r.days.length - 6) : 10;
-  const bars = r.days
-    .map((d, i) => {
-      let y = H - 30;
-      const x = 50 + i * (bw + 6);
-      const parts = series
-        .filter((s) => (d.values[s] ?? 0) > 0)
-        .map((s) => {
-          // At least a pixel, so a team that spent a little that day still shows.
-          const h = Math.max(1, ((d.values[s] ?? 0) / maxDay) * (H - 50));
-          y -= h;
-          return `<rect x="${x}" y="${y.toFixed(1)}" width="${bw.toFixed(1)}" height="${h.toFixed(1)}" fill="${color(s)}"><title>${esc(d.day)} ${esc(s)}: ${usd(d.values[s] ?? 0)}</title></rect>`;
-        })
-        .join('');
-      return `${parts}<text x="${x + bw / 2}" y="${H - 12}" font-size="10" text-anchor="middle">${esc(d.day.slice(5))}</text>`;
-    })
-    .join('');
-  const legend = series
-    .map(
-      (s, i) =>
-        `<span class="key"><i style="background:${color(s)}"></i>${esc(s)}</span>${i % 6 === 5 ? '<br>' : ''}`,
-    )
-    .join(' ');
-  const gpus = Object.entries(r.byGpu).sort((a, b) => b[1] - a[1]);
-  const maxGpu = Math.max(1e-9, ...gpus.map(([, v]) => v));
-  const gpuBars = gpus
-    .map(
-      ([g, v], i) =>
-        `<text x="0" y="${22 + i * 26}" font-size="12">${esc(g)}</text><rect x="90" y="${10 + i * 26}" width="${((v / maxGpu) * 560).toFixed(1)}" height="16" fill="#4e79a7"></rect><text x="${96 + (v / maxGpu) * 560}" y="${22 + i * 26}" font-size="12" data-gpu="${esc(g)}">${usd(v)}</text>`,
-    )
-    .join('');
-  const compareBars = (compare: [string, number | undefined][]) => {
-    const shown = compare.filter((c): c is [string, number] => c[1] !== undefined);
-    const max = Math.max(1e-9, ...shown.map(([, v]) => v));
-    return shown
-      .map(
-        ([label, v], i) =>
-          `<text x="0" y="${22 + i * 26}" font-size="12">${esc(label)}</text><rect x="200" y="${10 + i * 26}" width="${((v / max) * 460).toFixed(1)}" height="16" fill="${i === 0 ? '#59a14f' : '#bab0ac'}"></rect><text x="${206 + (v / max) * 460}" y="${22 + i * 26}" font-size="12">${usd(v)}</text>`,
-      )
-      .join('');
-  };
-  const spendBars = compareBars([
-    ['Actual spend (incl. idle)', t.costUsd],
-    ['The same work all on-demand', priced ? t.onDemandUsd : undefined],
-  ]);
   const replanned = t.plannedUsd !== undefined && t.greedyUsd !== undefined;
-  const replanBars = compareBars([
-    ["Gantry's plan", t.plannedUsd],
-    ['Cheapest-first greedy', t.greedyUsd],
-  ]);
   const rows = r.rows
     .map(
       (row) =>
         `<tr>${r.by.map((d) => `<td>${esc(row.key[d] ?? '')}</td>`).join('')}<td class="n" data-cost>${usd(row.costUsd)}</td><td class="n">${row.idleUsd > 0 ? usd(row.idleUsd) : ''}</td><td class="n">${usd(row.onDemandUsd)}</td></tr>`,
     )
     .join('');
+  const data = JSON.stringify({ ...r, priced }).replace(/</g, '\\u003c');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Gantry cost report</title>
 <style>
@@ -249,7 +200,7 @@ h1{font-size:1.4em}h2{font-size:1.1em;margin-top:2em}
 .cards{display:flex;gap:1em}.card{flex:1;border:1px solid #ddd;border-radius:6px;padding:.8em}
 .card b{display:block;font-size:1.5em}table{border-collapse:collapse;width:100%}
 td,th{padding:.3em .6em;border-bottom:1px solid #eee;text-align:left}.n{text-align:right;font-variant-numeric:tabular-nums}
-.key{display:inline-block;margin-right:1em;font-size:12px}.key i{display:inline-block;width:10px;height:10px;margin-right:4px}
+.recharts-text{font-size:12px}
 </style></head><body>
 <h1>Cost report</h1>
 <p>${esc(new Date(r.since).toISOString().slice(0, 10))} to ${esc(new Date(r.until).toISOString().slice(0, 10))}${esc(simulated(r))} · ${t.executions} task executions on ${t.nodes} nodes · grouped by ${esc(r.by.join(', '))}</p>
@@ -258,25 +209,26 @@ td,th{padding:.3em .6em;border-bottom:1px solid #eee;text-align:left}.n{text-ali
 <div class="card">Of which idle<b id="idle">${usd(t.idleUsd)}</b></div>
 <div class="card">Saved against on-demand<b id="savings">${priced ? usd(t.spotSavingsUsd) : 'not priced'}</b></div>
 </div>
+<noscript><p>The charts need JavaScript; the totals and rows are below.</p></noscript>
 <h2>Spend per day by ${esc(first)}</h2>
-<svg id="per-day" width="${W}" height="${H}" role="img" aria-label="spend per day">${bars}</svg>
-<div>${legend}</div>
+<div id="per-day" role="img" aria-label="spend per day"></div>
 <h2>Spend by GPU model</h2>
-<svg id="by-gpu" width="${W}" height="${20 + gpus.length * 26}" role="img" aria-label="spend by GPU model">${gpuBars}</svg>
+<div id="by-gpu" role="img" aria-label="spend by GPU model"></div>
 <h2>Spend against on-demand</h2>
-<svg id="savings-chart" width="${W}" height="${priced ? 72 : 46}" role="img" aria-label="spend compared">${spendBars}</svg>
+<div id="savings-chart" role="img" aria-label="spend compared"></div>
 ${priced ? '' : '<p>On-demand prices need the platform: run the report with <code>-f &lt;dir&gt;</code>.</p>'}
 ${
   replanned
     ? `<h2>The same tasks replanned</h2>
 <p>The period's ${t.executions} tasks placed again on an empty fleet, task time only (no idle, launch or preempted time): compare these with each other, not with the actual spend.</p>
-<svg id="replan-chart" width="${W}" height="72" role="img" aria-label="replanned">${replanBars}</svg>`
+<div id="replan-chart" role="img" aria-label="replanned"></div>`
     : ''
 }
 <h2>By ${esc(r.by.join(', '))}</h2>
 <table id="rows"><thead><tr>${r.by.map((d) => `<th>${esc(d)}</th>`).join('')}<th class="n">Spend</th><th class="n">Idle</th><th class="n">All on-demand</th></tr></thead>
 <tbody>${rows}</tbody></table>
-<script type="application/json" id="report-data">${JSON.stringify(r).replace(/</g, '\\u003c')}</script>
+<script type="application/json" id="report-data">${data}</script>
+<script>${chartsScript()}</script>
 </body></html>
 `;
 }

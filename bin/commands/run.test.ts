@@ -2,7 +2,10 @@ import { cpSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { type TaskUsage, usageCost } from '../../broker/index.ts';
+import { openLocalStore } from '../../protocol/index.ts';
 import { runGantry } from '../../test/cli.ts';
+import { readLedger } from './report.ts';
 
 const INPUT = '{"source":"s3://bucket/clicks","rows":1000,"epochs":1}';
 
@@ -85,13 +88,21 @@ describe('gantry run and gantry lineage', () => {
         'm',
       ).exec(r.out);
       expect(m, r.out).not.toBeNull();
-      return Number(m![1]);
+      // What the broker's ledger charged the run's tasks (what reports and budgets read).
+      const store = await openLocalStore(join(state, 'broker'));
+      const usages = (await readLedger(store)).filter((e): e is TaskUsage => e.kind === 'usage');
+      await store.close();
+      return { printed: Number(m![1]), ledger: usages.reduce((a, u) => a + usageCost(u), 0) };
     };
     const at60 = await cost('60');
     const at600 = await cost('600');
-    expect(at60).toBeGreaterThan(0.1);
+    expect(at60.printed).toBeGreaterThan(0.1);
     // Before, the tasks slept on the wall clock: $0.15 at 60×, $1.50 at 600×.
-    expect(Math.abs(at600 - at60) / at60).toBeLessThanOrEqual(0.01);
+    expect(Math.abs(at600.printed - at60.printed) / at60.printed).toBeLessThanOrEqual(0.01);
+    // The ledger too: each lease is charged its simulated run time, not the wall clock's overhead
+    // (messages, loading the module) times the speedup.
+    expect(Math.abs(at600.ledger - at60.ledger) / at60.ledger).toBeLessThanOrEqual(0.01);
+    expect(Math.abs(at600.ledger - at600.printed) / at600.printed).toBeLessThanOrEqual(0.01);
   }, 60_000);
 
   it.each([

@@ -9,15 +9,12 @@ import {
   openLocalStore,
   parseMessage,
   runEvent,
-  type RunCancelReply,
-  runCancelReply,
   type Store,
   subjects,
   type Transport,
 } from '../../protocol/index.ts';
 import type { ArtifactStore } from '../../runtime/artifacts.ts';
 import {
-  cancelRun,
   type LineageRecord,
   lineageDot,
   lineageGraph,
@@ -35,11 +32,12 @@ import type { ResultLookup } from '../../runtime/lease-watch.ts';
 import { openJetStreamResults } from '../../runtime/nats-results.ts';
 import { type Embedded, startEmbedded } from '../embedded.ts';
 import { LINEAGE_STREAM, RUNTIME_BUCKET } from '../credentials.ts';
-import { askBroker, connectCli, expectBroker, openStoreCli } from '../connect.ts';
+import { connectCli, expectBroker, openStoreCli } from '../connect.ts';
 import { UsageError } from '../errors.ts';
 import { gantryCommand, type Output, shippedExamples, outputOption, serialize } from '../options.ts';
-import { createDisplay, type Display } from '../progress.ts';
-import { table } from '../table.ts';
+import { createDisplay } from '../progress.ts';
+import { cancelAndSay, cancelCommand, cancelledByUser } from './run-cancel.ts';
+import { costTable, eventLine, money, waitWatch } from './run-output.ts';
 import { type HistoryFlags, historyOptions, withHistory } from './history.ts';
 import { startConsole } from '../console.ts';
 import { untilSignal } from './serve.ts';
@@ -136,83 +134,6 @@ async function connectRuntime(flags: ConnectFlags, name: string): Promise<Connec
   };
 }
 
-const money = (usd: number) =>
-  usd >= 100 ? `$${usd.toFixed(0)}` : usd >= 1 ? `$${usd.toFixed(2)}` : `$${usd.toFixed(4)}`;
-
-/** One line per run event, as `gantry run` prints them. */
-export function eventLine(ev: RunEvent): string {
-  const p = ev.placement;
-  const where = p ? `${p.cluster}/${p.pool} ${p.capacityType} $${p.pricePerHour.toFixed(2)}/h` : '';
-  const task = ev.task.padEnd(14);
-  switch (ev.type) {
-    case 'placed':
-      return `  placed     ${task} → ${where}  (${ev.message ? `${ev.message}; ` : ''}${p?.why ?? ''})`;
-    case 'workers':
-      return `  warm       ${task} → ${where}  (${ev.message ?? ''})`;
-    case 'preempted':
-      return `  PREEMPTED  ${task} on ${p ? `${p.cluster}/${p.node}` : '?'}: ${ev.message ?? ''}`;
-    case 'retry':
-      return `  retry      ${task} ${ev.message ?? ''}`;
-    case 'failed':
-      return `  failed     ${task} on ${where}: ${ev.message ?? ''}`;
-    case 'succeeded':
-      return `  done       ${task} on ${where}  ${money(ev.costUsd ?? 0)}`;
-    case 'held':
-      return `  held       ${task} ${ev.hold ? `(${ev.hold.kind}) ${ev.hold.detail}` : (ev.message ?? '')}`;
-    case 'cached':
-      return `  cached     ${task} (output reused, nothing ran)`;
-    default:
-      return '';
-  }
-}
-
-/** The cost of a run by task and pool, from its lineage. */
-export function costTable(records: readonly LineageRecord[]): string {
-  const rows = new Map<
-    string,
-    {
-      task: string;
-      where: string;
-      runs: number;
-      failed: number;
-      preempted: number;
-      seconds: number;
-      cost: number;
-    }
-  >();
-  for (const r of records) {
-    if (!r.placement) continue;
-    const where = `${r.placement.cluster}/${r.placement.pool} (${r.placement.capacityType}${r.placement.gpuModel ? `, ${r.placement.gpuMilli / 1000}× ${r.placement.gpuModel}` : ''})`;
-    const key = `${r.task}|${where}`;
-    const row = rows.get(key) ?? {
-      task: r.task,
-      where,
-      runs: 0,
-      failed: 0,
-      preempted: 0,
-      seconds: 0,
-      cost: 0,
-    };
-    row.runs++;
-    if (r.error) row.failed++;
-    row.preempted += r.preemptions;
-    row.seconds += (r.endedAt - r.startedAt) / 1000;
-    row.cost += r.costUsd;
-    rows.set(key, row);
-  }
-  const total = [...rows.values()].reduce((a, r) => a + r.cost, 0);
-  const body = [...rows.values()].map((r) => [
-    r.task,
-    r.where,
-    String(r.runs),
-    r.failed ? String(r.failed) : '',
-    r.preempted ? String(r.preempted) : '',
-    money(r.cost),
-  ]);
-  body.push(['total', '', '', '', '', money(total)]);
-  return table(['TASK', 'WHERE', 'RUNS', 'FAILED', 'PREEMPTED', 'COST'], body);
-}
-
 interface RunFlags extends ConnectFlags {
   input?: string;
   task?: string;
@@ -222,40 +143,6 @@ interface RunFlags extends ConnectFlags {
   progress: boolean;
   failOnHeld?: boolean;
   brokerWait?: string;
-}
-
-/** Wall-clock milliseconds a placed task may wait to start before `gantry run` says so, then between lines. */
-const WAIT_FIRST_MS = 5000;
-const WAIT_EVERY_MS = 10_000;
-
-/**
- * Says which placed tasks have not started yet (a new node launching, a pod pulling its image): first
- * after WAIT_FIRST_MS, then every WAIT_EVERY_MS while they wait, so a run on slow clusters never looks
- * hung.
- */
-function waitWatch(display: Display) {
-  const waiting = new Map<string, { ev: RunEvent; since: number; next: number }>();
-  const timer = setInterval(() => {
-    const now = Date.now();
-    for (const w of waiting.values()) {
-      if (now < w.next) continue;
-      w.next += WAIT_EVERY_MS;
-      const p = w.ev.placement!;
-      display.event(
-        `  waiting    ${w.ev.task.padEnd(14)} for ${p.cluster}/${p.pool}: node launching or task starting, ${Math.round((now - w.since) / 1000)} s`,
-      );
-    }
-  }, 250);
-  timer.unref();
-  return {
-    seen(ev: RunEvent) {
-      const now = Date.now();
-      if (ev.type === 'placed' && ev.placement)
-        waiting.set(ev.execution, { ev, since: now, next: now + WAIT_FIRST_MS });
-      else waiting.delete(ev.execution);
-    },
-    stop: () => clearInterval(timer),
-  };
 }
 
 function parseInput(text: string | undefined): unknown {
@@ -314,13 +201,7 @@ async function runAndReport(
     // --fail-on-held: the first hold the broker reports ends the run (CI that must not wait).
     if (ev.type === 'held' && ev.hold && flags.failOnHeld && !failedOnHold) {
       failedOnHold = true;
-      cancelledByUser.add(runId);
-      void cancelRun(conn.transport, team, runId, `--fail-on-held: ${ev.task} held (${ev.hold.kind})`).then(
-        (reply) => {
-          for (const line of cancelLines(reply)) display.event(line);
-        },
-        (err: Error) => display.event(`could not cancel run ${runId}: ${err.message}`),
-      );
+      cancelAndSay(conn.transport, team, runId, `--fail-on-held: ${ev.task} held (${ev.hold.kind})`, display);
     }
     onEvent?.(ev, (line) => display.event(line));
     watch.seen(ev);
@@ -343,12 +224,7 @@ async function runAndReport(
     if (interrupted) process.exit(130);
     interrupted = true;
     display.event(`cancelling run ${runId} (Ctrl-C again to quit at once)`);
-    void cancelRun(conn.transport, team, runId, 'Ctrl-C').then(
-      (reply) => {
-        for (const line of cancelLines(reply)) display.event(line);
-      },
-      (err: Error) => display.event(`could not cancel run ${runId}: ${err.message}`),
-    );
+    cancelAndSay(conn.transport, team, runId, 'Ctrl-C', display);
   };
   process.on('SIGINT', onSigint);
   try {
@@ -358,29 +234,11 @@ async function runAndReport(
     watch.stop();
     display.close();
   }
-  if (interrupted) cancelledByUser.add(runId);
   sub.unsubscribe();
   // Over NATS, warm workers outlive the run (the next run of the same module finds them warm) and stop
   // when idle for their `idleTtl`; embedded, they end with this process's clusters.
   if (conn.embedded) runtime.stopWorkers();
   return { result, records };
-}
-
-/** Runs cancelled by Ctrl-C in this process. */
-const cancelledByUser = new Set<string>();
-
-/** What `gantry run cancel` and Ctrl-C print: each lease stopped and request withdrawn. */
-export function cancelLines(reply: RunCancelReply): string[] {
-  const lines = reply.stopped.map(
-    (l) =>
-      `  stopped    ${(l.task ?? l.requestId).padEnd(14)} on ${l.cluster}/${l.node} (lease ${l.leaseId})`,
-  );
-  for (const r of reply.withdrawn)
-    lines.push(`  withdrawn  ${(r.task ?? r.requestId).padEnd(14)} (was waiting)`);
-  lines.push(
-    `run ${reply.run} cancelled: ${reply.stopped.length} running lease(s) stopped, ${reply.withdrawn.length} pending request(s) withdrawn`,
-  );
-  return lines;
 }
 
 function printResult(result: RunResult, records: LineageRecord[], flags: RunFlags): number {
@@ -420,24 +278,6 @@ function printResult(result: RunResult, records: LineageRecord[], flags: RunFlag
     `run ${result.runId} failed after ${secs}s (cost ${money(result.costUsd)}${simulated}): ${error?.name ?? 'Error'}: ${error?.message ?? String(result.error)}\n`,
   );
   return 1;
-}
-
-/** `gantry run cancel <run>`: asks the broker to stop the run's work, prints what it stopped. */
-async function cancelCommand(run: string | undefined, flags: RunFlags): Promise<void> {
-  if (!run) throw new UsageError('gantry run cancel needs the run id: gantry run cancel <run> --nats <url>');
-  if (!flags.nats)
-    throw new UsageError(
-      'gantry run cancel needs --nats <url>: an embedded run lives in its gantry run process; press Ctrl-C there',
-    );
-  const answer = await askBroker(flags, 'cancel-run', { run, reason: 'gantry run cancel' });
-  const reply = runCancelReply.parse(answer);
-  if (flags.output === 'json' || flags.output === 'yaml') {
-    process.stdout.write(flags.output === 'json' ? `${JSON.stringify(reply)}\n` : serialize('yaml', reply));
-    return;
-  }
-  if (reply.stopped.length + reply.withdrawn.length === 0)
-    process.stdout.write(`run ${run}: nothing pending or running to cancel\n`);
-  else process.stdout.write(`${cancelLines(reply).join('\n')}\n`);
 }
 
 /** Where `gantry demo --console` serves the console. */

@@ -1,8 +1,19 @@
 /**
  * The console's charts, drawn by recharts with axes, labels and tooltips: spend over time stacked by
- * a grouping, and a bar per category. The same components render the static HTML cost report.
+ * a grouping, and a bar per category. The same components draw the static HTML cost report's charts
+ * (src/report.tsx).
  */
-import { Bar, BarChart, CartesianGrid, Legend, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
+import {
+  Bar,
+  BarChart,
+  CartesianGrid,
+  LabelList,
+  Legend,
+  ResponsiveContainer,
+  Tooltip,
+  XAxis,
+  YAxis,
+} from 'recharts';
 import { money } from './format.ts';
 
 const COLOURS = [
@@ -28,19 +39,22 @@ function DollarBars({
   stacked,
   width,
   height,
+  labels,
 }: {
   data: Record<string, number | string>[];
   keys: { key: string; name: string }[];
   stacked: boolean;
   width: number | undefined;
   height: number;
+  /** Each bar's amount written over it (a printed page has no tooltip). */
+  labels?: boolean | undefined;
 }) {
   const chart = (
     <BarChart
       data={data}
       width={width ?? 0}
       height={height}
-      margin={{ top: 8, right: 16, bottom: 8, left: 16 }}
+      margin={{ top: labels ? 24 : 8, right: 16, bottom: 8, left: 16 }}
     >
       <CartesianGrid strokeDasharray="3 3" vertical={false} />
       <XAxis dataKey="label" />
@@ -55,7 +69,9 @@ function DollarBars({
           fill={colour(i)}
           isAnimationActive={false}
           {...(stacked ? { stackId: 'all' } : {})}
-        />
+        >
+          {labels ? <LabelList dataKey={k.key} position="top" formatter={(v) => money(Number(v))} /> : null}
+        </Bar>
       ))}
     </BarChart>
   );
@@ -97,11 +113,13 @@ export function Bars({
   keys,
   width,
   height = 240,
+  labels,
 }: {
   data: { label: string; [k: string]: number | string }[];
   keys: { key: string; name: string }[];
   width?: number;
   height?: number;
+  labels?: boolean;
 }) {
-  return <DollarBars data={data} keys={keys} stacked={false} width={width} height={height} />;
+  return <DollarBars data={data} keys={keys} stacked={false} width={width} height={height} labels={labels} />;
 }

@@ -5,7 +5,7 @@ export interface RunRecord {
   workflow: string;
   module: string;
   team: string;
-  status: 'running' | 'succeeded' | 'failed';
+  status: 'running' | 'succeeded' | 'failed' | 'cancelled' | 'abandoned';
   startedAt: number;
   endedAt?: number;
   input: string;

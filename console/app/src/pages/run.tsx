@@ -4,7 +4,7 @@
  * each with its phases (queued, then placed and running), placement, the broker's explanation, cost,
  * attempt, preemptions and error. Cancel, when the broker can.
  */
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 import { Bar, BarChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
 import { post, useApi } from '../api.ts';
 import { money, perHour, took, when } from '../format.ts';
@@ -83,8 +83,11 @@ export function RunPage({ id, me, query }: { id: string; me: Me | undefined; que
   const task = query.get('task') ?? undefined;
   const [note, setNote] = useState('');
   const cancel = () =>
-    post('/v1/actions/cancel', { run: id }).then(
-      () => setNote('cancel sent'),
+    post<{ stopped: unknown[]; withdrawn: unknown[] }>('/v1/actions/cancel', { run: id }).then(
+      (r) =>
+        setNote(
+          `cancelled: ${r.stopped.length} running lease(s) stopped, ${r.withdrawn.length} pending request(s) withdrawn`,
+        ),
       (e: Error) => setNote(e.message),
     );
   return (
@@ -119,7 +122,11 @@ export function RunPage({ id, me, query }: { id: string; me: Me | undefined; que
                 cancel run
               </button>
             ) : null}
-            {note ? <p className="muted">{note}</p> : null}
+            {note ? (
+              <p className="muted" data-testid="note">
+                {note}
+              </p>
+            ) : null}
             <h2>Tasks</h2>
             <Table
               testId="tasks"
@@ -193,7 +200,7 @@ export function RunPage({ id, me, query }: { id: string; me: Me | undefined; que
               </BarChart>
             </ResponsiveContainer>
             {task ? (
-              <Executions run={id} task={task} />
+              <Executions key={task} run={id} task={task} />
             ) : (
               <p className="muted">click a task for its executions</p>
             )}
@@ -204,36 +211,61 @@ export function RunPage({ id, me, query }: { id: string; me: Me | undefined; que
   );
 }
 
+/** Executions per page of the drill-down. */
+const PAGE = 100;
+
 function Executions({ run, task }: { run: string; task: string }) {
-  const [offset, setOffset] = useState(0);
+  // Keyset pages: the cursor of each page shown so far (the first has none), to go back.
+  const [cursors, setCursors] = useState<string[]>(['']);
   const [failedOnly, setFailedOnly] = useState(false);
+  const cursor = cursors.at(-1)!;
+  const first = (cursors.length - 1) * PAGE;
   const q = new URLSearchParams({
     task,
-    offset: String(offset),
-    limit: '100',
+    limit: String(PAGE),
+    ...(cursor ? { cursor } : {}),
     ...(failedOnly ? { status: 'failed' } : {}),
   });
-  const page = useApi<{ total: number; executions: Execution[] }>(
+  // How many match: the first page says (a later one does not count again).
+  const [total, setTotal] = useState(0);
+  const page = useApi<{ total?: number; executions: Execution[]; next?: string }>(
     `/v1/runs/${encodeURIComponent(run)}/executions?${q}`,
   );
+  const counted = page.data?.total;
+  useEffect(() => {
+    if (counted !== undefined) setTotal(counted);
+  }, [counted]);
   return (
     <section data-testid="executions">
       <h2>
         Executions of {task}{' '}
         <label className="muted">
-          <input type="checkbox" checked={failedOnly} onChange={(e) => setFailedOnly(e.target.checked)} />{' '}
+          <input
+            type="checkbox"
+            checked={failedOnly}
+            onChange={(e) => {
+              setFailedOnly(e.target.checked);
+              setCursors(['']);
+            }}
+          />{' '}
           failed only
         </label>
       </h2>
       <Frame loaded={page}>
-        {({ total, executions }) => (
+        {({ executions, next }) => (
           <>
-            <p className="muted">
-              {offset + 1}–{Math.min(offset + executions.length, total)} of {total}{' '}
-              {offset > 0 ? (
-                <button onClick={() => setOffset(Math.max(0, offset - 100))}>previous</button>
+            <p className="muted" data-testid="executions-page">
+              {executions.length === 0 ? 0 : first + 1}–{first + executions.length} of {counted ?? total}{' '}
+              {cursors.length > 1 ? (
+                <button onClick={() => setCursors(cursors.slice(0, -1))} data-testid="previous">
+                  previous
+                </button>
               ) : null}
-              {offset + 100 < total ? <button onClick={() => setOffset(offset + 100)}>next</button> : null}
+              {next ? (
+                <button onClick={() => setCursors([...cursors, next])} data-testid="next">
+                  next
+                </button>
+              ) : null}
             </p>
             <Table
               head={[

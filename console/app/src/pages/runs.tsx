@@ -52,6 +52,8 @@ export function RunsPage({ query }: { query: URLSearchParams }) {
             <option>running</option>
             <option>succeeded</option>
             <option>failed</option>
+            <option>cancelled</option>
+            <option>abandoned</option>
           </select>
         </label>
         <label>
