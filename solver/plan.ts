@@ -7,6 +7,7 @@
  * The per-task greedy and the bound on the same placed work are diagnostics, on request.
  */
 import type { Policy } from '../policies/index.ts';
+import { placeByEviction } from './evict.ts';
 import { explainGroups, unplacedReason } from './explain.ts';
 import { ffdPack } from './ffd.ts';
 import { greedyPack } from './greedy.ts';
@@ -46,6 +47,12 @@ export interface PlanOptions {
    */
   diagnostics?: boolean;
 }
+
+/**
+ * Variables up to which the broker's path solves the aggregate LP anyway (a few tens of milliseconds);
+ * above it the aggregate LP and its bound are diagnostics (`diagnostics: true`).
+ */
+const SMALL_AGGREGATE_LP = 1500;
 
 /** LP rounds over what packing left over, before repair takes the rest one task at a time. */
 const RESIDUAL_ROUNDS = 3;
@@ -121,7 +128,14 @@ export function plan(
   let fallback: string | undefined;
   phase('model');
   const lpStart = clock();
+  // On the broker's path the aggregate LP runs only where it is cheap or needed: the node-level model
+  // leaves quota and budget rows out, so a batch they may bind is planned from the LP's rounding too.
+  const aggregate =
+    options.diagnostics === true ||
+    model.lp.variables.length <= SMALL_AGGREGATE_LP ||
+    model.limits.some((l) => l.kind !== 'max-nodes');
   if (!backends.js && !backends.highs) fallback = 'no LP backend given: FFD plan';
+  else if (!aggregate) fallback = undefined;
   else if (left() <= 0) fallback = 'the time budget ran out before the LP: FFD plan';
   else {
     const backend = chooseBackend(model.lp, backends);
@@ -176,7 +190,7 @@ export function plan(
       overflow = next;
       if (!progress) break;
     }
-    const packed = finishPacking(ctx, packer, overflow);
+    const packed = placeByEviction(ctx, packer, finishPacking(ctx, packer, overflow));
     phase('repair');
     const packedCost = costOf(packed, all, pools);
     if (better({ packing: packed, cost: packedCost }, { packing: ffd, cost: ffdCost }, model)) {
@@ -203,6 +217,8 @@ export function plan(
       penalty: model.unplacedPenalty,
       backends,
       timeLeft: left,
+      prove: options.diagnostics === true,
+      scale: chosenCost.objective,
     });
     phase('node-model');
     if (np) {

@@ -1,0 +1,152 @@
+/**
+ * Local search after packing: a task left unplaced takes the room of tasks that have somewhere else to
+ * go. For each unplaced task (model-constrained groups first), the node of a compatible pool that needs the
+ * fewest tasks moved off is cleared just enough, the task goes there, and the moved tasks are placed again
+ * by the cheapest feasible move (paid-for room first, else a new node). Only tasks that can always be
+ * placed again move: their group may open a node in some pool, and no quota or budget limits it. A plan
+ * with fewer tasks unplaced is better whatever it costs, so this runs whenever tasks are left over.
+ */
+import { type Bin, fitsIn, movable, unput } from './bins.ts';
+import { constrainedFirst } from './ffd.ts';
+import { type Group, gpuSlots, type Option } from './groups.ts';
+import { type Assignment, type Packer, type Packing, type PackContext, repair } from './pack.ts';
+
+/** One task's worth of an assignment that could move off its node. */
+interface Victim {
+  assignment: Assignment;
+  group: Group;
+  option: Option;
+}
+
+/**
+ * Places what it can of the packing's unplaced tasks by moving movable tasks off nodes, and returns the
+ * packing with what is still unplaced. The packer must be the one that built the packing.
+ */
+export function placeByEviction(ctx: PackContext, packer: Packer, packing: Packing): Packing {
+  if (packing.unplaced.length === 0) return packing;
+  const left = new Map(packing.unplaced.map((u) => [u.group, u]));
+  const relocatable = ctx.groups.map((g) => canAlwaysPlace(ctx, packer, g));
+  for (const gi of constrainedFirst(ctx, [...left.keys()])) {
+    const u = left.get(gi)!;
+    while (u.count > 0) {
+      const move = cheapestClearing(ctx, packer, gi, relocatable);
+      if (!move) break;
+      const moved = new Map<number, number>();
+      for (const v of move.victims) {
+        unput(move.bin, v.group, v.option, 1);
+        ctx.ledger.give(v.group, v.option, 1);
+        v.assignment.count--;
+        moved.set(v.group.index, (moved.get(v.group.index) ?? 0) + 1);
+      }
+      const placed = packer.place(move.option, move.bin, u.count);
+      u.count -= placed;
+      for (const [vg, n] of moved) {
+        const rest = repair(ctx, packer, vg, n);
+        if (rest.count > 0) {
+          const had = left.get(vg);
+          if (had) had.count += rest.count;
+          else left.set(vg, { group: vg, count: rest.count });
+        }
+      }
+      if (placed === 0) break;
+    }
+  }
+  const assignments = packer.assignments.filter((a) => a.count > 0);
+  packer.assignments.length = 0;
+  packer.assignments.push(...assignments);
+  return {
+    assignments: packer.assignments,
+    bins: packer.usedBins(),
+    unplaced: [...left.values()].filter((u) => u.count > 0),
+  };
+}
+
+/** Whether every task of the group can be placed again wherever it is moved from. */
+function canAlwaysPlace(ctx: PackContext, packer: Packer, g: Group): boolean {
+  const p = g.policy;
+  if (p && (p.quotas.length > 0 || p.budget?.perHour !== undefined)) return false;
+  return ctx.optionsByGroup[g.index]!.some((oi) => {
+    const o = ctx.options[oi]!;
+    return o.perNode > 0 && movable(o) && packer.roomToGrow(o.pool) > 0;
+  });
+}
+
+/**
+ * The node (and option) where one task of the group fits after moving the fewest tasks off it, largest
+ * first in what the task lacks.
+ */
+function cheapestClearing(
+  ctx: PackContext,
+  packer: Packer,
+  gi: number,
+  relocatable: readonly boolean[],
+): { bin: Bin; option: number; victims: Victim[] } | undefined {
+  const g = ctx.groups[gi]!;
+  let best: { bin: Bin; option: number; victims: Victim[] } | undefined;
+  const byBin = new Map<Bin, Assignment[]>();
+  for (const a of packer.assignments) {
+    if (a.count <= 0) continue;
+    const list = byBin.get(a.bin);
+    if (list) list.push(a);
+    else byBin.set(a.bin, [a]);
+  }
+  for (const oi of ctx.optionsByGroup[gi]!) {
+    const o = ctx.options[oi]!;
+    if (ctx.ledger.allowance(g, o, 1).n === 0) continue;
+    for (const bin of packer.binsByPool[o.pool]!) {
+      if (!bin.existing && bin.bucket < g.durationSeconds) continue;
+      const victims = clearing(ctx, bin, g, o, byBin.get(bin) ?? [], relocatable);
+      if (victims && (!best || victims.length < best.victims.length)) best = { bin, option: oi, victims };
+      if (best?.victims.length === 1) return best;
+    }
+  }
+  return best;
+}
+
+/** The tasks to move off the bin so one task of the option fits, or undefined when none would do. */
+function clearing(
+  ctx: PackContext,
+  bin: Bin,
+  g: Group,
+  o: Option,
+  on: readonly Assignment[],
+  relocatable: readonly boolean[],
+): Victim[] | undefined {
+  const candidates: Victim[] = [];
+  for (const a of on) {
+    const vo = ctx.options[a.option]!;
+    const vg = ctx.groups[vo.group]!;
+    if (vg.index === g.index || !relocatable[vg.index] || !movable(vo)) continue;
+    for (let k = 0; k < a.count; k++) candidates.push({ assignment: a, group: vg, option: vo });
+  }
+  if (candidates.length === 0) return undefined;
+  // A copy of the node to try the moves on.
+  const trial: Bin = {
+    ...bin,
+    gpuMilli: [...bin.gpuMilli],
+    ...(bin.wholeTaken ? { wholeTaken: [...bin.wholeTaken] } : {}),
+  };
+  const lack = (v: Victim) =>
+    (g.cpuMilli > trial.cpuMilli ? v.group.cpuMilli / Math.max(g.cpuMilli, 1) : 0) +
+    (g.memoryMiB > trial.memoryMiB ? v.group.memoryMiB / Math.max(g.memoryMiB, 1) : 0) +
+    (o.gpuMilli > 0 && gpuSlots(trial.gpuMilli, o.gpuMilli / 1000) === 0
+      ? v.option.gpuMilli / o.gpuMilli
+      : 0);
+  const victims: Victim[] = [];
+  while (fitsIn(trial, g, o) === 0) {
+    let pick = -1;
+    let most = 0;
+    candidates.forEach((v, i) => {
+      const l = lack(v);
+      if (l > most) {
+        most = l;
+        pick = i;
+      }
+    });
+    if (pick < 0) return undefined;
+    const [v] = candidates.splice(pick, 1);
+    unput(trial, v!.group, v!.option, 1);
+    victims.push(v!);
+  }
+  return victims;
+}
