@@ -463,7 +463,10 @@ export function solveNodeModel(input: {
     }
   }
   if (rounds >= MAX_ROUNDS) note = `column generation stopped after ${MAX_ROUNDS} rounds`;
-  const primal = solvePrimal(columns, options, types, demand, penalty, backends, input.timeLeft);
+  // The last solve may use the time kept back for it: about one round's LP.
+  const primal = solvePrimal(columns, options, types, demand, penalty, backends, () =>
+    Math.max(input.timeLeft(), 4 * slowest, 50),
+  );
   if (!primal) return undefined;
   const lambda = primal.subarray(0, columns.length);
   const unplaced = primal.subarray(columns.length, columns.length + groups.length);

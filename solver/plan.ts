@@ -54,6 +54,9 @@ export interface PlanOptions {
  */
 const SMALL_AGGREGATE_LP = 1500;
 
+/** Share of the time left at the node-level model kept for its last solve, packing and repair. */
+const RESERVE_SHARE = 0.25;
+
 /** LP rounds over what packing left over, before repair takes the rest one task at a time. */
 const RESIDUAL_ROUNDS = 3;
 
@@ -207,6 +210,8 @@ export function plan(
   let nodeBound: number | undefined;
   let nodeNote: string | undefined;
   if ((backends.js || backends.highs) && left() > 0) {
+    // Column generation stops early enough to leave time for turning its answer into nodes.
+    const reserve = RESERVE_SHARE * left();
     const np = nodeLevelPlan({
       ctx: context,
       groups,
@@ -216,7 +221,7 @@ export function plan(
       seed: chosen,
       penalty: model.unplacedPenalty,
       backends,
-      timeLeft: left,
+      timeLeft: () => left() - reserve,
       prove: options.diagnostics === true,
       scale: chosenCost.objective,
     });
@@ -272,7 +277,8 @@ export function plan(
     newNodes: newNodesOf(chosen, pools),
     unplaced,
     cost,
-    bound: lpBound,
+    // Without the aggregate LP (the broker's path on large batches), the node-level bound when proven.
+    bound: Number.isFinite(lpBound) ? lpBound : (nodeBound ?? Number.NaN),
     bounds: {
       lp: lpBound,
       lpUnplaced,
