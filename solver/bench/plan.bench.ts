@@ -11,7 +11,8 @@
  *   npm run bench:plan -- --broker-budget 2000           # the broker-path plan's time budget (ms)
  *
  * "plan $/h", "unplaced", "plan ms" and "peak RSS" are the broker-path plan (no diagnostics) under the
- * broker budget (default 1000 ms; `--broker-budget`); the bounds, FFD and greedy come from a second plan of
+ * broker budget (`--broker-budget`; default the latency goal of its size: 1 s up to 30K tasks, 5 s up to
+ * 250K, 20 s above); the bounds, FFD and greedy come from a second plan of
  * the same input with diagnostics and `--time-budget` (default 20000 ms).
  *
  * On the trace rows nodes have no launch delay and tasks run one hour, so expected $ equal $/h. Each row runs
@@ -31,7 +32,7 @@ const { values: flags } = parseArgs({
     'no-synthetic': { type: 'boolean', default: false },
     'no-trace': { type: 'boolean', default: false },
     'time-budget': { type: 'string', default: '20000' },
-    'broker-budget': { type: 'string', default: '1000' },
+    'broker-budget': { type: 'string' },
     row: { type: 'string' },
   },
 });
@@ -56,6 +57,12 @@ function scenarios(): (() => BenchScenario)[] {
   if (!flags['no-synthetic'] && !onlyTrace)
     for (const n of list(flags.synthetic, ['250000', '1000000'])) out.push(() => syntheticScale(Number(n)));
   return out;
+}
+
+/** The broker-path plan's budget: the flag, else the latency goal for a batch of this size. */
+function brokerBudget(tasks: number): number {
+  if (flags['broker-budget'] !== undefined) return Number(flags['broker-budget']);
+  return tasks <= 30_000 ? 1000 : tasks <= 250_000 ? 5000 : 20_000;
 }
 
 const fmt = (n: number | undefined, d = 2) => (n !== undefined && Number.isFinite(n) ? n.toFixed(d) : '—');
@@ -107,7 +114,7 @@ async function main(): Promise<void> {
     const t0 = performance.now();
     const fast = plan({ pools: s.pools }, s.tasks, s.policies, {
       backends,
-      timeBudgetMs: Number(flags['broker-budget']),
+      timeBudgetMs: brokerBudget(s.tasks.length),
     });
     const ms = performance.now() - t0;
     const rssMiB = process.resourceUsage().maxRSS / 1024;
