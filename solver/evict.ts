@@ -26,10 +26,22 @@ export function placeByEviction(ctx: PackContext, packer: Packer, packing: Packi
   if (packing.unplaced.length === 0) return packing;
   const left = new Map(packing.unplaced.map((u) => [u.group, u]));
   const relocatable = ctx.groups.map((g) => canAlwaysPlace(ctx, packer, g));
+  // Assignments per bin, kept up to date as moves add assignments (counts change in place).
+  const byBin = new Map<Bin, Assignment[]>();
+  let indexed = 0;
+  const index = () => {
+    for (; indexed < packer.assignments.length; indexed++) {
+      const a = packer.assignments[indexed]!;
+      const list = byBin.get(a.bin);
+      if (list) list.push(a);
+      else byBin.set(a.bin, [a]);
+    }
+    return byBin;
+  };
   for (const gi of constrainedFirst(ctx, [...left.keys()])) {
     const u = left.get(gi)!;
     while (u.count > 0) {
-      const move = cheapestClearing(ctx, packer, gi, relocatable);
+      const move = cheapestClearing(ctx, packer, gi, relocatable, index());
       if (!move) break;
       const moved = new Map<number, number>();
       for (const v of move.victims) {
@@ -80,16 +92,10 @@ function cheapestClearing(
   packer: Packer,
   gi: number,
   relocatable: readonly boolean[],
+  byBin: ReadonlyMap<Bin, readonly Assignment[]>,
 ): { bin: Bin; option: number; victims: Victim[] } | undefined {
   const g = ctx.groups[gi]!;
   let best: { bin: Bin; option: number; victims: Victim[] } | undefined;
-  const byBin = new Map<Bin, Assignment[]>();
-  for (const a of packer.assignments) {
-    if (a.count <= 0) continue;
-    const list = byBin.get(a.bin);
-    if (list) list.push(a);
-    else byBin.set(a.bin, [a]);
-  }
   for (const oi of ctx.optionsByGroup[gi]!) {
     const o = ctx.options[oi]!;
     if (ctx.ledger.allowance(g, o, 1).n === 0) continue;
@@ -112,12 +118,14 @@ function clearing(
   on: readonly Assignment[],
   relocatable: readonly boolean[],
 ): Victim[] | undefined {
-  const candidates: Victim[] = [];
+  // Tasks that could move, per assignment: how many of it are still on the node in the trial.
+  const candidates: (Victim & { left: number })[] = [];
   for (const a of on) {
+    if (a.count <= 0) continue;
     const vo = ctx.options[a.option]!;
     const vg = ctx.groups[vo.group]!;
     if (vg.index === g.index || !relocatable[vg.index] || !movable(vo)) continue;
-    for (let k = 0; k < a.count; k++) candidates.push({ assignment: a, group: vg, option: vo });
+    candidates.push({ assignment: a, group: vg, option: vo, left: a.count });
   }
   if (candidates.length === 0) return undefined;
   // A copy of the node to try the moves on.
@@ -137,16 +145,17 @@ function clearing(
     let pick = -1;
     let most = 0;
     candidates.forEach((v, i) => {
-      const l = lack(v);
+      const l = v.left > 0 ? lack(v) : 0;
       if (l > most) {
         most = l;
         pick = i;
       }
     });
     if (pick < 0) return undefined;
-    const [v] = candidates.splice(pick, 1);
-    unput(trial, v!.group, v!.option, 1);
-    victims.push(v!);
+    const v = candidates[pick]!;
+    v.left--;
+    unput(trial, v.group, v.option, 1);
+    victims.push({ assignment: v.assignment, group: v.group, option: v.option });
   }
   return victims;
 }
