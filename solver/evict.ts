@@ -20,9 +20,15 @@ interface Victim {
 
 /**
  * Places what it can of the packing's unplaced tasks by moving movable tasks off nodes, and returns the
- * packing with what is still unplaced. The packer must be the one that built the packing.
+ * packing with what is still unplaced. The packer must be the one that built the packing. Stops moving
+ * when `outOfTime` says so.
  */
-export function placeByEviction(ctx: PackContext, packer: Packer, packing: Packing): Packing {
+export function placeByEviction(
+  ctx: PackContext,
+  packer: Packer,
+  packing: Packing,
+  outOfTime: () => boolean = () => false,
+): Packing {
   if (packing.unplaced.length === 0) return packing;
   const left = new Map(packing.unplaced.map((u) => [u.group, u]));
   const relocatable = ctx.groups.map((g) => canAlwaysPlace(ctx, packer, g));
@@ -40,7 +46,7 @@ export function placeByEviction(ctx: PackContext, packer: Packer, packing: Packi
   };
   for (const gi of constrainedFirst(ctx, [...left.keys()])) {
     const u = left.get(gi)!;
-    while (u.count > 0) {
+    while (u.count > 0 && !outOfTime()) {
       const move = cheapestClearing(ctx, packer, gi, relocatable, index());
       if (!move) break;
       const moved = new Map<number, number>();

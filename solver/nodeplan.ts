@@ -36,6 +36,8 @@ export function nodeLevelPlan(input: {
   timeLeft: () => number;
   /** Prove the node-level bound (the full pricer), not only improve the plan. */
   prove?: boolean;
+  /** Whether the plan's whole budget is spent (the repair after packing stops then). */
+  outOfTime?: () => boolean;
   /** The seed plan's cost: column generation's tail-off is measured against it. */
   scale?: number;
 }): NodePlan | undefined {
@@ -83,7 +85,7 @@ export function nodeLevelPlan(input: {
   ))
     overflow[gi] = placeBestFit(ctx, packer, gi, left[gi]!);
   return {
-    packing: placeByEviction(ctx, packer, finishPacking(ctx, packer, overflow)),
+    packing: placeByEviction(ctx, packer, finishPacking(ctx, packer, overflow), input.outOfTime),
     ...(result.bound !== undefined ? { bound: result.bound } : {}),
     rounds: result.rounds,
     columns: result.columns.length,

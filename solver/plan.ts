@@ -193,7 +193,7 @@ export function plan(
       overflow = next;
       if (!progress) break;
     }
-    const packed = placeByEviction(ctx, packer, finishPacking(ctx, packer, overflow));
+    const packed = placeByEviction(ctx, packer, finishPacking(ctx, packer, overflow), () => left() <= 0);
     phase('repair');
     const packedCost = costOf(packed, all, pools);
     if (better({ packing: packed, cost: packedCost }, { packing: ffd, cost: ffdCost }, model)) {
@@ -222,6 +222,7 @@ export function plan(
       penalty: model.unplacedPenalty,
       backends,
       timeLeft: () => left() - reserve,
+      outOfTime: () => left() <= 0,
       prove: options.diagnostics === true,
       scale: chosenCost.objective,
     });
