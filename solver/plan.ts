@@ -152,6 +152,20 @@ export function plan(
   let chosen: Packing = ffd;
   let chosenCost: PlanCost = ffdCost;
   let method = 'ffd';
+  // FFD and then the local search, where FFD left tasks over: fewer unplaced than the floor itself.
+  if (ffd.unplaced.length > 0 && left() > 0) {
+    const ctx = context();
+    const searched = ffdPack(ctx, (packer, packing) =>
+      placeByEviction(ctx, packer, packing, () => left() <= 0),
+    );
+    const c = costOf(searched, all, pools);
+    if (better({ packing: searched, cost: c }, { packing: chosen, cost: chosenCost }, model)) {
+      chosen = searched;
+      chosenCost = c;
+      method = 'ffd+search';
+    }
+    phase('ffd+search');
+  }
   if (solution && !fallback) {
     const ctx = context();
     const packer = new Packer(ctx);
@@ -196,12 +210,12 @@ export function plan(
     const packed = placeByEviction(ctx, packer, finishPacking(ctx, packer, overflow), () => left() <= 0);
     phase('repair');
     const packedCost = costOf(packed, all, pools);
-    if (better({ packing: packed, cost: packedCost }, { packing: ffd, cost: ffdCost }, model)) {
+    if (better({ packing: packed, cost: packedCost }, { packing: chosen, cost: chosenCost }, model)) {
       chosen = packed;
       chosenCost = packedCost;
       method = 'lp';
     } else {
-      fallback = 'FFD was at least as good as the rounded LP: FFD plan';
+      fallback = `${method === 'ffd' ? 'FFD' : 'FFD and local search'} was at least as good as the rounded LP: ${method} plan`;
     }
     if (outOfTime) fallback = `the time budget ran out during the residual rounds: ${method} plan`;
   }
