@@ -22,10 +22,11 @@ import {
   subjects,
   type TaskState,
   type Transport,
-  TransportClosedError,
 } from '../protocol/index.ts';
+import { DONE, type Held, observeGauges } from './agent-gauges.ts';
+import { answersWithin, EventOutbox } from './agent-events.ts';
 import type { Executor } from './executor.ts';
-import { AGENT_LEASE_STATES, AGENT_NODE_STATES, type AgentMetrics, createAgentMetrics } from './metrics.ts';
+import { type AgentMetrics, createAgentMetrics } from './metrics.ts';
 import { createProvisionerCore } from './node-core.ts';
 import type { NodeEvent, NodeProvisioner, ProvisionedNode } from './provisioner.ts';
 
@@ -74,22 +75,10 @@ export interface Agent {
   readiness(): Promise<AgentReadiness>;
 }
 
-interface Held {
-  lease: LeaseMsg;
-  state: TaskState;
-  node?: string;
-  startedAt?: number;
-  endedAt?: number;
-}
-
-const DONE: ReadonlySet<TaskState> = new Set(['succeeded', 'failed', 'preempted', 'lost']);
 /** How long, and how many, ended leases are repeated in heartbeats. */
 const FINISHED_KEPT_MS = 10_000;
 /** Ended leases are remembered this long, to answer repeated launches. */
 const DONE_KEPT_MS = 3_600_000;
-/** Events wait at most this long, or until this many are waiting, before they are sent. */
-const EVENT_DELAY_MS = 5;
-const EVENT_BATCH = 2000;
 const MAX_FINISHED = MAX_FINISHED_IN_HEARTBEAT;
 
 /**
@@ -144,9 +133,6 @@ export function createAgent(opts: AgentOptions): Agent {
   let heartbeat: NodeJS.Timeout | undefined;
   let seq = 0;
   let stopped = false;
-  // Set once `stop()` sent the last events: an executor's processes can still exit after that, and
-  // nothing may publish on a transport that may be closed by then.
-  let silent = false;
 
   function report(
     leaseId: string,
@@ -188,40 +174,8 @@ export function createAgent(opts: AgentOptions): Agent {
   }
 
   // Events go out in batches: one message per few milliseconds instead of one per state change.
-  let outbox: AgentEvent[] = [];
-  const outboxByLease = new Map<string, number>();
-  let outboxTimer: NodeJS.Timeout | undefined;
-  function emit(event: AgentEvent): void {
-    if (silent) return;
-    // A lease that moved on within one batch is reported once, in its latest state (the broker accepts
-    // a jump from placed to running, or straight to the end).
-    if (event.type === 'lease') {
-      const earlier = outboxByLease.get(event.leaseId);
-      if (earlier !== undefined) {
-        outbox[earlier] = event;
-        return;
-      }
-      outboxByLease.set(event.leaseId, outbox.length);
-    }
-    outbox.push(event);
-    if (outbox.length >= EVENT_BATCH) flushEvents();
-    else outboxTimer ??= setTimeout(flushEvents, EVENT_DELAY_MS);
-  }
-  function flushEvents(): void {
-    if (outboxTimer) clearTimeout(outboxTimer);
-    outboxTimer = undefined;
-    if (outbox.length === 0) return;
-    const events = outbox;
-    outbox = [];
-    outboxByLease.clear();
-    try {
-      transport.publish(subjects.events(name), encodeJson({ events }));
-    } catch (err) {
-      // Closed under a stopping agent: the next agent's registration and heartbeats settle these leases.
-      if (!(err instanceof TransportClosedError)) throw err;
-      log.warn({ cluster: name, events: events.length }, 'transport closed; events not sent');
-    }
-  }
+  const outbox = new EventOutbox(transport, name, log);
+  const emit = (event: AgentEvent) => outbox.emit(event);
 
   function run(held: Held, node: string): void {
     held.node = node;
@@ -485,32 +439,11 @@ export function createAgent(opts: AgentOptions): Agent {
   }
 
   let observedAt = -Infinity;
-  /**
-   * The leases and nodes gauges, as of this heartbeat; at most once per heartbeat interval (a node
-   * coming up sends a heartbeat at once, and a pool scaling up brings many).
-   */
+  /** The gauges, at most once per heartbeat interval (a pool scaling up brings many heartbeats). */
   function observe(nodes: readonly { name: string; pool: string; ready: boolean }[]): void {
     if (clock() - observedAt < heartbeatMs / 2) return;
     observedAt = clock();
-    const states = new Map<string, number>(AGENT_LEASE_STATES.map((s) => [s, 0]));
-    const busy = new Set<string>();
-    for (const h of leases.values()) {
-      if (DONE.has(h.state)) continue;
-      states.set(h.state, (states.get(h.state) ?? 0) + 1);
-      if (h.node) busy.add(h.node);
-    }
-    for (const [state, n] of states) metrics.leases.set({ cluster: name, state }, n);
-    // Every pool and state, so that a count that drops to zero is 0, not gone.
-    const count = new Map<string, number>();
-    for (const p of pools.keys()) for (const state of AGENT_NODE_STATES) count.set(`${p}|${state}`, 0);
-    for (const n of nodes) {
-      const state = !n.ready ? 'launching' : busy.has(n.name) ? 'ready' : 'idle';
-      count.set(`${n.pool}|${state}`, (count.get(`${n.pool}|${state}`) ?? 0) + 1);
-    }
-    for (const [key, n] of count) {
-      const [pool, state] = key.split('|') as [string, string];
-      metrics.nodes.set({ cluster: name, pool, state }, n);
-    }
+    observeGauges(metrics, name, pools.keys(), leases.values(), nodes);
   }
 
   /** Consolidation: nodes idle past their pool's TTL go away, never below the pool's minimum. */
@@ -583,8 +516,9 @@ export function createAgent(opts: AgentOptions): Agent {
       // Stopping the executor and the provisioner reports ends too: they go out with the last batch.
       await executor.close();
       await provisioner.close();
-      flushEvents();
-      silent = true;
+      // An executor's processes can still exit after this; nothing may publish on a transport that may
+      // be closed by then.
+      outbox.close();
     },
     active,
     metrics,
@@ -594,8 +528,12 @@ export function createAgent(opts: AgentOptions): Agent {
       if (!registered) return { ready: false, detail: `registering cluster ${name} with the broker` };
       const problems = (
         await Promise.all([
-          answers(`executor ${executor.kind}`, executor.ping?.bind(executor)),
-          answers(`provisioner ${provisioner.kind}`, provisioner.ping?.bind(provisioner)),
+          answersWithin(`executor ${executor.kind}`, executor.ping?.bind(executor), pingTimeoutMs),
+          answersWithin(
+            `provisioner ${provisioner.kind}`,
+            provisioner.ping?.bind(provisioner),
+            pingTimeoutMs,
+          ),
         ])
       ).filter((p): p is string => p !== undefined);
       if (problems.length > 0) return { ready: false, detail: problems.join('; ') };
@@ -606,27 +544,4 @@ export function createAgent(opts: AgentOptions): Agent {
     },
   };
   return agent;
-
-  /** Undefined when `ping` (if any) resolves within the timeout, else what went wrong. */
-  async function answers(what: string, ping: (() => Promise<void>) | undefined): Promise<string | undefined> {
-    if (!ping) return undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<string>((resolve) => {
-      timer = setTimeout(
-        () => resolve(`${what} did not answer within ${pingTimeoutMs / 1000}s`),
-        pingTimeoutMs,
-      );
-    });
-    try {
-      return await Promise.race([
-        ping().then(
-          () => undefined,
-          (err: Error) => `${what}: ${err.message}`,
-        ),
-        late,
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
 }

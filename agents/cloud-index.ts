@@ -8,6 +8,15 @@
  */
 export { createKubeExecutor, leasePod, podName, poolOf, poolSelector } from './kube-executor.ts';
 export type { KubeExecutor, KubeExecutorOptions, KubeNode } from './kube-executor.ts';
+export {
+  containerTaskSpec,
+  INPUTS_CONTAINER,
+  OUTPUTS_CONTAINER,
+  PROGRAM_CONTAINER,
+} from './kube-container-pod.ts';
+export type { ContainerTaskSpec } from './kube-container-pod.ts';
+export { waitForContainerEnd } from './kube-container-watch.ts';
+export type { ContainerEnd, ContainerWaitOptions } from './kube-container-watch.ts';
 export { createKubeNodeProvisioner } from './kube-nodes.ts';
 export type { KubeNodeProvisionerOptions } from './kube-nodes.ts';
 export {

@@ -2,12 +2,11 @@
  * One contract for every Executor: the simulated one, local processes, and Kubernetes pods (on the
  * Kubernetes test server). Each case is written in the executor's own kind of work.
  */
-import type { V1Pod } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadPlatform } from '../policies/index.ts';
 import type { LeaseMsg, TaskState, WorkSpec } from '../protocol/index.ts';
 import { kubeTestCluster } from '../test/cloud-system.ts';
-import type { RunOutcome } from '../test/fakes/kube.ts';
+import type { ContainerRun, RunOutcome } from '../test/fakes/kube.ts';
 import type { Executor } from './executor.ts';
 import { createKubeExecutor } from './kube-executor.ts';
 import { createLocalExecutor } from './local-executor.ts';
@@ -59,8 +58,8 @@ const subjects: [string, () => Promise<Subject>][] = [
   [
     'Kubernetes',
     async () => {
-      const runner = async (pod: V1Pod, signal: AbortSignal): Promise<RunOutcome> => {
-        const outcome = pod.spec!.containers[0]!.env?.find((e) => e.name === 'OUTCOME')?.value;
+      const runner = async ({ container, signal }: ContainerRun): Promise<RunOutcome> => {
+        const outcome = container.env?.find((e) => e.name === 'OUTCOME')?.value;
         await new Promise((r) => setTimeout(r, 20));
         if (outcome === 'hang') await new Promise((r) => signal.addEventListener('abort', r));
         return outcome === 'fail' ? { exitCode: 3, message: 'loss is NaN' } : { exitCode: 0 };

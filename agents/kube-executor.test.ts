@@ -2,9 +2,9 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadPlatform } from '../policies/index.ts';
 import type { LeaseMsg, TaskState } from '../protocol/index.ts';
-import { type FakeKube, type RunOutcome, startFakeKube } from '../test/fakes/kube.ts';
+import { type FakeKube, type ContainerRun, type RunOutcome, startFakeKube } from '../test/fakes/kube.ts';
 import { eventually } from '../test/system.ts';
-import { createKubeExecutor, type KubeExecutor, podName } from './kube-executor.ts';
+import { createKubeExecutor, type KubeExecutor, leasePod, podName } from './kube-executor.ts';
 
 const { platform } = loadPlatform(['test/fixtures/kube-platform']);
 const cluster = platform.clusters[0]!;
@@ -46,11 +46,14 @@ function lease(id: string, over: Partial<LeaseMsg> = {}, outcome = 'ok'): LeaseM
 }
 
 /** Containers end as their OUTCOME variable says; `hang` runs until the pod goes away. */
-const runner = async (
-  pod: import('@kubernetes/client-node').V1Pod,
-  signal: AbortSignal,
-): Promise<RunOutcome> => {
-  const outcome = pod.spec!.containers[0]!.env?.find((e) => e.name === 'OUTCOME')?.value;
+const runner = async ({ pod, container, signal }: ContainerRun): Promise<RunOutcome> => {
+  const env = (name: string, c = container) => c.env?.find((e) => e.name === name)?.value;
+  // A container task's init container ends as its main container's INPUTS variable says.
+  if (container.name === 'gantry-inputs')
+    return env('INPUTS', pod.spec!.containers[0]) === 'bad'
+      ? { exitCode: 1, message: 'ValidationError: epochs: expected int' }
+      : { exitCode: 0 };
+  const outcome = env('OUTCOME');
   await new Promise((r) => setTimeout(r, 20));
   if (outcome === 'hang') await new Promise((r) => signal.addEventListener('abort', r));
   if (outcome === 'oom') return { exitCode: 137, reason: 'OOMKilled' };
@@ -87,6 +90,28 @@ function follow(executor: KubeExecutor, l: LeaseMsg) {
 }
 const ended = (s: { state: string }[]) =>
   s.some((x) => ['succeeded', 'failed', 'preempted'].includes(x.state));
+
+/** A container task's lease: `python:3.12` runs `python -c … {{inputs.epochs}}`. */
+function containerLease(
+  id: string,
+  env: Record<string, string>,
+  over: { input?: { ref: string; bytes: number } } = {},
+) {
+  return lease(id, {
+    work: {
+      kind: 'task',
+      module: '/app/flows.ts',
+      task: 'fit',
+      execution: `x-${id}`,
+      run: 'run-1',
+      team: 'ml',
+      input: { inline: { epochs: 3 }, hash: 'h' },
+      attempt: 2,
+      program: { image: 'python:3.12', command: 'python', args: ['-c', 'fit()', '{{inputs.epochs}}'], env },
+      ...over,
+    },
+  });
+}
 
 describe('Kubernetes executor', () => {
   it('runs a lease as a pod on its node with its resources, selector, tolerations and labels', async () => {
@@ -213,5 +238,93 @@ describe('Kubernetes executor', () => {
       },
     ]);
     expect(executor.capacity('ip-10-0-0-99')).toBeUndefined();
+  });
+
+  it("runs a container task's image and command between the Gantry image's inputs and outputs containers", async () => {
+    const executor = await setup();
+    const s = follow(executor, containerLease('l-ct', { OUTCOME: 'ok' }));
+    await eventually(() => ended(s), 5000, 'pod done');
+    expect(s.map((x) => x.state)).toEqual(['running', 'succeeded']);
+    const spec = kube.pods('gantry-tasks')[0]!.spec!;
+    expect(spec.initContainers!.map((c) => [c.name, c.image, c.command, c.args])).toEqual([
+      ['gantry-inputs', 'gantry:test', undefined, ['worker', '--phase', 'inputs']],
+    ]);
+    expect(spec.containers.map((c) => [c.name, c.image, c.command, c.args])).toEqual([
+      ['task', 'python:3.12', ['python'], ['-c', 'fit()', '3']],
+      ['gantry-outputs', 'gantry:test', undefined, ['worker', '--phase', 'outputs']],
+    ]);
+    const [main, outputs] = spec.containers;
+    expect(main!.resources!.limits).toEqual({ cpu: '1500m', memory: '2048Mi' });
+    expect(outputs!.resources).toBeUndefined();
+    expect(main!.env).toEqual([
+      { name: 'OUTCOME', value: 'ok' },
+      { name: 'GANTRY_INPUTS', value: '/gantry/inputs' },
+      { name: 'GANTRY_OUTPUTS', value: '/gantry/outputs' },
+      { name: 'GANTRY_RUN_ID', value: 'run-1' },
+      { name: 'GANTRY_EXECUTION', value: 'x-l-ct' },
+      { name: 'GANTRY_ATTEMPT', value: '2' },
+    ]);
+    const outEnv = Object.fromEntries(outputs!.env!.map((e) => [e.name, e.value]));
+    expect(outEnv).toMatchObject({ GANTRY_POD: podName('l-ct'), GANTRY_POD_NAMESPACE: 'gantry-tasks' });
+    expect(JSON.parse(outEnv.GANTRY_LEASE!)).toMatchObject({ leaseId: 'l-ct' });
+    expect(spec.activeDeadlineSeconds).toBeUndefined();
+  });
+
+  it("stops a container task's pod a minute after the task's timeout", () => {
+    const l = containerLease('l-t', {});
+    const timed = { ...l, work: { ...l.work, timeoutMs: 90_500 } } as LeaseMsg;
+    const pool = cluster.pools.find((p) => p.name === 'cpu-spot')!;
+    const pod = leasePod(timed, 'ip-10-0-0-1', pool, {
+      kubeConfig: kubeConfig('http://x'),
+      cluster,
+      image: 'g:1',
+    });
+    expect(pod.spec!.activeDeadlineSeconds).toBe(91 + 60);
+  });
+
+  it.each([
+    ['OOMKilled in the main container', { OUTCOME: 'oom' }, { exitCode: 137, reason: 'OOMKilled' }],
+    [
+      'an exit code of the main container',
+      { OUTCOME: 'fail' },
+      { exitCode: 3, reason: 'Error: exit code 3 (loss is NaN)' },
+    ],
+    [
+      'the inputs init container failing',
+      { INPUTS: 'bad' },
+      {
+        exitCode: 1,
+        reason: 'container gantry-inputs: Error: exit code 1 (ValidationError: epochs: expected int)',
+      },
+    ],
+  ])('reports %s as the failure', async (_, env, end) => {
+    const executor = await setup();
+    const s = follow(executor, containerLease('l-f', env));
+    await eventually(() => ended(s), 5000, 'pod done');
+    expect(s.at(-1)).toEqual({ state: 'failed', ...end });
+  });
+
+  it("names the task's image when it cannot be pulled", async () => {
+    const executor = await setup();
+    kube.badImage('python:3.12');
+    const s = follow(executor, containerLease('l-pull', {}));
+    await eventually(() => ended(s), 5000, 'pull failure');
+    expect(s.at(-1)!.reason).toBe('ErrImagePull: failed to pull image "python:3.12": not found');
+  });
+
+  it('refuses a container task whose arguments need an input that is passed by reference', async () => {
+    const executor = await setup();
+    const ref = { ref: `sha256:${'0'.repeat(64)}`, bytes: 2_000_000 };
+    const s = follow(executor, containerLease('l-ref', {}, { input: ref }));
+    await eventually(() => ended(s), 5000, 'refused');
+    expect(s).toEqual([
+      {
+        state: 'failed',
+        exitCode: 1,
+        reason:
+          'the input of fit is too large to expand {{inputs.<field>}} in its arguments: read $GANTRY_INPUTS/<field> instead',
+      },
+    ]);
+    expect(kube.pods('gantry-tasks')).toEqual([]);
   });
 });

@@ -21,6 +21,7 @@ import { pino, type Logger } from 'pino';
 import type { Cluster, Pool } from '../policies/index.ts';
 import type { LeaseMsg } from '../protocol/index.ts';
 import type { Executor, ExecutorReport, NodeCapacity } from './executor.ts';
+import { containerTaskSpec, PROGRAM_CONTAINER } from './kube-container-pod.ts';
 
 /** Options of {@link createKubeExecutor}. */
 export interface KubeExecutorOptions {
@@ -34,6 +35,12 @@ export interface KubeExecutorOptions {
   simImage?: string;
   /** What `gantry worker` pods connect to: the NATS URL and the Secret with their nkey seed (key `creds.nk`). */
   nats?: { url: string; credsSecret?: string; credsKey?: string };
+  /**
+   * The service account of container task pods, whose token only their outputs sidecar gets: it reads
+   * its own pod and the task container's log (`get` on pods and pods/log in `namespace`,
+   * deploy/kubernetes/task-rbac.yaml). Default: the namespace's `default` account.
+   */
+  taskServiceAccount?: string;
   /** A pod that cannot be scheduled this long fails. Default 120 s. */
   unschedulableAfterMs?: number;
   clock?: () => number;
@@ -95,7 +102,12 @@ export function poolOf(cluster: Cluster, labels: Record<string, string> | undefi
   return named ?? cluster.pools.find((p) => Object.entries(poolSelector(p)).every(([k, v]) => l[k] === v));
 }
 
-/** The pod for a lease. */
+/** A lease that cannot be made into a pod; the reason is for people. */
+export class PodSpecError extends Error {
+  override name = 'PodSpecError';
+}
+
+/** The pod for a lease; throws {@link PodSpecError} when the lease cannot run as one. */
 export function leasePod(lease: LeaseMsg, node: string, pool: Pool, opts: KubeExecutorOptions): V1Pod {
   const work = lease.work;
   const requests: Record<string, string> = {
@@ -121,17 +133,30 @@ export function leasePod(lease: LeaseMsg, node: string, pool: Pool, opts: KubeEx
     ...(t.value !== undefined ? { value: t.value } : {}),
     effect: t.effect,
   }));
-  const container = {
-    name: 'task',
-    resources: { requests, limits: requests },
-    ...command(lease, node, opts),
-  };
+  const resources = { requests, limits: requests };
+  const container = { name: PROGRAM_CONTAINER, resources, ...command(lease, node, opts) };
+  const name = podName(lease.leaseId);
+  const namespace = opts.namespace ?? 'gantry-tasks';
+  const volumes = credsVolume(lease, opts)?.volumes ?? [];
+  const program = work.kind === 'task' ? work.program : undefined;
+  // A container task runs its own image; the Gantry image only brings its inputs and takes its outputs.
+  const containerTask = program?.image
+    ? containerTaskSpec(
+        lease,
+        { ...program, image: program.image },
+        container,
+        resources,
+        { name, namespace, serviceAccount: opts.taskServiceAccount },
+        volumes,
+      )
+    : undefined;
+  if (containerTask && !containerTask.ok) throw new PodSpecError(containerTask.reason);
   return {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
-      name: podName(lease.leaseId),
-      namespace: opts.namespace ?? 'gantry-tasks',
+      name,
+      namespace,
       labels,
       annotations: { 'gantry.dev/lease-id': lease.leaseId, 'gantry.dev/why': lease.why.slice(0, 1000) },
     },
@@ -139,8 +164,9 @@ export function leasePod(lease: LeaseMsg, node: string, pool: Pool, opts: KubeEx
       restartPolicy: 'Never',
       nodeSelector: { ...poolSelector(pool), 'kubernetes.io/hostname': node },
       tolerations,
-      containers: [container],
-      ...(credsVolume(lease, opts) ?? {}),
+      ...(containerTask?.ok
+        ? containerTask.spec
+        : { containers: [container], ...(volumes.length > 0 ? { volumes } : {}) }),
     },
   };
 }
@@ -213,25 +239,41 @@ export function podOutcome(
   | { state: 'running' | 'succeeded' | 'failed' | 'preempted'; exitCode?: number; reason?: string }
   | undefined {
   const status = pod.status ?? {};
-  const term = status.containerStatuses?.[0]?.state?.terminated;
+  const statuses = status.containerStatuses ?? [];
+  const inits = status.initContainerStatuses ?? [];
+  // The main container first: a container task's helpers only report what it did.
+  const main = statuses.find((c) => c.name === PROGRAM_CONTAINER) ?? statuses[0];
   const disruption = status.conditions?.find((c) => c.type === 'DisruptionTarget' && c.status === 'True');
-  if (status.phase === 'Succeeded') return { state: 'succeeded', exitCode: term?.exitCode ?? 0 };
+  if (status.phase === 'Succeeded')
+    return { state: 'succeeded', exitCode: main?.state?.terminated?.exitCode ?? 0 };
   if (disruption || status.reason === 'NodeLost' || status.reason === 'Evicted')
     return {
       state: 'preempted',
       reason: `pod lost with its node${pod.spec?.nodeName ? ` ${pod.spec.nodeName}` : ''} (${disruption?.reason ?? status.reason})`,
     };
   if (status.phase === 'Failed') {
+    const failed = [main, ...statuses, ...inits].find(
+      (c) => c?.state?.terminated && c.state.terminated.exitCode !== 0,
+    );
+    const term = failed?.state?.terminated ?? main?.state?.terminated;
     if (term?.reason === 'OOMKilled') return { state: 'failed', exitCode: 137, reason: 'OOMKilled' };
+    const which = failed && failed !== main ? `container ${failed.name}: ` : '';
     return {
       state: 'failed',
       exitCode: term?.exitCode ?? 1,
-      reason: `${term?.reason ?? status.reason ?? 'Error'}: exit code ${term?.exitCode ?? '?'}${term?.message ? ` (${term.message.slice(0, 300)})` : ''}`,
+      reason: `${which}${term?.reason ?? status.reason ?? 'Error'}: exit code ${term?.exitCode ?? '?'}${term?.message ? ` (${term.message.slice(0, 300)})` : ''}`,
     };
   }
-  const waiting = status.containerStatuses?.[0]?.state?.waiting;
-  if (waiting?.reason && (PULL_ERRORS.has(waiting.reason) || CONFIG_ERRORS.has(waiting.reason)))
-    return { state: 'failed', exitCode: 1, reason: `${waiting.reason}: ${waiting.message ?? ''}`.trim() };
+  for (const c of [...inits, ...statuses]) {
+    const waiting = c.state?.waiting;
+    if (waiting?.reason && (PULL_ERRORS.has(waiting.reason) || CONFIG_ERRORS.has(waiting.reason)))
+      return {
+        state: 'failed',
+        exitCode: 1,
+        reason:
+          `${c === main ? '' : `container ${c.name}: `}${waiting.reason}: ${waiting.message ?? ''}`.trim(),
+      };
+  }
   const scheduled = status.conditions?.find((c) => c.type === 'PodScheduled');
   if (status.phase === 'Pending' && scheduled?.status === 'False' && scheduled.reason === 'Unschedulable') {
     const since = pod.metadata?.creationTimestamp ? new Date(pod.metadata.creationTimestamp).getTime() : now;
@@ -413,7 +455,13 @@ export function createKubeExecutor(opts: KubeExecutorOptions): KubeExecutor {
   async function launch(lease: LeaseMsg, node: string, report: ExecutorReport): Promise<void> {
     const pool = pools.get(lease.pool);
     if (!pool) return report('failed', { reason: `no pool ${lease.pool} in cluster ${opts.cluster.name}` });
-    const body = leasePod(lease, node, pool, opts);
+    let body: V1Pod;
+    try {
+      body = leasePod(lease, node, pool, opts);
+    } catch (err) {
+      if (err instanceof PodSpecError) return report('failed', { exitCode: 1, reason: err.message });
+      throw err;
+    }
     const name = body.metadata!.name!;
     running.set(name, { lease, report });
     try {

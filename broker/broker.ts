@@ -29,7 +29,7 @@ import { createRunControl } from './runs.ts';
 import { FleetGauges } from './fleet-gauges.ts';
 import type { Inventory } from './inventory.ts';
 import type { NodeLife, TaskUsage } from './ledger.ts';
-import { Leadership } from './leader.ts';
+import { type ElectedHow, Leadership } from './leader.ts';
 import { answerLeaseStatus } from './lease-status.ts';
 import type { BrokerMetrics } from './metrics.ts';
 import type { Readiness } from './metrics-http.ts';
@@ -100,18 +100,25 @@ export function createBroker(opts: BrokerOptions): Broker {
   const subs: Subscription[] = [];
   const timers: NodeJS.Timeout[] = [];
 
+  /** Whether the state in memory is the store's (this broker loaded it and led since). */
+  let loaded = false;
   const leadership = new Leadership(store, id, clock, leaderTtlMs, {
-    onElected: () =>
-      void serve().catch((err: Error) => {
+    onElected: (how) =>
+      void serve(how).catch((err: Error) => {
         // Could not load the state (the store has no leader yet): let another broker try, and try
         // again after a TTL when none does.
         log.error({ err: err.message }, 'could not start serving; stepping down, campaigning again');
         void leadership.resign();
       }),
-    onDeposed: () =>
+    onDeposed: () => {
+      log.warn({ brokerId: id }, 'no longer leading; stopped serving');
       void unserve(false).catch((err: Error) =>
         log.error({ err: err.message }, 'could not stop serving cleanly'),
-      ),
+      );
+    },
+  });
+  transport.onEvent((event) => {
+    if (event !== 'closed') log.info({ event }, 'nats');
   });
 
   /** Forgets requests that ended more than `retentionMs` ago, in memory and in the store. */
@@ -146,8 +153,8 @@ export function createBroker(opts: BrokerOptions): Broker {
     });
   }
 
-  async function serve(): Promise<void> {
-    if (ctx.serving) return;
+  /** Loads requests, leases, spend and open nodes from the store; false if leadership went meanwhile. */
+  async function load(): Promise<boolean> {
     const { requests, leases } = await loadRecords(store);
     // This month's spend per team, from the ledger.
     const spent = new Budgets(platform, scale, ledgerTime);
@@ -163,11 +170,28 @@ export function createBroker(opts: BrokerOptions): Broker {
       const epoch = clock();
       ctx.setLedgerEpoch(epoch, Math.max(epoch, lastAt));
     }
-    if (!leadership.leading || ctx.serving) return;
+    if (!leadership.leading || ctx.serving) return false;
     state.load(requests, leases);
     budgets.replaceSpent(spent);
     // Nodes the ledger has open stay open; the next heartbeats end those that are gone.
     for (const e of lives) nodeLedger.replay(e);
+    return true;
+  }
+
+  /**
+   * Starts serving: loads the state, unless this broker `continued` leading (nobody led since it last
+   * did, so what it holds is the latest: a store without a JetStream leader for a while only paused it).
+   */
+  async function serve(how: ElectedHow): Promise<void> {
+    if (ctx.serving) return;
+    const from = clock();
+    const resumed = how === 'continued' && loaded;
+    if (!resumed) {
+      loaded = false;
+      log.info({ brokerId: id }, 'elected; loading the state');
+      if (!(await load())) return;
+      loaded = true;
+    }
     // Agents get a full grace period from now: this broker has not been listening.
     for (const c of inventory.clusters.values()) c.lastHeartbeat = clock();
     ctx.serving = true;
@@ -221,15 +245,33 @@ export function createBroker(opts: BrokerOptions): Broker {
     );
     timers.push(setInterval(updateGauges, GAUGE_INTERVAL_MS));
     timers.push(setInterval(prune, PRUNE_INTERVAL_MS));
-    log.info({ brokerId: id, requests: requests.length, leases: leases.length }, 'serving');
-    // Leases placed before a restart: the agents are told again. They launch each lease once, and answer
-    // for the ones they know with where they stand (ends this broker may have missed).
+    log.info(
+      { brokerId: id, resumed, requests: state.requests.size, ms: clock() - from },
+      resumed ? 'serving again with the state it holds' : 'serving',
+    );
+    void announceAgain();
+  }
+
+  /**
+   * Once what is buffered is durable: leases not ended are sent to their agents again (they launch each
+   * lease once, and answer for the ones they know with where they stand), and requesters still waiting
+   * hear of the leases their requests got (a cycle's answer is lost when serving stops before it is
+   * durable, or with the broker that took it).
+   */
+  async function announceAgain(): Promise<void> {
+    const ok = await writer.flushDurably(
+      () => ctx.serving,
+      (err) => log.warn({ err: err.message }, 'state write failed; retrying'),
+    );
+    if (!ok) return;
     const again = new Map<string, string[]>();
-    for (const l of leases) {
-      if (l.state === 'placed' || l.state === 'launching' || l.state === 'running')
-        append(again, l.cluster, l.leaseId);
-    }
+    for (const l of state.active()) append(again, l.cluster, l.leaseId);
     for (const [cluster, ids] of again) dispatch(cluster, ids);
+    const answered = outbox.answerDecided();
+    log.info(
+      { leases: [...again.values()].reduce((n, ids) => n + ids.length, 0), answered },
+      'announced again',
+    );
     schedule();
   }
 

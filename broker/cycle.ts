@@ -14,6 +14,7 @@ import {
   taskRequest,
 } from '../solver/index.ts';
 import { GANG_PORT } from './admission.ts';
+import { type BudgetRoom, trimToBudgets } from './budget-gate.ts';
 import type { Inventory } from './inventory.ts';
 import { type Preemption, preemptFor } from './preemption.ts';
 import type { RequestRecord } from './records.ts';
@@ -39,6 +40,8 @@ export interface CycleResult {
 export interface CycleInput {
   number: number;
   batch: RequestRecord[];
+  /** Monthly-budget room of the batch's teams (from the budget gate): placements are checked at their price. */
+  budgetRoom?: ReadonlyMap<string, BudgetRoom>;
   state: BrokerState;
   inventory: Inventory;
   platform: Platform;
@@ -76,11 +79,16 @@ export function runCycle(input: CycleInput): CycleResult {
     timeBudgetMs: input.timeBudgetMs,
   });
 
+  const { kept: placements, over } = trimToBudgets(result.placements, batch, input.budgetRoom);
+  const used = new Set(placements.map((p) => p.node));
+
   // Planned node ids are unique per plan; make them unique for good, and name them as the agent will.
+  // A new node none of the kept placements uses is not planned at all.
   const plannedIds = new Map<string, string>();
   const scale = new Map<string, Map<string, string[]>>();
   for (const nn of result.newNodes) {
     nn.ids.forEach((id, k) => {
+      if (!used.has(id)) return;
       const planned = `${nn.pool}-${input.instance}c${input.number}n${k}`;
       plannedIds.set(id, planned);
       const byPool = scale.get(nn.cluster) ?? new Map<string, string[]>();
@@ -97,12 +105,12 @@ export function runCycle(input: CycleInput): CycleResult {
   const gangWhy = new Map((result.gangs ?? []).map((g) => [g.gang, g.detail]));
   // Rank 0's node is each gang's rendezvous (MASTER_ADDR).
   const masters = new Map<string, string>();
-  for (const p of result.placements) {
+  for (const p of placements) {
     const g = byId.get(p.taskId)!.gang;
     if (g?.rank === 0) masters.set(g.id, plannedIds.get(p.node) ?? p.node);
   }
   const leases: CycleResult['leases'] = [];
-  for (const p of result.placements) {
+  for (const p of placements) {
     const r = byId.get(p.taskId)!;
     const pool = poolById.get(p.poolId)!;
     const explanation = explain(p);
@@ -147,6 +155,10 @@ export function runCycle(input: CycleInput): CycleResult {
   const waiting: { record: RequestRecord; request: TaskRequest }[] = [];
   const requestById = new Map(requests.map((t) => [t.id, t]));
   let held = 0;
+  for (const [id, detail] of over) {
+    state.hold(byId.get(id)!, { kind: 'budget', detail });
+    held++;
+  }
   // "No compatible pool" is final when every cluster was in the snapshot, or no pool of the clusters that
   // were not (down or draining) could take the task either.
   const everyClusterIn = [...inventory.clusters.values()].every((c) => c.healthy && !c.draining);

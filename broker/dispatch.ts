@@ -38,6 +38,11 @@ export interface Dispatch {
   ): void;
   /** Sends launches to a cluster's agent in chunks. */
   dispatch(cluster: string, leaseIds: readonly string[], encoded?: ReadonlyMap<string, string>): void;
+  /**
+   * Answers those waiting for requests that already have a lease or failed (their cycle's answer was
+   * not sent: the broker stopped serving before it was durable). Call once the state is durable.
+   */
+  answerDecided(): number;
 }
 
 /** Intake and dispatch over the context's transport; `schedule` starts a cycle when one is due. */
@@ -126,6 +131,21 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     return true;
   }
 
+  /** Returns how many requests it answered. */
+  function answerDecided(): number {
+    let n = 0;
+    for (const requestId of [...waiters.keys()]) {
+      const r = state.requests.get(requestId);
+      const lease = r?.leaseId ? state.leases.get(r.leaseId) : undefined;
+      if (lease) answer(requestId, { ok: true, lease: toLeaseMsg(lease) });
+      else if (r?.state === 'failed')
+        answer(requestId, { ok: false, error: { code: 'policy', message: r.reason ?? 'failed' } });
+      else continue;
+      n++;
+    }
+    return n;
+  }
+
   function publishState(
     requestId: string,
     leaseId: string | undefined,
@@ -209,9 +229,15 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     }
     const known = state.requests.get(m.requestId);
     if (known) {
-      // Idempotent: a retried request gets the lease it already has, or waits for it.
+      // Idempotent: a retried request gets the lease it already has, or waits for it — until the lease is
+      // durable, so that a broker taking over knows every lease a requester was told of.
       const lease = known.leaseId ? state.leases.get(known.leaseId) : undefined;
-      if (lease) return transport.respond(msg, encodeJson({ ok: true, lease: toLeaseMsg(lease) }));
+      if (lease) {
+        const reply = () => transport.respond(msg, encodeJson({ ok: true, lease: toLeaseMsg(lease) }));
+        if (!ctx.writer.unwritten(m.requestId)) return reply();
+        // Not answered if the write fails: the requester asks again.
+        return void ctx.writer.flush().then(reply, () => undefined);
+      }
       if (known.state === 'failed')
         return transport.respond(
           msg,
@@ -253,7 +279,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     schedule();
   }
 
-  return { onRequest, announceCycle, publishState, dispatch };
+  return { onRequest, announceCycle, publishState, dispatch, answerDecided };
 }
 
 /** A lease as agents and requesters see it: the record without the broker's bookkeeping. */

@@ -48,6 +48,8 @@ export function answerLeaseStatus(ctx: BrokerContext, msg: Msg): void {
   const states = parsed.value.requestIds.map((requestId): RequestStatus => {
     const r = ctx.state.requests.get(requestId);
     if (!r || !sees?.(r)) return { requestId, state: 'unknown' };
+    // A lease not durable yet is not told of (a broker taking over would not know it): still pending.
+    if (ctx.writer.unwritten(requestId) && r.state === 'placed') return { requestId, state: 'pending' };
     const lease = r.leaseId ? ctx.state.leases.get(r.leaseId) : undefined;
     const out: RequestStatus = { requestId, state: r.state };
     if (r.reason) out.reason = r.reason;

@@ -80,6 +80,8 @@ export const requestKey = (id: string) => `req.${safe(id)}`;
  */
 export class RecordWriter {
   private readonly dirty = new Set<string>();
+  /** Requests being written by flushes not yet durable. */
+  private readonly writing = new Set<Set<string>>();
   private events: (LifecycleEvent | LedgerEntry)[] = [];
   private flushing: Promise<void> = Promise.resolve();
 
@@ -105,6 +107,13 @@ export class RecordWriter {
     return this.dirty.size + this.events.length;
   }
 
+  /** Whether a change of this request is not durable yet (buffered, or in a flush not yet done). */
+  unwritten(requestId: string): boolean {
+    if (this.dirty.has(requestId)) return true;
+    for (const set of this.writing) if (set.has(requestId)) return true;
+    return false;
+  }
+
   /**
    * Writes everything buffered; resolves when it is durable. Flushes run one after another. If the store
    * fails (NATS restarting), what was taken is put back, unless newer versions were buffered meanwhile,
@@ -113,6 +122,8 @@ export class RecordWriter {
   flush(): Promise<void> {
     const taken = [...this.dirty];
     const events = this.events;
+    const inFlight = new Set(taken);
+    this.writing.add(inFlight);
     this.dirty.clear();
     this.events = [];
     const run = this.flushing.then(async () => {
@@ -130,6 +141,8 @@ export class RecordWriter {
         for (const id of taken) this.dirty.add(id);
         this.events = [...events, ...this.events];
         throw err;
+      } finally {
+        this.writing.delete(inFlight);
       }
     });
     this.flushing = run.catch(() => undefined);
@@ -145,7 +158,8 @@ export class RecordWriter {
       } catch (err) {
         onError(err as Error);
         if (!keepTrying()) return false;
-        await new Promise((r) => setTimeout(r, Math.min(2000, 50 * 2 ** attempt)));
+        // Short waits: a JetStream stream electing a leader answers again within a second or two.
+        await new Promise((r) => setTimeout(r, Math.min(500, 50 * 2 ** attempt)));
       }
     }
   }

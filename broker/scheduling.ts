@@ -66,7 +66,7 @@ export function createScheduler(
   async function runOneCycle(): Promise<void> {
     const started = clock();
     const ids = [...new Set(state.queue.splice(0, maxBatch))];
-    const batch = withinBudgets(
+    const { batch, room } = withinBudgets(
       ids.map((i) => state.requests.get(i)).filter((r): r is RequestRecord => r?.state === 'pending'),
     );
     if (batch.length === 0) return;
@@ -74,6 +74,7 @@ export function createScheduler(
     const result = runCycle({
       number,
       batch,
+      budgetRoom: room,
       state,
       inventory,
       platform,

@@ -16,7 +16,7 @@ import { sqlCostReport } from './cost.ts';
 import type { Db } from './db.ts';
 import { HistoryQueryError, HistoryUnavailableError } from './errors.ts';
 import { sqlLineage } from './lineage.ts';
-import { monthOf } from './ingest.ts';
+import { monthOf } from './ingest-usage.ts';
 import { SCHEMA_VERSION } from './migrations.ts';
 import { describeRun, listRuns } from './runs.ts';
 

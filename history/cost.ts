@@ -22,7 +22,7 @@ import type { Platform } from '../policies/index.ts';
 import type { LpBackends } from '../solver/index.ts';
 import type { Queryable } from './db.ts';
 import { HistoryQueryError } from './errors.ts';
-import { HOUR } from './ingest.ts';
+import { HOUR } from './ingest-usage.ts';
 
 export const DAY = 86_400_000;
 const IDLE = '(idle)';

@@ -20,43 +20,10 @@ export interface Queryable {
   /** Runs one statement with `$1…` parameters; resolves with its rows. */
   query<T extends object = Row>(sql: string, params?: readonly unknown[]): Promise<T[]>;
   /**
-   * Runs `copy <table> (<columns>) from stdin` with `text` as the data (PostgreSQL's text format:
-   * tab-separated columns, `\N` for null, one row a line; see {@link copyText}): bulk rows without
-   * parameters to parse.
+   * Runs `copy <table> (<columns>) from stdin` with `data` as the rows, in PostgreSQL's binary format
+   * (copy-binary.ts `BinaryCopy`): bulk rows without parameters, numbers or escapes to parse.
    */
-  copy(target: string, text: string): Promise<void>;
-}
-
-/** One value in COPY's text format. */
-const copyValue = (v: unknown): string =>
-  v === null || v === undefined
-    ? '\\N'
-    : typeof v === 'string'
-      ? /[\\\t\n\r]/.test(v)
-        ? v.replace(/[\\\t\n\r]/g, (c) => COPY_ESCAPES[c]!)
-        : v
-      : typeof v === 'boolean'
-        ? v
-          ? 't'
-          : 'f'
-        : String(v);
-const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
-
-/**
- * Rows in COPY's text format, from columns of equal length (strings escaped, nulls as `\N`).
- *
- * @example
- * copyText([[1, 2], ['a', null]]) // '1\ta\n2\t\\N\n'
- */
-export function copyText(columns: readonly (readonly unknown[])[]): string {
-  const n = columns[0]?.length ?? 0;
-  const lines: string[] = new Array<string>(n);
-  for (let i = 0; i < n; i++) {
-    let line = copyValue(columns[0]![i]);
-    for (let j = 1; j < columns.length; j++) line += '\t' + copyValue(columns[j]![i]);
-    lines[i] = line;
-  }
-  return n === 0 ? '' : lines.join('\n') + '\n';
+  copy(target: string, data: Uint8Array): Promise<void>;
 }
 
 /** A history database. */
@@ -122,9 +89,9 @@ export async function openPglite(dir: string, onCreate?: (dir: string) => void):
     async query<T extends object>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
       return (await q.query<T>(sql, params as unknown[])).rows;
     },
-    async copy(target, text) {
-      if (text === '') return;
-      await q.query(`copy ${target} from '/dev/blob'`, [], { blob: new Blob([text]) });
+    async copy(target, data) {
+      if (data.length === 0) return;
+      await q.query(`copy ${target} from '/dev/blob' with (format binary)`, [], { blob: new Blob([data]) });
     },
   });
   return {
@@ -201,14 +168,14 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
       throw connectionLost(err, where) ?? err;
     }
   };
-  const copy = async (client: pg.PoolClient, target: string, text: string): Promise<void> => {
-    if (text === '') return;
+  const copy = async (client: pg.PoolClient, target: string, data: Uint8Array): Promise<void> => {
+    if (data.length === 0) return;
     try {
       await pipeline(
         (async function* () {
-          yield text;
+          yield data;
         })(),
-        client.query(copyFrom(`copy ${target} from stdin`)),
+        client.query(copyFrom(`copy ${target} from stdin with (format binary)`)),
       );
     } catch (err) {
       throw connectionLost(err, where) ?? err;
@@ -218,10 +185,10 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
     kind: 'postgres',
     where,
     query: (sql, params) => query(pool, sql, params),
-    async copy(target, text) {
+    async copy(target, data) {
       const client = await pool.connect();
       try {
-        await copy(client, target, text);
+        await copy(client, target, data);
       } finally {
         client.release();
       }
@@ -237,7 +204,7 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
         await client.query('begin');
         const out = await fn({
           query: (sql, params) => query(client, sql, params),
-          copy: (target, text) => copy(client, target, text),
+          copy: (target, data) => copy(client, target, data),
         });
         await client.query('commit');
         return out;

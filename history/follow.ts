@@ -16,8 +16,8 @@ import { SOURCES, type Source } from './records.ts';
 export const BATCH = 500;
 
 /**
- * Applies what `store`'s log holds past the source's offset, `batch` entries per transaction; returns
- * how many entries were applied.
+ * Applies what `store`'s log holds past the source's offset, `batch` entries per transaction, reading
+ * and decoding each batch while the one before is written; returns how many entries were applied.
  *
  * @example
  * await catchUp(history.ingester, 'broker', await openLocalStore('.gantry/state/broker'));
@@ -32,18 +32,28 @@ export async function catchUp(
   const from = (await ingester.offset(source, origin)) + 1;
   let pending: LogEntry[] = [];
   let applied = 0;
+  // One batch written while the next is read and decoded.
+  let writing: Promise<void> | undefined;
   const flush = async () => {
     if (pending.length === 0) return;
-    const r = await ingester.apply(source, pending, origin, opts.gapless ? { gapless: { logStart: 1 } } : {});
-    applied += r.entries;
-    opts.onBatch?.(r);
+    const next = ingester
+      .apply(source, pending, origin, opts.gapless ? { gapless: { logStart: 1 } } : {})
+      .then((r) => {
+        applied += r.entries;
+        opts.onBatch?.(r);
+      });
+    // Awaited below or in the next flush; a failure of the one before fails it too.
+    next.catch(() => undefined);
     pending = [];
+    await writing;
+    writing = next;
   };
   for await (const e of store.readLog(from)) {
     pending.push(e);
     if (pending.length >= (opts.batch ?? BATCH)) await flush();
   }
   await flush();
+  await writing;
   return applied;
 }
 

@@ -26,6 +26,7 @@ import {
   type History,
   HistoryQueryError,
   HOUR,
+  IngestGapError,
   listRuns,
   migrate,
   openHistory,
@@ -92,9 +93,11 @@ describe.each(backends)('history on %s', (_name, open) => {
   beforeAll(async () => {
     ({ history, dispose } = await open());
     const log = asLog(ledger, 50);
-    // Ingested in uneven batches, one of them twice: exactly once all the same.
-    await history.ingester.apply('broker', log.slice(0, 3));
+    // Ingested in uneven batches, one of them twice, the first two handed over at once (the second
+    // written after the first commits): exactly once all the same.
+    const first = history.ingester.apply('broker', log.slice(0, 3));
     await history.ingester.apply('broker', log.slice(0, 7));
+    await first;
     await history.ingester.apply('broker', log.slice(7));
   }, 120_000);
   afterAll(async () => {
@@ -315,4 +318,20 @@ describe.each(backends)('monthly spend on %s', (_name, open) => {
       }
     },
   );
+
+  it('writes nothing of a batch handed over behind one that failed', async () => {
+    const offset = await history.ingester.offset('broker');
+    const empty = new TextEncoder().encode('[]');
+    // A gap (the entry after the offset is missing) fails the first; the second would continue it.
+    const gap = history.ingester.apply('broker', [{ seq: offset + 2, data: empty }], '', {
+      gapless: { logStart: 1 },
+    });
+    const behind = history.ingester.apply('broker', [{ seq: offset + 1, data: empty }]);
+    await expect(gap).rejects.toBeInstanceOf(IngestGapError);
+    await expect(behind).rejects.toBeInstanceOf(IngestGapError);
+    expect(await history.ingester.offset('broker')).toBe(offset);
+    // Handed over once those settled, a batch is written again.
+    const r = await history.ingester.apply('broker', [{ seq: offset + 1, data: empty }]);
+    expect(r.offset).toBe(offset + 1);
+  });
 });

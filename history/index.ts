@@ -20,7 +20,8 @@ export {
 } from './errors.ts';
 export { MIGRATIONS, migrate, SCHEMA_VERSION } from './migrations.ts';
 export type { Migration } from './migrations.ts';
-export { HOUR, hourPieces, Ingester } from './ingest.ts';
+export { Ingester } from './ingest.ts';
+export { HOUR, hourPieces } from './ingest-usage.ts';
 export type { ApplyOptions, IngestResult, LogEntry } from './ingest.ts';
 export { parseEntry, SOURCES } from './records.ts';
 export type { Source } from './records.ts';

@@ -72,16 +72,30 @@ export async function followStream(
   await ensureConsumer(jsm, stream, durable, offset, batch);
   const consumer = await js.consumers.get(stream, durable);
   let gapless = { logStart };
-  while (!signal.aborted) {
-    const msgs = await consumer.fetch({ max_messages: batch, expires: opts.idleMs ?? 1000 });
-    const got: JsMsg[] = [];
-    for await (const m of msgs) got.push(m);
-    if (got.length === 0) continue;
-    const entries: LogEntry[] = got.map((m) => ({ seq: m.seq, data: m.data }));
-    const r = await ingester.apply(source, entries, origin, { gapless });
-    gapless = { logStart: 1 };
-    await got.at(-1)!.ackAck();
-    opts.onBatch?.(r);
+  // One batch written (and then acknowledged) while the next is fetched and decoded.
+  let writing: Promise<void> | undefined;
+  try {
+    while (!signal.aborted) {
+      const msgs = await consumer.fetch({ max_messages: batch, expires: opts.idleMs ?? 1000 });
+      const got: JsMsg[] = [];
+      for await (const m of msgs) got.push(m);
+      if (got.length === 0) continue;
+      const entries: LogEntry[] = got.map((m) => ({ seq: m.seq, data: m.data }));
+      const before = writing;
+      const next = ingester.apply(source, entries, origin, { gapless }).then(async (r) => {
+        // Acknowledged in order: the batch before first.
+        await before;
+        await got.at(-1)!.ackAck();
+        opts.onBatch?.(r);
+      });
+      next.catch(() => undefined);
+      gapless = { logStart: 1 };
+      await before;
+      writing = next;
+    }
+    await writing;
+  } finally {
+    await writing?.catch(() => undefined);
   }
 }
 

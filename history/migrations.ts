@@ -322,6 +322,16 @@ create table ledger_time_scales (
 );
 `,
   },
+  {
+    version: 5,
+    name: 'charge keys found by their group, run and task',
+    sql: `
+-- A charge key is its group (the other eight columns, one group_keys row) with its run and task: the
+-- ingester finds keys by these three, an int and two short texts, in place of all ten columns.
+create unique index charge_keys_group_run_task on charge_keys (group_id, run_id, task);
+alter table charge_keys drop constraint if exists charge_keys_team_workflow_run_id_task_cluster_pool_gpu_mode_key;
+`,
+  },
 ];
 
 /** The version this code writes. */

@@ -72,6 +72,8 @@ export {
   valueMsg,
   workSpec,
 } from './messages.ts';
+export { expandProgramArg, POD_PROGRAM_DIRS, usesInputValue } from './program.ts';
+export type { ProgramDirs } from './program.ts';
 export { validateSubject } from './subjects.ts';
 export {
   leaseStatusAsk,

@@ -168,11 +168,30 @@ class NatsTransportImpl implements NatsTransport {
     this.publish(msg.reply, data);
   }
 
+  /**
+   * Resolves once the server has everything sent so far. While the connection is down, it waits for it
+   * to come back (subscriptions are sent again on reconnect) rather than failing the caller.
+   */
   async flush(): Promise<void> {
-    try {
-      await this.connection.flush();
-    } catch (err) {
-      throw mapError(err, '', 0);
+    for (;;) {
+      try {
+        await this.connection.flush();
+        return;
+      } catch (err) {
+        if (this.connection.isClosed() || !isDisconnect(err)) throw mapError(err, '', 0);
+      }
+      // Tried again on reconnect, or after a second in case it came back before this listened.
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          off();
+          clearTimeout(timer);
+          resolve();
+        };
+        const timer = setTimeout(done, 1000);
+        const off = this.onEvent((e) => {
+          if (e === 'reconnected' || e === 'closed') done();
+        });
+      });
     }
   }
 
@@ -201,6 +220,11 @@ class NatsTransportImpl implements NatsTransport {
 
 function reportHandlerError(err: unknown, msg: Msg): void {
   console.error(`nats transport: handler for ${msg.subject} threw`, err);
+}
+
+/** The error nats.js rejects a flush (or a ping) with when the connection drops under it. */
+function isDisconnect(err: unknown): boolean {
+  return err instanceof RequestError && err.message === 'connection disconnected';
 }
 
 /** Maps nats.js errors (possibly wrapped in `RequestError`) to the protocol's error types. */

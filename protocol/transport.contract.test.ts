@@ -305,4 +305,26 @@ describe('Transport: NATS reconnection', () => {
     }
     expect(events.at(-1)).toBe('closed');
   });
+
+  it('a flush while the server is down waits for it to come back instead of failing', async () => {
+    const t = await connectNats({ servers: server.url, name: 'flush-across-restart' });
+    const events: string[] = [];
+    t.onEvent((e) => events.push(e));
+    try {
+      await server.kill();
+      await until(
+        () => events.includes('disconnected'),
+        () => `events: ${events.join(',')}`,
+      );
+      let flushed = false;
+      const flush = t.flush().then(() => (flushed = true));
+      await new Promise((r) => setTimeout(r, 300));
+      expect(flushed).toBe(false);
+      await server.restart();
+      await flush;
+      expect(events).toContain('reconnected');
+    } finally {
+      await t.close();
+    }
+  });
 });

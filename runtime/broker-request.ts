@@ -4,9 +4,11 @@ import {
   type BrokerFailureKind,
   encodeJson,
   type LeaseMsg,
+  type Msg,
   NoRespondersError,
   parseMessage,
   requestReply,
+  type RequestStatus,
   subjects,
   type Transport,
   TransportTimeoutError,
@@ -15,9 +17,19 @@ import { BROKER_FAILURES, NonRetriableError, PolicyRefusedError, TaskError } fro
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Where the broker said a request stands, while its answer is awaited (lease-watch.ts). */
+export interface RequestFollower {
+  follow(team: string, requestId: string, onStatus: (s: RequestStatus) => void): { stop(): void };
+}
+
 /**
  * Asks the broker for a lease, asking again (same id: idempotent) while it does not answer. A refusal
  * by policy is a {@link PolicyRefusedError}; any other refusal a {@link NonRetriableError}.
+ *
+ * With `follower`, the request's state is asked for past its deadline while the answer is awaited (a
+ * broker that took over lost the waiting requests' reply subjects): a lease the broker already gave is
+ * taken from the status answer, and a request the broker does not know (it died before the request was
+ * durable) is asked again at once, instead of after `replyTimeoutMs`.
  */
 export async function askBroker(
   transport: Transport,
@@ -25,39 +37,63 @@ export async function askBroker(
   task: string,
   replyTimeoutMs = 30_000,
   cluster?: string,
+  follower?: RequestFollower,
 ): Promise<LeaseMsg> {
   const data = encodeJson(body);
   // A team's runtime asks on its team's subject; a task host's nested calls through its cluster's.
   const subject = cluster === undefined ? subjects.request(body.team) : subjects.agentRequest(cluster);
+  type Heard = { reply: Msg } | { err: unknown } | { lease: LeaseMsg } | { again: true };
+  let heard: ((h: Heard) => void) | undefined;
+  const requestId = typeof body.requestId === 'string' ? body.requestId : undefined;
+  const followed =
+    requestId === undefined
+      ? undefined
+      : follower?.follow(body.team, requestId, (s) => {
+          if (s.lease) heard?.({ lease: s.lease });
+          else if (s.state === 'unknown' || s.state === 'failed') heard?.({ again: true });
+        });
   let waitMs = 100;
-  for (;;) {
-    let reply;
-    try {
-      reply = await transport.request(subject, data, { timeoutMs: replyTimeoutMs });
-    } catch (err) {
-      if (err instanceof TransportTimeoutError) continue;
-      if (err instanceof NoRespondersError) {
-        // No broker yet (starting, failing over): wait and ask again.
-        await sleep(waitMs);
-        waitMs = Math.min(waitMs * 2, 2000);
-        continue;
+  try {
+    for (;;) {
+      const outcome = await new Promise<Heard>((resolve) => {
+        heard = resolve;
+        transport.request(subject, data, { timeoutMs: replyTimeoutMs }).then(
+          (reply) => resolve({ reply }),
+          (err: unknown) => resolve({ err }),
+        );
+      });
+      heard = undefined;
+      if ('lease' in outcome) return outcome.lease;
+      if ('again' in outcome) continue;
+      if ('err' in outcome) {
+        const { err } = outcome;
+        if (err instanceof TransportTimeoutError) continue;
+        if (err instanceof NoRespondersError) {
+          // No broker yet (starting, failing over): wait and ask again.
+          await sleep(waitMs);
+          waitMs = Math.min(waitMs * 2, 500);
+          continue;
+        }
+        throw err;
       }
-      throw err;
+      const reply = outcome.reply;
+      const p = parseMessage(requestReply, reply.data);
+      if (!p.ok) throw new TaskError(`the broker sent a bad reply: ${p.error.message}`);
+      if (p.value.ok) return p.value.lease;
+      const { code, message, field } = p.value.error;
+      const failure = brokerFailureKind.safeParse(code);
+      if (failure.success) throw brokerError({ kind: failure.data, detail: message }, task);
+      const info = {
+        code,
+        ...(field ? { field } : {}),
+        ...(policyName(message) ? { policy: policyName(message) } : {}),
+      };
+      if (code === 'policy' || code === 'no-policy' || code === 'bad-resources')
+        throw new PolicyRefusedError(`${task}: ${message}`, info);
+      throw new NonRetriableError(`${task}: the broker refused the request: ${message}`, info);
     }
-    const p = parseMessage(requestReply, reply.data);
-    if (!p.ok) throw new TaskError(`the broker sent a bad reply: ${p.error.message}`);
-    if (p.value.ok) return p.value.lease;
-    const { code, message, field } = p.value.error;
-    const failure = brokerFailureKind.safeParse(code);
-    if (failure.success) throw brokerError({ kind: failure.data, detail: message }, task);
-    const info = {
-      code,
-      ...(field ? { field } : {}),
-      ...(policyName(message) ? { policy: policyName(message) } : {}),
-    };
-    if (code === 'policy' || code === 'no-policy' || code === 'bad-resources')
-      throw new PolicyRefusedError(`${task}: ${message}`, info);
-    throw new NonRetriableError(`${task}: the broker refused the request: ${message}`, info);
+  } finally {
+    followed?.stop();
   }
 }
 

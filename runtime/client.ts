@@ -295,7 +295,7 @@ export class Runtime implements Caller {
    * @internal for cold.ts and {@link WorkerPool}
    */
   ask(body: Record<string, unknown> & { team: string }, task: string): Promise<LeaseMsg> {
-    return askBroker(this.transport, body, task, this.#opts.replyTimeoutMs, this.#opts.cluster);
+    return askBroker(this.transport, body, task, this.#opts.replyTimeoutMs, this.#opts.cluster, this.leases);
   }
 
   /** The warm worker pool for a reusable task with these resources. @internal for map.ts */

@@ -13,6 +13,7 @@ import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { expandProgramArg, type ProgramDirs } from '../protocol/index.ts';
 import type { ArtifactStore } from './artifacts.ts';
 import { fromErrorMsg, NonRetriableError, OutOfMemoryError, TaskError, TimeoutError } from './errors.ts';
 import { gangEnv, type TaskContext } from './task.ts';
@@ -54,6 +55,26 @@ export function executionLog(ctx: TaskContext): string | undefined {
 const LOG_BYTES = 1024 * 1024;
 
 /**
+ * Where a program runs. By default a process here, staged in a fresh directory; a container task's
+ * pod on Kubernetes uses its own: its init container staged the inputs in a volume the pod shares, the
+ * main container runs the program, and its outputs sidecar waits for that container's end.
+ */
+export interface ProgramLauncher {
+  /** Directories already staged (inputs written, outputs empty), in place of a fresh directory. */
+  dirs?: ProgramDirs;
+  run(spec: CommandSpec, args: string[], env: NodeJS.ProcessEnv, ctx: TaskContext): Promise<CommandExit>;
+}
+
+const launchers = new WeakMap<TaskContext, ProgramLauncher>();
+
+/** Makes the program `ctx`'s execution runs go through `launcher`. @internal */
+export function useLauncher(ctx: TaskContext, launcher: ProgramLauncher): void {
+  launchers.set(ctx, launcher);
+}
+
+const processLauncher: ProgramLauncher = { run: spawnLimited };
+
+/**
  * Runs `spec` with `input` staged under a fresh directory and returns the outputs it wrote, checked
  * against nothing yet (the task's schema is applied by the host). Memory over `ctx.placement.memoryMiB`
  * (resident set, sampled) kills it as the kernel's OOM killer would under a cgroup limit.
@@ -66,45 +87,47 @@ export async function runCommand(
   ctx: TaskContext,
   artifacts: ArtifactStore,
 ): Promise<unknown> {
-  const dir = await mkdtemp(join(tmpdir(), 'gantry-exec-'));
-  const inputs = join(dir, 'inputs');
-  const outputs = join(dir, 'outputs');
+  const launcher = launchers.get(ctx) ?? processLauncher;
+  const dir = launcher.dirs ? undefined : await mkdtemp(join(tmpdir(), 'gantry-exec-'));
+  const { inputs, outputs } = launcher.dirs ?? {
+    inputs: join(dir!, 'inputs'),
+    outputs: join(dir!, 'outputs'),
+  };
   try {
-    await mkdir(inputs);
-    await mkdir(outputs);
-    await stageInputs(inputs, input, inputSchema, artifacts);
+    if (dir) {
+      await mkdir(inputs);
+      await mkdir(outputs);
+      await stageInputs(inputs, input, inputSchema, artifacts);
+    }
     const env = {
       ...process.env,
-      ...(spec.env ?? {}),
-      GANTRY_INPUTS: inputs,
-      GANTRY_OUTPUTS: outputs,
-      GANTRY_RUN_ID: ctx.runId,
-      GANTRY_EXECUTION: ctx.execution,
-      GANTRY_ATTEMPT: String(ctx.attempt),
-      ...(ctx.gang ? gangEnv(ctx.gang) : {}),
+      ...programEnv(spec, ctx, { inputs, outputs }),
     };
-    const args = (spec.args ?? []).map((a) => expandArg(a, input, inputs, outputs));
-    const exit = await spawnLimited(spec, args, env, ctx);
+    const args = (spec.args ?? []).map((a) => expandProgramArg(a, input, { inputs, outputs }));
+    const exit = await launcher.run(spec, args, env, ctx);
     logsOf.set(ctx, await artifacts.put(new TextEncoder().encode(exit.log)));
     await failOnExit(exit, spec, outputs, ctx);
     return await collectOutputs(outputs, outputSchema, artifacts);
   } finally {
-    await rm(dir, { recursive: true, force: true });
+    if (dir) await rm(dir, { recursive: true, force: true });
   }
 }
 
-/** `{{inputs.x}}`, `{{inputs}}` (the directory) and `{{outputs}}` in an argument. */
-function expandArg(arg: string, input: unknown, inputs: string, outputs: string): string {
-  return arg.replace(/\{\{\s*(inputs|outputs)(?:\.([A-Za-z_][A-Za-z0-9_]*))?\s*\}\}/g, (_m, side, field) => {
-    if (side === 'outputs') return field ? join(outputs, field) : outputs;
-    if (!field) return inputs;
-    const v = (input as Record<string, unknown> | undefined)?.[field];
-    return typeof v === 'string' ? v : JSON.stringify(v);
-  });
+/** What a program finds in its environment besides the host's: its own variables and Gantry's. */
+function programEnv(spec: CommandSpec, ctx: TaskContext, dirs: ProgramDirs): Record<string, string> {
+  return {
+    ...(spec.env ?? {}),
+    GANTRY_INPUTS: dirs.inputs,
+    GANTRY_OUTPUTS: dirs.outputs,
+    GANTRY_RUN_ID: ctx.runId,
+    GANTRY_EXECUTION: ctx.execution,
+    GANTRY_ATTEMPT: String(ctx.attempt),
+    ...(ctx.gang ? gangEnv(ctx.gang) : {}),
+  };
 }
 
 /** Writes each top-level input field as a file, and the whole input as `inputs.json`. */
-async function stageInputs(
+export async function stageInputs(
   dir: string,
   input: unknown,
   schema: z.ZodType,

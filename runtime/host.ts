@@ -22,7 +22,7 @@ import {
 } from '../protocol/index.ts';
 import type { ArtifactStore } from './artifacts.ts';
 import { executionClock } from './clock.ts';
-import { executionLog } from './command-run.ts';
+import { executionLog, type ProgramLauncher, useLauncher } from './command-run.ts';
 import { Runtime } from './client.ts';
 import { placementOf } from './ids.ts';
 import { NonRetriableError, registerErrorClasses, TimeoutError, toErrorMsg } from './errors.ts';
@@ -31,6 +31,7 @@ import {
   type GangContext,
   lookupTask,
   type Placement,
+  type Task,
   type TaskContext,
   taskNames,
   withScope,
@@ -80,6 +81,17 @@ export function loadModule(module: string): Promise<unknown> {
   return p;
 }
 
+/** A task of a workflow module, loaded; a {@link NonRetriableError} naming what it has when missing. */
+export async function resolveTask(module: string, name: string): Promise<Task> {
+  await loadModule(module);
+  const task = lookupTask(name);
+  if (!task)
+    throw new NonRetriableError(
+      `${module} defines no task named '${name}' (it defines: ${taskNames().join(', ') || 'none'})`,
+    );
+  return task;
+}
+
 /**
  * Answers an invocation; a reply over the transport's message limit (a chunk of large outputs) is
  * answered with a failure per execution instead, which the caller retries one by one.
@@ -120,6 +132,8 @@ export interface Execution {
   signal: AbortSignal;
   /** A gang member's rank and rendezvous (from its lease). */
   gang?: GangContext | undefined;
+  /** Where a container or command task's program runs, when not as a process here. */
+  launcher?: ProgramLauncher | undefined;
 }
 
 /** Runs one execution and returns its result (never throws: failures are results). */
@@ -151,12 +165,7 @@ export async function executeTask(
     return ref ? { logs: ref } : {};
   };
   try {
-    await loadModule(x.module);
-    const task = lookupTask(x.task);
-    if (!task)
-      throw new NonRetriableError(
-        `${x.module} defines no task named '${x.task}' (it defines: ${taskNames().join(', ') || 'none'})`,
-      );
+    const task = await resolveTask(x.module, x.task);
     const input = checkValue(task.options.input, await decodeValue(x.input, services.artifacts), {
       task: x.task,
       side: 'input',
@@ -172,6 +181,7 @@ export async function executeTask(
       artifacts: services.artifacts,
       ...(x.gang ? { gang: x.gang } : {}),
     };
+    if (x.launcher) useLauncher(ctx, x.launcher);
     const scope = {
       caller: runtime,
       runId: x.run,
@@ -243,6 +253,7 @@ export async function runTaskLease(
   lease: LeaseMsg,
   node: string,
   signal: AbortSignal,
+  launcher?: ProgramLauncher,
 ): Promise<ResultMsg | undefined> {
   const work = lease.work as TaskWork;
   const result = await executeTask(services, runtime, {
@@ -264,9 +275,23 @@ export async function runTaskLease(
       masterAddr: lease.gang.master,
       masterPort: lease.gang.port,
     },
+    launcher,
   });
   // A lease stopped meanwhile (preempted, cancelled) reports nothing: the broker places it again.
   if (signal.aborted) return undefined;
+  return publishLeaseResult(services, lease, result);
+}
+
+/**
+ * Publishes a `task` lease's result on its team's result subject; resolves with what was published
+ * (a failure saying so when the result is over the transport's message limit).
+ */
+export async function publishLeaseResult(
+  services: HostServices,
+  lease: LeaseMsg,
+  result: ResultMsg,
+): Promise<ResultMsg> {
+  const work = lease.work as TaskWork;
   const subject = subjects.result(work.team, work.execution, lease.cluster);
   // The end is reported once the result is kept, so a runtime that missed it can read it back.
   const publish = (data: Uint8Array) =>

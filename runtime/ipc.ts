@@ -47,13 +47,14 @@ export interface Relay {
 
 /**
  * Parent side: carries out the child's transport and artifact calls. `onPublish` sees every publish
- * before it goes out (the process host watches for the execution's result).
+ * before it goes out (the process host watches for the execution's result); when it returns true, it
+ * has sent the message itself.
  */
 export function relayForChild(
   child: ChildProcess,
   transport: Transport,
   artifacts: ArtifactStore,
-  onPublish?: (subject: string, data: Uint8Array) => void,
+  onPublish?: (subject: string, data: Uint8Array) => boolean | void,
 ): Relay {
   const subs = new Map<number, Subscription>();
   const pending = new Map<number, Msg>();
@@ -77,8 +78,7 @@ export function relayForChild(
   const carryOut = (m: Up) => {
     switch (m.t) {
       case 'pub':
-        onPublish?.(m.subject, bytes(m.data));
-        transport.publish(m.subject, bytes(m.data));
+        if (onPublish?.(m.subject, bytes(m.data)) !== true) transport.publish(m.subject, bytes(m.data));
         break;
       case 'sub':
         subs.set(

@@ -94,11 +94,34 @@ export function createProcessHost(opts: ProcessHostOptions): Executor {
       const resultSubject =
         work.kind === 'task' ? subjects.result(work.team, work.execution, lease.cluster) : undefined;
       let result: ResultMsg | undefined;
+      // The result goes out through the host's durable publisher (the team's results stream, over
+      // NATS), and the end is reported once it is kept, as in the in-process task host.
+      let kept: Promise<void> = Promise.resolve();
+      const send = async (data: Uint8Array) =>
+        opts.publishResult
+          ? opts.publishResult(resultSubject!, data)
+          : opts.transport.publish(resultSubject!, data);
+      const publishResult = (data: Uint8Array) => {
+        kept = kept
+          .then(() => send(data))
+          .catch((err: Error) => {
+            // Over the message limit (a huge lineage): the result says so instead.
+            result = {
+              ok: false,
+              execution: execution!,
+              error: { name: 'TaskError', message: `the result could not be sent: ${err.message}` },
+              startedAt,
+              endedAt: Date.now(),
+            };
+            return send(encodeJson(result)).catch(() => undefined);
+          });
+      };
       const relay = relayForChild(child, opts.transport, opts.artifacts, (subject, data) => {
-        if (subject === resultSubject) {
-          const p = parseMessage(resultMsg, data);
-          if (p.ok) result = p.value;
-        }
+        if (subject !== resultSubject) return false;
+        const p = parseMessage(resultMsg, data);
+        if (p.ok) result = p.value;
+        publishResult(data);
+        return true;
       });
       const startedAt = Date.now();
       const answerOrphans = (orphans: Msg[], error: ErrorMsg) => {
@@ -168,8 +191,11 @@ export function createProcessHost(opts: ProcessHostOptions): Executor {
         answerOrphans(orphans, failure);
         if (execution && !result) {
           result = { ok: false, execution, error: failure, startedAt, endedAt };
-          opts.transport.publish(resultSubject!, encodeJson(result));
+          publishResult(encodeJson(result));
         }
+        void kept.then(() => reportEnd(code, oom, failure));
+      });
+      const reportEnd = (code: number | null, oom: boolean, failure: ErrorMsg) => {
         if (oom) report('failed', { exitCode: 137, reason: 'OOMKilled' });
         else if (result && !result.ok)
           report('failed', {
@@ -178,7 +204,7 @@ export function createProcessHost(opts: ProcessHostOptions): Executor {
           });
         else if (code === 0) report('succeeded', { exitCode: 0 });
         else report('failed', { exitCode: code ?? 1, reason: failure.message.slice(0, 500) });
-      });
+      };
     },
     stop(leaseId: string) {
       const child = children.get(leaseId);

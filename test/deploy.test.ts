@@ -381,6 +381,26 @@ describe('the agent of aws-use1', () => {
     expect(argAfter(c, '--task-creds-secret')).toBe('gantry-task-nats');
   });
 
+  it("names container task pods' account: in their namespace, no token of its own, get on pods and logs only", () => {
+    const namespace = argAfter(c, '--namespace') ?? 'gantry-tasks';
+    const name = argAfter(c, '--task-service-account')!;
+    const account = find<IServiceAccount & Manifest>('ServiceAccount', name);
+    expect(account.metadata.namespace).toBe(namespace);
+    expect(account.automountServiceAccountToken).toBe(false);
+    const binding = manifests.find(
+      (m) =>
+        m.kind === 'RoleBinding' &&
+        (m as unknown as { subjects: { name: string }[] }).subjects.some((s) => s.name === name),
+    ) as unknown as { metadata: { namespace: string }; roleRef: { name: string } };
+    expect(binding.metadata.namespace).toBe(namespace);
+    const role = manifests.find(
+      (m) => m.kind === 'Role' && m.metadata.name === binding.roleRef.name,
+    ) as unknown as {
+      rules: unknown[];
+    };
+    expect(role.rules).toEqual([{ apiGroups: [''], resources: ['pods', 'pods/log'], verbs: ['get'] }]);
+  });
+
   it('names a task Secret with the key task pods read, in their namespace, and does not mount it', () => {
     const namespace = argAfter(c, '--namespace') ?? 'gantry-tasks';
     const secret = find<ISecret & Manifest>('Secret', argAfter(c, '--task-creds-secret')!);

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type GantryProcess, startGantry } from './cli.ts';
+import { type GantryProcess, startGantry } from './gantry-process.ts';
 
 const PLATFORM = 'test/fixtures/platform';
 const WORKFLOW = 'test/fixtures/workflows/faults.ts';
@@ -26,6 +26,11 @@ export interface FaultStack {
   run(n: number, ms: number, extra?: readonly string[]): GantryProcess;
   /** How many times each item started, and the times (ms since the first) of the starts. */
   counts(): Map<number, number>;
+  /**
+   * What the brokers and agents logged from `since` (epoch ms) on, one line each with its time from
+   * `since`: how a recovery went (per-cycle lines left out).
+   */
+  timeline(since: number): string[];
   stop(): Promise<void>;
 }
 
@@ -36,7 +41,7 @@ export async function startFaultStack(
 ): Promise<FaultStack> {
   const dir = await mkdtemp(join(tmpdir(), 'gantry-faults-'));
   const log = join(dir, 'executions.log');
-  const env = { ...process.env, GANTRY_LOG: 'warn', GANTRY_FAULT_LOG: log };
+  const env = { ...process.env, GANTRY_LOG: 'info', GANTRY_FAULT_LOG: log };
   const replicas = String(opts.replicas ?? 1);
   const heartbeat = String(opts.heartbeatMs ?? 500);
   const all: GantryProcess[] = [];
@@ -56,8 +61,7 @@ export async function startFaultStack(
           '--speedup',
           SPEEDUP,
         ]),
-        // 'agent started' is an info line.
-        { env: { ...env, GANTRY_LOG: 'info' } },
+        { env },
       ),
     ),
   );
@@ -94,10 +98,41 @@ export async function startFaultStack(
         if (line) counts.set(Number(line), (counts.get(Number(line)) ?? 0) + 1);
       return counts;
     },
+    timeline(since) {
+      const named = [
+        ...brokers.map((p, i) => [`broker${i}`, p] as const),
+        ...agents.map((p, i) => [`agent${i}`, p] as const),
+      ];
+      const lines: { at: number; text: string }[] = [];
+      for (const [name, p] of named)
+        for (const line of p.output().split('\n')) {
+          const e = logLine(line);
+          if (!e || e.time < since || QUIET.has(e.msg)) continue;
+          const { time: _t, level: _l, pid: _p, hostname: _h, msg, ...rest } = e;
+          lines.push({ at: e.time - since, text: `${name} ${msg} ${JSON.stringify(rest)}` });
+        }
+      return lines.sort((a, b) => a.at - b.at).map((l) => `+${l.at} ms ${l.text}`);
+    },
     async stop() {
       await Promise.all(all.map((p) => p.kill('SIGKILL')));
     },
   };
+}
+
+/** Log messages left out of a timeline: one per cycle or lease. */
+const QUIET = new Set(['cycle', 'placed', 'launched', 'lease ended']);
+
+/** A pino JSON line, or undefined. */
+function logLine(line: string): ({ time: number; msg: string } & Record<string, unknown>) | undefined {
+  if (!line.startsWith('{')) return undefined;
+  try {
+    const e = JSON.parse(line) as { time?: unknown; msg?: unknown } & Record<string, unknown>;
+    return typeof e.time === 'number' && typeof e.msg === 'string'
+      ? { ...e, time: e.time, msg: e.msg }
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Items of `0..n-1` that ran other than exactly once: `{ lost, twice }`. */
@@ -114,15 +149,19 @@ export function tally(counts: ReadonlyMap<number, number>, n: number): { lost: n
 
 /**
  * Watches the execution log from now (call it just before a fault) until `stop()`: the longest time
- * with no new execution start, and how long after the start of the watch the first new one came.
+ * with no new execution start (and when, from the start of the watch, it began), and how long after
+ * the start of the watch the first new one came.
  */
 export function watchStalls(stack: FaultStack): {
-  stop(): { longestGapMs: number; firstStartMs: number | undefined };
+  /** When the watch started (epoch ms). */
+  from: number;
+  stop(): { longestGapMs: number; firstStartMs: number | undefined; longestFromMs: number };
 } {
   const from = Date.now();
   let last = from;
   let seen = [...stack.counts().values()].reduce((a, b) => a + b, 0);
   let longest = 0;
+  let longestFrom = 0;
   let first: number | undefined;
   const timer = setInterval(() => {
     let total = 0;
@@ -130,14 +169,18 @@ export function watchStalls(stack: FaultStack): {
     if (total <= seen) return;
     const now = Date.now();
     first ??= now - from;
-    longest = Math.max(longest, now - last);
+    if (now - last > longest) {
+      longest = now - last;
+      longestFrom = last - from;
+    }
     seen = total;
     last = now;
   }, 50);
   return {
+    from,
     stop() {
       clearInterval(timer);
-      return { longestGapMs: longest, firstStartMs: first };
+      return { longestGapMs: longest, firstStartMs: first, longestFromMs: longestFrom };
     },
   };
 }

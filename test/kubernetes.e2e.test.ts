@@ -6,46 +6,23 @@
  * (`gantry worker`) is a real process that connects to NATS, runs the task and publishes its result.
  */
 import { EC2Client } from '@aws-sdk/client-ec2';
-import { KubeConfig } from '@kubernetes/client-node';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createAgent, type Agent } from '../agents/index.ts';
-import {
-  createEc2Provisioner,
-  createKubeExecutor,
-  EC2_TAGS,
-  type KubeExecutor,
-} from '../agents/cloud-index.ts';
-import { type Broker, createBroker } from '../broker/index.ts';
-import { loadPlatform } from '../policies/index.ts';
-import type { Store } from '../protocol/index.ts';
-import { connectNats, type NatsTransport, openJetStreamStore } from '../protocol/nats-index.ts';
-import { readLineage, Runtime, runWorkflow } from '../runtime/index.ts';
-import { openJetStreamArtifacts } from '../runtime/nats-artifacts.ts';
-import { defaultBackends } from '../solver/index.ts';
+import { createEc2Provisioner, EC2_TAGS } from '../agents/cloud-index.ts';
+import { readLineage, runWorkflow } from '../runtime/index.ts';
 import { type FakeEc2, startFakeEc2 } from './fakes/ec2.ts';
 import { type FakeKube, startFakeKube } from './fakes/kube.ts';
 import * as suite from './fixtures/workflows/suite.ts';
-import { type NatsServer, startNatsServer } from './nats/server.ts';
+import { type KubeStack, kubeCluster as cluster, startKubeStack } from './kube-stack.ts';
 import { eventually } from './system.ts';
 
 const MODULE = fileURLToPath(new URL('./fixtures/workflows/suite.ts', import.meta.url));
-const { platform } = loadPlatform(['test/fixtures/kube-platform']);
-const cluster = platform.clusters[0]!;
 
-let server: NatsServer;
 let ec2: FakeEc2;
 let kube: FakeKube;
-let broker: Broker;
-let agent: Agent;
-let executor: KubeExecutor;
-let runtime: Runtime;
-let brokerStore: Store;
-let runtimeStore: Store;
-const conns: NatsTransport[] = [];
+let stack: KubeStack;
 
 beforeAll(async () => {
-  server = await startNatsServer();
   ec2 = await startFakeEc2({ launchDelayMs: 50 });
   kube = await startFakeKube({ gantryImage: 'gantry:test' });
   // The kubelet of a new instance registers its node, labelled as the pool's launch template says.
@@ -59,72 +36,23 @@ beforeAll(async () => {
       pool.taints.map((t) => ({ key: t.key, value: t.value, effect: t.effect })),
     );
   });
-  const connect = async (name: string) => {
-    const c = await connectNats({ servers: server.url, name });
-    conns.push(c);
-    return c;
-  };
-  const brokerConn = await connect('broker');
-  brokerStore = await openJetStreamStore(brokerConn.connection, {
-    bucket: 'gantry-state',
-    stream: 'gantry-events',
-  });
-  broker = createBroker({
-    transport: brokerConn,
-    store: brokerStore,
-    platform,
-    backends: await defaultBackends(),
-    heartbeatMs: 200,
-  });
-  await broker.start();
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 'eks', server: kube.url, skipTLSVerify: true }],
-    users: [{ name: 'agent', token: 'test' }],
-    contexts: [{ name: 'eks', cluster: 'eks', user: 'agent' }],
-    currentContext: 'eks',
-  });
-  executor = createKubeExecutor({ kubeConfig: kc, cluster, image: 'gantry:test', nats: { url: server.url } });
-  await executor.watch();
-  const provisioner = createEc2Provisioner(cluster, {
-    client: new EC2Client({
-      region: 'us-east-1',
-      endpoint: ec2.url,
-      credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  stack = await startKubeStack(kube, () =>
+    createEc2Provisioner(cluster, {
+      client: new EC2Client({
+        region: 'us-east-1',
+        endpoint: ec2.url,
+        credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+      }),
+      launchTemplate: 'gantry-nodes',
+      pollMs: 50,
     }),
-    launchTemplate: 'gantry-nodes',
-    pollMs: 50,
-  });
-  agent = createAgent({
-    transport: await connect('agent-eks'),
-    cluster,
-    executor,
-    provisioner,
-    heartbeatMs: 200,
-  });
-  await agent.start();
-  const client = await connect('runtime');
-  runtimeStore = await openJetStreamStore(client.connection, {
-    bucket: 'gantry-runtime',
-    stream: 'gantry-lineage',
-  });
-  runtime = new Runtime({
-    transport: client,
-    artifacts: await openJetStreamArtifacts(client.connection),
-    progress: false,
-  });
+  );
 }, 60_000);
 
 afterAll(async () => {
-  runtime?.stopWorkers();
-  await agent?.stop();
-  await broker?.stop();
-  await brokerStore?.close();
-  await runtimeStore?.close();
-  for (const c of conns) await c.close();
+  await stack?.close();
   await kube?.close();
   await ec2?.close();
-  await server?.stop();
 });
 
 /** The run's pods, once they have all ended. */
@@ -143,7 +71,7 @@ describe('a workflow on Kubernetes pods, on EC2 nodes Gantry added', () => {
     const r = await runWorkflow(
       suite.bigPipeline,
       { n: 2000 },
-      { runtime, team: 'ml', module: MODULE, store: runtimeStore },
+      { runtime: stack.runtime, team: 'ml', module: MODULE, store: stack.runtimeStore },
     );
     expect(r.error).toBeUndefined();
     expect(r.output).toEqual({ count: 2000, first: `row-0-${'x'.repeat(40)}` });
@@ -163,7 +91,7 @@ describe('a workflow on Kubernetes pods, on EC2 nodes Gantry added', () => {
       'make-big',
     ]);
     expect(pods.every((p) => p.status!.phase === 'Succeeded')).toBe(true);
-    const { records } = await readLineage(runtimeStore);
+    const { records } = await readLineage(stack.runtimeStore);
     const made = records.find((x) => x.run === r.runId && x.task === 'make-big')!;
     expect(made.placement!.node).toBe(
       pods.find((p) => p.metadata!.labels!['gantry.dev/task'] === 'make-big')!.spec!.nodeName,
@@ -182,7 +110,7 @@ describe('a workflow on Kubernetes pods, on EC2 nodes Gantry added', () => {
     const r = await runWorkflow(
       suite.oomPipeline,
       { mib: 600 },
-      { runtime, team: 'ml', module: MODULE, store: runtimeStore },
+      { runtime: stack.runtime, team: 'ml', module: MODULE, store: stack.runtimeStore },
     );
     expect(r.error).toBeUndefined();
     expect(r.output).toEqual({ mib: 600, heapLimitMiB: 1024 });

@@ -110,7 +110,7 @@ describe('holds say why and end', () => {
     const state = mkdtempSync(join(tmpdir(), 'gantry-spend-'));
     const r = await run(state, 'queue', 'impatient', { ms: 480_000 }, '60');
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/^ {2}held {7}long {11}\(quota\) quota: .+$/m);
+    expect(r.out).toMatch(/^ {2}held {7}long {11}\(quota\) policy impatient: gpu quota .+$/m);
     const out = JSON.parse(/output: (.*)/.exec(r.out)![1]!) as { ok?: number; error?: string }[];
     expect(out.map((o) => o.error ?? 'ok').sort()).toEqual(['MaxQueuedTimeExceededError', 'ok']);
   }, 60_000);

@@ -47,6 +47,7 @@ interface AgentFlags extends ServeFlags {
   image?: string;
   taskNats?: string;
   taskCredsSecret?: string;
+  taskServiceAccount?: string;
   launchTemplate?: string;
   project?: string;
   zone?: string;
@@ -92,6 +93,7 @@ async function backends(
     cluster,
     namespace: flags.namespace,
     image: image!,
+    ...(flags.taskServiceAccount ? { taskServiceAccount: flags.taskServiceAccount } : {}),
     nats: {
       url: flags.taskNats ?? flags.nats!,
       ...(flags.taskCredsSecret ? { credsSecret: flags.taskCredsSecret } : {}),
@@ -309,6 +311,10 @@ export function registerServeCommands(program: Command): void {
     .option('--image <image>', 'the Gantry image task pods run (default: $GANTRY_IMAGE)')
     .option('--task-nats <url>', 'NATS URL task pods connect to (default: --nats)')
     .option('--task-creds-secret <name>', "Secret holding the task pods' NATS seed (key creds.nk)")
+    .option(
+      '--task-service-account <name>',
+      'service account of container task pods (their outputs sidecar reads its own pod)',
+    )
     .option(
       '--launch-template <name>',
       'EC2 launch template of pools without a gantry.dev/launch-template label',

@@ -3,7 +3,8 @@
  * the history at scale. Prints figures; asserts nothing.
  *
  * - Ingest: ledger records/s through the ingester (schema check, set-wise SQL, offsets in the batch's
- *   transaction) into PGlite and into PostgreSQL, and the process's memory as the history grows.
+ *   transaction; the next batch decoded while one is written) into PGlite and into PostgreSQL, and the
+ *   process's memory as the history grows.
  * - The cost report grouped by team and pool over every ledger row, on PostgreSQL, beside the replay of
  *   the ledger it replaces (`costReport` over the entries in memory).
  * - Lineage downstream 5 hops over `--executions` executions, beside the replay (`lineageGraph`).
@@ -33,6 +34,8 @@ const REPLAY_MAX = arg('replay-max', 1_000_000);
 /** Records per log entry, and entries per transaction (what gantry history applies at once). */
 const PER_ENTRY = 50;
 const PER_BATCH = 200;
+/** Batches generated ahead of ingesting them. */
+const AHEAD = 10;
 const T0 = Date.UTC(2026, 0, 1);
 const SEED = 42;
 
@@ -43,8 +46,10 @@ const enc = new TextEncoder();
 const say = (s: string) => process.stdout.write(`${s}\n`);
 
 /**
- * Ingests `n` records of `gen` into `history` as `source`; returns the time spent applying (not
- * generating) and the memory at each tenth.
+ * Ingests `n` records of `gen` into `history` as `source`, as `gantry history` does: each batch handed
+ * over while the one before is written. Returns the time spent applying and the memory at each tenth.
+ * The log is generated ahead, {@link AHEAD} batches at a time with nothing being written, and not
+ * timed: what is timed is the wall time from handing over a chunk's first batch to its last commit.
  */
 async function ingest<T>(
   history: History,
@@ -60,18 +65,29 @@ async function ingest<T>(
   let nextMark = n / 10;
   let lastPrint = Date.now();
   while (done < n) {
-    const entries: { seq: number; data: Uint8Array }[] = [];
-    for (let e = 0; e < PER_BATCH && done < n; e++) {
-      const records = [...take(gen, Math.min(PER_ENTRY, n - done))];
-      done += records.length;
-      entries.push({ seq: ++seq, data: enc.encode(JSON.stringify(records)) });
+    const chunk: { seq: number; data: Uint8Array }[][] = [];
+    for (let b = 0; b < AHEAD && done < n; b++) {
+      const entries: { seq: number; data: Uint8Array }[] = [];
+      for (let e = 0; e < PER_BATCH && done < n; e++) {
+        const records = [...take(gen, Math.min(PER_ENTRY, n - done))];
+        done += records.length;
+        entries.push({ seq: ++seq, data: enc.encode(JSON.stringify(records)) });
+      }
+      chunk.push(entries);
     }
     const t = performance.now();
-    await history.ingester.apply(source, entries, 'bench');
+    let writing: Promise<unknown> | undefined;
+    for (const entries of chunk) {
+      const next = history.ingester.apply(source, entries, 'bench');
+      await writing;
+      writing = next;
+    }
+    await writing;
     ms += performance.now() - t;
+    chunk.length = 0;
     if (done >= nextMark) {
       memory.push({ records: done, rssMiB: mib() });
-      nextMark += n / 10;
+      while (nextMark <= done) nextMark += n / 10;
     }
     if (Date.now() - lastPrint > 10_000) {
       process.stderr.write(

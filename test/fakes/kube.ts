@@ -3,23 +3,30 @@
  * with state. Nodes and pods with list and watch (resourceVersion; `410 Gone` once history is
  * compacted), pod create (`409` when it exists) and delete (`404` when it does not), and a built-in
  * scheduler and kubelet: pods bind to a Ready node that matches their node selector, tolerates its
- * taints and has room, then run through a `runner` — by default the container's command as a local
- * process, with the memory limit as its heap limit, so a task that allocates too much is `OOMKilled`.
+ * taints and has room, then the kubelet runs its init containers one after another and then its
+ * containers together, through a `runner` — by default each as a local process (./kube-runner.ts) —
+ * with `emptyDir` volumes as temporary directories, and reports them as the real one does: phase,
+ * `initContainerStatuses` and `containerStatuses` (waiting `PodInitializing`, running, terminated
+ * with exit code and reason), and each container's log at `GET …/pods/<name>/log?container=`.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { V1ConfigMap, V1Node, V1Pod, V1Taint } from '@kubernetes/client-node';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type {
+  V1ConfigMap,
+  V1Container,
+  V1ContainerState,
+  V1ContainerStatus,
+  V1Node,
+  V1Pod,
+  V1Taint,
+} from '@kubernetes/client-node';
+import { type LocalRunnerOptions, localRunner, type PodRunner, qty, type RunOutcome } from './kube-runner.ts';
 
-/** How a container ended. */
-export interface RunOutcome {
-  exitCode: number;
-  reason?: string;
-  message?: string;
-}
-
-/** Runs a pod's container; resolves when it ends. `signal` aborts when the pod or its node goes away. */
-export type PodRunner = (pod: V1Pod, signal: AbortSignal) => Promise<RunOutcome>;
+export { localRunner };
+export type { ContainerRun, PodRunner, RunOutcome } from './kube-runner.ts';
 
 type Kind = 'pods' | 'nodes';
 interface Watcher {
@@ -35,15 +42,9 @@ interface Change {
   object: V1Pod | V1Node;
 }
 
-/** Options of {@link startFakeKube}. */
-export interface FakeKubeOptions {
+/** Options of {@link startFakeKube}: a runner, or how the local one runs containers. */
+export interface FakeKubeOptions extends Omit<LocalRunnerOptions, 'kubeconfig'> {
   runner?: PodRunner;
-  /** Repository root, to run `node bin/gantry.js` for the Gantry image. Default: the working directory. */
-  root?: string;
-  /** The image whose `worker` command runs `node bin/gantry.js`. Default `gantry:test`. */
-  gantryImage?: string;
-  /** Extra environment for containers run locally. */
-  env?: Record<string, string>;
 }
 
 /** The running fake. */
@@ -70,6 +71,8 @@ export interface FakeKube {
   dropWatches(): void;
   /** Every request seen, as `METHOD path`. */
   requests: string[];
+  /** What a container of a pod wrote (stdout and stderr), as `pods/log` returns it. */
+  logs(namespace: string, pod: string, container: string): string;
   /** Deletes a ConfigMap as `kubectl delete` would, with the pods it owns. */
   deleteConfigMap(namespace: string, name: string): Promise<void>;
   close(): Promise<void>;
@@ -101,24 +104,6 @@ function parseSelector(s: string | null): Record<string, string> {
 const matches = (labels: Record<string, string> | undefined, selector: Record<string, string>) =>
   Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 
-function qty(q: string | undefined): number {
-  if (!q) return 0;
-  const m = /^([0-9.]+)([A-Za-z]*)$/.exec(q);
-  if (!m) return 0;
-  const units: Record<string, number> = {
-    '': 1,
-    m: 1e-3,
-    k: 1e3,
-    M: 1e6,
-    G: 1e9,
-    Ki: 1024,
-    Mi: 1024 ** 2,
-    Gi: 1024 ** 3,
-    Ti: 1024 ** 4,
-  };
-  return Number(m[1]) * (units[m[2]!] ?? 1);
-}
-
 /**
  * Starts the fake API server on a free loopback port.
  *
@@ -137,7 +122,10 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
   const running = new Map<string, AbortController>();
   const bad = new Set<string>();
   const requests: string[] = [];
-  const runner = opts.runner ?? localRunner(opts);
+  const logs = new Map<string, string>(); // namespace/pod/container
+  const dir = mkdtempSync(join(tmpdir(), 'gantry-fake-kube-'));
+  const kubeconfig = join(dir, 'kubeconfig');
+  let runner: PodRunner = opts.runner ?? (() => Promise.reject(new Error('not started')));
 
   const record = (kind: Kind, type: Change['type'], object: V1Pod | V1Node) => {
     const next = ++rv;
@@ -171,11 +159,10 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
         p.status?.phase === 'Failed'
       )
         continue;
-      for (const c of p.spec?.containers ?? []) {
-        cpu -= qty(c.resources?.requests?.cpu);
-        mem -= qty(c.resources?.requests?.memory);
-        gpu -= qty(c.resources?.requests?.['nvidia.com/gpu']);
-      }
+      const r = podRequests(p);
+      cpu -= r.cpu;
+      mem -= r.mem;
+      gpu -= r.gpu;
     }
     return { cpu, mem, gpu };
   }
@@ -195,8 +182,8 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
     );
     if (!tolerated) return false;
     const f = free(node);
-    const r = pod.spec!.containers[0]!.resources?.requests ?? {};
-    return qty(r.cpu) <= f.cpu + 1e-9 && qty(r.memory) <= f.mem && qty(r['nvidia.com/gpu']) <= f.gpu;
+    const r = podRequests(pod);
+    return r.cpu <= f.cpu + 1e-9 && r.mem <= f.mem && r.gpu <= f.gpu;
   }
 
   function schedule() {
@@ -221,75 +208,82 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
       pod.spec!.nodeName = node.metadata!.name!;
       pod.status.conditions = [{ type: 'PodScheduled', status: 'True', lastTransitionTime: new Date() }];
       setPod(pod);
-      queueMicrotask(() => kubelet(pod));
+      queueMicrotask(() => void kubelet(pod));
     }
   }
 
-  function kubelet(pod: V1Pod) {
-    const image = pod.spec!.containers[0]!.image ?? '';
-    if (bad.has(image)) {
-      pod.status!.containerStatuses = [
-        {
-          name: 'task',
-          image,
-          imageID: '',
-          ready: false,
-          restartCount: 0,
-          state: {
-            waiting: { reason: 'ErrImagePull', message: `failed to pull image "${image}": not found` },
-          },
-        },
-      ];
-      setPod(pod);
-      return;
-    }
+  /** The kubelet: init containers one by one, then the containers together; the pod's phase from them. */
+  async function kubelet(pod: V1Pod) {
+    const k = key(pod);
+    const inits = pod.spec!.initContainers ?? [];
+    const containers = pod.spec!.containers;
+    const pullFailed = [...inits, ...containers].find((c) => bad.has(c.image ?? ''));
+    const waiting = (c: V1Container): V1ContainerState =>
+      c === pullFailed
+        ? { waiting: { reason: 'ErrImagePull', message: `failed to pull image "${c.image}": not found` } }
+        : { waiting: { reason: 'PodInitializing' } };
+    pod.status = {
+      ...pod.status,
+      ...(inits.length > 0
+        ? { initContainerStatuses: inits.map((c) => containerStatus(c, waiting(c))) }
+        : {}),
+      containerStatuses: containers.map((c) => containerStatus(c, waiting(c))),
+    };
+    if (pullFailed) return setPod(pod);
     const ac = new AbortController();
-    running.set(key(pod), ac);
-    pod.status = {
-      ...pod.status,
-      phase: 'Running',
-      startTime: new Date(),
-      containerStatuses: [
-        {
-          name: 'task',
-          image,
-          imageID: '',
-          ready: true,
-          restartCount: 0,
-          state: { running: { startedAt: new Date() } },
-        },
-      ],
-    };
-    setPod(pod);
-    runner(structuredClone(pod), ac.signal).then(
-      (out) => finish(pod, out, ac),
-      (err: Error) => finish(pod, { exitCode: 128, reason: 'StartError', message: err.message }, ac),
+    running.set(k, ac);
+    pod.status.startTime = new Date();
+    const volumes = new Map(
+      (pod.spec!.volumes ?? [])
+        .filter((v) => v.emptyDir)
+        .map((v) => [v.name, mkdtempSync(join(dir, `${v.name}-`))] as const),
     );
+    const gone = () => ac.signal.aborted || pods.get(k) !== pod;
+    const run = async (c: V1Container, statuses: V1ContainerStatus[], i: number): Promise<RunOutcome> => {
+      statuses[i] = containerStatus(c, { running: { startedAt: new Date() } }, true);
+      setPod(pod);
+      const mounts = Object.fromEntries(
+        (c.volumeMounts ?? []).flatMap((m) =>
+          volumes.has(m.name) ? [[m.mountPath, volumes.get(m.name)!]] : [],
+        ),
+      );
+      const logKey = `${k}/${c.name}`;
+      logs.set(logKey, '');
+      const log = (text: string) => logs.set(logKey, (logs.get(logKey) ?? '') + text);
+      const out = await runner({
+        pod: structuredClone(pod),
+        container: c,
+        mounts,
+        signal: ac.signal,
+        log,
+      }).catch((err: Error): RunOutcome => ({ exitCode: 128, reason: 'StartError', message: err.message }));
+      if (!gone()) {
+        const reason = out.reason ?? (out.exitCode === 0 ? 'Completed' : 'Error');
+        statuses[i] = containerStatus(c, {
+          terminated: { exitCode: out.exitCode, reason, ...(out.message ? { message: out.message } : {}) },
+        });
+        setPod(pod);
+      }
+      return out;
+    };
+    try {
+      for (const [i, c] of inits.entries()) {
+        const out = await run(c, pod.status.initContainerStatuses!, i);
+        if (gone()) return;
+        if (out.exitCode !== 0) return end(pod, 'Failed');
+      }
+      pod.status.phase = 'Running';
+      const outs = await Promise.all(containers.map((c, i) => run(c, pod.status!.containerStatuses!, i)));
+      if (gone()) return;
+      end(pod, outs.every((o) => o.exitCode === 0) ? 'Succeeded' : 'Failed');
+    } finally {
+      running.delete(k);
+      for (const v of volumes.values()) rmSync(v, { recursive: true, force: true });
+    }
   }
 
-  function finish(pod: V1Pod, out: RunOutcome, ac: AbortController) {
-    running.delete(key(pod));
-    if (ac.signal.aborted || !pods.has(key(pod))) return;
-    pod.status = {
-      ...pod.status,
-      phase: out.exitCode === 0 ? 'Succeeded' : 'Failed',
-      containerStatuses: [
-        {
-          name: 'task',
-          image: pod.spec!.containers[0]!.image ?? '',
-          imageID: '',
-          ready: false,
-          restartCount: 0,
-          state: {
-            terminated: {
-              exitCode: out.exitCode,
-              reason: out.reason ?? (out.exitCode === 0 ? 'Completed' : 'Error'),
-              ...(out.message ? { message: out.message } : {}),
-            },
-          },
-        },
-      ],
-    };
+  function end(pod: V1Pod, phase: 'Succeeded' | 'Failed') {
+    pod.status!.phase = phase;
     setPod(pod);
     schedule();
   }
@@ -300,6 +294,7 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
     running.get(k)?.abort();
     running.delete(k);
     pods.delete(k);
+    for (const lk of [...logs.keys()]) if (lk.startsWith(`${k}/`)) logs.delete(lk);
     record('pods', 'DELETED', pod);
     schedule();
     return pod;
@@ -377,6 +372,24 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
           schedule();
         });
     }
+    if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/log$/.exec(path)) && req.method === 'GET') {
+      const k = `${m[1]}/${m[2]}`;
+      const pod = pods.get(k);
+      if (!pod) return status(res, 404, 'NotFound', `pods "${m[2]}" not found`);
+      const container = url.searchParams.get('container') ?? pod.spec!.containers[0]!.name;
+      const text = logs.get(`${k}/${container}`);
+      if (text === undefined)
+        return status(
+          res,
+          400,
+          'BadRequest',
+          `container "${container}" in pod "${m[2]}" is waiting to start`,
+        );
+      const tail = Number(url.searchParams.get('tailLines') ?? 0);
+      const lines = text.split(/(?<=\n)/);
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      return void res.end(tail > 0 ? lines.slice(-tail).join('') : text);
+    }
     if ((m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(path))) {
       const k = `${m[1]}/${m[2]}`;
       if (req.method === 'GET')
@@ -417,10 +430,24 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // What the Gantry image's processes reach this server with, as a pod's service account would.
+  writeFileSync(
+    kubeconfig,
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [{ name: 'fake', cluster: { server: url, 'insecure-skip-tls-verify': true } }],
+      users: [{ name: 'pod', user: { token: 'pod' } }],
+      contexts: [{ name: 'fake', context: { cluster: 'fake', user: 'pod' } }],
+      'current-context': 'fake',
+    }),
+  );
+  runner = opts.runner ?? localRunner({ ...opts, kubeconfig });
 
   return {
     url,
     requests,
+    logs: (namespace, pod, container) => logs.get(`${namespace}/${pod}/${container}`) ?? '',
     nodes: () => [...nodes.values()],
     pods: (namespace) => [...pods.values()].filter((p) => !namespace || p.metadata?.namespace === namespace),
     addNode(name, labels, allocatable, taints) {
@@ -497,52 +524,27 @@ export async function startFakeKube(opts: FakeKubeOptions = {}): Promise<FakeKub
       for (const w of watchers) w.res.end();
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
+      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
 
-/**
- * Runs containers as local processes: the Gantry image's `worker` as `node bin/gantry.js worker`, with
- * the memory limit as the V8 heap limit (a heap overflow is reported as `OOMKilled`); anything else by
- * its command.
- */
-export function localRunner(opts: FakeKubeOptions = {}): PodRunner {
-  const root = opts.root ?? process.cwd();
-  const gantryImage = opts.gantryImage ?? 'gantry:test';
-  return (pod, signal) =>
-    new Promise((resolve) => {
-      const c = pod.spec!.containers[0]!;
-      const env: Record<string, string> = { ...process.env, ...opts.env } as Record<string, string>;
-      for (const e of c.env ?? []) if (e.value !== undefined) env[e.name] = e.value;
-      const memMiB = Math.floor(qty(c.resources?.limits?.memory) / 2 ** 20);
-      let child: ChildProcess;
-      if (c.image === gantryImage) {
-        child = spawn(
-          process.execPath,
-          [`--max-old-space-size=${Math.max(64, memMiB)}`, 'bin/gantry.js', ...(c.args ?? [])],
-          {
-            cwd: root,
-            env,
-            stdio: ['ignore', 'ignore', 'pipe'],
-          },
-        );
-      } else {
-        const [cmd, ...args] = [...(c.command ?? []), ...(c.args ?? [])];
-        child = spawn(cmd!, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
-      }
-      let tail = '';
-      child.stderr!.on('data', (d: Buffer) => (tail = (tail + d.toString()).slice(-4000)));
-      const kill = () => child.kill('SIGKILL');
-      signal.addEventListener('abort', kill);
-      child.once('error', (err) => resolve({ exitCode: 128, reason: 'StartError', message: err.message }));
-      child.once('exit', (code, sig) => {
-        signal.removeEventListener('abort', kill);
-        if (/heap out of memory/i.test(tail)) resolve({ exitCode: 137, reason: 'OOMKilled' });
-        else
-          resolve({
-            exitCode: code ?? (sig ? 137 : 1),
-            ...(code ? { message: tail.trim().split('\n').pop() ?? '' } : {}),
-          });
-      });
-    });
+function containerStatus(c: V1Container, state: V1ContainerState, ready = false): V1ContainerStatus {
+  return { name: c.name, image: c.image ?? '', imageID: '', ready, restartCount: 0, state };
+}
+
+/** What a pod asks of its node: its containers together, or its largest init container if more. */
+function podRequests(pod: V1Pod): { cpu: number; mem: number; gpu: number } {
+  const of = (cs: V1Container[], f: (r: Record<string, string>) => number) =>
+    cs.map((c) => f(c.resources?.requests ?? {}));
+  const get = (f: (r: Record<string, string>) => number) =>
+    Math.max(
+      of(pod.spec!.containers, f).reduce((a, b) => a + b, 0),
+      ...of(pod.spec!.initContainers ?? [], f),
+    );
+  return {
+    cpu: get((r) => qty(r.cpu)),
+    mem: get((r) => qty(r.memory)),
+    gpu: get((r) => qty(r['nvidia.com/gpu'])),
+  };
 }

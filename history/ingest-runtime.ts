@@ -1,0 +1,124 @@
+/**
+ * The runtime's records into the history: run summaries (the batch's last one of each run wins),
+ * executions (every attempt), their data-flow refs (every artifact an input or output holds, and
+ * whether it is the whole value) and the values stored apart.
+ */
+import type { LineageRecord, RunRecord } from '../protocol/index.ts';
+import type { Queryable } from './db.ts';
+
+/** Runtime records: runs (the last summary wins), executions, their data-flow refs, stored values. */
+export async function applyRuntime(
+  tx: Queryable,
+  records: readonly (LineageRecord | (RunRecord & { kind: 'run' }))[],
+): Promise<void> {
+  const runs = new Map<string, RunRecord>();
+  const execs: LineageRecord[] = [];
+  for (const r of records) {
+    if ('kind' in r) runs.set(r.run, r);
+    else execs.push(r);
+  }
+  if (runs.size > 0) {
+    const rs = [...runs.values()];
+    await tx.query(
+      `insert into runs (run_id, workflow, module, team, status, started_at, ended_at, input, output, error, cost_usd, executions)
+       select * from unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[],
+         $8::text[], $9::text[], $10::text[], $11::float8[], $12::int[])
+       on conflict (run_id) do update set status = excluded.status, ended_at = excluded.ended_at,
+         input = excluded.input, output = excluded.output, error = excluded.error,
+         cost_usd = excluded.cost_usd, executions = excluded.executions`,
+      [
+        rs.map((r) => r.run),
+        rs.map((r) => r.workflow),
+        rs.map((r) => r.module),
+        rs.map((r) => r.team),
+        rs.map((r) => r.status),
+        rs.map((r) => r.startedAt),
+        rs.map((r) => r.endedAt ?? null),
+        rs.map((r) => r.input),
+        rs.map((r) => r.output ?? null),
+        rs.map((r) => r.error ?? null),
+        rs.map((r) => r.costUsd),
+        rs.map((r) => r.executions),
+      ],
+    );
+  }
+  if (execs.length === 0) return;
+  const p = (r: LineageRecord) => r.placement;
+  await tx.query(
+    `insert into executions (execution, attempt, run_id, parent, task, code_hash, request_id, input, output,
+       error_name, error_message, asked, override, cluster, pool, node, capacity_type, price_per_hour,
+       cpu_milli, memory_mib, gpu_milli, gpu_model, preemptions, started_at, ended_at, cost_usd, cached, warm)
+     select * from unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+       $8::text[], $9::text[], $10::text[], $11::text[], $12::jsonb[], $13::boolean[], $14::text[], $15::text[],
+       $16::text[], $17::text[], $18::float8[], $19::float8[], $20::float8[], $21::float8[], $22::text[],
+       $23::int[], $24::bigint[], $25::bigint[], $26::float8[], $27::boolean[], $28::boolean[])
+     on conflict do nothing`,
+    [
+      execs.map((r) => r.execution),
+      execs.map((r) => r.attempt),
+      execs.map((r) => r.run),
+      execs.map((r) => r.parent ?? null),
+      execs.map((r) => r.task),
+      execs.map((r) => r.codeHash),
+      execs.map((r) => (r.attempt === 0 ? r.execution : `${r.execution}-a${r.attempt}`)),
+      execs.map((r) => r.input),
+      execs.map((r) => r.output ?? null),
+      execs.map((r) => r.error?.name ?? null),
+      execs.map((r) => r.error?.message ?? null),
+      execs.map((r) => JSON.stringify(r.asked)),
+      execs.map((r) => r.override),
+      execs.map((r) => p(r)?.cluster ?? null),
+      execs.map((r) => p(r)?.pool ?? null),
+      execs.map((r) => p(r)?.node ?? null),
+      execs.map((r) => p(r)?.capacityType ?? null),
+      execs.map((r) => p(r)?.pricePerHour ?? null),
+      execs.map((r) => p(r)?.cpuMilli ?? null),
+      execs.map((r) => p(r)?.memoryMiB ?? null),
+      execs.map((r) => p(r)?.gpuMilli ?? null),
+      execs.map((r) => p(r)?.gpuModel ?? null),
+      execs.map((r) => r.preemptions),
+      execs.map((r) => r.startedAt),
+      execs.map((r) => r.endedAt),
+      execs.map((r) => r.costUsd),
+      execs.map((r) => r.cached),
+      execs.map((r) => r.warm),
+    ],
+  );
+  const refs = new Map<string, { hash: string; role: string; execution: string; whole: boolean }>();
+  const ref = (hash: string, role: 'i' | 'o', execution: string, whole: boolean) => {
+    if (hash === 'none' || hash === '') return;
+    const id = `${hash}|${role}|${execution}`;
+    if (!refs.has(id) || whole) refs.set(id, { hash, role, execution, whole });
+  };
+  const stored = new Map<string, { bytes: number; first: number; last: number }>();
+  for (const r of execs) {
+    ref(r.input, 'i', r.execution, true);
+    if (r.output) ref(r.output, 'o', r.execution, true);
+    for (const h of r.refs?.input ?? []) ref(h, 'i', r.execution, false);
+    for (const h of r.refs?.output ?? []) ref(h, 'o', r.execution, false);
+    for (const s of r.stored ?? []) {
+      const a = stored.get(s.hash);
+      stored.set(s.hash, {
+        bytes: s.bytes,
+        first: Math.min(a?.first ?? r.startedAt, r.startedAt),
+        last: Math.max(a?.last ?? r.endedAt, r.endedAt),
+      });
+    }
+  }
+  const rs = [...refs.values()];
+  await tx.query(
+    `insert into lineage_refs (hash, role, execution, whole)
+     select * from unnest($1::text[], $2::"char"[], $3::text[], $4::boolean[]) on conflict do nothing`,
+    [rs.map((r) => r.hash), rs.map((r) => r.role), rs.map((r) => r.execution), rs.map((r) => r.whole)],
+  );
+  if (stored.size > 0) {
+    const ss = [...stored.entries()];
+    await tx.query(
+      `insert into artifacts (hash, bytes, first_seen, last_seen)
+       select * from unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[])
+       on conflict (hash) do update set first_seen = least(artifacts.first_seen, excluded.first_seen),
+         last_seen = greatest(artifacts.last_seen, excluded.last_seen), deleted_at = null`,
+      [ss.map(([h]) => h), ss.map(([, s]) => s.bytes), ss.map(([, s]) => s.first), ss.map(([, s]) => s.last)],
+    );
+  }
+}

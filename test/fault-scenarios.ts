@@ -1,0 +1,145 @@
+/**
+ * The faults Gantry must survive, each injected while `gantry run` maps many short tasks on `gantry
+ * broker` and `gantry agent` processes (test/fault-stack.ts): nats-server restarted, the leading broker
+ * killed while a standby waits, and the server leading the broker's state bucket killed in a 3-server
+ * NATS cluster at R3. Each returns what happened — exit code, the longest time without a task start,
+ * tasks lost and run twice, the recovery timeline — for the tests to check and the reliability
+ * benchmark to print. Free of the test runner.
+ */
+import { jetstreamManager } from '@nats-io/jetstream';
+import { BROKER_BUCKET } from '../bin/credentials.ts';
+import { connectNats } from '../protocol/nats-index.ts';
+import { type FaultStack, startFaultStack, tally, watchStalls } from './fault-stack.ts';
+import { type NatsServer, startNatsCluster, startNatsServer } from './nats/server.ts';
+import { sleep, until } from './nats/wait.ts';
+
+/** The faults, by name. */
+export type FaultKind = 'nats-sigterm' | 'nats-sigkill' | 'broker-sigkill' | 'r3-leader-sigkill';
+
+/** What one run through a fault came to. */
+export interface Recovery {
+  kind: FaultKind;
+  /** What was done, for people (which server, how long it was down). */
+  fault: string;
+  /** `gantry run`'s exit code and output. */
+  code: number | null;
+  output: string;
+  /** The run's answer (`sum` of the doubled items: `n·(n−1)` when every task ran). */
+  answer: unknown;
+  n: number;
+  /** The longest time without a new task start from the fault on, and when it began (ms after it). */
+  longestStallMs: number;
+  stallFromMs: number;
+  /** How long after the fault the first task started. */
+  firstStartMs: number | undefined;
+  lost: number[];
+  twice: number[];
+  /** What the brokers and agents logged from the fault on, with times from it. */
+  timeline: string[];
+  /** The standby's output (broker-sigkill). */
+  standbyOutput?: string;
+}
+
+/** Options of {@link runFault}. */
+export interface FaultOptions {
+  /** Tasks in the run; default 600. */
+  n?: number;
+  /** Each task's duration, ms; default 300. */
+  taskMs?: number;
+}
+
+/** Runs `gantry run` through one fault, injected once a quarter of the tasks started; cleans up. */
+export async function runFault(kind: FaultKind, opts: FaultOptions = {}): Promise<Recovery> {
+  const n = opts.n ?? 600;
+  const taskMs = opts.taskMs ?? 300;
+  let servers: NatsServer[] = [];
+  let stack: FaultStack | undefined;
+  try {
+    servers = kind === 'r3-leader-sigkill' ? await startNatsCluster(3) : [await startNatsServer()];
+    const urls = servers.map((s) => s.url).join(',');
+    // A cluster's JetStream elects its meta leader shortly after the servers are up.
+    if (servers.length > 1) await sleep(2000);
+    stack = await startFaultStack(urls, { replicas: servers.length > 1 ? 3 : 1 });
+    const standby = kind === 'broker-sigkill' ? (await sleep(1500), stack.broker()) : undefined;
+    const run = stack.run(n, taskMs);
+    const s = stack;
+    await until(() => s.counts().size >= n / 4, `${n / 4} tasks started`, 90_000);
+    const victim = kind === 'r3-leader-sigkill' ? await stateLeader(servers) : undefined;
+    const stalls = watchStalls(stack);
+    const fault = await inject(kind, stack, servers, victim);
+    const code = await run.exited;
+    const { longestGapMs, firstStartMs, longestFromMs } = stalls.stop();
+    const { lost, twice } = tally(stack.counts(), n);
+    const output = run.output();
+    return {
+      kind,
+      fault,
+      code,
+      output,
+      answer: answerOf(output),
+      n,
+      longestStallMs: longestGapMs,
+      stallFromMs: longestFromMs,
+      firstStartMs,
+      lost,
+      twice,
+      timeline: stack.timeline(stalls.from),
+      ...(standby ? { standbyOutput: standby.output() } : {}),
+    };
+  } finally {
+    await stack?.stop();
+    for (const s of servers) await s[Symbol.asyncDispose]();
+  }
+}
+
+/** Injects the fault; says what it did. */
+async function inject(
+  kind: FaultKind,
+  stack: FaultStack,
+  servers: NatsServer[],
+  victim: { index: number; name: string } | undefined,
+): Promise<string> {
+  if (kind === 'broker-sigkill') {
+    await stack.brokers[0]!.kill('SIGKILL');
+    return 'leading broker SIGKILL, standby took over';
+  }
+  if (kind === 'r3-leader-sigkill') {
+    await servers[victim!.index]!.kill();
+    return `nats server ${victim!.name} (leading KV_${BROKER_BUCKET}) SIGKILL`;
+  }
+  const server = servers[0]!;
+  const downAt = Date.now();
+  await (kind === 'nats-sigterm' ? server.stop() : server.kill());
+  await sleep(2000);
+  await server.restart();
+  return `nats-server ${kind === 'nats-sigterm' ? 'SIGTERM' : 'SIGKILL'}, down ${Date.now() - downAt} ms`;
+}
+
+/** The server leading the broker's state bucket (servers are named n<index>-<route port>). */
+async function stateLeader(servers: NatsServer[]): Promise<{ index: number; name: string }> {
+  const probe = await connectNats({ servers: servers.map((s) => s.url) });
+  try {
+    const info = await (await jetstreamManager(probe.connection)).streams.info(`KV_${BROKER_BUCKET}`);
+    const name = info.cluster?.leader ?? '';
+    return { index: Number(/^n(\d+)-/.exec(name)?.[1] ?? 0), name };
+  } finally {
+    await probe.close();
+  }
+}
+
+/** The `output` of `gantry run -o json`, or undefined. */
+function answerOf(output: string): unknown {
+  try {
+    return (JSON.parse(output.slice(output.indexOf('{'))) as { output?: unknown }).output;
+  } catch {
+    return undefined;
+  }
+}
+
+/** One line for people: the fault, the stall, what ran other than once. */
+export function describeRecovery(r: Recovery): string {
+  return (
+    `${r.fault}: first task started ${r.firstStartMs ?? 'never'} ms after; longest stall ` +
+    `${r.longestStallMs} ms (from +${r.stallFromMs} ms); lost ${r.lost.length}, run twice ${r.twice.length} of ${r.n}`
+  );
+}
