@@ -70,3 +70,37 @@ describe('placeByEviction', () => {
     expect(out.unplaced).toEqual([{ group: g1.index, count: 1 }]);
   });
 });
+
+describe('placeByEviction with only running nodes', () => {
+  it('moves one constrained task to another running node of its models that has room', () => {
+    const pools = [
+      makePool('onprem/g1').cpu(8).gpus('G1', 1).price(0).maxNew(0).running(1).obj(),
+      makePool('onprem/g2').cpu(8).gpus('G2', 1).price(0).maxNew(0).running(1).obj(),
+    ];
+    const tasks = [
+      ...makeTasks('either', 1, {
+        gpu: [
+          { model: 'G1', count: 1 },
+          { model: 'G2', count: 1 },
+        ],
+      }),
+      ...makeTasks('g1', 1, { gpu: [{ model: 'G1', count: 1 }] }),
+    ];
+    const ctx = contextOf(pools, tasks, [makePolicy('team-a')]);
+    const packer = new Packer(ctx);
+    const either = ctx.groups.find((g) => g.taskIds[0] === 'either-0')!;
+    const g1 = ctx.groups.find((g) => g.taskIds[0] === 'g1-0')!;
+    const onG1 = ctx.optionsByGroup[either.index]!.find((oi) => ctx.options[oi]!.pool === 0)!;
+    expect(packer.place(onG1, packer.binsByPool[0]![0]!, 1)).toBe(1);
+    const out = placeByEviction(ctx, packer, {
+      assignments: packer.assignments,
+      bins: packer.usedBins(),
+      unplaced: [{ group: g1.index, count: 1 }],
+    });
+    expect(out.unplaced).toEqual([]);
+    const nodeOf = (gi: number) =>
+      out.assignments.filter((a) => ctx.options[a.option]!.group === gi).map((a) => a.bin.id);
+    expect(nodeOf(g1.index)).toEqual(['g1-0']);
+    expect(nodeOf(either.index)).toEqual(['g2-0']);
+  });
+});

@@ -58,15 +58,18 @@ export function placeByEviction(
       }
       const placed = packer.place(move.option, move.bin, u.count);
       u.count -= placed;
+      let stranded = false;
       for (const [vg, n] of moved) {
         const rest = repair(ctx, packer, vg, n);
         if (rest.count > 0) {
+          stranded = true;
           const had = left.get(vg);
           if (had) had.count += rest.count;
           else left.set(vg, { group: vg, count: rest.count });
         }
       }
-      if (placed === 0) break;
+      // A move that stranded what it moved gained nothing: stop before it repeats.
+      if (placed === 0 || stranded) break;
     }
   }
   const assignments = packer.assignments.filter((a) => a.count > 0);
@@ -79,10 +82,15 @@ export function placeByEviction(
   };
 }
 
+/** No quota or budget limits the group: moving its tasks cannot be refused by one. */
+function unlimited(g: Group): boolean {
+  const p = g.policy;
+  return !p || (p.quotas.length === 0 && p.budget?.perHour === undefined);
+}
+
 /** Whether every task of the group can be placed again wherever it is moved from. */
 function canAlwaysPlace(ctx: PackContext, packer: Packer, g: Group): boolean {
-  const p = g.policy;
-  if (p && (p.quotas.length > 0 || p.budget?.perHour !== undefined)) return false;
+  if (!unlimited(g)) return false;
   return ctx.optionsByGroup[g.index]!.some((oi) => {
     const o = ctx.options[oi]!;
     return o.perNode > 0 && movable(o) && packer.roomToGrow(o.pool) > 0;
@@ -102,12 +110,32 @@ function cheapestClearing(
 ): { bin: Bin; option: number; victims: Victim[] } | undefined {
   const g = ctx.groups[gi]!;
   let best: { bin: Bin; option: number; victims: Victim[] } | undefined;
+  // Where a task of a group could go now (at most two nodes: one besides the node being cleared).
+  const roomFor = new Map<number, Bin[]>();
+  const elsewhere = (vg: Group, target: Bin) => {
+    let found = roomFor.get(vg.index);
+    if (!found) {
+      found = [];
+      for (const oi of ctx.optionsByGroup[vg.index]!) {
+        const vo = ctx.options[oi]!;
+        if (ctx.ledger.allowance(vg, vo, 1).n === 0) continue;
+        for (const b of packer.binsByPool[vo.pool]!) {
+          if (found.length >= 2) break;
+          if (b.cpuMilli >= vg.cpuMilli && b.memoryMiB >= vg.memoryMiB && fitsIn(b, vg, vo) > 0)
+            found.push(b);
+        }
+        if (found.length >= 2) break;
+      }
+      roomFor.set(vg.index, found);
+    }
+    return found.some((b) => b !== target);
+  };
   for (const oi of ctx.optionsByGroup[gi]!) {
     const o = ctx.options[oi]!;
     if (ctx.ledger.allowance(g, o, 1).n === 0) continue;
     for (const bin of packer.binsByPool[o.pool]!) {
       if (!bin.existing && bin.bucket < g.durationSeconds) continue;
-      const victims = clearing(ctx, bin, g, o, byBin.get(bin) ?? [], relocatable);
+      const victims = clearing(ctx, bin, g, o, byBin.get(bin) ?? [], relocatable, elsewhere);
       if (victims && (!best || victims.length < best.victims.length)) best = { bin, option: oi, victims };
       if (best?.victims.length === 1) return best;
     }
@@ -123,15 +151,21 @@ function clearing(
   o: Option,
   on: readonly Assignment[],
   relocatable: readonly boolean[],
+  elsewhere: (vg: Group, target: Bin) => boolean,
 ): Victim[] | undefined {
-  // Tasks that could move, per assignment: how many of it are still on the node in the trial.
-  const candidates: (Victim & { left: number })[] = [];
+  // Tasks that could move, per assignment: how many of it are still on the node in the trial. Besides
+  // tasks that can always be placed again, one task that fits on another node right now may move (a
+  // constrained task onto another running node of its models).
+  const candidates: (Victim & { left: number; once: boolean })[] = [];
   for (const a of on) {
     if (a.count <= 0) continue;
     const vo = ctx.options[a.option]!;
     const vg = ctx.groups[vo.group]!;
-    if (vg.index === g.index || !relocatable[vg.index] || !movable(vo)) continue;
-    candidates.push({ assignment: a, group: vg, option: vo, left: a.count });
+    if (vg.index === g.index || !movable(vo)) continue;
+    if (relocatable[vg.index])
+      candidates.push({ assignment: a, group: vg, option: vo, left: a.count, once: false });
+    else if (unlimited(vg) && elsewhere(vg, bin))
+      candidates.push({ assignment: a, group: vg, option: vo, left: 1, once: true });
   }
   if (candidates.length === 0) return undefined;
   // A copy of the node to try the moves on.
@@ -151,7 +185,8 @@ function clearing(
     let pick = -1;
     let most = 0;
     candidates.forEach((v, i) => {
-      const l = v.left > 0 ? lack(v) : 0;
+      // Tasks that can always be placed again go first on a tie.
+      const l = v.left > 0 ? lack(v) * (v.once ? 0.99 : 1) : 0;
       if (l > most) {
         most = l;
         pick = i;
@@ -160,6 +195,8 @@ function clearing(
     if (pick < 0) return undefined;
     const v = candidates[pick]!;
     v.left--;
+    // At most one task that is only known to fit elsewhere now: two might want the same room.
+    if (v.once) for (const c of candidates) if (c.once) c.left = 0;
     unput(trial, v.group, v.option, 1);
     victims.push({ assignment: v.assignment, group: v.group, option: v.option });
   }
