@@ -72,9 +72,10 @@ export function placeByEviction(
       if (placed === 0 || stranded) break;
     }
   }
-  const assignments = packer.assignments.filter((a) => a.count > 0);
-  packer.assignments.length = 0;
-  packer.assignments.push(...assignments);
+  // Emptied assignments leave the list in place (a spread push overflows the stack at a million).
+  let kept = 0;
+  for (const a of packer.assignments) if (a.count > 0) packer.assignments[kept++] = a;
+  packer.assignments.length = kept;
   return {
     assignments: packer.assignments,
     bins: packer.usedBins(),
