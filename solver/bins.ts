@@ -17,6 +17,8 @@ export interface Bin {
   memoryMiB: number;
   gpuMilli: number[];
   tasks: number;
+  /** Devices a task took whole (so a task moved off the node gives back the right ones). */
+  wholeTaken?: boolean[];
 }
 
 /** Bins for a pool's running nodes. */
@@ -57,15 +59,43 @@ export function put(bin: Bin, g: Group, o: Option, k: number): void {
   bin.memoryMiB -= g.memoryMiB * k;
   bin.tasks += k;
   if (o.gpuMilli <= 0) return;
-  for (let i = 0; i < k; i++) takeGpus(bin.gpuMilli, o.gpuMilli);
+  for (let i = 0; i < k; i++) takeGpus(bin, o.gpuMilli);
 }
 
-function takeGpus(devices: number[], milli: number): void {
+/**
+ * Takes `k` tasks of the option off the bin. Only tasks without a GPU or with whole GPUs can be taken
+ * off (a shared device does not record whose share is whose); {@link movable} says which.
+ */
+export function unput(bin: Bin, g: Group, o: Option, k: number): void {
+  bin.cpuMilli += g.cpuMilli * k;
+  bin.memoryMiB += g.memoryMiB * k;
+  bin.tasks -= k;
+  if (o.gpuMilli <= 0) return;
+  let give = (o.gpuMilli / 1000) * k;
+  const taken = bin.wholeTaken ?? [];
+  for (let d = 0; d < bin.gpuMilli.length && give > 0; d++) {
+    if (taken[d]) {
+      taken[d] = false;
+      bin.gpuMilli[d] = 1000;
+      give--;
+    }
+  }
+}
+
+/** Whether tasks of the option can be taken off a node again ({@link unput}). */
+export function movable(o: Option): boolean {
+  return o.gpuMilli <= 0 || o.gpuMilli % 1000 === 0;
+}
+
+function takeGpus(bin: Bin, milli: number): void {
+  const devices = bin.gpuMilli;
   if (milli >= 1000) {
     let need = milli / 1000;
+    bin.wholeTaken ??= devices.map(() => false);
     for (let d = 0; d < devices.length && need > 0; d++) {
       if (devices[d]! >= 1000) {
         devices[d] = 0;
+        bin.wholeTaken[d] = true;
         need--;
       }
     }

@@ -76,6 +76,35 @@ const COLUMNS_PER_TYPE = 3;
 /** Wentges smoothing: the duals priced are this much the stability centre, the rest the restricted model's. */
 const SMOOTHING = 0.5;
 const EPS = 1e-7;
+/** Tail-off: the rounds looked back over, and the share of the seed plan's cost they must gain. */
+const TAIL_ROUNDS = 8;
+const TAIL_GAIN = 5e-4;
+/** Rounds a column's row may stay slack before it leaves the restricted model. */
+const MAX_SLACK_ROUNDS = 6;
+const slackRounds = new WeakMap<Column, number>();
+
+function keyOf(c: Column): string {
+  return `${c.type}|${[...c.counts].sort((a, b) => a[0] - b[0]).join(';')}`;
+}
+
+/** Indices of the columns slack for more than {@link MAX_SLACK_ROUNDS} rounds in a row. */
+function aging(
+  columns: readonly Column[],
+  values: Float64Array,
+  options: readonly Option[],
+  mu: readonly number[],
+): number[] {
+  const out: number[] = [];
+  columns.forEach((c, j) => {
+    let activity = mu[c.type]! >= 0 ? -values[mu[c.type]!]! : 0;
+    for (const [oi, k] of c.counts) activity += k * values[options[oi]!.group]!;
+    const slack = c.cost - activity > 1e-6 * Math.max(1, c.cost);
+    const n = slack ? (slackRounds.get(c) ?? 0) + 1 : 0;
+    slackRounds.set(c, n);
+    if (n > MAX_SLACK_ROUNDS) out.push(j);
+  });
+  return out;
+}
 
 /** Node types of the batch: every running-node class, and every pool that may add nodes, per bucket. */
 export function nodeTypes(
@@ -142,46 +171,37 @@ export function nodeTypes(
 
 /**
  * The most valuable contents of one node of the type at the duals `pi` (bounded knapsack over cpu, memory,
- * GPU thousandths and whole devices), by depth-first branch and bound. `exact` is false when the node
- * limit stopped the search before it proved the best.
+ * GPU thousandths and whole devices), by depth-first branch and bound. Options of the same shape collapse
+ * to the most valuable one, and a shape no better than a smaller one is dropped: the search runs over
+ * the few shapes that matter at these duals. `exact` is false when the node limit stopped the search
+ * before it proved the best.
  */
 export function price(
   type: NodeType,
   pi: Float64Array,
   limit = PRICER_NODE_LIMIT,
 ): { value: number; counts: Map<number, number>; exact: boolean; alternatives: Map<number, number>[] } {
-  const items = type.items
-    .map((it) => ({ ...it, profit: pi[it.group]! - it.cost }))
-    .filter(
-      (it) =>
-        it.profit > EPS &&
-        it.cpu <= type.cpuMilli &&
-        it.mem <= type.memoryMiB &&
-        it.gpu <= type.gpuMilli &&
-        it.whole <= type.wholeGpus,
-    );
+  const items = usefulItems(type, pi);
   const cap = [type.cpuMilli, type.memoryMiB, type.gpuMilli, type.wholeGpus];
-  const w = (it: (typeof items)[number]) => [it.cpu, it.mem, it.gpu, it.whole];
-  // Density on the node's scarcest shares first: good incumbents early, so the bound prunes.
-  const density = (it: (typeof items)[number]) =>
-    it.profit / Math.max(...w(it).map((x, r) => (cap[r]! > 0 ? x / cap[r]! : 0)), 1e-12);
-  items.sort((a, b) => density(b) - density(a));
   const n = items.length;
+  const w = new Float64Array(n * 4);
+  items.forEach((it, i) => w.set([it.cpu, it.mem, it.gpu, it.whole], i * 4));
   // Suffix maxima of profit per unit of each resource: a cheap upper bound for what the rest can add.
-  const ratio: number[][] = Array.from({ length: n + 1 }, () => [0, 0, 0, 0]);
+  const ratio = new Float64Array((n + 1) * 4);
   for (let i = n - 1; i >= 0; i--) {
-    const wi = w(items[i]!);
-    for (let r = 0; r < 4; r++)
-      ratio[i]![r] = Math.max(ratio[i + 1]![r]!, wi[r]! > 0 ? items[i]!.profit / wi[r]! : Infinity);
+    for (let r = 0; r < 4; r++) {
+      const x = w[i * 4 + r]!;
+      ratio[i * 4 + r] = Math.max(ratio[(i + 1) * 4 + r]!, x > 0 ? items[i]!.profit / x : Infinity);
+    }
   }
   let best = 0;
   let bestCounts = new Map<number, number>();
   // The incumbents the search went through, best last: several columns per type and round.
   const alternatives: Map<number, number>[] = [];
-  const take = new Array<number>(n).fill(0);
+  const take = new Int32Array(n);
   let nodes = 0;
   let exact = true;
-  const left = [...cap];
+  const left = Float64Array.from(cap);
   const visit = (i: number, value: number): void => {
     if (++nodes > limit) {
       exact = false;
@@ -196,23 +216,119 @@ export function price(
     }
     if (i >= n) return;
     let ub = Infinity;
-    for (let r = 0; r < 4; r++) ub = Math.min(ub, left[r]! * ratio[i]![r]!);
+    for (let r = 0; r < 4; r++) ub = Math.min(ub, left[r]! * ratio[i * 4 + r]!);
     if (value + ub <= best + EPS) return;
-    const it = items[i]!;
-    const wi = w(it);
+    const profit = items[i]!.profit;
     let most = Infinity;
-    for (let r = 0; r < 4; r++) if (wi[r]! > 0) most = Math.min(most, Math.floor(left[r]! / wi[r]! + 1e-9));
+    for (let r = 0; r < 4; r++) {
+      const x = w[i * 4 + r]!;
+      if (x > 0) most = Math.min(most, Math.floor(left[r]! / x + 1e-9));
+    }
     if (!Number.isFinite(most)) most = 0;
     for (let k = most; k >= 0 && exact; k--) {
-      for (let r = 0; r < 4; r++) left[r] = left[r]! - k * wi[r]!;
+      for (let r = 0; r < 4; r++) left[r] = left[r]! - k * w[i * 4 + r]!;
       take[i] = k;
-      visit(i + 1, value + k * it.profit);
-      for (let r = 0; r < 4; r++) left[r] = left[r]! + k * wi[r]!;
+      visit(i + 1, value + k * profit);
+      for (let r = 0; r < 4; r++) left[r] = left[r]! + k * w[i * 4 + r]!;
     }
     take[i] = 0;
   };
   visit(0, 0);
   return { value: best, counts: bestCounts, exact, alternatives };
+}
+
+type PricedItem = NodeType['items'][number] & { profit: number };
+
+/** A type's items by shape, and which shapes are no larger than which: computed once per type. */
+interface Shapes {
+  /** Item indices of each shape. */
+  members: number[][];
+  /** The shape's weights and its density scale (its largest share of the node). */
+  weight: { cpu: number; mem: number; gpu: number; whole: number; share: number }[];
+  /** `le[a * n + b]`: shape a is at most shape b in every resource. */
+  le: Uint8Array;
+}
+
+const shapesOf = new WeakMap<NodeType, Shapes>();
+
+function shapes(type: NodeType): Shapes {
+  const had = shapesOf.get(type);
+  if (had) return had;
+  const index = new Map<string, number>();
+  const members: number[][] = [];
+  const weight: Shapes['weight'] = [];
+  type.items.forEach((it, i) => {
+    if (it.cpu > type.cpuMilli || it.mem > type.memoryMiB || it.gpu > type.gpuMilli) return;
+    if (it.whole > type.wholeGpus) return;
+    const key = `${it.cpu}|${it.mem}|${it.gpu}|${it.whole}`;
+    let k = index.get(key);
+    if (k === undefined) {
+      k = members.length;
+      index.set(key, k);
+      members.push([]);
+      const share = Math.max(
+        it.cpu / Math.max(type.cpuMilli, 1e-12),
+        it.mem / Math.max(type.memoryMiB, 1e-12),
+        type.gpuMilli > 0 ? it.gpu / type.gpuMilli : 0,
+        type.wholeGpus > 0 ? it.whole / type.wholeGpus : 0,
+        1e-12,
+      );
+      weight.push({ cpu: it.cpu, mem: it.mem, gpu: it.gpu, whole: it.whole, share });
+    }
+    members[k]!.push(i);
+  });
+  const n = members.length;
+  const le = new Uint8Array(n * n);
+  for (let a = 0; a < n; a++)
+    for (let b = 0; b < n; b++) {
+      const x = weight[a]!;
+      const y = weight[b]!;
+      le[a * n + b] = Number(x.cpu <= y.cpu && x.mem <= y.mem && x.gpu <= y.gpu && x.whole <= y.whole);
+    }
+  const out = { members, weight, le };
+  shapesOf.set(type, out);
+  return out;
+}
+
+/**
+ * The type's items worth pricing at `pi`, densest first: profitable, fitting one node, the most valuable
+ * option of each shape, and no shape that another at most as large in every resource beats.
+ */
+function usefulItems(type: NodeType, pi: Float64Array): PricedItem[] {
+  const sh = shapes(type);
+  const n = sh.members.length;
+  const bestItem = new Int32Array(n).fill(-1);
+  const profit = new Float64Array(n);
+  const live: number[] = [];
+  for (let k = 0; k < n; k++) {
+    let best = EPS;
+    for (const i of sh.members[k]!) {
+      const it = type.items[i]!;
+      const p = pi[it.group]! - it.cost;
+      if (p > best) {
+        best = p;
+        bestItem[k] = i;
+      }
+    }
+    if (bestItem[k]! >= 0) {
+      profit[k] = best;
+      live.push(k);
+    }
+  }
+  live.sort((a, b) => profit[b]! - profit[a]!);
+  const kept: number[] = [];
+  for (const k of live) {
+    let dominated = false;
+    for (const j of kept)
+      if (sh.le[j * n + k]) {
+        dominated = true;
+        break;
+      }
+    if (!dominated) kept.push(k);
+  }
+  // Density on the node's scarcest shares first: good incumbents early, so the bound prunes.
+  kept.sort((a, b) => profit[b]! / sh.weight[b]!.share - profit[a]! / sh.weight[a]!.share);
+  return kept.map((k) => ({ ...type.items[bestItem[k]!]!, profit: profit[k]! }));
 }
 
 /** Column generation from the seed columns until no column prices out, the rounds or the time run out. */
@@ -224,12 +340,19 @@ export function solveNodeModel(input: {
   penalty: readonly number[];
   backends: LpBackends;
   timeLeft: () => number;
+  /** Run the full pricer when the quick one finds nothing, to prove the node-level bound. */
+  prove?: boolean;
+  /**
+   * Dollars the tail-off test measures gains against (the seed plan's cost): without `prove`, column
+   * generation stops when the last rounds gained less than a small share of it.
+   */
+  scale?: number;
 }): NodeModelResult | undefined {
   const { groups, options, types, penalty, backends } = input;
   const columns: Column[] = [];
   const seen = new Set<string>();
   const add = (c: Column) => {
-    const key = `${c.type}|${[...c.counts].sort((a, b) => a[0] - b[0]).join(';')}`;
+    const key = keyOf(c);
     if (seen.has(key)) return false;
     seen.add(key);
     columns.push(c);
@@ -239,12 +362,14 @@ export function solveNodeModel(input: {
   const demand = groups.map((g) => g.taskIds.length);
   const limited = types.map((t) => t.count < 1e5);
   const itemCost = types.map((t) => new Map(t.items.map((i) => [i.option, i.cost])));
+  const dominated = dominatedTypes(types, limited);
   let rounds = 0;
   let bound: number | undefined;
   let note: string | undefined;
   // The stability centre of the smoothing: the duals priced last round.
   let centre: Float64Array | undefined;
   let slowest = 0;
+  const history: number[] = [];
   for (; rounds < MAX_ROUNDS; rounds++) {
     // A round and the primal solve after it must fit in what is left.
     if (input.timeLeft() <= 2 * slowest) {
@@ -273,6 +398,15 @@ export function solveNodeModel(input: {
       note = `the node model's LP ended ${s.status}`;
       break;
     }
+    // Columns whose row has been slack (not in the primal's basis) for a while leave the model.
+    const age = aging(columns, s.values, options, mu);
+    if (age.length > 0) {
+      for (const j of age) seen.delete(keyOf(columns[j]!));
+      const drop = new Set(age);
+      const kept = columns.filter((_c, j) => !drop.has(j));
+      columns.length = 0;
+      columns.push(...kept);
+    }
     const pi = Float64Array.from(s.values.subarray(0, groups.length));
     const muOf = (ti: number) => (mu[ti]! >= 0 ? s.values[mu[ti]!]! : 0);
     // Reduced value of a column at the restricted model's duals: what it is worth beyond what it costs.
@@ -285,6 +419,7 @@ export function solveNodeModel(input: {
       let added = 0;
       let exact = true;
       types.forEach((t, ti) => {
+        if (dominated[ti]) return;
         const best = price(t, duals, limit);
         if (!best.exact) exact = false;
         for (const counts of best.alternatives) {
@@ -303,20 +438,35 @@ export function solveNodeModel(input: {
       sep = new Float64Array(pi.length);
       for (let g = 0; g < pi.length; g++) sep[g] = SMOOTHING * centre[g]! + (1 - SMOOTHING) * pi[g]!;
     }
-    // A quick, inexact search first; the full one only when the quick one finds nothing.
+    // A quick search first, at the smoothed duals and then at the model's own; the full search, which
+    // proves the bound, only when asked for and the quick one finds nothing.
     let found = priceAll(sep, QUICK_PRICER_LIMIT);
-    if (found.added === 0) found = priceAll(pi);
+    if (found.added === 0 && sep !== pi) found = priceAll(pi, QUICK_PRICER_LIMIT);
+    if (found.added === 0 && !found.exact && input.prove) found = priceAll(pi);
     centre = sep;
     slowest = Math.max(slowest, roundStart - input.timeLeft());
+    history.push(-s.objective);
+    if (!input.prove && history.length > TAIL_ROUNDS) {
+      const gained = history[history.length - 1 - TAIL_ROUNDS]! - history[history.length - 1]!;
+      if (found.added > 0 && gained < TAIL_GAIN * Math.max(1, input.scale ?? 1)) {
+        note = `column generation tailed off after ${rounds + 1} rounds (bound not proven)`;
+        break;
+      }
+    }
     if (found.added === 0) {
       // Dual feasible for every column: −objective is a lower bound on the node-level model, penalties included.
       if (found.exact) bound = -s.objective;
-      else note = "the pricer's search limit stopped it before it proved no better node exists";
+      else if (input.prove)
+        note = "the pricer's search limit stopped it before it proved no better node exists";
+      else note = 'column generation stopped when the quick pricer found no better node (bound not proven)';
       break;
     }
   }
   if (rounds >= MAX_ROUNDS) note = `column generation stopped after ${MAX_ROUNDS} rounds`;
-  const primal = solvePrimal(columns, options, types, demand, penalty, backends, input.timeLeft);
+  // The last solve may use the time kept back for it: about one round's LP.
+  const primal = solvePrimal(columns, options, types, demand, penalty, backends, () =>
+    Math.max(input.timeLeft(), 4 * slowest, 50),
+  );
   if (!primal) return undefined;
   const lambda = primal.subarray(0, columns.length);
   const unplaced = primal.subarray(columns.length, columns.length + groups.length);
@@ -329,6 +479,29 @@ export function solveNodeModel(input: {
     rounds,
     ...(note ? { note } : {}),
   };
+}
+
+/**
+ * New-node types another one makes pointless to price: no dearer, at least as large in every resource,
+ * taking each of its groups at no more per task and no more GPU, neither limited in count. A column of
+ * the dominated type is worth no more than the same contents on the other, so skipping it keeps the
+ * pricing (and the bound) exact. Ties go to the lower index.
+ */
+export function dominatedTypes(types: readonly NodeType[], limited: readonly boolean[]): boolean[] {
+  const perGroup = types.map((t) => new Map(t.items.map((i) => [i.group, i])));
+  const covers = (a: number, b: number) => {
+    const x = types[a]!;
+    const y = types[b]!;
+    if (limited[a] || limited[b] || x.cls !== undefined || y.cls !== undefined) return false;
+    if (x.bucket !== y.bucket || x.cost > y.cost || x.cpuMilli < y.cpuMilli) return false;
+    if (x.memoryMiB < y.memoryMiB || x.gpuMilli < y.gpuMilli || x.wholeGpus < y.wholeGpus) return false;
+    for (const it of y.items) {
+      const o = perGroup[a]!.get(it.group);
+      if (!o || o.cost > it.cost || o.gpu > it.gpu || o.whole > it.whole) return false;
+    }
+    return true;
+  };
+  return types.map((_t, b) => types.some((_u, a) => a !== b && covers(a, b) && (!covers(b, a) || a < b)));
 }
 
 /** The restricted model itself, for λ. */

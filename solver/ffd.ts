@@ -62,7 +62,7 @@ export function placeBestFit(ctx: PackContext, packer: Packer, gi: number, count
   for (const oi of allowed) {
     const o = ctx.options[oi]!;
     for (const bin of packer.binsByPool[o.pool]!)
-      if (fitsIn(bin, g, o) > 0)
+      if (bin.cpuMilli >= g.cpuMilli && bin.memoryMiB >= g.memoryMiB && fitsIn(bin, g, o) > 0)
         paid.push({ option: oi, bin, cost: o.risk + o.preference, full: fullness(ctx, bin) });
   }
   paid.sort((a, b) => a.cost - b.cost || b.full - a.full);
@@ -90,8 +90,11 @@ export function placeBestFit(ctx: PackContext, packer: Packer, gi: number, count
   return count;
 }
 
-/** The FFD packing of every task in the context. */
-export function ffdPack(ctx: PackContext): Packing {
+/**
+ * The FFD packing of every task in the context; `then`, when given, improves the packing with the packer
+ * that built it (the plan's local search).
+ */
+export function ffdPack(ctx: PackContext, then?: (packer: Packer, packing: Packing) => Packing): Packing {
   const packer = new Packer(ctx);
   const unplaced: Packing['unplaced'] = [];
   const order = constrainedFirst(
@@ -108,5 +111,6 @@ export function ffdPack(ctx: PackContext): Packing {
       unplaced.push(refusal ? { group: gi, count: left, refusal } : { group: gi, count: left });
     }
   }
-  return { assignments: packer.assignments, bins: packer.usedBins(), unplaced };
+  const packing = { assignments: packer.assignments, bins: packer.usedBins(), unplaced };
+  return then ? then(packer, packing) : packing;
 }

@@ -134,9 +134,14 @@ export function tasksThatFit(
 
 /** Tasks of `count` GPUs each that fit on devices with these free thousandths. */
 export function gpuSlots(freeGpuMilli: readonly number[], count: number): number {
-  if (count >= 1) return Math.floor(freeGpuMilli.filter((f) => f >= 1000).length / count);
+  let n = 0;
+  if (count >= 1) {
+    for (const f of freeGpuMilli) if (f >= 1000) n++;
+    return Math.floor(n / count);
+  }
   const need = Math.round(count * 1000);
-  return freeGpuMilli.reduce((n, f) => n + Math.floor(f / need), 0);
+  for (const f of freeGpuMilli) n += Math.floor(f / need);
+  return n;
 }
 
 /** An empty node of the pool, as free capacity. */

@@ -67,6 +67,11 @@ export class Ledger {
     return refusal ? { n, refusal } : { n };
   }
 
+  /** Gives back what `take` recorded for `k` tasks of the option (they were moved off it). */
+  give(g: Group, o: Option, k: number): void {
+    this.take(g, o, -k);
+  }
+
   /** Records `k` tasks of the option as placed. */
   take(g: Group, o: Option, k: number): void {
     const p = g.policy;

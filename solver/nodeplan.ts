@@ -4,11 +4,15 @@
  */
 import type { Bin } from './bins.ts';
 import { type Column, nodeTypes, type NodeType, solveNodeModel } from './columns.ts';
+import { placeByEviction } from './evict.ts';
 import { constrainedFirst, placeBestFit } from './ffd.ts';
 import type { Group, NodeClass, Option } from './groups.ts';
 import type { LpBackends } from './lp/index.ts';
 import { finishPacking, Packer, type Packing, type PackContext } from './pack.ts';
 import type { PoolState } from './types.ts';
+
+/** Single-option full-node columns seeded per group: on its cheapest types per task. */
+const FULL_NODE_SEEDS = 4;
 
 /** What the node-level step gives the plan: a packing, and the bound when it was proven. */
 export interface NodePlan {
@@ -30,6 +34,12 @@ export function nodeLevelPlan(input: {
   penalty: readonly number[];
   backends: LpBackends;
   timeLeft: () => number;
+  /** Prove the node-level bound (the full pricer), not only improve the plan. */
+  prove?: boolean;
+  /** Whether the plan's whole budget is spent (the repair after packing stops then). */
+  outOfTime?: () => boolean;
+  /** The seed plan's cost: column generation's tail-off is measured against it. */
+  scale?: number;
 }): NodePlan | undefined {
   const { groups, pools, options, classes } = input;
   const types = nodeTypes(groups, pools, options, classes);
@@ -42,6 +52,8 @@ export function nodeLevelPlan(input: {
     penalty: input.penalty,
     backends: input.backends,
     timeLeft: input.timeLeft,
+    prove: input.prove ?? false,
+    ...(input.scale !== undefined ? { scale: input.scale } : {}),
   });
   if (!result) return undefined;
   const ctx = input.ctx();
@@ -73,7 +85,7 @@ export function nodeLevelPlan(input: {
   ))
     overflow[gi] = placeBestFit(ctx, packer, gi, left[gi]!);
   return {
-    packing: finishPacking(ctx, packer, overflow),
+    packing: placeByEviction(ctx, packer, finishPacking(ctx, packer, overflow), input.outOfTime),
     ...(result.bound !== undefined ? { bound: result.bound } : {}),
     rounds: result.rounds,
     columns: result.columns.length,
@@ -128,6 +140,10 @@ function seedColumns(
       t.cost + [...counts].reduce((s, [oi, k]) => s + k * (options[oi]!.risk + options[oi]!.preference), 0);
     out.push({ type: ti, counts, cost });
   }
+  // A full node of each option, on the few types where it costs least per task (running nodes first):
+  // the restricted model starts close to the aggregate LP's mix, and the pricer does the rest. Every
+  // option on every type would be thousands of columns, each slowing every round.
+  const full = new Map<number, { type: number; counts: Map<number, number>; cost: number; per: number }[]>();
   types.forEach((t, ti) => {
     for (const it of t.items) {
       const k = Math.min(
@@ -136,10 +152,18 @@ function seedColumns(
         it.gpu > 0 ? Math.floor(t.gpuMilli / it.gpu) : Infinity,
         it.whole > 0 ? Math.floor(t.wholeGpus / it.whole) : Infinity,
       );
-      if (k > 0 && Number.isFinite(k))
-        out.push({ type: ti, counts: new Map([[it.option, k]]), cost: t.cost + k * it.cost });
+      if (!(k > 0) || !Number.isFinite(k)) continue;
+      const cost = t.cost + k * it.cost;
+      const list = full.get(it.group) ?? [];
+      list.push({ type: ti, counts: new Map([[it.option, k]]), cost, per: cost / k });
+      full.set(it.group, list);
     }
   });
+  for (const list of full.values()) {
+    list.sort((a, b) => a.per - b.per);
+    for (const c of list.slice(0, FULL_NODE_SEEDS))
+      out.push({ type: c.type, counts: c.counts, cost: c.cost });
+  }
   void pools;
   return out;
 }

@@ -7,6 +7,7 @@
  * The per-task greedy and the bound on the same placed work are diagnostics, on request.
  */
 import type { Policy } from '../policies/index.ts';
+import { placeByEviction } from './evict.ts';
 import { explainGroups, unplacedReason } from './explain.ts';
 import { ffdPack } from './ffd.ts';
 import { greedyPack } from './greedy.ts';
@@ -46,6 +47,15 @@ export interface PlanOptions {
    */
   diagnostics?: boolean;
 }
+
+/**
+ * Variables up to which the broker's path solves the aggregate LP anyway (a few tens of milliseconds);
+ * above it the aggregate LP and its bound are diagnostics (`diagnostics: true`).
+ */
+const SMALL_AGGREGATE_LP = 1500;
+
+/** Share of the time left at the node-level model kept for its last solve, packing and repair. */
+const RESERVE_SHARE = 0.25;
 
 /** LP rounds over what packing left over, before repair takes the rest one task at a time. */
 const RESIDUAL_ROUNDS = 3;
@@ -121,7 +131,14 @@ export function plan(
   let fallback: string | undefined;
   phase('model');
   const lpStart = clock();
+  // On the broker's path the aggregate LP runs only where it is cheap or needed: the node-level model
+  // leaves quota and budget rows out, so a batch they may bind is planned from the LP's rounding too.
+  const aggregate =
+    options.diagnostics === true ||
+    model.lp.variables.length <= SMALL_AGGREGATE_LP ||
+    model.limits.some((l) => l.kind !== 'max-nodes');
   if (!backends.js && !backends.highs) fallback = 'no LP backend given: FFD plan';
+  else if (!aggregate) fallback = undefined;
   else if (left() <= 0) fallback = 'the time budget ran out before the LP: FFD plan';
   else {
     const backend = chooseBackend(model.lp, backends);
@@ -135,6 +152,20 @@ export function plan(
   let chosen: Packing = ffd;
   let chosenCost: PlanCost = ffdCost;
   let method = 'ffd';
+  // FFD and then the local search, where FFD left tasks over: fewer unplaced than the floor itself.
+  if (ffd.unplaced.length > 0 && left() > 0) {
+    const ctx = context();
+    const searched = ffdPack(ctx, (packer, packing) =>
+      placeByEviction(ctx, packer, packing, () => left() <= 0),
+    );
+    const c = costOf(searched, all, pools);
+    if (better({ packing: searched, cost: c }, { packing: chosen, cost: chosenCost }, model)) {
+      chosen = searched;
+      chosenCost = c;
+      method = 'ffd+search';
+    }
+    phase('ffd+search');
+  }
   if (solution && !fallback) {
     const ctx = context();
     const packer = new Packer(ctx);
@@ -176,15 +207,15 @@ export function plan(
       overflow = next;
       if (!progress) break;
     }
-    const packed = finishPacking(ctx, packer, overflow);
+    const packed = placeByEviction(ctx, packer, finishPacking(ctx, packer, overflow), () => left() <= 0);
     phase('repair');
     const packedCost = costOf(packed, all, pools);
-    if (better({ packing: packed, cost: packedCost }, { packing: ffd, cost: ffdCost }, model)) {
+    if (better({ packing: packed, cost: packedCost }, { packing: chosen, cost: chosenCost }, model)) {
       chosen = packed;
       chosenCost = packedCost;
       method = 'lp';
     } else {
-      fallback = 'FFD was at least as good as the rounded LP: FFD plan';
+      fallback = `${method === 'ffd' ? 'FFD' : 'FFD and local search'} was at least as good as the rounded LP: ${method} plan`;
     }
     if (outOfTime) fallback = `the time budget ran out during the residual rounds: ${method} plan`;
   }
@@ -193,6 +224,8 @@ export function plan(
   let nodeBound: number | undefined;
   let nodeNote: string | undefined;
   if ((backends.js || backends.highs) && left() > 0) {
+    // Column generation stops early enough to leave time for turning its answer into nodes.
+    const reserve = RESERVE_SHARE * left();
     const np = nodeLevelPlan({
       ctx: context,
       groups,
@@ -202,7 +235,10 @@ export function plan(
       seed: chosen,
       penalty: model.unplacedPenalty,
       backends,
-      timeLeft: left,
+      timeLeft: () => left() - reserve,
+      outOfTime: () => left() <= 0,
+      prove: options.diagnostics === true,
+      scale: chosenCost.objective,
     });
     phase('node-model');
     if (np) {
@@ -256,7 +292,8 @@ export function plan(
     newNodes: newNodesOf(chosen, pools),
     unplaced,
     cost,
-    bound: lpBound,
+    // Without the aggregate LP (the broker's path on large batches), the node-level bound when proven.
+    bound: Number.isFinite(lpBound) ? lpBound : (nodeBound ?? Number.NaN),
     bounds: {
       lp: lpBound,
       lpUnplaced,

@@ -65,6 +65,8 @@ describe.each(Object.keys(backends))('trace scenarios on %s', (name) => {
     if (p.unplaced.length === p.baseline.unplaced)
       expect(p.cost.objective).toBeLessThanOrEqual(p.baseline.objective + 1e-9);
     expect(Number.isFinite(p.bounds.lp)).toBe(true);
+    // Never more unplaced than the LP leaves (fractionally) unplaced.
+    expect(p.unplaced.length).toBeLessThanOrEqual(Math.ceil(p.bounds.lpUnplaced - 1e-6));
     if (p.unplaced.length <= Math.floor(p.bounds.lpUnplaced + 1e-6)) {
       expect(p.bounds.lp).toBeLessThanOrEqual(p.cost.objective + 1e-6);
       if (p.bounds.node !== undefined) {

@@ -153,12 +153,17 @@ export interface Plan {
   newNodes: NewNodes[];
   unplaced: Unplaced[];
   cost: PlanCost;
-  /** The aggregate LP bound on the whole batch (`bounds.lp`). */
+  /**
+   * The aggregate LP bound on the whole batch (`bounds.lp`). Where the aggregate LP was not solved (the
+   * broker's path on a large batch without quotas or budgets), the node-level bound when it was proven,
+   * else NaN.
+   */
   bound: number;
   /**
    * Lower bounds on the whole batch, on the objective without penalties (dollars and preferences). No plan
    * that places as many tasks as the LP (all but `lpUnplaced`) can cost less than `lp`; `node`, when
-   * computed, is the node-level model's bound (every node's contents fit it), at least `lp`.
+   * computed, is the node-level model's bound (every node's contents fit it), at least `lp`. `lp` and
+   * `lpUnplaced` are NaN where the aggregate LP was not solved; `diagnostics: true` always solves it.
    */
   bounds: { lp: number; node?: number; lpUnplaced: number };
   /** What first-fit-decreasing (constrained first, best fit, price per slot) gets on the same input. */
@@ -171,7 +176,10 @@ export interface Plan {
   solver: {
     backend: string;
     status: string;
-    /** Where the returned plan came from: `lp` (rounded, packed, repaired), `ffd` or `greedy`. */
+    /**
+     * Where the returned plan came from: `node-model` (node-level column generation), `lp` (rounded,
+     * packed, repaired), `ffd` or `greedy`.
+     */
     method: string;
     ms: number;
     /** Milliseconds per step: options, model, lp, greedy, pack, residual, repair, bound. */
@@ -183,7 +191,10 @@ export interface Plan {
     pools: number;
     /** Set when the plan is not the rounded LP's: what was used instead and why. */
     fallback?: string;
-    /** Set when the node-level model gave no proven bound: why (time budget, search limit). */
+    /**
+     * Set when the node-level model gave no proven bound: why (time budget, search limit, tail-off);
+     * when it names the time budget, the plan is the best found when the budget ran out.
+     */
     nodeModel?: string;
   };
 }

@@ -1,0 +1,88 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { dominatedTypes, type NodeType, price } from './columns.ts';
+
+/** Every way of filling one node, by enumeration: the pricer's answer must match it. */
+function bruteForce(type: NodeType, pi: Float64Array): number {
+  let best = 0;
+  const walk = (i: number, left: number[], value: number) => {
+    best = Math.max(best, value);
+    if (i >= type.items.length) return;
+    const it = type.items[i]!;
+    const w = [it.cpu, it.mem, it.gpu, it.whole];
+    for (let k = 0; w.every((x, r) => x * k <= left[r]!); k++)
+      walk(
+        i + 1,
+        left.map((l, r) => l - k * w[r]!),
+        value + k * (pi[it.group]! - it.cost),
+      );
+  };
+  walk(0, [type.cpuMilli, type.memoryMiB, type.gpuMilli, type.wholeGpus], 0);
+  return best;
+}
+
+function nodeType(items: { cpu: number; mem: number; gpus: number; cost: number }[], cost = 1): NodeType {
+  return {
+    pool: 0,
+    bucket: 3600,
+    count: 1e6,
+    cost,
+    cpuMilli: 8000,
+    memoryMiB: 32_768,
+    gpuMilli: 4000,
+    wholeGpus: 4,
+    items: items.map((x, i) => ({
+      option: i,
+      group: i,
+      cost: x.cost,
+      cpu: x.cpu,
+      mem: x.mem,
+      gpu: x.gpus * 1000,
+      whole: x.gpus,
+    })),
+  };
+}
+
+describe('the node-level pricer', () => {
+  it('finds the most valuable node contents, same-shape options collapsed and dominated shapes dropped', () => {
+    const item = fc.record({
+      cpu: fc.constantFrom(500, 1000, 2000, 4000),
+      mem: fc.constantFrom(1024, 4096, 16_384),
+      gpus: fc.constantFrom(0, 0, 1, 2),
+      cost: fc.constantFrom(0, 0.1),
+    });
+    fc.assert(
+      fc.property(
+        fc.array(item, { minLength: 1, maxLength: 7 }),
+        fc.array(fc.double({ min: 0, max: 3, noNaN: true }), { minLength: 7, maxLength: 7 }),
+        (items, duals) => {
+          const t = nodeType(items);
+          const pi = Float64Array.from(duals);
+          const got = price(t, pi);
+          expect(got.exact).toBe(true);
+          expect(got.value).toBeCloseTo(bruteForce(t, pi), 6);
+          // What it returns is the value it claims, and fits one node.
+          let v = 0;
+          let cpu = 0;
+          for (const [oi, k] of got.counts) {
+            v += k * (pi[oi]! - t.items[oi]!.cost);
+            cpu += k * t.items[oi]!.cpu;
+          }
+          expect(v).toBeCloseTo(got.value, 9);
+          expect(cpu).toBeLessThanOrEqual(t.cpuMilli);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+
+  it('skips a new-node type that another no dearer and no smaller covers, and keeps distinct ones', () => {
+    const items = [{ cpu: 1000, mem: 1024, gpus: 0, cost: 0 }];
+    const cheap = nodeType(items, 1);
+    const dear = nodeType(items, 2);
+    const small = { ...nodeType(items, 0.5), cpuMilli: 4000 };
+    expect(dominatedTypes([cheap, dear, small], [false, false, false])).toEqual([false, true, false]);
+    // A type limited in count is never dropped: its μ makes it a different column.
+    expect(dominatedTypes([cheap, dear], [false, true])).toEqual([false, false]);
+  });
+});
