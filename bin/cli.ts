@@ -107,7 +107,8 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT.failed;
     }
     if (err instanceof PolicyError) {
-      process.stderr.write(`gantry: ${err instanceof ValidationError ? `\n${err.message}` : err.message}\n`);
+      // A bad file prints each problem as `gantry validate` does, one per line.
+      process.stderr.write(err instanceof ValidationError ? `${err.message}\n` : `gantry: ${err.message}\n`);
       return EXIT.failed;
     }
     throw err;

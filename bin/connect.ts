@@ -3,6 +3,7 @@
  * admin subjects, with every operational failure (server down, no JetStream, no broker, credentials)
  * turned into one line that says what to do.
  */
+import { lookup } from 'node:dns/promises';
 import { decodeJson, encodeJson, type Store, subjects } from '../protocol/index.ts';
 import {
   connectNats,
@@ -10,7 +11,7 @@ import {
   type NatsTransport,
   openJetStreamStore,
 } from '../protocol/nats-index.ts';
-import { natsProblem, type NatsTarget, UsageError } from './errors.ts';
+import { natsProblem, type NatsTarget, OperationalError, UsageError } from './errors.ts';
 
 /** Runs `use`, turning known NATS failures into one line (an OperationalError). */
 export async function overNats<T>(target: NatsTarget, use: () => Promise<T>): Promise<T> {
@@ -25,10 +26,41 @@ export async function overNats<T>(target: NatsTarget, use: () => Promise<T>): Pr
  * Connects to `target.nats` as `name`: one URL, or several separated by commas (the servers of a NATS
  * cluster; the connection moves to another when one goes down).
  */
-export function connectCli(target: NatsTarget, name: string): Promise<NatsTransport> {
+export async function connectCli(target: NatsTarget, name: string): Promise<NatsTransport> {
   const servers = target.nats.split(',').map((s) => s.trim());
+  await expectSomeHost(servers, target);
   return overNats(target, () =>
     connectNats({ servers, name, ...(target.creds ? { creds: target.creds } : {}) }),
+  );
+}
+
+/**
+ * Fails in one line when no server of `--nats` has a host name that resolves (a typo, a URL of another
+ * scheme), rather than leaving the NATS client to reject where nothing catches it. One that resolves is
+ * enough: the client skips the others, as it does servers that are down.
+ */
+async function expectSomeHost(servers: string[], target: NatsTarget): Promise<void> {
+  const hosts = servers.map((s) => {
+    try {
+      return new URL(s.includes('://') ? s : `nats://${s}`).hostname.replace(/^\[(.*)\]$/, '$1');
+    } catch {
+      throw new UsageError(
+        `--nats ${s} is not a NATS URL: write nats://<host>:<port>, e.g. nats://127.0.0.1:4222`,
+      );
+    }
+  });
+  const found = await Promise.all(
+    hosts.map((h) =>
+      lookup(h).then(
+        () => true,
+        () => false,
+      ),
+    ),
+  );
+  if (found.includes(true)) return;
+  const names = [...new Set(hosts)].map((h) => `'${h}'`).join(', ');
+  throw new OperationalError(
+    `cannot reach NATS at ${target.nats} (no such host: ${names}): check the host name in --nats, e.g. nats://127.0.0.1:4222`,
   );
 }
 

@@ -22,9 +22,10 @@ export interface Problem {
   message: string;
 }
 
-/** Formats a problem the way `gantry validate` prints it: `file:line:col  path  message`. */
+/** Formats a problem the way `gantry validate` prints it: `file:line:col  path  message` (no position: `file  path  message`). */
 export function formatProblem(p: Problem): string {
-  return `${p.file}:${p.line}:${p.col}  ${p.path || '(document)'}  ${p.message}`;
+  const at = p.line > 0 ? `${p.file}:${p.line}:${p.col}` : p.file;
+  return `${at}  ${p.path || '(document)'}  ${p.message}`;
 }
 
 /** Documents that did not validate; carries every problem found, not only the first. */

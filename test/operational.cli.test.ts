@@ -107,6 +107,27 @@ const cases: Case[] = [
     line: /^gantry: cannot reach NATS at .* \(connection refused\)/,
   },
   {
+    name: 'a --nats host that does not resolve (get nodes)',
+    args: () => ['get', 'nodes', '--nats', 'nats://no-such-host.invalid:4222'],
+    line: /^gantry: cannot reach NATS at nats:\/\/no-such-host\.invalid:4222 \(no such host: 'no-such-host\.invalid'\): check the host name in --nats/,
+  },
+  {
+    name: 'a --nats host that does not resolve (run)',
+    args: () => [...RUN, '--nats', 'no-such-host.invalid'],
+    line: /^gantry: cannot reach NATS at no-such-host\.invalid \(no such host/,
+  },
+  {
+    name: 'a platform path that does not exist (plan)',
+    args: () => ['plan', '-f', join(tmp, 'nope'), '--workload', 'examples/workloads/nightly.yaml'],
+    line: /^\S*nope {2}\(document\) {2}no such file or directory$/,
+  },
+  {
+    name: 'a --nats that is no URL',
+    args: () => ['get', 'nodes', '--nats', '::::'],
+    line: /^gantry: --nats :::: is not a NATS URL: write nats:\/\/<host>:<port>/,
+    code: 2,
+  },
+  {
     name: 'NATS without JetStream (broker)',
     args: () => ['broker', '-f', 'examples', '--nats', noJs.url],
     line: /^gantry: NATS at nats:\/\/127\.0\.0\.1:\d+ has no JetStream, where Gantry keeps its state: restart nats-server with -js \(or jetstream \{\} in its config\)$/,

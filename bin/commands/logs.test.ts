@@ -29,9 +29,9 @@ describe('gantry logs', () => {
     expect(logs.code).toBe(0);
     const lines = logs.out.split('\n');
     expect(lines[0]).toMatch(
-      new RegExp(`^==> train-py ${result.runId}-\\w+ attempt 0 on \\S+: succeeded <==$`),
+      new RegExp(`^==> train-py ${result.runId}-\\w+ attempt 1 on \\S+: succeeded <==$`),
     );
-    expect(lines[1]).toBe('training on 2000 rows for 200 epochs (attempt 0)');
+    expect(lines[1]).toBe('training on 2000 rows for 200 epochs (GANTRY_ATTEMPT=0)');
     expect(lines).toContain('epoch 200: loss 0.0034');
 
     const all = await runGantry('logs', result.runId, '--state', state);

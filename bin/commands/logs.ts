@@ -62,10 +62,11 @@ export function registerLogsCommand(program: Command): void {
     });
 }
 
+/** Attempts count from 1, as `gantry describe run` and `gantry lineage` print them ($GANTRY_ATTEMPT is 0-based). */
 function header(r: LineageRecord): string {
   const where = r.placement ? ` on ${r.placement.cluster}/${r.placement.node}` : '';
   const how = r.error ? `${r.error.name}: ${r.error.message.split('\n')[0]}` : 'succeeded';
-  return `${r.task} ${r.execution} attempt ${r.attempt}${where}: ${how}`;
+  return `${r.task} ${r.execution} attempt ${r.attempt + 1}${where}: ${how}`;
 }
 
 async function open(

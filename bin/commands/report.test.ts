@@ -99,12 +99,25 @@ describe('gantry report cost', () => {
       '-o',
       'csv',
     );
+    // No platform, no on-demand price: the column is empty rather than the spot spend again.
     expect(csv.out.split('\n').slice(0, 4)).toEqual([
       'team,pool,spend_usd,idle_usd,on_demand_usd,gpu_hours',
-      '(idle),cpu-spot,3.00,3.00,3.00,0.000',
-      'research,cpu-spot,0.80,0.00,0.80,0.000',
-      'product,cpu-spot,0.20,0.00,0.20,0.000',
+      '(idle),cpu-spot,3.00,3.00,,0.000',
+      'research,cpu-spot,0.80,0.00,,0.000',
+      'product,cpu-spot,0.20,0.00,,0.000',
     ]);
+    const pricedCsv = await runGantry(
+      'report',
+      'cost',
+      '--state',
+      state,
+      ...window,
+      '-f',
+      'examples',
+      '-o',
+      'csv',
+    );
+    expect(pricedCsv.out.split('\n')[1]).toMatch(/^\(idle\),3\.00,3\.00,3\.02,0\.000$/);
     const json = JSON.parse(
       (await runGantry('report', 'cost', '--state', state, ...window, '-o', 'json')).out,
     );

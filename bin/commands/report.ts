@@ -145,8 +145,9 @@ function replanLines(r: CostReport): string[] {
   ];
 }
 
-/** The report as CSV: one line per row, money in dollars with cents. */
-export function reportCsv(r: CostReport): string {
+/** The report as CSV: one line per row, money in dollars with cents; on-demand empty when not priced. */
+export function reportCsv(r: CostReport, opts: { priced?: boolean } = {}): string {
+  const priced = opts.priced ?? true;
   const q = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
   const lines = [[...r.by, 'spend_usd', 'idle_usd', 'on_demand_usd', 'gpu_hours'].join(',')];
   for (const row of r.rows)
@@ -155,7 +156,7 @@ export function reportCsv(r: CostReport): string {
         ...r.by.map((d) => q(row.key[d] ?? '')),
         row.costUsd.toFixed(2),
         row.idleUsd.toFixed(2),
-        row.onDemandUsd.toFixed(2),
+        priced ? row.onDemandUsd.toFixed(2) : '',
         row.gpuHours.toFixed(3),
       ].join(','),
     );
@@ -188,7 +189,7 @@ export function reportHtml(r: CostReport & { timeScale?: number }, opts: { price
   const rows = r.rows
     .map(
       (row) =>
-        `<tr>${r.by.map((d) => `<td>${esc(row.key[d] ?? '')}</td>`).join('')}<td class="n" data-cost>${usd(row.costUsd)}</td><td class="n">${row.idleUsd > 0 ? usd(row.idleUsd) : ''}</td><td class="n">${usd(row.onDemandUsd)}</td></tr>`,
+        `<tr>${r.by.map((d) => `<td>${esc(row.key[d] ?? '')}</td>`).join('')}<td class="n" data-cost>${usd(row.costUsd)}</td><td class="n">${row.idleUsd > 0 ? usd(row.idleUsd) : ''}</td><td class="n">${priced ? usd(row.onDemandUsd) : '-'}</td></tr>`,
     )
     .join('');
   const data = JSON.stringify({ ...r, priced }).replace(/</g, '\\u003c');
@@ -272,7 +273,7 @@ export function registerReportCommand(program: Command): void {
       flags.output === 'json' || flags.output === 'yaml'
         ? serialize(flags.output, r)
         : flags.output === 'csv'
-          ? reportCsv(r)
+          ? reportCsv(r, { priced })
           : flags.output === 'html'
             ? reportHtml(r, { priced })
             : reportTable(r, { wide: flags.output === 'wide', priced });

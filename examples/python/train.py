@@ -19,7 +19,7 @@ def read(name):
 with open(os.path.join(inputs, "data"), newline="") as f:
     rows = [(float(x), float(y)) for x, y in csv.reader(f)]
 epochs, lr = read("epochs"), read("lr")
-print(f"training on {len(rows)} rows for {epochs} epochs (attempt {os.environ['GANTRY_ATTEMPT']})", flush=True)
+print(f"training on {len(rows)} rows for {epochs} epochs (GANTRY_ATTEMPT={os.environ['GANTRY_ATTEMPT']})", flush=True)
 
 a = b = 0.0
 n = len(rows)
