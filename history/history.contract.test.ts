@@ -300,6 +300,58 @@ describe.each(backends)('history on %s', (_name, open) => {
       // A run its driver ended stays as the driver said.
       expect((await describeRun(history.db, 'run-0'))!.run.status).toBe('succeeded');
     });
+
+    it('shows an execution from its start, completed by its end, whichever is read first', async () => {
+      const placement = {
+        cluster: 'aws',
+        pool: 'spot-a',
+        node: 'n-1',
+        capacityType: 'spot',
+        pricePerHour: 1.5,
+        cpuMilli: 1000,
+        memoryMiB: 512,
+        gpuMilli: 0,
+        gpuModel: null,
+      };
+      const started = (execution: string) => ({
+        kind: 'start' as const,
+        run: 'run-live',
+        execution,
+        task: 'train',
+        codeHash: 'c',
+        attempt: 0,
+        input: 'sha256:in',
+        asked: {},
+        override: false,
+        placement,
+        startedAt: T0 + 1000,
+      });
+      const ended = (execution: string) => {
+        const { kind: _kind, ...rest } = started(execution);
+        return { ...rest, preemptions: 0, endedAt: T0 + 9000, costUsd: 0.25, cached: false, warm: false };
+      };
+      await history.ingester.apply('runtime', asLog([started('ex-a'), ended('ex-b')], 2, 20_000));
+      const rows = async () =>
+        (await describeRun(history.db, 'run-live'))!.executions.map((e) => [
+          e.execution,
+          e.placement?.pool,
+          e.costUsd,
+        ]);
+      expect(await rows()).toEqual([
+        ['ex-a', 'spot-a', 0],
+        ['ex-b', 'spot-a', 0.25],
+      ]);
+      const ends = await history.db.query<{ execution: string; ended_at: number | null }>(
+        `select execution, ended_at::float8 as ended_at from executions where run_id = 'run-live' order by 1`,
+      );
+      expect(ends.map((r) => r.ended_at)).toEqual([null, T0 + 9000]);
+      // ex-a ends; ex-b's start is read after its end and changes nothing.
+      await history.ingester.apply('runtime', asLog([ended('ex-a'), started('ex-b')], 2, 20_001));
+      expect(await rows()).toEqual([
+        ['ex-a', 'spot-a', 0.25],
+        ['ex-b', 'spot-a', 0.25],
+      ]);
+    });
   });
 });
 

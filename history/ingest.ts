@@ -13,7 +13,7 @@
  * ingest-placements.ts, runs and lineage in ingest-runtime.ts.
  */
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { LineageRecord, RunRecord } from '../protocol/index.ts';
+import type { RuntimeLogRecord } from '../protocol/index.ts';
 import type { Db, Queryable } from './db.ts';
 import { IngestGapError } from './errors.ts';
 import { ChargeKeys, type FreshKeys } from './ingest-keys.ts';
@@ -64,7 +64,7 @@ interface Reject {
   body: string;
 }
 
-type RuntimeRecord = LineageRecord | (RunRecord & { kind: 'run' });
+type RuntimeRecord = RuntimeLogRecord;
 
 /** Entries decoded, in sequence order, with what their records come to. */
 interface Decoded {

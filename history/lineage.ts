@@ -156,7 +156,8 @@ export interface ExecutionRow {
   gpu_model: string | null;
   preemptions: number;
   started_at: number;
-  ended_at: number;
+  /** Null while it runs (written at its start, completed at its end). */
+  ended_at: number | null;
   cost_usd: number;
   cached: boolean;
   warm: boolean;
@@ -201,7 +202,8 @@ export function toRecord(r: ExecutionRow, refs?: { input: string[]; output: stri
       : {}),
     preemptions: r.preemptions,
     startedAt: r.started_at,
-    endedAt: r.ended_at,
+    // A running execution has not ended: until it does, its end is its start.
+    endedAt: r.ended_at ?? r.started_at,
     costUsd: r.cost_usd,
     cached: r.cached,
     warm: r.warm,

@@ -332,6 +332,15 @@ create unique index charge_keys_group_run_task on charge_keys (group_id, run_id,
 alter table charge_keys drop constraint if exists charge_keys_team_workflow_run_id_task_cluster_pool_gpu_mode_key;
 `,
   },
+  {
+    version: 6,
+    name: 'executions seen from their start',
+    sql: `
+-- An execution is written when the broker places it (its start) and completed when it ends: until
+-- then it has no end.
+alter table executions alter column ended_at drop not null;
+`,
+  },
 ];
 
 /** The version this code writes. */

@@ -41,6 +41,7 @@ import type {
   runEvent,
   runRecord,
   runtimeLogRecord,
+  executionStartRecord,
 } from './messages/runs.ts';
 
 export * from './messages/agents.ts';
@@ -79,5 +80,6 @@ export type InvokeReply = z.output<typeof invokeReply>;
 export type LineageRecord = z.output<typeof lineageRecord>;
 export type RunRecord = z.output<typeof runRecord>;
 export type RuntimeLogRecord = z.output<typeof runtimeLogRecord>;
+export type ExecutionStartRecord = z.output<typeof executionStartRecord>;
 export type PlacementMsg = z.output<typeof placementMsg>;
 export type RunEvent = z.output<typeof runEvent>;

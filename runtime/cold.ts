@@ -18,7 +18,8 @@ import { brokerError } from './broker-request.ts';
 import type { TaskError } from './errors.ts';
 import type { Followed } from './lease-watch.ts';
 import type { Runtime } from './client.ts';
-import { placementOf } from './ids.ts';
+import { lineagePlacement, placementOf } from './ids.ts';
+import { valueHash } from './values.ts';
 import type { Resources, Scope, Task } from './task.ts';
 
 /** One cold attempt of a call. */
@@ -189,6 +190,21 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
       placement: placementOf(lease),
       ...(overridden ? { message: `override ${describeResources(resources)}` } : {}),
     });
+    // One start per attempt (a gang's members are one execution: its rank 0 speaks for it).
+    if ((a.gang?.rank ?? 0) === 0)
+      scope.started?.({
+        run: scope.runId,
+        execution,
+        parent: scope.execution,
+        task: name,
+        codeHash: task.codeHash,
+        attempt,
+        input: valueHash(input),
+        asked: resources,
+        override: overridden,
+        placement: lineagePlacement(lease),
+        startedAt: rt.now(),
+      });
     const end = await ended;
     if ('error' in end) throw end.error;
     const result: ResultMsg =

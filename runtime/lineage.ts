@@ -4,6 +4,7 @@
  * log entry holds up to `BATCH` records); `gantry lineage` reads them back into a provenance graph.
  */
 import {
+  type ExecutionStartRecord,
   type LineageRecord,
   lineageRecord,
   type RunRecord,
@@ -38,6 +39,11 @@ export class LineageWriter {
 
   record(rec: LineageRecord): void {
     this.#push(rec);
+  }
+
+  /** An execution's start (placed), in the same log: history shows it running until its record. */
+  start(rec: Omit<ExecutionStartRecord, 'kind'>): void {
+    this.#push({ kind: 'start', ...rec });
   }
 
   /** A run's summary, in the same log (history reads runs from it). */
@@ -109,6 +115,7 @@ export async function readLineage(
     for (const raw of Array.isArray(batch) ? batch : [batch]) {
       const r = runtimeLogRecord.safeParse(raw);
       if (!r.success) skipped++;
+      else if ('kind' in r.data && r.data.kind === 'start') continue;
       else if ('kind' in r.data) {
         const { kind: _kind, ...run } = r.data;
         runs.set(run.run, run);

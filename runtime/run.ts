@@ -18,7 +18,7 @@ import { executionClock } from './clock.ts';
 import { newId } from './ids.ts';
 import { registerErrorClasses, RunCancelledError, TaskError, toErrorMsg } from './errors.ts';
 import { type LineageRecord, LineageWriter, type RunRecord, runRecord } from './lineage.ts';
-import { type Task, type TaskContext, withScope } from './task.ts';
+import { type Scope, type Task, type TaskContext, withScope } from './task.ts';
 import { refsOf } from './refs.ts';
 import { checkValue, encodeValue, valueHash } from './values.ts';
 
@@ -140,6 +140,7 @@ export async function runWorkflow(workflow: Task, input: unknown, opts: RunOptio
       module: opts.module,
       workflow: workflow.taskName,
       record,
+      started: (rec: Parameters<NonNullable<Scope['started']>>[0]) => writer?.start(rec),
     };
     const raw = await withScope(scope, () => Promise.resolve(workflow.fn(checked, ctx)));
     const output = checkValue(workflow.options.output, raw, { task: workflow.taskName, side: 'output' });

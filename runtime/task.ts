@@ -7,7 +7,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import { parseDuration } from '../policies/quantities.ts';
-import type { ResourcesMsg } from '../protocol/index.ts';
+import type { ExecutionStartRecord, ResourcesMsg } from '../protocol/index.ts';
 import { NonRetriableError } from './errors.ts';
 import type { ArtifactStore } from './artifacts.ts';
 import type { LineageRecord } from './lineage.ts';
@@ -183,6 +183,11 @@ export interface Scope {
   workflow?: string | undefined;
   /** Where lineage records of calls made in this scope go. */
   record(rec: LineageRecord): void;
+  /**
+   * Where the starts of calls made in this scope go (when the broker placed them): the run's driver
+   * writes them, so that history shows them running before they end.
+   */
+  started?(rec: Omit<ExecutionStartRecord, 'kind'>): void;
 }
 
 const scopes = new AsyncLocalStorage<Scope>();

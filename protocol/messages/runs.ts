@@ -100,10 +100,35 @@ export const runRecord = z.object({
 });
 
 /**
- * One entry of the runtime's log (the `gantry-lineage` stream, or the state directory embedded): a
- * JSON array of lineage records and run summaries (`kind: 'run'`), in the order they happened.
+ * An execution's start: written once, when the broker placed its attempt, so that a running run's
+ * tasks are seen with their placement before they end. Its lineage record, at the end, completes it.
  */
-export const runtimeLogRecord = z.union([runRecord.extend({ kind: z.literal('run') }), lineageRecord]);
+export const executionStartRecord = lineageRecord
+  .pick({
+    run: true,
+    execution: true,
+    parent: true,
+    task: true,
+    codeHash: true,
+    attempt: true,
+    input: true,
+    asked: true,
+    override: true,
+    placement: true,
+    startedAt: true,
+  })
+  .extend({ kind: z.literal('start') });
+
+/**
+ * One entry of the runtime's log (the `gantry-lineage` stream, or the state directory embedded): a
+ * JSON array of lineage records, execution starts (`kind: 'start'`) and run summaries (`kind:
+ * 'run'`), in the order they happened.
+ */
+export const runtimeLogRecord = z.union([
+  runRecord.extend({ kind: z.literal('run') }),
+  executionStartRecord,
+  lineageRecord,
+]);
 
 /** Where an execution runs, as run events carry it. */
 export const placementMsg = z.object({

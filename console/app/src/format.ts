@@ -1,14 +1,16 @@
 /** How the console writes money, times and durations: as the CLI does. */
 
-/** Dollars as `gantry` prints them: four decimals under $1, two under $100, none above. */
+/** Dollars as `gantry` prints them: four decimals under $1, two under $100, none above; zero as `$0`. */
 export const money = (v: number | null | undefined) =>
   v === null || v === undefined
     ? ''
-    : v >= 100
-      ? `$${v.toFixed(0)}`
-      : v >= 1
-        ? `$${v.toFixed(2)}`
-        : `$${v.toFixed(4)}`;
+    : v === 0
+      ? '$0'
+      : v >= 100
+        ? `$${v.toFixed(0)}`
+        : v >= 1
+          ? `$${v.toFixed(2)}`
+          : `$${v.toFixed(4)}`;
 
 /** A price per hour as `gantry describe run` prints it. */
 export const perHour = (v: number | null | undefined) =>
