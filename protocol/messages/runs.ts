@@ -18,6 +18,20 @@ export const errorMsg = z.strictObject({
 /** A content hash: `sha256:<64 hex digits>` (the `none` of a run that failed before its input). */
 const hash = z.string().min(1).max(200);
 
+/** Where an execution runs, as run events carry it. */
+export const placementMsg = z.object({
+  cluster: z.string(),
+  pool: z.string(),
+  node: z.string(),
+  capacityType: z.string(),
+  pricePerHour: z.number(),
+  cpuMilli: z.number(),
+  memoryMiB: z.number(),
+  gpuMilli: z.number(),
+  gpuModel: z.string().nullable(),
+  why: z.string(),
+});
+
 /**
  * One execution (one attempt of one task call) as lineage keeps it: the task and its code hash, the
  * content hashes of its input and output, the resources asked and granted, placement, attempt, cost and
@@ -47,19 +61,8 @@ export const lineageRecord = z.object({
   error: z.object({ name: z.string(), message: z.string() }).optional(),
   asked: resourcesMsg,
   override: z.boolean(),
-  placement: z
-    .object({
-      cluster: z.string(),
-      pool: z.string(),
-      node: z.string(),
-      capacityType: z.string(),
-      pricePerHour: z.number(),
-      cpuMilli: z.number(),
-      memoryMiB: z.number(),
-      gpuMilli: z.number(),
-      gpuModel: z.string().nullable(),
-    })
-    .optional(),
+  /** Where it ran: the run events' placement, without the explanation. */
+  placement: placementMsg.omit({ why: true }).optional(),
   /** Times the spot node under this execution was reclaimed and the broker placed it again. */
   preemptions: z.int().nonnegative(),
   /** The artifact holding the execution's log (container and command tasks): `gantry logs`. */
@@ -129,20 +132,6 @@ export const runtimeLogRecord = z.union([
   executionStartRecord,
   lineageRecord,
 ]);
-
-/** Where an execution runs, as run events carry it. */
-export const placementMsg = z.object({
-  cluster: z.string(),
-  pool: z.string(),
-  node: z.string(),
-  capacityType: z.string(),
-  pricePerHour: z.number(),
-  cpuMilli: z.number(),
-  memoryMiB: z.number(),
-  gpuMilli: z.number(),
-  gpuModel: z.string().nullable(),
-  why: z.string(),
-});
 
 /** runtime → anyone watching a run (`subjects.runEvents`): what `gantry run` prints. */
 export const runEvent = z.strictObject({
