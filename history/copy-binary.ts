@@ -96,6 +96,38 @@ export class BinaryCopy {
     return this;
   }
 
+  /** A `"char"` (one byte: an ASCII letter). */
+  char(v: string): this {
+    this.#room(5);
+    this.#buf.writeInt32BE(1, this.#pos);
+    this.#buf[this.#pos + 4] = v.charCodeAt(0);
+    this.#pos += 5;
+    return this;
+  }
+
+  /** A `jsonb` from its JSON text: a version byte (1), then the text. */
+  jsonb(json: string): this {
+    this.#room(5 + json.length * 3);
+    this.#buf[this.#pos + 4] = 1;
+    const n = this.#buf.write(json, this.#pos + 5, 'utf8');
+    this.#buf.writeInt32BE(n + 1, this.#pos);
+    this.#pos += 5 + n;
+    return this;
+  }
+
+  /** Text, or null when there is none. */
+  textOrNull(v: string | null | undefined): this {
+    return v === undefined || v === null ? this.null() : this.text(v);
+  }
+
+  float8OrNull(v: number | null | undefined): this {
+    return v === undefined || v === null ? this.null() : this.float8(v);
+  }
+
+  int8OrNull(v: number | null | undefined): this {
+    return v === undefined || v === null ? this.null() : this.int8(v);
+  }
+
   /** Appends bytes another writer made (whole fields). */
   bytes(b: Uint8Array): this {
     this.#room(b.length);
@@ -120,7 +152,8 @@ export class BinaryCopy {
 /**
  * Rows into a temporary table of this session (made on first use, emptied at each commit) by binary
  * COPY, for one `insert … select … on conflict` to take them from: bulk rows to merge into a table,
- * without thousands of array parameters to format and parse.
+ * without thousands of array parameters to format and parse. `definition` is the table's columns, or
+ * `like <table>` for a table's own; `columns`, when given, the ones the data holds.
  *
  * @example
  * await stage(tx, 'ingest_pieces', 'key int, hour bigint', rows.end());
@@ -129,9 +162,10 @@ export class BinaryCopy {
 export async function stage(
   tx: { query(sql: string): Promise<unknown>; copy(target: string, data: Uint8Array): Promise<void> },
   table: string,
-  columns: string,
+  definition: string,
   data: Uint8Array,
+  columns?: readonly string[],
 ): Promise<void> {
-  await tx.query(`create temp table if not exists ${table} (${columns}) on commit delete rows`);
-  await tx.copy(table, data);
+  await tx.query(`create temp table if not exists ${table} (${definition}) on commit delete rows`);
+  await tx.copy(columns ? `${table} (${columns.join(', ')})` : table, data);
 }

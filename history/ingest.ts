@@ -19,7 +19,7 @@ import { IngestGapError } from './errors.ts';
 import { ChargeKeys, type FreshKeys } from './ingest-keys.ts';
 import { matchLives } from './ingest-ledger.ts';
 import { applyLeases, applyRunEnds } from './ingest-placements.ts';
-import { applyRuntime } from './ingest-runtime.ts';
+import { applyRuntime, type PreparedRuntime, prepareRuntime } from './ingest-runtime.ts';
 import { prepareUsages, type PreparedUsages, writeUsages } from './ingest-usage.ts';
 import {
   type BrokerLogRecord,
@@ -77,34 +77,35 @@ interface Decoded {
   /** Runs the broker ended (abandoned, or cancelled with no driver to say so). */
   runEnds: LifecycleRecord[];
   usages: PreparedUsages;
-  runtime: RuntimeRecord[];
+  /** The runtime's records as the rows they come to. */
+  runtime: PreparedRuntime;
 }
 
 /** Records decoded between two turns of the event loop: the batch being written goes on meanwhile. */
 const RECORDS_PER_TURN = 1000;
 
 /**
- * Parses and checks each entry's records, and works out the usages' rows, a step at a time so that
+ * Parses and checks each entry's records, and works out their rows, a step at a time so that
  * the statements of the batch before go on between steps.
  */
 async function decode(source: Source, entries: readonly LogEntry[]): Promise<Decoded> {
-  const d: Omit<Decoded, 'usages'> = {
+  const d: Omit<Decoded, 'usages' | 'runtime'> = {
     entries,
     records: 0,
     rejects: [],
     ledger: [],
     leases: [],
     runEnds: [],
-    runtime: [],
   };
   const usages: UsageRecord[] = [];
+  const runtime: RuntimeRecord[] = [];
   let sinceTurn = 0;
   for (const e of entries) {
     const parsed = parseEntry(source, e.data);
     parsed.forEach((p, idx) => {
       if (!p.ok) return void d.rejects.push({ seq: e.seq, idx, error: p.error, body: p.body });
       d.records++;
-      if (source === 'runtime') return void d.runtime.push(p.record as RuntimeRecord);
+      if (source === 'runtime') return void runtime.push(p.record as RuntimeRecord);
       const r = p.record as BrokerLogRecord;
       if (r.kind === 'usage') {
         usages.push(r);
@@ -119,7 +120,7 @@ async function decode(source: Source, entries: readonly LogEntry[]): Promise<Dec
       await nextTurn();
     }
   }
-  return { ...d, usages: prepareUsages(usages) };
+  return { ...d, usages: prepareUsages(usages), runtime: prepareRuntime(runtime) };
 }
 
 function checkGapless(source: Source, todo: readonly LogEntry[], expected: number): void {

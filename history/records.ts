@@ -137,6 +137,125 @@ export function isPlainUsage(r: unknown): r is UsageRecord {
   );
 }
 
+const isText = (v: unknown, min: number, max: number) =>
+  typeof v === 'string' && v.length >= min && v.length <= max;
+const isHash = (v: unknown) => isText(v, 1, 200);
+const isCount = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+const isStrOrNum = (v: unknown) => isStr(v) || isNum(v);
+/** Every element (holes too, as the schema reads them: `every` skips them). */
+const all = (v: unknown[], ok: (e: unknown) => boolean) => {
+  for (let i = 0; i < v.length; i++) if (!ok(v[i])) return false;
+  return true;
+};
+const isHashes = (v: unknown) => v === undefined || (Array.isArray(v) && v.length <= 1000 && all(v, isHash));
+/** Only `keys` (a strict object's fields) and none else. */
+const onlyKeys = (o: Record<string, unknown>, keys: ReadonlySet<string>) => {
+  for (const k in o) if (!keys.has(k)) return false;
+  return true;
+};
+
+const ASKED_KEYS = new Set(['profile', 'cpu', 'memory', 'gpu', 'spot', 'duration', 'nodes']);
+const SPOT = new Set(['never', 'allowed', 'preferred', 'required']);
+const REFS_KEYS = new Set(['input', 'output']);
+const STORED_KEYS = new Set(['hash', 'bytes']);
+
+/** The resources asked (protocol `resourcesMsg`, a strict object). */
+function isAsked(v: unknown): boolean {
+  if (!isObject(v) || !onlyKeys(v, ASKED_KEYS)) return false;
+  const gpu = v.gpu;
+  return (
+    (v.profile === undefined || isStr(v.profile)) &&
+    (v.cpu === undefined || isStrOrNum(v.cpu)) &&
+    (v.memory === undefined || isStrOrNum(v.memory)) &&
+    (gpu === undefined || isStrOrNum(gpu) || (Array.isArray(gpu) && all(gpu, isStrOrNum))) &&
+    (v.spot === undefined || SPOT.has(v.spot as string)) &&
+    (v.duration === undefined || isStrOrNum(v.duration)) &&
+    (v.nodes === undefined || isNum(v.nodes))
+  );
+}
+
+/** Where an execution runs (protocol `placementMsg` without `why`). */
+function isPlacement(v: unknown): boolean {
+  if (v === undefined) return true;
+  if (!isObject(v)) return false;
+  return (
+    isStr(v.cluster) &&
+    isStr(v.pool) &&
+    isStr(v.node) &&
+    isStr(v.capacityType) &&
+    isNum(v.pricePerHour) &&
+    isNum(v.cpuMilli) &&
+    isNum(v.memoryMiB) &&
+    isNum(v.gpuMilli) &&
+    (v.gpuModel === null || isStr(v.gpuModel))
+  );
+}
+
+/** The fields an execution's start and its end share (protocol `executionStartRecord`). */
+function isExecutionStart(u: Record<string, unknown>): boolean {
+  return (
+    isText(u.run, 1, 200) &&
+    isText(u.execution, 1, 300) &&
+    (u.parent === undefined || isText(u.parent, 0, 300)) &&
+    isText(u.task, 1, 200) &&
+    isText(u.codeHash, 0, 200) &&
+    isCount(u.attempt) &&
+    isHash(u.input) &&
+    isAsked(u.asked) &&
+    typeof u.override === 'boolean' &&
+    isPlacement(u.placement) &&
+    isNum(u.startedAt)
+  );
+}
+
+function isRefs(v: unknown): boolean {
+  if (v === undefined) return true;
+  return isObject(v) && onlyKeys(v, REFS_KEYS) && isHashes(v.input) && isHashes(v.output);
+}
+
+function isStored(v: unknown): boolean {
+  if (v === undefined) return true;
+  return (
+    Array.isArray(v) &&
+    v.length <= 1000 &&
+    all(v, (s) => isObject(s) && onlyKeys(s, STORED_KEYS) && isHash(s.hash) && isCount(s.bytes))
+  );
+}
+
+/**
+ * True only of an execution's start or end (lineage record) that the runtime log's schema accepts
+ * as it is, as {@link isPlainUsage} is of a usage: the runtime's log is mostly these. A lineage
+ * record has no `kind`. Whatever it does not accept goes to the schema. records.test.ts holds the two
+ * together.
+ */
+export function isPlainExecution(r: unknown): r is RuntimeLogRecord {
+  if (!isObject(r) || !isExecutionStart(r)) return false;
+  if (r.kind === 'start') return true;
+  return (
+    !('kind' in r) &&
+    (r.output === undefined || isHash(r.output)) &&
+    isRefs(r.refs) &&
+    isStored(r.stored) &&
+    (r.error === undefined || (isObject(r.error) && isStr(r.error.name) && isStr(r.error.message))) &&
+    isCount(r.preemptions) &&
+    (r.logs === undefined || isText(r.logs, 0, 200)) &&
+    isNum(r.endedAt) &&
+    isNonNeg(r.costUsd) &&
+    typeof r.cached === 'boolean' &&
+    typeof r.warm === 'boolean'
+  );
+}
+
+const [runLogRecord, executionStartLogRecord, lineageLogRecord] = runtimeLogRecord.options;
+
+/** The one schema a runtime record is checked against, by its `kind` (a lineage record has none). */
+export const runtimeSchemaOf = (r: unknown) => {
+  const kind = isObject(r) ? r.kind : undefined;
+  return kind === 'run' ? runLogRecord : kind === 'start' ? executionStartLogRecord : lineageLogRecord;
+};
+
 /** The records of one log entry, each parsed (or refused with the field at fault). */
 export function parseEntry<S extends Source>(source: S, data: Uint8Array): Parsed<S>[] {
   let raw: unknown;
@@ -146,9 +265,10 @@ export function parseEntry<S extends Source>(source: S, data: Uint8Array): Parse
   } catch (err) {
     return [{ ok: false, error: `not JSON: ${(err as Error).message}`, body: text.slice(0, 4096) }];
   }
-  const schema = source === 'broker' ? brokerLogRecord : runtimeLogRecord;
+  const plain = source === 'broker' ? isPlainUsage : isPlainExecution;
   return (Array.isArray(raw) ? raw : [raw]).map((r): Parsed<S> => {
-    if (source === 'broker' && isPlainUsage(r)) return { ok: true, record: r } as Parsed<S>;
+    if (plain(r)) return { ok: true, record: r } as Parsed<S>;
+    const schema = source === 'broker' ? brokerLogRecord : runtimeSchemaOf(r);
     const p = schema.safeParse(r);
     if (p.success) return { ok: true, record: p.data } as Parsed<S>;
     const issue = p.error.issues[0]!;
