@@ -94,6 +94,14 @@ function writeExecution(b: BinaryCopy, r: LineageRecord | ExecutionStartRecord):
   b.bool(end?.cached ?? false).bool(end?.warm ?? false);
 }
 
+/** An artifact an execution read (`i`) or wrote (`o`): whole when any record says so. */
+function addRef(own: Map<string, boolean>, role: 'i' | 'o', hash: string, whole: boolean): void {
+  if (hash === 'none' || hash === '') return;
+  const key = role + hash;
+  if (whole) own.set(key, true);
+  else if (!own.has(key)) own.set(key, false);
+}
+
 /**
  * Works out a batch's rows: the last summary of each run; the last record of each attempt (a batch
  * written again holds it twice), an end superseding the start of the same attempt; each execution's
@@ -103,13 +111,9 @@ export function prepareRuntime(records: readonly RuntimeLogRecord[]): PreparedRu
   const runs = new Map<string, RunRecord>();
   const ends = new Map<string, LineageRecord>();
   const starts = new Map<string, ExecutionStartRecord>();
-  const refs = new Map<string, { hash: string; role: string; execution: string; whole: boolean }>();
+  /** Each execution's refs, by role and hash (`i<hash>`, `o<hash>`) → whole. */
+  const refs = new Map<string, Map<string, boolean>>();
   const stored = new Map<string, { bytes: number; first: number; last: number }>();
-  const ref = (hash: string, role: 'i' | 'o', execution: string, whole: boolean) => {
-    if (hash === 'none' || hash === '') return;
-    const id = `${hash}|${role}|${execution}`;
-    if (whole || !refs.has(id)) refs.set(id, { hash, role, execution, whole });
-  };
   for (const r of records) {
     if ('kind' in r) {
       if (r.kind === 'start') starts.set(`${r.execution}\u0000${r.attempt}`, r);
@@ -117,10 +121,12 @@ export function prepareRuntime(records: readonly RuntimeLogRecord[]): PreparedRu
       continue;
     }
     ends.set(`${r.execution}\u0000${r.attempt}`, r);
-    ref(r.input, 'i', r.execution, true);
-    if (r.output) ref(r.output, 'o', r.execution, true);
-    for (const h of r.refs?.input ?? []) ref(h, 'i', r.execution, false);
-    for (const h of r.refs?.output ?? []) ref(h, 'o', r.execution, false);
+    let own = refs.get(r.execution);
+    if (!own) refs.set(r.execution, (own = new Map()));
+    addRef(own, 'i', r.input, true);
+    if (r.output) addRef(own, 'o', r.output, true);
+    for (const h of r.refs?.input ?? []) addRef(own, 'i', h, false);
+    for (const h of r.refs?.output ?? []) addRef(own, 'o', h, false);
     for (const s of r.stored ?? []) {
       const a = stored.get(s.hash);
       stored.set(s.hash, {
@@ -143,8 +149,9 @@ export function prepareRuntime(records: readonly RuntimeLogRecord[]): PreparedRu
     out.executions = b.end();
   }
   if (refs.size > 0) {
-    const b = new BinaryCopy(refs.size * 120).header();
-    for (const r of refs.values()) b.row(4).text(r.hash).char(r.role).text(r.execution).bool(r.whole);
+    const b = new BinaryCopy(refs.size * 360).header();
+    for (const [execution, own] of refs)
+      for (const [ref, whole] of own) b.row(4).text(ref.slice(1)).char(ref[0]!).text(execution).bool(whole);
     out.refs = b.end();
   }
   if (stored.size > 0) {

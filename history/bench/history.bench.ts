@@ -1,10 +1,10 @@
 /**
- * `npm run bench:history [-- --rows 10000000 --executions 1000000 --pglite-rows 300000 --replay-max 1000000]`:
+ * `npm run bench:history [-- --rows 10000000 --executions 1000000 --pglite-rows 300000 --pglite-executions 300000 --replay-max 1000000]`:
  * the history at scale. Prints figures; asserts nothing.
  *
- * - Ingest: ledger records/s through the ingester (schema check, set-wise SQL, offsets in the batch's
- *   transaction; the next batch decoded while one is written) into PGlite and into PostgreSQL, and the
- *   process's memory as the history grows.
+ * - Ingest: ledger and lineage records/s through the ingester (schema check, rows staged by binary
+ *   COPY and merged set-wise, offsets in the batch's transaction; the next batch decoded while one is
+ *   written) into PGlite and into PostgreSQL, and the process's memory as the history grows.
  * - The cost report grouped by team and pool over every ledger row, on PostgreSQL, beside the replay of
  *   the ledger it replaces (`costReport` over the entries in memory).
  * - Lineage downstream 5 hops over `--executions` executions, beside the replay (`lineageGraph`).
@@ -30,6 +30,7 @@ const arg = (name: string, dflt: number) => {
 const ROWS = arg('rows', 10_000_000);
 const EXECUTIONS = arg('executions', 1_000_000);
 const PGLITE_ROWS = arg('pglite-rows', Math.min(ROWS, 300_000));
+const PGLITE_EXECUTIONS = arg('pglite-executions', Math.min(EXECUTIONS, 300_000));
 const REPLAY_MAX = arg('replay-max', 1_000_000);
 /** Records per log entry, and entries per transaction (what gantry history applies at once). */
 const PER_ENTRY = 50;
@@ -117,7 +118,8 @@ function memoryLine(memory: { records: number; rssMiB: number }[]): string {
 async function main(): Promise<void> {
   say(
     `bench:history: ${ROWS.toLocaleString('en-US')} ledger rows, ${EXECUTIONS.toLocaleString('en-US')} executions ` +
-      `(PGlite ${PGLITE_ROWS.toLocaleString('en-US')} rows; replays on at most ${REPLAY_MAX.toLocaleString('en-US')})`,
+      `(PGlite ${PGLITE_ROWS.toLocaleString('en-US')} rows, ${PGLITE_EXECUTIONS.toLocaleString('en-US')} executions; ` +
+      `replays on at most ${REPLAY_MAX.toLocaleString('en-US')})`,
   );
   const rows: string[][] = [];
 
@@ -132,6 +134,14 @@ async function main(): Promise<void> {
       rate(PGLITE_ROWS, r.ms),
       '',
       memoryLine(r.memory),
+    ]);
+    const l = await ingest(lite, 'runtime', lineageStream(5), PGLITE_EXECUTIONS, 'PGlite lineage');
+    rows.push([
+      'ingest lineage → PGlite',
+      `${PGLITE_EXECUTIONS.toLocaleString('en-US')} executions`,
+      rate(PGLITE_EXECUTIONS, l.ms),
+      '',
+      memoryLine(l.memory),
     ]);
     await lite.close();
   } finally {
