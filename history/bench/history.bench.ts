@@ -100,6 +100,28 @@ async function ingest<T>(
   return { ms, memory };
 }
 
+/** The ledger's and then lineage's ingest into `history`: a row of figures each. */
+async function ingestBoth(history: History, name: string, ledger: number, executions: number) {
+  const r = await ingest(history, 'broker', ledgerStream(SEED, T0), ledger, `${name} ledger`);
+  const l = await ingest(history, 'runtime', lineageStream(5), executions, `${name} lineage`);
+  return [
+    [
+      `ingest ledger → ${name}`,
+      `${ledger.toLocaleString('en-US')} records`,
+      rate(ledger, r.ms),
+      '',
+      memoryLine(r.memory),
+    ],
+    [
+      `ingest lineage → ${name}`,
+      `${executions.toLocaleString('en-US')} executions`,
+      rate(executions, l.ms),
+      '',
+      memoryLine(l.memory),
+    ],
+  ];
+}
+
 /** Median of `times` runs of `fn`, in ms. */
 async function median(times: number, fn: () => Promise<unknown> | unknown): Promise<number> {
   const ms: number[] = [];
@@ -127,22 +149,7 @@ async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'gantry-bench-history-'));
   try {
     const lite = await openHistory({ dir });
-    const r = await ingest(lite, 'broker', ledgerStream(SEED, T0), PGLITE_ROWS, 'PGlite ledger');
-    rows.push([
-      'ingest ledger → PGlite',
-      `${PGLITE_ROWS.toLocaleString('en-US')} records`,
-      rate(PGLITE_ROWS, r.ms),
-      '',
-      memoryLine(r.memory),
-    ]);
-    const l = await ingest(lite, 'runtime', lineageStream(5), PGLITE_EXECUTIONS, 'PGlite lineage');
-    rows.push([
-      'ingest lineage → PGlite',
-      `${PGLITE_EXECUTIONS.toLocaleString('en-US')} executions`,
-      rate(PGLITE_EXECUTIONS, l.ms),
-      '',
-      memoryLine(l.memory),
-    ]);
+    rows.push(...(await ingestBoth(lite, 'PGlite', PGLITE_ROWS, PGLITE_EXECUTIONS)));
     await lite.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -151,22 +158,7 @@ async function main(): Promise<void> {
   const database = await createTestDatabase('gantry_bench_history');
   try {
     const pg = await openHistory({ dir: '', postgres: database.url });
-    const r = await ingest(pg, 'broker', ledgerStream(SEED, T0), ROWS, 'PostgreSQL ledger');
-    rows.push([
-      'ingest ledger → PostgreSQL',
-      `${ROWS.toLocaleString('en-US')} records`,
-      rate(ROWS, r.ms),
-      '',
-      memoryLine(r.memory),
-    ]);
-    const l = await ingest(pg, 'runtime', lineageStream(5), EXECUTIONS, 'PostgreSQL lineage');
-    rows.push([
-      'ingest lineage → PostgreSQL',
-      `${EXECUTIONS.toLocaleString('en-US')} executions`,
-      rate(EXECUTIONS, l.ms),
-      '',
-      memoryLine(l.memory),
-    ]);
+    rows.push(...(await ingestBoth(pg, 'PostgreSQL', ROWS, EXECUTIONS)));
     await pg.db.exec('vacuum analyze');
 
     // The cost report over the whole ledger, by team and pool.
