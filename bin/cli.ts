@@ -23,6 +23,7 @@ import { HistoryQueryError, HistoryUnavailableError, SchemaTooNewError } from '.
 import { PolicyError, ValidationError } from '../policies/index.ts';
 import { StoreLockedError } from '../protocol/index.ts';
 import { OperationalError, UsageError } from './errors.ts';
+import { strictFlags } from './flags.ts';
 
 /** Gantry's version, from package.json. */
 export const VERSION = (
@@ -68,6 +69,7 @@ export function buildProgram(): Command {
     for (const sub of cmd.commands) hint(sub, `${path}${sub.name()} `);
   };
   hint(program, '');
+  strictFlags(program);
   return program;
 }
 

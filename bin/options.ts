@@ -12,6 +12,7 @@ import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type Command, Option } from 'commander';
 import { stringify } from 'yaml';
+import { UsageError } from './errors.ts';
 import { table } from './table.ts';
 
 /** What `-o` may say on a command that prints objects. */
@@ -36,6 +37,35 @@ export function natsOptions(cmd: Command, what = 'NATS server the broker listens
   return cmd
     .option('--nats <url>', `${what}, e.g. nats://127.0.0.1:4222`)
     .option('--creds <file>', 'NATS credentials (nkey seed .nk or .creds)');
+}
+
+const SECONDS = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 } as const;
+
+/**
+ * A time flag (`--since`, `--until`) in epoch milliseconds: a duration back from `now` (`30m`, `12h`,
+ * `7d`, `2w`), a date (`2026-11-01`, ISO 8601) or epoch milliseconds, as the history API takes them; a
+ * usage error naming the flag for anything else.
+ */
+export function parseWhen(flag: string, value: string, now: number): number {
+  const m = /^(\d+(?:\.\d+)?)([smhdw])$/.exec(value);
+  if (m) return now - Number(m[1]) * SECONDS[m[2] as keyof typeof SECONDS] * 1000;
+  const t = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
+  if (Number.isNaN(t))
+    throw new UsageError(
+      `${flag} must be a duration back from now (30m, 12h, 7d, 2w), a date (2026-11-01) or epoch milliseconds, not '${value}'`,
+    );
+  return t;
+}
+
+/**
+ * Checks `--since` and `--until` as {@link parseWhen} reads them, and that the window is not empty,
+ * before anything is opened: the history resolves them itself, against its own clock.
+ */
+export function checkWindow(since: string | undefined, until: string | undefined, now = Date.now()): void {
+  const from = since === undefined ? undefined : parseWhen('--since', since, now);
+  const to = until === undefined ? undefined : parseWhen('--until', until, now);
+  if (from !== undefined && to !== undefined && to <= from)
+    throw new UsageError('--until must be after --since');
 }
 
 /** A column of a table: its header, how a row's cell is made, and whether only `-o wide` shows it. */

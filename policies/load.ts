@@ -39,6 +39,8 @@ export interface LoadResult {
   docs: LoadedDoc[];
   problems: Problem[];
   files: string[];
+  /** Files that hold no document at all: empty, or only comments and `---`. */
+  empty: string[];
 }
 
 /**
@@ -48,9 +50,18 @@ export interface LoadResult {
  * const { docs, problems } = loadDocuments(['examples/']);
  */
 export function loadDocuments(paths: readonly string[], cwd = process.cwd()): LoadResult {
-  const result: LoadResult = { docs: [], problems: [], files: [] };
+  const result: LoadResult = { docs: [], problems: [], files: [], empty: [] };
   for (const p of paths) {
-    for (const file of expand(p, result.problems)) {
+    const files = expand(p, result.problems);
+    if (files.length === 0 && result.problems.at(-1)?.file !== p)
+      result.problems.push({
+        file: p,
+        line: 0,
+        col: 0,
+        path: '',
+        message: 'no .yaml or .yml files in this directory',
+      });
+    for (const file of files) {
       result.files.push(file);
       const shown = relative(cwd, file) || file;
       let text: string;
@@ -67,6 +78,7 @@ export function loadDocuments(paths: readonly string[], cwd = process.cwd()): Lo
         continue;
       }
       const parsed = parseDocuments(text, shown);
+      if (parsed.docs.length === 0 && parsed.problems.length === 0) result.empty.push(shown);
       result.docs.push(...parsed.docs);
       result.problems.push(...parsed.problems);
     }
@@ -116,7 +128,8 @@ export function parseDocuments(text: string, file: string): { docs: LoadedDoc[];
       }
       return;
     }
-    if (doc.contents === null) return; // an empty document between two `---`
+    // An empty document: nothing (or only comments) before, between or after `---` lines.
+    if (doc.contents === null || (isScalar(doc.contents) && doc.contents.source === '')) return;
     const locate = (path: readonly PathKey[]) => at(offsetOf(doc, path));
     const problem = (path: readonly PathKey[], message: string): Problem => ({
       file,

@@ -13,7 +13,11 @@ export interface Validation {
   docs: LoadedDoc[];
   platform: Platform;
   problems: Problem[];
+  /** What is worth saying but does not stop anything: a file with no documents beside files with some. */
+  warnings: Problem[];
 }
+
+const NO_DOCUMENTS = 'no documents: the file is empty or has only comments';
 
 /**
  * Loads and checks the given files and directories. Never throws for bad input: problems are returned.
@@ -28,10 +32,26 @@ export function validatePaths(
 ): Validation {
   const loaded = loadDocuments(paths);
   const { platform, problems } = buildPlatform(loaded.docs, catalog);
-  const all = [...loaded.problems, ...problems].sort(
+  // A file with nothing in it is a mistake when it is all there is (kubectl: "no objects passed to
+  // apply"); beside other files it may be a placeholder, and is only worth a warning.
+  const empty = loaded.empty.map((file): Problem => ({
+    file,
+    line: 0,
+    col: 0,
+    path: '',
+    message: NO_DOCUMENTS,
+  }));
+  const nothing = loaded.docs.length === 0;
+  const all = [...loaded.problems, ...problems, ...(nothing ? empty : [])].sort(
     (a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col,
   );
-  return { files: loaded.files, docs: loaded.docs, platform, problems: all };
+  return {
+    files: loaded.files,
+    docs: loaded.docs,
+    platform,
+    problems: all,
+    warnings: nothing ? [] : empty,
+  };
 }
 
 /**

@@ -13,7 +13,7 @@ import { connectNats, type NatsTransport } from '../protocol/nats-index.ts';
 import { ArtifactMissingError } from '../runtime/artifacts.ts';
 import { type CollectableArtifactStore, openLocalArtifacts } from '../runtime/index.ts';
 import { openJetStreamArtifacts } from '../runtime/nats-artifacts.ts';
-import { runGantry } from './cli.ts';
+import { runGantry, spawnGantry } from './cli.ts';
 import { lineage } from './history-data.ts';
 import { type NatsServer, startNatsServer } from './nats/server.ts';
 
@@ -98,17 +98,8 @@ describe('gantry artifacts gc', () => {
       );
       await runtime.close();
 
-      const dry = await runGantry(
-        'artifacts',
-        'gc',
-        '--older-than',
-        '30d',
-        '--state',
-        state,
-        '--dry-run',
-        '-o',
-        'json',
-      );
+      const gc = ['artifacts', 'gc', '--older-than', '30d', '--state', state];
+      const dry = await runGantry(...gc, '--dry-run', '-o', 'json');
       expect(dry.err).toMatch(/^creating the history database in .*\n$/);
       expect(dry.code).toBe(0);
       const decided = (JSON.parse(dry.out) as { items: { ref: string; action: string; why: string }[] })
@@ -122,10 +113,16 @@ describe('gantry artifacts gc', () => {
       for (const ref of [recent!, stale!, orphan!, young!])
         expect((await store.get(ref)).byteLength).toBeGreaterThan(0);
 
-      const real = await runGantry('artifacts', 'gc', '--older-than', '30d', '--state', state);
+      const real = await runGantry(...gc);
       expect(real.code).toBe(0);
       expect(real.err).toMatch(
-        /^deleted 2 of 4 values \(.*\) from .*artifacts; kept 2 written or used in the last 30d$/m,
+        /^deleted 2 of 4 values \(26 B\) from .*artifacts; kept 2 \(30 B\) written or used in the last 30d$/m,
+      );
+      // Nothing left to collect: one line saying so, and what is kept, rather than an empty table.
+      const nothing = await spawnGantry([...gc, '--dry-run']);
+      expect(nothing).toMatchObject({ code: 0, err: '' });
+      expect(nothing.out).toBe(
+        `nothing would be deleted from ${join(state, 'artifacts')}: kept all 2 values (30 B), written or used in the last 30d\n`,
       );
       await expect(store.get(stale!)).rejects.toBeInstanceOf(ArtifactMissingError);
       await expect(store.get(orphan!)).rejects.toBeInstanceOf(ArtifactMissingError);
@@ -133,17 +130,7 @@ describe('gantry artifacts gc', () => {
       expect(new TextDecoder().decode(await store.get(young!))).toBe('written just now');
 
       // The history keeps the refs, and when they were collected.
-      const again = await runGantry(
-        'artifacts',
-        'gc',
-        '--older-than',
-        '30d',
-        '--state',
-        state,
-        '-o',
-        'json',
-        '--all',
-      );
+      const again = await runGantry(...gc, '-o', 'json', '--all');
       expect((JSON.parse(again.out) as { items: { ref: string }[] }).items.map((i) => i.ref).sort()).toEqual(
         [recent!, young!].sort(),
       );

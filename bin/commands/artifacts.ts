@@ -51,11 +51,15 @@ export function decide(
 const when = (t: number | null) =>
   t === null ? '' : new Date(t).toISOString().slice(0, 19).replace('T', ' ');
 const size = (b: number) =>
-  b >= 2 ** 30
-    ? `${(b / 2 ** 30).toFixed(1)} GiB`
-    : b >= 2 ** 20
-      ? `${(b / 2 ** 20).toFixed(1)} MiB`
-      : `${(b / 1024).toFixed(1)} KiB`;
+  b < 1024
+    ? `${b} B`
+    : b >= 2 ** 30
+      ? `${(b / 2 ** 30).toFixed(1)} GiB`
+      : b >= 2 ** 20
+        ? `${(b / 2 ** 20).toFixed(1)} MiB`
+        : `${(b / 1024).toFixed(1)} KiB`;
+
+const sum = (items: readonly GcItem[]) => items.reduce((s, i) => s + i.bytes, 0);
 
 const COLUMNS = [
   column<GcItem>('ARTIFACT', (i) => i.ref.slice(0, 19)),
@@ -138,13 +142,24 @@ export function registerArtifactsCommands(program: Command): void {
         return decided;
       });
       const doomed = items.filter((i) => i.action === 'delete');
-      const bytes = doomed.reduce((s, i) => s + i.bytes, 0);
+      const kept = items.filter((i) => i.action === 'keep');
+      const where =
+        store.kind === 'local' ? join(flags.state, 'artifacts') : `the object store ${ARTIFACT_BUCKET}`;
+      const recently = `written or used in the last ${flags.olderThan}`;
+      const text = flags.output === 'table' || flags.output === 'wide';
+      if (text && doomed.length === 0 && !flags.all) {
+        // An empty table says nothing; one line says what gc found.
+        process.stdout.write(
+          `${flags.dryRun ? 'nothing would be deleted' : 'nothing to delete'} from ${where}: ` +
+            `${items.length === 0 ? 'it holds no values' : `kept all ${kept.length} values (${size(sum(kept))}), ${recently}`}\n`,
+        );
+        return;
+      }
       printObjects(flags.output, flags.all ? items : doomed, COLUMNS, { dryRun: !!flags.dryRun, items });
-      if (flags.output === 'table' || flags.output === 'wide')
+      if (text)
         process.stderr.write(
-          `${flags.dryRun ? 'would delete' : 'deleted'} ${doomed.length} of ${items.length} values (${size(bytes)}) ` +
-            `from ${store.kind === 'local' ? join(flags.state, 'artifacts') : `the object store ${ARTIFACT_BUCKET}`}; ` +
-            `kept ${items.length - doomed.length} written or used in the last ${flags.olderThan}\n`,
+          `${flags.dryRun ? 'would delete' : 'deleted'} ${doomed.length} of ${items.length} values (${size(sum(doomed))}) ` +
+            `from ${where}; kept ${kept.length} (${size(sum(kept))}) ${recently}\n`,
         );
     } finally {
       await conn?.close();

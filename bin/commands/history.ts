@@ -32,7 +32,15 @@ import { defaultBackends } from '../../solver/index.ts';
 import { BROKER_BUCKET, BROKER_STREAM, LINEAGE_STREAM, RUNTIME_BUCKET } from '../credentials.ts';
 import { connectCli, openStoreCli } from '../connect.ts';
 import { UsageError } from '../errors.ts';
-import { column, type Output, outputOption, printObject, printObjects, wideColumn } from '../options.ts';
+import {
+  checkWindow,
+  column,
+  type Output,
+  outputOption,
+  printObject,
+  printObjects,
+  wideColumn,
+} from '../options.ts';
 import { table } from '../table.ts';
 
 /** Where a command finds the history. */
@@ -306,6 +314,10 @@ export function registerHistoryCommands(program: Command): void {
     ) => {
       if (flags.status && !(RUN_STATUSES as readonly string[]).includes(flags.status))
         throw new UsageError(`--status must be one of ${RUN_STATUSES.join(', ')}, not '${flags.status}'`);
+      // Checked before the history is opened, so that the message names the flag.
+      checkWindow(flags.since, flags.until);
+      if (!/^\d+$/.test(flags.limit) || Number(flags.limit) < 1 || Number(flags.limit) > 1000)
+        throw new UsageError(`--limit must be a whole number from 1 to 1000, not '${flags.limit}'`);
       const page = await withHistory(flags, (h) =>
         h.runs({
           team: flags.team,

@@ -14,7 +14,7 @@ import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
 import { connectCli, openStoreCli } from '../connect.ts';
 import { ConsoleError, reportChartsScript } from '../../console/index.ts';
 import { OperationalError, UsageError } from '../errors.ts';
-import { OUTPUTS, serialize } from '../options.ts';
+import { checkWindow, OUTPUTS, serialize } from '../options.ts';
 import { type HistoryFlags, historyOptions, withHistory } from './history.ts';
 
 /** What `gantry report cost -o` prints: the shared formats, CSV and an HTML page. */
@@ -40,21 +40,6 @@ export async function readLedger(store: Store): Promise<LedgerEntry[]> {
     if (e.kind === 'usage' || e.kind === 'node-start' || e.kind === 'node-end') out.push(e as LedgerEntry);
   }
   return out;
-}
-
-/** A time flag: a duration back from now (`7d`, `12h`) or a date (`2026-11-01`, ISO). */
-export function parseTime(flag: string, value: string, now: number): number {
-  if (/^\d+(\.\d+)?[smhdw]$/.test(value)) {
-    const m = /^(\d+(?:\.\d+)?)([smhdw])$/.exec(value)!;
-    const unit = { s: 1, m: 60, h: 3600, d: 86_400, w: 604_800 }[m[2] as 's']!;
-    return now - Number(m[1]) * unit * 1000;
-  }
-  const t = Date.parse(value);
-  if (Number.isNaN(t))
-    throw new UsageError(
-      `${flag} must be a duration back from now (7d, 12h) or a date (2026-11-01), not '${value}'`,
-    );
-  return t;
 }
 
 const usd = (v: number) => `$${v.toFixed(2)}`;
@@ -260,10 +245,7 @@ export function registerReportCommand(program: Command): void {
     for (const d of by)
       if (!DIMENSIONS.includes(d)) throw new UsageError(`--by ${d}: must be one of ${DIMENSIONS.join(', ')}`);
     // Checked here for a clear message; the history resolves durations against the ledger's clock.
-    const now = Date.now();
-    const since = parseTime('--since', flags.since, now);
-    if (flags.until && parseTime('--until', flags.until, now) <= since)
-      throw new UsageError('--until must be after --since');
+    checkWindow(flags.since, flags.until);
     const r = await withHistory(flags, (h) =>
       h.cost({ by: by.join(','), since: flags.since, until: flags.until }),
     );

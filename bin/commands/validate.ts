@@ -14,6 +14,7 @@ export function registerValidateCommand(program: Command): void {
     .option('-q, --quiet', 'print problems only')
     .action((opts: { file: string[]; quiet?: boolean }) => {
       const result = validatePaths(opts.file);
+      for (const w of result.warnings) process.stderr.write(`warning: ${formatProblem(w)}\n`);
       if (result.problems.length > 0) {
         for (const p of result.problems) process.stdout.write(`${formatProblem(p)}\n`);
         const n = result.problems.length;
