@@ -70,6 +70,16 @@ describe('the node-level pricer', () => {
           }
           expect(v).toBeCloseTo(got.value, 9);
           expect(cpu).toBeLessThanOrEqual(t.cpuMilli);
+          // Stopped early, the search still bounds the best node from above (the Lagrangian bound's term).
+          const cut = price(t, pi, 3);
+          expect(cut.upper).toBeGreaterThanOrEqual(bruteForce(t, pi) - 1e-9);
+          // A quota's dual charged per option lowers every item's worth by exactly that much.
+          const extra = Float64Array.from(items.map((_x, i) => (i % 2) * 0.5));
+          const shifted = {
+            ...t,
+            items: t.items.map((it) => ({ ...it, cost: it.cost + extra[it.option]! })),
+          };
+          expect(price(t, pi, undefined, extra).value).toBeCloseTo(bruteForce(shifted, pi), 6);
         },
       ),
       { numRuns: 150 },

@@ -46,6 +46,16 @@ export interface NodeType {
   }[];
 }
 
+/**
+ * A quota or budget row of the batch in node-model terms: what one task of each option counts against it,
+ * and how much room it has (borrowing included: its small cost is left out, which only lowers the bound).
+ */
+export interface NodeLimit {
+  cap: number;
+  /** Per option index: the amount one task counts. */
+  coef: ReadonlyMap<number, number>;
+}
+
 /** One node's contents. */
 export interface Column {
   type: number;
@@ -59,10 +69,16 @@ export interface NodeModelResult {
   lambda: Float64Array;
   /** Its unplaced tasks per group. */
   unplaced: Float64Array;
-  /** Proven node-level lower bound (dollars and preferences), or undefined when not proven in time. */
-  bound?: number;
+  /**
+   * A lower bound on `cost + Σ_g penalty_g · unplaced_g` of every plan of the batch (Lagrangian, valid
+   * at any round: the best over the duals priced). A plan that leaves `u_g` of group g unplaced costs at
+   * least `bound − Σ_g penalty_g · u_g`.
+   */
+  bound: number;
+  /** Whether column generation converged: no column prices out, by the exact search. */
+  proven: boolean;
   rounds: number;
-  /** Why the bound is not proven, when it is not. */
+  /** Why column generation stopped before it converged, when it did. */
   note?: string;
 }
 
@@ -93,11 +109,14 @@ function aging(
   values: Float64Array,
   options: readonly Option[],
   mu: readonly number[],
+  limits: readonly NodeLimit[],
+  groupCount: number,
 ): number[] {
   const out: number[] = [];
   columns.forEach((c, j) => {
     let activity = mu[c.type]! >= 0 ? -values[mu[c.type]!]! : 0;
-    for (const [oi, k] of c.counts) activity += k * values[options[oi]!.group]!;
+    for (const [oi, k] of c.counts)
+      activity += k * (values[options[oi]!.group]! - limitCostAt(limits, values, groupCount, oi));
     const slack = c.cost - activity > 1e-6 * Math.max(1, c.cost);
     const n = slack ? (slackRounds.get(c) ?? 0) + 1 : 0;
     slackRounds.set(c, n);
@@ -180,8 +199,16 @@ export function price(
   type: NodeType,
   pi: Float64Array,
   limit = PRICER_NODE_LIMIT,
-): { value: number; counts: Map<number, number>; exact: boolean; alternatives: Map<number, number>[] } {
-  const items = usefulItems(type, pi);
+  extra?: Float64Array,
+): {
+  value: number;
+  counts: Map<number, number>;
+  exact: boolean;
+  /** At least the best value of any contents: `value` when exact, else the root's relaxation. */
+  upper: number;
+  alternatives: Map<number, number>[];
+} {
+  const items = usefulItems(type, pi, extra);
   const cap = [type.cpuMilli, type.memoryMiB, type.gpuMilli, type.wholeGpus];
   const n = items.length;
   const w = new Float64Array(n * 4);
@@ -233,8 +260,17 @@ export function price(
     }
     take[i] = 0;
   };
+  let root = Infinity;
+  // Each resource alone bounds the profit by its room times the best profit per unit (no item uses none).
+  for (let r = 0; r < 4 && n > 0; r++) if (ratio[r]! < Infinity) root = Math.min(root, cap[r]! * ratio[r]!);
   visit(0, 0);
-  return { value: best, counts: bestCounts, exact, alternatives };
+  return {
+    value: best,
+    counts: bestCounts,
+    exact,
+    upper: exact || n === 0 ? best : Math.max(best, root),
+    alternatives,
+  };
 }
 
 type PricedItem = NodeType['items'][number] & { profit: number };
@@ -294,7 +330,7 @@ function shapes(type: NodeType): Shapes {
  * The type's items worth pricing at `pi`, densest first: profitable, fitting one node, the most valuable
  * option of each shape, and no shape that another at most as large in every resource beats.
  */
-function usefulItems(type: NodeType, pi: Float64Array): PricedItem[] {
+function usefulItems(type: NodeType, pi: Float64Array, extra?: Float64Array): PricedItem[] {
   const sh = shapes(type);
   const n = sh.members.length;
   const bestItem = new Int32Array(n).fill(-1);
@@ -304,7 +340,7 @@ function usefulItems(type: NodeType, pi: Float64Array): PricedItem[] {
     let best = EPS;
     for (const i of sh.members[k]!) {
       const it = type.items[i]!;
-      const p = pi[it.group]! - it.cost;
+      const p = pi[it.group]! - it.cost - (extra ? extra[it.option]! : 0);
       if (p > best) {
         best = p;
         bestItem[k] = i;
@@ -338,6 +374,8 @@ export function solveNodeModel(input: {
   types: readonly NodeType[];
   seeds: readonly Column[];
   penalty: readonly number[];
+  /** The batch's quota and budget rows. */
+  limits?: readonly NodeLimit[];
   backends: LpBackends;
   timeLeft: () => number;
   /** Run the full pricer when the quick one finds nothing, to prove the node-level bound. */
@@ -349,6 +387,7 @@ export function solveNodeModel(input: {
   scale?: number;
 }): NodeModelResult | undefined {
   const { groups, options, types, penalty, backends } = input;
+  const limits = input.limits ?? [];
   const columns: Column[] = [];
   const seen = new Set<string>();
   const add = (c: Column) => {
@@ -362,11 +401,14 @@ export function solveNodeModel(input: {
   const demand = groups.map((g) => g.taskIds.length);
   const limited = types.map((t) => t.count < 1e5);
   const itemCost = types.map((t) => new Map(t.items.map((i) => [i.option, i.cost])));
-  const dominated = dominatedTypes(types, limited);
+  const dominated = dominatedTypes(types, limited, limits);
+  const nodesNeeded = typeRoom(types, limited, demand);
+  const totalTasks = demand.reduce((a, b) => a + b, 0);
   let rounds = 0;
-  let bound: number | undefined;
+  let bound = -Infinity;
+  let proven = false;
   let note: string | undefined;
-  // The stability centre of the smoothing: the duals priced last round.
+  // The stability centre of the smoothing: the duals priced last round (groups, then limits).
   let centre: Float64Array | undefined;
   let slowest = 0;
   const history: number[] = [];
@@ -377,11 +419,13 @@ export function solveNodeModel(input: {
       break;
     }
     const roundStart = input.timeLeft();
-    // The dual: max Σ n_g π_g − Σ N_t μ_t  s.t.  Σ_g a_gj π_g − μ_t(j) ≤ cost_j,  0 ≤ π_g ≤ M_g.
+    // The dual: max Σ n_g π_g − Σ N_t μ_t − Σ cap_q ρ_q
+    //   s.t.  Σ_g a_gj π_g − μ_t(j) − Σ_q use_qj ρ_q ≤ cost_j,  0 ≤ π_g ≤ M_g,  μ, ρ ≥ 0.
     const lp: LpModel = { variables: [], constraints: [] };
     groups.forEach((g, gi) =>
       lp.variables.push({ name: `pi:${gi}`, cost: -demand[gi]!, upper: penalty[gi]! }),
     );
+    limits.forEach((l, q) => lp.variables.push({ name: `rho:${q}`, cost: l.cap }));
     const mu = types.map((t, ti) => {
       if (!limited[ti]) return -1;
       lp.variables.push({ name: `mu:${ti}`, cost: t.count });
@@ -390,6 +434,11 @@ export function solveNodeModel(input: {
     for (const c of columns) {
       const terms: [number, number][] = [];
       for (const [oi, k] of c.counts) terms.push([options[oi]!.group, k]);
+      limits.forEach((l, q) => {
+        let use = 0;
+        for (const [oi, k] of c.counts) use += k * (l.coef.get(oi) ?? 0);
+        if (use > 0) terms.push([groups.length + q, -use]);
+      });
       if (mu[c.type]! >= 0) terms.push([mu[c.type]!, -1]);
       lp.constraints.push({ name: `col`, terms, upper: c.cost });
     }
@@ -399,7 +448,7 @@ export function solveNodeModel(input: {
       break;
     }
     // Columns whose row has been slack (not in the primal's basis) for a while leave the model.
-    const age = aging(columns, s.values, options, mu);
+    const age = aging(columns, s.values, options, mu, limits, groups.length);
     if (age.length > 0) {
       for (const j of age) seen.delete(keyOf(columns[j]!));
       const drop = new Set(age);
@@ -407,78 +456,128 @@ export function solveNodeModel(input: {
       columns.length = 0;
       columns.push(...kept);
     }
-    const pi = Float64Array.from(s.values.subarray(0, groups.length));
+    const duals = Float64Array.from(s.values.subarray(0, groups.length + limits.length));
     const muOf = (ti: number) => (mu[ti]! >= 0 ? s.values[mu[ti]!]! : 0);
-    // Reduced value of a column at the restricted model's duals: what it is worth beyond what it costs.
-    const gain = (ti: number, counts: Map<number, number>) => {
-      let v = -types[ti]!.cost - muOf(ti);
-      for (const [oi, k] of counts) v += k * (pi[options[oi]!.group]! - itemCost[ti]!.get(oi)!);
-      return v;
-    };
-    const priceAll = (duals: Float64Array, limit = PRICER_NODE_LIMIT) => {
+    /**
+     * Prices every type at `y` (π then ρ): adds the columns worth more than they cost at the restricted
+     * model's duals, and returns the Lagrangian bound at `y` — valid whatever `y` is, since each type's
+     * best column is bounded from above even when the search stopped early.
+     */
+    const priceAll = (y: Float64Array, limit = PRICER_NODE_LIMIT) => {
+      const pi = y.subarray(0, groups.length);
+      const extra = limitCosts(options.length, limits, y.subarray(groups.length));
       let added = 0;
       let exact = true;
+      let lagrangian = 0;
+      for (let g = 0; g < groups.length; g++) lagrangian += demand[g]! * pi[g]!;
+      limits.forEach((l, q) => (lagrangian -= l.cap * y[groups.length + q]!));
+      let unlimitedGain = 0;
       types.forEach((t, ti) => {
         if (dominated[ti]) return;
-        const best = price(t, duals, limit);
+        const best = price(t, pi, limit, extra);
         if (!best.exact) exact = false;
+        const gainUpper = Math.max(0, best.upper - t.cost);
+        if (limited[ti]) lagrangian -= nodesNeeded[ti]! * gainUpper;
+        else unlimitedGain = Math.max(unlimitedGain, gainUpper);
+        // Reduced value at the restricted model's own duals: what a column is worth beyond its cost.
+        const mi = muOf(ti);
         for (const counts of best.alternatives) {
-          if (counts.size === 0 || gain(ti, counts) <= 1e-6 * Math.max(1, t.cost)) continue;
+          if (counts.size === 0) continue;
           let cost = t.cost;
-          for (const [oi, k] of counts) cost += k * itemCost[ti]!.get(oi)!;
+          let value = -mi;
+          for (const [oi, k] of counts) {
+            const c = itemCost[ti]!.get(oi)!;
+            cost += k * c;
+            value += k * (duals[options[oi]!.group]! - c - limitCostAt(limits, duals, groups.length, oi));
+          }
+          if (value - t.cost <= 1e-6 * Math.max(1, t.cost)) continue;
           if (add({ type: ti, counts, cost })) added++;
         }
       });
+      // Types unlimited in count share one room: an optimal plan uses no more nodes than it has tasks.
+      lagrangian -= totalTasks * unlimitedGain;
+      bound = Math.max(bound, lagrangian);
       return { added, exact };
     };
     // Price at the smoothed duals; when that finds nothing the restricted model's duals would not, price
-    // at those (a mis-price): the bound is only claimed from the restricted model's own duals.
-    let sep = pi;
+    // at those (a mis-price).
+    let sep = duals;
     if (centre) {
-      sep = new Float64Array(pi.length);
-      for (let g = 0; g < pi.length; g++) sep[g] = SMOOTHING * centre[g]! + (1 - SMOOTHING) * pi[g]!;
+      sep = new Float64Array(duals.length);
+      for (let i = 0; i < duals.length; i++) sep[i] = SMOOTHING * centre[i]! + (1 - SMOOTHING) * duals[i]!;
     }
     // A quick search first, at the smoothed duals and then at the model's own; the full search, which
-    // proves the bound, only when asked for and the quick one finds nothing.
+    // proves convergence, only when asked for and the quick one finds nothing.
     let found = priceAll(sep, QUICK_PRICER_LIMIT);
-    if (found.added === 0 && sep !== pi) found = priceAll(pi, QUICK_PRICER_LIMIT);
-    if (found.added === 0 && !found.exact && input.prove) found = priceAll(pi);
+    if (found.added === 0 && sep !== duals) found = priceAll(duals, QUICK_PRICER_LIMIT);
+    if (found.added === 0 && !found.exact && input.prove) found = priceAll(duals);
     centre = sep;
     slowest = Math.max(slowest, roundStart - input.timeLeft());
     history.push(-s.objective);
     if (!input.prove && history.length > TAIL_ROUNDS) {
       const gained = history[history.length - 1 - TAIL_ROUNDS]! - history[history.length - 1]!;
       if (found.added > 0 && gained < TAIL_GAIN * Math.max(1, input.scale ?? 1)) {
-        note = `column generation tailed off after ${rounds + 1} rounds (bound not proven)`;
+        note = `column generation tailed off after ${rounds + 1} rounds`;
         break;
       }
     }
     if (found.added === 0) {
       // Dual feasible for every column: −objective is a lower bound on the node-level model, penalties included.
-      if (found.exact) bound = -s.objective;
-      else if (input.prove)
+      if (found.exact) {
+        proven = true;
+        bound = Math.max(bound, -s.objective);
+      } else if (input.prove)
         note = "the pricer's search limit stopped it before it proved no better node exists";
-      else note = 'column generation stopped when the quick pricer found no better node (bound not proven)';
+      else note = 'column generation stopped when the quick pricer found no better node';
       break;
     }
   }
   if (rounds >= MAX_ROUNDS) note = `column generation stopped after ${MAX_ROUNDS} rounds`;
   // The last solve may use the time kept back for it: about one round's LP.
-  const primal = solvePrimal(columns, options, types, demand, penalty, backends, () =>
+  const primal = solvePrimal(columns, options, types, demand, penalty, limits, backends, () =>
     Math.max(input.timeLeft(), 4 * slowest, 50),
   );
   if (!primal) return undefined;
   const lambda = primal.subarray(0, columns.length);
   const unplaced = primal.subarray(columns.length, columns.length + groups.length);
-  if (bound !== undefined) bound -= groups.reduce((sum, _g, gi) => sum + penalty[gi]! * unplaced[gi]!, 0);
-  return {
-    columns,
-    lambda,
-    unplaced,
-    ...(bound !== undefined ? { bound } : {}),
-    rounds,
-    ...(note ? { note } : {}),
-  };
+  return { columns, lambda, unplaced, bound, proven, rounds, ...(note ? { note } : {}) };
+}
+
+/** Per option: what the limits' duals `rho` charge one task of it. */
+function limitCosts(optionCount: number, limits: readonly NodeLimit[], rho: Float64Array): Float64Array {
+  const out = new Float64Array(optionCount);
+  limits.forEach((l, q) => {
+    if (rho[q]! <= 0) return;
+    for (const [oi, a] of l.coef) out[oi] = out[oi]! + a * rho[q]!;
+  });
+  return out;
+}
+
+function limitCostAt(limits: readonly NodeLimit[], y: Float64Array, offset: number, oi: number): number {
+  let c = 0;
+  limits.forEach((l, q) => {
+    const r = y[offset + q]!;
+    if (r > 0) c += r * (l.coef.get(oi) ?? 0);
+  });
+  return c;
+}
+
+/**
+ * Per type limited in count: how many of its nodes an optimal plan may use — its count, and no more than
+ * the tasks that may go on it (an optimal plan needs no node that holds no task, nor tasks beyond demand).
+ */
+function typeRoom(
+  types: readonly NodeType[],
+  limited: readonly boolean[],
+  demand: readonly number[],
+): number[] {
+  return types.map((t, ti) => {
+    if (!limited[ti]) return Infinity;
+    const groups = new Set(t.items.map((i) => i.group));
+    let tasks = 0;
+    for (const g of groups) tasks += demand[g]!;
+    return Math.min(t.count, tasks);
+  });
 }
 
 /**
@@ -487,7 +586,15 @@ export function solveNodeModel(input: {
  * the dominated type is worth no more than the same contents on the other, so skipping it keeps the
  * pricing (and the bound) exact. Ties go to the lower index.
  */
-export function dominatedTypes(types: readonly NodeType[], limited: readonly boolean[]): boolean[] {
+export function dominatedTypes(
+  types: readonly NodeType[],
+  limited: readonly boolean[],
+  limits: readonly NodeLimit[] = [],
+): boolean[] {
+  // An option that counts more against a quota or budget than the one it would be compared with is not
+  // worth less at every dual.
+  const countsMore = (a: number, b: number) =>
+    limits.some((l) => (l.coef.get(a) ?? 0) > (l.coef.get(b) ?? 0));
   const perGroup = types.map((t) => new Map(t.items.map((i) => [i.group, i])));
   const covers = (a: number, b: number) => {
     const x = types[a]!;
@@ -498,6 +605,7 @@ export function dominatedTypes(types: readonly NodeType[], limited: readonly boo
     for (const it of y.items) {
       const o = perGroup[a]!.get(it.group);
       if (!o || o.cost > it.cost || o.gpu > it.gpu || o.whole > it.whole) return false;
+      if (countsMore(o.option, it.option)) return false;
     }
     return true;
   };
@@ -511,6 +619,7 @@ function solvePrimal(
   types: readonly NodeType[],
   demand: readonly number[],
   penalty: readonly number[],
+  limits: readonly NodeLimit[],
   backends: LpBackends,
   timeLeft: () => number,
 ): Float64Array | undefined {
@@ -532,6 +641,15 @@ function solvePrimal(
     if (t.count < 1e5 && byType[ti]!.length > 0)
       lp.constraints.push({ name: `count:${ti}`, terms: byType[ti]!, upper: t.count });
   });
+  for (const l of limits) {
+    const terms: [number, number][] = [];
+    columns.forEach((c, j) => {
+      let use = 0;
+      for (const [oi, k] of c.counts) use += k * (l.coef.get(oi) ?? 0);
+      if (use > 0) terms.push([j, use]);
+    });
+    if (terms.length > 0) lp.constraints.push({ name: 'limit', terms, upper: l.cap });
+  }
   const s = backendFor(lp, backends).solve(lp, { timeLimitMs: Math.max(1, timeLeft()) });
   return s.status === 'optimal' ? s.values : undefined;
 }

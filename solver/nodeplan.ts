@@ -3,21 +3,28 @@
  * the model's answer on named running nodes and new nodes, and place what is left best-fit.
  */
 import type { Bin } from './bins.ts';
-import { type Column, nodeTypes, type NodeType, solveNodeModel } from './columns.ts';
+import { type Column, type NodeLimit, nodeTypes, type NodeType, solveNodeModel } from './columns.ts';
 import { placeByEviction } from './evict.ts';
 import { constrainedFirst, placeBestFit } from './ffd.ts';
 import type { Group, NodeClass, Option } from './groups.ts';
 import type { LpBackends } from './lp/index.ts';
+import type { PlacementModel } from './model.ts';
 import { finishPacking, Packer, type Packing, type PackContext } from './pack.ts';
 import type { PoolState } from './types.ts';
 
 /** Single-option full-node columns seeded per group: on its cheapest types per task. */
 const FULL_NODE_SEEDS = 4;
 
-/** What the node-level step gives the plan: a packing, and the bound when it was proven. */
+/** What the node-level step gives the plan: a packing, and the node-level bound. */
 export interface NodePlan {
   packing: Packing;
-  bound?: number;
+  /**
+   * Lower bound on `cost + Σ_g penalty_g · unplaced_g` of any plan of the batch: a plan leaving `u_g`
+   * tasks of group g unplaced costs at least `bound − Σ_g penalty_g · u_g`.
+   */
+  bound: number;
+  /** Whether column generation converged (the bound is then the node-level model's value). */
+  proven: boolean;
   rounds: number;
   columns: number;
   note?: string;
@@ -32,6 +39,8 @@ export function nodeLevelPlan(input: {
   classes: readonly NodeClass[];
   seed: Packing;
   penalty: readonly number[];
+  /** The aggregate model: its quota and budget rows hold for the node-level model too. */
+  model: PlacementModel;
   backends: LpBackends;
   timeLeft: () => number;
   /** Prove the node-level bound (the full pricer), not only improve the plan. */
@@ -50,6 +59,7 @@ export function nodeLevelPlan(input: {
     types,
     seeds,
     penalty: input.penalty,
+    limits: nodeLimits(input.model),
     backends: input.backends,
     timeLeft: input.timeLeft,
     prove: input.prove ?? false,
@@ -86,11 +96,33 @@ export function nodeLevelPlan(input: {
     overflow[gi] = placeBestFit(ctx, packer, gi, left[gi]!);
   return {
     packing: placeByEviction(ctx, packer, finishPacking(ctx, packer, overflow), input.outOfTime),
-    ...(result.bound !== undefined ? { bound: result.bound } : {}),
+    bound: result.bound,
+    proven: result.proven,
     rounds: result.rounds,
     columns: result.columns.length,
     ...(result.note ? { note: result.note } : {}),
   };
+}
+
+/**
+ * The aggregate model's quota and budget rows as node-model limits: per option the amount one task counts,
+ * and the row's room with what may be borrowed.
+ */
+export function nodeLimits(model: PlacementModel): NodeLimit[] {
+  const out: NodeLimit[] = [];
+  for (const l of model.limits) {
+    if (l.kind === 'max-nodes') continue;
+    const row = model.lp.constraints[l.row]!;
+    const coef = new Map<number, number>();
+    let cap = row.upper ?? Infinity;
+    for (const [v, a] of row.terms) {
+      const meta = model.vars[v]!;
+      if (meta.kind === 'xe' || meta.kind === 'xn') coef.set(meta.option, a);
+      else if (meta.kind === 'b') cap += model.lp.variables[v]!.upper ?? Infinity;
+    }
+    if (Number.isFinite(cap) && coef.size > 0) out.push({ cap: Math.max(0, cap), coef });
+  }
+  return out;
 }
 
 /** The next unused running node of the type's class. */

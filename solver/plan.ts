@@ -221,7 +221,8 @@ export function plan(
   }
 
   // The node-level model: columns are node contents, generated from the best packing so far.
-  let nodeBound: number | undefined;
+  // Lower bound on cost + penalties of any plan (see NodePlan.bound); in dollars once the plan is chosen.
+  let nodeLagrangian: number | undefined;
   let nodeNote: string | undefined;
   if ((backends.js || backends.highs) && left() > 0) {
     // Column generation stops early enough to leave time for turning its answer into nodes.
@@ -234,6 +235,7 @@ export function plan(
       classes,
       seed: chosen,
       penalty: model.unplacedPenalty,
+      model,
       backends,
       timeLeft: () => left() - reserve,
       outOfTime: () => left() <= 0,
@@ -242,7 +244,7 @@ export function plan(
     });
     phase('node-model');
     if (np) {
-      nodeBound = np.bound;
+      nodeLagrangian = np.bound;
       nodeNote = np.note;
       const c = costOf(np.packing, all, pools);
       if (better({ packing: np.packing, cost: c }, { packing: chosen, cost: chosenCost }, model)) {
@@ -279,6 +281,14 @@ export function plan(
     lpUnplaced = groups.reduce((n, g) => n + unplacedIn(model, solution!.values, g.index), 0);
   }
   const cost = chosenCost;
+  // The node-level bound for what this plan leaves out: any plan leaving as many of each group unplaced
+  // costs at least this much (the model holds quotas and budgets, so quota-bound tasks count as out).
+  let nodeBound: number | undefined;
+  if (nodeLagrangian !== undefined && Number.isFinite(nodeLagrangian)) {
+    nodeBound = nodeLagrangian;
+    for (const u of chosen.unplaced) nodeBound -= model.unplacedPenalty[u.group]! * u.count;
+    if (!(nodeBound >= 0)) nodeBound = undefined;
+  }
   phase('bound');
   const placements = toPlacements(chosen, groups, all, pools);
   const unplaced = chosen.unplaced.flatMap((u) => {

@@ -155,15 +155,18 @@ export interface Plan {
   cost: PlanCost;
   /**
    * The aggregate LP bound on the whole batch (`bounds.lp`). Where the aggregate LP was not solved (the
-   * broker's path on a large batch without quotas or budgets), the node-level bound when it was proven,
+   * broker's path on a large batch without quotas or budgets), the node-level bound (`bounds.node`),
    * else NaN.
    */
   bound: number;
   /**
    * Lower bounds on the whole batch, on the objective without penalties (dollars and preferences). No plan
-   * that places as many tasks as the LP (all but `lpUnplaced`) can cost less than `lp`; `node`, when
-   * computed, is the node-level model's bound (every node's contents fit it), at least `lp`. `lp` and
-   * `lpUnplaced` are NaN where the aggregate LP was not solved; `diagnostics: true` always solves it.
+   * that places as many tasks as the LP (all but `lpUnplaced`) can cost less than `lp`. `node`, when
+   * computed, is the node-level model's bound (every node's contents fit it, quotas and budgets hold)
+   * for what this plan leaves out: no plan leaving at most as many tasks of each group unplaced costs
+   * less; it is a Lagrangian bound, valid whether or not column generation converged
+   * (`solver.nodeModel` says when it did not), and at least `lp`. `lp` and `lpUnplaced` are NaN where
+   * the aggregate LP was not solved; `diagnostics: true` always solves it.
    */
   bounds: { lp: number; node?: number; lpUnplaced: number };
   /** What first-fit-decreasing (constrained first, best fit, price per slot) gets on the same input. */
@@ -192,8 +195,8 @@ export interface Plan {
     /** Set when the plan is not the rounded LP's: what was used instead and why. */
     fallback?: string;
     /**
-     * Set when the node-level model gave no proven bound: why (time budget, search limit, tail-off);
-     * when it names the time budget, the plan is the best found when the budget ran out.
+     * Set when column generation stopped before it converged: why (time budget, search limit,
+     * tail-off); when it names the time budget, the plan is the best found when the budget ran out.
      */
     nodeModel?: string;
   };

@@ -37,6 +37,9 @@ describe('gantry plan', () => {
     }
     expect(plan.cost.expected).toBeGreaterThan(0);
     expect(plan.bound).toBeLessThanOrEqual(plan.cost.objective + 1e-6);
+    // The node-level bound holds the quota that leaves eval tasks out: no bound above the plan.
+    expect(plan.bounds.node).toBeGreaterThanOrEqual(plan.bounds.lp - 1e-6);
+    expect(plan.bounds.node).toBeLessThanOrEqual(plan.cost.objective + 1e-6);
     expect(plan.cost.objective).toBeLessThanOrEqual(plan.baseline.objective + 1e-9);
     expect(plan.solver).toMatchObject({ status: 'optimal', groups: 5, pools: 8 });
   });
