@@ -161,6 +161,7 @@ export function createBroker(opts: BrokerOptions): Broker {
 
   /** Loads requests, leases, spend and open nodes from the store; false if leadership went meanwhile. */
   async function load(): Promise<boolean> {
+    await writer.compactor.settled();
     const { requests, leases, journal } = await loadRecords(store);
     // This month's spend per team, from the ledger.
     const spent = new Budgets(platform, scale, ledgerTime);

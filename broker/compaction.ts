@@ -108,6 +108,14 @@ export class Compactor {
   }
 
   /**
+   * Resolves once no compaction runs: a load waits for it, since one this broker began before it lost
+   * leadership may still move the position the load is about to read.
+   */
+  async settled(): Promise<void> {
+    await this.running?.catch(() => undefined);
+  }
+
+  /**
    * Writes what is pending to its keys, moves the position and trims the journal; one compaction at a
    * time (a call while one runs waits for it). On failure what was taken is put back, unless newer
    * values came meanwhile.

@@ -164,6 +164,27 @@ describe('records: journal first, the KV view compacted from it', () => {
     expect(await summary(store)).toEqual([['a', 'placed', 'l-a']]);
   });
 
+  it('a load waits for the compaction this broker began before, then claims the position it moved', async () => {
+    const store = await open();
+    const state = new BrokerState(store, () => 5);
+    await state.writer.compactor.claim({ seq: 0, revision: 0 }, new Map(), 0);
+    const a = req('a');
+    state.addRequest(a);
+    placeOn(state, a);
+    await state.writer.flush();
+    const running = state.writer.compactor.compact();
+    await state.writer.compactor.settled();
+    const loaded = await loadRecords(store);
+    expect(loaded.journal.position.seq).toBe(1);
+    await state.writer.compactor.claim(
+      loaded.journal.position,
+      loaded.journal.replayed,
+      loaded.journal.lastSeq,
+    );
+    await running;
+    expect(await summary(store)).toEqual([['a', 'placed', 'l-a']]);
+  });
+
   it('a failed journal append keeps its records for the next flush without writing the events twice', async () => {
     const inner = await open();
     let failJournal = true;
