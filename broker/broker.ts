@@ -43,6 +43,9 @@ export type { BrokerOptions } from './context.ts';
 /** How often requests that ended long ago are forgotten. */
 const PRUNE_INTERVAL_MS = 60_000;
 
+/** How often the journal is compacted into the KV view (and sooner when much waits). */
+const COMPACT_INTERVAL_MS = 1000;
+
 /** How often per-cluster capacity and spend gauges are recomputed. */
 const GAUGE_INTERVAL_MS = 5000;
 
@@ -128,13 +131,9 @@ export function createBroker(opts: BrokerOptions): Broker {
     if (event !== 'closed') log.info({ event }, 'nats');
   });
 
-  /** Forgets requests that ended more than `retentionMs` ago, in memory and in the store. */
+  /** Forgets requests that ended more than `retentionMs` ago, in memory and (next compaction) in the store. */
   function prune(): void {
-    const keys = state.prune(clock() - (opts.retentionMs ?? 3_600_000));
-    if (keys.length === 0) return;
-    void Promise.all(keys.map((k) => store.delete(k))).catch((err: Error) =>
-      log.warn({ err: err.message }, 'could not delete old records'),
-    );
+    writer.compactor.forget(state.prune(clock() - (opts.retentionMs ?? 3_600_000)));
   }
 
   const onDemand = onDemandPrices(platform);
@@ -162,7 +161,8 @@ export function createBroker(opts: BrokerOptions): Broker {
 
   /** Loads requests, leases, spend and open nodes from the store; false if leadership went meanwhile. */
   async function load(): Promise<boolean> {
-    const { requests, leases } = await loadRecords(store);
+    await writer.compactor.settled();
+    const { requests, leases, journal } = await loadRecords(store);
     // This month's spend per team, from the ledger.
     const spent = new Budgets(platform, scale, ledgerTime);
     const lives: NodeLife[] = [];
@@ -177,6 +177,8 @@ export function createBroker(opts: BrokerOptions): Broker {
       const epoch = clock();
       ctx.setLedgerEpoch(epoch, Math.max(epoch, lastAt));
     }
+    // From now on a broker that led before can no longer move the snapshot or trim the journal.
+    await writer.compactor.claim(journal.position, journal.replayed, journal.lastSeq);
     if (!leadership.leading || ctx.serving) return false;
     state.load(requests, leases);
     budgets.replaceSpent(spent);
@@ -255,6 +257,9 @@ export function createBroker(opts: BrokerOptions): Broker {
     );
     timers.push(setInterval(updateGauges, GAUGE_INTERVAL_MS));
     timers.push(setInterval(prune, PRUNE_INTERVAL_MS));
+    writer.compactor.start(COMPACT_INTERVAL_MS, (err) =>
+      log.warn({ err: err.message }, 'could not compact the journal into the state; retrying'),
+    );
     log.info(
       { brokerId: id, resumed, requests: state.requests.size, ms: clock() - from },
       resumed ? 'serving again with the state it holds' : 'serving',
@@ -296,8 +301,14 @@ export function createBroker(opts: BrokerOptions): Broker {
     gauges.clear();
     for (const s of subs.splice(0)) s.unsubscribe();
     for (const t of timers.splice(0)) clearInterval(t);
+    writer.compactor.stop();
     await scheduler.stop();
-    if (wasServing && stillLeading) await writer.flush();
+    if (!(wasServing && stillLeading)) return;
+    await writer.flush();
+    // So that the next start reads the KV view alone; the journal keeps it if this fails.
+    await writer.compactor
+      .compact()
+      .catch((err: Error) => log.warn({ err: err.message }, 'could not compact the journal before stopping'));
   }
 
   /** Forgets a removed cluster for good (it would come back from the store at the next start). */

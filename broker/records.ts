@@ -1,7 +1,9 @@
 /**
- * The broker's durable records — requests and leases — and how they are stored: one KV key each
- * (`req.<id>`, `lease.<id>`), written in batches once per solve cycle, plus lifecycle events in the log.
+ * The broker's durable records — requests and leases — and how they are stored: written ahead to the
+ * journal, many in one entry, once per solve cycle; compacted in the background into one KV key per
+ * request (`req.<id>`, its current lease inside; compaction.ts); lifecycle events in the event log.
  */
+import { Compactor, readPosition, type SnapshotPosition } from './compaction.ts';
 import type { LedgerEntry } from './ledger.ts';
 import type { ResolvedResources } from '../policies/index.ts';
 import { decodeJson, encodeJson, type Store } from '../protocol/index.ts';
@@ -83,12 +85,14 @@ const safe = (id: string) =>
 export const requestKey = (id: string) => `req.${safe(id)}`;
 
 /**
- * Write-behind buffer, flushed as one batch: one KV entry per changed request (its current lease inside
- * it) and one log entry holding all the events since the last flush. A request changed twice before a
- * flush is written once, as it is at the flush. One KV write per task and cycle keeps a JetStream broker
- * above 20K decisions/s.
+ * Write-behind buffer, flushed as one batch: the changed requests (each with its current lease) to the
+ * journal and the events since the last flush to the event log, a few large entries each, both at once.
+ * A request changed twice before a flush is written once, as it is at the flush. The KV view follows
+ * from the journal ({@link Compactor}), off the path of the answers.
  */
 export class RecordWriter {
+  /** Compacts the journal into the KV view. */
+  readonly compactor: Compactor;
   private readonly dirty = new Set<string>();
   /** Requests being written by flushes not yet durable. */
   private readonly writing = new Set<Set<string>>();
@@ -99,7 +103,9 @@ export class RecordWriter {
   constructor(
     private readonly store: Store,
     private readonly current: (requestId: string) => StoredRequest | undefined,
-  ) {}
+  ) {
+    this.compactor = new Compactor(store);
+  }
 
   request(r: RequestRecord): void {
     this.dirty.add(r.requestId);
@@ -126,8 +132,8 @@ export class RecordWriter {
 
   /**
    * Writes everything buffered; resolves when it is durable. Flushes run one after another. If the store
-   * fails (NATS restarting), what was taken is put back, unless newer versions were buffered meanwhile,
-   * and the promise rejects: the caller retries.
+   * fails (NATS restarting), what was not written is put back (records unless newer versions were
+   * buffered meanwhile), and the promise rejects: the caller retries.
    */
   flush(): Promise<void> {
     const taken = [...this.dirty];
@@ -138,19 +144,25 @@ export class RecordWriter {
     this.events = [];
     const run = this.flushing.then(async () => {
       try {
-        const entries = taken.flatMap((id) => {
+        const records = taken.flatMap((id): [string, string][] => {
           const value = this.current(id);
-          return value ? [{ key: requestKey(id), value: encodeJson(value) }] : [];
+          return value ? [[requestKey(id), JSON.stringify(value)]] : [];
         });
-        if (entries.length > 0) await this.store.putMany(entries);
-        const chunks: Uint8Array[] = [];
+        const eventChunks: Uint8Array[] = [];
         for (let i = 0; i < events.length; i += EVENTS_PER_ENTRY)
-          chunks.push(encodeJson(events.slice(i, i + EVENTS_PER_ENTRY)));
-        if (chunks.length > 0) await this.store.appendMany(chunks);
-      } catch (err) {
-        for (const id of taken) this.dirty.add(id);
-        this.events = [...events, ...this.events];
-        throw err;
+          eventChunks.push(encodeJson(events.slice(i, i + EVENTS_PER_ENTRY)));
+        const [journaled, logged] = await Promise.allSettled([
+          records.length > 0 ? this.store.journal.append(journalEntries(records)) : 0,
+          eventChunks.length > 0 ? this.store.appendMany(eventChunks) : undefined,
+        ]);
+        // Each half is put back only if it failed: the other is durable, and writing it again would
+        // repeat events in the log.
+        if (journaled.status === 'fulfilled') {
+          if (records.length > 0) this.compactor.add(journaled.value, records);
+        } else for (const id of taken) this.dirty.add(id);
+        if (logged.status === 'rejected') this.events = [...events, ...this.events];
+        if (journaled.status === 'rejected') throw journaled.reason;
+        if (logged.status === 'rejected') throw logged.reason;
       } finally {
         this.writing.delete(inFlight);
       }
@@ -178,21 +190,74 @@ export class RecordWriter {
 /** Events per log entry: about 250 bytes each, well under NATS's 1 MiB message limit. */
 const EVENTS_PER_ENTRY = 1000;
 
+/**
+ * Characters of record JSON per journal entry: under NATS's 1 MiB message limit even if every character
+ * took three bytes. A record larger than that goes alone.
+ */
+const JOURNAL_ENTRY_CHARS = 256 * 1024;
+
+const encoder = new TextEncoder();
+
+/** Journal entries of `[key, JSON]` records: each a JSON array of records, up to the size above. */
+function journalEntries(records: readonly (readonly [string, string])[]): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let part: string[] = [];
+  let chars = 0;
+  for (const [, json] of records) {
+    if (part.length > 0 && chars + json.length > JOURNAL_ENTRY_CHARS) {
+      out.push(encoder.encode(`[${part.join(',')}]`));
+      part = [];
+      chars = 0;
+    }
+    part.push(json);
+    chars += json.length + 1;
+  }
+  if (part.length > 0) out.push(encoder.encode(`[${part.join(',')}]`));
+  return out;
+}
+
 /** A request as stored: with its current lease. */
 export type StoredRequest = RequestRecord & { lease?: LeaseRecord | undefined };
 
-/** Loads every request and current lease from the store (on start, and when a standby takes over). */
+/** What a load found in the journal past the snapshot: for the compactor to claim and write. */
+export interface JournalReplay {
+  position: SnapshotPosition;
+  /** `[key, JSON]` of each request the journal held past the position, the latest of each. */
+  replayed: Map<string, string>;
+  /** The last journal sequence read. */
+  lastSeq: number;
+}
+
+/**
+ * Loads every request and current lease from the store (on start, and when a standby takes over): the
+ * KV view, then the journal past its snapshot position, a later record of a request replacing an
+ * earlier one.
+ */
 export async function loadRecords(
   store: Store,
-): Promise<{ requests: RequestRecord[]; leases: LeaseRecord[] }> {
+): Promise<{ requests: RequestRecord[]; leases: LeaseRecord[]; journal: JournalReplay }> {
+  const position = await readPosition(store);
+  const byId = new Map<string, StoredRequest>();
+  for (const e of await store.list('req')) {
+    const r = decodeJson(e.value) as StoredRequest;
+    byId.set(r.requestId, r);
+  }
+  const replayed = new Map<string, string>();
+  let lastSeq = position.seq;
+  for await (const entry of store.journal.read(position.seq + 1)) {
+    for (const r of decodeJson(entry.data) as StoredRequest[]) {
+      byId.set(r.requestId, r);
+      replayed.set(requestKey(r.requestId), JSON.stringify(r));
+    }
+    lastSeq = entry.seq;
+  }
   const requests: RequestRecord[] = [];
   const leases: LeaseRecord[] = [];
-  for (const e of await store.list('req')) {
-    const { lease, ...r } = decodeJson(e.value) as StoredRequest;
+  for (const { lease, ...r } of byId.values()) {
     requests.push(r);
     if (lease) leases.push(lease);
   }
-  return { requests, leases };
+  return { requests, leases, journal: { position, replayed, lastSeq } };
 }
 
 /** Reads the lifecycle log (cost ledger entries included): each entry holds the events of one flush. */

@@ -1,6 +1,7 @@
 /**
- * The `Store` of distributed mode: a JetStream KV bucket (history 1) for current state, and a
- * JetStream stream on `<stream>.events` for the event log. Bulk writes are pipelined: every publish
+ * The `Store` of distributed mode: a JetStream KV bucket (history 1) for current state, a JetStream
+ * stream on `<stream>.events` for the event log, and one on `<stream>.journal` for the journal
+ * (jetstream-journal.ts). Bulk writes are pipelined: every publish
  * goes out before any ack is awaited (up to a window), over the store's own reply subscription
  * (jetstream-publish.ts) rather than one nats.js request each.
  *
@@ -14,30 +15,29 @@ import {
   jetstream,
   jetstreamManager,
   StorageType,
-  type Consumer,
   type JetStreamClient,
   type JetStreamManager,
-  type JsMsg,
 } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { StoreClosedError, StoreConflictError } from './errors.ts';
+import { drain, ensureStream, jetStreamJournal, readStream } from './jetstream-journal.ts';
 import { JetStreamPublisher } from './jetstream-publish.ts';
 import { compareKeys, validateKey, validatePrefix } from './keys.ts';
-import type { KvEntry, LogEvent, Store } from './store.ts';
+import type { Journal, KvEntry, LogEvent, Store } from './store.ts';
 
 /** Options of {@link openJetStreamStore}. */
 export interface JetStreamStoreOptions {
   /** KV bucket name (stream `KV_<bucket>`), e.g. `gantry`. */
   bucket: string;
-  /** Event stream name; events go to subject `<stream>.events`. */
+  /**
+   * Event stream name; events go to subject `<stream>.events`, the journal to `<stream>.journal` in
+   * the stream `<stream>-journal`.
+   */
   stream: string;
-  /** Replicas of the bucket and the stream when they are created; default 1. */
+  /** Replicas of the bucket and the streams when they are created; default 1. */
   replicas?: number;
 }
-
-/** Messages per pull of the consumers behind `list` and `readLog`. */
-const BATCH = 1000;
 
 /**
  * Opens the store on a connection, creating the bucket and the stream if missing. The connection
@@ -53,17 +53,8 @@ export async function openJetStreamStore(nc: NatsConnection, opts: JetStreamStor
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   const kv = await new Kvm(js).create(opts.bucket, { history: 1, replicas, storage: StorageType.File });
-  try {
-    await jsm.streams.info(opts.stream);
-  } catch (err) {
-    if (!(err instanceof JetStreamApiError && err.code === JetStreamApiCodes.StreamNotFound)) throw err;
-    await jsm.streams.add({
-      name: opts.stream,
-      subjects: [`${opts.stream}.events`],
-      storage: StorageType.File,
-      num_replicas: replicas,
-    });
-  }
+  await ensureStream(jsm, opts.stream, `${opts.stream}.events`, replicas);
+  await ensureStream(jsm, `${opts.stream}-journal`, `${opts.stream}.journal`, replicas);
   return new JetStreamStore(js, jsm, kv, opts.bucket, opts.stream, new JetStreamPublisher(nc));
 }
 
@@ -72,6 +63,7 @@ class JetStreamStore implements Store {
   readonly #kvStream: string;
   readonly #kvPrefix: string;
   readonly #eventSubject: string;
+  readonly journal: Journal;
   #closed = false;
 
   constructor(
@@ -85,6 +77,9 @@ class JetStreamStore implements Store {
     this.#kvStream = `KV_${bucket}`;
     this.#kvPrefix = `$KV.${bucket}.`;
     this.#eventSubject = `${stream}.events`;
+    this.journal = jetStreamJournal(js, jsm, publisher, `${stream}-journal`, `${stream}.journal`, () =>
+      this.#assertOpen(),
+    );
   }
 
   async get(key: string): Promise<KvEntry | undefined> {
@@ -168,15 +163,7 @@ class JetStreamStore implements Store {
 
   async *readLog(fromSeq = 1): AsyncGenerator<LogEvent> {
     this.#assertOpen();
-    const from = Math.max(1, Math.floor(fromSeq));
-    const { state } = await this.jsm.streams.info(this.stream);
-    if (state.messages === 0 || state.last_seq < from) return;
-    const last = state.last_seq;
-    const consumer = await this.js.consumers.get(this.stream, {
-      deliver_policy: DeliverPolicy.StartSequence,
-      opt_start_seq: from,
-    });
-    for await (const m of drain(consumer, (m) => m.seq >= last)) yield { seq: m.seq, data: m.data };
+    yield* readStream(this.js, this.jsm, this.stream, fromSeq);
   }
 
   async logOrigin(): Promise<string> {
@@ -210,21 +197,6 @@ class JetStreamStore implements Store {
 
   #assertOpen(): void {
     if (this.#closed) throw new StoreClosedError('jetstream');
-  }
-}
-
-/** Yields a consumer's messages up to and including the one `isLast` accepts, then deletes it. */
-async function* drain(consumer: Consumer, isLast: (m: JsMsg) => boolean): AsyncGenerator<JsMsg> {
-  const messages = await consumer.consume({ max_messages: BATCH });
-  try {
-    for await (const m of messages) {
-      yield m;
-      if (isLast(m)) break;
-    }
-  } finally {
-    messages.stop();
-    // Ordered consumers are ephemeral; deleting now spares the server 5 minutes of idle consumers.
-    void consumer.delete().catch(() => undefined);
   }
 }
 

@@ -2,9 +2,9 @@
  * File plumbing of the local store: the directory lock, group commit (one write and one fsync for
  * everything queued meanwhile), and the line codec shared by the KV and event files.
  */
-import { open, readFile, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
-import { StoreLockedError } from './errors.ts';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { StoreCorruptError, StoreLockedError } from './errors.ts';
 
 /**
  * Takes `<dir>/LOCK` (holding our pid) or throws `StoreLockedError` naming the live holder. A lock
@@ -142,6 +142,38 @@ export function parseLines<T>(
     start = nl + 1;
   }
   return { records, validBytes: start };
+}
+
+/**
+ * Reads and parses a file of JSON lines (a missing file is empty); a bad line before the last throws
+ * `StoreCorruptError`. Returns the bytes read with the parse.
+ */
+export async function readLinesFile<T>(
+  path: string,
+  parse: (json: unknown) => T | undefined,
+): Promise<ParsedLines<T> & { buf: Buffer }> {
+  const buf = await readFile(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return Buffer.alloc(0);
+    throw err;
+  });
+  const parsed = parseLines(buf, parse, (line, reason) => {
+    throw new StoreCorruptError(path, line, reason);
+  });
+  return { ...parsed, buf };
+}
+
+/** Writes `text` to `<path>.tmp`, fsyncs it and renames it over `path` (durable once it resolves). */
+export async function replaceFile(path: string, text: string): Promise<void> {
+  const tmp = `${path}.tmp`;
+  const fh = await open(tmp, 'w');
+  try {
+    await fh.write(text);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  await rename(tmp, path);
+  await syncDir(dirname(path));
 }
 
 /** Base64 of bytes, for JSON lines. */

@@ -6,10 +6,9 @@
  * Records: `{"r":7,"k":"lease.a","v":"<base64>"}` (put), `{"r":8,"k":"lease.a","d":1}` (delete), and
  * `{"r":8}` (the revision reached, first line of a compacted file, so that revisions never go back).
  */
-import { open, readFile, rename, truncate, type FileHandle } from 'node:fs/promises';
+import { open, truncate, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { StoreCorruptError } from './errors.ts';
-import { fromBase64, GroupCommit, parseLines, syncDir, toBase64 } from './local-files.ts';
+import { fromBase64, GroupCommit, readLinesFile, replaceFile, syncDir, toBase64 } from './local-files.ts';
 
 /** A live value and the revision that wrote it. */
 export interface LiveValue {
@@ -40,13 +39,7 @@ export class KvFile {
   /** Replays `path` (creating it if missing); a torn last line is dropped and truncated away. */
   static async open(path: string): Promise<KvFile> {
     const kv = new KvFile(path);
-    const buf = await readFile(path).catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return Buffer.alloc(0);
-      throw err;
-    });
-    const parsed = parseLines(buf, parseRecord, (line, reason) => {
-      throw new StoreCorruptError(path, line, reason);
-    });
+    const { buf, ...parsed } = await readLinesFile(path, parseRecord);
     for (const rec of parsed.records) kv.#apply(rec);
     kv.#records = parsed.records.length;
     if (parsed.validBytes < buf.length) await truncate(path, parsed.validBytes);
@@ -111,23 +104,14 @@ export class KvFile {
     this.#records = total;
   }
 
-  /** Writes the live map to `kv.log.tmp`, fsyncs, and renames it over `kv.log`. */
+  /** Writes the live map to `kv.log.tmp`, fsyncs, and renames it over `kv.log` (replaceFile). */
   async #compact(): Promise<void> {
     // Built synchronously, before any await, so it is exactly the state the queued chunks produced.
     const lines = [`{"r":${this.#revision}}\n`];
     for (const [key, { value, revision }] of this.live) {
       lines.push(`{"r":${revision},"k":${JSON.stringify(key)},"v":"${toBase64(value)}"}\n`);
     }
-    const tmp = `${this.path}.tmp`;
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.write(lines.join(''));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, this.path);
-    await syncDir(dirname(this.path));
+    await replaceFile(this.path, lines.join(''));
     await this.#fh.close();
     this.#fh = await open(this.path, 'a');
     this.#records = lines.length;

@@ -1,7 +1,8 @@
 /**
  * The `Store` of embedded mode: durable in one local directory, owned by one process at a time.
  *
- * Layout: `LOCK` (the owner's pid), `kv.log` (see local-kv.ts), `events.log` (see local-log.ts).
+ * Layout: `LOCK` (the owner's pid), `kv.log` (see local-kv.ts), `events.log` (see local-log.ts),
+ * `journal.log` (see local-journal.ts).
  * Every mutation resolves only after its record is fsynced; concurrent mutations share fsyncs.
  * Reads see a mutation as soon as it is called (before it is durable), like a database's own session.
  */
@@ -10,9 +11,10 @@ import { join, resolve } from 'node:path';
 import { StoreClosedError, StoreConflictError } from './errors.ts';
 import { compareKeys, keyHasPrefix, validateKey, validatePrefix } from './keys.ts';
 import { acquireLock } from './local-files.ts';
+import { JournalFile } from './local-journal.ts';
 import { KvFile } from './local-kv.ts';
 import { EventFile } from './local-log.ts';
-import type { KvEntry, LogEvent, Store } from './store.ts';
+import type { Journal, KvEntry, LogEvent, Store } from './store.ts';
 
 /**
  * Opens (creating) a local store in `dir`. Rejects with `StoreLockedError` if another live process
@@ -30,12 +32,15 @@ export async function openLocalStore(dir: string): Promise<Store> {
   const release = await acquireLock(abs);
   try {
     const kv = await KvFile.open(join(abs, 'kv.log'));
+    const opened: { close(): Promise<void> }[] = [kv];
     try {
       const events = await EventFile.open(join(abs, 'events.log'));
+      opened.push(events);
+      const journal = await JournalFile.open(join(abs, 'journal.log'));
       const origin = `${abs}#${(await stat(join(abs, 'events.log'))).ino}`;
-      return new LocalStore(kv, events, release, origin);
+      return new LocalStore(kv, events, journal, release, origin);
     } catch (err) {
-      await kv.close();
+      await Promise.all(opened.map((f) => f.close()));
       throw err;
     }
   } catch (err) {
@@ -51,12 +56,30 @@ class LocalStore implements Store {
   constructor(
     private readonly kv: KvFile,
     private readonly events: EventFile,
+    private readonly journalFile: JournalFile,
     private readonly release: () => Promise<void>,
     private readonly origin: string,
   ) {}
 
   async logOrigin(): Promise<string> {
     return this.origin;
+  }
+
+  readonly journal: Journal = {
+    append: async (entries) => {
+      this.#assertOpen();
+      return this.journalFile.append(entries);
+    },
+    read: (fromSeq) => this.#readJournal(fromSeq),
+    trim: async (throughSeq) => {
+      this.#assertOpen();
+      await this.journalFile.trim(throughSeq);
+    },
+  };
+
+  async *#readJournal(fromSeq?: number): AsyncGenerator<LogEvent> {
+    this.#assertOpen();
+    yield* this.journalFile.read(fromSeq);
   }
 
   async get(key: string): Promise<KvEntry | undefined> {
@@ -141,7 +164,7 @@ class LocalStore implements Store {
     if (this.#closed) return;
     this.#closed = true;
     try {
-      await Promise.all([this.kv.close(), this.events.close()]);
+      await Promise.all([this.kv.close(), this.events.close(), this.journalFile.close()]);
     } finally {
       await this.release();
     }

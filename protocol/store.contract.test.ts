@@ -222,6 +222,56 @@ describe.each([
     expect((await readAll(store.readLog(2500))).map((e) => e.data)).toEqual(['e2500', 'late']);
   });
 
+  it('journal: numbers entries apart from the event log, reads from a position, trims', async () => {
+    const store = await env.open();
+    expect(await readAll(store.journal.read())).toEqual([]);
+    expect(await store.journal.append([text('j1'), text('j2')])).toBe(2);
+    expect(await store.journal.append([text('j3')])).toBe(3);
+    expect(await store.journal.append([])).toBe(0);
+    await store.append(text('event'));
+    expect(await readAll(store.readLog())).toEqual([{ seq: 1, data: 'event' }]);
+    expect(await readAll(store.journal.read(2))).toEqual([
+      { seq: 2, data: 'j2' },
+      { seq: 3, data: 'j3' },
+    ]);
+    await store.journal.trim(2);
+    expect(await readAll(store.journal.read())).toEqual([{ seq: 3, data: 'j3' }]);
+    await store.journal.trim(1);
+    expect(await store.journal.append([text('j4')])).toBe(4);
+    expect((await readAll(store.journal.read(1))).map((e) => e.seq)).toEqual([3, 4]);
+    expect(await readAll(store.readLog())).toEqual([{ seq: 1, data: 'event' }]);
+  });
+
+  it('journal: 3,000 entries appended at once, trimmed while more are appended', async () => {
+    const store = await env.open();
+    const last = await store.journal.append(Array.from({ length: 3000 }, (_, i) => text(`e${i + 1}`)));
+    expect(last).toBe(3000);
+    const [, more] = await Promise.all([
+      store.journal.trim(2990),
+      store.journal.append([text('e3001'), text('e3002')]),
+    ]);
+    expect(more).toBe(3002);
+    expect((await readAll(store.journal.read())).map((e) => e.data)).toEqual(
+      Array.from({ length: 12 }, (_, i) => `e${i + 2991}`),
+    );
+  });
+
+  it('journal: keeps what was not trimmed, and its numbering, across a close and reopen', async () => {
+    let store = await env.open();
+    await store.journal.append([text('a'), text('b'), text('c')]);
+    await store.journal.trim(1);
+    store = await env.reopen(store);
+    expect(await readAll(store.journal.read())).toEqual([
+      { seq: 2, data: 'b' },
+      { seq: 3, data: 'c' },
+    ]);
+    await store.journal.trim(3);
+    store = await env.reopen(store);
+    expect(await readAll(store.journal.read())).toEqual([]);
+    expect(await store.journal.append([text('d')])).toBe(4);
+    expect(await readAll(store.journal.read())).toEqual([{ seq: 4, data: 'd' }]);
+  });
+
   it.each(BAD_KEYS)('rejects the bad key %j with BadKeyError', async (key) => {
     const store = await env.open();
     for (const op of [

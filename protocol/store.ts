@@ -1,8 +1,9 @@
 /**
  * Durable state: a key-value map with revisions and compare-and-set (current state: requests, leases,
- * inventory, leadership), and an append-only event log (lifecycle and usage events). Two
+ * inventory, leadership), an append-only event log (lifecycle and usage events, kept for the history),
+ * and a journal (changes written ahead of the key-value map, trimmed once the map holds them). Two
  * implementations pass one contract suite: a local directory (embedded mode) and NATS JetStream (a KV
- * bucket and a stream).
+ * bucket and two streams).
  */
 
 /** A stored value and the revision that wrote it (revisions only grow). */
@@ -16,6 +17,26 @@ export interface KvEntry {
 export interface LogEvent {
   seq: number;
   data: Uint8Array;
+}
+
+/**
+ * A write-ahead log beside the key-value map: many changes go in one entry, durable at once, and are
+ * applied to keys later; entries the map holds are trimmed. Sequence numbers start at 1 and keep
+ * growing across trims and restarts.
+ */
+export interface Journal {
+  /**
+   * Appends entries in order; resolves with the last one's sequence number once all are durable (0
+   * when there were none).
+   */
+  append(entries: readonly Uint8Array[]): Promise<number>;
+  /**
+   * Entries from `fromSeq` (inclusive; default 1) to the end as it is when reading starts; trimmed
+   * entries are gone.
+   */
+  read(fromSeq?: number): AsyncIterable<LogEvent>;
+  /** Drops the entries up to and including `throughSeq`; those after it stay, numbered as they were. */
+  trim(throughSeq: number): Promise<void>;
 }
 
 /**
@@ -53,6 +74,8 @@ export interface Store {
    * starts; events appended meanwhile are left for the next read.
    */
   readLog(fromSeq?: number): AsyncIterable<LogEvent>;
+  /** The journal (local: `journal.log`; JetStream: the stream `<stream>-journal`). */
+  readonly journal: Journal;
   /**
    * Which log this is: it changes when the log is made anew (a state directory removed, a stream
    * deleted and created again), when its sequence numbers start from 1 again. History keys its

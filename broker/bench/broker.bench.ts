@@ -19,6 +19,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { createAgent, createSimExecutor, createSimProvisioner } from '../../agents/index.ts';
 import { loadPlatform } from '../../policies/index.ts';
 import { createMemoryTransport, openLocalStore, type Transport } from '../../protocol/index.ts';
@@ -189,6 +190,8 @@ async function embedded(n: number): Promise<string[]> {
     platform,
     backends: await defaultBackends(),
     heartbeatMs: 500,
+    // Its warnings (leadership lost on a starved machine, writes retried) on stderr, as over NATS.
+    logger: pino({ level: 'warn' }, pino.destination(2)),
   });
   await broker.start();
   const agents = platform.clusters.map((cluster) =>

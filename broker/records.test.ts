@@ -1,0 +1,217 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { decodeJson, openLocalStore, type Store, StoreConflictError } from '../protocol/index.ts';
+import { Compactor, POSITION_KEY, readPosition } from './compaction.ts';
+import {
+  type LifecycleEvent,
+  loadRecords,
+  readLifecycle,
+  type RequestRecord,
+  type StoredRequest,
+} from './records.ts';
+import { BrokerState } from './state.ts';
+
+const open = () => openLocalStore(mkdtempSync(join(tmpdir(), 'gantry-records-')));
+
+/** A pending request whose work carries `pad` characters (a record of about that size). */
+function req(id: string, pad = 0): RequestRecord {
+  const resources = { cpuMilli: 1000, memoryMiB: 1024, gpu: [], spot: undefined, durationSeconds: 60 };
+  return {
+    ...{ requestId: id, team: 'ml', override: false, state: 'pending', attempt: 0 },
+    resources: { ...resources, profile: undefined },
+    work: { kind: 'process', command: 'echo', args: ['x'.repeat(pad)], env: {} },
+    createdAt: 0,
+    updatedAt: 0,
+  };
+}
+
+/** Places `r` on node n1 of c1/p1 as lease `l-<id>`. */
+function placeOn(state: BrokerState, r: RequestRecord): void {
+  state.place(r, {
+    ...{ leaseId: `l-${r.requestId}`, requestId: r.requestId, cluster: 'c1', pool: 'p1', node: 'n1' },
+    ...{ pricePerHour: 1, cpuMilli: 1000, memoryMiB: 1024, gpuMilli: 0, gpuModel: null },
+    ...{ capacityType: 'on-demand', expiresAt: 1e12, attempt: 0, why: 'cheapest', work: r.work },
+  });
+}
+
+async function journal(store: Store) {
+  const out: { seq: number; records: StoredRequest[]; bytes: number }[] = [];
+  for await (const e of store.journal.read())
+    out.push({ seq: e.seq, records: decodeJson(e.data) as StoredRequest[], bytes: e.data.length });
+  return out;
+}
+
+const summary = async (store: Store) =>
+  (await loadRecords(store)).requests.map((r) => [r.requestId, r.state, r.leaseId]).sort();
+
+describe('records: journal first, the KV view compacted from it', () => {
+  it('a cycle of 3,000 placements is a few journal entries under 1 MiB each, and nothing in the KV view yet', async () => {
+    const store = await open();
+    const state = new BrokerState(store, () => 5);
+    for (let i = 0; i < 3000; i++) {
+      const r = req(`r${i}`, 400);
+      state.addRequest(r);
+      placeOn(state, r);
+    }
+    await state.writer.flush();
+    const entries = await journal(store);
+    expect(entries.flatMap((e) => e.records).length).toBe(3000);
+    // Records of about 1.5 KB: well over a hundred in every entry but the last, each under NATS's limit.
+    for (const e of entries.slice(0, -1)) expect(e.records.length).toBeGreaterThan(100);
+    for (const e of entries) expect(e.bytes).toBeLessThan(1024 * 1024);
+    expect(await store.list('req')).toEqual([]);
+    // The events of the cycle went to the event log, not the journal.
+    let events = 0;
+    for await (const e of readLifecycle(store))
+      if (e.kind === 'lease' && (e as LifecycleEvent).state === 'placed') events++;
+    expect(events).toBe(3000);
+    const loaded = await loadRecords(store);
+    expect(loaded.requests.length).toBe(3000);
+    expect(loaded.leases.map((l) => l.leaseId).sort()).toEqual(
+      Array.from({ length: 3000 }, (_, i) => `l-r${i}`).sort(),
+    );
+    expect(loaded.journal.lastSeq).toBe(entries.at(-1)!.seq);
+  });
+
+  it('compaction writes each request once, moves the position, trims the journal; later changes replay over it', async () => {
+    const store = await open();
+    const state = new BrokerState(store, () => 5);
+    const [a, b] = [req('a'), req('b')];
+    for (const r of [a, b]) state.addRequest(r);
+    placeOn(state, a);
+    state.refuse(b, 'policy: no pool');
+    await state.writer.flush();
+    state.transition('l-a', 'succeeded', {});
+    await state.writer.flush();
+    const { journal: replay } = await loadRecords(store);
+    await state.writer.compactor.claim(replay.position, replay.replayed, replay.lastSeq);
+    await state.writer.compactor.compact();
+    const kv = (await store.list('req')).map((e) => decodeJson(e.value) as StoredRequest);
+    expect(kv.map((r) => [r.requestId, r.state, r.lease?.state])).toEqual([
+      ['a', 'succeeded', 'succeeded'],
+      ['b', 'failed', undefined],
+    ]);
+    expect((await readPosition(store)).seq).toBe(2);
+    expect(await journal(store)).toEqual([]);
+    // A request placed after the compaction is in the journal only, and loads with the rest.
+    const c = req('c');
+    state.addRequest(c);
+    placeOn(state, c);
+    await state.writer.flush();
+    expect((await journal(store)).map((e) => e.seq)).toEqual([3]);
+    expect(await summary(store)).toEqual([
+      ['a', 'succeeded', 'l-a'],
+      ['b', 'failed', undefined],
+      ['c', 'placed', 'l-c'],
+    ]);
+  });
+
+  it('what a load replays is written by the next compaction: nothing is lost when the journal is trimmed', async () => {
+    const store = await open();
+    const first = new BrokerState(store, () => 5);
+    const a = req('a');
+    first.addRequest(a);
+    placeOn(first, a);
+    await first.writer.flush();
+    // A broker taking over: it loads, claims, and compacts what it replayed.
+    const next = new BrokerState(store, () => 6);
+    const loaded = await loadRecords(store);
+    next.load(loaded.requests, loaded.leases);
+    await next.writer.compactor.claim(loaded.journal.position, loaded.journal.replayed, 1);
+    await next.writer.compactor.compact();
+    expect(await journal(store)).toEqual([]);
+    expect(await summary(store)).toEqual([['a', 'placed', 'l-a']]);
+  });
+
+  it('requests forgotten are deleted from the KV view at the next compaction', async () => {
+    const store = await open();
+    const clock = { now: 1000 };
+    const state = new BrokerState(store, () => clock.now);
+    await state.writer.compactor.claim({ seq: 0, revision: 0 }, new Map(), 0);
+    const a = req('a');
+    state.addRequest(a);
+    placeOn(state, a);
+    clock.now = 2000;
+    state.transition('l-a', 'succeeded', {});
+    await state.writer.flush();
+    await state.writer.compactor.compact();
+    expect((await store.list('req')).map((e) => e.key)).toEqual(['req.a']);
+    state.writer.compactor.forget(state.prune(2500));
+    await state.writer.compactor.compact();
+    expect(await store.list('req')).toEqual([]);
+    expect(await summary(store)).toEqual([]);
+  });
+
+  it('a broker whose position was claimed by another compacts no more and trims nothing', async () => {
+    const store = await open();
+    const old = new BrokerState(store, () => 5);
+    await old.writer.compactor.claim({ seq: 0, revision: 0 }, new Map(), 0);
+    const a = req('a');
+    old.addRequest(a);
+    placeOn(old, a);
+    await old.writer.flush();
+    // The new leader loads and claims before the old one compacts.
+    const loaded = await loadRecords(store);
+    const taker = new Compactor(store);
+    await taker.claim(loaded.journal.position, loaded.journal.replayed, loaded.journal.lastSeq);
+    const err = await old.writer.compactor.compact().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(StoreConflictError);
+    expect(err).toMatchObject({ key: POSITION_KEY });
+    expect((await journal(store)).map((e) => e.records.map((r) => r.requestId))).toEqual([['a']]);
+    await taker.compact();
+    expect(await summary(store)).toEqual([['a', 'placed', 'l-a']]);
+  });
+
+  it('a load waits for the compaction this broker began before, then claims the position it moved', async () => {
+    const store = await open();
+    const state = new BrokerState(store, () => 5);
+    await state.writer.compactor.claim({ seq: 0, revision: 0 }, new Map(), 0);
+    const a = req('a');
+    state.addRequest(a);
+    placeOn(state, a);
+    await state.writer.flush();
+    const running = state.writer.compactor.compact();
+    await state.writer.compactor.settled();
+    const loaded = await loadRecords(store);
+    expect(loaded.journal.position.seq).toBe(1);
+    await state.writer.compactor.claim(
+      loaded.journal.position,
+      loaded.journal.replayed,
+      loaded.journal.lastSeq,
+    );
+    await running;
+    expect(await summary(store)).toEqual([['a', 'placed', 'l-a']]);
+  });
+
+  it('a failed journal append keeps its records for the next flush without writing the events twice', async () => {
+    const inner = await open();
+    let failJournal = true;
+    const journal = {
+      ...inner.journal,
+      append: (entries: readonly Uint8Array[]) =>
+        failJournal ? Promise.reject(new Error('no JetStream leader')) : inner.journal.append(entries),
+    };
+    const store = new Proxy(inner, {
+      get: (target, key: keyof Store) => {
+        if (key === 'journal') return journal;
+        const v = target[key];
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const state = new BrokerState(store, () => 5);
+    const a = req('a');
+    state.addRequest(a);
+    placeOn(state, a);
+    await expect(state.writer.flush()).rejects.toThrow('no JetStream leader');
+    expect(state.writer.unwritten('a')).toBe(true);
+    failJournal = false;
+    await state.writer.flush();
+    expect(state.writer.unwritten('a')).toBe(false);
+    expect(await summary(inner)).toEqual([['a', 'placed', 'l-a']]);
+    const kinds: string[] = [];
+    for await (const e of readLifecycle(inner)) kinds.push(`${e.kind} ${(e as LifecycleEvent).state}`);
+    expect(kinds).toEqual(['request pending', 'lease placed']);
+  });
+});
