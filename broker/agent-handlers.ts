@@ -4,11 +4,11 @@
  * again.
  */
 import {
-  agentEvents,
   encodeJson,
-  heartbeatMsg,
   type LeaseEndCause,
   type Msg,
+  parseAgentEvents,
+  parseHeartbeat,
   parseMessage,
   registerMsg,
   subjects,
@@ -64,7 +64,7 @@ export function createAgentHandlers(
 
   function onHeartbeat(msg: Msg): void {
     const cluster = clusterOf(msg);
-    const parsed = parseMessage(heartbeatMsg, msg.data);
+    const parsed = parseHeartbeat(msg.data);
     if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
     if (parsed.value.cluster !== cluster)
       return bad(msg, msg.subject, {
@@ -101,7 +101,7 @@ export function createAgentHandlers(
 
   function onEvents(msg: Msg): void {
     const cluster = clusterOf(msg);
-    const parsed = parseMessage(agentEvents, msg.data);
+    const parsed = parseAgentEvents(msg.data);
     if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
     let changed = false;
     for (const ev of parsed.value.events) {
