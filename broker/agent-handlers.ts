@@ -230,7 +230,19 @@ export function createAgentHandlers(
     }
   });
 
+  /** When the health check last ran: one much later than its interval finds the broker itself stalled. */
+  let lastTick: number | undefined;
   function tick(): void {
+    const now = clock();
+    const stalled = lastTick !== undefined && now - lastTick > heartbeatMs;
+    lastTick = now;
+    // A broker that did not run for a while (a long cycle, a loaded machine) has not read the heartbeats
+    // waiting for it either: agents get a fresh grace period rather than losing their work.
+    if (stalled) {
+      for (const c of inventory.clusters.values())
+        if (c.lastHeartbeat !== undefined) c.lastHeartbeat = now;
+      return;
+    }
     try {
       checkClusters();
     } catch (err) {

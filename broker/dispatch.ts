@@ -233,15 +233,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     return result;
   }
 
-  function teamRunsOn(team: string, cluster: string): boolean {
-    for (const l of state.activeOn(cluster))
-      if (
-        (l.work.kind === 'task' || l.work.kind === 'worker') &&
-        state.requests.get(l.requestId)?.team === team
-      )
-        return true;
-    return false;
-  }
+  const teamRunsOn = (team: string, cluster: string) => state.hostsWorkOf(cluster, team);
 
   /**
    * Takes one request for `waiter`: the answer's JSON when it is decided at once (forbidden, refused,
@@ -286,6 +278,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       return JSON.stringify({ ok: false, error: resources });
     }
     const now = clock();
+    // Every field in one literal, in one order: the records share one object shape (see leaseRecord).
     state.addRequest({
       requestId: m.requestId,
       team: m.team,
@@ -295,10 +288,15 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       resources,
       priority: m.priority,
       override: m.override,
-      ...(m.gang ? { gang: { ...m.gang, size: resources.nodes ?? 1 } } : {}),
       work: m.work,
       state: 'pending',
+      reason: undefined,
+      held: undefined,
+      failure: undefined,
+      leaseId: undefined,
       attempt: 0,
+      gang: m.gang ? { ...m.gang, size: resources.nodes ?? 1 } : undefined,
+      avoidSpot: undefined,
       createdAt: now,
       updatedAt: now,
     });
@@ -345,6 +343,7 @@ export function toLeaseMsg(l: LeaseRecord) {
     startedAt: _st,
     endedAt: _e,
     reason: _r,
+    ranMs: _rm,
     placedAt: _p,
     committedUntil: _c,
     ...msg
