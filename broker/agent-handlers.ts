@@ -239,8 +239,7 @@ export function createAgentHandlers(
     // A broker that did not run for a while (a long cycle, a loaded machine) has not read the heartbeats
     // waiting for it either: agents get a fresh grace period rather than losing their work.
     if (stalled) {
-      for (const c of inventory.clusters.values())
-        if (c.lastHeartbeat !== undefined) c.lastHeartbeat = now;
+      for (const c of inventory.clusters.values()) if (c.lastHeartbeat !== undefined) c.lastHeartbeat = now;
       return;
     }
     try {
