@@ -337,17 +337,23 @@ export class BrokerState {
     const node = active ? this.nodeKey(l) : '';
     // Counted as it is already (launching on the node it was placed on): nothing moves.
     if (counted && active && counted.node === node && counted.startedAt === l.startedAt) return;
-    if (counted !== undefined) {
-      this.account(l, counted, -1);
-      this.countedOn.delete(l.leaseId);
+    if (counted !== undefined) this.account(l, counted, -1);
+    if (!active) {
+      if (counted !== undefined) this.countedOn.delete(l.leaseId);
+      set.delete(l.leaseId);
+      return;
     }
-    if (active) {
-      set.add(l.leaseId);
-      const team = counted?.team ?? this.requests.get(l.requestId)?.team;
-      const c: Counted = { node, team, startedAt: l.startedAt };
-      this.account(l, c, 1);
-      this.countedOn.set(l.leaseId, c);
-    } else set.delete(l.leaseId);
+    set.add(l.leaseId);
+    // Moved (started, or on the node that came up): counted again, in the same entry.
+    const c: Counted = counted ?? {
+      node,
+      team: this.requests.get(l.requestId)?.team,
+      startedAt: l.startedAt,
+    };
+    c.node = node;
+    c.startedAt = l.startedAt;
+    this.account(l, c, 1);
+    if (counted === undefined) this.countedOn.set(l.leaseId, c);
   }
 
   /** `cluster|node`, one string per node shared by its leases' counts. */
