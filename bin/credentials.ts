@@ -76,7 +76,7 @@ function hostedWork(cluster: string): Permissions {
       ...ARTIFACTS.publish,
     ],
     subscribe: [
-      `${team('*')}.task.*.state`,
+      `${team('*')}.run.*.states`,
       `${team('*')}.exec.*.result.*`,
       `${team('*')}.worker.>`,
       ...ARTIFACTS.subscribe,

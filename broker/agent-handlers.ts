@@ -4,11 +4,11 @@
  * again.
  */
 import {
-  agentEvents,
   encodeJson,
-  heartbeatMsg,
   type LeaseEndCause,
   type Msg,
+  parseAgentEvents,
+  parseHeartbeat,
   parseMessage,
   registerMsg,
   subjects,
@@ -64,7 +64,7 @@ export function createAgentHandlers(
 
   function onHeartbeat(msg: Msg): void {
     const cluster = clusterOf(msg);
-    const parsed = parseMessage(heartbeatMsg, msg.data);
+    const parsed = parseHeartbeat(msg.data);
     if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
     if (parsed.value.cluster !== cluster)
       return bad(msg, msg.subject, {
@@ -101,7 +101,7 @@ export function createAgentHandlers(
 
   function onEvents(msg: Msg): void {
     const cluster = clusterOf(msg);
-    const parsed = parseMessage(agentEvents, msg.data);
+    const parsed = parseAgentEvents(msg.data);
     if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
     let changed = false;
     for (const ev of parsed.value.events) {
@@ -230,7 +230,18 @@ export function createAgentHandlers(
     }
   });
 
+  /** When the health check last ran: one much later than its interval finds the broker itself stalled. */
+  let lastTick: number | undefined;
   function tick(): void {
+    const now = clock();
+    const stalled = lastTick !== undefined && now - lastTick > heartbeatMs;
+    lastTick = now;
+    // A broker that did not run for a while (a long cycle, a loaded machine) has not read the heartbeats
+    // waiting for it either: agents get a fresh grace period rather than losing their work.
+    if (stalled) {
+      for (const c of inventory.clusters.values()) if (c.lastHeartbeat !== undefined) c.lastHeartbeat = now;
+      return;
+    }
     try {
       checkClusters();
     } catch (err) {

@@ -148,7 +148,7 @@ export function createBroker(opts: BrokerOptions): Broker {
       nodeUse: state.nodeUse,
       spend: state.spend,
       requests: state.requests,
-      pending: [...state.queue, ...state.held],
+      pending: pendingIds(),
       pool: poolOf,
       onDemand,
       teams,
@@ -157,6 +157,12 @@ export function createBroker(opts: BrokerOptions): Broker {
       budgets: anyMonthly ? budgets.status([...state.active()], state.requests, now) : [],
       timeScale: scale,
     });
+  }
+
+  /** The queued and the held requests' ids, without copying either. */
+  function* pendingIds(): Iterable<string> {
+    yield* state.queue;
+    yield* state.held;
   }
 
   /** Loads requests, leases, spend and open nodes from the store; false if leadership went meanwhile. */

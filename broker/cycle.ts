@@ -109,6 +109,19 @@ export function runCycle(input: CycleInput): CycleResult {
     const g = byId.get(p.taskId)!.gang;
     if (g?.rank === 0) masters.set(g.id, plannedIds.get(p.node) ?? p.node);
   }
+  // One text per group, pool and node kind, shared by its leases (one copy each was most of a lease's memory).
+  const whys = new Map<string, string>();
+  const whyOn = (p: Placement, pool: PoolState, e: PlacementExplanation | undefined) => {
+    const key = `${p.group}|${p.poolId}|${p.newNode}`;
+    let why = whys.get(key);
+    if (why === undefined) {
+      why =
+        `${pool.id} at $${pool.price}/h per node${p.newNode ? ' (new node)' : ''}` +
+        (e ? `: ${e.why.detail}` : '');
+      whys.set(key, why);
+    }
+    return why;
+  };
   const leases: CycleResult['leases'] = [];
   for (const p of placements) {
     const r = byId.get(p.taskId)!;
@@ -131,8 +144,7 @@ export function runCycle(input: CycleInput): CycleResult {
       attempt: r.attempt,
       why: r.gang
         ? `gang ${r.gang.id} rank ${r.gang.rank}: ${gangWhy.get(r.gang.id) ?? pool.id}`
-        : `${pool.id} at $${pool.price}/h per node${p.newNode ? ' (new node)' : ''}` +
-          (explanation ? `: ${explanation.why.detail}` : ''),
+        : whyOn(p, pool, explanation),
       ...(explanation ? { explanation } : {}),
       ...(r.gang
         ? {

@@ -6,6 +6,7 @@ import {
   batchSubjects,
   encodeJson,
   MAX_BATCH_ANSWERS,
+  MAX_TASK_STATES,
   type Msg,
   parseMessage,
   requestBatchMsg,
@@ -15,6 +16,7 @@ import {
   type TaskStateMsg,
 } from '../protocol/index.ts';
 import { admit, admitGang } from './admission.ts';
+import { BatchedPublish } from './batched-publish.ts';
 import { authorizeRequest, requestOrigin } from './origin.ts';
 import { append, type BrokerContext, type Waiter } from './context.ts';
 import type { RequestRecord } from './records.ts';
@@ -112,11 +114,9 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       // Nobody waits for a reply when the broker placed a request again (after a preemption or a
       // lost cluster): the requester hears of the new lease on the task's state subject.
       if (!answerRaw(request.requestId, `{"ok":true,"lease":${text}}`))
-        transport.publish(
-          subjects.taskState(request.team, request.requestId),
-          new TextEncoder().encode(
-            `{"requestId":${JSON.stringify(request.requestId)},"leaseId":${JSON.stringify(lease.leaseId)},"state":"placed","at":${clock()},"lease":${text}}`,
-          ),
+        states.add(
+          subjects.taskStates(request.team, request.runId),
+          `{"requestId":${JSON.stringify(request.requestId)},"leaseId":${JSON.stringify(lease.leaseId)},"state":"placed","at":${clock()},"lease":${text}}`,
         );
     }
     for (const { request } of result.refused) {
@@ -126,7 +126,8 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       answer(request.requestId, { ok: false, error: { code: 'policy', message } });
       publishState(request.requestId, undefined, 'failed', message);
     }
-    flushAnswers();
+    answers.flush();
+    states.flush();
   }
 
   function answer(requestId: string, body: unknown): void {
@@ -140,31 +141,15 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     waiters.delete(requestId);
     let data: Uint8Array | undefined;
     for (const w of ws) {
-      if ('answers' in w) {
-        append(outgoing, w.answers, answerItem(requestId, json));
-        flushAnswersSoon();
-      } else transport.respond(w, (data ??= encoder.encode(json)));
+      if ('answers' in w) answers.add(w.answers, answerItem(requestId, json));
+      else transport.respond(w, (data ??= encoder.encode(json)));
     }
     return true;
   }
 
-  /** Answers to batches not sent yet, per batch subject; sent together once the current work is done. */
-  const outgoing = new Map<string, string[]>();
-  let flushing: NodeJS.Immediate | undefined;
-  function flushAnswersSoon(): void {
-    flushing ??= setImmediate(flushAnswers);
-  }
-  function flushAnswers(): void {
-    if (flushing) clearImmediate(flushing);
-    flushing = undefined;
-    for (const [subject, items] of outgoing)
-      for (let i = 0; i < items.length; i += MAX_BATCH_ANSWERS)
-        transport.publish(
-          subject,
-          encoder.encode(`{"results":[${items.slice(i, i + MAX_BATCH_ANSWERS).join(',')}]}`),
-        );
-    outgoing.clear();
-  }
+  /** Answers to batches and task states, sent a few per message once the current work is done. */
+  const answers = new BatchedPublish(transport, 'results', MAX_BATCH_ANSWERS);
+  const states = new BatchedPublish(transport, 'states', MAX_TASK_STATES);
 
   /** Returns how many requests it answered. */
   function answerDecided(): number {
@@ -188,11 +173,11 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     node?: string,
     extra?: Pick<TaskStateMsg, 'hold' | 'failure' | 'preemption'>,
   ): void {
-    const team = state.requests.get(requestId)?.team;
-    if (team === undefined) return;
-    transport.publish(
-      subjects.taskState(team, requestId),
-      encodeJson({ requestId, leaseId, state: s, at: clock(), reason, node, ...extra }),
+    const r = state.requests.get(requestId);
+    if (r === undefined) return;
+    states.add(
+      subjects.taskStates(r.team, r.runId),
+      JSON.stringify({ requestId, leaseId, state: s, at: clock(), reason, node, ...extra }),
     );
   }
 
@@ -248,15 +233,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     return result;
   }
 
-  function teamRunsOn(team: string, cluster: string): boolean {
-    for (const l of state.activeOn(cluster))
-      if (
-        (l.work.kind === 'task' || l.work.kind === 'worker') &&
-        state.requests.get(l.requestId)?.team === team
-      )
-        return true;
-    return false;
-  }
+  const teamRunsOn = (team: string, cluster: string) => state.hostsWorkOf(cluster, team);
 
   /**
    * Takes one request for `waiter`: the answer's JSON when it is decided at once (forbidden, refused,
@@ -301,6 +278,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       return JSON.stringify({ ok: false, error: resources });
     }
     const now = clock();
+    // Every field in one literal, in one order: the records share one object shape (see leaseRecord).
     state.addRequest({
       requestId: m.requestId,
       team: m.team,
@@ -310,10 +288,15 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       resources,
       priority: m.priority,
       override: m.override,
-      ...(m.gang ? { gang: { ...m.gang, size: resources.nodes ?? 1 } } : {}),
       work: m.work,
       state: 'pending',
+      reason: undefined,
+      held: undefined,
+      failure: undefined,
+      leaseId: undefined,
       attempt: 0,
+      gang: m.gang ? { ...m.gang, size: resources.nodes ?? 1 } : undefined,
+      avoidSpot: undefined,
       createdAt: now,
       updatedAt: now,
     });
@@ -360,6 +343,7 @@ export function toLeaseMsg(l: LeaseRecord) {
     startedAt: _st,
     endedAt: _e,
     reason: _r,
+    ranMs: _rm,
     placedAt: _p,
     committedUntil: _c,
     ...msg

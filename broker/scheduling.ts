@@ -50,12 +50,13 @@ export function createScheduler(
   function cycle(): void {
     cycleTimer = undefined;
     if (running || !ctx.serving) return;
-    const before = [...state.queue];
-    running = runOneCycle()
+    const ids = [...new Set(state.queue.splice(0, maxBatch))];
+    running = runOneCycle(ids)
       .catch((err: Error) => {
         log.error({ err: err.message }, 'cycle failed; its requests wait for the next one');
-        for (const id of before)
-          if (state.requests.get(id)?.state === 'pending' && !state.queue.includes(id)) state.queue.push(id);
+        const queued = new Set(state.queue);
+        for (const id of ids)
+          if (state.requests.get(id)?.state === 'pending' && !queued.has(id)) state.queue.push(id);
       })
       .finally(() => {
         running = undefined;
@@ -63,9 +64,9 @@ export function createScheduler(
       });
   }
 
-  async function runOneCycle(): Promise<void> {
+  /** One cycle over `ids`, taken from the head of the queue. */
+  async function runOneCycle(ids: readonly string[]): Promise<void> {
     const started = clock();
-    const ids = [...new Set(state.queue.splice(0, maxBatch))];
     const { batch, room } = withinBudgets(
       ids.map((i) => state.requests.get(i)).filter((r): r is RequestRecord => r?.state === 'pending'),
     );

@@ -147,4 +147,43 @@ describe('BrokerState', () => {
     expect(state.prune(2500)).toEqual(['req.a']);
     expect(state.requests.size + state.leases.size).toBe(0);
   });
+
+  it("knows which teams' workflow code each cluster hosts, through starts and ends", async () => {
+    const { state } = await fresh({ now: 1000 });
+    const task = {
+      kind: 'task',
+      module: 'm.ts',
+      task: 't',
+      execution: 'e',
+      run: 'r',
+      team: 'ml',
+      input: { inline: 1, hash: 'h' },
+    } as const;
+    const worker = {
+      kind: 'worker',
+      module: 'm.ts',
+      pool: 'p',
+      team: 'ml',
+      idleTtlMs: 1000,
+      concurrency: 1,
+    } as const;
+    const t = { ...request('t'), work: task };
+    const w = { ...request('w'), work: worker };
+    const sim = request('s');
+    for (const r of [t, w, sim]) state.addRequest(r);
+    state.place(t, { ...lease('lt', 't'), work: task });
+    state.place(sim, lease('ls', 's'));
+    expect([
+      state.hostsWorkOf('c1', 'ml'),
+      state.hostsWorkOf('c2', 'ml'),
+      state.hostsWorkOf('c1', 'cv'),
+    ]).toEqual([true, false, false]);
+    state.place(w, { ...lease('lw', 'w'), work: worker });
+    state.transition('lt', 'running', {});
+    state.transition('lt', 'succeeded', {});
+    expect(state.hostsWorkOf('c1', 'ml')).toBe(true);
+    state.transition('lw', 'failed', {});
+    // Only simulated work is left on c1.
+    expect(state.hostsWorkOf('c1', 'ml')).toBe(false);
+  });
 });

@@ -53,7 +53,10 @@ export class BrokerState {
   readonly spend = new SpendCounter();
   /** What active leases use, per `cluster|node`. */
   readonly nodeUse = new Map<string, { cpu: number; mem: number; gpu: number }>();
+  private readonly nodeKeys = new Map<string, string>();
   private readonly teamUse = new Map<string, TeamUsage>();
+  /** Per cluster, per team: active leases of workflow code (tasks, warm workers) it hosts. */
+  private readonly hostedOn = new Map<string, Map<string, number>>();
   /** Requests waiting for the next cycle, oldest first. */
   queue: string[] = [];
   /** Requests a cycle could not place (capacity, quota, budget): retried when something changes. */
@@ -83,7 +86,9 @@ export class BrokerState {
     this.countedOn.clear();
     this.spend.clear();
     this.nodeUse.clear();
+    this.nodeKeys.clear();
     this.teamUse.clear();
+    this.hostedOn.clear();
     this.held.clear();
     this.gangs.clear();
     for (const r of requests) {
@@ -122,7 +127,7 @@ export class BrokerState {
 
   /** A cycle placed the request: records the lease. */
   place(r: RequestRecord, lease: LeaseMsg): LeaseRecord {
-    const record: LeaseRecord = { ...lease, state: 'placed', placedAt: this.clock() };
+    const record = leaseRecord(lease, this.clock());
     this.leases.set(lease.leaseId, record);
     this.index(record);
     Object.assign(r, {
@@ -227,7 +232,8 @@ export class BrokerState {
     const r = this.requests.get(lease.requestId);
     const now = this.clock();
     lease.state = state;
-    if (info.node) lease.actualNode = info.node;
+    // The placed node's own string where it is the same (one string per node, not per lease).
+    if (info.node) lease.actualNode = info.node === lease.node ? lease.node : info.node;
     // The agent says when the work started (it may fold `running` into the end, or repeat it after a
     // broker restart); trusted only between the placement and now.
     const reported =
@@ -328,20 +334,35 @@ export class BrokerState {
     if (!set) this.activeByCluster.set(l.cluster, (set = new Set()));
     const counted = this.countedOn.get(l.leaseId);
     const active = ACTIVE.has(l.state);
-    const node = active ? `${l.cluster}|${l.actualNode ?? l.node}` : '';
+    const node = active ? this.nodeKey(l) : '';
     // Counted as it is already (launching on the node it was placed on): nothing moves.
     if (counted && active && counted.node === node && counted.startedAt === l.startedAt) return;
-    if (counted !== undefined) {
-      this.account(l, counted, -1);
-      this.countedOn.delete(l.leaseId);
+    if (counted !== undefined) this.account(l, counted, -1);
+    if (!active) {
+      if (counted !== undefined) this.countedOn.delete(l.leaseId);
+      set.delete(l.leaseId);
+      return;
     }
-    if (active) {
-      set.add(l.leaseId);
-      const team = counted?.team ?? this.requests.get(l.requestId)?.team;
-      const c: Counted = { node, team, startedAt: l.startedAt };
-      this.account(l, c, 1);
-      this.countedOn.set(l.leaseId, c);
-    } else set.delete(l.leaseId);
+    set.add(l.leaseId);
+    // Moved (started, or on the node that came up): counted again, in the same entry.
+    const c: Counted = counted ?? {
+      node,
+      team: this.requests.get(l.requestId)?.team,
+      startedAt: l.startedAt,
+    };
+    c.node = node;
+    c.startedAt = l.startedAt;
+    this.account(l, c, 1);
+    if (counted === undefined) this.countedOn.set(l.leaseId, c);
+  }
+
+  /** `cluster|node`, one string per node shared by its leases' counts. */
+  private nodeKey(l: LeaseRecord): string {
+    const key = `${l.cluster}|${l.actualNode ?? l.node}`;
+    const known = this.nodeKeys.get(key);
+    if (known !== undefined) return known;
+    this.nodeKeys.set(key, key);
+    return key;
   }
 
   private account(l: LeaseRecord, { node, team, startedAt }: Counted, sign: 1 | -1): void {
@@ -349,10 +370,19 @@ export class BrokerState {
     n.cpu += sign * l.cpuMilli;
     n.mem += sign * l.memoryMiB;
     n.gpu += sign * l.gpuMilli;
-    if (n.cpu <= 0 && n.mem <= 0 && n.gpu <= 0) this.nodeUse.delete(node);
-    else this.nodeUse.set(node, n);
+    if (n.cpu <= 0 && n.mem <= 0 && n.gpu <= 0) {
+      this.nodeUse.delete(node);
+      this.nodeKeys.delete(node);
+    } else this.nodeUse.set(node, n);
     this.spend.add(team ?? '', l, startedAt, sign);
     if (!team) return;
+    if (l.work.kind === 'task' || l.work.kind === 'worker') {
+      let teams = this.hostedOn.get(l.cluster);
+      if (!teams) this.hostedOn.set(l.cluster, (teams = new Map()));
+      const n = (teams.get(team) ?? 0) + sign;
+      if (n > 0) teams.set(team, n);
+      else teams.delete(team);
+    }
     let u = this.teamUse.get(team);
     if (!u)
       this.teamUse.set(team, (u = { cpuMilli: 0, memoryMiB: 0, gpus: 0, gpusByModel: {}, spendPerHour: 0 }));
@@ -361,6 +391,11 @@ export class BrokerState {
     u.gpus += (sign * l.gpuMilli) / 1000;
     if (l.gpuModel) u.gpusByModel[l.gpuModel] = (u.gpusByModel[l.gpuModel] ?? 0) + (sign * l.gpuMilli) / 1000;
     u.spendPerHour += sign * l.pricePerHour;
+  }
+
+  /** Whether `cluster` hosts workflow code (a task, a warm worker) of `team` now. */
+  hostsWorkOf(cluster: string, team: string): boolean {
+    return (this.hostedOn.get(cluster)?.get(team) ?? 0) > 0;
   }
 
   /** Their agent took these launches: they are not sent again (unless the agent registers anew). */
@@ -403,6 +438,40 @@ export class BrokerState {
   isDone(r: RequestRecord): boolean {
     return TERMINAL.has(r.state);
   }
+}
+
+/**
+ * A new lease's record, every field in one literal in one order: records made so share one object
+ * shape, where a spread and fields added later gave many (about 600 bytes a lease at 1M leases).
+ */
+function leaseRecord(m: LeaseMsg, placedAt: number): LeaseRecord {
+  return {
+    leaseId: m.leaseId,
+    requestId: m.requestId,
+    cluster: m.cluster,
+    pool: m.pool,
+    node: m.node,
+    pricePerHour: m.pricePerHour,
+    cpuMilli: m.cpuMilli,
+    memoryMiB: m.memoryMiB,
+    gpuMilli: m.gpuMilli,
+    gpuModel: m.gpuModel,
+    capacityType: m.capacityType,
+    expiresAt: m.expiresAt,
+    attempt: m.attempt,
+    why: m.why,
+    explanation: m.explanation,
+    gang: m.gang,
+    work: m.work,
+    state: 'placed',
+    placedAt,
+    actualNode: undefined,
+    startedAt: undefined,
+    endedAt: undefined,
+    ranMs: undefined,
+    reason: undefined,
+    committedUntil: undefined,
+  };
 }
 
 /** The kind a hold is reported with (`holdKind`): the solver's reasons that are not holds are `other`. */

@@ -72,12 +72,16 @@ export {
   subjects,
   taskState,
   taskStateMsg,
+  taskStatesMsg,
+  MAX_TASK_STATES,
+  NO_RUN,
   valueMsg,
   workSpec,
 } from './messages.ts';
 export { expandProgramArg, POD_PROGRAM_DIRS, usesInputValue } from './program.ts';
 export type { ProgramDirs } from './program.ts';
 export { validateSubject } from './subjects.ts';
+export { parseAgentEvents, parseHeartbeat } from './agent-reports.ts';
 export {
   leaseStatusAsk,
   leaseStatusReply,
@@ -135,6 +139,7 @@ export type {
   ScaleMsg,
   TaskState,
   TaskStateMsg,
+  TaskStatesMsg,
   ValueMsg,
   WorkSpec,
 } from './messages.ts';

@@ -28,6 +28,7 @@ import type {
   resourcesMsg,
   taskState,
   taskStateMsg,
+  taskStatesMsg,
   valueMsg,
   workSpec,
 } from './messages/requests.ts';
@@ -72,6 +73,7 @@ export type CancelMsg = z.output<typeof cancelMsg>;
 export type StopMsg = z.output<typeof stopMsg>;
 export type StopReply = z.output<typeof stopReply>;
 export type TaskStateMsg = z.output<typeof taskStateMsg>;
+export type TaskStatesMsg = z.output<typeof taskStatesMsg>;
 export type ValueMsg = z.output<typeof valueMsg>;
 export type ErrorMsg = z.output<typeof errorMsg>;
 export type ResultMsg = z.output<typeof resultMsg>;

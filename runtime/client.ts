@@ -4,6 +4,7 @@
  * workers in warm-pool.ts, `map` in map.ts, retry decisions in retry.ts, lineage records in
  * attempt-record.ts. One client serves a whole run; hosts make their own for nested calls.
  */
+import { TaskStates } from './task-states.ts';
 import { randomBytes } from 'node:crypto';
 import {
   encodeJson,
@@ -92,6 +93,8 @@ export class Runtime implements Caller {
   readonly cancelledRuns = new Map<string, TaskError>();
   /** Deadlines of leased calls, renewed by the broker (lease-watch.ts). @internal for cold.ts */
   readonly leases: LeaseWatch;
+  /** The task states its calls follow, one subscription per run. @internal for cold.ts and warm-pool.ts */
+  readonly states: TaskStates;
   #seq = 0;
   /** The team's broker requests, sent many per message (request-batcher.ts). */
   readonly #batcher: RequestBatcher;
@@ -102,6 +105,7 @@ export class Runtime implements Caller {
     this.artifacts = opts.artifacts;
     this.#clock = opts.clock ?? Date.now;
     this.leases = new LeaseWatch(opts.transport, { cluster: opts.cluster, clock: this.#clock });
+    this.states = new TaskStates(opts.transport);
     this.#batcher = new RequestBatcher(opts.transport, {
       ...(opts.replyTimeoutMs !== undefined ? { replyTimeoutMs: opts.replyTimeoutMs } : {}),
       clock: this.#clock,

@@ -9,7 +9,6 @@ import {
   type ResultMsg,
   resultMsg,
   subjects,
-  taskStateMsg,
   type TaskStateMsg,
   type ValueMsg,
 } from '../protocol/index.ts';
@@ -66,11 +65,8 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
       const p = parseMessage(resultMsg, msg.data);
       if (p.ok) accept(msg.subject.slice(msg.subject.lastIndexOf('.') + 1), p.value);
     }),
-    t.subscribe(subjects.taskState(scope.team, requestId), (msg) => {
-      const p = parseMessage(taskStateMsg, msg.data);
-      if (p.ok) onState(p.value);
-    }),
   ];
+  const unfollow = rt.states.follow(scope.team, scope.runId, requestId, (s) => onState(s));
   // Past its deadline, the call asks the broker where its lease stands (lease-watch.ts).
   let followed: Followed | undefined;
   let lastState: string | undefined;
@@ -222,6 +218,7 @@ export async function coldAttempt(rt: Runtime, a: ColdAttempt): Promise<Outcome>
     clearTimeout(failTimer);
     followed?.stop();
     for (const s of subs) s.unsubscribe();
+    unfollow();
   }
 }
 

@@ -13,7 +13,6 @@ import {
   NoRespondersError,
   parseMessage,
   subjects,
-  taskStateMsg,
 } from '../protocol/index.ts';
 import type { Runtime } from './client.ts';
 import { NonRetriableError, TaskError } from './errors.ts';
@@ -109,16 +108,15 @@ export class WorkerPool {
     const requestId = newId(`${this.id}-`);
     this.#workers.add(requestId);
     const scope = this.scope;
-    const ended = this.client.transport.subscribe(subjects.taskState(scope.team, requestId), (msg) => {
-      const p = parseMessage(taskStateMsg, msg.data);
-      if (p.ok && (p.value.state === 'succeeded' || p.value.state === 'failed')) {
-        if (p.value.state === 'failed') {
+    const unfollow = this.client.states.follow(scope.team, scope.runId, requestId, (s) => {
+      if (s.state === 'succeeded' || s.state === 'failed') {
+        if (s.state === 'failed') {
           this.#failures++;
-          this.#lastFailure = p.value.reason ?? 'no reason given';
+          this.#lastFailure = s.reason ?? 'no reason given';
         }
         this.#started--;
         this.#workers.delete(requestId);
-        ended.unsubscribe();
+        unfollow();
       }
     });
     this.client
@@ -159,7 +157,7 @@ export class WorkerPool {
           this.#refused = err;
           this.#started--;
           this.#workers.delete(requestId);
-          ended.unsubscribe();
+          unfollow();
         },
       );
   }

@@ -4,7 +4,7 @@
  * is placed again and finishes after); under one that does not, it waits.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { decodeJson, subjects, type TaskStateMsg } from '../protocol/index.ts';
+import { decodeJson, subjects, type TaskStateMsg, type TaskStatesMsg } from '../protocol/index.ts';
 import { eventually, startSystem, TestClient, type TestSystem } from './system.ts';
 
 const FULL_NODE = { cpu: 8, memory: '16Gi' };
@@ -20,8 +20,8 @@ describe.each(['embedded', 'nats'] as const)('priority preemption (%s)', (mode) 
     system = await startSystem(mode, { platformDir: 'test/fixtures/preempt-platform', speedup: 100 });
     const client = new TestClient(system.transport);
     const messages: TaskStateMsg[] = [];
-    system.transport.subscribe(subjects.taskState('*', '*'), (m) =>
-      messages.push(decodeJson(m.data) as TaskStateMsg),
+    system.transport.subscribe(subjects.taskStates('*', '*'), (m) =>
+      messages.push(...(decodeJson(m.data) as TaskStatesMsg).states),
     );
     await system.transport.flush();
     // Low-priority work fills the only node: 200 simulated seconds (2 s).

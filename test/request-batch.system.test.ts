@@ -13,6 +13,7 @@ import {
   type RequestBatchReply,
   subjects,
   type TaskStateMsg,
+  type TaskStatesMsg,
 } from '../protocol/index.ts';
 import {
   cancelRun,
@@ -43,9 +44,9 @@ function record(subject: string): Msg[] {
 /** Task states of a team's requests from now on, per request. */
 function followStates(team: string): Map<string, TaskStateMsg[]> {
   const states = new Map<string, TaskStateMsg[]>();
-  system.transport.subscribe(subjects.taskState(team, '*'), (m) => {
-    const s = decodeJson(m.data) as TaskStateMsg;
-    states.set(s.requestId, [...(states.get(s.requestId) ?? []), s]);
+  system.transport.subscribe(subjects.taskStates(team, '*'), (m) => {
+    for (const s of (decodeJson(m.data) as TaskStatesMsg).states)
+      states.set(s.requestId, [...(states.get(s.requestId) ?? []), s]);
   });
   return states;
 }

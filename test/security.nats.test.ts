@@ -22,6 +22,7 @@ import {
   openLocalStore,
   subjects,
   type TaskStateMsg,
+  type TaskStatesMsg,
 } from '../protocol/index.ts';
 import { connectNats, type NatsTransport } from '../protocol/nats-index.ts';
 import { Runtime, runWorkflow } from '../runtime/index.ts';
@@ -127,7 +128,7 @@ function forbidden(): Check[] {
       'gantry.v1.agent.sim-aws.heartbeat',
       'gantry.v1.agent.workstation.launch',
       'gantry.v1.team.ml.exec.e1.result.sim-aws',
-      'gantry.v1.team.ml.task.r1.state',
+      'gantry.v1.team.ml.run.r1.states',
       'gantry.v1.team.local.worker.p.invoke',
       'gantry.v1.broker.admin.apply',
       `${inbox('gantry-broker')}.x`,
@@ -155,7 +156,7 @@ function forbidden(): Check[] {
       'gantry.v1.team.ml.requests',
       'gantry.v1.team.ml.batch.b1.leases',
       'gantry.v1.team.ml.exec.e1.result.sim-aws',
-      'gantry.v1.team.ml.task.r1.state',
+      'gantry.v1.team.ml.run.r1.states',
       'gantry.v1.broker.admin.drain',
       `${inbox('runtime-ml')}.x`,
       '$KV.gantry-state.leases',
@@ -306,8 +307,10 @@ describe('every credential against what it must not do', () => {
     const rogue = as.get('agent-workstation')!;
     const forged = 'forged';
     let forgedCount = 0;
-    rogue.subscribe(subjects.taskState('ml', '*'), (msg) => {
-      const s = decodeJson(msg.data) as TaskStateMsg;
+    rogue.subscribe(subjects.taskStates('ml', '*'), (msg) => {
+      for (const s of (decodeJson(msg.data) as TaskStatesMsg).states) forge(s);
+    });
+    const forge = (s: TaskStateMsg) => {
       if (s.state !== 'running') return;
       forgedCount++;
       const result = {
@@ -319,7 +322,7 @@ describe('every credential against what it must not do', () => {
       };
       rogue.publish(subjects.result('ml', s.requestId, 'workstation'), encodeJson(result));
       rogue.publish(subjects.result('ml', s.requestId, 'sim-aws'), encodeJson(result));
-    });
+    };
     await rogue.flush();
     const run = await runWorkflow(slow.echoTwice, 'genuine', { runtime, team: 'ml', module: MODULE });
     expect(forgedCount).toBeGreaterThan(0);

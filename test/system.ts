@@ -20,7 +20,7 @@ import {
   encodeJson,
   type RequestReply,
   subjects,
-  type TaskStateMsg,
+  type TaskStatesMsg,
   type Transport,
 } from '../protocol/index.ts';
 
@@ -34,12 +34,13 @@ export class TestClient {
     private readonly transport: Transport,
     team = '*',
   ) {
-    transport.subscribe(subjects.taskState(team, '*'), (msg) => {
-      const s = decodeJson(msg.data) as TaskStateMsg;
-      const list = this.states.get(s.requestId) ?? [];
-      list.push(s.state);
-      this.states.set(s.requestId, list);
-      if (s.state === 'succeeded' || s.state === 'failed') this.waiters.get(s.requestId)?.();
+    transport.subscribe(subjects.taskStates(team, '*'), (msg) => {
+      for (const s of (decodeJson(msg.data) as TaskStatesMsg).states) {
+        const list = this.states.get(s.requestId) ?? [];
+        list.push(s.state);
+        this.states.set(s.requestId, list);
+        if (s.state === 'succeeded' || s.state === 'failed') this.waiters.get(s.requestId)?.();
+      }
     });
   }
 

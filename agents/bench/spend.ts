@@ -15,7 +15,7 @@ import {
   type ScaleMsg,
   subjects,
   TERMINAL,
-  type TaskStateMsg,
+  type TaskStatesMsg,
 } from '../../protocol/index.ts';
 import { type CloudSystem, startCloudSystem } from '../../test/cloud-system.ts';
 import { mulberry32 } from '../../test/random.ts';
@@ -239,12 +239,13 @@ function killedDriver(transport: CloudSystem['transport'], speedup: number, grac
   const endedAt = new Map<string, number>();
   let killedAt: number | undefined;
   let beat: NodeJS.Timeout | undefined;
-  transport.subscribe(subjects.taskState(team, '*'), (msg) => {
-    const s = decodeJson(msg.data) as TaskStateMsg;
-    if (!requestIds.includes(s.requestId)) return;
-    if (s.state === 'running') running.add(s.requestId);
-    if ((TERMINAL.has(s.state) || s.state === 'lost') && !endedAt.has(s.requestId))
-      endedAt.set(s.requestId, Date.now());
+  transport.subscribe(subjects.taskStates(team, '*'), (msg) => {
+    for (const s of (decodeJson(msg.data) as TaskStatesMsg).states) {
+      if (!requestIds.includes(s.requestId)) continue;
+      if (s.state === 'running') running.add(s.requestId);
+      if ((TERMINAL.has(s.state) || s.state === 'lost') && !endedAt.has(s.requestId))
+        endedAt.set(s.requestId, Date.now());
+    }
   });
   let lastBeat = 0;
   const heartbeat = () => {

@@ -216,5 +216,11 @@ export const taskStateMsg = z.strictObject({
   preemption: reasonOf(z.enum(['priority'])).optional(),
 });
 
+/** Task states per message on a run's states subject (a state with a lease is up to about 1.3 KB). */
+export const MAX_TASK_STATES = 500;
+
+/** broker → runtime: the states of some of a run's tasks, in the order they changed. */
+export const taskStatesMsg = z.strictObject({ states: z.array(taskStateMsg).max(MAX_TASK_STATES) });
+
 /** Terminal states: the task will not change state again. */
 export const TERMINAL: ReadonlySet<z.output<typeof taskState>> = new Set(['succeeded', 'failed']);

@@ -1,6 +1,9 @@
 /** Subject prefix; bumped when a message changes incompatibly. */
 export const PROTOCOL = 'gantry.v1';
 
+/** The run token of task states whose request names no run. */
+export const NO_RUN = '-';
+
 /**
  * Subjects, by who listens. `<cluster>` is the Cluster's metadata.name, `<team>` a ResourcePolicy team.
  * Everything a team's runtime sends or reads is under `gantry.v1.team.<team>.`, and everything an agent
@@ -18,8 +21,13 @@ export const subjects = {
   agentRequest: (cluster: string) => `${PROTOCOL}.agent.${cluster}.request`,
   /** anyone → broker, request/reply: operator queries and commands (`gantry get`, `gantry cluster`). */
   admin: (verb: string) => `${PROTOCOL}.broker.admin.${verb}`,
-  /** broker → the team's runtime: a task's lifecycle. */
-  taskState: (team: string, requestId: string) => `${PROTOCOL}.team.${team}.task.${requestId}.state`,
+  /**
+   * broker → the team's runtime: the lifecycles of a run's tasks, many states per message
+   * (`taskStatesMsg`), sent once per solve cycle or batch of agent events. Requests outside any run
+   * go to run `-`.
+   */
+  taskStates: (team: string, runId: string | undefined) =>
+    `${PROTOCOL}.team.${team}.run.${runId ?? NO_RUN}.states`,
   /** agent → broker, request/reply. */
   register: (cluster: string) => `${PROTOCOL}.agent.${cluster}.register`,
   /** agent → broker: capacity, every heartbeat interval. */
