@@ -13,92 +13,96 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A leadership on a fresh store with a clock the test moves; counts elections and depositions. */
-async function campaigner(id: string) {
+/** A clock the test moves by hand. */
+const clock = { now: 0, read: () => clock.now };
+
+/** A fresh store for this test (closed and removed after it), with the clock set back. */
+async function freshStore(): Promise<Store> {
   dir = mkdtempSync(join(tmpdir(), 'gantry-leader-'));
   store = await openLocalStore(dir);
-  let now = 1_000_000;
-  const seen = { elected: 0, deposed: 0 };
-  const l = new Leadership(store, id, () => now, TTL, {
-    onElected: () => seen.elected++,
-    onDeposed: () => seen.deposed++,
+  clock.now = 1_000_000;
+  return store;
+}
+
+/** A store whose writes and reads fail while `down` is set (a JetStream stream without a leader). */
+function flaky(inner: Store) {
+  const s = { down: false, hang: false };
+  const guard =
+    <A extends unknown[], R>(f: (...a: A) => Promise<R>) =>
+    (...a: A) =>
+      s.hang
+        ? new Promise<R>(() => undefined)
+        : s.down
+          ? Promise.reject(new Error('jetstream is not enabled'))
+          : f(...a);
+  const store = {
+    ...inner,
+    get: guard(inner.get.bind(inner)),
+    create: guard(inner.create.bind(inner)),
+    update: guard(inner.update.bind(inner)),
+  } as Store;
+  return { s, store };
+}
+
+/**
+ * A leadership of broker `id` on `on` with the test's clock, campaigning by hand (the timer's
+ * interval is a third of the TTL): how it was elected each time, and how often it was deposed.
+ */
+function leader(id: string, on: Store) {
+  const how: string[] = [];
+  let deposed = 0;
+  const l = new Leadership(on, id, clock.read, TTL, {
+    onElected: (h) => how.push(h),
+    onDeposed: () => deposed++,
   });
-  // Campaign by hand: the timer's interval is a third of the TTL.
+  const campaign = () => (l as unknown as { campaign(): Promise<void> }).campaign();
+  /** Moves the clock by `ms`, then campaigns. */
   const tick = async (ms: number) => {
-    now += ms;
-    await (l as unknown as { campaign(): Promise<void> }).campaign();
+    clock.now += ms;
+    await campaign();
   };
-  return { l, seen, tick, store };
+  return { l, how, deposed: () => deposed, campaign, tick };
+}
+
+/** Broker b1 leading on a store that fails as the test says, and the store itself. */
+async function leaderOnFlakyStore() {
+  const inner = await freshStore();
+  const { s, store: f } = flaky(inner);
+  const b1 = leader('b1', f);
+  await b1.l.start();
+  return { s, b1, inner };
 }
 
 describe('Leadership', () => {
   it('a leader that resigns (it could not serve) campaigns again after a TTL and leads again', async () => {
-    const { l, seen, tick } = await campaigner('b1');
-    await l.start();
-    expect([l.leading, seen.elected]).toEqual([true, 1]);
-    await l.resign();
-    expect(l.leading).toBe(false);
-    await tick(TTL / 2);
-    expect([l.leading, seen.elected]).toEqual([false, 1]);
-    await tick(TTL);
-    expect([l.leading, seen.elected]).toEqual([true, 2]);
-    await l.stop();
+    const b1 = leader('b1', await freshStore());
+    await b1.l.start();
+    expect([b1.l.leading, b1.how.length]).toEqual([true, 1]);
+    await b1.l.resign();
+    expect(b1.l.leading).toBe(false);
+    await b1.tick(TTL / 2);
+    expect([b1.l.leading, b1.how.length]).toEqual([false, 1]);
+    await b1.tick(TTL);
+    expect([b1.l.leading, b1.how.length]).toEqual([true, 2]);
+    await b1.l.stop();
   });
 
   it('a stopped leader never campaigns again', async () => {
-    const { l, seen, tick } = await campaigner('b1');
-    await l.start();
-    await l.stop();
-    await tick(10 * TTL);
-    expect([l.leading, seen.elected]).toEqual([false, 1]);
+    const b1 = leader('b1', await freshStore());
+    await b1.l.start();
+    await b1.l.stop();
+    await b1.tick(10 * TTL);
+    expect([b1.l.leading, b1.how.length]).toEqual([false, 1]);
   });
 });
 
 describe('Leadership when the store stops answering', () => {
-  /** A store whose writes and reads fail while `down` is set (a JetStream stream without a leader). */
-  function flaky(inner: Store) {
-    const s = { down: false, hang: false };
-    const guard =
-      <A extends unknown[], R>(f: (...a: A) => Promise<R>) =>
-      (...a: A) =>
-        s.hang
-          ? new Promise<R>(() => undefined)
-          : s.down
-            ? Promise.reject(new Error('jetstream is not enabled'))
-            : f(...a);
-    const store = {
-      ...inner,
-      get: guard(inner.get.bind(inner)),
-      create: guard(inner.create.bind(inner)),
-      update: guard(inner.update.bind(inner)),
-    } as Store;
-    return { s, store };
-  }
-
-  async function leader(id: string, store: Store, clock: () => number) {
-    const how: string[] = [];
-    let deposed = 0;
-    const l = new Leadership(store, id, clock, TTL, {
-      onElected: (h) => how.push(h),
-      onDeposed: () => deposed++,
-    });
-    const campaign = () => (l as unknown as { campaign(): Promise<void> }).campaign();
-    return { l, how, deposed: () => deposed, campaign };
-  }
-
   it('a leader whose store was gone past its TTL stops, and continues with its state when nobody led since', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'gantry-leader-'));
-    store = await openLocalStore(dir);
-    let now = 1_000_000;
-    const { s, store: f } = flaky(store);
-    const b1 = await leader('b1', f, () => now);
-    await b1.l.start();
+    const { s, b1 } = await leaderOnFlakyStore();
     s.down = true;
-    now += TTL / 2;
-    await b1.campaign();
+    await b1.tick(TTL / 2);
     expect([b1.l.leading, b1.deposed()]).toEqual([true, 0]);
-    now += TTL;
-    await b1.campaign();
+    await b1.tick(TTL);
     expect([b1.l.leading, b1.deposed()]).toEqual([false, 1]);
     s.down = false;
     await b1.campaign();
@@ -107,16 +111,10 @@ describe('Leadership when the store stops answering', () => {
   });
 
   it('a leader that another broker replaced meanwhile loads the state again when it wins back', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'gantry-leader-'));
-    store = await openLocalStore(dir);
-    let now = 1_000_000;
-    const { s, store: f } = flaky(store);
-    const b1 = await leader('b1', f, () => now);
-    const b2 = await leader('b2', store, () => now);
-    await b1.l.start();
+    const { s, b1, inner } = await leaderOnFlakyStore();
+    const b2 = leader('b2', inner);
     s.down = true; // b1 alone cannot reach the store
-    now += 2 * TTL;
-    await b1.campaign();
+    await b1.tick(2 * TTL);
     await b2.l.start();
     expect([b1.l.leading, b2.l.leading, b2.how]).toEqual([false, true, ['new']]);
     await b2.l.stop(); // steps down at once
@@ -127,19 +125,12 @@ describe('Leadership when the store stops answering', () => {
   });
 
   it('a renewal that never comes back (asked while NATS was down) is given up: the leader renews again in time', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'gantry-leader-'));
-    store = await openLocalStore(dir);
-    let now = 1_000_000;
-    const { s, store: f } = flaky(store);
-    const b1 = await leader('b1', f, () => now);
-    await b1.l.start();
+    const { s, b1 } = await leaderOnFlakyStore();
     s.hang = true;
     void b1.campaign();
     s.hang = false;
-    now += 0.6 * TTL;
-    await b1.campaign();
-    now += 0.6 * TTL; // past the lease the hung renewal would have extended
-    await b1.campaign();
+    await b1.tick(0.6 * TTL);
+    await b1.tick(0.6 * TTL); // past the lease the hung renewal would have extended
     expect([b1.l.leading, b1.deposed(), b1.how]).toEqual([true, 0, ['new']]);
     await b1.l.stop();
   });

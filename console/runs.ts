@@ -12,6 +12,8 @@ export interface TaskAggregate {
   parent: string;
   executions: number;
   attempts: number;
+  /** Attempts started and not yet ended. */
+  running: number;
   failed: number;
   cached: number;
   preemptions: number;
@@ -40,6 +42,7 @@ export async function runTasks(db: Db, runId: string): Promise<TaskAggregate[]> 
     errorMessage: string | null;
     executions: number;
     attempts: number;
+    running: number;
     cached: number;
     preemptions: number;
     costUsd: number;
@@ -49,6 +52,7 @@ export async function runTasks(db: Db, runId: string): Promise<TaskAggregate[]> 
     `select task, coalesce(parent, '') as parent, cluster, pool, capacity_type as "capacityType",
        price_per_hour as "pricePerHour", error_name as "errorName", min(error_message) as "errorMessage",
        count(*) filter (where attempt = 0)::int as executions, count(*)::int as attempts,
+       count(*) filter (where ended_at is null)::int as running,
        count(*) filter (where cached)::int as cached, coalesce(sum(preemptions), 0)::int as preemptions,
        coalesce(sum(cost_usd), 0)::float8 as "costUsd",
        min(started_at)::float8 as "firstStart", max(ended_at)::float8 as "lastEnd"
@@ -78,6 +82,7 @@ export async function runTasks(db: Db, runId: string): Promise<TaskAggregate[]> 
       parent,
       executions: 0,
       attempts: 0,
+      running: 0,
       failed: 0,
       cached: 0,
       preemptions: 0,
@@ -92,6 +97,7 @@ export async function runTasks(db: Db, runId: string): Promise<TaskAggregate[]> 
     // Every execution has one first attempt (no count(distinct): it would sort a map's 250K rows).
     m.executions += g.executions;
     m.attempts += g.attempts;
+    m.running += g.running;
     m.cached += g.cached;
     m.preemptions += g.preemptions;
     m.costUsd += g.costUsd;

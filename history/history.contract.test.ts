@@ -336,10 +336,11 @@ describe.each(backends)('history on %s', (_name, open) => {
           e.execution,
           e.placement?.pool,
           e.costUsd,
+          e.running,
         ]);
       expect(await rows()).toEqual([
-        ['ex-a', 'spot-a', 0],
-        ['ex-b', 'spot-a', 0.25],
+        ['ex-a', 'spot-a', 0, true],
+        ['ex-b', 'spot-a', 0.25, false],
       ]);
       const ends = await history.db.query<{ execution: string; ended_at: number | null }>(
         `select execution, ended_at::float8 as ended_at from executions where run_id = 'run-live' order by 1`,
@@ -348,8 +349,8 @@ describe.each(backends)('history on %s', (_name, open) => {
       // ex-a ends; ex-b's start is read after its end and changes nothing.
       await history.ingester.apply('runtime', asLog([ended('ex-a'), started('ex-b')], 2, 20_001));
       expect(await rows()).toEqual([
-        ['ex-a', 'spot-a', 0.25],
-        ['ex-b', 'spot-a', 0.25],
+        ['ex-a', 'spot-a', 0.25, false],
+        ['ex-b', 'spot-a', 0.25, false],
       ]);
     });
   });

@@ -128,8 +128,15 @@ export interface PlacementRow {
 /** One run in full. */
 export interface RunDetail {
   run: RunRecord;
-  /** Every attempt of every execution, in the order they started, each with its broker placements. */
-  executions: (ReturnType<typeof toRecord> & { requestId: string; placements: PlacementRow[] })[];
+  /**
+   * Every attempt of every execution, in the order they started, each with its broker placements;
+   * `running` while it has not ended (its `endedAt` is then its start).
+   */
+  executions: (ReturnType<typeof toRecord> & {
+    requestId: string;
+    placements: PlacementRow[];
+    running: boolean;
+  })[];
 }
 
 /** A run with its executions and placements; undefined when the history has no such run. */
@@ -183,6 +190,7 @@ export async function describeRun(db: Queryable, runId: string): Promise<RunDeta
       ...toRecord(e),
       requestId: e.request_id,
       placements: byRequest.get(e.request_id) ?? [],
+      running: e.ended_at === null,
     })),
   };
 }

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ExecutorReport } from '../agents/executor.ts';
-import { createMemoryTransport, type LeaseMsg, type ResultMsg, subjects } from '../protocol/index.ts';
+import { createMemoryTransport, type ResultMsg, subjects } from '../protocol/index.ts';
+import { makeTaskLease } from '../test/builders.ts';
 import { endings } from '../test/fixtures/workflows/host.ts';
 import { openLocalArtifacts } from './artifacts.ts';
 import { createTaskHost } from './host.ts';
@@ -21,31 +22,15 @@ async function start(task: string, ms: number, timeScale = 60) {
   transport.subscribe(subjects.result('t', execution, 'sim'), (m) =>
     results.push(JSON.parse(new TextDecoder().decode(m.data)) as ResultMsg),
   );
-  const lease: LeaseMsg = {
+  const lease = makeTaskLease({
     leaseId: `l-${n}`,
-    requestId: execution,
+    execution,
+    task,
+    module: MODULE,
+    input: await encodeValue({ ms }, artifacts),
     cluster: 'sim',
-    pool: 'cpu',
     node: 'n1',
-    pricePerHour: 0.4,
-    cpuMilli: 1000,
-    memoryMiB: 1024,
-    gpuMilli: 0,
-    gpuModel: null,
-    capacityType: 'on-demand',
-    expiresAt: Date.now() + 3_600_000,
-    attempt: 0,
-    why: 'test',
-    work: {
-      kind: 'task',
-      module: MODULE,
-      task,
-      execution,
-      run: 'run-1',
-      team: 't',
-      input: await encodeValue({ ms }, artifacts),
-    },
-  };
+  });
   const states: string[] = [];
   const report: ExecutorReport = (state) => states.push(state);
   host.start(lease, 'n1', report);

@@ -2,7 +2,8 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { createMemoryTransport, type LeaseMsg, type ResultMsg, subjects } from '../protocol/index.ts';
+import { createMemoryTransport, type ResultMsg, subjects } from '../protocol/index.ts';
+import { makeTaskLease } from '../test/builders.ts';
 import { openLocalArtifacts } from './artifacts.ts';
 import { createProcessHost } from './process-host.ts';
 import { encodeValue } from './values.ts';
@@ -28,31 +29,16 @@ describe('the process host', () => {
     const plain: unknown[] = [];
     const subject = subjects.result('t', 'e-1', 'local');
     transport.subscribe(subject, (m) => plain.push(m.data));
-    const lease: LeaseMsg = {
+    const lease = makeTaskLease({
       leaseId: 'l-1',
-      requestId: 'e-1',
+      execution: 'e-1',
+      task: 'host-nap',
+      module: MODULE,
+      input: await encodeValue({ ms: 10 }, artifacts),
       cluster: 'local',
-      pool: 'cpu',
       node: 'localhost',
-      pricePerHour: 0.4,
-      cpuMilli: 1000,
       memoryMiB: 512,
-      gpuMilli: 0,
-      gpuModel: null,
-      capacityType: 'on-demand',
-      expiresAt: Date.now() + 3_600_000,
-      attempt: 0,
-      why: 'test',
-      work: {
-        kind: 'task',
-        module: MODULE,
-        task: 'host-nap',
-        execution: 'e-1',
-        run: 'run-1',
-        team: 't',
-        input: await encodeValue({ ms: 10 }, artifacts),
-      },
-    };
+    });
     const states: string[] = [];
     try {
       host.start(lease, 'localhost', (state) => states.push(state));

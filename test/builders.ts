@@ -1,8 +1,9 @@
 /**
  * Test builders for solver inputs, in the style of Kueue's wrappers:
- * `makePool('aws-h100').gpus('H100', 8).price(98.32).obj()`.
+ * `makePool('aws-h100').gpus('H100', 8).price(98.32).obj()`, and for the leases task hosts take.
  */
 import type { Policy } from '../policies/index.ts';
+import type { LeaseMsg } from '../protocol/index.ts';
 import type { NodeState, PoolState, TaskRequest } from '../solver/index.ts';
 
 class PoolBuilder {
@@ -108,4 +109,48 @@ export function makeTasks(
 /** A policy with permissive defaults for `teams`, overridden by `spec`. */
 export function makePolicy(name: string, spec: Partial<Policy> = {}): Policy {
   return { name, teams: [name], priority: 0, quotas: [], spot: 'allowed', fallbacks: [], ...spec };
+}
+
+/** The work of a lease that runs a workflow task. */
+type TaskWork = Extract<LeaseMsg['work'], { kind: 'task' }>;
+
+/**
+ * A lease of one workflow task of run `run-1`, team `t`, on an on-demand `cpu` pool at $0.40/hour
+ * (1 CPU, 1 GiB unless `memoryMiB` says), for an hour: what a task host is handed.
+ */
+export function makeTaskLease(o: {
+  execution: string;
+  task: string;
+  module: string;
+  input: TaskWork['input'];
+  cluster: string;
+  node: string;
+  leaseId?: string;
+  memoryMiB?: number;
+}): LeaseMsg {
+  return {
+    leaseId: o.leaseId ?? `l-${o.execution}`,
+    requestId: o.execution,
+    cluster: o.cluster,
+    pool: 'cpu',
+    node: o.node,
+    pricePerHour: 0.4,
+    cpuMilli: 1000,
+    memoryMiB: o.memoryMiB ?? 1024,
+    gpuMilli: 0,
+    gpuModel: null,
+    capacityType: 'on-demand',
+    expiresAt: Date.now() + 3_600_000,
+    attempt: 0,
+    why: 'test',
+    work: {
+      kind: 'task',
+      module: o.module,
+      task: o.task,
+      execution: o.execution,
+      run: 'run-1',
+      team: 't',
+      input: o.input,
+    },
+  };
 }

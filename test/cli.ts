@@ -1,7 +1,8 @@
 /** Runs `gantry` commands for tests, in-process or as the real binary, capturing what they print. */
-import { vi } from 'vitest';
+import { rmSync } from 'node:fs';
+import { expect, vi } from 'vitest';
 import { main } from '../bin/cli.ts';
-import { spawnGantry, startGantry } from './gantry-process.ts';
+import { type GantryProcess, spawnGantry, startGantry } from './gantry-process.ts';
 
 /** Runs `gantry ...args` and returns its exit code, standard output and standard error. */
 export async function runGantry(...args: string[]): Promise<{ code: number; out: string; err: string }> {
@@ -66,3 +67,34 @@ export const startLongRun = (nats: string) =>
     '--speedup',
     '60',
   ]);
+
+/** {@link startLongRun}, once the broker runs its four leases: the run, its id and the leases' ids (sorted). */
+export async function startLongRunning(
+  nats: string,
+): Promise<{ run: GantryProcess; runId: string; leases: string[] }> {
+  const run = startLongRun(nats);
+  await run.waitFor(/^run (run-\S+):/m);
+  const runId = /^run (run-\S+):/m.exec(run.output())![1]!;
+  const running = await until(
+    'four leases running',
+    () => leasesIn(nats, 'running'),
+    (l) => l.length === 4,
+  );
+  return { run, runId, leases: running.map((l) => l.leaseId).sort() };
+}
+
+/**
+ * Stops a `gantry up` and the NATS server it ran on, removes its state directory, and checks that it
+ * stopped cleanly: every lease it served was stopped, so it exits 0, and it printed no stack trace.
+ */
+export async function stopUp(
+  up: GantryProcess | undefined,
+  server: { stop(): Promise<unknown> } | undefined,
+  state: string,
+): Promise<void> {
+  const code = await up?.stop();
+  await server?.stop();
+  rmSync(state, { recursive: true, force: true });
+  expect(code).toBe(0);
+  expect(up?.output()).not.toMatch(/\n\s+at /);
+}

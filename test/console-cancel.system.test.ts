@@ -1,17 +1,26 @@
 /**
  * Cancel from the console, in a real browser: `gantry up --nats --console-port 0` with a view token
  * and an admin token, a `gantry run --nats` of four tasks of ten simulated hours, and a headless
- * Chromium on the run page. The view token is shown no cancel button and is refused when it posts
+ * Chromium on the run page. While the run goes, `gantry describe run` and the run page show its four
+ * executions running. The view token is shown no cancel button and is refused when it posts
  * the action anyway (the leases keep running); the admin token's click stops the run as `gantry run
  * cancel` does: its leases stop, its driver ends with RunCancelledError, the page shows it cancelled
  * without a reload, `gantry get runs` says cancelled and a second cancel finds nothing to stop.
  */
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBrowser, pageProblems } from './browser.ts';
-import { type GantryProcess, leasesIn, spawnGantry, startGantry, startLongRun, until } from './cli.ts';
+import {
+  type GantryProcess,
+  leasesIn,
+  spawnGantry,
+  startGantry,
+  startLongRunning,
+  stopUp,
+  until,
+} from './cli.ts';
 import { type NatsServer, startNatsServer } from './nats/server.ts';
 
 const ARTIFACTS = 'test-artifacts';
@@ -49,11 +58,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  const code = await up?.stop();
-  await server?.stop();
-  rmSync(state, { recursive: true, force: true });
-  expect(code).toBe(0);
-  expect(up.output()).not.toMatch(/\n\s+at /);
+  await stopUp(up, server, state);
 }, 30_000);
 
 /** The ids of the broker's leases in `status`. */
@@ -61,22 +66,50 @@ const leases = async (status: string) => (await leasesIn(server.url, status)).ma
 
 describe('cancel from the console', () => {
   it('is refused to a view token and stops a running run for the admin token', async () => {
-    const run = startLongRun(server.url);
-    await run.waitFor(/^run (run-\S+):/m);
-    const runId = /^run (run-\S+):/m.exec(run.output())![1]!;
-    const running = await until(
-      'four leases running',
-      () => leases('running'),
-      (l) => l.length === 4,
+    const { run, runId, leases: running } = await startLongRunning(server.url);
+    // Executions reach the history when placed: `gantry describe run` says which still run.
+    const viewer = { ...process.env, GANTRY_CONSOLE_TOKEN: VIEW };
+    const describe = (...args: string[]) =>
+      spawnGantry(['describe', 'run', runId, '--state', state, ...args], { env: viewer });
+    await until(
+      'four executions of long running in the history',
+      async () =>
+        (
+          JSON.parse((await describe('-o', 'json')).out) as {
+            executions: { task: string; running: boolean }[];
+          }
+        ).executions.filter((e) => e.task === 'long' && e.running).length,
+      (n) => n === 4,
     );
+    const text = await describe();
+    expect(text.err).toBe('');
+    const rows = text.out.split('\n').filter((l) => /^ {2}long /.test(l));
+    expect(rows).toHaveLength(4);
+    for (const row of rows)
+      expect(row).toMatch(
+        /^ {2}long +\S+ +1 +running +sim-\S+\/\S+ +\S+ +\$\d+\.\d{2} +\$\S+ +\d+\.\ds so far$/,
+      );
+    expect(text.out).toMatch(/^Executions \(\d+, 4 running\):$/m);
+
     const page = await browser.context.newPage();
     const problems = pageProblems(page);
 
-    // The view token reads the run page, is offered no cancel, and is refused when it posts one.
-    await page.goto(`${url}/?token=${VIEW}#/runs/${runId}`);
-    // (A running task's execution reaches the history when it ends: the page shows the run, not yet its tasks.)
+    // The view token reads the run page, with its tasks' running executions, is offered no cancel,
+    // and is refused when it posts one.
+    await page.goto(`${url}/?token=${VIEW}#/runs/${runId}?task=long`);
     await page.waitForSelector('h1 .status-running', { timeout: 30_000 });
     expect(await page.textContent('[data-testid=run-id]')).toBe(runId);
+    await page.waitForSelector('[data-testid=executions] tbody tr:nth-child(4)');
+    const longRow = await page.$$eval('[data-testid=tasks] tbody tr', (trs) =>
+      trs
+        .filter((tr) => tr.querySelector('[data-task=long]'))
+        .map((tr) => [...tr.querySelectorAll('td')].slice(0, 4).map((td) => td.textContent)),
+    );
+    expect(longRow).toEqual([['long', '4', '4', '4']]);
+    const phases = await page.$$eval('[data-testid=executions] tbody tr', (trs) =>
+      trs.map((tr) => [tr.children[2]!.textContent, /so far$/.test(tr.children[7]!.textContent ?? '')]),
+    );
+    expect(phases).toEqual(Array(4).fill(['running', true]));
     expect(await page.$('[data-testid=cancel]')).toBeNull();
     const refused = await page.evaluate(async (run) => {
       const res = await fetch('/v1/actions/cancel', {

@@ -5,11 +5,19 @@
  * Ctrl-C (SIGINT) cancels and prints what it stopped; `gantry run cancel <run>` does the same from
  * another terminal, and `gantry get runs` shows the run cancelled.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type GantryProcess, leasesIn, spawnGantry, startGantry, startLongRun, until } from './cli.ts';
+import {
+  type GantryProcess,
+  leasesIn,
+  spawnGantry,
+  startGantry,
+  startLongRunning,
+  stopUp,
+  until,
+} from './cli.ts';
 import { type NatsServer, startNatsServer } from './nats/server.ts';
 
 let server: NatsServer;
@@ -23,16 +31,8 @@ beforeAll(async () => {
   up = startGantry(['up', '-f', 'test/fixtures/spend-platform', '--nats', server.url, '--run-grace', '6']);
   await up.waitFor(/Gantry is up over NATS/);
 }, 60_000);
-afterAll(async () => {
-  // Every lease the tests started was stopped, and its task's ctx.sleep with it: up stops cleanly.
-  const code = await up?.stop();
-  await server?.stop();
-  rmSync(state, { recursive: true, force: true });
-  expect(code).toBe(0);
-  expect(up.output()).not.toMatch(/\n\s+at /);
-}, 30_000);
-
-const startRun = () => startLongRun(server.url);
+// Every lease the tests started was stopped, and its task's ctx.sleep with it: up stops cleanly.
+afterAll(() => stopUp(up, server, state), 30_000);
 
 /** Leases the broker has in `status`. */
 const leases = (status: string) => leasesIn(server.url, status);
@@ -58,16 +58,8 @@ async function runsWith(status: string): Promise<string[]> {
 
 describe('runs are owned', () => {
   it('stops the leases of a run whose driver was killed, after the grace period', async () => {
-    const run = startRun();
-    await run.waitFor(/^run (run-\S+):/m);
-    const runId = /^run (run-\S+):/m.exec(run.output())![1]!;
-    await until(
-      'four leases running',
-      () => leases('running'),
-      (l) => l.length === 4,
-    );
+    const { run, runId, leases: ids } = await startLongRunning(server.url);
     expect(await runsWith('running')).toContain(runId);
-    const ids = (await leases('running')).map((l) => l.leaseId);
     await run.kill('SIGKILL');
     // Grace 6 s: the leases still run just after the kill, and are stopped soon after the grace.
     expect((await leases('running')).map((l) => l.leaseId).sort()).toEqual([...ids].sort());
@@ -107,12 +99,7 @@ describe('runs are owned', () => {
   }, 60_000);
 
   it('cancels on Ctrl-C and prints what it stopped', async () => {
-    const run = startRun();
-    await until(
-      'four leases running',
-      () => leases('running'),
-      (l) => l.length === 4,
-    );
+    const { run } = await startLongRunning(server.url);
     const code = await run.kill('SIGINT');
     const out = run.output();
     expect(code).toBe(130);
@@ -128,14 +115,7 @@ describe('runs are owned', () => {
   }, 60_000);
 
   it('gantry run cancel <run> stops a run from another terminal; gantry get runs says cancelled', async () => {
-    const run = startRun();
-    await run.waitFor(/^run (run-\S+):/m);
-    const runId = /^run (run-\S+):/m.exec(run.output())![1]!;
-    await until(
-      'four leases running',
-      () => leases('running'),
-      (l) => l.length === 4,
-    );
+    const { run, runId } = await startLongRunning(server.url);
     const cancel = await spawnGantry(['run', 'cancel', runId, '--nats', server.url]);
     expect(cancel.err).toBe('');
     expect(cancel.code).toBe(0);

@@ -147,7 +147,8 @@ export function registerArtifactsCommands(program: Command): void {
         store.kind === 'local' ? join(flags.state, 'artifacts') : `the object store ${ARTIFACT_BUCKET}`;
       const recently = `written or used in the last ${flags.olderThan}`;
       const text = flags.output === 'table' || flags.output === 'wide';
-      if (text && doomed.length === 0 && !flags.all) {
+      const shown = flags.all ? items : doomed;
+      if (text && shown.length === 0) {
         // An empty table says nothing; one line says what gc found.
         process.stdout.write(
           `${flags.dryRun ? 'nothing would be deleted' : 'nothing to delete'} from ${where}: ` +
@@ -155,7 +156,7 @@ export function registerArtifactsCommands(program: Command): void {
         );
         return;
       }
-      printObjects(flags.output, flags.all ? items : doomed, COLUMNS, { dryRun: !!flags.dryRun, items });
+      printObjects(flags.output, shown, COLUMNS, { dryRun: !!flags.dryRun, items });
       if (text)
         process.stderr.write(
           `${flags.dryRun ? 'would delete' : 'deleted'} ${doomed.length} of ${items.length} values (${size(sum(doomed))}) ` +

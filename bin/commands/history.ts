@@ -223,9 +223,22 @@ const RUN_COLUMNS = [
   wideColumn<RunRecord>('MODULE', (r) => r.module),
 ];
 
-/** The text of `gantry describe run`. */
-export function describeRunText(d: RunDetail, wide: boolean): string {
+type DescribedExecution = RunDetail['executions'][number];
+
+/** A running execution's phase: its lease's state while placed or launching, else running. */
+const phase = (e: DescribedExecution) => {
+  const state = e.placements.at(-1)?.state;
+  return state === 'placed' || state === 'launching' ? state : 'running';
+};
+
+/** What an execution came to, or its phase while it runs. */
+const outcome = (e: DescribedExecution) =>
+  e.running ? phase(e) : e.error ? `failed: ${e.error.name}` : e.cached ? 'cached' : 'ok';
+
+/** The text of `gantry describe run`; `now` dates how long running executions have run. */
+export function describeRunText(d: RunDetail, wide: boolean, now = Date.now()): string {
   const r = d.run;
+  const running = d.executions.filter((e) => e.running).length;
   const lines = [
     `Run:         ${r.run}`,
     `Workflow:    ${r.workflow}${r.module ? ` (${r.module})` : ''}`,
@@ -236,20 +249,21 @@ export function describeRunText(d: RunDetail, wide: boolean): string {
     `Input:       ${r.input}`,
     ...(r.output ? [`Output:      ${r.output}`] : []),
     '',
-    `Executions (${d.executions.length}):`,
+    `Executions (${d.executions.length}${running ? `, ${running} running` : ''}):`,
   ];
   const rows = d.executions.map((e) => {
     const p = e.placement;
-    const outcome = e.error ? `failed: ${e.error.name}` : e.cached ? 'cached' : 'ok';
     return [
       e.task,
       e.execution,
       String(e.attempt + 1),
-      outcome,
+      outcome(e),
       p ? `${p.cluster}/${p.pool} ${p.capacityType}` : 'driver',
       p ? `$${p.pricePerHour.toFixed(2)}` : '',
       money(e.costUsd),
-      `${((e.endedAt - e.startedAt) / 1000).toFixed(1)}s`,
+      e.running
+        ? `${((now - e.startedAt) / 1000).toFixed(1)}s so far`
+        : `${((e.endedAt - e.startedAt) / 1000).toFixed(1)}s`,
       ...(wide ? [e.placements.map((pl) => `${pl.leaseId}: ${pl.why ?? ''}`).join('; ')] : []),
     ];
   });

@@ -2,7 +2,8 @@
  * One run: its tasks as a tree (a map of any size is one row per task with counts, cost and where it
  * ran), a timeline of each task's span, and a drill-down to a task's executions — a page at a time,
  * each with its phases (queued, then placed and running), placement, the broker's explanation, cost,
- * attempt, preemptions and error. Cancel, when the broker can.
+ * attempt, preemptions and error. Executions still running say so, with their lease's phase (placed,
+ * launching, running) and how long they have run. Cancel, when the broker can.
  */
 import { useEffect, useState } from 'react';
 import { Bar, BarChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
@@ -25,6 +26,7 @@ interface TaskRow {
   parent: string;
   executions: number;
   attempts: number;
+  running: number;
   failed: number;
   cached: number;
   preemptions: number;
@@ -52,7 +54,8 @@ interface Execution {
   cached: boolean;
   warm: boolean;
   startedAt: number;
-  endedAt: number;
+  /** Null while it runs. */
+  endedAt: number | null;
   costUsd: number;
   placedAt: number | null;
   why: string | null;
@@ -77,6 +80,23 @@ function treeOrder(tasks: TaskRow[]): { row: TaskRow; depth: number }[] {
 }
 
 const whereText = (w: Where) => `${w.cluster}/${w.pool} ${w.capacityType}`;
+
+/** A running execution's phase: its lease's state while placed or launching, else running. */
+const phase = (e: Execution) =>
+  e.leaseState === 'placed' || e.leaseState === 'launching' ? e.leaseState : 'running';
+
+/** What an execution came to, or its phase while it runs. */
+function outcome(e: Execution) {
+  if (e.endedAt === null) return <Status status={phase(e)} />;
+  if (e.errorName)
+    return (
+      <span className="error" title={e.errorMessage ?? ''}>
+        failed: {e.errorName}
+      </span>
+    );
+  if (e.cached) return 'cached';
+  return e.preemptions ? `ok, preempted ×${e.preemptions}` : 'ok';
+}
 
 export function RunPage({ id, me, query }: { id: string; me: Me | undefined; query: URLSearchParams }) {
   const loaded = useApi<{ run?: RunRecord; tasks: TaskRow[] }>(`/v1/runs/${encodeURIComponent(id)}/tasks`);
@@ -134,6 +154,7 @@ export function RunPage({ id, me, query }: { id: string; me: Me | undefined; que
                 'task',
                 'executions',
                 'attempts',
+                'running',
                 'failed',
                 'preempted',
                 'where ($/hour)',
@@ -151,6 +172,7 @@ export function RunPage({ id, me, query }: { id: string; me: Me | undefined; que
                   </span>,
                   t.executions,
                   t.attempts,
+                  t.running ? <span className="status status-running">{t.running}</span> : '',
                   t.failed || '',
                   t.preemptions || '',
                   <ul className="where">
@@ -179,7 +201,8 @@ export function RunPage({ id, me, query }: { id: string; me: Me | undefined; que
                 data={tasks.map((t) => ({
                   task: t.task,
                   offset: (t.firstStart - start) / 1000,
-                  span: Math.max(0.01, (t.lastEnd - t.firstStart) / 1000),
+                  // A task still running spans up to now.
+                  span: Math.max(0.01, ((t.running ? Date.now() : t.lastEnd) - t.firstStart) / 1000),
                 }))}
                 margin={{ left: 40, right: 16 }}
               >
@@ -285,22 +308,14 @@ function Executions({ run, task }: { run: string; task: string }) {
                 cells: [
                   e.execution,
                   e.attempt + 1,
-                  e.errorName ? (
-                    <span className="error" title={e.errorMessage ?? ''}>
-                      failed: {e.errorName}
-                    </span>
-                  ) : e.cached ? (
-                    'cached'
-                  ) : e.preemptions ? (
-                    `ok, preempted ×${e.preemptions}`
-                  ) : (
-                    'ok'
-                  ),
+                  outcome(e),
                   e.cluster ? `${e.cluster}/${e.pool} ${e.capacityType}` : 'driver',
                   perHour(e.pricePerHour),
                   e.node ?? '',
                   e.placedAt ? took(Math.max(0, e.placedAt - e.startedAt)) : e.warm ? 'warm' : '',
-                  took(e.endedAt - (e.placedAt ?? e.startedAt)),
+                  e.endedAt === null
+                    ? `${took(Date.now() - (e.placedAt ?? e.startedAt))} so far`
+                    : took(e.endedAt - (e.placedAt ?? e.startedAt)),
                   money(e.costUsd),
                   <span className="why">{e.why ?? ''}</span>,
                 ],
