@@ -11,13 +11,9 @@
  * node-level bound. Quota and budget rows are left out, which only lowers the bound.
  */
 import type { Group, NodeClass, Option } from './groups.ts';
-import { chooseBackend, type LpBackend, type LpBackends, type LpModel } from './lp/index.ts';
+import type { LpBackends } from './lp/index.ts';
+import { restrictedModel } from './master.ts';
 
-/** The JavaScript solver only for models small in both directions; HiGHS for the rest. */
-function backendFor(lp: LpModel, backends: LpBackends): LpBackend {
-  if (backends.highs && lp.constraints.length > 150) return backends.highs;
-  return chooseBackend(lp, backends);
-}
 import type { PoolState } from './types.ts';
 
 /** A kind of node: a class of running nodes, or new nodes of a pool bought for one bucket. */
@@ -95,34 +91,9 @@ const EPS = 1e-7;
 /** Tail-off: the rounds looked back over, and the share of the seed plan's cost they must gain. */
 const TAIL_ROUNDS = 8;
 const TAIL_GAIN = 5e-4;
-/** Rounds a column's row may stay slack before it leaves the restricted model. */
-const MAX_SLACK_ROUNDS = 6;
-const slackRounds = new WeakMap<Column, number>();
 
-function keyOf(c: Column): string {
+export function keyOf(c: Column): string {
   return `${c.type}|${[...c.counts].sort((a, b) => a[0] - b[0]).join(';')}`;
-}
-
-/** Indices of the columns slack for more than {@link MAX_SLACK_ROUNDS} rounds in a row. */
-function aging(
-  columns: readonly Column[],
-  values: Float64Array,
-  options: readonly Option[],
-  mu: readonly number[],
-  limits: readonly NodeLimit[],
-  groupCount: number,
-): number[] {
-  const out: number[] = [];
-  columns.forEach((c, j) => {
-    let activity = mu[c.type]! >= 0 ? -values[mu[c.type]!]! : 0;
-    for (const [oi, k] of c.counts)
-      activity += k * (values[options[oi]!.group]! - limitCostAt(limits, values, groupCount, oi));
-    const slack = c.cost - activity > 1e-6 * Math.max(1, c.cost);
-    const n = slack ? (slackRounds.get(c) ?? 0) + 1 : 0;
-    slackRounds.set(c, n);
-    if (n > MAX_SLACK_ROUNDS) out.push(j);
-  });
-  return out;
 }
 
 /** Node types of the batch: every running-node class, and every pool that may add nodes, per bucket. */
@@ -264,11 +235,14 @@ export function price(
   // Each resource alone bounds the profit by its room times the best profit per unit (no item uses none).
   for (let r = 0; r < 4 && n > 0; r++) if (ratio[r]! < Infinity) root = Math.min(root, cap[r]! * ratio[r]!);
   visit(0, 0);
+  // Items worth at most EPS each were left out of the search: as many as fit could add that much.
+  let most = 0;
+  for (const it of type.items) most = Math.max(most, Math.floor(type.cpuMilli / Math.max(it.cpu, 1)));
   return {
     value: best,
     counts: bestCounts,
     exact,
-    upper: exact || n === 0 ? best : Math.max(best, root),
+    upper: (exact || n === 0 ? best : Math.max(best, root)) + EPS * most,
     alternatives,
   };
 }
@@ -404,6 +378,7 @@ export function solveNodeModel(input: {
   const dominated = dominatedTypes(types, limited, limits);
   const nodesNeeded = typeRoom(types, limited, demand);
   const totalTasks = demand.reduce((a, b) => a + b, 0);
+  const master = restrictedModel({ groups, options, types, penalty, limits, limited, backends, demand });
   let rounds = 0;
   let bound = -Infinity;
   let proven = false;
@@ -419,45 +394,20 @@ export function solveNodeModel(input: {
       break;
     }
     const roundStart = input.timeLeft();
-    // The dual: max Σ n_g π_g − Σ N_t μ_t − Σ cap_q ρ_q
-    //   s.t.  Σ_g a_gj π_g − μ_t(j) − Σ_q use_qj ρ_q ≤ cost_j,  0 ≤ π_g ≤ M_g,  μ, ρ ≥ 0.
-    const lp: LpModel = { variables: [], constraints: [] };
-    groups.forEach((g, gi) =>
-      lp.variables.push({ name: `pi:${gi}`, cost: -demand[gi]!, upper: penalty[gi]! }),
-    );
-    limits.forEach((l, q) => lp.variables.push({ name: `rho:${q}`, cost: l.cap }));
-    const mu = types.map((t, ti) => {
-      if (!limited[ti]) return -1;
-      lp.variables.push({ name: `mu:${ti}`, cost: t.count });
-      return lp.variables.length - 1;
-    });
-    for (const c of columns) {
-      const terms: [number, number][] = [];
-      for (const [oi, k] of c.counts) terms.push([options[oi]!.group, k]);
-      limits.forEach((l, q) => {
-        let use = 0;
-        for (const [oi, k] of c.counts) use += k * (l.coef.get(oi) ?? 0);
-        if (use > 0) terms.push([groups.length + q, -use]);
-      });
-      if (mu[c.type]! >= 0) terms.push([mu[c.type]!, -1]);
-      lp.constraints.push({ name: `col`, terms, upper: c.cost });
-    }
-    const s = backendFor(lp, backends).solve(lp, { timeLimitMs: Math.max(1, input.timeLeft()) });
-    if (s.status !== 'optimal') {
-      note = `the node model's LP ended ${s.status}`;
+    const s = master.solve(columns, Math.max(1, input.timeLeft()));
+    if ('failed' in s) {
+      note = `the node model's LP ended ${s.failed}`;
       break;
     }
-    // Columns whose row has been slack (not in the primal's basis) for a while leave the model.
-    const age = aging(columns, s.values, options, mu, limits, groups.length);
-    if (age.length > 0) {
-      for (const j of age) seen.delete(keyOf(columns[j]!));
-      const drop = new Set(age);
+    if (s.drop.length > 0) {
+      for (const j of s.drop) seen.delete(keyOf(columns[j]!));
+      const drop = new Set(s.drop);
       const kept = columns.filter((_c, j) => !drop.has(j));
       columns.length = 0;
       columns.push(...kept);
     }
-    const duals = Float64Array.from(s.values.subarray(0, groups.length + limits.length));
-    const muOf = (ti: number) => (mu[ti]! >= 0 ? s.values[mu[ti]!]! : 0);
+    const duals = s.duals;
+    const muOf = (ti: number) => s.mu[ti]!;
     /**
      * Prices every type at `y` (π then ρ): adds the columns worth more than they cost at the restricted
      * model's duals, and returns the Lagrangian bound at `y` — valid whatever `y` is, since each type's
@@ -513,7 +463,7 @@ export function solveNodeModel(input: {
     if (found.added === 0 && !found.exact && input.prove) found = priceAll(duals);
     centre = sep;
     slowest = Math.max(slowest, roundStart - input.timeLeft());
-    history.push(-s.objective);
+    history.push(s.objective);
     if (!input.prove && history.length > TAIL_ROUNDS) {
       const gained = history[history.length - 1 - TAIL_ROUNDS]! - history[history.length - 1]!;
       if (found.added > 0 && gained < TAIL_GAIN * Math.max(1, input.scale ?? 1)) {
@@ -525,7 +475,7 @@ export function solveNodeModel(input: {
       // Dual feasible for every column: −objective is a lower bound on the node-level model, penalties included.
       if (found.exact) {
         proven = true;
-        bound = Math.max(bound, -s.objective);
+        if (s.dualValue !== undefined) bound = Math.max(bound, s.dualValue);
       } else if (input.prove)
         note = "the pricer's search limit stopped it before it proved no better node exists";
       else note = 'column generation stopped when the quick pricer found no better node';
@@ -534,9 +484,8 @@ export function solveNodeModel(input: {
   }
   if (rounds >= MAX_ROUNDS) note = `column generation stopped after ${MAX_ROUNDS} rounds`;
   // The last solve may use the time kept back for it: about one round's LP.
-  const primal = solvePrimal(columns, options, types, demand, penalty, limits, backends, () =>
-    Math.max(input.timeLeft(), 4 * slowest, 50),
-  );
+  const primal = master.primal(columns, Math.max(input.timeLeft(), 4 * slowest, 50));
+  master.dispose();
   if (!primal) return undefined;
   const lambda = primal.subarray(0, columns.length);
   const unplaced = primal.subarray(columns.length, columns.length + groups.length);
@@ -553,7 +502,12 @@ function limitCosts(optionCount: number, limits: readonly NodeLimit[], rho: Floa
   return out;
 }
 
-function limitCostAt(limits: readonly NodeLimit[], y: Float64Array, offset: number, oi: number): number {
+export function limitCostAt(
+  limits: readonly NodeLimit[],
+  y: Float64Array,
+  offset: number,
+  oi: number,
+): number {
   let c = 0;
   limits.forEach((l, q) => {
     const r = y[offset + q]!;
@@ -610,46 +564,4 @@ export function dominatedTypes(
     return true;
   };
   return types.map((_t, b) => types.some((_u, a) => a !== b && covers(a, b) && (!covers(b, a) || a < b)));
-}
-
-/** The restricted model itself, for λ. */
-function solvePrimal(
-  columns: readonly Column[],
-  options: readonly Option[],
-  types: readonly NodeType[],
-  demand: readonly number[],
-  penalty: readonly number[],
-  limits: readonly NodeLimit[],
-  backends: LpBackends,
-  timeLeft: () => number,
-): Float64Array | undefined {
-  const lp: LpModel = { variables: [], constraints: [] };
-  const rows = demand.map((): [number, number][] => []);
-  const byType = types.map((): [number, number][] => []);
-  columns.forEach((c, j) => {
-    // A node-count epsilon, as in the aggregate model: free nodes are not used without need.
-    lp.variables.push({ name: `l:${j}`, cost: c.cost + 1e-4 });
-    for (const [oi, k] of c.counts) rows[options[oi]!.group]!.push([j, k]);
-    byType[c.type]!.push([j, 1]);
-  });
-  demand.forEach((n, gi) => {
-    lp.variables.push({ name: `u:${gi}`, cost: penalty[gi]!, upper: n });
-    rows[gi]!.push([lp.variables.length - 1, 1]);
-    lp.constraints.push({ name: `demand:${gi}`, terms: rows[gi]!, lower: n });
-  });
-  types.forEach((t, ti) => {
-    if (t.count < 1e5 && byType[ti]!.length > 0)
-      lp.constraints.push({ name: `count:${ti}`, terms: byType[ti]!, upper: t.count });
-  });
-  for (const l of limits) {
-    const terms: [number, number][] = [];
-    columns.forEach((c, j) => {
-      let use = 0;
-      for (const [oi, k] of c.counts) use += k * (l.coef.get(oi) ?? 0);
-      if (use > 0) terms.push([j, use]);
-    });
-    if (terms.length > 0) lp.constraints.push({ name: 'limit', terms, upper: l.cap });
-  }
-  const s = backendFor(lp, backends).solve(lp, { timeLimitMs: Math.max(1, timeLeft()) });
-  return s.status === 'optimal' ? s.values : undefined;
 }

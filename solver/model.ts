@@ -256,6 +256,52 @@ export function buildModel(input: ModelInput): PlacementModel {
   return { lp, vars, limits, unplacedPenalty, dollarCost, optionGroup: options.map((o) => o.group) };
 }
 
+/**
+ * How many variables {@link buildModel} would make, and whether it would have quota or budget rows,
+ * without building it: the broker's path decides from these whether the aggregate LP is worth solving.
+ */
+export function modelSize(input: ModelInput): { variables: number; policyRows: boolean } {
+  const { groups, pools, options, classes } = input;
+  const classesOfPool = new Map<number, number[]>();
+  classes.forEach((c, i) => classesOfPool.set(c.pool, [...(classesOfPool.get(c.pool) ?? []), i]));
+  let variables = groups.length;
+  const buckets = new Set<string>();
+  for (const o of options) {
+    const g = groups[o.group]!;
+    for (const ci of classesOfPool.get(o.pool) ?? []) {
+      const cls = classes[ci]!;
+      if (
+        g.durationSeconds <= cls.maxDuration &&
+        tasksThatFit(cls.free, g.cpuMilli, g.memoryMiB, o.gpuMilli / 1000) > 0
+      )
+        variables++;
+    }
+    if (pools[o.pool]!.maxNewNodes > 0 && o.perNode > 0) {
+      variables++;
+      buckets.add(`${o.pool}:${g.durationSeconds}`);
+    }
+  }
+  const policyRows = groups.some(
+    (g) => g.policy !== undefined && (g.policy.quotas.length > 0 || g.policy.budget?.perHour !== undefined),
+  );
+  return { variables: variables + buckets.size, policyRows };
+}
+
+/**
+ * The model's reading without its LP, where the aggregate LP is not solved: the penalties and which
+ * option is whose, no rows.
+ */
+export function modelWithoutLp(input: ModelInput): PlacementModel {
+  return {
+    lp: { variables: [], constraints: [] },
+    vars: [],
+    limits: [],
+    unplacedPenalty: unplacedPenalties(input.groups, input.pools, input.options),
+    dollarCost: [],
+    optionGroup: input.options.map((o) => o.group),
+  };
+}
+
 type AddVar = (name: string, cost: number, meta: VarMeta, upper?: number, dollars?: number) => number;
 type AddRow = (name: string, terms: [number, number][], lower?: number, upper?: number) => number;
 

@@ -14,7 +14,7 @@ import { greedyPack } from './greedy.ts';
 import { groupRequests, incompatibility, makeOption, nodeClasses, type Option } from './groups.ts';
 import { Ledger } from './ledger.ts';
 import { chooseBackend, type LpBackends, type LpSolution } from './lp/index.ts';
-import { buildModel } from './model.ts';
+import { buildModel, modelSize, modelWithoutLp } from './model.ts';
 import {
   better,
   boundOf,
@@ -123,7 +123,13 @@ export function plan(
   phase('ffd');
 
   // The LP, over every option: no candidate filter, so its value is the aggregate bound of the batch.
-  const model = buildModel({ groups, pools, options: all, classes, usage });
+  const modelInput = { groups, pools, options: all, classes, usage };
+  const size = modelSize(modelInput);
+  // On the broker's path the aggregate LP runs only where it is cheap or needed: the node-level model
+  // leaves nothing out that it holds, but a batch with quota or budget rows is planned from the LP's
+  // rounding too. Elsewhere it is not even built.
+  const aggregate = options.diagnostics === true || size.variables <= SMALL_AGGREGATE_LP || size.policyRows;
+  const model = aggregate ? buildModel(modelInput) : modelWithoutLp(modelInput);
   const backends = options.backends ?? {};
   const budget = options.timeBudgetMs ?? 5000;
   const left = () => budget - (clock() - started);
@@ -131,12 +137,6 @@ export function plan(
   let fallback: string | undefined;
   phase('model');
   const lpStart = clock();
-  // On the broker's path the aggregate LP runs only where it is cheap or needed: the node-level model
-  // leaves quota and budget rows out, so a batch they may bind is planned from the LP's rounding too.
-  const aggregate =
-    options.diagnostics === true ||
-    model.lp.variables.length <= SMALL_AGGREGATE_LP ||
-    model.limits.some((l) => l.kind !== 'max-nodes');
   if (!backends.js && !backends.highs) fallback = 'no LP backend given: FFD plan';
   else if (!aggregate) fallback = undefined;
   else if (left() <= 0) fallback = 'the time budget ran out before the LP: FFD plan';
@@ -330,7 +330,7 @@ export function plan(
       ms: clock() - started,
       phases,
       lpMs,
-      variables: model.lp.variables.length,
+      variables: aggregate ? model.lp.variables.length : size.variables,
       constraints: model.lp.constraints.length,
       groups: groups.length,
       pools: pools.length,

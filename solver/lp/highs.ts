@@ -20,6 +20,7 @@ import { createRequire } from 'node:module';
 import highsImport from 'highs';
 import type { Highs, HighsConstants, InitOptions, ModelData, ModelStatusCode, OptionValue } from 'highs';
 import { LpBackendError } from './errors.ts';
+import { highsMaster, type HighsMasterModel } from './highsMaster.ts';
 import { toHighsModel } from './highsModel.ts';
 import { normalizeModel, objectiveBoundedByBounds } from './model.ts';
 import type { NormalLp } from './model.ts';
@@ -204,6 +205,26 @@ class InstancePool {
 function createHighsBackend(pool: InstancePool, clock: () => number): LpBackend {
   return {
     name: HIGHS_BACKEND_NAME,
+    master(rows) {
+      const model = pool.current.createModel({
+        numCols: 0,
+        numRows: rows.length,
+        colCost: new Float64Array(0),
+        colLower: new Float64Array(0),
+        colUpper: new Float64Array(0),
+        rowLower: Float64Array.from(rows, (r) => r.lower),
+        rowUpper: Float64Array.from(rows, (r) => r.upper),
+        matrix: {
+          format: 'csc',
+          numRows: rows.length,
+          numCols: 0,
+          starts: new Int32Array(1),
+          indices: new Int32Array(0),
+          values: new Float64Array(0),
+        },
+      });
+      return highsMaster(model as HighsModel & HighsMasterModel, rows, clock);
+    },
     solve(model: LpModel, options: LpSolveOptions = {}): LpSolution {
       const started = clock();
       const lp = normalizeModel(model);

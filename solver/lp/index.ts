@@ -22,7 +22,10 @@ export type { HighsBackendOptions, HighsModel, HighsRuntime } from './highs.ts';
 export { checkSolution, DEFAULT_TOLERANCE, describeViolations, objectiveOf } from './verify.ts';
 export type {
   LpBackend,
+  LpColumn,
   LpConstraint,
+  LpMaster,
+  LpMasterSolution,
   LpModel,
   LpSolution,
   LpSolveOptions,

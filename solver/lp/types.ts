@@ -97,9 +97,42 @@ export interface LpSolveOptions {
 }
 
 /** A linear-programming engine behind a uniform, synchronous interface. */
+/** One column of an {@link LpMaster}: objective cost, upper bound (lower is 0), coefficients by row. */
+export interface LpColumn {
+  cost: number;
+  upper: number;
+  rows: readonly (readonly [number, number])[];
+}
+
+/** What a master re-solve returns: column values, row duals (positive on a binding `≥` row at a minimum). */
+export interface LpMasterSolution {
+  status: LpStatus;
+  values: Float64Array;
+  duals: Float64Array;
+  objective: number;
+  message?: string;
+}
+
+/**
+ * A minimisation solved again and again as columns are added (column generation): each solve starts from
+ * the last one's basis, so a round that adds a few columns costs a few simplex iterations. Answers are
+ * checked against the rows before they are returned, as `solve`'s are.
+ */
+export interface LpMaster {
+  addColumns(columns: readonly LpColumn[]): void;
+  solve(options?: LpSolveOptions): LpMasterSolution;
+  /** Frees the engine's memory; the master is unusable afterwards. */
+  dispose(): void;
+}
+
 export interface LpBackend {
   /** Short stable name, e.g. `highs` or `javascript-lp-solver`. */
   readonly name: string;
+  /**
+   * A master over `rows` (bounds; columns come with `addColumns`), where the engine can warm-start one:
+   * HiGHS can, javascript-lp-solver cannot (callers then re-solve with `solve`).
+   */
+  master?(rows: readonly { lower: number; upper: number }[]): LpMaster;
   /**
    * Solves `model`. Returns (never throws) for engine failures; throws `LpModelError` only when the
    * model itself is malformed (a term naming a missing variable, a NaN coefficient).
