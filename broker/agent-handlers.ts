@@ -29,6 +29,9 @@ interface LeaseReport {
   ranMs?: number | undefined;
 }
 
+/** A launch not acknowledged this long after it was sent is sent again. */
+const RESEND_MS = 3000;
+
 /** A node asked for that has not appeared after this long is no longer counted on. */
 const PLANNED_MAX_AGE_MS = 180_000;
 
@@ -249,6 +252,8 @@ export function createAgentHandlers(
     }
   }
 
+  /** When each launch not yet acknowledged was last sent again. */
+  let resentAt = new Map<string, number>();
   function checkClusters(): void {
     const now = clock();
     if (!ctx.connected) return;
@@ -257,12 +262,21 @@ export function createAgentHandlers(
       metrics.clusterHealthy.set({ cluster: c.name }, 0);
       for (const l of state.activeOn(c.name)) lose(l.leaseId, `cluster ${c.name} stopped sending heartbeats`);
     }
-    // Launches an agent never acknowledged (lost in flight, agent restarting) are sent again.
+    // Launches an agent never acknowledged (lost in flight, agent restarting) are sent again, each at
+    // most every RESEND_MS: an agent slow to answer (busy launching) is not sent the same launches on
+    // every check.
     const again = new Map<string, string[]>();
+    const sent = new Map<string, number>();
     for (const l of state.placed()) {
-      if (!inventory.clusters.get(l.cluster)?.healthy || now - l.placedAt < 3000) continue;
+      const last = resentAt.get(l.leaseId) ?? l.placedAt;
+      if (now - last < RESEND_MS || !inventory.clusters.get(l.cluster)?.healthy) {
+        if (last !== l.placedAt) sent.set(l.leaseId, last);
+        continue;
+      }
       append(again, l.cluster, l.leaseId);
+      sent.set(l.leaseId, now);
     }
+    resentAt = sent;
     for (const [cluster, ids] of again) dispatch(cluster, ids);
     if (state.held.size > 0) {
       state.release();

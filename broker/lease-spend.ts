@@ -27,10 +27,18 @@ export class SpendCounter implements LeaseSpend {
   readonly byPool = new Map<string, number>();
   readonly started = new Map<string, { perHour: number; perHourTimesStart: number }>();
 
-  /** Counts (`sign` 1) or uncounts (-1) a lease of `team` that started at `startedAt` (if it did). */
-  add(team: string, l: LeaseRecord, startedAt: number | undefined, sign: 1 | -1): void {
+  /**
+   * Counts (`sign` 1) or uncounts (-1) a lease of `team` that started at `startedAt` (if it did); `key`:
+   * its {@link spendKey}, when the caller keeps it.
+   */
+  add(
+    team: string,
+    l: LeaseRecord,
+    startedAt: number | undefined,
+    sign: 1 | -1,
+    key = spendKey(team, l),
+  ): void {
     this.count += sign;
-    const key = spendKey(team, l);
     const v = (this.byPool.get(key) ?? 0) + sign * l.pricePerHour;
     // Sums of floating-point prices do not come back to exactly 0.
     if (Math.abs(v) < 1e-9) this.byPool.delete(key);

@@ -11,7 +11,7 @@ import {
   type TaskState,
   TERMINAL,
 } from '../protocol/index.ts';
-import { SpendCounter } from './lease-spend.ts';
+import { SpendCounter, spendKey } from './lease-spend.ts';
 import {
   type LeaseRecord,
   type LifecycleEvent,
@@ -27,6 +27,8 @@ interface Counted {
   node: string;
   team: string | undefined;
   startedAt: number | undefined;
+  /** Its key in the spend sums (one string per team and pool, shared). */
+  spendKey: string;
 }
 
 /** Allowed lease transitions: a late or repeated event never moves a lease backwards. */
@@ -53,7 +55,9 @@ export class BrokerState {
   readonly spend = new SpendCounter();
   /** What active leases use, per `cluster|node`. */
   readonly nodeUse = new Map<string, { cpu: number; mem: number; gpu: number }>();
-  private readonly nodeKeys = new Map<string, string>();
+  /** Per cluster, per node name: its key in {@link nodeUse}. */
+  private readonly nodeKeys = new Map<string, Map<string, string>>();
+  private readonly spendKeys = new Map<string, string>();
   private readonly teamUse = new Map<string, TeamUsage>();
   /** Per cluster, per team: active leases of workflow code (tasks, warm workers) it hosts. */
   private readonly hostedOn = new Map<string, Map<string, number>>();
@@ -345,36 +349,45 @@ export class BrokerState {
     }
     set.add(l.leaseId);
     // Moved (started, or on the node that came up): counted again, in the same entry.
-    const c: Counted = counted ?? {
-      node,
-      team: this.requests.get(l.requestId)?.team,
-      startedAt: l.startedAt,
-    };
+    const c: Counted = counted ?? this.counted(l, node);
     c.node = node;
     c.startedAt = l.startedAt;
     this.account(l, c, 1);
     if (counted === undefined) this.countedOn.set(l.leaseId, c);
   }
 
-  /** `cluster|node`, one string per node shared by its leases' counts. */
+  private counted(l: LeaseRecord, node: string): Counted {
+    const team = this.requests.get(l.requestId)?.team;
+    const key = spendKey(team ?? '', l);
+    let shared = this.spendKeys.get(key);
+    if (shared === undefined) this.spendKeys.set(key, (shared = key));
+    return { node, team, startedAt: l.startedAt, spendKey: shared };
+  }
+
+  /**
+   * `cluster|node`, one string per node shared by its leases' counts, found without building it (the
+   * lease's cluster and node strings are shared too, and keep their hashes).
+   */
   private nodeKey(l: LeaseRecord): string {
-    const key = `${l.cluster}|${l.actualNode ?? l.node}`;
-    const known = this.nodeKeys.get(key);
-    if (known !== undefined) return known;
-    this.nodeKeys.set(key, key);
+    const name = l.actualNode ?? l.node;
+    let nodes = this.nodeKeys.get(l.cluster);
+    if (!nodes) this.nodeKeys.set(l.cluster, (nodes = new Map()));
+    let key = nodes.get(name);
+    if (key === undefined) nodes.set(name, (key = `${l.cluster}|${name}`));
     return key;
   }
 
-  private account(l: LeaseRecord, { node, team, startedAt }: Counted, sign: 1 | -1): void {
+  private account(l: LeaseRecord, { node, team, startedAt, spendKey: key }: Counted, sign: 1 | -1): void {
     const n = this.nodeUse.get(node) ?? { cpu: 0, mem: 0, gpu: 0 };
     n.cpu += sign * l.cpuMilli;
     n.mem += sign * l.memoryMiB;
     n.gpu += sign * l.gpuMilli;
     if (n.cpu <= 0 && n.mem <= 0 && n.gpu <= 0) {
       this.nodeUse.delete(node);
-      this.nodeKeys.delete(node);
+      // The node counted on (the lease may have moved since): the key's own node name.
+      this.nodeKeys.get(l.cluster)?.delete(node.slice(l.cluster.length + 1));
     } else this.nodeUse.set(node, n);
-    this.spend.add(team ?? '', l, startedAt, sign);
+    this.spend.add(team ?? '', l, startedAt, sign, key);
     if (!team) return;
     if (l.work.kind === 'task' || l.work.kind === 'worker') {
       let teams = this.hostedOn.get(l.cluster);

@@ -88,6 +88,11 @@ describe('parseHeartbeat', () => {
     ],
     ['a node without its capacity type', beat({ nodes: [node] }), 'nodes.0.capacityType'],
     ['a sequence number that is negative', beat({ seq: -1 }), 'seq'],
+    [
+      'a node with negative memory',
+      beat({ nodes: [{ ...node, capacityType: 'spot', memoryMiB: -1 }] }),
+      'nodes.0.memoryMiB',
+    ],
   ])('refuses %s, naming the field', (_, body, field) => {
     const parsed = parseHeartbeat(encodeJson(body));
     expect(parsed.ok).toBe(false);

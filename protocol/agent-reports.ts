@@ -23,6 +23,7 @@ const FINISHED_FIELDS: ReadonlySet<string> = new Set(REPORT_FIELDS);
 
 type Loose = Record<string, unknown>;
 const finishedEntry = heartbeatMsg.shape.finished.unwrap().element;
+const nodeEntry = heartbeatMsg.shape.nodes.element;
 const optional = (v: unknown, type: 'string' | 'number') => v === undefined || typeof v === type;
 
 /** Whether `r` is a well-formed lease report with only `fields` (a `cause` takes the full check). */
@@ -38,6 +39,42 @@ function quickReport(r: unknown, fields: ReadonlySet<string>): r is Loose {
     optional(o.reason, 'string') &&
     optional(o.startedAt, 'number') &&
     (o.ranMs === undefined || (typeof o.ranMs === 'number' && o.ranMs >= 0))
+  );
+}
+
+const quickFinished = (f: unknown) => quickReport(f, FINISHED_FIELDS);
+
+const NODE_FIELDS: ReadonlySet<string> = new Set([
+  'name',
+  'pool',
+  'cpuMilli',
+  'memoryMiB',
+  'gpuCount',
+  'ready',
+  'plannedId',
+  'capacityType',
+  'readyAt',
+]);
+const CAPACITY_TYPES: ReadonlySet<unknown> = new Set(['spot', 'on-demand', 'reserved']);
+const amount = (v: unknown) => typeof v === 'number' && v >= 0;
+
+/** Whether `n` is a well-formed node of a heartbeat (its pool is looked up by name in the cluster's). */
+function quickNode(n: unknown): boolean {
+  if (typeof n !== 'object' || n === null) return false;
+  const o = n as Loose;
+  for (const k in o) if (!NODE_FIELDS.has(k)) return false;
+  return (
+    typeof o.name === 'string' &&
+    o.name.length > 0 &&
+    typeof o.pool === 'string' &&
+    amount(o.cpuMilli) &&
+    amount(o.memoryMiB) &&
+    Number.isInteger(o.gpuCount) &&
+    (o.gpuCount as number) >= 0 &&
+    typeof o.ready === 'boolean' &&
+    optional(o.plannedId, 'string') &&
+    CAPACITY_TYPES.has(o.capacityType) &&
+    optional(o.readyAt, 'number')
   );
 }
 
@@ -102,24 +139,30 @@ export function parseAgentEvents(data: Uint8Array): Parsed<z.output<typeof agent
   return { ok: true, value: raw as z.output<typeof agentEvents> };
 }
 
-/** An agent's heartbeat: its finished entries by the quick check, the rest by the schema. */
+/** An agent's heartbeat: its nodes and finished entries by the quick check, the rest by the schema. */
 export function parseHeartbeat(data: Uint8Array): Parsed<z.output<typeof heartbeatMsg>> {
   const raw = json(data);
-  const finished = raw?.finished;
-  if (!raw || !Array.isArray(finished)) return parseMessage(heartbeatMsg, data);
-  const rest = heartbeatMsg.safeParse({
-    ...raw,
-    finished: finished.length > MAX_FINISHED_IN_HEARTBEAT ? finished : [],
-  });
+  const finished = raw?.finished ?? [];
+  const nodes = raw?.nodes;
+  if (
+    !raw ||
+    !Array.isArray(finished) ||
+    !Array.isArray(nodes) ||
+    finished.length > MAX_FINISHED_IN_HEARTBEAT
+  )
+    return parseMessage(heartbeatMsg, data);
+  const rest = heartbeatMsg.safeParse({ ...raw, nodes: [], finished: [] });
   if (!rest.success) return itemError('', rest.error);
-  for (let i = 0; i < finished.length; i++) {
-    if (quickReport(finished[i], FINISHED_FIELDS)) continue;
-    const p = finishedEntry.safeParse(finished[i]);
-    if (!p.success) return itemError(`finished.${i}`, p.error);
-    finished[i] = p.data;
-  }
-  return {
-    ok: true,
-    value: { ...rest.data, finished: finished as z.output<typeof heartbeatMsg>['finished'] },
-  };
+  const lists = [
+    { list: nodes, path: 'nodes', quick: quickNode, schema: nodeEntry },
+    { list: finished, path: 'finished', quick: quickFinished, schema: finishedEntry },
+  ];
+  for (const { list, path, quick, schema } of lists)
+    for (let i = 0; i < list.length; i++) {
+      if (quick(list[i])) continue;
+      const p = schema.safeParse(list[i]);
+      if (!p.success) return itemError(`${path}.${i}`, p.error);
+      list[i] = p.data;
+    }
+  return { ok: true, value: { ...rest.data, nodes, finished } as z.output<typeof heartbeatMsg> };
 }
