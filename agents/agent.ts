@@ -480,7 +480,7 @@ export function createAgent(opts: AgentOptions): Agent {
         const reply = await transport.request(
           subjects.register(name),
           encodeJson({ cluster: name, agentId: id, version: '1' }),
-          { timeoutMs: 2000 },
+          { timeoutMs: 2000, answeredAtOnce: true },
         );
         const body = JSON.parse(new TextDecoder().decode(reply.data)) as {
           ok: boolean;

@@ -206,7 +206,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       const chunk = json.slice(i, i + LAUNCH_CHUNK);
       const chunkIds = ids.slice(i, i + LAUNCH_CHUNK);
       const body = new TextEncoder().encode(`{"leases":[${chunk.join(',')}]}`);
-      transport.request(subjects.launch(cluster), body, { timeoutMs: 5000 }).then(
+      transport.request(subjects.launch(cluster), body, { timeoutMs: 5000, answeredAtOnce: true }).then(
         (reply) => {
           // The agent took them (it answers before launching): they are not sent again, however long
           // they wait for a node. An agent that restarts is sent them again when it registers.

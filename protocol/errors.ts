@@ -17,6 +17,19 @@ export class TransportTimeoutError extends ProtocolError {
   }
 }
 
+/**
+ * The connection to NATS dropped while a request that is answered at once waited for its reply: the
+ * reply went to a connection that is gone, so waiting out the timeout would be waiting for nothing. A
+ * timeout, so that callers which ask again after one ask again at once, on the next connection.
+ */
+export class ReplyLostError extends TransportTimeoutError {
+  override name = 'ReplyLostError';
+  constructor(subject: string, timeoutMs: number, options?: ErrorOptions) {
+    super(subject, timeoutMs, options);
+    this.message = `the connection dropped while waiting for a reply on ${subject}; ask again`;
+  }
+}
+
 /** Nobody subscribes to the subject a request went to. */
 export class NoRespondersError extends ProtocolError {
   override name = 'NoRespondersError';

@@ -16,6 +16,7 @@ export {
   BadSubjectError,
   NoRespondersError,
   ProtocolError,
+  ReplyLostError,
   StoreClosedError,
   StoreConflictError,
   StoreCorruptError,

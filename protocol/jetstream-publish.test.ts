@@ -62,4 +62,28 @@ describe('JetStreamPublisher', () => {
     expect((err as Error).message).toBe('no acknowledgement from JetStream within 200 ms');
     p.close();
   });
+
+  it('rejects at once the publishes still awaiting acks when the connection drops', async () => {
+    // Taken by a plain subscriber that never answers: no ack comes, only the dropped connection ends it.
+    t.subscribe('silent.until-crash', () => undefined);
+    await t.flush();
+    const p = new JetStreamPublisher(t.connection, 60_000);
+    try {
+      const pending = p
+        .publishMany(
+          3,
+          () => 'silent.until-crash',
+          () => new Uint8Array([1]),
+        )
+        .catch((e: unknown) => e);
+      await t.flush();
+      await server.kill();
+      const err = await pending;
+      expect(err).toBeInstanceOf(JetStreamPublishError);
+      expect((err as Error).message).toBe('the connection to NATS dropped before JetStream acknowledged');
+    } finally {
+      p.close();
+      await server.restart();
+    }
+  });
 });

@@ -3,9 +3,17 @@
  * own. nats.js's `request()` (behind `kv.put` and `js.publish`) makes a request object, a timer and,
  * for each reply, an error object with a stack trace; at a cycle's thousands of writes that was a
  * tenth of a busy broker's CPU. Here each publish carries a reply subject `<inbox>.<n>`, the acks are
- * matched by `n`, and one timer watches the whole batch.
+ * matched by `n`, and one timer watches the whole batch. When the connection drops, the acks still
+ * awaited went to the server that is gone: those publishes fail at once (the caller writes again)
+ * rather than at the timeout.
  */
-import { createInbox, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import {
+  createInbox,
+  type Msg,
+  type NatsConnection,
+  type Status,
+  type Subscription,
+} from '@nats-io/transport-node';
 
 /** Publishes in flight at once: enough to keep the server busy, few enough to bound the buffers. */
 const WINDOW = 4096;
@@ -35,6 +43,8 @@ export class JetStreamPublisher {
   readonly #inbox: string;
   readonly #waiting = new Map<number, Waiting>();
   #sub: Subscription | undefined;
+  /** The connection's status events (nats.js's iterator has `stop()`, which the type leaves out). */
+  #status: (AsyncIterable<Status> & { stop?: () => void }) | undefined;
   #next = 0;
 
   constructor(
@@ -106,6 +116,7 @@ export class JetStreamPublisher {
 
   /** Stops listening; publishes waiting for acks fail. */
   close(): void {
+    this.#status?.stop?.();
     this.#sub?.unsubscribe();
     this.#sub = undefined;
     for (const w of this.#waiting.values()) w.reject(new JetStreamPublishError('the store was closed'));
@@ -113,12 +124,29 @@ export class JetStreamPublisher {
   }
 
   #listen(): void {
+    this.#watchConnection();
     if (this.#sub && !this.#sub.isClosed()) return;
     this.#sub = this.#nc.subscribe(`${this.#inbox}.*`, {
       callback: (err, m) => {
         if (err === null) this.#ack(m);
       },
     });
+  }
+
+  /** Fails the publishes awaiting acks when the connection drops (once, for the publisher's life). */
+  #watchConnection(): void {
+    if (this.#status) return;
+    const status = this.#nc.status();
+    this.#status = status;
+    void (async () => {
+      for await (const s of status) {
+        if (s.type !== 'disconnect') continue;
+        const lost = [...this.#waiting.values()];
+        this.#waiting.clear();
+        const err = new JetStreamPublishError('the connection to NATS dropped before JetStream acknowledged');
+        for (const w of lost) w.reject(err);
+      }
+    })();
   }
 
   #ack(m: Msg): void {

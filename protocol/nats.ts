@@ -16,7 +16,7 @@ import {
   type NatsConnection,
   type NodeConnectionOptions,
 } from '@nats-io/transport-node';
-import { NoRespondersError, TransportClosedError, TransportTimeoutError } from './errors.ts';
+import { NoRespondersError, ReplyLostError, TransportClosedError, TransportTimeoutError } from './errors.ts';
 import { validateSubject } from './subjects.ts';
 import type {
   Msg,
@@ -155,11 +155,25 @@ class NatsTransportImpl implements NatsTransport {
   async request(subject: string, data: Uint8Array, options: RequestOptions = {}): Promise<Msg> {
     validateSubject(subject, false);
     const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const asked = this.connection.request(subject, data, { timeout: timeoutMs });
+    let off = () => {};
+    // Answered at once: a drop while it waits took the reply with it (nats.js would wait out the timeout).
+    const dropped = options.answeredAtOnce
+      ? new Promise<never>((_, reject) => {
+          off = this.onEvent((e) => {
+            if (e === 'disconnected') reject(new ReplyLostError(subject, timeoutMs));
+          });
+        })
+      : undefined;
     try {
-      const m = await this.connection.request(subject, data, { timeout: timeoutMs });
+      const m = await (dropped ? Promise.race([asked, dropped]) : asked);
       return { subject: m.subject, data: m.data };
     } catch (err) {
-      throw mapError(err, subject, timeoutMs);
+      // Given up on a drop: the request nats.js still holds fails at its timeout, and nobody waits for it.
+      asked.catch(() => undefined);
+      throw err instanceof ReplyLostError ? err : mapError(err, subject, timeoutMs);
+    } finally {
+      off();
     }
   }
 

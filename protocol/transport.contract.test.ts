@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNatsServer, type NatsServer } from '../test/nats/server.ts';
 import { until } from '../test/nats/wait.ts';
-import { NoRespondersError, TransportClosedError, TransportTimeoutError } from './errors.ts';
+import { NoRespondersError, ReplyLostError, TransportClosedError, TransportTimeoutError } from './errors.ts';
 import { createMemoryTransport } from './memory.ts';
 import { connectNats } from './nats.ts';
 import { decodeJson, encodeJson, type Msg, type Transport } from './transport.ts';
@@ -304,6 +304,60 @@ describe('Transport: NATS reconnection', () => {
       await sub.close();
     }
     expect(events.at(-1)).toBe('closed');
+  });
+
+  it('a request answered at once, waiting when the server dies, fails with ReplyLostError, not at its timeout', async () => {
+    const responder = await connectNats({ servers: server.url, name: 'silent-responder' });
+    const t = await connectNats({ servers: server.url, name: 'lost-reply' });
+    try {
+      // Takes the request and never answers: only the dropped connection can end the wait.
+      responder.subscribe('never.answers', () => undefined);
+      await responder.flush();
+      const asked = t
+        .request('never.answers', text('hello'), { timeoutMs: 60_000, answeredAtOnce: true })
+        .catch((e: unknown) => e);
+      await t.flush();
+      await server.kill();
+      const err = await asked;
+      expect(err).toBeInstanceOf(ReplyLostError);
+      expect(err).toBeInstanceOf(TransportTimeoutError);
+      expect((err as ReplyLostError).subject).toBe('never.answers');
+    } finally {
+      await server.restart();
+      await t.close();
+      await responder.close();
+    }
+  });
+
+  it('a request not answered at once still gets a reply sent after the reconnection', async () => {
+    const responder = await connectNats({ servers: server.url, name: 'late-responder' });
+    const t = await connectNats({ servers: server.url, name: 'late-reply' });
+    const events: string[] = [];
+    t.onEvent((e) => events.push(e));
+    const taken: Msg[] = [];
+    try {
+      responder.subscribe('answers.later', (msg) => void taken.push(msg));
+      await responder.flush();
+      const asked = t.request('answers.later', text('hello'), { timeoutMs: 20_000 });
+      await until(
+        () => taken.length === 1,
+        () => 'the request did not arrive',
+      );
+      await server.kill();
+      await server.restart();
+      await until(
+        () => events.includes('reconnected'),
+        () => `events: ${events.join(',')}`,
+        10_000,
+      );
+      await t.flush();
+      await responder.flush();
+      responder.respond(taken[0]!, text('later'));
+      expect(str(await asked)).toBe('later');
+    } finally {
+      await t.close();
+      await responder.close();
+    }
   });
 
   it('a flush while the server is down waits for it to come back instead of failing', async () => {

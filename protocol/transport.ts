@@ -32,6 +32,13 @@ export interface SubscribeOptions {
 export interface RequestOptions {
   /** How long to wait for a reply; default 5000. */
   timeoutMs?: number;
+  /**
+   * The responder answers as soon as the request reaches it (an acknowledgement, a status). When the
+   * connection drops while such a request waits, its reply was lost with the connection, so the request
+   * fails at once with a `ReplyLostError` (a `TransportTimeoutError`) instead of at its timeout. Default
+   * false: a reply sent after the reconnection still arrives, as a long-running call's does.
+   */
+  answeredAtOnce?: boolean;
 }
 
 /** Connection state changes, for logs and health. */

@@ -14,6 +14,7 @@ import {
   TransportTimeoutError,
 } from '../protocol/index.ts';
 import { BROKER_FAILURES, NonRetriableError, PolicyRefusedError, TaskError } from './errors.ts';
+import { askAgainWaitMs } from './retry.ts';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -52,7 +53,7 @@ export async function askBroker(
           if (s.lease) heard?.({ lease: s.lease });
           else if (s.state === 'unknown' || s.state === 'failed') heard?.({ again: true });
         });
-  let waitMs = 100;
+  let noBroker = 0;
   try {
     for (;;) {
       const outcome = await new Promise<Heard>((resolve) => {
@@ -70,8 +71,7 @@ export async function askBroker(
         if (err instanceof TransportTimeoutError) continue;
         if (err instanceof NoRespondersError) {
           // No broker yet (starting, failing over): wait and ask again.
-          await sleep(waitMs);
-          waitMs = Math.min(waitMs * 2, 500);
+          await sleep(askAgainWaitMs(noBroker++));
           continue;
         }
         throw err;

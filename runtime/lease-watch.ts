@@ -117,7 +117,7 @@ export class LeaseWatch {
       const reply = await this.#t.request(
         subject,
         encodeJson({ requestIds: entries.map((e) => e.requestId) }),
-        { timeoutMs: Math.max(1000, 2 * this.#renewMs) },
+        { timeoutMs: Math.max(1000, 2 * this.#renewMs), answeredAtOnce: true },
       );
       const p = parseMessage(leaseStatusReply, reply.data);
       if (!p.ok) throw new Error(p.error.message);

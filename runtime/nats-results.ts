@@ -14,6 +14,7 @@ import {
 import type { NatsConnection } from '@nats-io/transport-node';
 import { parseMessage, resultMsg, resultsStream, subjects } from '../protocol/index.ts';
 import type { ResultLookup } from './lease-watch.ts';
+import { askAgainWaitMs } from './retry.ts';
 
 /** How long results are kept: long enough for any reconnection or failover. */
 const KEEP_MS = 3_600_000;
@@ -96,13 +97,13 @@ export function resultPublisher(
     if (limit !== undefined && data.length > limit)
       throw new Error(`the result is ${data.length} bytes, over the NATS limit of ${limit}`);
     const until = clock() + KEEP_TRYING_MS;
-    for (let waitMs = 100; ; waitMs = Math.min(2 * waitMs, 1000)) {
+    for (let attempt = 0; ; attempt++) {
       try {
         await js.publish(subject, data, { msgID: subject, timeout: 2000 });
         return;
       } catch {
         if (clock() >= until) return nc.publish(subject, data);
-        await new Promise((r) => setTimeout(r, waitMs));
+        await new Promise((r) => setTimeout(r, askAgainWaitMs(attempt)));
       }
     }
   };

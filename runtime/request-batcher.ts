@@ -4,7 +4,7 @@
  * and their leases come back many at a time on the batch's subject (protocol/request-batch.ts). A
  * request not answered within the reply timeout is asked again with the same id (the broker answers
  * a retried request with the lease it already has); while no broker answers, the batch is sent again
- * with a growing wait, as a single request is.
+ * after the same short waits as a single request (`askAgainWaitMs`).
  */
 import { randomBytes } from 'node:crypto';
 import {
@@ -18,6 +18,7 @@ import {
   TransportTimeoutError,
 } from '../protocol/index.ts';
 import { refusalError, type RequestFollower } from './broker-request.ts';
+import { askAgainWaitMs } from './retry.ts';
 import { TaskError } from './errors.ts';
 
 /** Bytes of requests per batch: well under NATS's default limit of 1 MiB per message. */
@@ -176,7 +177,7 @@ export class RequestBatcher {
 
   /** Sends one batch until the broker takes it; settles what the reply decided. */
   async #send(team: string, batch: Pending[]): Promise<void> {
-    let waitMs = 100;
+    let noBroker = 0;
     for (;;) {
       const live = batch.filter((p) => this.#pending.get(p.requestId) === p);
       for (const p of live) p.queued = false;
@@ -185,8 +186,10 @@ export class RequestBatcher {
         `{"batch":${JSON.stringify(this.#id)},"requests":[${live.map((p) => p.json).join(',')}]}`,
       );
       try {
+        // The broker takes a batch at once: a reply lost with a dropped connection is asked for again.
         const reply = await this.#t.request(batchSubjects.requests(team), data, {
           timeoutMs: ACK_TIMEOUT_MS,
+          answeredAtOnce: true,
         });
         const deadline = this.#clock() + this.#replyTimeoutMs;
         for (const p of live) p.deadline = deadline;
@@ -197,8 +200,7 @@ export class RequestBatcher {
         if (err instanceof TransportTimeoutError) continue;
         if (err instanceof NoRespondersError) {
           // No broker yet (starting, failing over): wait and send again.
-          await sleep(waitMs);
-          waitMs = Math.min(waitMs * 2, 2000);
+          await sleep(askAgainWaitMs(noBroker++));
           continue;
         }
         return this.#fail(live, err as Error);

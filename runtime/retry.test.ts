@@ -8,7 +8,7 @@ import {
   TaskError,
   toErrorMsg,
 } from './errors.ts';
-import { nextAttempt } from './retry.ts';
+import { askAgainWaitMs, nextAttempt } from './retry.ts';
 import { retryPolicy } from './task.ts';
 
 describe('nextAttempt', () => {
@@ -56,5 +56,17 @@ describe('user error classes across the wire', () => {
   it('a plain error stays a TaskError with its name', () => {
     const back = fromErrorMsg(toErrorMsg(new TypeError('nope')));
     expect([back.constructor, back.name]).toEqual([TaskError, 'TypeError']);
+  });
+});
+
+describe('askAgainWaitMs', () => {
+  it.each([
+    [0, 50],
+    [1, 100],
+    [2, 200],
+    [3, 250],
+    [40, 250],
+  ])('after try %i waits %i ms', (attempt, ms) => {
+    expect(askAgainWaitMs(attempt)).toBe(ms);
   });
 });

@@ -54,3 +54,17 @@ export function overrideResources(override: Override | undefined): Resources {
   const { retries: _r, timeout: _t, ...resources } = override;
   return resources;
 }
+
+/**
+ * How long to wait before asking again, after the `attempt`-th (from 0) try, for something that comes
+ * back by itself within seconds — a broker failing over, a JetStream stream electing its leader: 50 ms,
+ * doubling, at most 250 ms. Those answer "no responders" at once while they are away, which costs the
+ * server next to nothing, and a longer wait would only add to the time they were away.
+ *
+ * @example
+ * askAgainWaitMs(0); // 50
+ * askAgainWaitMs(5); // 250
+ */
+export function askAgainWaitMs(attempt: number): number {
+  return Math.min(50 * 2 ** attempt, 250);
+}
