@@ -6,6 +6,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { spawnGantry } from './cli.ts';
 
@@ -22,6 +23,9 @@ file(
 );
 file('platform/later.yaml', '# policies, once they are written\n');
 mkdirSync(join(tmp, 'no-yaml'));
+// A workflow of the user's own, in a folder with no package.json (so Node reads .ts as CommonJS).
+file('mine.ts', 'export const x = 1;\n');
+const EXAMPLES = fileURLToPath(new URL('../examples', import.meta.url));
 
 const NATS_HINT = 'write nats://<host>:<port>, or tls:// for TLS, e.g. nats://127.0.0.1:4222';
 
@@ -61,6 +65,11 @@ describe('usage mistakes', () => {
       'a WebSocket URL among several for --nats',
       ['run', 'examples/workflows/train.ts', '--team', 'research', '--nats', 'nats://a:4222,wss://b:443'],
       `gantry: option '--nats <url>' argument 'nats://a:4222,wss://b:443' is invalid. wss:// is not a NATS URL (the Node NATS client does not speak WebSocket): ${NATS_HINT} (gantry run --help lists them)`,
+    ],
+    [
+      'a workflow file Node reads as CommonJS says how to make it a module',
+      ['run', 'mine.ts', '--team', 'research', '-f', EXAMPLES],
+      `gantry: mine.ts is read as CommonJS, as no package.json in its folder or above says "type": "module": add one there (echo '{"type":"module"}' > package.json), or name the file .mts`,
     ],
   ])('%s', async (_name, args, line) => {
     const r = await spawnGantry(args, { cwd: tmp });
