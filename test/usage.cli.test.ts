@@ -3,7 +3,7 @@
  * another scheme and a file with no documents each get the one line that names the flag or the file,
  * with the documented exit code and nothing else printed.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,4 +97,24 @@ describe('usage mistakes', () => {
       err: 'warning: platform/later.yaml  (document)  no documents: the file is empty or has only comments\n',
     });
   });
+
+  it("runs a user's own workflow that imports gantry/runtime, as the README writes it", async () => {
+    const repo = fileURLToPath(new URL('..', import.meta.url));
+    file('project/package.json', '{"type":"module"}\n');
+    mkdirSync(join(tmp, 'project', 'node_modules'));
+    symlinkSync(repo, join(tmp, 'project', 'node_modules', 'gantry'));
+    file(
+      'project/hello.ts',
+      "import { task, z } from 'gantry/runtime';\n" +
+        "export default task({ name: 'hello', input: z.object({ who: z.string() }), output: z.string() },\n" +
+        '  async ({ who }) => `hello ${who}`);\n',
+    );
+    const r = await spawnGantry(
+      ['run', 'hello.ts', '--team', 'research', '--input', '{"who":"ml"}', '-f', EXAMPLES, '-o', 'json'],
+      { cwd: join(tmp, 'project'), timeoutMs: 90_000 },
+    );
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toMatchObject({ ok: true, output: 'hello ml' });
+  }, 120_000);
 });
