@@ -3,9 +3,10 @@
  * another scheme and a file with no documents each get the one line that names the flag or the file,
  * with the documented exit code and nothing else printed.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { spawnGantry } from './cli.ts';
 
@@ -22,6 +23,9 @@ file(
 );
 file('platform/later.yaml', '# policies, once they are written\n');
 mkdirSync(join(tmp, 'no-yaml'));
+// A workflow of the user's own, in a folder with no package.json (so Node reads .ts as CommonJS).
+file('mine.ts', 'export const x = 1;\n');
+const EXAMPLES = fileURLToPath(new URL('../examples', import.meta.url));
 
 const NATS_HINT = 'write nats://<host>:<port>, or tls:// for TLS, e.g. nats://127.0.0.1:4222';
 
@@ -62,6 +66,11 @@ describe('usage mistakes', () => {
       ['run', 'examples/workflows/train.ts', '--team', 'research', '--nats', 'nats://a:4222,wss://b:443'],
       `gantry: option '--nats <url>' argument 'nats://a:4222,wss://b:443' is invalid. wss:// is not a NATS URL (the Node NATS client does not speak WebSocket): ${NATS_HINT} (gantry run --help lists them)`,
     ],
+    [
+      'a workflow file Node reads as CommonJS says how to make it a module',
+      ['run', 'mine.ts', '--team', 'research', '-f', EXAMPLES],
+      `gantry: mine.ts is read as CommonJS, as no package.json in its folder or above says "type": "module": add one there (echo '{"type":"module"}' > package.json), or name the file .mts`,
+    ],
   ])('%s', async (_name, args, line) => {
     const r = await spawnGantry(args, { cwd: tmp });
     expect(r).toEqual({ code: 2, out: '', err: `${line}\n` });
@@ -88,4 +97,24 @@ describe('usage mistakes', () => {
       err: 'warning: platform/later.yaml  (document)  no documents: the file is empty or has only comments\n',
     });
   });
+
+  it("runs a user's own workflow that imports gantry/runtime, as the README writes it", async () => {
+    const repo = fileURLToPath(new URL('..', import.meta.url));
+    file('project/package.json', '{"type":"module"}\n');
+    mkdirSync(join(tmp, 'project', 'node_modules'));
+    symlinkSync(repo, join(tmp, 'project', 'node_modules', 'gantry'));
+    file(
+      'project/hello.ts',
+      "import { task, z } from 'gantry/runtime';\n" +
+        "export default task({ name: 'hello', input: z.object({ who: z.string() }), output: z.string() },\n" +
+        '  async ({ who }) => `hello ${who}`);\n',
+    );
+    const r = await spawnGantry(
+      ['run', 'hello.ts', '--team', 'research', '--input', '{"who":"ml"}', '-f', EXAMPLES, '-o', 'json'],
+      { cwd: join(tmp, 'project'), timeoutMs: 90_000 },
+    );
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.out)).toMatchObject({ ok: true, output: 'hello ml' });
+  }, 120_000);
 });

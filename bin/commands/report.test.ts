@@ -168,7 +168,7 @@ describe('gantry report cost', () => {
     ],
     [
       ['--since', 'last week'],
-      "--since must be a duration back from now (7d, 12h) or a date (2026-11-01), not 'last week'",
+      "--since must be a duration back from now (30m, 12h, 7d, 2w), a date (2026-11-01) or epoch milliseconds, not 'last week'",
     ],
     [['--since', '2026-11-03', '--until', '2026-11-02'], '--until must be after --since'],
   ])('refuses %j with one line', async (flags, message) => {

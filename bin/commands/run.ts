@@ -170,6 +170,14 @@ async function runAndReport(
   try {
     loaded = await loadWorkflow(module, flags.task);
   } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    // Node reads a .ts file as CommonJS where no package.json says "type": "module", and then cannot
+    // load it beside the ES modules it imports; its own message names no way out.
+    if (code === 'ERR_REQUIRE_CYCLE_MODULE' || code === 'ERR_REQUIRE_ESM')
+      throw new UsageError(
+        `${file} is read as CommonJS, as no package.json in its folder or above says "type": "module": ` +
+          `add one there (echo '{"type":"module"}' > package.json), or name the file .mts`,
+      );
     throw new UsageError((err as Error).message);
   }
   const speedup = speedupOf(flags);
