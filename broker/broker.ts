@@ -14,6 +14,7 @@ import {
   leaseStatusSubjects,
   type Msg,
   type Store,
+  StoreConflictError,
   type Subscription,
   subjects,
   type Transport,
@@ -165,10 +166,30 @@ export function createBroker(opts: BrokerOptions): Broker {
     yield* state.held;
   }
 
+  /**
+   * Loads the records and claims the snapshot position they were read at: from then on a broker that
+   * led before can no longer move it or trim the journal. If the position moved since it was read (a
+   * write of this broker's that timed out but landed late, or another broker's), the records are read
+   * again; after three tries the conflict goes to the caller.
+   */
+  async function loadClaimed(): Promise<Awaited<ReturnType<typeof loadRecords>>> {
+    for (let attempt = 1; ; attempt++) {
+      await writer.compactor.settled();
+      const loaded = await loadRecords(store);
+      const { position, replayed, lastSeq } = loaded.journal;
+      try {
+        await writer.compactor.claim(position, replayed, lastSeq);
+        return loaded;
+      } catch (err) {
+        if (!(err instanceof StoreConflictError) || attempt >= 3) throw err;
+        log.warn({ err: err.message }, 'the snapshot position moved while loading; loading again');
+      }
+    }
+  }
+
   /** Loads requests, leases, spend and open nodes from the store; false if leadership went meanwhile. */
   async function load(): Promise<boolean> {
-    await writer.compactor.settled();
-    const { requests, leases, journal } = await loadRecords(store);
+    const { requests, leases } = await loadClaimed();
     // This month's spend per team, from the ledger.
     const spent = new Budgets(platform, scale, ledgerTime);
     const lives: NodeLife[] = [];
@@ -183,8 +204,6 @@ export function createBroker(opts: BrokerOptions): Broker {
       const epoch = clock();
       ctx.setLedgerEpoch(epoch, Math.max(epoch, lastAt));
     }
-    // From now on a broker that led before can no longer move the snapshot or trim the journal.
-    await writer.compactor.claim(journal.position, journal.replayed, journal.lastSeq);
     if (!leadership.leading || ctx.serving) return false;
     state.load(requests, leases);
     budgets.replaceSpent(spent);
