@@ -149,7 +149,7 @@ export function createBroker(opts: BrokerOptions): Broker {
       nodeUse: state.nodeUse,
       spend: state.spend,
       requests: state.requests,
-      pending: pendingIds(),
+      pending: state.pendingIds(),
       pool: poolOf,
       onDemand,
       teams,
@@ -158,12 +158,6 @@ export function createBroker(opts: BrokerOptions): Broker {
       budgets: anyMonthly ? budgets.status([...state.active()], state.requests, now) : [],
       timeScale: scale,
     });
-  }
-
-  /** The queued and the held requests' ids, without copying either. */
-  function* pendingIds(): Iterable<string> {
-    yield* state.queue;
-    yield* state.held;
   }
 
   /**

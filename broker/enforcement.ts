@@ -60,7 +60,7 @@ export function createEnforcement(
   /** Fails the pending requests that waited longer than their policy's `maxQueueTime`. */
   function checkQueueTimes(now: number): void {
     if (!platform.policies.some((p) => p.maxQueueTime !== undefined)) return;
-    for (const id of [...state.held, ...state.queue]) {
+    for (const id of state.pendingIds()) {
       const r = state.requests.get(id);
       if (!r || r.state !== 'pending') continue;
       const limit = platform.policyFor(r.team)?.maxQueueTime;

@@ -209,6 +209,12 @@ export class BrokerState {
     for (const id of this.gangs.get(gangId) ?? []) if (this.held.delete(id)) this.queue.push(id);
   }
 
+  /** The ids of requests held, then of those queued, without copying either (a request may be in both). */
+  *pendingIds(): Iterable<string> {
+    yield* this.held;
+    yield* this.queue;
+  }
+
   /** Moves held requests back to the queue (capacity freed, nodes came up, a cluster recovered). */
   release(): number {
     const n = this.held.size;
