@@ -57,8 +57,9 @@ export async function runFault(kind: FaultKind, opts: FaultOptions = {}): Promis
   try {
     servers = kind === 'r3-leader-sigkill' ? await startNatsCluster(3) : [await startNatsServer()];
     const urls = servers.map((s) => s.url).join(',');
-    // A cluster's JetStream elects its meta leader shortly after the servers are up.
-    if (servers.length > 1) await sleep(2000);
+    // A cluster's JetStream elects its meta leader shortly after the servers are up (longer on a busy
+    // machine): the stack starts once an R3 stream can be made.
+    if (servers.length > 1) await r3Ready(servers);
     stack = await startFaultStack(urls, { replicas: servers.length > 1 ? 3 : 1 });
     const standby = kind === 'broker-sigkill' ? (await sleep(1500), stack.broker()) : undefined;
     const run = stack.run(n, taskMs);
@@ -200,5 +201,23 @@ async function openWhenReady<T>(open: () => Promise<T>): Promise<T> {
       if (attempt >= 60) throw err;
       await sleep(500);
     }
+  }
+}
+
+/** Resolves once the cluster's JetStream takes an R3 stream (its meta leader is elected). */
+async function r3Ready(servers: NatsServer[]): Promise<void> {
+  const probe = await connectNats({ servers: servers.map((s) => s.url) });
+  try {
+    const jsm = await openWhenReady(() => jetstreamManager(probe.connection));
+    await openWhenReady(() =>
+      jsm.streams.add({
+        name: 'ready-probe',
+        subjects: ['ready-probe'],
+        num_replicas: 3,
+      }),
+    );
+    await jsm.streams.delete('ready-probe');
+  } finally {
+    await probe.close();
   }
 }
