@@ -8,7 +8,7 @@
  */
 import { jetstreamManager } from '@nats-io/jetstream';
 import { BROKER_BUCKET } from '../bin/credentials.ts';
-import { connectNats } from '../protocol/nats-index.ts';
+import { connectNats, openJetStreamStore } from '../protocol/nats-index.ts';
 import { type FaultStack, startFaultStack, tally, watchStalls } from './fault-stack.ts';
 import { type NatsServer, startNatsCluster, startNatsServer } from './nats/server.ts';
 import { sleep, until } from './nats/wait.ts';
@@ -57,8 +57,9 @@ export async function runFault(kind: FaultKind, opts: FaultOptions = {}): Promis
   try {
     servers = kind === 'r3-leader-sigkill' ? await startNatsCluster(3) : [await startNatsServer()];
     const urls = servers.map((s) => s.url).join(',');
-    // A cluster's JetStream elects its meta leader shortly after the servers are up.
-    if (servers.length > 1) await sleep(2000);
+    // A cluster's JetStream elects its meta leader shortly after the servers are up (longer on a busy
+    // machine): the stack starts once an R3 stream can be made.
+    if (servers.length > 1) await r3Ready(servers);
     stack = await startFaultStack(urls, { replicas: servers.length > 1 ? 3 : 1 });
     const standby = kind === 'broker-sigkill' ? (await sleep(1500), stack.broker()) : undefined;
     const run = stack.run(n, taskMs);
@@ -116,10 +117,15 @@ async function inject(
 }
 
 /** The server leading the broker's state bucket (servers are named n<index>-<route port>). */
-async function stateLeader(servers: NatsServer[]): Promise<{ index: number; name: string }> {
+function stateLeader(servers: NatsServer[]): Promise<{ index: number; name: string }> {
+  return leaderOf(servers, `KV_${BROKER_BUCKET}`);
+}
+
+/** The server leading a stream, by its index in `servers` and its name. */
+async function leaderOf(servers: NatsServer[], stream: string): Promise<{ index: number; name: string }> {
   const probe = await connectNats({ servers: servers.map((s) => s.url) });
   try {
-    const info = await (await jetstreamManager(probe.connection)).streams.info(`KV_${BROKER_BUCKET}`);
+    const info = await (await jetstreamManager(probe.connection)).streams.info(stream);
     const name = info.cluster?.leader ?? '';
     return { index: Number(/^n(\d+)-/.exec(name)?.[1] ?? 0), name };
   } finally {
@@ -142,4 +148,76 @@ export function describeRecovery(r: Recovery): string {
     `${r.fault}: first task started ${r.firstStartMs ?? 'never'} ms after; longest stall ` +
     `${r.longestStallMs} ms (from +${r.stallFromMs} ms); lost ${r.lost.length}, run twice ${r.twice.length} of ${r.n}`
   );
+}
+
+/**
+ * The floor under r3-leader-sigkill: a 3-server cluster, one R3 bucket written every 20 ms, its
+ * leader's server killed. Returns how long after the kill the first write succeeded (the followers'
+ * election), and which servers led before and after.
+ */
+export async function measureElection(): Promise<{ ms: number; leader: string; newLeader: string }> {
+  const servers = await startNatsCluster(3);
+  const t = await connectNats({ servers: servers.map((s) => s.url) });
+  try {
+    const store = await openWhenReady(() =>
+      openJetStreamStore(t.connection, { bucket: 'election', stream: 'ELECTION', replicas: 3 }),
+    );
+    await store.put('k', new Uint8Array([0]));
+    const { index, name } = await leaderOf(servers, 'KV_election');
+    let lastOk = 0;
+    let stop = false;
+    const writing = (async () => {
+      while (!stop) {
+        await store.put('k', new Uint8Array([1])).then(
+          () => (lastOk = Date.now()),
+          () => undefined,
+        );
+        await sleep(20);
+      }
+    })();
+    await sleep(500);
+    const killedAt = Date.now();
+    await servers[index]!.kill();
+    await until(() => lastOk > killedAt, 'a write after the kill', 30_000);
+    stop = true;
+    await writing;
+    const after = await leaderOf(
+      servers.filter((_, i) => i !== index),
+      'KV_election',
+    );
+    return { ms: lastOk - killedAt, leader: name, newLeader: after.name };
+  } finally {
+    await t.close();
+    for (const s of servers) await s[Symbol.asyncDispose]();
+  }
+}
+
+/** Opens a store once the cluster's JetStream has elected its meta leader (shortly after start). */
+async function openWhenReady<T>(open: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await open();
+    } catch (err) {
+      if (attempt >= 60) throw err;
+      await sleep(500);
+    }
+  }
+}
+
+/** Resolves once the cluster's JetStream takes an R3 stream (its meta leader is elected). */
+async function r3Ready(servers: NatsServer[]): Promise<void> {
+  const probe = await connectNats({ servers: servers.map((s) => s.url) });
+  try {
+    const jsm = await openWhenReady(() => jetstreamManager(probe.connection));
+    await openWhenReady(() =>
+      jsm.streams.add({
+        name: 'ready-probe',
+        subjects: ['ready-probe'],
+        num_replicas: 3,
+      }),
+    );
+    await jsm.streams.delete('ready-probe');
+  } finally {
+    await probe.close();
+  }
 }
