@@ -35,18 +35,32 @@ export async function ensureStream(
   }
 }
 
-/** The journal on stream `stream`; `assertOpen` throws once the store is closed. */
+/**
+ * The journal on stream `stream`, created on first use: a store whose owner never journals (the
+ * runtime's, the lineage store) neither creates it nor needs the permission to. `assertOpen` throws
+ * once the store is closed.
+ */
 export function jetStreamJournal(
   js: JetStreamClient,
   jsm: JetStreamManager,
   publisher: JetStreamPublisher,
   stream: string,
   subject: string,
+  replicas: number,
   assertOpen: () => void,
 ): Journal {
+  let created: Promise<void> | undefined;
+  const ready = async () => {
+    assertOpen();
+    created ??= ensureStream(jsm, stream, subject, replicas).catch((err: unknown) => {
+      created = undefined;
+      throw err;
+    });
+    await created;
+  };
   return {
     async append(entries) {
-      assertOpen();
+      await ready();
       const seqs = await publisher.publishMany(
         entries.length,
         () => subject,
@@ -55,11 +69,11 @@ export function jetStreamJournal(
       return seqs.at(-1) ?? 0;
     },
     async *read(fromSeq) {
-      assertOpen();
+      await ready();
       yield* readStream(js, jsm, stream, fromSeq);
     },
     async trim(throughSeq) {
-      assertOpen();
+      await ready();
       const { state } = await jsm.streams.info(stream);
       // Up to but not including `seq`; never past the last entry, so numbering does not jump.
       const seq = Math.min(Math.floor(throughSeq), state.last_seq) + 1;

@@ -54,8 +54,7 @@ export async function openJetStreamStore(nc: NatsConnection, opts: JetStreamStor
   const jsm = await jetstreamManager(nc);
   const kv = await new Kvm(js).create(opts.bucket, { history: 1, replicas, storage: StorageType.File });
   await ensureStream(jsm, opts.stream, `${opts.stream}.events`, replicas);
-  await ensureStream(jsm, `${opts.stream}-journal`, `${opts.stream}.journal`, replicas);
-  return new JetStreamStore(js, jsm, kv, opts.bucket, opts.stream, new JetStreamPublisher(nc));
+  return new JetStreamStore(js, jsm, kv, opts.bucket, opts.stream, replicas, new JetStreamPublisher(nc));
 }
 
 class JetStreamStore implements Store {
@@ -72,12 +71,13 @@ class JetStreamStore implements Store {
     private readonly kv: KV,
     bucket: string,
     private readonly stream: string,
+    replicas: number,
     private readonly publisher: JetStreamPublisher,
   ) {
     this.#kvStream = `KV_${bucket}`;
     this.#kvPrefix = `$KV.${bucket}.`;
     this.#eventSubject = `${stream}.events`;
-    this.journal = jetStreamJournal(js, jsm, publisher, `${stream}-journal`, `${stream}.journal`, () =>
+    this.journal = jetStreamJournal(js, jsm, publisher, `${stream}-journal`, `${stream}.journal`, replicas, () =>
       this.#assertOpen(),
     );
   }
