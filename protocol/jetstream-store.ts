@@ -77,8 +77,14 @@ class JetStreamStore implements Store {
     this.#kvStream = `KV_${bucket}`;
     this.#kvPrefix = `$KV.${bucket}.`;
     this.#eventSubject = `${stream}.events`;
-    this.journal = jetStreamJournal(js, jsm, publisher, `${stream}-journal`, `${stream}.journal`, replicas, () =>
-      this.#assertOpen(),
+    this.journal = jetStreamJournal(
+      js,
+      jsm,
+      publisher,
+      `${stream}-journal`,
+      `${stream}.journal`,
+      replicas,
+      () => this.#assertOpen(),
     );
   }
 
