@@ -36,6 +36,15 @@ function placeOn(state: BrokerState, r: RequestRecord): void {
   });
 }
 
+/** A fresh broker's first claim, then request `id` placed and flushed to the journal. */
+async function placedAndFlushed(state: BrokerState, id: string): Promise<void> {
+  await state.writer.compactor.claim({ seq: 0, revision: 0 }, new Map(), 0);
+  const r = req(id);
+  state.addRequest(r);
+  placeOn(state, r);
+  await state.writer.flush();
+}
+
 async function journal(store: Store) {
   const out: { seq: number; records: StoredRequest[]; bytes: number }[] = [];
   for await (const e of store.journal.read())
@@ -147,11 +156,7 @@ describe('records: journal first, the KV view compacted from it', () => {
   it('a broker whose position was claimed by another compacts no more and trims nothing', async () => {
     const store = await open();
     const old = new BrokerState(store, () => 5);
-    await old.writer.compactor.claim({ seq: 0, revision: 0 }, new Map(), 0);
-    const a = req('a');
-    old.addRequest(a);
-    placeOn(old, a);
-    await old.writer.flush();
+    await placedAndFlushed(old, 'a');
     // The new leader loads and claims before the old one compacts.
     const loaded = await loadRecords(store);
     const taker = new Compactor(store);
@@ -167,11 +172,7 @@ describe('records: journal first, the KV view compacted from it', () => {
   it('a load waits for the compaction this broker began before, then claims the position it moved', async () => {
     const store = await open();
     const state = new BrokerState(store, () => 5);
-    await state.writer.compactor.claim({ seq: 0, revision: 0 }, new Map(), 0);
-    const a = req('a');
-    state.addRequest(a);
-    placeOn(state, a);
-    await state.writer.flush();
+    await placedAndFlushed(state, 'a');
     const running = state.writer.compactor.compact();
     await state.writer.compactor.settled();
     const loaded = await loadRecords(store);
