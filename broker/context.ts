@@ -190,6 +190,7 @@ export function createContext(opts: BrokerOptions): BrokerContext {
 export function metricLabels(platform: Platform): MetricsLabels {
   return {
     clusters: platform.clusters.map((c) => c.name),
+    teams: [...new Set(platform.policies.flatMap((p) => p.teams))],
     budgets: platform.policies.flatMap((p) =>
       p.budget?.perMonth === undefined
         ? []

@@ -69,9 +69,11 @@ export interface BrokerMetrics {
   initialise(labels: MetricsLabels): void;
 }
 
-/** What the counters are labelled with from the start: the platform's clusters and budgets. */
+/** What the counters are labelled with from the start: the platform's clusters, teams and budgets. */
 export interface MetricsLabels {
   clusters: readonly string[];
+  /** The teams of every policy: their requests arrive under `gantry.v1.team.<team>`. */
+  teams: readonly string[];
   /** Each team with a monthly budget, its policy and alert thresholds. */
   budgets: readonly { team: string; policy: string; alertAt: readonly number[] }[];
 }
@@ -94,7 +96,7 @@ export function collectProcessMetrics(registry: Registry): void {
  *
  * @example
  * const metrics = createBrokerMetrics();
- * metrics.initialise({ clusters: ['aws-use1'], budgets: [] });
+ * metrics.initialise({ clusters: ['aws-use1'], teams: ['ml'], budgets: [] });
  */
 export function createBrokerMetrics(): BrokerMetrics {
   const registry = new Registry();
@@ -217,7 +219,7 @@ export function createBrokerMetrics(): BrokerMetrics {
     },
     initialise(labels) {
       for (const code of REFUSED_CODES) m.refused.inc({ code }, 0);
-      m.badMessages.inc({ subject: 'gantry.v1.broker.request' }, 0);
+      for (const team of labels.teams) m.badMessages.inc({ subject: `gantry.v1.team.${team}` }, 0);
       m.badMessages.inc({ subject: 'gantry.v1.broker.admin' }, 0);
       for (const cluster of labels.clusters) m.badMessages.inc({ subject: `gantry.v1.agent.${cluster}` }, 0);
       for (const b of labels.budgets)
