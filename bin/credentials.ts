@@ -185,6 +185,8 @@ export function authorizationBlock(users: readonly NatsUser[]): string {
 /** The broker's state: KV bucket and event stream (`gantry broker --nats`). */
 export const BROKER_BUCKET = 'gantry-state';
 export const BROKER_STREAM = 'gantry-events';
+/** The brokers' leadership key, in a bucket of its own so renewals never wait behind state writes. */
+export const LEADER_BUCKET = 'gantry-leader';
 
 /**
  * The broker and operators (`gantry get`, `gantry apply`) may use every Gantry subject, JetStream's

@@ -113,7 +113,7 @@ export function createBroker(opts: BrokerOptions): Broker {
 
   /** Whether the state in memory is the store's (this broker loaded it and led since). */
   let loaded = false;
-  const leadership = new Leadership(store, id, clock, leaderTtlMs, {
+  const leadership = new Leadership(opts.leaderStore ?? store, id, clock, leaderTtlMs, {
     onElected: (how) =>
       void serve(how).catch((err: Error) => {
         // Could not load the state (the store has no leader yet): let another broker try, and try

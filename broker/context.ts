@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { pino, type Logger } from 'pino';
 import type { Platform } from '../policies/index.ts';
-import { encodeJson, type Msg, type Store, type Transport } from '../protocol/index.ts';
+import { encodeJson, type KeyStore, type Msg, type Store, type Transport } from '../protocol/index.ts';
 import type { LpBackends } from '../solver/index.ts';
 import type { admit } from './admission.ts';
 import { Budgets } from './budgets.ts';
@@ -51,6 +51,12 @@ export interface BrokerOptions {
   solveBudgetMs?: number;
   /** A leader that stops renewing is replaced after this long. */
   leaderTtlMs?: number;
+  /**
+   * Where the leadership key is kept. Default `store`; over NATS, a bucket of its own on a connection
+   * of its own, so that a renewal never waits behind a cycle's thousands of state writes (the leader
+   * would lose its lease while busy, and leadership would flap under load).
+   */
+  leaderStore?: KeyStore;
   newId?: () => string;
   metrics?: BrokerMetrics;
   /** Requests that ended are kept this long (memory and store), then forgotten. Default one hour. */

@@ -24,17 +24,32 @@ async function freshStore(): Promise<Store> {
   return store;
 }
 
-/** A store whose writes and reads fail while `down` is set (a JetStream stream without a leader). */
+/**
+ * A store whose writes and reads fail while `down` is set (a JetStream stream without a leader), never
+ * answer while `hang` is, and are held while `hold` is — sent to the store and answered only when
+ * `release()` is called (a busy process reading its answers late).
+ */
 function flaky(inner: Store) {
-  const s = { down: false, hang: false };
+  const held: (() => void)[] = [];
+  const s = {
+    down: false,
+    hang: false,
+    hold: false,
+    release: async () => {
+      for (const run of held.splice(0)) run();
+      await new Promise((r) => setTimeout(r, 10));
+    },
+  };
   const guard =
     <A extends unknown[], R>(f: (...a: A) => Promise<R>) =>
     (...a: A) =>
       s.hang
         ? new Promise<R>(() => undefined)
-        : s.down
-          ? Promise.reject(new Error('jetstream is not enabled'))
-          : f(...a);
+        : s.hold
+          ? new Promise<R>((resolve, reject) => held.push(() => void f(...a).then(resolve, reject)))
+          : s.down
+            ? Promise.reject(new Error('jetstream is not enabled'))
+            : f(...a);
   const store = {
     ...inner,
     get: guard(inner.get.bind(inner)),
@@ -131,6 +146,21 @@ describe('Leadership when the store stops answering', () => {
     s.hang = false;
     await b1.tick(0.6 * TTL);
     await b1.tick(0.6 * TTL); // past the lease the hung renewal would have extended
+    expect([b1.l.leading, b1.deposed(), b1.how]).toEqual([true, 0, ['new']]);
+    await b1.l.stop();
+  });
+
+  it('a renewal answered after it was given up (the process was busy) still extends the lease', async () => {
+    const { s, b1 } = await leaderOnFlakyStore();
+    s.hold = true;
+    clock.now += 0.3 * TTL;
+    void b1.campaign(); // renews; the answer is read late
+    clock.now += 0.55 * TTL;
+    void b1.campaign(); // gives it up, renews again, also read late
+    await s.release(); // the first lands, the second finds the key at the revision the first wrote
+    s.hold = false;
+    clock.now += 0.2 * TTL; // past the lease of the election, within the one of the late renewal
+    await b1.campaign();
     expect([b1.l.leading, b1.deposed(), b1.how]).toEqual([true, 0, ['new']]);
     await b1.l.stop();
   });

@@ -6,8 +6,11 @@
  * A leader that could not renew in time (the store had no JetStream leader for a while) stops serving;
  * when it wins again and the key is still at the revision it wrote last, nobody led in between, so
  * it is told it {@link ElectedHow | continues} with the state it holds instead of loading it again.
+ *
+ * The key's store should be one of its own (over NATS: its own bucket on its own connection): in the
+ * state's bucket, a renewal queues behind a cycle's writes and a busy leader loses its lease.
  */
-import { decodeJson, encodeJson, StoreConflictError, type Store } from '../protocol/index.ts';
+import { decodeJson, encodeJson, type KeyStore, StoreConflictError } from '../protocol/index.ts';
 
 const KEY = 'broker.leader';
 
@@ -39,9 +42,11 @@ export class Leadership {
   /** When the renewal in flight started, and how many were started. */
   private campaignAt: number | undefined;
   private attempts = 0;
+  /** Counts resignations and stops: a renewal sent before one does not make this broker lead again. */
+  private term = 0;
 
   constructor(
-    private readonly store: Store,
+    private readonly store: KeyStore,
     private readonly id: string,
     private readonly clock: () => number,
     private readonly ttlMs: number,
@@ -57,6 +62,7 @@ export class Leadership {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.term++;
     this.ownRevision = 0;
     if (this.timer) clearInterval(this.timer);
     if (this.leading) {
@@ -76,6 +82,7 @@ export class Leadership {
    * back to lead when no one else does.
    */
   async resign(): Promise<void> {
+    this.term++;
     this.quietUntil = this.clock() + this.ttlMs;
     this.ownRevision = 0;
     if (!this.leading) return;
@@ -105,9 +112,20 @@ export class Leadership {
 
   private async renew(attempt: number): Promise<void> {
     const stale = () => attempt !== this.attempts;
+    const term = this.term;
     const expiresAt = this.clock() + this.ttlMs;
     const value = encodeJson({ holder: this.id, expiresAt } satisfies Lease);
     try {
+      // A leader renews in one round trip, at the revision it wrote last; the key is read only when
+      // that fails (someone else wrote it, or a renewal of ours given up on landed late).
+      if (this.leading && this.revision > 0) {
+        const revision = await this.store.update(KEY, value, this.revision).catch((err: unknown) => {
+          if (err instanceof StoreConflictError) return undefined;
+          throw err;
+        });
+        if (revision !== undefined) return this.renewed(term, revision, expiresAt, 'continued');
+        if (stale()) return;
+      }
       const current = await this.store.get(KEY);
       if (stale()) return;
       this.lastContact = this.clock();
@@ -120,14 +138,7 @@ export class Leadership {
         if (lease.holder !== this.id && lease.expiresAt > this.clock()) return this.lose();
         revision = await this.store.update(KEY, value, current.revision);
       }
-      if (stale()) return;
-      this.revision = revision;
-      this.validUntil = expiresAt;
-      if (!this.stopped) this.ownRevision = this.revision;
-      if (!this.leading && !this.stopped) {
-        this.leading = true;
-        this.on.onElected(continued ? 'continued' : 'new');
-      }
+      this.renewed(term, revision, expiresAt, continued ? 'continued' : 'new');
     } catch (err) {
       if (stale()) return;
       if (err instanceof StoreConflictError) {
@@ -141,6 +152,22 @@ export class Leadership {
       // after that a standby may have taken over, and two leaders must never serve at once.
       if (this.clock() >= this.validUntil) this.lose();
     }
+  }
+
+  /**
+   * The key holds this broker's lease until `expiresAt` at `revision`. Taken even from a renewal that
+   * was given up on (a busy process read its answer late): what it wrote is the key's newest value
+   * when its revision is the highest this broker has seen, and `expiresAt` was reckoned before it was
+   * sent, so the lease is no longer than the one written. Not after a resignation or a stop since.
+   */
+  private renewed(term: number, revision: number, expiresAt: number, how: ElectedHow): void {
+    if (term !== this.term || this.stopped || revision <= this.revision) return;
+    this.revision = revision;
+    this.validUntil = Math.max(this.validUntil, expiresAt);
+    this.ownRevision = revision;
+    if (this.leading || this.clock() >= this.validUntil) return;
+    this.leading = true;
+    this.on.onElected(how);
   }
 
   private lose(): void {

@@ -144,7 +144,7 @@ export type {
   ValueMsg,
   WorkSpec,
 } from './messages.ts';
-export type { KvEntry, LogEvent, Store } from './store.ts';
+export type { KeyStore, KvEntry, LogEvent, Store } from './store.ts';
 export type {
   Msg,
   RequestOptions,

@@ -24,7 +24,7 @@ import { StoreClosedError, StoreConflictError } from './errors.ts';
 import { drain, ensureStream, jetStreamJournal, readStream } from './jetstream-journal.ts';
 import { JetStreamPublisher } from './jetstream-publish.ts';
 import { compareKeys, validateKey, validatePrefix } from './keys.ts';
-import type { Journal, KvEntry, LogEvent, Store } from './store.ts';
+import type { Journal, KeyStore, KvEntry, LogEvent, Store } from './store.ts';
 
 /** Options of {@link openJetStreamStore}. */
 export interface JetStreamStoreOptions {
@@ -63,6 +63,7 @@ class JetStreamStore implements Store {
   readonly #kvPrefix: string;
   readonly #eventSubject: string;
   readonly journal: Journal;
+  readonly #keys: JetStreamKeys;
   #closed = false;
 
   constructor(
@@ -77,6 +78,7 @@ class JetStreamStore implements Store {
     this.#kvStream = `KV_${bucket}`;
     this.#kvPrefix = `$KV.${bucket}.`;
     this.#eventSubject = `${stream}.events`;
+    this.#keys = new JetStreamKeys(kv, () => this.#assertOpen());
     this.journal = jetStreamJournal(
       js,
       jsm,
@@ -88,12 +90,8 @@ class JetStreamStore implements Store {
     );
   }
 
-  async get(key: string): Promise<KvEntry | undefined> {
-    this.#assertOpen();
-    validateKey(key);
-    const e = await this.kv.get(key);
-    if (e === null || e.operation !== 'PUT') return undefined;
-    return { key, value: e.value, revision: e.revision };
+  get(key: string): Promise<KvEntry | undefined> {
+    return this.#keys.get(key);
   }
 
   async put(key: string, value: Uint8Array): Promise<number> {
@@ -113,26 +111,12 @@ class JetStreamStore implements Store {
     );
   }
 
-  async create(key: string, value: Uint8Array): Promise<number> {
-    this.#assertOpen();
-    validateKey(key);
-    try {
-      return await this.kv.create(key, value);
-    } catch (err) {
-      throw conflictOr(err, key, `key ${key} already exists`);
-    }
+  create(key: string, value: Uint8Array): Promise<number> {
+    return this.#keys.create(key, value);
   }
 
-  async update(key: string, value: Uint8Array, revision: number): Promise<number> {
-    this.#assertOpen();
-    validateKey(key);
-    // kv.update refuses revision 0 with a plain Error; no live key is at revision 0.
-    if (!(revision > 0)) throw new StoreConflictError(key, `key ${key} cannot be at revision ${revision}`);
-    try {
-      return await this.kv.update(key, value, revision);
-    } catch (err) {
-      throw conflictOr(err, key, `key ${key} is not at revision ${revision}`);
-    }
+  update(key: string, value: Uint8Array, revision: number): Promise<number> {
+    return this.#keys.update(key, value, revision);
   }
 
   async delete(key: string): Promise<void> {
@@ -203,6 +187,73 @@ class JetStreamStore implements Store {
 
   #assertOpen(): void {
     if (this.#closed) throw new StoreClosedError('jetstream');
+  }
+}
+
+/** Options of {@link openJetStreamKeys}. */
+export interface JetStreamKeysOptions {
+  /** KV bucket name (stream `KV_<bucket>`). */
+  bucket: string;
+  /** Replicas of the bucket when it is created; default 1. */
+  replicas?: number;
+  /** How long a read or a write may take before it fails, ms; default nats.js's (5 s). */
+  timeoutMs?: number;
+}
+
+/**
+ * Opens a bucket for compare-and-set alone (a {@link KeyStore}), creating it if missing: leadership's,
+ * on a connection of its own, so that its renewals never wait behind the state's writes — neither in
+ * the connection's outgoing buffer nor in the state stream's queue on its JetStream leader.
+ *
+ * @example
+ * const leader = await connectNats({ servers, name: 'gantry-broker-leader' });
+ * const keys = await openJetStreamKeys(leader.connection, { bucket: 'gantry-leader', replicas: 3 });
+ */
+export async function openJetStreamKeys(nc: NatsConnection, opts: JetStreamKeysOptions): Promise<KeyStore> {
+  const js = jetstream(nc, opts.timeoutMs === undefined ? {} : { timeout: opts.timeoutMs });
+  const kv = await new Kvm(js).create(opts.bucket, {
+    history: 1,
+    replicas: opts.replicas ?? 1,
+    storage: StorageType.File,
+  });
+  return new JetStreamKeys(kv, () => undefined);
+}
+
+/** Get, create and compare-and-set on one bucket: the {@link KeyStore} part of the JetStream store. */
+class JetStreamKeys implements KeyStore {
+  constructor(
+    private readonly kv: KV,
+    private readonly assertOpen: () => void,
+  ) {}
+
+  async get(key: string): Promise<KvEntry | undefined> {
+    this.assertOpen();
+    validateKey(key);
+    const e = await this.kv.get(key);
+    if (e === null || e.operation !== 'PUT') return undefined;
+    return { key, value: e.value, revision: e.revision };
+  }
+
+  async create(key: string, value: Uint8Array): Promise<number> {
+    this.assertOpen();
+    validateKey(key);
+    try {
+      return await this.kv.create(key, value);
+    } catch (err) {
+      throw conflictOr(err, key, `key ${key} already exists`);
+    }
+  }
+
+  async update(key: string, value: Uint8Array, revision: number): Promise<number> {
+    this.assertOpen();
+    validateKey(key);
+    // kv.update refuses revision 0 with a plain Error; no live key is at revision 0.
+    if (!(revision > 0)) throw new StoreConflictError(key, `key ${key} cannot be at revision ${revision}`);
+    try {
+      return await this.kv.update(key, value, revision);
+    } catch (err) {
+      throw conflictOr(err, key, `key ${key} is not at revision ${revision}`);
+    }
   }
 }
 

@@ -8,8 +8,8 @@
  * const transport = await connectNats({ servers: 'nats://nats:4222', name: 'gantry-broker' });
  * const store = await openJetStreamStore(transport.connection, { bucket: 'gantry', stream: 'GANTRY' });
  */
-export { openJetStreamStore } from './jetstream-store.ts';
+export { openJetStreamKeys, openJetStreamStore } from './jetstream-store.ts';
 export { connectNats, inboxPrefix } from './nats.ts';
 
-export type { JetStreamStoreOptions } from './jetstream-store.ts';
+export type { JetStreamKeysOptions, JetStreamStoreOptions } from './jetstream-store.ts';
 export type { NatsOptions, NatsTransport } from './nats.ts';

@@ -85,3 +85,9 @@ export interface Store {
   /** Waits for writes in progress, then releases the store (JetStream: not the connection). */
   close(): Promise<void>;
 }
+
+/**
+ * The compare-and-set part of a {@link Store}: what leadership needs. A store of its own (its own
+ * bucket, on its own connection) keeps a renewal from queueing behind the state's writes.
+ */
+export type KeyStore = Pick<Store, 'get' | 'create' | 'update'>;

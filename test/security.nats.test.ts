@@ -134,6 +134,8 @@ function forbidden(): Check[] {
       `${inbox('gantry-broker')}.x`,
       '$KV.gantry-state.requests',
       '$JS.API.STREAM.DELETE.KV_gantry-state',
+      // The brokers' leadership: a runtime cannot depose the leader or lead.
+      '$KV.gantry-leader.broker.leader',
     ),
     ...sub(
       'runtime-ml',
@@ -160,6 +162,7 @@ function forbidden(): Check[] {
       'gantry.v1.broker.admin.drain',
       `${inbox('runtime-ml')}.x`,
       '$KV.gantry-state.leases',
+      '$KV.gantry-leader.broker.leader',
     ),
     ...sub(
       'agent-workstation',

@@ -25,15 +25,15 @@ import {
   type ServeMetricsOptions,
 } from '../../broker/index.ts';
 import { type Cluster, loadPlatform } from '../../policies/index.ts';
-import type { NatsTransport } from '../../protocol/nats-index.ts';
+import { type NatsTransport, openJetStreamKeys } from '../../protocol/nats-index.ts';
 import { createTaskHost } from '../../runtime/host.ts';
 import { openJetStreamArtifacts } from '../../runtime/nats-artifacts.ts';
 import { resultPublisher } from '../../runtime/nats-results.ts';
 import { createProcessHost } from '../../runtime/process-host.ts';
 import { defaultBackends } from '../../solver/index.ts';
 import { serveEmbeddedMetrics, startEmbedded } from '../embedded.ts';
-import { BROKER_BUCKET, BROKER_STREAM } from '../credentials.ts';
-import { connectCli, openStoreCli } from '../connect.ts';
+import { BROKER_BUCKET, BROKER_STREAM, LEADER_BUCKET } from '../credentials.ts';
+import { connectCli, openStoreCli, overNats } from '../connect.ts';
 import { listenProblem, UsageError } from '../errors.ts';
 import { type ConsoleFlags, consoleOptions, startConsole } from '../console.ts';
 import { LINEAGE_STREAM, RUNTIME_BUCKET } from '../credentials.ts';
@@ -240,15 +240,27 @@ export function registerServeCommands(program: Command): void {
     const { platform } = loadPlatform(flags.file);
     const logger = pino({ level: process.env.GANTRY_LOG ?? 'info' });
     const target = { nats: flags.nats, creds: flags.creds };
+    const replicas = number('--replicas', flags.replicas, 1);
     const transport = await connectCli(target, 'gantry-broker');
     const store = await openStoreCli(transport, target, {
       bucket: BROKER_BUCKET,
       stream: BROKER_STREAM,
-      replicas: number('--replicas', flags.replicas, 1),
+      replicas,
+    });
+    // Leadership on a connection and a bucket of its own: a renewal never waits behind state writes.
+    const leaderLink = await connectCli(target, 'gantry-broker-leader');
+    const leaderStore = await overNats(target, () =>
+      openJetStreamKeys(leaderLink.connection, { bucket: LEADER_BUCKET, replicas, timeoutMs: 1000 }),
+    ).catch(async (err: unknown) => {
+      await leaderLink.close();
+      await store.close();
+      await transport.close();
+      throw err;
     });
     const broker = createBroker({
       transport,
       store,
+      leaderStore,
       platform,
       backends: await defaultBackends(),
       logger,
@@ -260,6 +272,7 @@ export function registerServeCommands(program: Command): void {
       refresh: () => broker.refreshGauges(),
     }).catch(async (err: unknown) => {
       await store.close();
+      await leaderLink.close();
       await transport.close();
       throw err;
     });
@@ -285,6 +298,7 @@ export function registerServeCommands(program: Command): void {
       await runtimeLogs?.close();
       await broker.stop();
       await store.close();
+      await leaderLink.close();
       await transport.close();
     });
   });
