@@ -199,7 +199,15 @@ export function createBroker(opts: BrokerOptions): Broker {
       ctx.setLedgerEpoch(epoch, Math.max(epoch, lastAt));
     }
     if (!leadership.leading || ctx.serving) return false;
+    // Requests this broker took and could not write before it stopped leading (the store refused
+    // writes) are not in the store: nobody else decided them, since a decision is announced only once
+    // durable. They are queued again, not left until their requesters ask again.
+    const untold = state.undecided();
     state.load(requests, leases);
+    const carried = untold.filter((r) => !state.requests.has(r.requestId));
+    for (const r of carried) state.addRequest(r);
+    if (carried.length > 0)
+      log.info({ requests: carried.length }, 'requests taken before and not in the store queued again');
     budgets.replaceSpent(spent);
     // Nodes the ledger has open stay open; the next heartbeats end those that are gone.
     for (const e of lives) nodeLedger.replay(e);

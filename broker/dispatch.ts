@@ -31,6 +31,9 @@ const encoder = new TextEncoder();
  */
 const LAUNCH_CHUNK = 500;
 
+/** Requests taken are written within this long (with those taken meanwhile), ms. */
+const INTAKE_FLUSH_MS = 50;
+
 /** Intake and dispatch of a broker; see {@link createDispatch}. */
 export interface Dispatch {
   /** A request on `gantry.v1.team.<team>.request` or `gantry.v1.agent.<cluster>.request`. */
@@ -311,7 +314,20 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
     const now = intake(parsed.value, msg.subject, msg);
     if (now !== undefined) transport.respond(msg, encoder.encode(now));
-    else schedule();
+    else taken();
+  }
+
+  /**
+   * Requests were taken: a cycle is due, and they are written soon whatever it does, so that a broker
+   * taking over has them however long they queue here (a cycle deciding them first writes them once).
+   */
+  function taken(): void {
+    schedule();
+    ctx.writer.flushSoon(
+      INTAKE_FLUSH_MS,
+      () => ctx.serving,
+      (err) => log.warn({ err: err.message }, 'could not write the requests taken; the next write retries'),
+    );
   }
 
   /** A batch: the reply says what was decided at once; the rest is answered on the batch's subject. */
@@ -329,7 +345,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
       else results.push(answerItem(m.requestId, now));
     }
     transport.respond(msg, encoder.encode(`{"results":[${results.join(',')}],"accepted":${accepted}}`));
-    if (accepted > 0) schedule();
+    if (accepted > 0) taken();
   }
 
   return { onRequest, onRequests, announceCycle, answer, publishState, dispatch, answerDecided };

@@ -98,6 +98,7 @@ export class RecordWriter {
   private readonly writing = new Set<Set<string>>();
   private events: (LifecycleEvent | LedgerEntry)[] = [];
   private flushing: Promise<void> = Promise.resolve();
+  private soon: NodeJS.Timeout | undefined;
 
   /** @param current the record to store for a request id, its current lease included. */
   constructor(
@@ -169,6 +170,19 @@ export class RecordWriter {
     });
     this.flushing = run.catch(() => undefined);
     return run;
+  }
+
+  /**
+   * Flushes within `delayMs` unless a flush is already due then (requests taken between cycles are
+   * written many at a time, not one flush each), if `still()` says so then (a deposed broker writes
+   * nothing); failures go to `onError`, and what failed is written by the next flush.
+   */
+  flushSoon(delayMs: number, still: () => boolean, onError: (err: Error) => void): void {
+    if (this.soon) return;
+    this.soon = setTimeout(() => {
+      this.soon = undefined;
+      if (still()) this.flush().catch(onError);
+    }, delayMs);
   }
 
   /** Flushes until it succeeds, waiting longer after each failure; gives up when `keepTrying` says so. */

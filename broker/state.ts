@@ -117,16 +117,20 @@ export class BrokerState {
   }
 
   /**
-   * A new request, queued for the next cycle. It is written once that cycle decides it (placed, held,
-   * refused), not before: a write between its arrival and its cycle (an agent's events flush the writer
-   * every few milliseconds) would store it twice. Until then its requester, which has no answer yet,
-   * asks again with the same id if this broker goes away.
+   * A new request, queued for the next cycle, and written with the next flush: a broker that takes over
+   * has it, however long it queues (a cycle that decides it before a flush comes is written once).
    */
   addRequest(r: RequestRecord): void {
     this.requests.set(r.requestId, r);
     this.indexGang(r);
     this.queue.push(r.requestId);
+    this.writer.request(r);
     this.log({ kind: 'request', id: r.requestId, state: 'pending', team: r.team });
+  }
+
+  /** Requests still pending (no lease, not failed), queued or held. */
+  undecided(): RequestRecord[] {
+    return [...this.requests.values()].filter((r) => r.state === 'pending');
   }
 
   /** A cycle placed the request: records the lease. */
