@@ -45,6 +45,17 @@ async function placedAndFlushed(state: BrokerState, id: string): Promise<void> {
   await state.writer.flush();
 }
 
+/** `inner` with some of its members replaced (a store that fails as a test says). */
+function replacing(inner: Store, members: Partial<Store>): Store {
+  return new Proxy(inner, {
+    get: (target, key: keyof Store) => {
+      if (key in members) return members[key];
+      const v = target[key];
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
 async function journal(store: Store) {
   const out: { seq: number; records: StoredRequest[]; bytes: number }[] = [];
   for await (const e of store.journal.read())
@@ -194,13 +205,7 @@ describe('records: journal first, the KV view compacted from it', () => {
       append: (entries: readonly Uint8Array[]) =>
         failJournal ? Promise.reject(new Error('no JetStream leader')) : inner.journal.append(entries),
     };
-    const store = new Proxy(inner, {
-      get: (target, key: keyof Store) => {
-        if (key === 'journal') return journal;
-        const v = target[key];
-        return typeof v === 'function' ? v.bind(target) : v;
-      },
-    });
+    const store = replacing(inner, { journal });
     const state = new BrokerState(store, () => 5);
     const a = req('a');
     state.addRequest(a);
@@ -214,5 +219,29 @@ describe('records: journal first, the KV view compacted from it', () => {
     const kinds: string[] = [];
     for await (const e of readLifecycle(inner)) kinds.push(`${e.kind} ${(e as LifecycleEvent).state}`);
     expect(kinds).toEqual(['request pending', 'lease placed']);
+  });
+
+  it('events stored though their acknowledgement was lost are not stored twice by the retry', async () => {
+    const inner = await open();
+    let loseAck = true;
+    const store = replacing(inner, {
+      appendMany: async (events: readonly Uint8Array[], ids?: readonly string[]) => {
+        await inner.appendMany(events, ids);
+        if (loseAck) throw new Error('no acknowledgement from JetStream within 10000 ms');
+      },
+    });
+    const state = new BrokerState(store, () => 5);
+    const a = req('a');
+    state.addRequest(a);
+    placeOn(state, a);
+    await expect(state.writer.flush()).rejects.toThrow('no acknowledgement');
+    loseAck = false;
+    const b = req('b');
+    state.addRequest(b);
+    await state.writer.flush();
+    const kinds: string[] = [];
+    for await (const e of readLifecycle(inner))
+      kinds.push(`${e.kind} ${(e as LifecycleEvent).id} ${(e as LifecycleEvent).state}`);
+    expect(kinds).toEqual(['request a pending', 'lease l-a placed', 'request b pending']);
   });
 });

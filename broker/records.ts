@@ -3,6 +3,7 @@
  * journal, many in one entry, once per solve cycle; compacted in the background into one KV key per
  * request (`req.<id>`, its current lease inside; compaction.ts); lifecycle events in the event log.
  */
+import { randomUUID } from 'node:crypto';
 import { Compactor, readPosition, type SnapshotPosition } from './compaction.ts';
 import type { LedgerEntry } from './ledger.ts';
 import type { ResolvedResources } from '../policies/index.ts';
@@ -97,6 +98,15 @@ export class RecordWriter {
   /** Requests being written by flushes not yet durable. */
   private readonly writing = new Set<Set<string>>();
   private events: (LifecycleEvent | LedgerEntry)[] = [];
+  /**
+   * Event log entries a flush could not write, sent again as they were, with the same ids: one that
+   * was stored though its acknowledgement was lost is not stored twice (the cost ledger would count
+   * its usage twice).
+   */
+  private unsent: { data: Uint8Array; id: string }[] = [];
+  /** Ids of event log entries: this writer's own, then a count. */
+  private readonly idPrefix = randomUUID();
+  private entries = 0;
   private flushing: Promise<void> = Promise.resolve();
   private soon: NodeJS.Timeout | undefined;
 
@@ -121,7 +131,7 @@ export class RecordWriter {
   }
 
   get pending(): number {
-    return this.dirty.size + this.events.length;
+    return this.dirty.size + this.events.length + this.unsent.length;
   }
 
   /** Whether a change of this request is not durable yet (buffered, or in a flush not yet done). */
@@ -149,19 +159,29 @@ export class RecordWriter {
           const value = this.current(id);
           return value ? [[requestKey(id), JSON.stringify(value)]] : [];
         });
-        const eventChunks: Uint8Array[] = [];
+        const chunks = this.unsent;
+        this.unsent = [];
         for (let i = 0; i < events.length; i += EVENTS_PER_ENTRY)
-          eventChunks.push(encodeJson(events.slice(i, i + EVENTS_PER_ENTRY)));
+          chunks.push({
+            data: encodeJson(events.slice(i, i + EVENTS_PER_ENTRY)),
+            id: `${this.idPrefix}-${++this.entries}`,
+          });
         const [journaled, logged] = await Promise.allSettled([
           records.length > 0 ? this.store.journal.append(journalEntries(records)) : 0,
-          eventChunks.length > 0 ? this.store.appendMany(eventChunks) : undefined,
+          chunks.length > 0
+            ? this.store.appendMany(
+                chunks.map((c) => c.data),
+                chunks.map((c) => c.id),
+              )
+            : undefined,
         ]);
         // Each half is put back only if it failed: the other is durable, and writing it again would
-        // repeat events in the log.
+        // repeat events in the log. Records are written again as they are by then (the journal keeps
+        // the latest of each); event entries as they were, under their ids.
         if (journaled.status === 'fulfilled') {
           if (records.length > 0) this.compactor.add(journaled.value, records);
         } else for (const id of taken) this.dirty.add(id);
-        if (logged.status === 'rejected') this.events = [...events, ...this.events];
+        if (logged.status === 'rejected') this.unsent = [...chunks, ...this.unsent];
         if (journaled.status === 'rejected') throw journaled.reason;
         if (logged.status === 'rejected') throw logged.reason;
       } finally {

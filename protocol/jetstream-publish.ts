@@ -9,6 +9,7 @@
  */
 import {
   createInbox,
+  headers,
   type Msg,
   type NatsConnection,
   type Status,
@@ -60,11 +61,14 @@ export class JetStreamPublisher {
   /**
    * Publishes `n` messages (`subject(i)`, `data(i)`) in order, at most {@link WINDOW} unacknowledged;
    * resolves with their stream sequences once every one is stored, rejects on the first that is not.
+   * `msgId(i)` is sent as `Nats-Msg-Id`: the stream stores a message of an id it holds once (a retry
+   * of a publish whose ack was lost), and acknowledges it with the first one's sequence.
    */
   async publishMany(
     n: number,
     subject: (i: number) => string,
     data: (i: number) => Uint8Array,
+    msgId?: (i: number) => string | undefined,
   ): Promise<number[]> {
     const seqs = new Array<number>(n);
     if (n === 0) return seqs;
@@ -101,7 +105,13 @@ export class JetStreamPublisher {
               wake?.();
             },
           });
-          this.#nc.publish(subject(i), data(i), { reply: `${this.#inbox}.${id}` });
+          const dedup = msgId?.(i);
+          const hdrs = dedup === undefined ? undefined : headers();
+          hdrs?.set('Nats-Msg-Id', dedup!);
+          this.#nc.publish(subject(i), data(i), {
+            reply: `${this.#inbox}.${id}`,
+            ...(hdrs ? { headers: hdrs } : {}),
+          });
         }
         if (done < n && !failed) await new Promise<void>((r) => (wake = r));
         wake = undefined;

@@ -142,12 +142,13 @@ class JetStreamStore implements Store {
     return (await this.js.publish(this.#eventSubject, data)).seq;
   }
 
-  async appendMany(events: readonly Uint8Array[]): Promise<void> {
+  async appendMany(events: readonly Uint8Array[], ids?: readonly string[]): Promise<void> {
     this.#assertOpen();
     await this.publisher.publishMany(
       events.length,
       () => this.#eventSubject,
       (i) => events[i]!,
+      ids && ((i) => ids[i]),
     );
   }
 

@@ -6,6 +6,7 @@
  * Every mutation resolves only after its record is fsynced; concurrent mutations share fsyncs.
  * Reads see a mutation as soon as it is called (before it is durable), like a database's own session.
  */
+import { LRUCache } from 'lru-cache';
 import { mkdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { StoreClosedError, StoreConflictError } from './errors.ts';
@@ -52,6 +53,8 @@ export async function openLocalStore(dir: string): Promise<Store> {
 class LocalStore implements Store {
   readonly kind = 'local';
   #closed = false;
+  /** Ids of events appended by {@link appendMany} (see Store.appendMany), the latest 100,000. */
+  readonly #appended = new LRUCache<string, true>({ max: 100_000 });
 
   constructor(
     private readonly kv: KvFile,
@@ -149,10 +152,12 @@ class LocalStore implements Store {
     return first;
   }
 
-  async appendMany(events: readonly Uint8Array[]): Promise<void> {
+  async appendMany(events: readonly Uint8Array[], ids?: readonly string[]): Promise<void> {
     this.#assertOpen();
-    if (events.length === 0) return;
-    await this.events.append(events).durable;
+    const fresh = ids ? events.filter((_, i) => !this.#appended.has(ids[i]!)) : events;
+    if (fresh.length === 0) return;
+    await this.events.append(fresh).durable;
+    for (const id of ids ?? []) this.#appended.set(id, true);
   }
 
   async *readLog(fromSeq = 1): AsyncGenerator<LogEvent> {

@@ -210,6 +210,15 @@ describe.each([
     expect(await readAll(store.readLog(6))).toEqual([]);
   });
 
+  it('appendMany with ids: an event retried under an id the log took is not appended again', async () => {
+    const store = await env.open();
+    await store.appendMany([text('a'), text('b')], ['w-1', 'w-2']);
+    // A retry of both (their acknowledgement was lost) with a new one.
+    await store.appendMany([text('a'), text('b'), text('c')], ['w-1', 'w-2', 'w-3']);
+    await store.appendMany([text('d')]);
+    expect((await readAll(store.readLog())).map((e) => e.data)).toEqual(['a', 'b', 'c', 'd']);
+  });
+
   it('readLog ends at the last event present when reading starts', async () => {
     const store = await env.open();
     await store.appendMany(Array.from({ length: 2500 }, (_, i) => text(`e${i + 1}`)));

@@ -67,8 +67,13 @@ export interface Store {
   list(prefix: string): Promise<KvEntry[]>;
   /** Appends one event; returns its sequence number. */
   append(data: Uint8Array): Promise<number>;
-  /** Appends many events, durable when it resolves. */
-  appendMany(events: readonly Uint8Array[]): Promise<void>;
+  /**
+   * Appends many events, durable when it resolves. With `ids` (one per event), an event whose id the
+   * log took before is not appended again, so a write retried after an acknowledgement that never
+   * came stays one: JetStream's `Nats-Msg-Id` within the stream's duplicate window (two minutes by
+   * default); locally, the last 100,000 ids since the store was opened.
+   */
+  appendMany(events: readonly Uint8Array[], ids?: readonly string[]): Promise<void>;
   /**
    * Events from `fromSeq` (inclusive; default 1) to the end of the log as it is when iteration
    * starts; events appended meanwhile are left for the next read.

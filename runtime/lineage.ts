@@ -3,6 +3,7 @@
  * granted, placement, attempt, cost and parent. Records go to the runtime store's log in batches (one
  * log entry holds up to `BATCH` records); `gantry lineage` reads them back into a provenance graph.
  */
+import { randomUUID } from 'node:crypto';
 import {
   type ExecutionStartRecord,
   type LineageRecord,
@@ -25,8 +26,11 @@ const decoder = new TextDecoder();
 export class LineageWriter {
   #buffer: RuntimeLogRecord[] = [];
   #writing: Promise<void> = Promise.resolve();
-  /** Encoded batches whose write failed, written first by the next flush. */
-  #failed: Uint8Array[] = [];
+  /** Encoded batches whose write failed, written first by the next flush, under the same ids. */
+  #failed: { data: Uint8Array; id: string }[] = [];
+  /** Ids of the batches: this writer's own, then a count. */
+  readonly #idPrefix = randomUUID();
+  #entries = 0;
   #timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -66,10 +70,13 @@ export class LineageWriter {
     this.#timer = undefined;
     const records = this.#buffer;
     this.#buffer = [];
-    const events: Uint8Array[] = [];
+    const events: { data: Uint8Array; id: string }[] = [];
     if (records.length > 0) {
       for (let i = 0; i < records.length; i += BATCH)
-        events.push(encoder.encode(JSON.stringify(records.slice(i, i + BATCH))));
+        events.push({
+          data: encoder.encode(JSON.stringify(records.slice(i, i + BATCH))),
+          id: `${this.#idPrefix}-${++this.#entries}`,
+        });
     }
     if (events.length > 0 || this.#failed.length > 0) {
       // One failed write must not stop the ones after it: its batches are written with the next flush.
@@ -78,16 +85,22 @@ export class LineageWriter {
         .then(() => {
           const batch = [...this.#failed, ...events];
           this.#failed = [];
-          return this.store.appendMany(batch).then(
-            () => {
-              this.lastError = undefined;
-            },
-            (err: Error) => {
-              this.lastError = err;
-              this.#failed = [...batch, ...this.#failed];
-              throw err;
-            },
-          );
+          // Under their ids: a batch stored though its acknowledgement was lost is not stored twice.
+          return this.store
+            .appendMany(
+              batch.map((b) => b.data),
+              batch.map((b) => b.id),
+            )
+            .then(
+              () => {
+                this.lastError = undefined;
+              },
+              (err: Error) => {
+                this.lastError = err;
+                this.#failed = [...batch, ...this.#failed];
+                throw err;
+              },
+            );
         });
     }
     return this.#writing;
