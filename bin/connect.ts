@@ -11,7 +11,14 @@ import {
   type NatsTransport,
   openJetStreamStore,
 } from '../protocol/nats-index.ts';
-import { natsProblem, type NatsTarget, OperationalError, UsageError } from './errors.ts';
+import {
+  jetStreamNotReady,
+  jetStreamNotReadyLine,
+  natsProblem,
+  type NatsTarget,
+  OperationalError,
+  UsageError,
+} from './errors.ts';
 
 /** Runs `use`, turning known NATS failures into one line (an OperationalError). */
 export async function overNats<T>(target: NatsTarget, use: () => Promise<T>): Promise<T> {
@@ -64,17 +71,61 @@ async function expectSomeHost(servers: string[], target: NatsTarget): Promise<vo
   );
 }
 
-/** Opens a JetStream store on a connection made by {@link connectCli}; closes the connection if it cannot. */
+/**
+ * Opens a JetStream store on a connection made by {@link connectCli}; closes the connection if it cannot.
+ * `wait` (long-running commands): while JetStream has no meta leader yet, says so in one line and
+ * tries again until it answers.
+ */
 export async function openStoreCli(
   transport: NatsTransport,
   target: NatsTarget,
   opts: JetStreamStoreOptions,
+  wait = false,
 ): Promise<Store> {
+  const open = () => openJetStreamStore(transport.connection, opts);
   try {
-    return await overNats(target, () => openJetStreamStore(transport.connection, opts));
+    return await overNats(target, wait ? () => untilJetStream(transport, target, open) : open);
   } catch (err) {
     await transport.close();
     throw err;
+  }
+}
+
+/** How long to wait before trying JetStream again, ms. */
+const JETSTREAM_RETRY_MS = 2000;
+
+/**
+ * Runs `use` until JetStream answers it: while the NATS cluster has no JetStream meta leader (its
+ * servers just started, or most are down), says so on stderr in one line — then again every 30 s with
+ * how long it has waited — and tries again every 2 s. Other failures go to the caller.
+ */
+export async function untilJetStream<T>(
+  transport: NatsTransport,
+  target: NatsTarget,
+  use: () => Promise<T>,
+  say: (line: string) => void = (line) => void process.stderr.write(`gantry: ${line}\n`),
+): Promise<T> {
+  const from = Date.now();
+  let saidAt: number | undefined;
+  for (;;) {
+    try {
+      const value = await use();
+      if (saidAt !== undefined) say(`JetStream on NATS at ${target.nats} answers; going on`);
+      return value;
+    } catch (err) {
+      const hasJetStream = (transport.connection.info as { jetstream?: boolean } | undefined)?.jetstream;
+      if (!jetStreamNotReady(err, hasJetStream === true)) throw err;
+      const now = Date.now();
+      if (saidAt === undefined) say(`${jetStreamNotReadyLine(target)}; trying again every 2 s`);
+      else if (now - saidAt >= 30_000)
+        say(`still waiting for JetStream on NATS at ${target.nats} (${Math.round((now - from) / 1000)} s)`);
+      else {
+        await new Promise((r) => setTimeout(r, JETSTREAM_RETRY_MS));
+        continue;
+      }
+      saidAt = now;
+      await new Promise((r) => setTimeout(r, JETSTREAM_RETRY_MS));
+    }
   }
 }
 

@@ -51,6 +51,10 @@ export function natsProblem(err: unknown, at: NatsTarget): OperationalError | un
     return new OperationalError(
       `cannot read --creds ${at.creds} (${fileCode === 'ENOENT' ? 'no such file' : fileCode}): pass the credentials file \`gantry cluster onboard\` wrote`,
     );
+  if (jetStreamNotReady(err))
+    return new OperationalError(
+      `${jetStreamNotReadyLine(at)}: start the servers that are down, or run this again once they elect one`,
+    );
   switch (err.name) {
     case 'ConnectionError':
     case 'TransportClosedError': {
@@ -90,6 +94,27 @@ export function natsProblem(err: unknown, at: NatsTarget): OperationalError | un
         );
       return undefined;
   }
+}
+
+/**
+ * Whether `err` says JetStream is there but cannot answer yet: a NATS cluster with no JetStream meta
+ * leader (electing one shortly after its servers start, or with fewer than half of them up). Its API
+ * requests time out, or are refused as temporarily unavailable (code 10008); a server whose INFO says
+ * it runs JetStream and that answers "not enabled" is in the same state.
+ */
+export function jetStreamNotReady(err: unknown, serverHasJetStream = false): boolean {
+  if (!(err instanceof Error)) return false;
+  if (err.name === 'TimeoutError') return true;
+  if (err.name === 'JetStreamApiError' && (err as { code?: unknown }).code === 10008) return true;
+  return err.name === 'JetStreamNotEnabled' && serverHasJetStream;
+}
+
+/** The one line for JetStream that does not answer yet ({@link jetStreamNotReady}). */
+export function jetStreamNotReadyLine(at: NatsTarget): string {
+  return (
+    `JetStream on NATS at ${at.nats} does not answer yet (no JetStream meta leader: a NATS cluster elects one ` +
+    `shortly after its servers start, and needs more than half of them up)`
+  );
 }
 
 /** The one line for a server that cannot listen on its port. */

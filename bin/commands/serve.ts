@@ -33,7 +33,7 @@ import { createProcessHost } from '../../runtime/process-host.ts';
 import { defaultBackends } from '../../solver/index.ts';
 import { serveEmbeddedMetrics, startEmbedded } from '../embedded.ts';
 import { BROKER_BUCKET, BROKER_STREAM, LEADER_BUCKET } from '../credentials.ts';
-import { connectCli, openStoreCli, overNats } from '../connect.ts';
+import { connectCli, openStoreCli, overNats, untilJetStream } from '../connect.ts';
 import { listenProblem, UsageError } from '../errors.ts';
 import { type ConsoleFlags, consoleOptions, startConsole } from '../console.ts';
 import { LINEAGE_STREAM, RUNTIME_BUCKET } from '../credentials.ts';
@@ -65,9 +65,15 @@ async function backends(
 ): Promise<{ executor: Executor; provisioner: NodeProvisioner }> {
   // Workflow tasks that run in this process read and write large values in the JetStream object store.
   const replicas = number('--replicas', flags.replicas, 1);
+  const target = { nats: flags.nats!, creds: flags.creds };
   const services = {
     transport,
-    artifacts: await openJetStreamArtifacts(transport.connection, undefined, replicas),
+    // Waits for JetStream to answer (a NATS cluster electing its meta leader), saying so in one line.
+    artifacts: await overNats(target, () =>
+      untilJetStream(transport, target, () =>
+        openJetStreamArtifacts(transport.connection, undefined, replicas),
+      ),
+    ),
     timeScale: speedup,
     cluster: cluster.name,
     // Results are kept in their team's stream before the end is reported (runtime/nats-results.ts).
@@ -242,15 +248,18 @@ export function registerServeCommands(program: Command): void {
     const target = { nats: flags.nats, creds: flags.creds };
     const replicas = number('--replicas', flags.replicas, 1);
     const transport = await connectCli(target, 'gantry-broker');
-    const store = await openStoreCli(transport, target, {
-      bucket: BROKER_BUCKET,
-      stream: BROKER_STREAM,
-      replicas,
-    });
+    const store = await openStoreCli(
+      transport,
+      target,
+      { bucket: BROKER_BUCKET, stream: BROKER_STREAM, replicas },
+      true,
+    );
     // Leadership on a connection and a bucket of its own: a renewal never waits behind state writes.
     const leaderLink = await connectCli(target, 'gantry-broker-leader');
     const leaderStore = await overNats(target, () =>
-      openJetStreamKeys(leaderLink.connection, { bucket: LEADER_BUCKET, replicas, timeoutMs: 1000 }),
+      untilJetStream(leaderLink, target, () =>
+        openJetStreamKeys(leaderLink.connection, { bucket: LEADER_BUCKET, replicas, timeoutMs: 1000 }),
+      ),
     ).catch(async (err: unknown) => {
       await leaderLink.close();
       await store.close();
