@@ -7,8 +7,9 @@
  *   summed at ingest): `cost_hourly_groups` (per team, workflow, cluster, pool, GPU, capacity type)
  *   unless the report groups by run or task, then `cost_hourly` (per charge key);
  * - the two partial hours at the window's edges are read row by row;
- * - node lifetimes give node cost and so idle cost; the few whose tasks' shares overlap beyond the
- *   node, or that cross the window's edges (or are still up), are scaled exactly from their usages.
+ * - node lifetimes give node cost and so idle cost; the few whose tasks together cost more than the
+ *   node over its part of the window (shares overlapping beyond the node, or a window that cuts it
+ *   short) are scaled exactly from their usages.
  */
 import {
   type CostReport,
@@ -184,13 +185,14 @@ export async function sqlCostReport(db: Queryable, q: CostQuery): Promise<Histor
     [since, until, step],
   );
 
-  // Lifetimes whose tasks must be scaled down: overlapping beyond the node, or cut by the window.
+  // Lifetimes whose tasks may have to be scaled down: what all their tasks cost (task_cost) is more
+  // than the node costs over its part of the window. The tasks' parts inside the window cost at most
+  // that, so no other lifetime needs its usages read, whether the window cuts it or not.
   const candidates = await db.query<UsageRow & { life: number; a: number; b: number; price: number }>(
     `with ${LIVES_CTE}
      select c.id as life, c.a, c.b, c.price, ${USAGE_COLS.replace(/(^|, )/g, '$1u.')}
      from l c join usage u on u.life_id = c.id
-     where c.b > c.a and (c.end_at is null or c.cs < $1 or c.ce > $2
-       or c.task_cost > c.price * (c.ce - c.cs) / ${HOUR}.0 * (1 + 1e-9))`,
+     where c.b > c.a and c.task_cost > c.price * (c.b - c.a) / ${HOUR}.0 * (1 + 1e-9)`,
     [since, until],
   );
   const byLife = new Map<number, typeof candidates>();
