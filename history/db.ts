@@ -144,10 +144,6 @@ export async function openPostgres(url: string, opts: { max?: number } = {}): Pr
   const pool = new pg.Pool({
     connectionString: url,
     max: opts.max ?? 4,
-    // The history's queries read rollups and a window's few rows: none runs long enough for JIT
-    // compilation to pay, and the planner's guess of 1,000 rows per generate_series (the buckets of
-    // each node lifetime) made the cost report's node query compile for a second to run for 50 ms.
-    options: '-c jit=off',
     types: {
       getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
         oid === 20 ? int8 : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
