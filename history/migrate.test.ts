@@ -50,7 +50,7 @@ describe('migrating schema 1 to 2 with history in it', () => {
         JSON.stringify(rows),
       ]);
     }
-    expect(await migrate(migrated)).toEqual([2, 3, 4, 5, 6]);
+    expect(await migrate(migrated)).toEqual([2, 3, 4, 5, 6, 7]);
   }, 60_000);
   afterAll(async () => {
     await fresh?.close();

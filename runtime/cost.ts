@@ -21,3 +21,16 @@ export function resultCostUsd(
     ? costUsd(pricePerHour, r.startedAt, r.endedAt, timeScale)
     : (pricePerHour * r.ranMs) / 3_600_000;
 }
+
+/**
+ * Dollars as Gantry prints them, in the CLI and the web console alike: nothing spent is `$0`; four
+ * decimals under $1, two under $100, none above.
+ *
+ * @example
+ * formatUsd(0); // '$0'
+ * formatUsd(0.01234); // '$0.0123'
+ */
+export function formatUsd(usd: number): string {
+  if (usd === 0) return '$0';
+  return usd >= 100 ? `$${usd.toFixed(0)}` : usd >= 1 ? `$${usd.toFixed(2)}` : `$${usd.toFixed(4)}`;
+}

@@ -52,6 +52,7 @@ export type { RunOptions, RunResult } from './run.ts';
 export { openLocalArtifacts } from './artifacts.ts';
 export type { ArtifactStore, CollectableArtifactStore, StoredArtifact } from './artifacts.ts';
 export { createTaskHost } from './host.ts';
+export { formatUsd } from './cost.ts';
 export {
   edgesOf,
   inputsOf,

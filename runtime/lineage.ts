@@ -14,6 +14,7 @@ import {
   type RuntimeLogRecord,
   type Store,
 } from '../protocol/index.ts';
+import { formatUsd } from './cost.ts';
 
 export { lineageRecord, runRecord };
 export type { LineageRecord, RunRecord };
@@ -263,7 +264,7 @@ export function lineageText(graph: LineageGraph): string {
       : 'driver';
     const outcome = r.error ? `FAILED ${r.error.name}` : r.cached ? 'cached' : 'ok';
     lines.push(
-      `${'  '.repeat(depth)}${r.task} [${r.execution}] ${outcome}  in ${short(r.input)} → out ${r.output ? short(r.output) : '-'}  ${where}${r.attempt > 0 ? `  attempt ${r.attempt + 1}` : ''}${r.preemptions > 0 ? `  preempted ×${r.preemptions}` : ''}  $${r.costUsd.toFixed(4)}  run ${r.run}`,
+      `${'  '.repeat(depth)}${r.task} [${r.execution}] ${outcome}  in ${short(r.input)} → out ${r.output ? short(r.output) : '-'}  ${where}${r.attempt > 0 ? `  attempt ${r.attempt + 1}` : ''}${r.preemptions > 0 ? `  preempted ×${r.preemptions}` : ''}  ${formatUsd(r.costUsd)}  run ${r.run}`,
     );
     for (const c of children.get(r.execution) ?? []) line(c, depth + 1);
   };

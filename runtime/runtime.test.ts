@@ -14,6 +14,7 @@ import {
   toErrorMsg,
 } from './errors.ts';
 import { type LineageRecord, lineageDot, lineageGraph, lineageText } from './lineage.ts';
+import { formatUsd } from './cost.ts';
 import { progressLines } from './progress.ts';
 import { map, task } from './index.ts';
 import { checkValue, decodeValue, encodeValue, valueHash } from './values.ts';
@@ -221,6 +222,21 @@ describe('lineage graph', () => {
     const dot = lineageDot(g);
     expect(dot).toMatch(/^digraph lineage \{/);
     expect(dot).toContain('"sha256:clean" -> "c";');
+  });
+
+  it('writes money as the console does: nothing spent is $0', () => {
+    const driver = rec({ execution: 'w', task: 'pipeline', input: 'sha256:args', output: 'sha256:out' });
+    const paid = rec({ execution: 'p', task: 'fit', parent: 'w', input: 'sha256:args', costUsd: 0.01234 });
+    const text = lineageText({ root: 'r1', executions: [driver, paid], edges: [] });
+    expect(text).toMatch(/^pipeline \[w\] ok .* driver {2}\$0 {2}run r1$/m);
+    expect(text).toMatch(/^ {2}fit \[p\] ok .* driver {2}\$0\.0123 {2}run r1$/m);
+    expect([0, 0.00004, 0.5, 12.345, 250.4].map(formatUsd)).toEqual([
+      '$0',
+      '$0.0000',
+      '$0.5000',
+      '$12.35',
+      '$250',
+    ]);
   });
 });
 

@@ -1,8 +1,10 @@
 /**
  * `gantry history` as its own process: following JetStream by its durable consumer into PostgreSQL,
  * killed with SIGKILL mid-ingest and started again, ends with every record once and none missing; a
- * second one against the same database stands by and takes over when the first goes; embedded, it
- * follows the state directory's logs while another process writes them.
+ * second one against the same database stands by and takes over when the first goes; embedded, into
+ * PGlite, killed with SIGKILL mid-batch of the runtime's log and started again, it ends with every
+ * execution, ref and run once; and it follows the state directory's logs while another process writes
+ * them.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -20,7 +22,7 @@ import {
   HISTORY_PERMISSIONS,
 } from '../bin/credentials.ts';
 import { openHistory } from '../history/index.ts';
-import { encodeJson, openLocalStore, type Store } from '../protocol/index.ts';
+import { encodeJson, openLocalStore, type RuntimeLogRecord, type Store } from '../protocol/index.ts';
 import { connectNats, type NatsTransport, openJetStreamStore } from '../protocol/nats-index.ts';
 import { spawnGantry } from './cli.ts';
 import { lineageChains, randomLedger } from './history-data.ts';
@@ -31,10 +33,42 @@ import { sleep } from './nats/wait.ts';
 const GANTRY = fileURLToPath(new URL('../bin/gantry.js', import.meta.url));
 const T0 = Date.UTC(2026, 10, 2);
 
-/** The broker's ledger and the runtime's lineage, as log entries of `per` records. */
-function logs(per: number) {
+/**
+ * The broker's ledger and the runtime's log (`runs` chains of five steps: each execution's start, then
+ * its end, and each run's summary), as log entries of `per` records.
+ */
+function logs(per: number, runs = 300) {
   const ledger = randomLedger(11, 6000, T0);
-  const lineage = lineageChains(300, 5);
+  const lineage = lineageChains(runs, 5).flatMap((r): RuntimeLogRecord[] => {
+    const start: RuntimeLogRecord = {
+      kind: 'start',
+      run: r.run,
+      execution: r.execution,
+      ...(r.parent ? { parent: r.parent } : {}),
+      task: r.task,
+      codeHash: r.codeHash,
+      attempt: r.attempt,
+      input: r.input,
+      asked: r.asked,
+      override: r.override,
+      startedAt: r.startedAt,
+    };
+    if (r.task !== 'step4') return [start, r];
+    const summary: RuntimeLogRecord = {
+      kind: 'run',
+      run: r.run,
+      workflow: 'pipeline',
+      module: 'pipeline.ts',
+      team: 'ml',
+      status: 'succeeded',
+      startedAt: r.startedAt - 5,
+      endedAt: r.endedAt,
+      input: r.input,
+      costUsd: 0,
+      executions: 6,
+    };
+    return [start, r, summary];
+  });
   const chunk = <T>(xs: readonly T[]) =>
     Array.from({ length: Math.ceil(xs.length / per) }, (_, i) =>
       encodeJson(xs.slice(i * per, (i + 1) * per)),
@@ -83,6 +117,8 @@ async function tally(ask: Ask) {
     doubleUsages: await one('select count(*) - count(distinct (lease, start_at)) as n from usage'),
     lives: await one('select count(*) as n from node_lives'),
     executions: await one('select count(*) as n from executions'),
+    running: await one('select count(*) as n from executions where ended_at is null'),
+    runs: await one(`select count(*) as n from runs where status = 'succeeded'`),
     rejected: await one('select count(*) as n from ingest_rejects'),
     cost: await one('select sum(cost) as n from usage'),
     hourly: await one('select sum(cost) as n from cost_hourly'),
@@ -298,6 +334,78 @@ describe('gantry history with its own NATS credentials', () => {
 });
 
 describe('gantry history embedded', () => {
+  it('into PGlite, killed with SIGKILL mid-batch and restarted, ends with every record exactly once', async () => {
+    const state = mkdtempSync(join(tmpdir(), 'gantry-history-kill-'));
+    // The runtime's log in five transactions of 500 entries, so that a kill lands between two.
+    const data = logs(5, 830);
+    const expected = await reference(data);
+    const statusOf = async (url: string) => {
+      const s = (await (await fetch(`${url}/v1/status`)).json()) as {
+        offsets: { source: string; seq: number }[];
+      };
+      return (source: string) => s.offsets.find((o) => o.source === source)?.seq ?? 0;
+    };
+    const tallyDir = async () => {
+      const h = await openHistory({ dir: join(state, 'history') });
+      try {
+        return await tally((sql) => h.db.query<{ n: unknown }>(sql));
+      } finally {
+        await h.close();
+      }
+    };
+    let second: ReturnType<typeof startHistory> | undefined;
+    try {
+      for (const [dir, entries] of [
+        ['broker', data.broker],
+        ['runtime', data.runtime],
+      ] as const) {
+        const store = await openLocalStore(join(state, dir));
+        await store.appendMany(entries);
+        await store.close();
+      }
+      expect(data.runtime.length).toBeGreaterThan(2000);
+      const first = startHistory(['--state', state, '--poll', '50']);
+      const url = await waitFor(
+        'the API',
+        async () => /query API on (http:\/\/\S+) /.exec(first.output())?.[1],
+      );
+      // Killed as soon as a batch of the runtime's log is in: the next one is being written.
+      await waitFor('a runtime batch', async () => ((await statusOf(url))('runtime') > 0 ? true : undefined));
+      first.child.kill('SIGKILL');
+      await exited(first.child);
+      // PGlite opens again after the kill, holding whole batches only.
+      const killed = await tallyDir();
+      expect(killed.runtime).toBeGreaterThan(0);
+      expect(killed.runtime).toBeLessThan(data.runtime.length);
+      expect(killed.runtime % 500).toBe(0);
+
+      second = startHistory(['--state', state, '--poll', '50']);
+      const url2 = await waitFor(
+        'the API',
+        async () => /query API on (http:\/\/\S+) /.exec(second!.output())?.[1],
+      );
+      await waitFor('every entry', async () => {
+        const seq = await statusOf(url2);
+        return seq('broker') === data.broker.length && seq('runtime') === data.runtime.length
+          ? true
+          : undefined;
+      });
+      second.child.kill('SIGTERM');
+      await exited(second.child);
+      expect(second.child.exitCode).toBe(0);
+      const done = await tallyDir();
+      expect(done).toEqual(expected);
+      expect(done.executions).toBe(830 * 6);
+      expect(done.running).toBe(0);
+      expect(done.runs).toBe(830);
+      expect(done.refs).toBe(830 * 6 * 3);
+      expect(done.doubleUsages).toBe(0);
+    } finally {
+      second?.child.kill('SIGKILL');
+      rmSync(state, { recursive: true, force: true });
+    }
+  }, 120_000);
+
   it('follows the state directory’s logs while another process writes them', async () => {
     const state = mkdtempSync(join(tmpdir(), 'gantry-history-state-'));
     let store: Store | undefined;

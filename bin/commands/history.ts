@@ -21,6 +21,7 @@ import {
   type RunDetail,
 } from '../../history/index.ts';
 import { loadPlatform, type Platform } from '../../policies/index.ts';
+import { formatUsd } from '../../runtime/index.ts';
 import {
   openLocalStore,
   RUN_STATUSES,
@@ -203,8 +204,6 @@ async function catchUpFrom(
   }
 }
 
-const money = (v: number) =>
-  v >= 100 ? `$${v.toFixed(0)}` : v >= 1 ? `$${v.toFixed(2)}` : `$${v.toFixed(4)}`;
 const when = (t: number | undefined) =>
   t === undefined ? '' : new Date(t).toISOString().slice(0, 19).replace('T', ' ');
 const took = (r: { startedAt: number; endedAt?: number }) =>
@@ -218,7 +217,7 @@ const RUN_COLUMNS = [
   column<RunRecord>('STARTED', (r) => when(r.startedAt)),
   column<RunRecord>('TOOK', took),
   column<RunRecord>('EXECUTIONS', (r) => String(r.executions)),
-  column<RunRecord>('COST', (r) => money(r.costUsd)),
+  column<RunRecord>('COST', (r) => formatUsd(r.costUsd)),
   wideColumn<RunRecord>('ERROR', (r) => r.error ?? ''),
   wideColumn<RunRecord>('MODULE', (r) => r.module),
 ];
@@ -245,7 +244,7 @@ export function describeRunText(d: RunDetail, wide: boolean, now = Date.now()): 
     `Team:        ${r.team}`,
     `Status:      ${r.status}${r.error ? `: ${r.error}` : ''}`,
     `Started:     ${when(r.startedAt)}${r.endedAt !== undefined ? `, took ${took(r)}` : ''}`,
-    `Cost:        ${money(r.costUsd)} over ${r.executions} executions`,
+    `Cost:        ${formatUsd(r.costUsd)} over ${r.executions} executions`,
     `Input:       ${r.input}`,
     ...(r.output ? [`Output:      ${r.output}`] : []),
     '',
@@ -260,7 +259,7 @@ export function describeRunText(d: RunDetail, wide: boolean, now = Date.now()): 
       outcome(e),
       p ? `${p.cluster}/${p.pool} ${p.capacityType}` : 'driver',
       p ? `$${p.pricePerHour.toFixed(2)}` : '',
-      money(e.costUsd),
+      formatUsd(e.costUsd),
       e.running
         ? `${((now - e.startedAt) / 1000).toFixed(1)}s so far`
         : `${((e.endedAt - e.startedAt) / 1000).toFixed(1)}s`,

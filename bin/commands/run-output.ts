@@ -2,13 +2,9 @@
  * What `gantry run` prints while a run goes: a line per run event, a line when a placed task waits long
  * for its node, and the run's cost by task and pool at the end.
  */
-import type { LineageRecord, RunEvent } from '../../runtime/index.ts';
+import { formatUsd, type LineageRecord, type RunEvent } from '../../runtime/index.ts';
 import type { Display } from '../progress.ts';
 import { table } from '../table.ts';
-
-/** Dollars as `gantry run` prints them. */
-export const money = (usd: number) =>
-  usd >= 100 ? `$${usd.toFixed(0)}` : usd >= 1 ? `$${usd.toFixed(2)}` : `$${usd.toFixed(4)}`;
 
 /** One line per run event, as `gantry run` prints them. */
 export function eventLine(ev: RunEvent): string {
@@ -27,7 +23,7 @@ export function eventLine(ev: RunEvent): string {
     case 'failed':
       return `  failed     ${task} on ${where}: ${ev.message ?? ''}`;
     case 'succeeded':
-      return `  done       ${task} on ${where}  ${money(ev.costUsd ?? 0)}`;
+      return `  done       ${task} on ${where}  ${formatUsd(ev.costUsd ?? 0)}`;
     case 'held':
       return `  held       ${task} ${ev.hold ? `(${ev.hold.kind}) ${ev.hold.detail}` : (ev.message ?? '')}`;
     case 'cached':
@@ -78,9 +74,9 @@ export function costTable(records: readonly LineageRecord[]): string {
     String(r.runs),
     r.failed ? String(r.failed) : '',
     r.preempted ? String(r.preempted) : '',
-    money(r.cost),
+    formatUsd(r.cost),
   ]);
-  body.push(['total', '', '', '', '', money(total)]);
+  body.push(['total', '', '', '', '', formatUsd(total)]);
   return table(['TASK', 'WHERE', 'RUNS', 'FAILED', 'PREEMPTED', 'COST'], body);
 }
 

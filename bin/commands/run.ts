@@ -15,6 +15,7 @@ import {
 } from '../../protocol/index.ts';
 import type { ArtifactStore } from '../../runtime/artifacts.ts';
 import {
+  formatUsd,
   type LineageRecord,
   lineageDot,
   lineageGraph,
@@ -37,7 +38,7 @@ import { UsageError } from '../errors.ts';
 import { gantryCommand, type Output, shippedExamples, outputOption, serialize } from '../options.ts';
 import { createDisplay } from '../progress.ts';
 import { cancelAndSay, cancelCommand, cancelledByUser } from './run-cancel.ts';
-import { costTable, eventLine, money, waitWatch } from './run-output.ts';
+import { costTable, eventLine, waitWatch } from './run-output.ts';
 import { type HistoryFlags, historyOptions, withHistory } from './history.ts';
 import { startConsole } from '../console.ts';
 import { untilSignal } from './serve.ts';
@@ -272,7 +273,7 @@ function printResult(result: RunResult, records: LineageRecord[], flags: RunFlag
   const simulated = speedup === 1 ? '' : ` in ${speedup}× simulated time`;
   if (result.ok) {
     process.stdout.write(
-      `run ${result.runId} succeeded in ${secs}s, cost ${money(result.costUsd)}${simulated}\noutput: ${JSON.stringify(result.output)}\n`,
+      `run ${result.runId} succeeded in ${secs}s, cost ${formatUsd(result.costUsd)}${simulated}\noutput: ${JSON.stringify(result.output)}\n`,
     );
     const where = flags.nats
       ? ` --nats ${flags.nats}`
@@ -283,7 +284,7 @@ function printResult(result: RunResult, records: LineageRecord[], flags: RunFlag
     return 0;
   }
   process.stderr.write(
-    `run ${result.runId} failed after ${secs}s (cost ${money(result.costUsd)}${simulated}): ${error?.name ?? 'Error'}: ${error?.message ?? String(result.error)}\n`,
+    `run ${result.runId} failed after ${secs}s (cost ${formatUsd(result.costUsd)}${simulated}): ${error?.name ?? 'Error'}: ${error?.message ?? String(result.error)}\n`,
   );
   return 1;
 }

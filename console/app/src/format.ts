@@ -1,6 +1,6 @@
 /** How the console writes money, times and durations: as the CLI does. */
 
-/** Dollars as `gantry` prints them: four decimals under $1, two under $100, none above; zero as `$0`. */
+/** Dollars as `gantry` prints them (runtime `formatUsd`): four decimals under $1, two under $100, none above; zero as `$0`. */
 export const money = (v: number | null | undefined) =>
   v === null || v === undefined
     ? ''
