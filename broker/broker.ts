@@ -155,7 +155,7 @@ export function createBroker(opts: BrokerOptions): Broker {
       teams,
       spentThisMonth: (team) => budgets.spent(team, now),
       // Commitments depend on each lease's start and extension: summed only where a budget needs them.
-      budgets: anyMonthly ? budgets.status([...state.active()], state.requests, now) : [],
+      budgets: anyMonthly ? budgets.status(() => state.committedByTeam(now), state.spendRates(), now) : [],
       timeScale: scale,
     });
   }
@@ -250,7 +250,7 @@ export function createBroker(opts: BrokerOptions): Broker {
           forget,
           schedule,
           bad: ctx.bad,
-          budgets: () => budgets.status([...state.active()], state.requests, clock()),
+          budgets: () => budgets.status(() => state.committedByTeam(clock()), state.spendRates(), clock()),
           cancelRun: (runId, reason) =>
             runs.cancel(runId, {
               kind: 'run-cancelled',

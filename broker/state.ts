@@ -11,6 +11,7 @@ import {
   type TaskState,
   TERMINAL,
 } from '../protocol/index.ts';
+import { Commitments } from './commitments.ts';
 import { SpendCounter, spendKey } from './lease-spend.ts';
 import {
   type LeaseRecord,
@@ -64,11 +65,22 @@ export class BrokerState {
   readonly gangs = new Map<string, Set<string>>();
 
   readonly writer: RecordWriter;
+  /** What the active leases commit against monthly budgets, per team (kept, not summed by a scan). */
+  private readonly commitments: Commitments;
+
+  /** @param timeScale simulated seconds per second (embedded mode on simulated clouds); default 1. */
   constructor(
     store: Store,
     private readonly clock: () => number,
     timeScale = 1,
   ) {
+    this.commitments = new Commitments(
+      timeScale,
+      (l) => this.requests.get(l.requestId),
+      () => this.active(),
+      (l) => this.activeByCluster.get(l.cluster)?.has(l) ?? false,
+      () => this.activeLeases(),
+    );
     this.writer = new RecordWriter(store, (id) => {
       const r = this.requests.get(id);
       return r && storedJson(r, r.leaseId ? this.leases.get(r.leaseId) : undefined);
@@ -82,6 +94,7 @@ export class BrokerState {
     this.leases.clear();
     this.activeByCluster.clear();
     this.unacknowledged.clear();
+    this.commitments.clear();
     this.spend.clear();
     this.nodeUse.clear();
     this.nodeKeys.clear();
@@ -394,6 +407,7 @@ export class BrokerState {
       this.nodeKeys.get(l.cluster)?.delete(node.slice(l.cluster.length + 1));
     } else this.nodeUse.set(node, n);
     this.spend.add(team ?? '', l, startedAt, sign, this.spendKeyOf(team ?? '', l));
+    this.commitments.account(l, startedAt, sign);
     if (!team) return;
     if (l.work.kind === 'task' || l.work.kind === 'worker') {
       let teams = this.hostedOn.get(l.cluster);
@@ -410,6 +424,32 @@ export class BrokerState {
     u.gpus += (sign * l.gpuMilli) / 1000;
     if (l.gpuModel) u.gpusByModel[l.gpuModel] = (u.gpusByModel[l.gpuModel] ?? 0) + (sign * l.gpuMilli) / 1000;
     u.spendPerHour += sign * l.pricePerHour;
+  }
+
+  /** What each team's active leases cost per hour. */
+  spendRates(): Map<string, number> {
+    return new Map([...this.teamUse].map(([team, u]) => [team, u.spendPerHour]));
+  }
+
+  /** What each team's active leases commit against monthly budgets at `now`, in dollars. */
+  committedByTeam(now: number): Map<string, number> {
+    return this.commitments.byTeam(now);
+  }
+
+  /**
+   * Active leases whose commitment ends by `t` (the overrun check's candidates; it may hold some that
+   * end later).
+   */
+  commitmentsEndingBy(t: number): Iterable<LeaseRecord> {
+    return this.commitments.dueBy(t);
+  }
+
+  /** Commits an active lease's cost until `until` (it runs past its declared duration). */
+  extendCommitment(l: LeaseRecord, until: number): void {
+    const counted = this.activeByCluster.get(l.cluster)?.has(l) ?? false;
+    if (counted) this.commitments.account(l, l.startedAt, -1);
+    l.committedUntil = until;
+    if (counted) this.commitments.account(l, l.startedAt, 1);
   }
 
   /** Whether `cluster` hosts workflow code (a task, a warm worker) of `team` now. */
