@@ -24,9 +24,18 @@ async function freshStore(): Promise<Store> {
   return store;
 }
 
-/** A store whose writes and reads fail while `down` is set (a JetStream stream without a leader). */
+/**
+ * A store whose writes and reads fail while `down` is set (a JetStream stream without a leader), never
+ * answer while `hang` is, and whose updates wait for `release()` while `slow` is.
+ */
 function flaky(inner: Store) {
-  const s = { down: false, hang: false };
+  const held: (() => void)[] = [];
+  const s = {
+    down: false,
+    hang: false,
+    slow: false,
+    release: () => held.splice(0).forEach((go) => go()),
+  };
   const guard =
     <A extends unknown[], R>(f: (...a: A) => Promise<R>) =>
     (...a: A) =>
@@ -39,7 +48,11 @@ function flaky(inner: Store) {
     ...inner,
     get: guard(inner.get.bind(inner)),
     create: guard(inner.create.bind(inner)),
-    update: guard(inner.update.bind(inner)),
+    update: guard((key: string, value: Uint8Array, revision: number) =>
+      s.slow
+        ? new Promise<void>((go) => held.push(go)).then(() => inner.update(key, value, revision))
+        : inner.update(key, value, revision),
+    ),
   } as Store;
   return { s, store };
 }
@@ -131,6 +144,23 @@ describe('Leadership when the store stops answering', () => {
     s.hang = false;
     await b1.tick(0.6 * TTL);
     await b1.tick(0.6 * TTL); // past the lease the hung renewal would have extended
+    expect([b1.l.leading, b1.deposed(), b1.how]).toEqual([true, 0, ['new']]);
+    await b1.l.stop();
+  });
+
+  it('a renewal given up on that lands all the same keeps the leader leading until it expires', async () => {
+    const { s, b1 } = await leaderOnFlakyStore();
+    s.slow = true;
+    void b1.tick(0.3 * TTL);
+    await new Promise((r) => setTimeout(r, 10));
+    // The renewal above waits; past half a TTL another one starts, and waits too.
+    void b1.tick(0.6 * TTL);
+    await new Promise((r) => setTimeout(r, 10));
+    s.slow = false;
+    s.release();
+    await new Promise((r) => setTimeout(r, 10));
+    // Past the lease of the last renewal not given up, within the one that landed late.
+    await b1.tick(0.2 * TTL);
     expect([b1.l.leading, b1.deposed(), b1.how]).toEqual([true, 0, ['new']]);
     await b1.l.stop();
   });

@@ -120,7 +120,17 @@ export class Leadership {
         if (lease.holder !== this.id && lease.expiresAt > this.clock()) return this.lose();
         revision = await this.store.update(KEY, value, current.revision);
       }
-      if (stale()) return;
+      if (stale()) {
+        // Given up on, but it landed: the key holds this broker's lease until `expiresAt` all the same,
+        // so a leader on a slow store (every renewal past half a TTL) keeps leading rather than dropping
+        // and reloading its state every TTL.
+        if (this.leading && revision > this.revision) {
+          this.revision = revision;
+          this.ownRevision = revision;
+          this.validUntil = Math.max(this.validUntil, expiresAt);
+        }
+        return;
+      }
       this.revision = revision;
       this.validUntil = expiresAt;
       if (!this.stopped) this.ownRevision = this.revision;
