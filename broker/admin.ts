@@ -91,14 +91,13 @@ export function handleAdmin(msg: Msg, ctx: AdminContext): void {
     case 'describe': {
       const c = named();
       if (!c) return;
-      const leases = ctx.state.activeOn(c.name);
       return reply({
         cluster: {
           ...summary(c),
           pools: c.declared.pools,
           nodes: [...c.nodes.values()],
           planned: [...c.planned.keys()],
-          activeLeases: leases.length,
+          activeLeases: ctx.state.activeCount(c.name),
         },
       });
     }
@@ -232,7 +231,7 @@ function remove(
       'not-drained',
       `cluster ${c.name} is not drained: gantry cluster drain ${c.name}, let its work finish, then remove it`,
     );
-  if (ctx.state.activeOn(c.name).length > 0)
+  if (ctx.state.activeCount(c.name) > 0)
     return refuse('busy', `cluster ${c.name} still runs work: drain it first and wait`);
   const bought = boughtNodes(c);
   if (bought.length > 0 && !force)

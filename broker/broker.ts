@@ -47,6 +47,9 @@ const PRUNE_INTERVAL_MS = 60_000;
 /** How often the journal is compacted into the KV view (and sooner when much waits). */
 const COMPACT_INTERVAL_MS = 1000;
 
+/** Leases sent again per turn of the event loop when a broker starts serving. */
+const ANNOUNCE_SLICE = 2000;
+
 /** How often per-cluster capacity and spend gauges are recomputed. */
 const GAUGE_INTERVAL_MS = 5000;
 
@@ -155,7 +158,7 @@ export function createBroker(opts: BrokerOptions): Broker {
       teams,
       spentThisMonth: (team) => budgets.spent(team, now),
       // Commitments depend on each lease's start and extension: summed only where a budget needs them.
-      budgets: anyMonthly ? budgets.status([...state.active()], state.requests, now) : [],
+      budgets: anyMonthly ? budgets.status(() => state.committedByTeam(now), state.spendRates(), now) : [],
       timeScale: scale,
     });
   }
@@ -258,7 +261,7 @@ export function createBroker(opts: BrokerOptions): Broker {
           forget,
           schedule,
           bad: ctx.bad,
-          budgets: () => budgets.status([...state.active()], state.requests, clock()),
+          budgets: () => budgets.status(() => state.committedByTeam(clock()), state.spendRates(), clock()),
           cancelRun: (runId, reason) =>
             runs.cancel(runId, {
               kind: 'run-cancelled',
@@ -291,30 +294,37 @@ export function createBroker(opts: BrokerOptions): Broker {
       { brokerId: id, resumed, requests: state.requests.size, ms: clock() - from },
       resumed ? 'serving again with the state it holds' : 'serving',
     );
-    void announceAgain();
+    void announceAgain(resumed);
   }
 
   /**
-   * Once what is buffered is durable: leases not ended are sent to their agents again (they launch each
-   * lease once, and answer for the ones they know with where they stand), and requesters still waiting
-   * hear of the leases their requests got (a cycle's answer is lost when serving stops before it is
-   * durable, or with the broker that took it).
+   * Once what is buffered is durable: requesters still waiting hear of the leases their requests got (a
+   * cycle's answer is lost when serving stops before it is durable, or with the broker that took it),
+   * and leases are sent to their agents again (they launch each lease once, and answer for the ones they
+   * know with where they stand). A broker that `resumed` (nobody led in between) sends only the launches
+   * not acknowledged yet — some never went out, their cycle durable while it was not serving; the agents
+   * have the rest. A new leader cannot know what its predecessor sent: every active lease goes again, a
+   * slice at a time, so that heartbeats and leadership renewals are not held up behind 100K launches.
    */
-  async function announceAgain(): Promise<void> {
+  async function announceAgain(resumed: boolean): Promise<void> {
     const ok = await writer.flushDurably(
       () => ctx.serving,
       (err) => log.warn({ err: err.message }, 'state write failed; retrying'),
     );
     if (!ok) return;
-    const again = new Map<string, string[]>();
-    for (const l of state.active()) append(again, l.cluster, l.leaseId);
-    for (const [cluster, ids] of again) dispatch(cluster, ids);
     const answered = outbox.answerDecided();
-    log.info(
-      { leases: [...again.values()].reduce((n, ids) => n + ids.length, 0), answered },
-      'announced again',
-    );
+    const again = new Map<string, string[]>();
+    for (const l of resumed ? state.placed() : state.active()) append(again, l.cluster, l.leaseId);
     schedule();
+    let leases = 0;
+    for (const [cluster, ids] of again)
+      for (let i = 0; i < ids.length; i += ANNOUNCE_SLICE) {
+        if (!ctx.serving) return;
+        dispatch(cluster, ids.slice(i, i + ANNOUNCE_SLICE));
+        leases += Math.min(ANNOUNCE_SLICE, ids.length - i);
+        await new Promise((r) => setImmediate(r));
+      }
+    log.info({ leases, answered, resumed }, 'announced again');
   }
 
   /**

@@ -2,24 +2,10 @@ import { describe, expect, it } from 'vitest';
 import type { Placement } from '../solver/index.ts';
 import { trimToBudgets } from './budget-gate.ts';
 import type { RequestRecord } from './records.ts';
+import { requestRecord } from './test-builders.ts';
 
 const request = (id: string, team: string, gang?: RequestRecord['gang']): RequestRecord => ({
-  requestId: id,
-  team,
-  resources: {
-    cpuMilli: 1000,
-    memoryMiB: 1024,
-    gpu: [],
-    spot: undefined,
-    durationSeconds: 7200,
-    profile: undefined,
-  },
-  override: false,
-  work: { kind: 'sim', durationMs: 1, outcome: 'succeeded' },
-  state: 'pending',
-  attempt: 0,
-  createdAt: 0,
-  updatedAt: 0,
+  ...requestRecord(id, team, 7200),
   ...(gang ? { gang } : {}),
 });
 

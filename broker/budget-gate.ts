@@ -36,7 +36,7 @@ export function createBudgetGate(ctx: BrokerContext): (batch: RequestRecord[]) =
     const teams = new Set(batch.map((r) => r.team));
     if (!budgets.anyMonthly(teams)) return { batch, room };
     const now = clock();
-    const committed = budgets.committedByTeam(state.active(), state.requests, now);
+    const committed = state.committedByTeam(now);
     const standing = new Map<string, Monthly | undefined>();
     for (const team of teams) {
       const m = budgets.monthly(team, committed.get(team) ?? 0, now);

@@ -8,6 +8,7 @@
  * counted in a metric.
  */
 import type { Platform, Policy } from '../policies/index.ts';
+import { commitmentEnd } from './commitments.ts';
 import { shareOf } from './feasible.ts';
 import { type TaskUsage, usageCost } from './ledger.ts';
 import type { LeaseRecord, RequestRecord } from './records.ts';
@@ -105,9 +106,7 @@ export class Budgets {
    * later once the broker extended it (see `enforceOverruns`).
    */
   committedUntil(l: LeaseRecord, r: RequestRecord): number {
-    return (
-      l.committedUntil ?? (l.startedAt ?? l.placedAt) + (r.resources.durationSeconds * 1000) / this.timeScale
-    );
+    return commitmentEnd(l, r, this.timeScale, l.startedAt);
   }
 
   /** The team's policy, when it has a monthly budget. */
@@ -171,18 +170,16 @@ export class Budgets {
     return { ...(m.held ? { held: m.held } : {}), alerts };
   }
 
-  /** Each team with a budget: its caps, spend and what is left. */
+  /**
+   * Each team with a budget: its caps, spend and what is left. `committed`: what each team's active
+   * leases commit (dollars; asked only if a team has a monthly budget); `rates`: what they cost per hour.
+   */
   status(
-    active: readonly LeaseRecord[],
-    requests: ReadonlyMap<string, RequestRecord>,
+    committed: () => ReadonlyMap<string, number>,
+    rates: ReadonlyMap<string, number>,
     now: number,
   ): BudgetStatus[] {
-    const committed = this.committedByTeam(active, requests, now);
-    const rates = new Map<string, number>();
-    for (const l of active) {
-      const team = requests.get(l.requestId)?.team;
-      if (team !== undefined) rates.set(team, (rates.get(team) ?? 0) + l.pricePerHour);
-    }
+    let commitments: ReadonlyMap<string, number> | undefined;
     const out: BudgetStatus[] = [];
     for (const policy of this.platform.policies) {
       const budget = policy.budget;
@@ -191,7 +188,8 @@ export class Budgets {
         const s: BudgetStatus = { team, policy: policy.name };
         if (budget.perHour !== undefined)
           s.perHour = { cap: budget.perHour, usedPerHour: rates.get(team) ?? 0 };
-        const m = this.monthly(team, committed.get(team) ?? 0, now);
+        const m =
+          this.monthlyPolicy(team) && this.monthly(team, (commitments ??= committed()).get(team) ?? 0, now);
         if (m) {
           s.perMonth = {
             cap: m.cap,

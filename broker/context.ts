@@ -120,13 +120,13 @@ export function createContext(opts: BrokerOptions): BrokerContext {
   metrics.initialise(metricLabels(opts.platform));
   metrics.solveBudgetSeconds.set(solveBudgetMs / 1000);
   const { transport, store, platform } = opts;
-  const state = new BrokerState(store, clock);
+  const scale = opts.ledgerTimeScale ?? 1;
+  const state = new BrokerState(store, clock, scale);
   const writer = state.writer;
   const inventory = new Inventory(platform.clusters);
   // The cost ledger: each lease that ran, and each node's lifetime, go to the log with the lifecycle.
   const poolOf = (cluster: string, pool: string) =>
     inventory.clusters.get(cluster)?.declared.pools.find((p) => p.name === pool);
-  const scale = opts.ledgerTimeScale ?? 1;
   // Simulated time runs from when this broker started serving, on from where the ledger left off.
   let epoch = clock();
   let base = epoch;

@@ -5,6 +5,7 @@
 import {
   batchSubjects,
   encodeJson,
+  type LeaseMsg,
   MAX_BATCH_ANSWERS,
   MAX_TASK_STATES,
   type Msg,
@@ -351,20 +352,30 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
   return { onRequest, onRequests, announceCycle, answer, publishState, dispatch, answerDecided };
 }
 
-/** A lease as agents and requesters see it: the record without the broker's bookkeeping. */
-export function toLeaseMsg(l: LeaseRecord) {
-  const {
-    state: _s,
-    actualNode: _a,
-    startedAt: _st,
-    endedAt: _e,
-    reason: _r,
-    ranMs: _rm,
-    placedAt: _p,
-    committedUntil: _c,
-    ...msg
-  } = l;
-  return msg;
+/**
+ * A lease as agents and requesters see it: the record without the broker's bookkeeping. Every field in
+ * one literal (a copy without some fields by destructuring was a few percent of a busy broker's CPU).
+ */
+export function toLeaseMsg(l: LeaseRecord): LeaseMsg {
+  return {
+    leaseId: l.leaseId,
+    requestId: l.requestId,
+    cluster: l.cluster,
+    pool: l.pool,
+    node: l.node,
+    pricePerHour: l.pricePerHour,
+    cpuMilli: l.cpuMilli,
+    memoryMiB: l.memoryMiB,
+    gpuMilli: l.gpuMilli,
+    gpuModel: l.gpuModel,
+    capacityType: l.capacityType,
+    expiresAt: l.expiresAt,
+    attempt: l.attempt,
+    why: l.why,
+    explanation: l.explanation,
+    gang: l.gang,
+    work: l.work,
+  };
 }
 
 /** One batch answer's JSON from a single answer's (`{"ok":…}`): the request id goes first. */

@@ -77,18 +77,20 @@ export function createEnforcement(
   const teams = [...new Set(platform.policies.flatMap((p) => p.teams))];
   function checkOverruns(now: number): void {
     if (!budgets.anyMonthly(teams)) return;
+    const lookaheadMs = 2 * tickMs;
     const actions = overrunActions({
-      active: state.active(),
+      due: state.commitmentsEndingBy(now + lookaheadMs),
+      committed: () => state.committedByTeam(now),
       requests: state.requests,
       budgets,
       now,
       // Commit as far as the next check, and one more tick for a late timer.
-      lookaheadMs: 2 * tickMs,
+      lookaheadMs,
       timeScale: ctx.scale,
     });
     for (const a of actions) {
       if (a.kind === 'extend') {
-        a.lease.committedUntil = a.until;
+        state.extendCommitment(a.lease, a.until);
         // Written with the next flush: a broker that takes over counts what this lease was given.
         state.writer.lease(a.lease);
       } else stopLease(a.lease.leaseId, { kind: 'budget-overrun', detail: a.detail });

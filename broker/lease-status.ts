@@ -28,13 +28,8 @@ function viewer(ctx: BrokerContext, subject: string): ((r: RequestRecord) => boo
   const who = tokens[3]!;
   if (subject.startsWith(`${PROTOCOL}.team.`)) return (r) => r.team === who;
   if (!subject.startsWith(`${PROTOCOL}.agent.`)) return undefined;
-  const teams = new Set<string>();
-  for (const l of ctx.state.activeOn(who))
-    if (l.work.kind === 'task' || l.work.kind === 'worker') {
-      const team = ctx.state.requests.get(l.requestId)?.team;
-      if (team !== undefined) teams.add(team);
-    }
-  return (r) => teams.has(r.team);
+  // Kept as leases start and end: no walk over the cluster's leases.
+  return (r) => ctx.state.hostsWorkOf(who, r.team);
 }
 
 /** Answers one status question. */

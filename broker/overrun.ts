@@ -18,7 +18,13 @@ export type OverrunAction =
 
 /** Inputs of {@link overrunActions}. */
 export interface OverrunInput {
-  active: Iterable<LeaseRecord>;
+  /**
+   * The active leases whose commitment ends by `now + lookaheadMs`; others may be among them (they are
+   * passed over).
+   */
+  due: Iterable<LeaseRecord>;
+  /** What each team's active leases commit now, in dollars (asked only when some lease is due). */
+  committed(): ReadonlyMap<string, number>;
   requests: ReadonlyMap<string, RequestRecord>;
   budgets: Budgets;
   /** Broker clock, ms. */
@@ -34,15 +40,14 @@ export interface OverrunInput {
  * broker applies the actions (sets `committedUntil`, or fails the lease and cancels it on its agent).
  *
  * @example
- * for (const a of overrunActions({ active, requests, budgets, now, lookaheadMs: 500, timeScale: 1 })) …
+ * const input = { due, committed, requests, budgets, now, lookaheadMs: 500, timeScale: 1 };
+ * for (const a of overrunActions(input)) …
  */
 export function overrunActions(input: OverrunInput): OverrunAction[] {
   const { requests, budgets, now, lookaheadMs, timeScale } = input;
   const due: { lease: LeaseRecord; request: RequestRecord; until: number }[] = [];
   const teams = new Set<string>();
-  const active: LeaseRecord[] = [];
-  for (const l of input.active) {
-    active.push(l);
+  for (const l of input.due) {
     // The declared duration counts from the start of the work, not from the node's launch.
     if (l.state !== 'running') continue;
     const r = requests.get(l.requestId);
@@ -53,7 +58,7 @@ export function overrunActions(input: OverrunInput): OverrunAction[] {
     teams.add(r.team);
   }
   if (due.length === 0) return [];
-  const committed = budgets.committedByTeam(active, requests, now);
+  const committed = input.committed();
   const left = new Map<string, number>();
   for (const team of teams) left.set(team, budgets.monthly(team, committed.get(team) ?? 0, now)?.left ?? 0);
   const out: OverrunAction[] = [];

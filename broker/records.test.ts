@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { decodeJson, openLocalStore, type Store, StoreConflictError } from '../protocol/index.ts';
+import { decodeJson, encodeJson, openLocalStore, type Store, StoreConflictError } from '../protocol/index.ts';
 import { Compactor, POSITION_KEY, readPosition } from './compaction.ts';
 import {
   type LifecycleEvent,
@@ -93,6 +93,37 @@ describe('records: journal first, the KV view compacted from it', () => {
       Array.from({ length: 3000 }, (_, i) => `l-r${i}`).sort(),
     );
     expect(loaded.journal.lastSeq).toBe(entries.at(-1)!.seq);
+  });
+
+  it('a lease is stored without the work its request holds, and loads with it', async () => {
+    const store = await open();
+    const state = new BrokerState(store, () => 5);
+    const r = req('w', 300);
+    state.addRequest(r);
+    placeOn(state, r);
+    await state.writer.flush();
+    const [entry] = await journal(store);
+    const [stored] = entry!.records;
+    expect(stored!.lease?.leaseId).toBe('l-w');
+    expect(stored!.lease?.work).toBeUndefined();
+    // The work's 300 characters once in the entry, not twice.
+    const text: string[] = [];
+    for await (const e of store.journal.read()) text.push(new TextDecoder().decode(e.data));
+    expect(text.join('').split('x'.repeat(300)).length - 1).toBe(1);
+    // The record in memory keeps its work.
+    expect(state.leases.get('l-w')?.work).toEqual(r.work);
+    const loaded = await loadRecords(store);
+    expect(loaded.leases[0]!.work).toEqual(r.work);
+  });
+
+  it('a record written with the work in its lease too loads with that work', async () => {
+    const store = await open();
+    const r = req('old');
+    const work = { kind: 'sim' as const, durationMs: 5 };
+    const lease = { leaseId: 'l-old', requestId: 'old', state: 'placed', work };
+    await store.journal.append([encodeJson([{ ...r, state: 'placed', leaseId: 'l-old', lease }])]);
+    const loaded = await loadRecords(store);
+    expect(loaded.leases.map((l) => [l.leaseId, l.work])).toEqual([['l-old', work]]);
   });
 
   it('compaction writes each request once, moves the position, trims the journal; later changes replay over it', async () => {

@@ -110,10 +110,10 @@ export class RecordWriter {
   private flushing: Promise<void> = Promise.resolve();
   private soon: NodeJS.Timeout | undefined;
 
-  /** @param current the record to store for a request id, its current lease included. */
+  /** @param current the JSON to store for a request id ({@link storedJson}), its current lease included. */
   constructor(
     private readonly store: Store,
-    private readonly current: (requestId: string) => StoredRequest | undefined,
+    private readonly current: (requestId: string) => string | undefined,
   ) {
     this.compactor = new Compactor(store);
   }
@@ -156,8 +156,8 @@ export class RecordWriter {
     const run = this.flushing.then(async () => {
       try {
         const records = taken.flatMap((id): [string, string][] => {
-          const value = this.current(id);
-          return value ? [[requestKey(id), JSON.stringify(value)]] : [];
+          const json = this.current(id);
+          return json !== undefined ? [[requestKey(id), json]] : [];
         });
         const chunks = this.unsent;
         this.unsent = [];
@@ -250,8 +250,25 @@ function journalEntries(records: readonly (readonly [string, string])[]): Uint8A
   return out;
 }
 
-/** A request as stored: with its current lease. */
-export type StoredRequest = RequestRecord & { lease?: LeaseRecord | undefined };
+/** A request as stored: with its current lease, whose work is the request's (stored once, in the request). */
+export type StoredRequest = RequestRecord & { lease?: StoredLease | undefined };
+
+/** A lease as stored inside its request; records written before the work was left out still hold it. */
+export type StoredLease = Omit<LeaseRecord, 'work'> & { work?: WorkSpec | undefined };
+
+/** The JSON a request is stored as ({@link StoredRequest}): its current lease inside, without the work. */
+export function storedJson(r: RequestRecord, lease: LeaseRecord | undefined): string {
+  const json = JSON.stringify(r);
+  if (!lease) return json;
+  // Left out by setting it undefined for the moment, rather than copying every other field.
+  const work = lease.work;
+  (lease as StoredLease).work = undefined;
+  try {
+    return `${json.slice(0, -1)},"lease":${JSON.stringify(lease)}}`;
+  } finally {
+    lease.work = work;
+  }
+}
 
 /** What a load found in the journal past the snapshot: for the compactor to claim and write. */
 export interface JournalReplay {
@@ -289,7 +306,9 @@ export async function loadRecords(
   const leases: LeaseRecord[] = [];
   for (const { lease, ...r } of byId.values()) {
     requests.push(r);
-    if (lease) leases.push(lease);
+    if (!lease) continue;
+    lease.work ??= r.work;
+    leases.push(lease as LeaseRecord);
   }
   return { requests, leases, journal: { position, replayed, lastSeq } };
 }

@@ -11,6 +11,7 @@ import {
   type TaskState,
   TERMINAL,
 } from '../protocol/index.ts';
+import { Commitments } from './commitments.ts';
 import { SpendCounter, spendKey } from './lease-spend.ts';
 import {
   type LeaseRecord,
@@ -18,18 +19,10 @@ import {
   RecordWriter,
   type RequestRecord,
   requestKey,
+  storedJson,
 } from './records.ts';
 
 const ACTIVE: ReadonlySet<TaskState> = new Set(['placed', 'launching', 'running']);
-
-/** How an active lease is counted in the usage and spend sums. */
-interface Counted {
-  node: string;
-  team: string | undefined;
-  startedAt: number | undefined;
-  /** Its key in the spend sums (one string per team and pool, shared). */
-  spendKey: string;
-}
 
 /** Allowed lease transitions: a late or repeated event never moves a lease backwards. */
 const ORDER: Record<TaskState, number> = {
@@ -46,18 +39,21 @@ const ORDER: Record<TaskState, number> = {
 export class BrokerState {
   readonly requests = new Map<string, RequestRecord>();
   readonly leases = new Map<string, LeaseRecord>();
-  /** Active lease ids per cluster: heartbeats and health checks look only at these. */
-  private readonly activeByCluster = new Map<string, Set<string>>();
-  private readonly unacknowledged = new Set<string>();
-  /** How an active lease is counted: on which `cluster|node`, for which team, from which start. */
-  private readonly countedOn = new Map<string, Counted>();
+  /**
+   * Active leases per cluster: heartbeats and health checks look only at these. A lease is counted in
+   * the sums below exactly while it is in here, on its node and from its start as they are.
+   */
+  private readonly activeByCluster = new Map<string, Set<LeaseRecord>>();
+  /** Leases placed whose agent has not acknowledged the launch yet. */
+  private readonly unacknowledged = new Set<LeaseRecord>();
   /** What the active leases cost per hour (the fleet gauges read it; no scan). */
   readonly spend = new SpendCounter();
   /** What active leases use, per `cluster|node`. */
   readonly nodeUse = new Map<string, { cpu: number; mem: number; gpu: number }>();
   /** Per cluster, per node name: its key in {@link nodeUse}. */
   private readonly nodeKeys = new Map<string, Map<string, string>>();
-  private readonly spendKeys = new Map<string, string>();
+  /** Per team, cluster, pool and capacity type: its key in the spend sums (one string, shared). */
+  private readonly spendKeys = new Map<string, Map<string, Map<string, Map<string, string>>>>();
   private readonly teamUse = new Map<string, TeamUsage>();
   /** Per cluster, per team: active leases of workflow code (tasks, warm workers) it hosts. */
   private readonly hostedOn = new Map<string, Map<string, number>>();
@@ -69,14 +65,25 @@ export class BrokerState {
   readonly gangs = new Map<string, Set<string>>();
 
   readonly writer: RecordWriter;
+  /** What the active leases commit against monthly budgets, per team (kept, not summed by a scan). */
+  private readonly commitments: Commitments;
 
+  /** @param timeScale simulated seconds per second (embedded mode on simulated clouds); default 1. */
   constructor(
     store: Store,
     private readonly clock: () => number,
+    timeScale = 1,
   ) {
+    this.commitments = new Commitments(
+      timeScale,
+      (l) => this.requests.get(l.requestId),
+      () => this.active(),
+      (l) => this.activeByCluster.get(l.cluster)?.has(l) ?? false,
+      () => this.activeLeases(),
+    );
     this.writer = new RecordWriter(store, (id) => {
       const r = this.requests.get(id);
-      return r && { ...r, lease: r.leaseId ? this.leases.get(r.leaseId) : undefined };
+      return r && storedJson(r, r.leaseId ? this.leases.get(r.leaseId) : undefined);
     });
   }
 
@@ -87,7 +94,7 @@ export class BrokerState {
     this.leases.clear();
     this.activeByCluster.clear();
     this.unacknowledged.clear();
-    this.countedOn.clear();
+    this.commitments.clear();
     this.spend.clear();
     this.nodeUse.clear();
     this.nodeKeys.clear();
@@ -101,7 +108,7 @@ export class BrokerState {
     }
     for (const l of leases) {
       this.leases.set(l.leaseId, l);
-      this.index(l);
+      this.index(l, false, l.node, undefined);
     }
     this.queue = requests
       .filter((r) => r.state === 'pending')
@@ -137,7 +144,7 @@ export class BrokerState {
   place(r: RequestRecord, lease: LeaseMsg): LeaseRecord {
     const record = leaseRecord(lease, this.clock());
     this.leases.set(lease.leaseId, record);
-    this.index(record);
+    this.index(record, false, record.node, undefined);
     Object.assign(r, {
       state: 'placed',
       leaseId: lease.leaseId,
@@ -245,6 +252,10 @@ export class BrokerState {
     if (!lease || ORDER[state] <= ORDER[lease.state] || ORDER[lease.state] === 4) return undefined;
     const r = this.requests.get(lease.requestId);
     const now = this.clock();
+    // As it is counted now: uncounted from there if it moves.
+    const wasActive = ACTIVE.has(lease.state);
+    const countedNode = lease.actualNode ?? lease.node;
+    const countedStart = lease.startedAt;
     lease.state = state;
     // The placed node's own string where it is the same (one string per node, not per lease).
     if (info.node) lease.actualNode = info.node === lease.node ? lease.node : info.node;
@@ -259,7 +270,7 @@ export class BrokerState {
       if (info.ranMs !== undefined) lease.ranMs = info.ranMs;
     }
     if (info.reason) lease.reason = info.reason;
-    this.index(lease);
+    this.index(lease, wasActive, countedNode, countedStart);
     if (ORDER[state] === 4) this.onLeaseEnd?.(lease, r);
     // Launching and running are not written to the store: after a restart the agents say where each
     // lease stands. Placements and ends are.
@@ -296,14 +307,14 @@ export class BrokerState {
     return r;
   }
 
-  /** Active leases of a cluster (to re-place when its agent is gone). */
+  /** Active leases of a cluster, copied (its callers end some of them as they go). */
   activeOn(cluster: string): LeaseRecord[] {
-    const out: LeaseRecord[] = [];
-    for (const id of this.activeByCluster.get(cluster) ?? []) {
-      const l = this.leases.get(id);
-      if (l && ACTIVE.has(l.state)) out.push(l);
-    }
-    return out;
+    return [...(this.activeByCluster.get(cluster) ?? [])];
+  }
+
+  /** How many active leases a cluster has. */
+  activeCount(cluster: string): number {
+    return this.activeByCluster.get(cluster)?.size ?? 0;
   }
 
   /**
@@ -331,55 +342,51 @@ export class BrokerState {
     return gone;
   }
 
-  /** Every active lease. */
+  /** Every active lease, without copying (the caller must not end leases while it iterates). */
   *active(): Iterable<LeaseRecord> {
-    for (const cluster of this.activeByCluster.keys()) yield* this.activeOn(cluster);
+    for (const set of this.activeByCluster.values()) yield* set;
   }
 
   /**
    * Keeps the indexes in step with a lease's state: active leases per cluster, leases not yet
    * acknowledged, and what active leases use per node and per team (so a cycle does not walk every
-   * lease to take a snapshot).
+   * lease to take a snapshot). `wasActive`, `node` and `startedAt`: how it was counted before its change.
    */
-  private index(l: LeaseRecord): void {
-    if (l.state === 'placed') this.unacknowledged.add(l.leaseId);
-    else this.unacknowledged.delete(l.leaseId);
+  private index(l: LeaseRecord, wasActive: boolean, node: string, startedAt: number | undefined): void {
+    if (l.state === 'placed') this.unacknowledged.add(l);
+    else this.unacknowledged.delete(l);
+    const active = ACTIVE.has(l.state);
+    // Counted as it is already (launching on the node it was placed on): nothing moves.
+    if (wasActive && active && (l.actualNode ?? l.node) === node && l.startedAt === startedAt) return;
+    if (wasActive) this.account(l, node, startedAt, -1);
     let set = this.activeByCluster.get(l.cluster);
     if (!set) this.activeByCluster.set(l.cluster, (set = new Set()));
-    const counted = this.countedOn.get(l.leaseId);
-    const active = ACTIVE.has(l.state);
-    const node = active ? this.nodeKey(l) : '';
-    // Counted as it is already (launching on the node it was placed on): nothing moves.
-    if (counted && active && counted.node === node && counted.startedAt === l.startedAt) return;
-    if (counted !== undefined) this.account(l, counted, -1);
     if (!active) {
-      if (counted !== undefined) this.countedOn.delete(l.leaseId);
-      set.delete(l.leaseId);
+      set.delete(l);
       return;
     }
-    set.add(l.leaseId);
-    // Moved (started, or on the node that came up): counted again, in the same entry.
-    const c: Counted = counted ?? this.counted(l, node);
-    c.node = node;
-    c.startedAt = l.startedAt;
-    this.account(l, c, 1);
-    if (counted === undefined) this.countedOn.set(l.leaseId, c);
+    set.add(l);
+    this.account(l, l.actualNode ?? l.node, l.startedAt, 1);
   }
 
-  private counted(l: LeaseRecord, node: string): Counted {
-    const team = this.requests.get(l.requestId)?.team;
-    const key = spendKey(team ?? '', l);
-    let shared = this.spendKeys.get(key);
-    if (shared === undefined) this.spendKeys.set(key, (shared = key));
-    return { node, team, startedAt: l.startedAt, spendKey: shared };
+  /** The lease's {@link spendKey} for `team`, found without building the string (its parts keep their hashes). */
+  private spendKeyOf(team: string, l: LeaseRecord): string {
+    let clusters = this.spendKeys.get(team);
+    if (!clusters) this.spendKeys.set(team, (clusters = new Map()));
+    let pools = clusters.get(l.cluster);
+    if (!pools) clusters.set(l.cluster, (pools = new Map()));
+    let types = pools.get(l.pool);
+    if (!types) pools.set(l.pool, (types = new Map()));
+    let key = types.get(l.capacityType);
+    if (key === undefined) types.set(l.capacityType, (key = spendKey(team, l)));
+    return key;
   }
 
   /**
    * `cluster|node`, one string per node shared by its leases' counts, found without building it (the
    * lease's cluster and node strings are shared too, and keep their hashes).
    */
-  private nodeKey(l: LeaseRecord): string {
-    const name = l.actualNode ?? l.node;
+  private nodeKey(l: LeaseRecord, name: string): string {
     let nodes = this.nodeKeys.get(l.cluster);
     if (!nodes) this.nodeKeys.set(l.cluster, (nodes = new Map()));
     let key = nodes.get(name);
@@ -387,7 +394,13 @@ export class BrokerState {
     return key;
   }
 
-  private account(l: LeaseRecord, { node, team, startedAt, spendKey: key }: Counted, sign: 1 | -1): void {
+  /**
+   * Counts (`sign` 1) or uncounts (-1) an active lease on node `name` from `startedAt`. Its team is its
+   * request's, which stays while the lease is active (only requests that ended are forgotten).
+   */
+  private account(l: LeaseRecord, name: string, startedAt: number | undefined, sign: 1 | -1): void {
+    const node = this.nodeKey(l, name);
+    const team = this.requests.get(l.requestId)?.team;
     const n = this.nodeUse.get(node) ?? { cpu: 0, mem: 0, gpu: 0 };
     n.cpu += sign * l.cpuMilli;
     n.mem += sign * l.memoryMiB;
@@ -397,7 +410,8 @@ export class BrokerState {
       // The node counted on (the lease may have moved since): the key's own node name.
       this.nodeKeys.get(l.cluster)?.delete(node.slice(l.cluster.length + 1));
     } else this.nodeUse.set(node, n);
-    this.spend.add(team ?? '', l, startedAt, sign, key);
+    this.spend.add(team ?? '', l, startedAt, sign, this.spendKeyOf(team ?? '', l));
+    this.commitments.account(l, startedAt, sign);
     if (!team) return;
     if (l.work.kind === 'task' || l.work.kind === 'worker') {
       let teams = this.hostedOn.get(l.cluster);
@@ -416,6 +430,32 @@ export class BrokerState {
     u.spendPerHour += sign * l.pricePerHour;
   }
 
+  /** What each team's active leases cost per hour. */
+  spendRates(): Map<string, number> {
+    return new Map([...this.teamUse].map(([team, u]) => [team, u.spendPerHour]));
+  }
+
+  /** What each team's active leases commit against monthly budgets at `now`, in dollars. */
+  committedByTeam(now: number): Map<string, number> {
+    return this.commitments.byTeam(now);
+  }
+
+  /**
+   * Active leases whose commitment ends by `t` (the overrun check's candidates; it may hold some that
+   * end later).
+   */
+  commitmentsEndingBy(t: number): Iterable<LeaseRecord> {
+    return this.commitments.dueBy(t);
+  }
+
+  /** Commits an active lease's cost until `until` (it runs past its declared duration). */
+  extendCommitment(l: LeaseRecord, until: number): void {
+    const counted = this.activeByCluster.get(l.cluster)?.has(l) ?? false;
+    if (counted) this.commitments.account(l, l.startedAt, -1);
+    l.committedUntil = until;
+    if (counted) this.commitments.account(l, l.startedAt, 1);
+  }
+
   /** Whether `cluster` hosts workflow code (a task, a warm worker) of `team` now. */
   hostsWorkOf(cluster: string, team: string): boolean {
     return (this.hostedOn.get(cluster)?.get(team) ?? 0) > 0;
@@ -423,15 +463,17 @@ export class BrokerState {
 
   /** Their agent took these launches: they are not sent again (unless the agent registers anew). */
   acknowledge(leaseIds: readonly string[]): void {
-    for (const id of leaseIds) this.unacknowledged.delete(id);
+    for (const id of leaseIds) {
+      const l = this.leases.get(id);
+      if (l) this.unacknowledged.delete(l);
+    }
   }
 
-  /** Leases placed but not yet acknowledged by their agent. */
-  placed(): LeaseRecord[] {
-    return [...this.unacknowledged].map((id) => this.leases.get(id)!).filter((l) => l.state === 'placed');
+  /** Leases placed but not yet acknowledged by their agent, without copying. */
+  placed(): Iterable<LeaseRecord> {
+    return this.unacknowledged;
   }
 
-  /** Resources and spend each team holds now, for quotas and budgets. */
   /** Resources and spend each team holds now, for quotas and budgets. */
   usage(): Record<string, TeamUsage> {
     return Object.fromEntries(this.teamUse);

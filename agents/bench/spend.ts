@@ -350,7 +350,7 @@ async function removeCluster(
   const drained = await admin('drain', { name: cluster });
   if (!drained.ok) return { ...out, error: `drain: ${drained.error?.message}` };
   const deadline = Date.now() + 60_000;
-  while (system.broker.state.activeOn(cluster).length > 0 && Date.now() < deadline)
+  while (system.broker.state.activeCount(cluster) > 0 && Date.now() < deadline)
     await new Promise((r) => setTimeout(r, 20));
   const removed = await admin('remove', { name: cluster, force: true }, 70_000);
   if (!removed.ok) return { ...out, error: `remove: ${removed.error?.message}` };
