@@ -208,7 +208,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     const untold = state.undecided();
     state.load(requests, leases);
     const carried = untold.filter((r) => !state.requests.has(r.requestId));
-    for (const r of carried) state.addRequest(r);
+    for (const r of carried) state.queueAgain(r);
     if (carried.length > 0)
       log.info({ requests: carried.length }, 'requests taken before and not in the store queued again');
     budgets.replaceSpent(spent);

@@ -128,11 +128,19 @@ export class BrokerState {
    * has it, however long it queues (a cycle that decides it before a flush comes is written once).
    */
   addRequest(r: RequestRecord): void {
+    this.queueAgain(r);
+    this.log({ kind: 'request', id: r.requestId, state: 'pending', team: r.team });
+  }
+
+  /**
+   * A pending request this broker took before, queued again and written (a takeover's load lacked it);
+   * its arrival event is in the log already, or still in the writer, which sends it again.
+   */
+  queueAgain(r: RequestRecord): void {
     this.requests.set(r.requestId, r);
     this.indexGang(r);
     this.queue.push(r.requestId);
     this.writer.request(r);
-    this.log({ kind: 'request', id: r.requestId, state: 'pending', team: r.team });
   }
 
   /** Requests still pending (no lease, not failed), queued or held. */

@@ -19,6 +19,9 @@ import {
 /** Publishes in flight at once: enough to keep the server busy, few enough to bound the buffers. */
 const WINDOW = 4096;
 
+/** Default time without any acknowledgement before a batch's publishes fail, ms (see the constructor). */
+const ACK_TIMEOUT_MS = 2000;
+
 /** A publish JetStream did not take: the stream's error, no stream for the subject, or no answer. */
 export class JetStreamPublishError extends Error {
   override name = 'JetStreamPublishError';
@@ -48,9 +51,15 @@ export class JetStreamPublisher {
   #status: (AsyncIterable<Status> & { stop?: () => void }) | undefined;
   #next = 0;
 
+  /**
+   * @param timeoutMs how long without any acknowledgement before the publishes still awaited fail. A
+   * publish sent to a stream leader that died as it arrived is never acknowledged: the writer retries
+   * after this long (safely: the journal keeps the latest record of each request, and event entries
+   * carry a `Nats-Msg-Id`), so it is short.
+   */
   constructor(
     nc: NatsConnection,
-    private readonly timeoutMs = 10_000,
+    private readonly timeoutMs = ACK_TIMEOUT_MS,
   ) {
     this.#nc = nc;
     // The connection's own inbox prefix: only this identity may read its replies (docs/security.md).

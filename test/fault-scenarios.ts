@@ -105,8 +105,10 @@ async function inject(
     return 'leading broker SIGKILL, standby took over';
   }
   if (kind === 'r3-leader-sigkill') {
+    // Every stream whose leader dies with the server waits for its election: which ones is luck.
+    const led = await streamsLedBy(servers, victim!.name);
     await servers[victim!.index]!.kill();
-    return `nats server ${victim!.name} (leading KV_${BROKER_BUCKET}) SIGKILL`;
+    return `nats server ${victim!.name} (leading ${led.join(', ')}) SIGKILL`;
   }
   const server = servers[0]!;
   const downAt = Date.now();
@@ -128,6 +130,19 @@ async function leaderOf(servers: NatsServer[], stream: string): Promise<{ index:
     const info = await (await jetstreamManager(probe.connection)).streams.info(stream);
     const name = info.cluster?.leader ?? '';
     return { index: Number(/^n(\d+)-/.exec(name)?.[1] ?? 0), name };
+  } finally {
+    await probe.close();
+  }
+}
+
+/** The streams `server` leads (a server's name as JetStream reports it). */
+async function streamsLedBy(servers: NatsServer[], server: string): Promise<string[]> {
+  const probe = await connectNats({ servers: servers.map((s) => s.url) });
+  try {
+    const led: string[] = [];
+    for await (const info of (await jetstreamManager(probe.connection)).streams.list())
+      if (info.cluster?.leader === server) led.push(info.config.name);
+    return led.sort();
   } finally {
     await probe.close();
   }
