@@ -186,4 +186,34 @@ describe('BrokerState', () => {
     // Only simulated work is left on c1.
     expect(state.hostsWorkOf('c1', 'ml')).toBe(false);
   });
+
+  it('forgets what ended before the retention in the order it ended: leases of earlier attempts, and loaded records', async () => {
+    const clock = { now: 1000 };
+    const { store, state } = await fresh(clock);
+    const [a, b] = [request('a'), request('b')];
+    for (const r of [a, b]) state.addRequest(r);
+    state.place(a, lease('la1', 'a'));
+    state.place(b, lease('lb', 'b'));
+    clock.now = 2000;
+    // a's first lease is lost: a is placed again and runs on; b fails for good.
+    state.transition('la1', 'lost', { reason: 'gone' });
+    state.place(a, lease('la2', 'a'));
+    state.transition('lb', 'failed', { reason: 'x' });
+    clock.now = 3000;
+    expect(state.prune(1500)).toEqual([]);
+    expect([...state.leases.keys()].sort()).toEqual(['la1', 'la2', 'lb']);
+    expect(state.prune(2500)).toEqual(['req.b']);
+    // The lost lease went; the one a runs on stays.
+    expect([...state.leases.keys()]).toEqual(['la2']);
+    expect([...state.requests.keys()]).toEqual(['a']);
+    // Loaded from the store, an ended request is forgotten as well.
+    state.transition('la2', 'succeeded', {});
+    await state.writer.flush();
+    const next = new BrokerState(store, () => clock.now);
+    const loaded = await loadRecords(store);
+    next.load(loaded.requests, loaded.leases);
+    expect(next.prune(3000)).toEqual([]);
+    expect(next.prune(3001)).toEqual(['req.a']);
+    expect(next.requests.size + next.leases.size).toBe(0);
+  });
 });

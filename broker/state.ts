@@ -13,6 +13,7 @@ import {
 } from '../protocol/index.ts';
 import { Commitments } from './commitments.ts';
 import { SpendCounter, spendKey } from './lease-spend.ts';
+import { EndedQueue } from './retention.ts';
 import {
   type LeaseRecord,
   type LifecycleEvent,
@@ -63,6 +64,9 @@ export class BrokerState {
   held = new Set<string>();
   /** Request ids of each gang's members. */
   readonly gangs = new Map<string, Set<string>>();
+  /** Requests that ended (succeeded, failed), and leases that ended, in the order they did: {@link prune}'s. */
+  private readonly endedRequests = new EndedQueue();
+  private readonly endedLeases = new EndedQueue();
 
   readonly writer: RecordWriter;
   /** What the active leases commit against monthly budgets, per team (kept, not summed by a scan). */
@@ -102,6 +106,16 @@ export class BrokerState {
     this.hostedOn.clear();
     this.held.clear();
     this.gangs.clear();
+    this.endedRequests.clear();
+    this.endedLeases.clear();
+    for (const r of [...requests]
+      .filter((r) => TERMINAL.has(r.state))
+      .sort((a, b) => a.updatedAt - b.updatedAt))
+      this.endedRequests.push(r.requestId, r.updatedAt);
+    for (const l of [...leases]
+      .filter((l) => ORDER[l.state] === 4)
+      .sort((a, b) => (a.endedAt ?? 0) - (b.endedAt ?? 0)))
+      this.endedLeases.push(l.leaseId, l.endedAt ?? 0);
     for (const r of requests) {
       this.requests.set(r.requestId, r);
       this.indexGang(r);
@@ -206,6 +220,7 @@ export class BrokerState {
   refuse(r: RequestRecord, reason: string, failure?: RequestRecord['failure']): void {
     Object.assign(r, { state: 'failed', reason, held: undefined, updatedAt: this.clock() });
     if (failure) r.failure = failure;
+    this.endedRequests.push(r.requestId, r.updatedAt);
     this.held.delete(r.requestId);
     this.writer.request(r);
     this.log({ kind: 'request', id: r.requestId, state: 'failed', team: r.team, reason });
@@ -279,7 +294,10 @@ export class BrokerState {
     }
     if (info.reason) lease.reason = info.reason;
     this.index(lease, wasActive, countedNode, countedStart);
-    if (ORDER[state] === 4) this.onLeaseEnd?.(lease, r);
+    if (ORDER[state] === 4) {
+      this.endedLeases.push(leaseId, now);
+      this.onLeaseEnd?.(lease, r);
+    }
     // Launching and running are not written to the store: after a restart the agents say where each
     // lease stands. Placements and ends are.
     if (ORDER[state] === 4) this.writer.lease(lease);
@@ -310,6 +328,7 @@ export class BrokerState {
     } else {
       r.state = state;
       if (info.reason) r.reason = info.reason;
+      if (ORDER[state] === 4) this.endedRequests.push(r.requestId, now);
     }
     if (ORDER[state] === 4) this.writer.request(r);
     return r;
@@ -331,20 +350,20 @@ export class BrokerState {
    */
   prune(olderThan: number): string[] {
     const gone: string[] = [];
-    for (const [id, r] of this.requests) {
-      if (!TERMINAL.has(r.state) || r.updatedAt >= olderThan) continue;
+    for (const id of this.endedRequests.takeBefore(olderThan)) {
+      const r = this.requests.get(id);
+      // Ended later (its id was asked for again): taken when that end is old enough.
+      if (!r || !TERMINAL.has(r.state) || r.updatedAt >= olderThan) continue;
       this.requests.delete(id);
       if (r.gang) this.gangs.delete(r.gang.id);
       if (r.leaseId) this.leases.delete(r.leaseId);
       gone.push(requestKey(id));
     }
-    // Leases of earlier attempts (lost, preempted) whose request moved on.
-    for (const [id, l] of this.leases) {
-      if (
-        ORDER[l.state] === 4 &&
-        (l.endedAt ?? 0) < olderThan &&
-        this.requests.get(l.requestId)?.leaseId !== id
-      )
+    // Leases of earlier attempts (lost, preempted) whose request moved on; a request's last lease goes
+    // with it.
+    for (const id of this.endedLeases.takeBefore(olderThan)) {
+      const l = this.leases.get(id);
+      if (l && (l.endedAt ?? 0) < olderThan && this.requests.get(l.requestId)?.leaseId !== id)
         this.leases.delete(id);
     }
     return gone;

@@ -17,8 +17,16 @@ import {
 import type { JetStreamPublisher } from './jetstream-publish.ts';
 import type { Journal, LogEvent } from './store.ts';
 
-/** Messages per pull of the consumers that read streams. */
+/** Messages per pull of the consumers that read streams of small messages (the KV view). */
 export const BATCH = 1000;
+
+/**
+ * Messages per pull of the event log and the journal, whose entries are up to ~250 KB (events) and
+ * 768 KB (journal, at three bytes a character): pulls of 1,000 asked for 250 MB and more at once, past
+ * the server's per-connection buffer (64 MiB by default); it dropped the reader as a slow consumer, and
+ * the read (a broker's load) waited for good for what was dropped. 20 stay well under it.
+ */
+export const LOG_BATCH = 20;
 
 /** Creates the stream `name` capturing `subject` unless it exists. */
 export async function ensureStream(
@@ -97,12 +105,19 @@ export async function* readStream(
     deliver_policy: DeliverPolicy.StartSequence,
     opt_start_seq: from,
   });
-  for await (const m of drain(consumer, (m) => m.seq >= last)) yield { seq: m.seq, data: m.data };
+  for await (const m of drain(consumer, (m) => m.seq >= last, LOG_BATCH)) yield { seq: m.seq, data: m.data };
 }
 
-/** Yields a consumer's messages up to and including the one `isLast` accepts, then deletes it. */
-export async function* drain(consumer: Consumer, isLast: (m: JsMsg) => boolean): AsyncGenerator<JsMsg> {
-  const messages = await consumer.consume({ max_messages: BATCH });
+/**
+ * Yields a consumer's messages up to and including the one `isLast` accepts, then deletes it; `batch`
+ * messages per pull.
+ */
+export async function* drain(
+  consumer: Consumer,
+  isLast: (m: JsMsg) => boolean,
+  batch = BATCH,
+): AsyncGenerator<JsMsg> {
+  const messages = await consumer.consume({ max_messages: batch });
   try {
     for await (const m of messages) {
       yield m;
