@@ -47,7 +47,10 @@ export function nodeLevelPlan(input: {
   prove?: boolean;
   /** Whether the plan's whole budget is spent (the repair after packing stops then). */
   outOfTime?: () => boolean;
-  /** The seed plan's cost: column generation's tail-off is measured against it. */
+  /**
+   * The seed plan's cost (its objective: node costs and per-task costs): column generation's tail-off is
+   * measured against it, and with the seed's penalties it is a plan's value the bound may use.
+   */
   scale?: number;
 }): NodePlan | undefined {
   const { groups, pools, options, classes } = input;
@@ -64,6 +67,11 @@ export function nodeLevelPlan(input: {
     timeLeft: input.timeLeft,
     prove: input.prove ?? false,
     ...(input.scale !== undefined ? { scale: input.scale } : {}),
+    ...(input.scale !== undefined
+      ? {
+          upper: input.scale + input.seed.unplaced.reduce((s, u) => s + input.penalty[u.group]! * u.count, 0),
+        }
+      : {}),
   });
   if (!result) return undefined;
   const ctx = input.ctx();
