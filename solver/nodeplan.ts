@@ -85,10 +85,12 @@ export function nodeLevelPlan(input: {
   const free = new Map<number, Bin[]>();
   for (const { c, n } of order) {
     const t = types[c.type]!;
+    const items = [...c.counts].sort((a, b) => options[b[0]]!.gpuMilli - options[a[0]]!.gpuMilli);
     for (let copy = 0; copy < n; copy++) {
+      // Once the column's groups are all placed, its further copies would be empty nodes.
+      if (items.every(([oi]) => left[options[oi]!.group]! <= 0)) break;
       const bin = t.cls !== undefined ? nextRunning(free, t, classes, packer) : packer.open(t.pool, t.bucket);
       if (!bin) break;
-      const items = [...c.counts].sort((a, b) => options[b[0]]!.gpuMilli - options[a[0]]!.gpuMilli);
       for (const [oi, k] of items) {
         const g = options[oi]!.group;
         const want = Math.min(k, left[g]!);

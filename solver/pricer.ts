@@ -42,8 +42,12 @@ interface Shapes {
   w: Float64Array;
   /** How many tasks of the shape one empty node holds. */
   fit: Int32Array;
-  /** `le[a * n + b]`: shape a is at most shape b in every resource. */
-  le: Uint8Array;
+}
+
+/** Whether shape a is at most shape b in every resource. */
+function noLarger(w: Float64Array, a: number, b: number): boolean {
+  for (let r = 0; r < 4; r++) if (w[a * 4 + r]! > w[b * 4 + r]!) return false;
+  return true;
 }
 
 const shapesOf = new WeakMap<NodeType, Shapes>();
@@ -83,14 +87,7 @@ function shapes(type: NodeType): Shapes {
       if (w[k * 4 + r]! > 0) most = Math.min(most, Math.floor(cap[r]! / w[k * 4 + r]! + 1e-9));
     fit[k] = Number.isFinite(most) ? most : 0;
   }
-  const le = new Uint8Array(n * n);
-  for (let a = 0; a < n; a++)
-    for (let b = 0; b < n; b++) {
-      let ok = 1;
-      for (let r = 0; r < 4 && ok; r++) if (w[a * 4 + r]! > w[b * 4 + r]!) ok = 0;
-      le[a * n + b] = ok;
-    }
-  const out = { start, item, group, option, cost, w, fit, le };
+  const out = { start, item, group, option, cost, w, fit };
   shapesOf.set(type, out);
   return out;
 }
@@ -167,7 +164,7 @@ export function price(
   for (const x of live) {
     let dominated = false;
     for (const y of useful)
-      if (sh.le[y.shape * ns + x.shape] && y.cap[0]! >= sh.fit[y.shape]!) {
+      if (y.cap[0]! >= sh.fit[y.shape]! && noLarger(sh.w, y.shape, x.shape)) {
         dominated = true;
         break;
       }
