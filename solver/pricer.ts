@@ -131,8 +131,7 @@ export function price(
       }
     }
     if (best < 0 || fit <= 0) continue;
-    const capOf = (e: number) => (demand ? Math.min(fit, Math.floor(demand[sh.group[e]!]! + 1e-9)) : fit);
-    const c0 = capOf(best);
+    const c0 = capFor(sh, best, fit, demand);
     if (positive === 1 || c0 >= fit) {
       live.push({ shape: k, entries: [best], profit: [bestP], cap: [c0] });
       continue;
@@ -149,7 +148,7 @@ export function price(
     let total = 0;
     for (const { e, p } of list) {
       if (total >= fit) break;
-      const c = capOf(e);
+      const c = capFor(sh, e, fit, demand);
       x.entries.push(e);
       x.profit.push(p);
       x.cap.push(c);
@@ -175,14 +174,10 @@ export function price(
     useful.map((x) => ({ w: sh.w.subarray(x.shape * 4, x.shape * 4 + 4), p: x.profit[0]! })),
     capOf,
   );
-  const surrogate = (k: number) => {
-    let s = 0;
-    for (let r = 0; r < 4; r++) s += y[r]! * sh.w[k * 4 + r]!;
-    return s;
-  };
+
   // Densest first by the surrogate: the first dive is the relaxation's greedy, a good incumbent.
   const density = useful.map((x) => {
-    const s = surrogate(x.shape);
+    const s = surrogateOf(sh.w, y, x.shape);
     return s > 0 ? x.profit[0]! / s : Infinity;
   });
   const order = useful
@@ -208,7 +203,7 @@ export function price(
   const w = new Float64Array(n * 5);
   for (let i = 0; i < n; i++) {
     for (let r = 0; r < 4; r++) w[i * 5 + r] = sh.w[shapeOf[i]! * 4 + r]!;
-    w[i * 5 + 4] = surrogate(shapeOf[i]!);
+    w[i * 5 + 4] = surrogateOf(sh.w, y, shapeOf[i]!);
   }
   // Suffix maxima of profit per unit of each resource and of the surrogate: what the rest can add.
   const ratio = new Float64Array((n + 1) * 5);
@@ -220,51 +215,26 @@ export function price(
   const left = new Float64Array(5);
   for (let r = 0; r < 4; r++) left[r] = capOf[r]!;
   left[4] = y[0]! * capOf[0]! + y[1]! * capOf[1]! + y[2]! * capOf[2]! + y[3]! * capOf[3]!;
-  const bound = (i: number) => {
-    let ub = Infinity;
-    for (let r = 0; r < 5; r++) {
-      const q = ratio[i * 5 + r]!;
-      if (q < Infinity) ub = Math.min(ub, left[r]! * q);
-    }
-    return ub;
+  const st: Search = {
+    n,
+    items,
+    profit: Float64Array.from(profit),
+    cap: Int32Array.from(cap),
+    follows: Uint8Array.from(follows),
+    w,
+    ratio,
+    left,
+    take: new Int32Array(n),
+    limit,
+    nodes: 0,
+    exact: true,
+    best: 0,
+    bestCounts: new Map(),
+    alternatives: [],
   };
-  const root = n > 0 ? bound(0) : 0;
-  let best = 0;
-  let bestCounts = new Map<number, number>();
-  const alternatives: Map<number, number>[] = [];
-  const take = new Int32Array(n);
-  let nodes = 0;
-  let exact = true;
-  const visit = (i: number, value: number): void => {
-    if (++nodes > limit) {
-      exact = false;
-      return;
-    }
-    if (value > best + EPS) {
-      best = value;
-      bestCounts = new Map();
-      for (let j = 0; j < i; j++) if (take[j]! > 0) bestCounts.set(items[j]!, take[j]!);
-      alternatives.push(bestCounts);
-      if (alternatives.length > COLUMNS_PER_TYPE) alternatives.shift();
-    }
-    if (i >= n) return;
-    if (value + bound(i) <= best + EPS) return;
-    // A worse option of a shape only once the better one before it is used up.
-    let most = follows[i] && take[i - 1]! < cap[i - 1]! ? 0 : cap[i]!;
-    for (let r = 0; r < 4; r++) {
-      const x = w[i * 5 + r]!;
-      if (x > 0) most = Math.min(most, Math.floor(left[r]! / x + 1e-9));
-    }
-    const p = profit[i]!;
-    for (let k = Math.max(0, most); k >= 0 && exact; k--) {
-      for (let r = 0; r < 5; r++) left[r] = left[r]! - k * w[i * 5 + r]!;
-      take[i] = k;
-      visit(i + 1, value + k * p);
-      for (let r = 0; r < 5; r++) left[r] = left[r]! + k * w[i * 5 + r]!;
-    }
-    take[i] = 0;
-  };
-  visit(0, 0);
+  const root = n > 0 ? searchBound(st, 0) : 0;
+  visit(st, 0, 0);
+  const { best, bestCounts, alternatives, exact } = st;
   // Items worth at most EPS each were left out of the search: as many as fit could add that much.
   let most = 0;
   for (const it of type.items) most = Math.max(most, Math.floor(type.cpuMilli / Math.max(it.cpu, 1)));
@@ -275,6 +245,82 @@ export function price(
     upper: (exact || n === 0 ? best : Math.max(best, root)) + EPS * most,
     alternatives,
   };
+}
+
+/** Shape k's weight in the surrogate resource. */
+function surrogateOf(w: Float64Array, y: Float64Array, k: number): number {
+  let s = 0;
+  for (let r = 0; r < 4; r++) s += y[r]! * w[k * 4 + r]!;
+  return s;
+}
+
+/** How many tasks of entry `e` one node may take: as many as fit, no more than its group has. */
+function capFor(sh: Shapes, e: number, fit: number, demand: ArrayLike<number> | undefined): number {
+  return demand ? Math.min(fit, Math.floor(demand[sh.group[e]!]! + 1e-9)) : fit;
+}
+
+/** The branch and bound's state: items in search order, room left (four resources and the surrogate). */
+interface Search {
+  n: number;
+  /** Option of each item. */
+  items: number[];
+  profit: Float64Array;
+  cap: Int32Array;
+  /** 1 where the item is a worse option of the previous item's shape. */
+  follows: Uint8Array;
+  /** Weights, five per item. */
+  w: Float64Array;
+  /** Suffix maxima of profit per unit, five per item. */
+  ratio: Float64Array;
+  left: Float64Array;
+  take: Int32Array;
+  limit: number;
+  nodes: number;
+  exact: boolean;
+  best: number;
+  bestCounts: Map<number, number>;
+  alternatives: Map<number, number>[];
+}
+
+/** What items `i` onwards can add at most: the tightest of the resources' and the surrogate's bounds. */
+function searchBound(st: Search, i: number): number {
+  let ub = Infinity;
+  for (let r = 0; r < 5; r++) {
+    const q = st.ratio[i * 5 + r]!;
+    if (q < Infinity) ub = Math.min(ub, st.left[r]! * q);
+  }
+  return ub;
+}
+
+function visit(st: Search, i: number, value: number): void {
+  if (++st.nodes > st.limit) {
+    st.exact = false;
+    return;
+  }
+  const { take, left, w } = st;
+  if (value > st.best + EPS) {
+    st.best = value;
+    st.bestCounts = new Map();
+    for (let j = 0; j < i; j++) if (take[j]! > 0) st.bestCounts.set(st.items[j]!, take[j]!);
+    st.alternatives.push(st.bestCounts);
+    if (st.alternatives.length > COLUMNS_PER_TYPE) st.alternatives.shift();
+  }
+  if (i >= st.n) return;
+  if (value + searchBound(st, i) <= st.best + EPS) return;
+  // A worse option of a shape only once the better one before it is used up.
+  let most = st.follows[i] && take[i - 1]! < st.cap[i - 1]! ? 0 : st.cap[i]!;
+  for (let r = 0; r < 4; r++) {
+    const x = w[i * 5 + r]!;
+    if (x > 0) most = Math.min(most, Math.floor(left[r]! / x + 1e-9));
+  }
+  const p = st.profit[i]!;
+  for (let k = Math.max(0, most); k >= 0 && st.exact; k--) {
+    for (let r = 0; r < 5; r++) left[r] = left[r]! - k * w[i * 5 + r]!;
+    take[i] = k;
+    visit(st, i + 1, value + k * p);
+    for (let r = 0; r < 5; r++) left[r] = left[r]! + k * w[i * 5 + r]!;
+  }
+  take[i] = 0;
 }
 
 /**
