@@ -27,6 +27,15 @@ function bruteForce(type: NodeType, pi: Float64Array, demand?: readonly number[]
   return best;
 }
 
+/**
+ * The pricer leaves out tasks worth at most 1e-7 each (and says so in its upper bound): its best may fall
+ * short of the enumeration by that much per task that fits (16 at most here).
+ */
+function expectBest(got: number, best: number): void {
+  expect(got).toBeLessThanOrEqual(best + 1e-9);
+  expect(got).toBeGreaterThanOrEqual(best - 16e-7 - 1e-9);
+}
+
 function nodeType(items: { cpu: number; mem: number; gpus: number; cost: number }[], cost = 1): NodeType {
   return {
     pool: 0,
@@ -66,7 +75,7 @@ describe('the node-level pricer', () => {
           const pi = Float64Array.from(duals);
           const got = price(t, pi);
           expect(got.exact).toBe(true);
-          expect(got.value).toBeCloseTo(bruteForce(t, pi), 6);
+          expectBest(got.value, bruteForce(t, pi));
           // What it returns is the value it claims, and fits one node.
           let v = 0;
           let cpu = 0;
@@ -85,7 +94,7 @@ describe('the node-level pricer', () => {
             ...t,
             items: t.items.map((it) => ({ ...it, cost: it.cost + extra[it.option]! })),
           };
-          expect(price(t, pi, undefined, extra).value).toBeCloseTo(bruteForce(shifted, pi), 6);
+          expectBest(price(t, pi, undefined, extra).value, bruteForce(shifted, pi));
         },
       ),
       { numRuns: 150 },
@@ -109,7 +118,7 @@ describe('the node-level pricer', () => {
           const pi = Float64Array.from(duals);
           const got = price(t, pi, undefined, undefined, demand);
           expect(got.exact).toBe(true);
-          expect(got.value).toBeCloseTo(bruteForce(t, pi, demand), 6);
+          expectBest(got.value, bruteForce(t, pi, demand));
           for (const [oi, k] of got.counts) expect(k).toBeLessThanOrEqual(demand[t.items[oi]!.group]!);
         },
       ),

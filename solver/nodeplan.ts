@@ -10,10 +10,13 @@ import type { Group, NodeClass, Option } from './groups.ts';
 import type { LpBackends } from './lp/index.ts';
 import type { PlacementModel } from './model.ts';
 import { finishPacking, Packer, type Packing, type PackContext } from './pack.ts';
+import { better, costOf } from './outcome.ts';
 import type { PoolState } from './types.ts';
 
 /** Single-option full-node columns seeded per group: on its cheapest types per task. */
 const FULL_NODE_SEEDS = 4;
+/** A column the model takes this much of a node beyond its whole copies is also tried once more. */
+const ROUND_UP = 0.5;
 
 /** What the node-level step gives the plan: a packing, and the node-level bound. */
 export interface NodePlan {
@@ -74,12 +77,46 @@ export function nodeLevelPlan(input: {
       : {}),
   });
   if (!result) return undefined;
+  // Whole columns as many times as the model takes them; then also those it takes more than ROUND_UP
+  // of a node beyond that once more (a node it nearly fills is often cheaper than best fit's leftovers).
+  let packing = realise(input, types, result.columns, result.lambda, 1);
+  if (!input.outOfTime?.()) {
+    const up = realise(input, types, result.columns, result.lambda, ROUND_UP);
+    const a = { packing: up, cost: costOf(up, options, pools) };
+    if (better(a, { packing, cost: costOf(packing, options, pools) }, input.model)) packing = up;
+  }
+  return {
+    packing,
+    bound: result.bound,
+    proven: result.proven,
+    rounds: result.rounds,
+    columns: result.columns.length,
+    ...(result.note ? { note: result.note } : {}),
+  };
+}
+
+/**
+ * A packing from the model's answer: each column `⌊λ⌋` times (once more where λ's fraction is at least
+ * `roundUp`), running nodes before new ones, larger tasks first within a node; then what is left
+ * best-fit, constrained groups first, and the local search.
+ */
+function realise(
+  input: Parameters<typeof nodeLevelPlan>[0],
+  types: readonly NodeType[],
+  columns: readonly Column[],
+  lambda: Float64Array,
+  roundUp: number,
+): Packing {
+  const { groups, options, classes } = input;
   const ctx = input.ctx();
   const packer = new Packer(ctx);
   const left = groups.map((g) => g.taskIds.length);
-  // Whole columns first, running nodes before new ones, larger tasks first within a node.
-  const order = result.columns
-    .map((c, j) => ({ c, j, n: Math.floor(result.lambda[j]! + 1e-6) }))
+  const copies = (l: number) => {
+    const whole = Math.floor(l + 1e-6);
+    return whole + (roundUp < 1 && l - whole >= roundUp ? 1 : 0);
+  };
+  const order = columns
+    .map((c, j) => ({ c, j, n: copies(lambda[j]!) }))
     .filter((x) => x.n > 0)
     .sort((a, b) => Number(types[a.c.type]!.cls === undefined) - Number(types[b.c.type]!.cls === undefined));
   const free = new Map<number, Bin[]>();
@@ -104,14 +141,7 @@ export function nodeLevelPlan(input: {
     groups.map((g) => g.index).filter((gi) => left[gi]! > 0),
   ))
     overflow[gi] = placeBestFit(ctx, packer, gi, left[gi]!);
-  return {
-    packing: placeByEviction(ctx, packer, finishPacking(ctx, packer, overflow), input.outOfTime),
-    bound: result.bound,
-    proven: result.proven,
-    rounds: result.rounds,
-    columns: result.columns.length,
-    ...(result.note ? { note: result.note } : {}),
-  };
+  return placeByEviction(ctx, packer, finishPacking(ctx, packer, overflow), input.outOfTime);
 }
 
 /**
