@@ -50,6 +50,8 @@ export function nodeLevelPlan(input: {
   prove?: boolean;
   /** Whether the plan's whole budget is spent (the repair after packing stops then). */
   outOfTime?: () => boolean;
+  /** Milliseconds left of the plan's whole budget. */
+  budgetLeft?: () => number;
   /**
    * The seed plan's cost (its objective: node costs and per-task costs): column generation's tail-off is
    * measured against it, and with the seed's penalties it is a plan's value the bound may use.
@@ -79,8 +81,11 @@ export function nodeLevelPlan(input: {
   if (!result) return undefined;
   // Whole columns as many times as the model takes them; then also those it takes more than ROUND_UP
   // of a node beyond that once more (a node it nearly fills is often cheaper than best fit's leftovers).
+  const before = input.budgetLeft?.() ?? Infinity;
   let packing = realise(input, types, result.columns, result.lambda, 1);
-  if (!input.outOfTime?.()) {
+  const after = input.budgetLeft?.() ?? Infinity;
+  // The second packing only where the budget holds another as long as the first.
+  if (after > 1.5 * (before - after) && !input.outOfTime?.()) {
     const up = realise(input, types, result.columns, result.lambda, ROUND_UP);
     const a = { packing: up, cost: costOf(up, options, pools) };
     if (better(a, { packing, cost: costOf(packing, options, pools) }, input.model)) packing = up;

@@ -247,6 +247,7 @@ export function plan(
       backends,
       timeLeft: () => left() - reserve,
       outOfTime: () => left() <= 0,
+      budgetLeft: left,
       prove: options.diagnostics === true,
       scale: chosenCost.objective,
     });
