@@ -232,7 +232,11 @@ export function solveNodeModel(input: {
     const roundStart = input.timeLeft();
     const s = master.solve(columns, Math.max(1, input.timeLeft()));
     if ('failed' in s) {
-      note = `the node model's LP ended ${s.failed}`;
+      // A solve the time limit stopped is the budget running out; the last round's answer stands.
+      note =
+        s.failed === 'time-limit'
+          ? `the time budget stopped column generation after ${rounds} rounds`
+          : `the node model's LP ended ${s.failed}`;
       break;
     }
     if (s.drop.length > 0) {
