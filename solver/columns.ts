@@ -13,6 +13,7 @@
 import type { Group, NodeClass, Option } from './groups.ts';
 import type { LpBackends } from './lp/index.ts';
 import { restrictedModel } from './master.ts';
+import { price } from './pricer.ts';
 
 import type { PoolState } from './types.ts';
 
@@ -78,16 +79,18 @@ export interface NodeModelResult {
   note?: string;
 }
 
-const PRICER_NODE_LIMIT = 20_000;
 /** Search nodes of the quick pricing tried first each round; the full search runs when it finds nothing. */
 const QUICK_PRICER_LIMIT = 500;
 /** A safety net only: the rounds are bounded by the time budget. */
 const MAX_ROUNDS = 400;
-/** Columns a type may add per round: the pricer's best and the incumbents it passed on the way. */
-const COLUMNS_PER_TYPE = 3;
 /** Wentges smoothing: the duals priced are this much the stability centre, the rest the restricted model's. */
 const SMOOTHING = 0.5;
 const EPS = 1e-7;
+/** Rounds whose times predict the next one's, and the margin over their slowest kept free. */
+const RECENT_ROUNDS = 3;
+const ROUND_MARGIN = 1.25;
+/** A later round's time as a share of the first's, until one is measured (a cold solve and pricer). */
+const FIRST_ROUND_SHARE = 0.5;
 /** Tail-off: the rounds looked back over, and the share of the seed plan's cost they must gain. */
 const TAIL_ROUNDS = 8;
 const TAIL_GAIN = 5e-4;
@@ -118,7 +121,11 @@ export function nodeTypes(
     };
   };
   const byPool = new Map<number, number[]>();
-  options.forEach((o, oi) => byPool.set(o.pool, [...(byPool.get(o.pool) ?? []), oi]));
+  options.forEach((o, oi) => {
+    const list = byPool.get(o.pool);
+    if (list) list.push(oi);
+    else byPool.set(o.pool, [oi]);
+  });
   classes.forEach((c, ci) => {
     const opts = (byPool.get(c.pool) ?? []).filter(
       (oi) => groups[options[oi]!.group]!.durationSeconds <= c.maxDuration,
@@ -159,188 +166,6 @@ export function nodeTypes(
   return types;
 }
 
-/**
- * The most valuable contents of one node of the type at the duals `pi` (bounded knapsack over cpu, memory,
- * GPU thousandths and whole devices), by depth-first branch and bound. Options of the same shape collapse
- * to the most valuable one, and a shape no better than a smaller one is dropped: the search runs over
- * the few shapes that matter at these duals. `exact` is false when the node limit stopped the search
- * before it proved the best.
- */
-export function price(
-  type: NodeType,
-  pi: Float64Array,
-  limit = PRICER_NODE_LIMIT,
-  extra?: Float64Array,
-): {
-  value: number;
-  counts: Map<number, number>;
-  exact: boolean;
-  /** At least the best value of any contents: `value` when exact, else the root's relaxation. */
-  upper: number;
-  alternatives: Map<number, number>[];
-} {
-  const items = usefulItems(type, pi, extra);
-  const cap = [type.cpuMilli, type.memoryMiB, type.gpuMilli, type.wholeGpus];
-  const n = items.length;
-  const w = new Float64Array(n * 4);
-  items.forEach((it, i) => w.set([it.cpu, it.mem, it.gpu, it.whole], i * 4));
-  // Suffix maxima of profit per unit of each resource: a cheap upper bound for what the rest can add.
-  const ratio = new Float64Array((n + 1) * 4);
-  for (let i = n - 1; i >= 0; i--) {
-    for (let r = 0; r < 4; r++) {
-      const x = w[i * 4 + r]!;
-      ratio[i * 4 + r] = Math.max(ratio[(i + 1) * 4 + r]!, x > 0 ? items[i]!.profit / x : Infinity);
-    }
-  }
-  let best = 0;
-  let bestCounts = new Map<number, number>();
-  // The incumbents the search went through, best last: several columns per type and round.
-  const alternatives: Map<number, number>[] = [];
-  const take = new Int32Array(n);
-  let nodes = 0;
-  let exact = true;
-  const left = Float64Array.from(cap);
-  const visit = (i: number, value: number): void => {
-    if (++nodes > limit) {
-      exact = false;
-      return;
-    }
-    if (value > best + EPS) {
-      best = value;
-      bestCounts = new Map();
-      for (let j = 0; j < i; j++) if (take[j]! > 0) bestCounts.set(items[j]!.option, take[j]!);
-      alternatives.push(bestCounts);
-      if (alternatives.length > COLUMNS_PER_TYPE) alternatives.shift();
-    }
-    if (i >= n) return;
-    let ub = Infinity;
-    for (let r = 0; r < 4; r++) ub = Math.min(ub, left[r]! * ratio[i * 4 + r]!);
-    if (value + ub <= best + EPS) return;
-    const profit = items[i]!.profit;
-    let most = Infinity;
-    for (let r = 0; r < 4; r++) {
-      const x = w[i * 4 + r]!;
-      if (x > 0) most = Math.min(most, Math.floor(left[r]! / x + 1e-9));
-    }
-    if (!Number.isFinite(most)) most = 0;
-    for (let k = most; k >= 0 && exact; k--) {
-      for (let r = 0; r < 4; r++) left[r] = left[r]! - k * w[i * 4 + r]!;
-      take[i] = k;
-      visit(i + 1, value + k * profit);
-      for (let r = 0; r < 4; r++) left[r] = left[r]! + k * w[i * 4 + r]!;
-    }
-    take[i] = 0;
-  };
-  let root = Infinity;
-  // Each resource alone bounds the profit by its room times the best profit per unit (no item uses none).
-  for (let r = 0; r < 4 && n > 0; r++) if (ratio[r]! < Infinity) root = Math.min(root, cap[r]! * ratio[r]!);
-  visit(0, 0);
-  // Items worth at most EPS each were left out of the search: as many as fit could add that much.
-  let most = 0;
-  for (const it of type.items) most = Math.max(most, Math.floor(type.cpuMilli / Math.max(it.cpu, 1)));
-  return {
-    value: best,
-    counts: bestCounts,
-    exact,
-    upper: (exact || n === 0 ? best : Math.max(best, root)) + EPS * most,
-    alternatives,
-  };
-}
-
-type PricedItem = NodeType['items'][number] & { profit: number };
-
-/** A type's items by shape, and which shapes are no larger than which: computed once per type. */
-interface Shapes {
-  /** Item indices of each shape. */
-  members: number[][];
-  /** The shape's weights and its density scale (its largest share of the node). */
-  weight: { cpu: number; mem: number; gpu: number; whole: number; share: number }[];
-  /** `le[a * n + b]`: shape a is at most shape b in every resource. */
-  le: Uint8Array;
-}
-
-const shapesOf = new WeakMap<NodeType, Shapes>();
-
-function shapes(type: NodeType): Shapes {
-  const had = shapesOf.get(type);
-  if (had) return had;
-  const index = new Map<string, number>();
-  const members: number[][] = [];
-  const weight: Shapes['weight'] = [];
-  type.items.forEach((it, i) => {
-    if (it.cpu > type.cpuMilli || it.mem > type.memoryMiB || it.gpu > type.gpuMilli) return;
-    if (it.whole > type.wholeGpus) return;
-    const key = `${it.cpu}|${it.mem}|${it.gpu}|${it.whole}`;
-    let k = index.get(key);
-    if (k === undefined) {
-      k = members.length;
-      index.set(key, k);
-      members.push([]);
-      const share = Math.max(
-        it.cpu / Math.max(type.cpuMilli, 1e-12),
-        it.mem / Math.max(type.memoryMiB, 1e-12),
-        type.gpuMilli > 0 ? it.gpu / type.gpuMilli : 0,
-        type.wholeGpus > 0 ? it.whole / type.wholeGpus : 0,
-        1e-12,
-      );
-      weight.push({ cpu: it.cpu, mem: it.mem, gpu: it.gpu, whole: it.whole, share });
-    }
-    members[k]!.push(i);
-  });
-  const n = members.length;
-  const le = new Uint8Array(n * n);
-  for (let a = 0; a < n; a++)
-    for (let b = 0; b < n; b++) {
-      const x = weight[a]!;
-      const y = weight[b]!;
-      le[a * n + b] = Number(x.cpu <= y.cpu && x.mem <= y.mem && x.gpu <= y.gpu && x.whole <= y.whole);
-    }
-  const out = { members, weight, le };
-  shapesOf.set(type, out);
-  return out;
-}
-
-/**
- * The type's items worth pricing at `pi`, densest first: profitable, fitting one node, the most valuable
- * option of each shape, and no shape that another at most as large in every resource beats.
- */
-function usefulItems(type: NodeType, pi: Float64Array, extra?: Float64Array): PricedItem[] {
-  const sh = shapes(type);
-  const n = sh.members.length;
-  const bestItem = new Int32Array(n).fill(-1);
-  const profit = new Float64Array(n);
-  const live: number[] = [];
-  for (let k = 0; k < n; k++) {
-    let best = EPS;
-    for (const i of sh.members[k]!) {
-      const it = type.items[i]!;
-      const p = pi[it.group]! - it.cost - (extra ? extra[it.option]! : 0);
-      if (p > best) {
-        best = p;
-        bestItem[k] = i;
-      }
-    }
-    if (bestItem[k]! >= 0) {
-      profit[k] = best;
-      live.push(k);
-    }
-  }
-  live.sort((a, b) => profit[b]! - profit[a]!);
-  const kept: number[] = [];
-  for (const k of live) {
-    let dominated = false;
-    for (const j of kept)
-      if (sh.le[j * n + k]) {
-        dominated = true;
-        break;
-      }
-    if (!dominated) kept.push(k);
-  }
-  // Density on the node's scarcest shares first: good incumbents early, so the bound prunes.
-  kept.sort((a, b) => profit[b]! / sh.weight[b]!.share - profit[a]! / sh.weight[a]!.share);
-  return kept.map((k) => ({ ...type.items[bestItem[k]!]!, profit: profit[k]! }));
-}
-
 /** Column generation from the seed columns until no column prices out, the rounds or the time run out. */
 export function solveNodeModel(input: {
   groups: readonly Group[];
@@ -359,6 +184,11 @@ export function solveNodeModel(input: {
    * generation stops when the last rounds gained less than a small share of it.
    */
   scale?: number;
+  /**
+   * The node-model value (node costs, per-task costs and penalties for tasks left out) of a plan at
+   * hand, which no optimal plan exceeds: it tightens the bound on nodes that may be added without limit.
+   */
+  upper?: number;
 }): NodeModelResult | undefined {
   const { groups, options, types, penalty, backends } = input;
   const limits = input.limits ?? [];
@@ -385,18 +215,28 @@ export function solveNodeModel(input: {
   let note: string | undefined;
   // The stability centre of the smoothing: the duals priced last round (groups, then limits).
   let centre: Float64Array | undefined;
-  let slowest = 0;
+  // Round times, for whether another round fits. The first round builds the model and warms the pricer
+  // up, several times a later round's cost, so it stands for the rounds only until there are others.
+  const roundMs: number[] = [];
+  const nextRound = () =>
+    roundMs.length === 1
+      ? roundMs[0]! * FIRST_ROUND_SHARE
+      : Math.max(...(roundMs.length > 1 ? roundMs.slice(1).slice(-RECENT_ROUNDS) : roundMs), 0);
   const history: number[] = [];
   for (; rounds < MAX_ROUNDS; rounds++) {
     // A round and the primal solve after it must fit in what is left.
-    if (input.timeLeft() <= 2 * slowest) {
+    if (input.timeLeft() <= ROUND_MARGIN * nextRound()) {
       note = `the time budget stopped column generation after ${rounds} rounds`;
       break;
     }
     const roundStart = input.timeLeft();
     const s = master.solve(columns, Math.max(1, input.timeLeft()));
     if ('failed' in s) {
-      note = `the node model's LP ended ${s.failed}`;
+      // A solve the time limit stopped is the budget running out; the last round's answer stands.
+      note =
+        s.failed === 'time-limit'
+          ? `the time budget stopped column generation after ${rounds} rounds`
+          : `the node model's LP ended ${s.failed}`;
       break;
     }
     if (s.drop.length > 0) {
@@ -413,7 +253,7 @@ export function solveNodeModel(input: {
      * model's duals, and returns the Lagrangian bound at `y` — valid whatever `y` is, since each type's
      * best column is bounded from above even when the search stopped early.
      */
-    const priceAll = (y: Float64Array, limit = PRICER_NODE_LIMIT) => {
+    const priceAll = (y: Float64Array, limit?: number) => {
       const pi = y.subarray(0, groups.length);
       const extra = limitCosts(options.length, limits, y.subarray(groups.length));
       let added = 0;
@@ -421,14 +261,27 @@ export function solveNodeModel(input: {
       let lagrangian = 0;
       for (let g = 0; g < groups.length; g++) lagrangian += demand[g]! * pi[g]!;
       limits.forEach((l, q) => (lagrangian -= l.cap * y[groups.length + q]!));
+      // Types unlimited in count: the best gain over all of them, and the best gain per dollar of node.
       let unlimitedGain = 0;
-      types.forEach((t, ti) => {
-        if (dominated[ti]) return;
-        const best = price(t, pi, limit, extra);
+      let gainPerDollar = 0;
+      let cut = false;
+      for (let ti = 0; ti < types.length; ti++) {
+        if (dominated[ti]) continue;
+        // Out of time: the columns found so far still count, the bound at these duals does not.
+        if (input.timeLeft() <= 0) {
+          cut = true;
+          break;
+        }
+        const t = types[ti]!;
+        const best = price(t, pi, limit, extra, demand);
         if (!best.exact) exact = false;
         const gainUpper = Math.max(0, best.upper - t.cost);
         if (limited[ti]) lagrangian -= nodesNeeded[ti]! * gainUpper;
-        else unlimitedGain = Math.max(unlimitedGain, gainUpper);
+        else {
+          unlimitedGain = Math.max(unlimitedGain, gainUpper);
+          if (gainUpper > 0)
+            gainPerDollar = Math.max(gainPerDollar, t.cost > 0 ? gainUpper / t.cost : Infinity);
+        }
         // Reduced value at the restricted model's own duals: what a column is worth beyond its cost.
         const mi = muOf(ti);
         for (const counts of best.alternatives) {
@@ -443,10 +296,16 @@ export function solveNodeModel(input: {
           if (value - t.cost <= 1e-6 * Math.max(1, t.cost)) continue;
           if (add({ type: ti, counts, cost })) added++;
         }
-      });
-      // Types unlimited in count share one room: an optimal plan uses no more nodes than it has tasks.
-      lagrangian -= totalTasks * unlimitedGain;
-      bound = Math.max(bound, lagrangian);
+      }
+      // Types unlimited in count share one room: an optimal plan uses no more nodes than it has tasks, and
+      // spends no more on nodes than a plan at hand costs in all (`upper`), so it gains at most the best
+      // gain per dollar on that much.
+      let unlimited = totalTasks * unlimitedGain;
+      if (input.upper !== undefined && Number.isFinite(gainPerDollar))
+        unlimited = Math.min(unlimited, input.upper * gainPerDollar);
+      lagrangian -= unlimited;
+      if (!cut) bound = Math.max(bound, lagrangian);
+      else exact = false;
       return { added, exact };
     };
     // Price at the smoothed duals; when that finds nothing the restricted model's duals would not, price
@@ -462,7 +321,7 @@ export function solveNodeModel(input: {
     if (found.added === 0 && sep !== duals) found = priceAll(duals, QUICK_PRICER_LIMIT);
     if (found.added === 0 && !found.exact && input.prove) found = priceAll(duals);
     centre = sep;
-    slowest = Math.max(slowest, roundStart - input.timeLeft());
+    roundMs.push(roundStart - input.timeLeft());
     history.push(s.objective);
     if (!input.prove && history.length > TAIL_ROUNDS) {
       const gained = history[history.length - 1 - TAIL_ROUNDS]! - history[history.length - 1]!;
@@ -484,7 +343,7 @@ export function solveNodeModel(input: {
   }
   if (rounds >= MAX_ROUNDS) note = `column generation stopped after ${MAX_ROUNDS} rounds`;
   // The last solve may use the time kept back for it: about one round's LP.
-  const primal = master.primal(columns, Math.max(input.timeLeft(), 4 * slowest, 50));
+  const primal = master.primal(columns, Math.max(input.timeLeft(), 2 * nextRound(), 50));
   master.dispose();
   if (!primal) return undefined;
   const lambda = primal.subarray(0, columns.length);

@@ -58,17 +58,26 @@ function fullness(ctx: PackContext, bin: Bin): number {
 export function placeBestFit(ctx: PackContext, packer: Packer, gi: number, count: number): number {
   const g: Group = ctx.groups[gi]!;
   const allowed = ctx.optionsByGroup[gi]!.filter((oi) => ctx.ledger.allowance(g, ctx.options[oi]!, 1).n > 0);
-  const paid: { option: number; bin: Bin; cost: number; full: number }[] = [];
+  // The paid-for nodes it fits on, as parallel arrays (a batch of 250K tasks has tens of thousands of
+  // nodes per group: one object each was most of the plan's garbage collection).
+  const bins: Bin[] = [];
+  const option: number[] = [];
+  const cost: number[] = [];
+  const full: number[] = [];
   for (const oi of allowed) {
     const o = ctx.options[oi]!;
     for (const bin of packer.binsByPool[o.pool]!)
-      if (bin.cpuMilli >= g.cpuMilli && bin.memoryMiB >= g.memoryMiB && fitsIn(bin, g, o) > 0)
-        paid.push({ option: oi, bin, cost: o.risk + o.preference, full: fullness(ctx, bin) });
+      if (bin.cpuMilli >= g.cpuMilli && bin.memoryMiB >= g.memoryMiB && fitsIn(bin, g, o) > 0) {
+        bins.push(bin);
+        option.push(oi);
+        cost.push(o.risk + o.preference);
+        full.push(fullness(ctx, bin));
+      }
   }
-  paid.sort((a, b) => a.cost - b.cost || b.full - a.full);
-  for (const c of paid) {
+  const order = Array.from(bins, (_b, i) => i).sort((a, b) => cost[a]! - cost[b]! || full[b]! - full[a]!);
+  for (const i of order) {
     if (count <= 0) return 0;
-    count -= packer.place(c.option, c.bin, count);
+    count -= packer.place(option[i]!, bins[i]!, count);
   }
   const blocked = new Set<number>();
   while (count > 0) {

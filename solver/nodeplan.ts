@@ -10,10 +10,13 @@ import type { Group, NodeClass, Option } from './groups.ts';
 import type { LpBackends } from './lp/index.ts';
 import type { PlacementModel } from './model.ts';
 import { finishPacking, Packer, type Packing, type PackContext } from './pack.ts';
+import { better, costOf } from './outcome.ts';
 import type { PoolState } from './types.ts';
 
 /** Single-option full-node columns seeded per group: on its cheapest types per task. */
 const FULL_NODE_SEEDS = 4;
+/** A column the model takes this much of a node beyond its whole copies is also tried once more. */
+const ROUND_UP = 0.5;
 
 /** What the node-level step gives the plan: a packing, and the node-level bound. */
 export interface NodePlan {
@@ -47,7 +50,12 @@ export function nodeLevelPlan(input: {
   prove?: boolean;
   /** Whether the plan's whole budget is spent (the repair after packing stops then). */
   outOfTime?: () => boolean;
-  /** The seed plan's cost: column generation's tail-off is measured against it. */
+  /** Milliseconds left of the plan's whole budget. */
+  budgetLeft?: () => number;
+  /**
+   * The seed plan's cost (its objective: node costs and per-task costs): column generation's tail-off is
+   * measured against it, and with the seed's penalties it is a plan's value the bound may use.
+   */
   scale?: number;
 }): NodePlan | undefined {
   const { groups, pools, options, classes } = input;
@@ -64,23 +72,67 @@ export function nodeLevelPlan(input: {
     timeLeft: input.timeLeft,
     prove: input.prove ?? false,
     ...(input.scale !== undefined ? { scale: input.scale } : {}),
+    ...(input.scale !== undefined
+      ? {
+          upper: input.scale + input.seed.unplaced.reduce((s, u) => s + input.penalty[u.group]! * u.count, 0),
+        }
+      : {}),
   });
   if (!result) return undefined;
+  // Whole columns as many times as the model takes them; then also those it takes more than ROUND_UP
+  // of a node beyond that once more (a node it nearly fills is often cheaper than best fit's leftovers).
+  const before = input.budgetLeft?.() ?? Infinity;
+  let packing = realise(input, types, result.columns, result.lambda, 1);
+  const after = input.budgetLeft?.() ?? Infinity;
+  // The second packing only where the budget holds another as long as the first.
+  if (after > 1.5 * (before - after) && !input.outOfTime?.()) {
+    const up = realise(input, types, result.columns, result.lambda, ROUND_UP);
+    const a = { packing: up, cost: costOf(up, options, pools) };
+    if (better(a, { packing, cost: costOf(packing, options, pools) }, input.model)) packing = up;
+  }
+  return {
+    packing,
+    bound: result.bound,
+    proven: result.proven,
+    rounds: result.rounds,
+    columns: result.columns.length,
+    ...(result.note ? { note: result.note } : {}),
+  };
+}
+
+/**
+ * A packing from the model's answer: each column `⌊λ⌋` times (once more where λ's fraction is at least
+ * `roundUp`), running nodes before new ones, larger tasks first within a node; then what is left
+ * best-fit, constrained groups first, and the local search.
+ */
+function realise(
+  input: Parameters<typeof nodeLevelPlan>[0],
+  types: readonly NodeType[],
+  columns: readonly Column[],
+  lambda: Float64Array,
+  roundUp: number,
+): Packing {
+  const { groups, options, classes } = input;
   const ctx = input.ctx();
   const packer = new Packer(ctx);
   const left = groups.map((g) => g.taskIds.length);
-  // Whole columns first, running nodes before new ones, larger tasks first within a node.
-  const order = result.columns
-    .map((c, j) => ({ c, j, n: Math.floor(result.lambda[j]! + 1e-6) }))
+  const copies = (l: number) => {
+    const whole = Math.floor(l + 1e-6);
+    return whole + (roundUp < 1 && l - whole >= roundUp ? 1 : 0);
+  };
+  const order = columns
+    .map((c, j) => ({ c, j, n: copies(lambda[j]!) }))
     .filter((x) => x.n > 0)
     .sort((a, b) => Number(types[a.c.type]!.cls === undefined) - Number(types[b.c.type]!.cls === undefined));
   const free = new Map<number, Bin[]>();
   for (const { c, n } of order) {
     const t = types[c.type]!;
+    const items = [...c.counts].sort((a, b) => options[b[0]]!.gpuMilli - options[a[0]]!.gpuMilli);
     for (let copy = 0; copy < n; copy++) {
+      // Once the column's groups are all placed, its further copies would be empty nodes.
+      if (items.every(([oi]) => left[options[oi]!.group]! <= 0)) break;
       const bin = t.cls !== undefined ? nextRunning(free, t, classes, packer) : packer.open(t.pool, t.bucket);
       if (!bin) break;
-      const items = [...c.counts].sort((a, b) => options[b[0]]!.gpuMilli - options[a[0]]!.gpuMilli);
       for (const [oi, k] of items) {
         const g = options[oi]!.group;
         const want = Math.min(k, left[g]!);
@@ -94,14 +146,7 @@ export function nodeLevelPlan(input: {
     groups.map((g) => g.index).filter((gi) => left[gi]! > 0),
   ))
     overflow[gi] = placeBestFit(ctx, packer, gi, left[gi]!);
-  return {
-    packing: placeByEviction(ctx, packer, finishPacking(ctx, packer, overflow), input.outOfTime),
-    bound: result.bound,
-    proven: result.proven,
-    rounds: result.rounds,
-    columns: result.columns.length,
-    ...(result.note ? { note: result.note } : {}),
-  };
+  return placeByEviction(ctx, packer, finishPacking(ctx, packer, overflow), input.outOfTime);
 }
 
 /**

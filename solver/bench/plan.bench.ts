@@ -16,7 +16,12 @@
  * 250K, 20 s above); the bounds, FFD and greedy come from a second plan of
  * the same input with diagnostics and `--time-budget` (default 20000 ms).
  *
- * On the trace rows nodes have no launch delay and tasks run one hour, so expected $ equal $/h. Each row runs
+ * "plan $", the bounds, FFD, greedy and the ratios are the solver's objective: expected dollars of the batch
+ * (each new node's price for its planned duration and launch delay, spot rework) plus preference terms,
+ * which is what the bounds bound. "plan $/h" is the new nodes' price per hour, another unit: on the trace
+ * rows nodes have no launch delay and tasks run one hour, so the two agree; on the synthetic rows tasks
+ * run 10 minutes to 2 hours and nodes take 2 minutes to launch, so they do not, and $/h over a bound
+ * in $ means nothing. Each row runs
  * in a process of its own, so "peak RSS" is that process's peak resident memory (building the input and
  * the broker-path plan, HiGHS's WebAssembly memory included), measured before the diagnostics run.
  */
@@ -76,11 +81,12 @@ function row(s: BenchScenario, p: Plan, ms: number, cpuMs: number, rssMiB: numbe
     s.name,
     String(s.tasks.length),
     fmt(p.cost.perHour),
+    fmt(p.cost.objective),
     String(p.unplaced.length),
     fmt(p.bounds.lp),
     fmt(p.bounds.node),
-    ffd ? `${fmt(ffd.perHour)} (${ffd.unplaced})` : '—',
-    greedy ? `${fmt(greedy.perHour)} (${greedy.unplaced})` : '—',
+    ffd ? `${fmt(ffd.objective)} (${ffd.unplaced})` : '—',
+    greedy ? `${fmt(greedy.objective)} (${greedy.unplaced})` : '—',
     ratio(p.cost.objective, p.bounds.lp),
     ratio(p.cost.objective, p.bounds.node),
     ratio(p.cost.objective, ffd?.objective),
@@ -98,11 +104,12 @@ async function main(): Promise<void> {
     'workload',
     'tasks',
     'plan $/h',
+    'plan $',
     'unplaced',
-    'LP bound',
-    'node bound',
-    'FFD $/h (unpl.)',
-    'greedy $/h (unpl.)',
+    'LP bound $',
+    'node bound $',
+    'FFD $ (unpl.)',
+    'greedy $ (unpl.)',
     'plan/LP',
     'plan/node',
     'plan/FFD',
