@@ -260,7 +260,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
         const json = JSON.stringify({ ok: true, lease: toLeaseMsg(lease) });
         if (!ctx.writer.unwritten(m.requestId)) return json;
         // Not answered if the write fails: the requester asks again.
-        append(waiters, m.requestId, waiter);
+        wait(m.requestId, waiter);
         void ctx.writer.flush().then(
           () => void answerRaw(m.requestId, json),
           () => undefined,
@@ -268,7 +268,7 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
         return undefined;
       }
       if (known.state === 'failed') return JSON.stringify({ ok: false, error: failedError(known) });
-      append(waiters, m.requestId, waiter);
+      wait(m.requestId, waiter);
       return undefined;
     }
     const admitted = admitCached(m);
@@ -310,6 +310,13 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     return undefined;
   }
 
+  /** Adds a waiter for a request, unless the same batch subject waits already (a batch sent again). */
+  function wait(requestId: string, waiter: Waiter): void {
+    const list = waiters.get(requestId);
+    if ('answers' in waiter && list?.some((w) => 'answers' in w && w.answers === waiter.answers)) return;
+    append(waiters, requestId, waiter);
+  }
+
   function onRequest(msg: Msg): void {
     const parsed = parseMessage(requestMsg, msg.data);
     if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
@@ -331,7 +338,13 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     );
   }
 
-  /** A batch: the reply says what was decided at once; the rest is answered on the batch's subject. */
+  /**
+   * A batch: the reply says what was decided at once; the rest is answered on the batch's subject. The
+   * reply is the acknowledgement: it goes once every request taken is durable (the intake write that holds
+   * them landed, or they were written already), so that a broker taking over has each request the runtime
+   * was told was taken. If that write fails, no reply goes: the runtime sends the batch again, and each
+   * request it holds is taken once (by its id).
+   */
   function onRequests(msg: Msg): void {
     const parsed = parseMessage(requestBatchMsg, msg.data);
     if (!parsed.ok) return bad(msg, msg.subject, parsed.error);
@@ -339,14 +352,20 @@ export function createDispatch(ctx: BrokerContext, deps: { schedule(): void }): 
     const origin = requestOrigin(msg.subject);
     const waiter = { answers: batchSubjects.answers(origin?.kind === 'team' ? origin.team : '-', batch) };
     const results: string[] = [];
-    let accepted = 0;
+    const accepted: string[] = [];
     for (const m of requests) {
       const now = intake(m, msg.subject, waiter);
-      if (now === undefined) accepted++;
+      if (now === undefined) accepted.push(m.requestId);
       else results.push(answerItem(m.requestId, now));
     }
-    transport.respond(msg, encoder.encode(`{"results":[${results.join(',')}],"accepted":${accepted}}`));
-    if (accepted > 0) taken();
+    const reply = () =>
+      transport.respond(
+        msg,
+        encoder.encode(`{"results":[${results.join(',')}],"accepted":${accepted.length}}`),
+      );
+    if (accepted.length === 0) return reply();
+    taken();
+    ctx.writer.written(accepted).then(reply, () => undefined);
   }
 
   return { onRequest, onRequests, announceCycle, answer, publishState, dispatch, answerDecided };

@@ -275,4 +275,59 @@ describe('records: journal first, the KV view compacted from it', () => {
       kinds.push(`${e.kind} ${(e as LifecycleEvent).id} ${(e as LifecycleEvent).state}`);
     expect(kinds).toEqual(['request a pending', 'lease l-a placed', 'request b pending']);
   });
+
+  it('written: settles as the write holding each request does, buffered or in flight', async () => {
+    const inner = await open();
+    let fail = false;
+    const held: (() => void)[] = [];
+    const journal = {
+      ...inner.journal,
+      append: async (entries: readonly Uint8Array[]) => {
+        await new Promise<void>((r) => held.push(r));
+        if (fail) throw new Error('no JetStream leader');
+        return inner.journal.append(entries);
+      },
+    };
+    const state = new BrokerState(replacing(inner, { journal }), () => 5);
+    const settled = (p: Promise<void>) => {
+      const out = { state: 'waiting' };
+      p.then(
+        () => (out.state = 'written'),
+        () => (out.state = 'failed'),
+      );
+      return out;
+    };
+    const tick = () => new Promise((r) => setTimeout(r, 10));
+    state.addRequest(req('a'));
+    // Buffered: waits for the next flush, which takes it.
+    const a = settled(state.writer.written(['a']));
+    const first = state.writer.flush();
+    state.addRequest(req('b'));
+    // a in flight, b buffered: both writes.
+    const ab = settled(state.writer.written(['a', 'b']));
+    await tick();
+    expect([a.state, ab.state]).toEqual(['waiting', 'waiting']);
+    held.shift()!();
+    await first;
+    await tick();
+    expect([a.state, ab.state]).toEqual(['written', 'waiting']);
+    fail = true;
+    const second = state.writer.flush().catch(() => undefined);
+    await tick();
+    held.shift()!();
+    await second;
+    await tick();
+    expect(ab.state).toBe('failed');
+    // Written already: at once, without a write. b, put back, waits for the next flush.
+    await expect(state.writer.written(['a'])).resolves.toBeUndefined();
+    expect(held).toEqual([]);
+    fail = false;
+    const b = settled(state.writer.written(['b']));
+    const third = state.writer.flush();
+    await tick();
+    held.shift()!();
+    await third;
+    await tick();
+    expect(b.state).toBe('written');
+  });
 });

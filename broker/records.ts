@@ -95,8 +95,10 @@ export class RecordWriter {
   /** Compacts the journal into the KV view. */
   readonly compactor: Compactor;
   private readonly dirty = new Set<string>();
-  /** Requests being written by flushes not yet durable. */
-  private readonly writing = new Set<Set<string>>();
+  /** Requests being written by flushes not yet durable, each with the flush writing them. */
+  private readonly writing = new Map<Set<string>, Promise<void>>();
+  /** Settles as the next flush does (the one that takes what is buffered now), once someone waits for it. */
+  private next: { done: Promise<void>; settle(flush: Promise<void>): void } | undefined;
   private events: (LifecycleEvent | LedgerEntry)[] = [];
   /**
    * Event log entries a flush could not write, sent again as they were, with the same ids: one that
@@ -137,8 +139,37 @@ export class RecordWriter {
   /** Whether a change of this request is not durable yet (buffered, or in a flush not yet done). */
   unwritten(requestId: string): boolean {
     if (this.dirty.has(requestId)) return true;
-    for (const set of this.writing) if (set.has(requestId)) return true;
+    for (const set of this.writing.keys()) if (set.has(requestId)) return true;
     return false;
+  }
+
+  /**
+   * Resolves once each of these requests is durable as it is now (or later): at once for one written
+   * already, else when the write that holds its change lands. Rejects if that write fails (the change is
+   * written again by a later flush, which the caller does not wait for). Starts no write by itself.
+   */
+  written(requestIds: Iterable<string>): Promise<void> {
+    const waits = new Set<Promise<void>>();
+    for (const id of requestIds) {
+      if (this.dirty.has(id)) waits.add(this.nextFlush());
+      else
+        for (const [set, flush] of this.writing)
+          if (set.has(id)) {
+            waits.add(flush);
+            break;
+          }
+    }
+    if (waits.size === 0) return Promise.resolve();
+    return Promise.all(waits).then(() => undefined);
+  }
+
+  private nextFlush(): Promise<void> {
+    if (!this.next) {
+      let settle!: (flush: Promise<void>) => void;
+      const done = new Promise<void>((resolve) => (settle = resolve));
+      this.next = { done, settle };
+    }
+    return this.next.done;
   }
 
   /**
@@ -150,7 +181,8 @@ export class RecordWriter {
     const taken = [...this.dirty];
     const events = this.events;
     const inFlight = new Set(taken);
-    this.writing.add(inFlight);
+    const next = this.next;
+    this.next = undefined;
     this.dirty.clear();
     this.events = [];
     const run = this.flushing.then(async () => {
@@ -188,6 +220,8 @@ export class RecordWriter {
         this.writing.delete(inFlight);
       }
     });
+    this.writing.set(inFlight, run);
+    next?.settle(run);
     this.flushing = run.catch(() => undefined);
     return run;
   }

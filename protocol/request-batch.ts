@@ -43,7 +43,8 @@ export const batchAnswer = z.discriminatedUnion('ok', [
 
 /**
  * broker → runtime: answers to requests of a batch (the reply on arrival, and each message on the
- * batch's subject). `accepted` (in the reply only): how many requests wait for a cycle.
+ * batch's subject). `accepted` (in the reply only): how many requests wait for a cycle. The reply
+ * goes once those are durable, so a broker taking over has them; none if their write failed.
  */
 export const requestBatchReply = z.strictObject({
   results: z.array(batchAnswer),

@@ -24,7 +24,10 @@ import { TaskError } from './errors.ts';
 /** Bytes of requests per batch: well under NATS's default limit of 1 MiB per message. */
 const MAX_BATCH_BYTES = 512 * 1024;
 
-/** How long to wait for the broker to take a batch before sending it again. */
+/**
+ * How long to wait for the broker to take a batch before sending it again. The broker acknowledges a
+ * batch once its requests are durable (within one intake write, about 50 ms plus JetStream's answer).
+ */
 const ACK_TIMEOUT_MS = 5000;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -186,7 +189,7 @@ export class RequestBatcher {
         `{"batch":${JSON.stringify(this.#id)},"requests":[${live.map((p) => p.json).join(',')}]}`,
       );
       try {
-        // The broker takes a batch at once: a reply lost with a dropped connection is asked for again.
+        // The broker takes a batch within one write: a reply lost with a dropped connection is asked for again.
         const reply = await this.#t.request(batchSubjects.requests(team), data, {
           timeoutMs: ACK_TIMEOUT_MS,
           answeredAtOnce: true,
