@@ -169,3 +169,30 @@ export async function stage(
   await tx.query(`create temp table if not exists ${table} (${definition}) on commit delete rows`);
   await tx.copy(columns ? `${table} (${columns.join(', ')})` : table, data);
 }
+
+/**
+ * Copies rows straight into `target`, in a savepoint: the fast way when none of them is there yet.
+ * When one is (a unique violation) the copy is undone and this resolves false, for the caller to
+ * merge them instead (`stage` and `insert … on conflict`). Any other failure is thrown.
+ *
+ * @example
+ * if (!(await copyNew(tx, 'lineage_refs', rows))) await merge(tx, rows);
+ */
+export async function copyNew(
+  tx: { query(sql: string): Promise<unknown>; copy(target: string, data: Uint8Array): Promise<void> },
+  target: string,
+  data: Uint8Array,
+): Promise<boolean> {
+  await tx.query('savepoint copy_new');
+  try {
+    await tx.copy(target, data);
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== UNIQUE_VIOLATION) throw err;
+    await tx.query('rollback to savepoint copy_new');
+    return false;
+  }
+  await tx.query('release savepoint copy_new');
+  return true;
+}
+
+const UNIQUE_VIOLATION = '23505';

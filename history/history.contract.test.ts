@@ -353,6 +353,41 @@ describe.each(backends)('history on %s', (_name, open) => {
         ['ex-b', 'spot-a', 0.25, false],
       ]);
     });
+
+    it('keeps each ref once when records come again in a later entry, and a retry in a later batch', async () => {
+      const first = lineage({
+        run: 'run-again',
+        execution: 'ex-again',
+        input: 'sha256:again-in',
+        refs: { input: ['sha256:again-inner'] },
+        output: 'sha256:again-out',
+      });
+      const other = lineage({ run: 'run-again', execution: 'ex-other', input: 'sha256:again-out' });
+      await history.ingester.apply('runtime', asLog([first], 1, 30_000));
+      // The same record again in a later entry (written again after its acknowledgement was lost),
+      // beside an execution that is new: the batch is merged, not copied straight in.
+      await history.ingester.apply('runtime', asLog([first, other], 1, 30_001));
+      // A second attempt of the same call, reading the same input.
+      await history.ingester.apply('runtime', asLog([{ ...first, attempt: 1 }], 1, 30_003));
+      const refs = await history.db.query<{ hash: string; role: string; execution: string }>(
+        `select hash, role::text as role, execution from lineage_refs where execution in ('ex-again', 'ex-other')
+         order by 3, 2, 1`,
+      );
+      expect(refs.map((r) => `${r.execution} ${r.role} ${r.hash}`)).toEqual([
+        'ex-again i sha256:again-in',
+        'ex-again i sha256:again-inner',
+        'ex-again o sha256:again-out',
+        'ex-other i sha256:again-out',
+      ]);
+      const attempts = await history.db.query<{ execution: string; attempt: number }>(
+        `select execution, attempt from executions where run_id = 'run-again' order by 1, 2`,
+      );
+      expect(attempts).toEqual([
+        { execution: 'ex-again', attempt: 0 },
+        { execution: 'ex-again', attempt: 1 },
+        { execution: 'ex-other', attempt: 0 },
+      ]);
+    });
   });
 });
 

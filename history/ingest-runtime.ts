@@ -4,17 +4,23 @@
  * whether it is the whole value) and the values stored apart.
  *
  * As with the ledger (ingest-usage.ts), a batch's rows are worked out without the database
- * ({@link prepareRuntime}, while the batch before is written) as binary COPY data; the transaction
- * stages each table's rows in a temporary table and merges them with one statement.
+ * ({@link prepareRuntime}, while the batch before is written) as binary COPY data. Executions and
+ * refs none of which is in the table yet (the common case: each is written once, and the offset keeps
+ * a batch from being applied twice) are copied straight in; otherwise, and for runs and artifacts,
+ * the transaction stages a table's rows in a temporary table and merges them with one statement.
  */
 import type { ExecutionStartRecord, LineageRecord, RunRecord, RuntimeLogRecord } from '../protocol/index.ts';
-import { BinaryCopy, stage } from './copy-binary.ts';
+import { BinaryCopy, copyNew, stage } from './copy-binary.ts';
 import type { Queryable } from './db.ts';
 
 /** A batch's runtime records as COPY data per table (`null`: no rows). */
 export interface PreparedRuntime {
   runs: Buffer | null;
+  /** Ends whose start is not in the batch first: the rows most likely in the table already. */
   executions: Buffer | null;
+  /** Refs of executions whose first attempt is in the batch: new unless the batch was read before. */
+  firstRefs: Buffer | null;
+  /** Refs of executions seen only at later attempts: their first attempt's refs may be there. */
   refs: Buffer | null;
   artifacts: Buffer | null;
 }
@@ -113,6 +119,8 @@ export function prepareRuntime(records: readonly RuntimeLogRecord[]): PreparedRu
   const starts = new Map<string, ExecutionStartRecord>();
   /** Each execution's refs, by role and hash (`i<hash>`, `o<hash>`) → whole. */
   const refs = new Map<string, Map<string, boolean>>();
+  /** Executions with their first attempt in the batch. */
+  const first = new Set<string>();
   const stored = new Map<string, { bytes: number; first: number; last: number }>();
   for (const r of records) {
     if ('kind' in r) {
@@ -121,6 +129,7 @@ export function prepareRuntime(records: readonly RuntimeLogRecord[]): PreparedRu
       continue;
     }
     ends.set(`${r.execution}\u0000${r.attempt}`, r);
+    if (r.attempt === 0) first.add(r.execution);
     let own = refs.get(r.execution);
     if (!own) refs.set(r.execution, (own = new Map()));
     addRef(own, 'i', r.input, true);
@@ -136,7 +145,7 @@ export function prepareRuntime(records: readonly RuntimeLogRecord[]): PreparedRu
       });
     }
   }
-  const out: PreparedRuntime = { runs: null, executions: null, refs: null, artifacts: null };
+  const out: PreparedRuntime = { runs: null, executions: null, firstRefs: null, refs: null, artifacts: null };
   if (runs.size > 0) {
     const b = new BinaryCopy(runs.size * 200).header();
     for (const r of runs.values()) writeRun(b, r);
@@ -144,15 +153,20 @@ export function prepareRuntime(records: readonly RuntimeLogRecord[]): PreparedRu
   }
   if (ends.size + starts.size > 0) {
     const b = new BinaryCopy((ends.size + starts.size) * 600).header();
-    for (const r of ends.values()) writeExecution(b, r);
+    for (const [k, r] of ends) if (!starts.has(k)) writeExecution(b, r);
+    for (const [k, r] of ends) if (starts.has(k)) writeExecution(b, r);
     for (const [k, r] of starts) if (!ends.has(k)) writeExecution(b, r);
     out.executions = b.end();
   }
   if (refs.size > 0) {
-    const b = new BinaryCopy(refs.size * 360).header();
-    for (const [execution, own] of refs)
+    const firsts = new BinaryCopy(first.size * 360).header();
+    const later = new BinaryCopy((refs.size - first.size) * 360).header();
+    for (const [execution, own] of refs) {
+      const b = first.has(execution) ? firsts : later;
       for (const [ref, whole] of own) b.row(4).text(ref.slice(1)).char(ref[0]!).text(execution).bool(whole);
-    out.refs = b.end();
+    }
+    if (first.size > 0) out.firstRefs = firsts.end();
+    if (refs.size > first.size) out.refs = later.end();
   }
   if (stored.size > 0) {
     const b = new BinaryCopy(stored.size * 120).header();
@@ -181,7 +195,8 @@ export async function applyRuntime(tx: Queryable, p: PreparedRuntime): Promise<v
          error = ${KEEP_END('error')}`,
     );
   }
-  if (p.executions) {
+  // Rows none of which is there yet are copied straight in; else staged and merged.
+  if (p.executions && !(await copyNew(tx, `executions (${EXECUTION_COLUMNS.join(', ')})`, p.executions))) {
     await stage(tx, 'ingest_executions', 'like executions', p.executions, EXECUTION_COLUMNS);
     // An end replaces what is there (its start, or itself written again); a start read after its end
     // (or again) changes nothing: an end is never undone.
@@ -194,10 +209,8 @@ export async function applyRuntime(tx: Queryable, p: PreparedRuntime): Promise<v
        where excluded.ended_at is not null`,
     );
   }
-  if (p.refs) {
-    await stage(tx, 'ingest_lineage_refs', 'like lineage_refs', p.refs);
-    await tx.query('insert into lineage_refs select * from ingest_lineage_refs on conflict do nothing');
-  }
+  if (p.firstRefs && !(await copyNew(tx, 'lineage_refs', p.firstRefs))) await mergeRefs(tx, p.firstRefs);
+  if (p.refs) await mergeRefs(tx, p.refs);
   if (p.artifacts) {
     await stage(tx, 'ingest_artifacts', 'like artifacts', p.artifacts, ARTIFACT_COLUMNS);
     await tx.query(
@@ -207,4 +220,10 @@ export async function applyRuntime(tx: Queryable, p: PreparedRuntime): Promise<v
          last_seen = greatest(artifacts.last_seen, excluded.last_seen), deleted_at = null`,
     );
   }
+}
+
+/** Refs merged: those there already stay as they are. */
+async function mergeRefs(tx: Queryable, refs: Buffer): Promise<void> {
+  await stage(tx, 'ingest_lineage_refs', 'like lineage_refs', refs);
+  await tx.query('insert into lineage_refs select * from ingest_lineage_refs on conflict do nothing');
 }

@@ -182,6 +182,11 @@ export class Ingester {
   async #write(source: Source, all: Decoded, origin: string, opts: ApplyOptions): Promise<IngestResult> {
     const fresh: FreshKeys = new Map();
     const result = await this.db.transaction(async (tx) => {
+      // On a server, the commit does not wait for its WAL to reach disk (its WAL writer flushes it
+      // within a second): a server that crashes just after loses the whole batch with the offset
+      // that records it (one transaction), and the next ingest reads those entries again from the
+      // log, which holds them durably. Not in PGlite: with no WAL writer, nothing would flush it.
+      if (this.db.kind === 'postgres') await tx.query('set local synchronous_commit = off');
       const rows = await tx.query<{ seq: number; origin: string }>(
         'select seq, origin from ingest_offsets where source = $1 for update',
         [source],
