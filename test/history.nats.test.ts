@@ -241,7 +241,12 @@ describe('gantry history over NATS into PostgreSQL', () => {
   it('a second history on the same database stands by, and takes over when the first stops', async () => {
     const args = ['--nats', server.url, '--postgres', database.url];
     const a = startHistory(args);
-    await waitFor('a leading', async () => (/runtime log: ingesting/.test(a.output()) ? true : undefined));
+    // a holds both logs' locks before b starts, or b may take the one a has not reached yet.
+    await waitFor('a leading', async () =>
+      /runtime log: ingesting/.test(a.output()) && /broker log: ingesting/.test(a.output())
+        ? true
+        : undefined,
+    );
     const b = startHistory(args);
     try {
       await waitFor('b standing by', async () =>
@@ -265,7 +270,11 @@ describe('gantry history over NATS into PostgreSQL', () => {
     } finally {
       a.child.kill('SIGKILL');
       b.child.kill('SIGTERM');
-      await exited(b.child);
+      const stopped = await Promise.race([exited(b.child).then(() => true), sleep(20_000).then(() => false)]);
+      if (!stopped) {
+        b.child.kill('SIGKILL');
+        throw new Error(`b did not stop within 20 s of SIGTERM; its output:\n${b.output()}`);
+      }
     }
   }, 90_000);
 });
