@@ -4,6 +4,7 @@
  * turned into one line that says what to do.
  */
 import { lookup } from 'node:dns/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { decodeJson, encodeJson, type Store, subjects } from '../protocol/index.ts';
 import {
   connectNats,
@@ -116,15 +117,14 @@ export async function untilJetStream<T>(
       const hasJetStream = (transport.connection.info as { jetstream?: boolean } | undefined)?.jetstream;
       if (!jetStreamNotReady(err, hasJetStream === true)) throw err;
       const now = Date.now();
-      if (saidAt === undefined) say(`${jetStreamNotReadyLine(target)}; trying again every 2 s`);
-      else if (now - saidAt >= 30_000)
+      if (saidAt === undefined) {
+        say(`${jetStreamNotReadyLine(target)}; trying again every 2 s`);
+        saidAt = now;
+      } else if (now - saidAt >= 30_000) {
         say(`still waiting for JetStream on NATS at ${target.nats} (${Math.round((now - from) / 1000)} s)`);
-      else {
-        await new Promise((r) => setTimeout(r, JETSTREAM_RETRY_MS));
-        continue;
+        saidAt = now;
       }
-      saidAt = now;
-      await new Promise((r) => setTimeout(r, JETSTREAM_RETRY_MS));
+      await sleep(JETSTREAM_RETRY_MS);
     }
   }
 }
